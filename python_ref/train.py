@@ -1,0 +1,209 @@
+"""Train a float network: ``python -m python_ref.train --model resnet8 --data PATH``.
+
+Seeded; SGD with Nesterov momentum, linear warm-up then cosine decay; standard CIFAR augmentation
+(4-pixel zero-padded random crop and horizontal flip) done on tensors, on the GPU when there is one.
+Every epoch writes ``<out>/last.pt`` (model, optimiser, RNG, epoch) and appends a line to
+``<out>/metrics.jsonl``; ``--resume`` continues from ``last.pt`` so a long CPU run can span sessions.
+The schedules that produced the committed checkpoints are ``SCHEDULES`` below.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import DataError, load_dataset
+from .models import MODELS, build_model
+
+# The schedules behind the committed checkpoints (python_ref/zoo/<model>.pt).
+SCHEDULES = {
+    "resnet8": dict(epochs=300, batch_size=256, lr=0.2, momentum=0.9, weight_decay=5e-4,
+                    warmup_epochs=5, label_smoothing=0.0, augment=True),
+    "resnet14": dict(epochs=300, batch_size=256, lr=0.2, momentum=0.9, weight_decay=5e-4,
+                     warmup_epochs=5, label_smoothing=0.0, augment=True),
+    "resnet20": dict(epochs=300, batch_size=256, lr=0.2, momentum=0.9, weight_decay=5e-4,
+                     warmup_epochs=5, label_smoothing=0.0, augment=True),
+    "digits": dict(epochs=200, batch_size=64, lr=0.05, momentum=0.9, weight_decay=1e-4,
+                   warmup_epochs=2, label_smoothing=0.0, augment=False),
+}
+
+
+def _load_packed(path: Path):
+    """Device-transfer format: ``train_{a,b}.xz`` hold planar uint8 images with a horizontal delta
+    (lossless, about 2/3 of the raw size), ``train_{a,b}_y.npy`` the labels."""
+    import lzma
+
+    xs, ys = [], []
+    for part in ("a", "b"):
+        raw = np.frombuffer(lzma.decompress((path / f"train_{part}.xz").read_bytes()), np.uint8)
+        d = raw.reshape(-1, 3, 32, 32)
+        xs.append(np.cumsum(d, axis=3, dtype=np.uint8).transpose(0, 2, 3, 1))
+        ys.append(np.load(path / f"train_{part}_y.npy").astype(np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def to_tensor(x: np.ndarray, device) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1] (the networks' input convention)."""
+    return torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random 4-pixel zero-padded crop and horizontal flip, per image, on xb's device."""
+    b, c, h, w = xb.shape
+    dev = xb.device
+    xp = F.pad(xb, (4, 4, 4, 4))
+    oy = torch.randint(0, 9, (b,), generator=gen, device="cpu").to(dev)
+    ox = torch.randint(0, 9, (b,), generator=gen, device="cpu").to(dev)
+    flip = torch.rand(b, generator=gen, device="cpu").to(dev) < 0.5
+    ar = torch.arange(h, device=dev)
+    rows = (oy[:, None] + ar)  # b, h
+    cols = ox[:, None] + ar
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    bi = torch.arange(b, device=dev)[:, None, None]
+    out = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # b,h,w,c
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+@torch.no_grad()
+def evaluate(model, x: np.ndarray, y: np.ndarray, device, batch_size: int = 1000) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        xb = to_tensor(x[i:i + batch_size], device)
+        correct += (model(xb).argmax(1).cpu().numpy() == y[i:i + batch_size]).sum()
+    return float(correct) / len(x)
+
+
+def lr_at(step: float, steps_per_epoch: int, cfg: dict) -> float:
+    e = step / steps_per_epoch
+    if e < cfg["warmup_epochs"]:
+        return cfg["lr"] * e / cfg["warmup_epochs"]
+    t = (e - cfg["warmup_epochs"]) / max(1e-9, cfg["epochs"] - cfg["warmup_epochs"])
+    return cfg["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(model_name: str, data=None, out: Path | None = None, epochs: int | None = None,
+          seed: int = 0, resume: bool = False, device: str | None = None, packed: Path | None = None,
+          eval_every: int = 10, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    if model_name not in MODELS:
+        raise SystemExit(f"error: unknown model {model_name!r}; known: {', '.join(MODELS)}")
+    cfg = dict(SCHEDULES[model_name])
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    dataset = MODELS[model_name]["dataset"]
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(out or f"runs/{model_name}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if packed is not None:
+        xtr, ytr = _load_packed(Path(packed))
+        xte = yte = None
+    else:
+        xtr, ytr = load_dataset(dataset, "train", data)
+        xte, yte = load_dataset(dataset, "test", data)
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = build_model(model_name).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True)
+    gen = torch.Generator().manual_seed(seed)
+    start_epoch = 0
+    ckpt = out / "last.pt"
+    if resume and ckpt.exists():
+        st = torch.load(ckpt, map_location=dev, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        start_epoch = st["epoch"]
+        print(f"resuming {ckpt} at epoch {start_epoch}", file=sys.stderr)
+
+    xt = to_tensor(xtr, dev)
+    yt = torch.from_numpy(ytr).to(dev)
+    n = len(xt)
+    bs = cfg["batch_size"]
+    spe = n // bs  # drop the last partial batch: fixed step count per epoch
+    use_amp = dev.type == "cuda"
+    metrics_f = open(out / "metrics.jsonl", "a")
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg["epochs"]):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(dev)
+        tot_loss = torch.zeros((), device=dev)
+        tot_ok = torch.zeros((), device=dev)
+        it = range(spe)
+        if progress:
+            it = tqdm(it, desc=f"{model_name} epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+                      file=sys.stderr)
+        for s in it:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * spe + s, spe, cfg)
+            idx = perm[s * bs:(s + 1) * bs]
+            xb, yb = xt[idx], yt[idx]
+            if cfg["augment"]:
+                xb = augment(xb, gen)
+            if dev.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg["label_smoothing"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += loss.detach() * len(yb)
+            tot_ok += (logits.argmax(1) == yb).sum()
+        rec = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * spe, spe, cfg),
+               "train_loss": tot_loss.item() / (spe * bs), "train_acc": tot_ok.item() / (spe * bs),
+               "elapsed_s": round(time.time() - t0, 1)}
+        if xte is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg["epochs"]):
+            rec["test_acc"] = evaluate(model, xte, yte, dev)
+        metrics_f.write(json.dumps(rec) + "\n")
+        metrics_f.flush()
+        print(json.dumps(rec), file=sys.stderr)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "epoch": epoch + 1, "cfg": cfg}, ckpt)
+    final = {"arch": model_name, "state_dict": {k: v.float().cpu().contiguous(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()},
+             "schedule": cfg, "seed": seed}
+    torch.save(final, out / f"{model_name}.pt")
+    res = {"model": model_name, "epochs": cfg["epochs"], "checkpoint": str(out / f"{model_name}.pt")}
+    if xte is not None:
+        res["test_acc"] = evaluate(model, xte, yte, dev)
+    print(json.dumps(res))
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m python_ref.train", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, then ../shared)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
+    p.add_argument("--epochs", type=int, default=None, help="override the schedule's epoch count")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--device", default=None)
+    p.add_argument("--packed", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        train(a.model, a.data, a.out, a.epochs, a.seed, a.resume, a.device, a.packed,
+              progress=not a.no_progress)
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
