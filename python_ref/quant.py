@@ -1,0 +1,408 @@
+"""Integer semantics of amos_hw, implemented once (see ``docs/integer_semantics.md``).
+
+Everything a converted network computes in integers is defined here: the closed-form integer ReLU
+unit and its spikes, the power-of-two requantisation, the general integer AMOS unit
+(:class:`IntAmosUnit`, the golden model of the hardware's K pipelined stages), and the fixed-point
+rule that turns a trained float unit into an integer one (:func:`quantize_unit`).
+
+All arithmetic is exact int64. :class:`IntAmosUnit` checks at construction that no intermediate
+sum can leave the int64 range over its input range, and reports the signed bit widths that the
+hardware needs (:attr:`IntAmosUnit.widths`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "relu_int",
+    "relu_spikes",
+    "requant_shift",
+    "IntAmosUnit",
+    "quantize_unit",
+    "signed_width",
+]
+
+_INT64_SAFE = 2**62
+
+
+def _check_pos_int(value, what: str, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{what} must be at most {hi}, not {value!r}")
+    return int(value)
+
+
+def _check_nonneg_int(value, what: str, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{what} must be at most {hi}, not {value!r}")
+    return int(value)
+
+
+def _as_int64(a, what: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iub" and arr.size:
+        raise TypeError(f"{what} must hold integers, not {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Bits of the smallest two's-complement signed integer holding every value in ``[lo, hi]``.
+
+    Parameters
+    ----------
+    lo, hi : int
+        Inclusive range (``lo <= hi``).
+
+    Returns
+    -------
+    int
+        Width in bits, at least 1.
+    """
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError(f"empty range [{lo}, {hi}]")
+    w = 1
+    while not (-(2 ** (w - 1)) <= lo and hi <= 2 ** (w - 1) - 1):
+        w += 1
+    return w
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-form integer ReLU unit and requantisation
+# ---------------------------------------------------------------------------------------------
+
+
+def relu_int(v, K: int) -> np.ndarray:
+    """Closed-form integer ReLU AMOS unit with ``K`` neurons: ``clamp(v, 0, 2**K - 1)``.
+
+    This is the fast path of ``IntAmosUnit.relu(K)(v)`` (a test proves they agree).
+
+    Parameters
+    ----------
+    v : array_like of int
+        Requantised accumulator values.
+    K : int
+        Neurons per unit (1..62).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    K = _check_pos_int(K, "K", 62)
+    return np.clip(_as_int64(v, "v"), 0, 2**K - 1)
+
+
+def relu_spikes(a, K: int) -> np.ndarray:
+    """Spikes of the closed-form ReLU unit for activations ``a`` (``0 <= a < 2**K``).
+
+    Parameters
+    ----------
+    a : array_like of int
+        Activations, the output of :func:`relu_int`.
+    K : int
+        Neurons per unit (1..62).
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape ``a.shape + (K,)``
+        ``out[..., t]`` is the spike at time step ``t``: bit ``K - 1 - t`` of ``a`` (MSB first).
+    """
+    K = _check_pos_int(K, "K", 62)
+    a = _as_int64(a, "a")
+    if a.size and (a.min() < 0 or a.max() > 2**K - 1):
+        raise ValueError(f"activations must lie in 0..{2**K - 1} for K={K}")
+    shifts = np.arange(K - 1, -1, -1, dtype=np.int64)
+    return ((a[..., None] >> shifts) & 1).astype(np.uint8)
+
+
+def requant_shift(acc, S: int) -> np.ndarray:
+    """Power-of-two requantisation with round-half-up: ``(acc + 2**(S-1)) >> S``.
+
+    The shift is arithmetic (floor), so negative values round half towards +inf.
+
+    Parameters
+    ----------
+    acc : array_like of int
+        Accumulator values.
+    S : int
+        Shift, ``0 <= S <= 62``; ``S == 0`` returns ``acc`` unchanged.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    S = _check_nonneg_int(S, "S", 62)
+    acc = _as_int64(acc, "acc")
+    if S == 0:
+        return acc.copy()
+    return (acc + (np.int64(1) << np.int64(S - 1))) >> np.int64(S)
+
+
+# ---------------------------------------------------------------------------------------------
+# The integer AMOS unit
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.int64, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+class IntAmosUnit:
+    """Integer AMOS unit: the golden model of the hardware's K pipelined neuron stages.
+
+    Neuron ``i`` (0-based, in order) fires
+    ``z_i = [c_i*x (+ c2_i*x2) - sum_{j<i} h_ij*z_j - T_i >= 0]`` and the unit outputs
+    ``y = sum_i d_i*z_i``. Spike ``z_i`` is emitted at time step ``i``. Inputs outside
+    :attr:`in_range` (:attr:`in2_range`) are first saturated to it.
+
+    Parameters
+    ----------
+    name : str
+        What the unit approximates (``"relu"``, ``"sigmoid"``, ...).
+    c : sequence of int, length K
+        Input weights.
+    T : sequence of int, length K
+        Thresholds.
+    h : K x K ints
+        Inhibition; only the strictly lower triangle (``h[i][j]``, ``j < i``) is used and kept
+        (the rest is stored as zero).
+    d : sequence of int, length K
+        Output weights.
+    c2 : sequence of int, length K, optional
+        Weights of the second input (two-input units only).
+    in_range : (int, int)
+        Inclusive integer range of ``x``; inputs are saturated to it.
+    in2_range : (int, int), optional
+        Inclusive integer range of ``x2`` (two-input units only; defaults to ``in_range``).
+    in_scale, in2_scale, out_scale : float
+        Real value = integer * scale, for ``x``, ``x2`` and ``y``.
+
+    Members
+    -------
+    name, K, inputs, c, c2, T, h, d, in_range, in2_range, in_scale, in2_scale, out_scale
+        Read-only; the arrays are int64 numpy arrays with the write flag cleared.
+    param_count : int
+        Parameters the unit holds: ``c``, ``c2``, ``T``, ``d`` and the strictly lower triangle of
+        ``h``.
+    widths : dict
+        Signed bit widths the hardware needs (see :meth:`widths`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        c: Sequence[int],
+        T: Sequence[int],
+        h,
+        d: Sequence[int],
+        c2: Sequence[int] | None = None,
+        in_range: tuple[int, int] = (-(2**31), 2**31 - 1),
+        in2_range: tuple[int, int] | None = None,
+        in_scale: float = 1.0,
+        in2_scale: float | None = None,
+        out_scale: float = 1.0,
+    ):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, not {name!r}")
+        c = _as_int64(c, "c")
+        if c.ndim != 1 or c.size < 1:
+            raise ValueError(f"c must be a non-empty 1-D sequence, not shape {c.shape}")
+        K = c.size
+        T = _as_int64(T, "T")
+        d = _as_int64(d, "d")
+        h = _as_int64(h, "h")
+        for what, arr in (("T", T), ("d", d)):
+            if arr.shape != (K,):
+                raise ValueError(f"{what} must have length K={K}, not shape {arr.shape}")
+        if h.shape != (K, K):
+            raise ValueError(f"h must have shape ({K}, {K}), not {h.shape}")
+        if c2 is not None:
+            c2 = _as_int64(c2, "c2")
+            if c2.shape != (K,):
+                raise ValueError(f"c2 must have length K={K}, not shape {c2.shape}")
+        in_range = self._check_range(in_range, "in_range")
+        if c2 is None:
+            if in2_range is not None or in2_scale is not None:
+                raise ValueError("in2_range and in2_scale need a two-input unit (c2)")
+        else:
+            in2_range = self._check_range(
+                in_range if in2_range is None else in2_range, "in2_range"
+            )
+            in2_scale = float(in_scale if in2_scale is None else in2_scale)
+        for what, s in (("in_scale", in_scale), ("out_scale", out_scale), ("in2_scale", in2_scale)):
+            if s is not None and not (math.isfinite(float(s)) and float(s) > 0):
+                raise ValueError(f"{what} must be a positive finite number, not {s!r}")
+
+        self._name = name
+        self._K = K
+        self._c = _read_only(c)
+        self._c2 = None if c2 is None else _read_only(c2)
+        self._T = _read_only(T)
+        self._h = _read_only(np.tril(h, -1))
+        self._d = _read_only(d)
+        self._in_range = in_range
+        self._in2_range = in2_range
+        self._in_scale = float(in_scale)
+        self._in2_scale = in2_scale
+        self._out_scale = float(out_scale)
+        self._widths = self._compute_widths()
+
+    @staticmethod
+    def _check_range(r, what: str) -> tuple[int, int]:
+        try:
+            lo, hi = (int(v) for v in r)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a pair of integers (lo, hi), not {r!r}") from None
+        if lo > hi:
+            raise ValueError(f"{what} must have lo <= hi, not ({lo}, {hi})")
+        return lo, hi
+
+    # -- read-only members ------------------------------------------------------------------
+    name = property(lambda self: self._name)
+    K = property(lambda self: self._K)
+    inputs = property(lambda self: 1 if self._c2 is None else 2)
+    c = property(lambda self: self._c)
+    c2 = property(lambda self: self._c2)
+    T = property(lambda self: self._T)
+    h = property(lambda self: self._h)
+    d = property(lambda self: self._d)
+    in_range = property(lambda self: self._in_range)
+    in2_range = property(lambda self: self._in2_range)
+    in_scale = property(lambda self: self._in_scale)
+    in2_scale = property(lambda self: self._in2_scale)
+    out_scale = property(lambda self: self._out_scale)
+    widths = property(lambda self: dict(self._widths))
+
+    @property
+    def param_count(self) -> int:
+        """Parameters held: c, c2, T, d and the strictly lower triangle of h."""
+        n = self._c.size + self._T.size + self._d.size + self._K * (self._K - 1) // 2
+        if self._c2 is not None:
+            n += self._c2.size
+        return n
+
+    def __repr__(self) -> str:
+        return (
+            f"IntAmosUnit({self._name!r}, K={self._K}, inputs={self.inputs}, "
+            f"in_range={self._in_range})"
+        )
+
+    # -- widths -----------------------------------------------------------------------------
+    def _compute_widths(self) -> dict:
+        """Exact ranges of every signal of the K stages, as signed widths; checks int64 safety."""
+        lo, hi = self._in_range
+        # range of c_i * x (+ c2_i * x2) for each neuron
+        # Python integers (object arrays): these products may exceed int64 before the check
+        c = self._c.astype(object)
+        pmin = np.array([min(v * lo, v * hi) for v in c], dtype=object)
+        pmax = np.array([max(v * lo, v * hi) for v in c], dtype=object)
+        if self._c2 is not None:
+            lo2, hi2 = self._in2_range
+            c2 = self._c2.astype(object)
+            pmin = pmin + np.array([min(v * lo2, v * hi2) for v in c2], dtype=object)
+            pmax = pmax + np.array([max(v * lo2, v * hi2) for v in c2], dtype=object)
+        hl = self._h.astype(object)
+        inh_min = [sum(min(0, v) for v in hl[i, :i]) for i in range(self._K)]
+        inh_max = [sum(max(0, v) for v in hl[i, :i]) for i in range(self._K)]
+        # membrane u_i = input term - inhibition - T_i
+        u_min = [pmin[i] - inh_max[i] - int(self._T[i]) for i in range(self._K)]
+        u_max = [pmax[i] - inh_min[i] - int(self._T[i]) for i in range(self._K)]
+        d = self._d.astype(object)
+        y_min = sum(min(0, v) for v in d)
+        y_max = sum(max(0, v) for v in d)
+        every = [abs(v) for v in (*u_min, *u_max, y_min, y_max, *pmin, *pmax)]
+        if max(every) >= _INT64_SAFE:
+            raise ValueError(
+                f"unit {self._name!r}: parameters times in_range can overflow int64"
+            )
+        w = {
+            "x": signed_width(*self._in_range),
+            "c": signed_width(int(self._c.min()), int(self._c.max())),
+            "T": signed_width(int(self._T.min()), int(self._T.max())),
+            "h": signed_width(int(hl.min()), int(hl.max())),
+            "d": signed_width(int(self._d.min()), int(self._d.max())),
+            "membrane": signed_width(min(u_min), max(u_max)),
+            "y": signed_width(y_min, y_max),
+        }
+        if self._c2 is not None:
+            w["x2"] = signed_width(*self._in2_range)
+            w["c2"] = signed_width(int(self._c2.min()), int(self._c2.max()))
+        return w
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _inputs(self, x, x2):
+        x = np.clip(_as_int64(x, "x"), *self._in_range)
+        if self._c2 is None:
+            if x2 is not None:
+                raise ValueError(f"unit {self._name!r} has one input; x2 must be None")
+            return x, None
+        if x2 is None:
+            raise ValueError(f"unit {self._name!r} has two inputs; x2 is missing")
+        x2 = np.clip(_as_int64(x2, "x2"), *self._in2_range)
+        x, x2 = np.broadcast_arrays(x, x2)
+        return x, x2
+
+    def spikes(self, x, x2=None) -> np.ndarray:
+        """Spikes of the K neurons, computed neuron by neuron exactly as the spike rule says.
+
+        Parameters
+        ----------
+        x : array_like of int
+            First input (saturated to :attr:`in_range`).
+        x2 : array_like of int, optional
+            Second input (two-input units only; saturated to :attr:`in2_range`).
+
+        Returns
+        -------
+        numpy.ndarray of uint8, shape ``x.shape + (K,)``
+            ``out[..., i]`` is ``z_i``, the spike at time step ``i``.
+        """
+        x, x2 = self._inputs(x, x2)
+        z = np.zeros(x.shape + (self._K,), dtype=np.int64)
+        for i in range(self._K):
+            u = self._c[i] * x - self._T[i]
+            if x2 is not None:
+                u = u + self._c2[i] * x2
+            if i:
+                u = u - z[..., :i] @ self._h[i, :i]
+            z[..., i] = u >= 0
+        return z.astype(np.uint8)
+
+    def __call__(self, x, x2=None) -> np.ndarray:
+        """Output ``y = sum_i d_i * z_i`` (int64, shape of ``x``)."""
+        z = self.spikes(x, x2).astype(np.int64)
+        return z @ self._d
+
+    def real(self, x, x2=None) -> np.ndarray:
+        """Output in real units, ``y * out_scale`` (float64)."""
+        return self(x, x2).astype(np.float64) * self._out_scale
+
+    @classmethod
+    def relu(cls, K: int) -> IntAmosUnit:
+        """Closed-form integer ReLU unit: ``c_i = 1``, ``T_i = h_ji = d_i = 2**(K-1-i)``.
+
+        It outputs ``clamp(x, 0, 2**K - 1)`` for every int32 ``x`` (the range only sets widths:
+        the closed form saturates by itself), and its spikes are the binary digits of the output,
+        most significant first.
+
+        Parameters
+        ----------
+        K : int
+            Neurons (1..30).
+        """
+        K = _check_pos_int(K, "K", 30)
+        p = 2 ** np.arange(K - 1, -1, -1, dtype=np.int64)
+        h = np.tril(np.broadcast_to(p[None, :], (K, K)), -1)
+        return cls("relu", c=np.ones(K, np.int64), T=p, h=h, d=p)
+
+
+def quantize_unit(*args, **kwargs):  # pragma: no cover - replaced below once units land
+    raise NotImplementedError("quantize_unit is not implemented yet")
