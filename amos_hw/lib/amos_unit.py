@@ -1,0 +1,346 @@
+"""The AMOS unit as hardware: K pipelined threshold stages with delay registers.
+
+The integer semantics are fixed by :class:`python_ref.quant.IntAmosUnit` (see
+``docs/integer_semantics.md``); :meth:`AmosUnit.model` calls it and tests compare the hardware
+with it bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from python_ref.quant import IntAmosUnit, signed_width
+
+__all__ = ["AmosUnit", "const_mul"]
+
+
+def const_mul(x, c: int):
+    """Multiply a value by an integer constant, without a multiplier where ``c`` allows it.
+
+    ``0`` gives a zero constant, ``+-2**k`` a shift (and negation); other constants fall back to
+    Amaranth's ``*`` (a constant multiplication, which synthesis turns into adders or a DSP).
+
+    Parameters
+    ----------
+    x : amaranth value
+        Signed or unsigned value.
+    c : int
+        Constant factor.
+    """
+    c = int(c)
+    if c == 0:
+        return Const(0, signed(2))
+    mag = abs(c)
+    if mag & (mag - 1) == 0:
+        shifted = x.as_signed() if x.shape().signed else x.as_unsigned()
+        k = mag.bit_length() - 1
+        v = shifted.shift_left(k) if k else shifted
+        return -v if c < 0 else v
+    return x * c
+
+
+def _check_width(value, what: str, hi: int = 64) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    if value > hi:
+        raise ValueError(f"{what} must be at most {hi}, not {value!r}")
+    return int(value)
+
+
+class AmosUnit(wiring.Component):
+    """An integer AMOS unit of ``K`` neurons as a pipeline of ``K`` threshold stages.
+
+    Stage ``i`` holds the membrane value of neuron ``i``, ``c_i*x (+ c2_i*x2) - H_i - T_i`` with
+    ``H_i = sum_{j<i} h_ij*z_j``, compares it with zero and emits ``z_i``; it passes on the
+    membranes of the later neurons, already reduced by ``h_ki*z_i``, and the spikes so far (the
+    delay registers that align the ``K`` spikes of one input). When all ``c_i`` (and ``c2_i``)
+    are equal and each column of ``h`` is constant below the diagonal, as in the closed-form
+    ReLU (``c_i = 1``, ``T_i = h_ji = d_i = 2**(K-1-i)``), the stages share a single residual
+    ``r = c*x - H`` and compare it with the constant ``T_i``: the ReLU unit has no multiplier,
+    only comparisons and subtractions of powers of two.
+
+    Inputs outside the unit's ``in_range`` are saturated to it first, as
+    :class:`~python_ref.quant.IntAmosUnit` does.
+
+    Throughput: one input (of ``lanes`` values) per cycle. Latency: :attr:`latency` cycles
+    (``K + 2``) from an accepted input to its output being valid, when the output is not stalled.
+    Backpressure stalls the whole pipeline (``i.ready`` follows ``o.ready`` combinationally).
+
+    Parameters
+    ----------
+    unit : python_ref.quant.IntAmosUnit
+        Integer parameters (``c``, ``c2``, ``T``, ``h``, ``d``).
+    in_width : int
+        Signed width of ``x`` on the input port (1..64).
+    in2_width : int, optional
+        Signed width of ``x2`` (two-input units only; defaults to ``in_width``).
+    lanes : int
+        Independent units sharing one stream (same parameters), default 1.
+    count_width : int
+        Width of the wrapping :attr:`spike_count` counter, default 32.
+
+    Members
+    -------
+    i : ``In(stream.Signature(in_layout))``
+        Inputs: a struct with ``x`` (an array of ``lanes`` signed values) and, for a two-input
+        unit, ``x2``.
+    o : ``Out(stream.Signature(out_layout))``
+        Outputs: ``z``, an array of ``lanes`` ``K``-bit spike words (bit ``K-1-i`` is ``z_i``,
+        so a ReLU unit's spike word is its activation), and ``y``, an array of ``lanes`` signed
+        outputs ``sum_i d_i*z_i``.
+    spike_count : ``Out(count_width)``
+        Spikes of all outputs handed on so far (wraps around); the unit reports its activity.
+    output_count : ``Out(count_width)``
+        Outputs (of ``lanes`` values) handed on so far (wraps around).
+    clear : ``In(1)``
+        Synchronous clear of both counters (wins over a simultaneous transfer).
+    """
+
+    def __init__(self, unit, in_width, *, in2_width=None, lanes=1, count_width=32):
+        self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
+        if not isinstance(unit, IntAmosUnit):
+            raise TypeError(
+                f"unit must be a python_ref.quant.IntAmosUnit, not {type(unit).__name__}"
+            )
+        in_width = _check_width(in_width, "in_width")
+        if unit.inputs == 1:
+            if in2_width is not None:
+                raise ValueError(f"unit {unit.name!r} has one input; in2_width must be None")
+        else:
+            in2_width = _check_width(in_width if in2_width is None else in2_width, "in2_width")
+        lanes = _check_width(lanes, "lanes", 4096)
+        count_width = _check_width(count_width, "count_width")
+
+        self._unit = unit
+        self._K = unit.K
+        self._in_width = in_width
+        self._in2_width = in2_width
+        self._lanes = lanes
+        self._count_width = count_width
+
+        def eff(width, rng):
+            lo = max(-(2 ** (width - 1)), rng[0])
+            hi = min(2 ** (width - 1) - 1, rng[1])
+            if lo > hi:
+                raise ValueError(
+                    f"unit {unit.name!r}: a {width}-bit signed input cannot reach its "
+                    f"range {rng}"
+                )
+            clamp = lo > -(2 ** (width - 1)) or hi < 2 ** (width - 1) - 1
+            return (lo, hi), clamp
+
+        self._x_range, self._x_clamp = eff(in_width, unit.in_range)
+        if unit.inputs == 2:
+            self._x2_range, self._x2_clamp = eff(in2_width, unit.in2_range)
+
+        K = self._K
+        c = [int(v) for v in unit.c]
+        c2 = None if unit.c2 is None else [int(v) for v in unit.c2]
+        h = [[int(v) for v in row] for row in unit.h]
+        self._shared = (
+            len(set(c)) == 1
+            and (c2 is None or len(set(c2)) == 1)
+            and all(len({h[i][j] for i in range(j + 1, K)}) <= 1 for j in range(K))
+        )
+
+        # exact ranges of the input terms c_k*x (+ c2_k*x2), neuron by neuron
+        def term(k):
+            lo, hi = self._x_range
+            a = sorted((c[k] * lo, c[k] * hi))
+            if c2 is not None:
+                lo2, hi2 = self._x2_range
+                b = sorted((c2[k] * lo2, c2[k] * hi2))
+                a = [a[0] + b[0], a[1] + b[1]]
+            return a
+
+        if self._shared:
+            p_lo, p_hi = term(0)
+            hcol = [h[j + 1][j] if j + 1 < K else 0 for j in range(K)]
+            r_lo = p_lo - sum(max(0, v) for v in hcol)
+            r_hi = p_hi - sum(min(0, v) for v in hcol)
+            self._hcol = hcol
+            self._res_width = signed_width(r_lo, r_hi)
+        else:
+            widths = []
+            for k in range(K):
+                p_lo, p_hi = term(k)
+                t = int(unit.T[k])
+                widths.append(
+                    signed_width(
+                        p_lo - t - sum(max(0, v) for v in h[k][:k]),
+                        p_hi - t - sum(min(0, v) for v in h[k][:k]),
+                    )
+                )
+            self._mem_widths = widths
+        d = [int(v) for v in unit.d]
+        self._y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
+        self._relu_like = d == [2 ** (K - 1 - i) for i in range(K)]
+
+        fields = {"x": data.ArrayLayout(signed(in_width), lanes)}
+        if unit.inputs == 2:
+            fields["x2"] = data.ArrayLayout(signed(in2_width), lanes)
+        self._in_layout = data.StructLayout(fields)
+        self._out_layout = data.StructLayout(
+            {
+                "z": data.ArrayLayout(unsigned(K), lanes),
+                "y": data.ArrayLayout(signed(self._y_width), lanes),
+            }
+        )
+        super().__init__(
+            {
+                "i": In(stream.Signature(self._in_layout)),
+                "o": Out(stream.Signature(self._out_layout)),
+                "spike_count": Out(count_width),
+                "output_count": Out(count_width),
+                "clear": In(1),
+            }
+        )
+        self._MustUse__silence = False
+
+    # -- read-only properties ---------------------------------------------------------------
+    unit = property(lambda self: self._unit, doc="The integer unit (IntAmosUnit).")
+    K = property(lambda self: self._K, doc="Neurons (pipeline stages).")
+    lanes = property(lambda self: self._lanes, doc="Parallel lanes.")
+    in_width = property(lambda self: self._in_width, doc="Signed width of x.")
+    in2_width = property(lambda self: self._in2_width, doc="Signed width of x2 (or None).")
+    y_width = property(lambda self: self._y_width, doc="Signed width of y.")
+    shared_residual = property(
+        lambda self: self._shared,
+        doc="True when the stages share one residual (closed-form ReLU and alike).",
+    )
+    in_layout = property(lambda self: self._in_layout, doc="Payload layout of ``i``.")
+    out_layout = property(lambda self: self._out_layout, doc="Payload layout of ``o``.")
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted input to its output being valid (no stall): ``K + 2``."""
+        return self._K + 2
+
+    @property
+    def flip_flops(self) -> int:
+        """Flip-flops of the pipeline registers and counters (an estimate before synthesis)."""
+        K, n = self._K, self._lanes
+        if self._shared:
+            per_lane = (K + 1) * self._res_width
+        else:
+            per_lane = sum(sum(self._mem_widths[s:]) for s in range(K + 1))
+        per_lane += sum(range(K + 1)) + K + self._y_width
+        return n * per_lane + K + 2 + 2 * self._count_width
+
+    def model(self, x, x2=None):
+        """Bit-exact reference: spike words and outputs from :class:`IntAmosUnit`.
+
+        Parameters
+        ----------
+        x, x2 : array_like of int
+            Inputs (``x2`` only for a two-input unit).
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            Spike words (bit ``K-1-i`` is ``z_i``) and outputs ``y``, both int64.
+        """
+        z = self._unit.spikes(x, x2).astype(np.int64)
+        weights = np.int64(1) << np.arange(self._K - 1, -1, -1, dtype=np.int64)
+        return z @ weights, self._unit(x, x2)
+
+    # -- hardware ---------------------------------------------------------------------------
+    def _clamped(self, v, rng, clamp):
+        if not clamp:
+            return v
+        lo, hi = rng
+        return Mux(v < lo, lo, Mux(v > hi, hi, v))
+
+    def elaborate(self, platform):
+        m = Module()
+        K, unit = self._K, self._unit
+        c = [int(v) for v in unit.c]
+        c2 = None if unit.c2 is None else [int(v) for v in unit.c2]
+        T = [int(v) for v in unit.T]
+        h = [[int(v) for v in row] for row in unit.h]
+        d = [int(v) for v in unit.d]
+
+        en = Signal()
+        valid = [Signal(name=f"valid_{s}") for s in range(K + 2)]
+        m.d.comb += [
+            en.eq(~valid[K + 1] | self.o.ready),
+            self.i.ready.eq(en),
+            self.o.valid.eq(valid[K + 1]),
+        ]
+        with m.If(en):
+            m.d.sync += valid[0].eq(self.i.valid)
+            m.d.sync += [valid[s + 1].eq(valid[s]) for s in range(K + 1)]
+
+        for lane in range(self._lanes):
+            x = self._clamped(self.i.payload.x[lane], self._x_range, self._x_clamp)
+            x2 = None
+            if c2 is not None:
+                x2 = self._clamped(self.i.payload.x2[lane], self._x2_range, self._x2_clamp)
+
+            def input_term(k, x=x, x2=x2):
+                t = const_mul(x, c[k])
+                if x2 is not None:
+                    t = t + const_mul(x2, c2[k])
+                return t
+
+            # zs[s] holds the spikes of neurons < s at bits K-1-j (delay registers)
+            zs = [Signal(K, name=f"z_{lane}_{s}") for s in range(K + 1)]
+            if self._shared:
+                res = [
+                    Signal(signed(self._res_width), name=f"r_{lane}_{s}") for s in range(K + 1)
+                ]
+                with m.If(en):
+                    m.d.sync += [res[0].eq(input_term(0)), zs[0].eq(0)]
+                    for s in range(K):
+                        fire = res[s] >= T[s]
+                        nxt = res[s] - Mux(fire, self._hcol[s], 0) if self._hcol[s] else res[s]
+                        m.d.sync += [
+                            res[s + 1].eq(nxt),
+                            zs[s + 1].eq(zs[s] | (fire << (K - 1 - s))),
+                        ]
+            else:
+                # mem[s][k] for k >= s: membrane of neuron k after the spikes of neurons < s
+                mem = [
+                    {
+                        k: Signal(signed(self._mem_widths[k]), name=f"u_{lane}_{s}_{k}")
+                        for k in range(s, K)
+                    }
+                    for s in range(K + 1)
+                ]
+                with m.If(en):
+                    m.d.sync += zs[0].eq(0)
+                    m.d.sync += [mem[0][k].eq(input_term(k) - T[k]) for k in range(K)]
+                    for s in range(K):
+                        fire = ~mem[s][s][-1]  # membrane >= 0
+                        m.d.sync += zs[s + 1].eq(zs[s] | (fire << (K - 1 - s)))
+                        for k in range(s + 1, K):
+                            hk = h[k][s]
+                            nxt = mem[s][k] - Mux(fire, hk, 0) if hk else mem[s][k]
+                            m.d.sync += mem[s + 1][k].eq(nxt)
+
+            with m.If(en):
+                m.d.sync += self.o.payload.z[lane].eq(zs[K])
+                if self._relu_like:
+                    y = zs[K]
+                else:
+                    y = sum(
+                        (Mux(zs[K][K - 1 - i], d[i], 0) for i in range(K) if d[i]),
+                        Const(0, signed(2)),
+                    )
+                m.d.sync += self.o.payload.y[lane].eq(y)
+
+        # activity statistics
+        spikes = Signal(range(K * self._lanes + 1))
+        m.d.comb += spikes.eq(
+            sum(self.o.payload.z[lane][b] for lane in range(self._lanes) for b in range(K))
+        )
+        with m.If(self.clear):
+            m.d.sync += [self.spike_count.eq(0), self.output_count.eq(0)]
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += [
+                self.spike_count.eq(self.spike_count + spikes),
+                self.output_count.eq(self.output_count + 1),
+            ]
+        return m
