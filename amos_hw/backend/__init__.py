@@ -1,0 +1,1 @@
+"""Back ends: Verilog emission (:mod:`amos_hw.backend.verilog`)."""
