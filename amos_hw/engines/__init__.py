@@ -1,0 +1,10 @@
+"""Layer engines: streaming :class:`amaranth.lib.wiring.Component` s, one module per op kind.
+
+Every engine consumes AMOS spike words and, after its ReLU AMOS unit, produces spike words, so the
+generator chains them with :func:`amaranth.lib.wiring.connect`. Each engine states its expected
+cycles per image and its LUT / flip-flop / memory-bit estimates as properties before synthesis;
+see ``docs/architecture.md``.
+"""
+from amos_hw.engines.dense import DenseEngine
+
+__all__ = ["DenseEngine"]

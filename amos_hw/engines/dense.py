@@ -1,0 +1,410 @@
+"""Dense (fully connected) engine: a matrix-vector unit fed by AMOS spikes, with PE x SIMD folding.
+
+The same matrix-vector unit computes a convolution once a window generator has turned the image
+into im2col vectors (:mod:`amos_hw.engines.conv`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from amos_hw.lib.amos_unit import AmosUnit
+from python_ref import snn
+from python_ref.quant import IntAmosUnit, requant_shift, signed_width
+
+__all__ = ["DenseEngine", "accumulator_range", "spike_product", "tree_sum"]
+
+WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
+BIAS_LIMIT = 2**31  # int32
+
+
+def _pos_int(value, what: str, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{what} must be at most {hi}, not {value!r}")
+    return int(value)
+
+
+def _nonneg_int(value, what: str, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    if value > hi:
+        raise ValueError(f"{what} must be at most {hi}, not {value!r}")
+    return int(value)
+
+
+def _int_array(value, what: str, ndim: int, name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: {what} must hold integers, not {arr.dtype}")
+    if arr.ndim != ndim or arr.size == 0:
+        raise ValueError(
+            f"{name}: {what} must be a non-empty {ndim}-D array, not shape {arr.shape}"
+        )
+    return arr.astype(np.int64)
+
+
+def accumulator_range(weights, bias, in_bits: int) -> tuple[int, int]:
+    """Exact range of every partial sum ``bias_k + sum_{i in prefix} w_ki * a_i``.
+
+    With ``0 <= a_i <= 2**in_bits - 1`` a partial sum over any subset of inputs lies in
+    ``[bias_k + sum_{w<0} w*amax, bias_k + sum_{w>0} w*amax]`` and both ends are reached (the
+    worst-case inputs: ``amax`` where ``w`` has the sign, 0 elsewhere). The accumulator is as wide
+    as the union over all outputs ``k`` (and the bias-free partial sums) needs, no wider.
+
+    Parameters
+    ----------
+    weights : (N_out, N_in) int array
+    bias : (N_out,) int array
+    in_bits : int
+
+    Returns
+    -------
+    (int, int)
+        Inclusive range.
+    """
+    amax = 2**in_bits - 1
+    w = np.asarray(weights, dtype=object)
+    b = np.asarray(bias, dtype=object)
+    pos = (np.where(w > 0, w, 0) * amax).sum(axis=1)
+    neg = (np.where(w < 0, w, 0) * amax).sum(axis=1)
+    lo = min(int(v) for v in np.minimum(b, 0) + neg)
+    hi = max(int(v) for v in np.maximum(b, 0) + pos)
+    return lo, hi
+
+
+def tree_sum(values):
+    """Balanced adder tree (Amaranth's ``+`` widens, so no level can overflow)."""
+    values = list(values)
+    if not values:
+        return Const(0, signed(2))
+    while len(values) > 1:
+        values = [
+            values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+            for i in range(0, len(values), 2)
+        ]
+    return values[0]
+
+
+def spike_product(w, a, bits: int):
+    """``w * a`` as spike-gated shifted weights: ``sum_t z_t * (w << (bits-1-t))``.
+
+    ``a`` is the spike word of a ReLU AMOS unit (bit ``bits-1-t`` is the spike at time step
+    ``t``), so the product needs no multiplier: each spike gates a shifted copy of the weight.
+    """
+    return tree_sum(Mux(a[b], w.shift_left(b), 0) for b in range(bits))
+
+
+class DenseEngine(wiring.Component):
+    """Fully connected layer on AMOS spikes, folded over ``pe`` outputs and ``simd`` inputs.
+
+    The engine computes, for each input vector ``a`` (``N_in`` activations, each the ``in_bits``
+    spike word of a ReLU AMOS unit), ``acc = W a + bias``, ``v = (acc + 2**(S-1)) >> S`` and
+    then either the ReLU AMOS unit's spikes ``clamp(v, 0, 2**out_bits - 1)`` or, with
+    ``out_bits=None``, the raw ``v`` (logits).
+
+    Schedule: bit-parallel over the spike lane. Each cycle it takes ``simd`` spike words and, for
+    ``pe`` outputs at once, adds the weights shifted by each spike's time step
+    (:func:`spike_product`; no multiplier, no DSP). One output fold (``pe`` outputs) takes
+    ``SF = N_in / simd`` cycles and an input vector ``NF * SF`` cycles (``NF = N_out / pe``).
+    The inputs stream in during the first output fold and are kept in a buffer memory for the
+    others. Weights (``pe * simd`` per word, ``NF * SF`` words) and biases live in
+    :class:`amaranth.lib.memory.Memory` initialised from the integers.
+
+    Throughput: one input vector every :attr:`expected_cycles` cycles when the input is always
+    valid and the output always ready. Latency: :attr:`latency` cycles from the first input word
+    of a vector to the first output word.
+
+    Parameters
+    ----------
+    weights : (N_out, N_in) array of int
+        ``-127..127`` (int8, symmetric).
+    bias : (N_out,) array of int
+        int32, at the accumulator's scale.
+    in_bits : int
+        Spikes per input activation (``K`` of the AMOS unit before), 1..16.
+    shift : int
+        Requantisation shift ``S``, 0..62.
+    out_bits : int or None
+        ``K`` of the ReLU AMOS unit after the layer (1..16), or ``None`` for raw outputs.
+    pe : int
+        Outputs computed in parallel; must divide ``N_out``.
+    simd : int
+        Inputs consumed in parallel; must divide ``N_in``.
+    name : str
+        Layer name for error messages.
+
+    Members
+    -------
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), simd)))``
+        Input words, ``simd`` activations each, in input order.
+    o : ``Out(stream.Signature(ArrayLayout(unsigned(out_bits) or signed(out_width), pe)))``
+        Output words, ``pe`` outputs each, in output order.
+    spike_count : ``Out(32)``
+        Spikes the output AMOS units emitted (0 when ``out_bits`` is None).
+    """
+
+    def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, name="dense"):
+        self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, not {name!r}")
+        weights = _int_array(weights, "weights", 2, name)
+        n_out, n_in = weights.shape
+        if np.abs(weights).max() > WEIGHT_LIMIT:
+            raise ValueError(
+                f"{name}: weights must lie in -{WEIGHT_LIMIT}..{WEIGHT_LIMIT} (int8, symmetric), "
+                f"not {int(weights.min())}..{int(weights.max())}"
+            )
+        bias = _int_array(bias, "bias", 1, name)
+        if bias.shape != (n_out,):
+            raise ValueError(f"{name}: bias must have shape ({n_out},), not {bias.shape}")
+        if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
+            raise ValueError(f"{name}: bias must lie in the int32 range")
+        in_bits = _pos_int(in_bits, f"{name}: in_bits", 16)
+        shift = _nonneg_int(shift, f"{name}: shift", 62)
+        if out_bits is not None:
+            out_bits = _pos_int(out_bits, f"{name}: out_bits", 16)
+        pe = _pos_int(pe, f"{name}: pe")
+        simd = _pos_int(simd, f"{name}: simd")
+        if n_out % pe:
+            raise ValueError(f"{name}: pe must divide the {n_out} outputs, not {pe}")
+        if n_in % simd:
+            raise ValueError(f"{name}: simd must divide the {n_in} inputs, not {simd}")
+
+        self._name = name
+        self._weights = weights
+        self._weights.setflags(write=False)
+        self._bias = bias
+        self._bias.setflags(write=False)
+        self._in_bits, self._shift, self._out_bits = in_bits, shift, out_bits
+        self._pe, self._simd = pe, simd
+        self._nf, self._sf = n_out // pe, n_in // simd
+        self._w_width = signed_width(int(weights.min()), int(weights.max()))
+        self._b_width = signed_width(min(0, int(bias.min())), max(0, int(bias.max())))
+        self._acc_range = accumulator_range(weights, bias, in_bits)
+        self._acc_width = signed_width(*self._acc_range)
+        v_lo, v_hi = (int(v) for v in requant_shift(np.array(self._acc_range), shift))
+        self._v_width = signed_width(v_lo, v_hi)
+
+        self._amos = None
+        if out_bits is not None:
+            self._amos = AmosUnit(IntAmosUnit.relu(out_bits), self._v_width, lanes=pe)
+            out_shape = unsigned(out_bits)
+        else:
+            out_shape = signed(self._v_width)
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
+                "o": Out(stream.Signature(data.ArrayLayout(out_shape, pe))),
+                "spike_count": Out(32),
+            }
+        )
+        self._MustUse__silence = False
+
+    # -- read-only properties ---------------------------------------------------------------
+    name = property(lambda self: self._name)
+    weights = property(lambda self: self._weights, doc="(N_out, N_in) int64, read-only.")
+    bias = property(lambda self: self._bias, doc="(N_out,) int64, read-only.")
+    n_in = property(lambda self: self._weights.shape[1])
+    n_out = property(lambda self: self._weights.shape[0])
+    in_bits = property(lambda self: self._in_bits)
+    out_bits = property(lambda self: self._out_bits)
+    shift = property(lambda self: self._shift)
+    pe = property(lambda self: self._pe)
+    simd = property(lambda self: self._simd)
+    acc_range = property(
+        lambda self: self._acc_range,
+        doc="Exact range of every partial sum (see accumulator_range).",
+    )
+    acc_width = property(lambda self: self._acc_width, doc="Accumulator width (signed).")
+    out_width = property(
+        lambda self: self._out_bits if self._out_bits is not None else self._v_width,
+        doc="Width of one output (unsigned spike word, or signed raw value).",
+    )
+
+    @property
+    def expected_cycles(self) -> int:
+        """Cycles per input vector: ``(N_out / pe) * (N_in / simd)``."""
+        return self._nf * self._sf
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the first input word of a vector to its first output word (no stall)."""
+        return self._sf + 1 + (self._amos.latency if self._amos is not None else 0)
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the weight, bias and input-buffer memories."""
+        bits = self._nf * self._sf * self._pe * self._simd * self._w_width
+        bits += self._nf * self._pe * self._b_width
+        if self._nf > 1:
+            bits += self._sf * self._simd * self._in_bits
+        return bits
+
+    @property
+    def flip_flops(self) -> int:
+        """Flip-flops: input register, accumulators, result registers, control, AMOS units."""
+        ff = self._simd * self._in_bits + 2 * self._pe * self._acc_width
+        ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
+        if self._amos is not None:
+            ff += self._amos.flip_flops
+        return ff
+
+    @property
+    def luts(self) -> int:
+        """LUT4 estimate: spike-gated shift-add products, adder trees, accumulators, units.
+
+        Each product is ``in_bits`` gated copies of the weight summed (``in_bits - 1`` adders of
+        ``w_width + in_bits`` bits); the ``simd`` products of one output add in a tree; the
+        accumulator is an adder with a bias multiplexer; the ReLU unit is a comparison and a
+        subtraction per stage. One LUT4 per adder bit (ECP5 and iCE40 carry chains).
+        """
+        pw = self._w_width + self._in_bits
+        per_pe = self._simd * (self._in_bits - 1) * pw
+        per_pe += (self._simd - 1) * (pw + max(0, math.ceil(math.log2(self._simd))))
+        per_pe += 2 * self._acc_width
+        if self._amos is not None:
+            per_pe += 2 * (self._out_bits + 1) * self._v_width
+        return self._pe * per_pe + 40
+
+    def model(self, a):
+        """Reference outputs for input vectors ``a`` (shape ``(..., N_in)``), int64.
+
+        :func:`python_ref.snn.dense` then :func:`python_ref.snn.requant_unit` with the ReLU unit
+        (or :func:`python_ref.quant.requant_shift` alone for raw outputs).
+        """
+        a = np.asarray(a, dtype=np.int64)
+        if a.shape[-1:] != (self.n_in,):
+            raise ValueError(f"{self._name}: input vectors must have {self.n_in} values")
+        if a.size and (a.min() < 0 or a.max() > 2**self._in_bits - 1):
+            raise ValueError(f"{self._name}: inputs must lie in 0..{2**self._in_bits - 1}")
+        acc = snn.dense(a.reshape(-1, self.n_in), self._weights, self._bias)
+        if self._out_bits is None:
+            out = requant_shift(acc, self._shift)
+        else:
+            out, _ = snn.requant_unit([acc], [self._shift], IntAmosUnit.relu(self._out_bits))
+        return out.reshape(a.shape[:-1] + (self.n_out,))
+
+    # -- hardware ---------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        pe, simd, nf, sf = self._pe, self._simd, self._nf, self._sf
+        wb, bb, kin = self._w_width, self._b_width, self._in_bits
+
+        def pack(values, width):
+            word = 0
+            for n, v in enumerate(values):
+                word |= (int(v) & ((1 << width) - 1)) << (n * width)
+            return word
+
+        w_init = [
+            pack(self._weights[f * pe:(f + 1) * pe, s * simd:(s + 1) * simd].ravel(), wb)
+            for f in range(nf)
+            for s in range(sf)
+        ]
+        b_init = [pack(self._bias[f * pe:(f + 1) * pe], bb) for f in range(nf)]
+        m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wb), depth=nf * sf,
+                                             init=w_init)
+        m.submodules.biases = bmem = Memory(shape=unsigned(pe * bb), depth=nf, init=b_init)
+        w_rd = wmem.read_port()
+        b_rd = bmem.read_port()
+
+        en = Signal()  # the whole pipeline advances
+        nf_ctr = Signal(range(nf))
+        sf_ctr = Signal(range(sf))
+        waddr = Signal(range(nf * sf))
+        from_stream = nf_ctr == 0
+        go = Signal()
+        m.d.comb += [
+            go.eq(en & (~from_stream | self.i.valid)),
+            self.i.ready.eq(en & from_stream),
+            w_rd.en.eq(en),
+            w_rd.addr.eq(waddr),
+            b_rd.en.eq(en),
+            b_rd.addr.eq(nf_ctr),
+        ]
+        with m.If(go):
+            m.d.sync += waddr.eq(Mux(waddr == nf * sf - 1, 0, waddr + 1))
+            with m.If(sf_ctr == sf - 1):
+                m.d.sync += [sf_ctr.eq(0), nf_ctr.eq(Mux(nf_ctr == nf - 1, 0, nf_ctr + 1))]
+            with m.Else():
+                m.d.sync += sf_ctr.eq(sf_ctr + 1)
+
+        # stage A: operands fetched (memory reads complete at the end of this cycle)
+        valid_a = Signal()
+        first_a = Signal()
+        last_a = Signal()
+        stream_a = Signal()
+        a_reg = Signal(simd * kin)
+        with m.If(en):
+            m.d.sync += [
+                valid_a.eq(go),
+                first_a.eq(sf_ctr == 0),
+                last_a.eq(sf_ctr == sf - 1),
+                stream_a.eq(from_stream),
+                a_reg.eq(self.i.payload.as_value()),
+            ]
+        if nf > 1:
+            m.submodules.inputs = buf = Memory(shape=unsigned(simd * kin), depth=sf, init=[])
+            buf_wr = buf.write_port()
+            buf_rd = buf.read_port()
+            m.d.comb += [
+                buf_wr.addr.eq(sf_ctr),
+                buf_wr.data.eq(self.i.payload.as_value()),
+                buf_wr.en.eq(self.i.valid & self.i.ready),
+                buf_rd.addr.eq(sf_ctr),
+                buf_rd.en.eq(en),
+            ]
+            acts = Mux(stream_a, a_reg, buf_rd.data)
+        else:
+            acts = a_reg
+
+        # stage B: spike-gated shift-add products, adder tree, accumulate
+        acc = [Signal(signed(self._acc_width), name=f"acc_{p}") for p in range(pe)]
+        res = [Signal(signed(self._acc_width), name=f"res_{p}") for p in range(pe)]
+        valid_c = Signal()
+        with m.If(en):
+            m.d.sync += valid_c.eq(valid_a & last_a)
+        for p in range(pe):
+            dot = tree_sum(
+                spike_product(
+                    w_rd.data.word_select(p * simd + s, wb).as_signed(),
+                    acts.word_select(s, kin),
+                    kin,
+                )
+                for s in range(simd)
+            )
+            bias = b_rd.data.word_select(p, bb).as_signed()
+            total = Mux(first_a, bias, acc[p]) + dot
+            with m.If(en & valid_a):
+                m.d.sync += acc[p].eq(total)
+                with m.If(last_a):
+                    m.d.sync += res[p].eq(total)
+
+        # stage C: requantise, then the ReLU AMOS unit (or the raw value)
+        S = self._shift
+        v = [(r + (1 << (S - 1))) >> S if S else r for r in res]
+        if self._amos is not None:
+            m.submodules.amos = amos = self._amos
+            m.d.comb += [
+                amos.i.valid.eq(valid_c),
+                en.eq(~valid_c | amos.i.ready),
+                self.o.valid.eq(amos.o.valid),
+                amos.o.ready.eq(self.o.ready),
+                self.spike_count.eq(amos.spike_count),
+            ]
+            m.d.comb += [amos.i.payload.x[p].eq(v[p]) for p in range(pe)]
+            m.d.comb += [self.o.payload[p].eq(amos.o.payload.z[p]) for p in range(pe)]
+        else:
+            m.d.comb += [
+                self.o.valid.eq(valid_c),
+                en.eq(~valid_c | self.o.ready),
+            ]
+            m.d.comb += [self.o.payload[p].eq(v[p]) for p in range(pe)]
+        return m
