@@ -1,0 +1,383 @@
+"""The integer SNN reference: runs a description (:mod:`python_ref.ir`) exactly, in numpy integers.
+
+This is the golden model of every hardware test. :func:`run` evaluates a whole network over a batch
+of images and returns logits, classes, spike counts per layer and (on request) every intermediate
+tensor. The per-op functions (:func:`conv2d`, :func:`dense`, :func:`add`, :func:`gap`,
+:func:`requant_unit`) evaluate single layers, and :func:`conv2d_bitserial` /
+:func:`dense_bitserial` evaluate a layer from its input spikes time step by time step (MSB first),
+which is how the hardware consumes them; ``run(..., bitserial=True)`` uses that path everywhere a
+layer reads spikes.
+
+The integer semantics (requantisation, the units, their spikes) come from
+:mod:`python_ref.quant`; nothing here redefines them.
+
+Exactness of the fast path: a dot product of integers is computed with float64 BLAS only when
+``max|a| * max_o sum_i |w_oi| < 2**53`` (checked on every call, else int64 matmul is used). Every
+partial sum of such a product is then an integer of magnitude below ``2**53``, which float64
+represents exactly, so the result equals the int64 one bit for bit. For ResNet8 at K = 10 the
+largest bound is ``1023 * 127 * 576 < 2**27``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ir as _ir
+from .quant import IntAmosUnit, relu_int, relu_spikes, requant_shift
+
+__all__ = [
+    "SimResult",
+    "im2col",
+    "conv2d",
+    "dense",
+    "add",
+    "gap",
+    "requant_unit",
+    "unit_spikes",
+    "conv2d_bitserial",
+    "dense_bitserial",
+    "input_spikes",
+    "run",
+]
+
+_EXACT = 2**53
+
+
+def im2col(a: np.ndarray, kernel: int, stride: int, padding: int, dtype=None) -> np.ndarray:
+    """Patches of an ``(N, H, W, C)`` tensor as rows ``(N*Ho*Wo, kernel*kernel*C)``, ordered
+    ``(ky, kx, c)`` to match weights ``(O, ky, kx, C)``; zero padding."""
+    if a.ndim != 4:
+        raise ValueError(f"conv input must be (N, H, W, C), not shape {a.shape}")
+    N, H, W, C = a.shape
+    if padding:
+        a = np.pad(a, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    Ho = (H + 2 * padding - kernel) // stride + 1
+    Wo = (W + 2 * padding - kernel) // stride + 1
+    win = np.lib.stride_tricks.sliding_window_view(a, (kernel, kernel), axis=(1, 2))
+    win = win[:, : (Ho - 1) * stride + 1 : stride, : (Wo - 1) * stride + 1 : stride]
+    cols = np.empty((N, Ho, Wo, kernel, kernel, C), dtype=dtype or a.dtype)
+    cols[...] = win.transpose(0, 1, 2, 4, 5, 3)
+    return cols.reshape(N * Ho * Wo, kernel * kernel * C), (N, Ho, Wo)
+
+
+def _int_matmul(cols: np.ndarray, wmat: np.ndarray) -> np.ndarray:
+    """Exact ``cols @ wmat.T`` for integer arrays (float64 BLAS when provably exact)."""
+    wmat = np.asarray(wmat, dtype=np.int64)
+    amax = int(np.abs(cols).max()) if cols.size else 0
+    wsum = int(np.abs(wmat).sum(1).max()) if wmat.size else 0
+    if amax * wsum < _EXACT:
+        out = cols.astype(np.float64, copy=False) @ wmat.T.astype(np.float64)
+        return out.astype(np.int64)  # exact integers, so the cast does not round
+    return cols.astype(np.int64, copy=False) @ wmat.T
+
+
+def _check_int(a, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "iub":
+        raise TypeError(f"{what} must hold integers, not {a.dtype}")
+    return a
+
+
+def conv2d(a, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Integer 2-D convolution: ``acc = conv(a, W) + bias``, exact int64.
+
+    Parameters
+    ----------
+    a : array of int, shape (N, H, W, C)
+        Input activations (channels last).
+    w : array of int, shape (O, k, k, C)
+        Weights.
+    bias : array of int, shape (O,), optional
+    stride, padding : int
+        Zero padding on each side.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (N, Ho, Wo, O)
+    """
+    a = _check_int(a, "a")
+    w = _check_int(w, "w")
+    if a.ndim != 4 or w.ndim != 4 or w.shape[1] != w.shape[2] or w.shape[3] != a.shape[3]:
+        raise ValueError(f"conv2d: input {a.shape} and weight {w.shape} (O, k, k, C) disagree")
+    cols, (N, Ho, Wo) = im2col(a, w.shape[1], stride, padding)
+    out = _int_matmul(cols, w.reshape(w.shape[0], -1)).reshape(N, Ho, Wo, w.shape[0])
+    if bias is not None:
+        out += _check_int(bias, "bias").astype(np.int64)
+    return out
+
+
+def dense(a, w, bias=None) -> np.ndarray:
+    """Integer dense layer on ``a`` flattened per image (``(N, ...)`` -> ``(N, O)``), int64."""
+    a = _check_int(a, "a")
+    w = _check_int(w, "w")
+    a2 = a.reshape(a.shape[0], -1)
+    if w.ndim != 2 or w.shape[1] != a2.shape[1]:
+        raise ValueError(f"dense: input of {a2.shape[1]} features and weight {w.shape} disagree")
+    out = _int_matmul(a2, w)
+    if bias is not None:
+        out += _check_int(bias, "bias").astype(np.int64)
+    return out
+
+
+def add(xs, lshifts) -> np.ndarray:
+    """Residual add into accumulator units: ``sum_k xs[k] << lshifts[k]`` (int64)."""
+    if len(xs) != len(lshifts):
+        raise ValueError("add: one lshift per input")
+    out = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in xs)), np.int64)
+    for x, s in zip(xs, lshifts, strict=True):
+        out += _check_int(x, "add input").astype(np.int64) << np.int64(s)
+    return out
+
+
+def gap(a) -> np.ndarray:
+    """Global average pooling as a sum over positions: ``(N, H, W, C)`` -> ``(N, C)`` int64
+    (the 1/(H*W) lives in the next layer's weights)."""
+    a = _check_int(a, "a")
+    return a.astype(np.int64).sum(axis=(1, 2))
+
+
+def requant_unit(accs, rshifts, unit: IntAmosUnit, closed_form_relu: bool | None = None):
+    """Requantise each input by its shift and apply the AMOS unit.
+
+    Parameters
+    ----------
+    accs : list of int arrays
+        One accumulator tensor per unit input (1 or 2).
+    rshifts : list of int
+        The per-input power-of-two shift ``S`` (``(acc + 2**(S-1)) >> S``).
+    unit : IntAmosUnit
+    closed_form_relu : bool, optional
+        Use :func:`~python_ref.quant.relu_int` (the proven-equal fast path) for a ReLU unit;
+        by default when ``unit.name == "relu"``.
+
+    Returns
+    -------
+    y : numpy.ndarray of int64
+        Unit outputs, the shape of the inputs.
+    spikes : numpy.ndarray of int64
+        Number of spikes each unit emitted (same shape).
+    """
+    v = [requant_shift(acc, S) for acc, S in zip(accs, rshifts, strict=True)]
+    if closed_form_relu is None:
+        closed_form_relu = unit.name == "relu" and unit.inputs == 1
+    if closed_form_relu:
+        y = relu_int(v[0], unit.K)
+        return y, np.bitwise_count(y)  # ReLU spikes are the binary digits of y
+    z = unit.spikes(*v)
+    return z.astype(np.int64) @ unit.d, z.sum(-1, dtype=np.int64)
+
+
+def unit_spikes(accs, rshifts, unit: IntAmosUnit) -> np.ndarray:
+    """Spikes ``(..., K)`` (time step last) of a unit after requantisation."""
+    v = [requant_shift(acc, S) for acc, S in zip(accs, rshifts, strict=True)]
+    if unit.name == "relu" and unit.inputs == 1:
+        return relu_spikes(relu_int(v[0], unit.K), unit.K)
+    return unit.spikes(*v)
+
+
+def input_spikes(x, bits: int) -> np.ndarray:
+    """The input pixels as spike trains: bits MSB first, ``(..., bits)``, and their weights."""
+    return relu_spikes(x, bits), 2 ** np.arange(bits - 1, -1, -1, dtype=np.int64)
+
+
+def conv2d_bitserial(z, d, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Convolution from input spikes, one time step at a time.
+
+    ``acc = sum_t d[t] * conv(z[..., t], W) + bias``: at time step ``t`` the layer adds the
+    weights of the inputs that spiked, scaled by the producing unit's output weight ``d[t]``.
+    For a ReLU unit ``d[t] = 2**(K-1-t)``, which the hardware realises as shift-and-add (Horner:
+    ``acc = 2*acc + partial_t``); the two forms are equal in integers.
+
+    Parameters
+    ----------
+    z : array of 0/1, shape (N, H, W, C, K)
+        Spikes, time step last (MSB first for ReLU).
+    d : array of int, shape (K,)
+        Output weights of the producing unit.
+    w, bias, stride, padding
+        As :func:`conv2d`.
+    """
+    z = _check_int(z, "z")
+    d = np.asarray(d, np.int64)
+    if z.shape[-1] != d.size:
+        raise ValueError(f"spikes have {z.shape[-1]} time steps but d has {d.size}")
+    acc = None
+    for t in range(d.size):
+        part = conv2d(z[..., t], w, None, stride, padding)
+        acc = d[t] * part if acc is None else acc + d[t] * part
+    if bias is not None:
+        acc += _check_int(bias, "bias").astype(np.int64)
+    return acc
+
+
+def dense_bitserial(z, d, w, bias=None) -> np.ndarray:
+    """Dense layer from input spikes ``z`` (``(N, ..., K)``), time step by time step; see
+    :func:`conv2d_bitserial`."""
+    z = _check_int(z, "z")
+    d = np.asarray(d, np.int64)
+    if z.shape[-1] != d.size:
+        raise ValueError(f"spikes have {z.shape[-1]} time steps but d has {d.size}")
+    acc = None
+    for t in range(d.size):
+        part = dense(z[..., t], w, None)
+        acc = d[t] * part if acc is None else acc + d[t] * part
+    if bias is not None:
+        acc += _check_int(bias, "bias").astype(np.int64)
+    return acc
+
+
+@dataclass
+class SimResult:
+    """What :func:`run` returns.
+
+    Members
+    -------
+    logits : numpy.ndarray of int64, shape (N, classes)
+        The output layer's accumulators.
+    classes : numpy.ndarray of int64, shape (N,)
+        Argmax of the logits, lowest index on ties.
+    spikes : dict
+        AMOS layer name -> spikes per image, int64 ``(N,)``.
+    traces : dict
+        Layer name -> its integer output ``(N, ...)`` for the traced layers.
+    """
+
+    logits: np.ndarray
+    classes: np.ndarray
+    spikes: dict = field(default_factory=dict)
+    traces: dict = field(default_factory=dict)
+
+    @property
+    def spikes_per_image(self) -> np.ndarray:
+        """Total spikes of all AMOS units, per image."""
+        return sum(self.spikes.values()) if self.spikes else np.zeros(len(self.logits), np.int64)
+
+
+def _check_input(g: _ir.Graph, x) -> np.ndarray:
+    inp = g.nodes[0]
+    x = np.asarray(x)
+    want = tuple(inp["shape"])
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        dims = ", ".join(map(str, want))
+        raise _ir.IRError(f"layer {inp['name']!r}: images must have shape (N, {dims}), "
+                          f"not {x.shape}")
+    if x.dtype.kind not in "iub":
+        raise _ir.IRError(f"layer {inp['name']!r}: images must hold integers, not {x.dtype}")
+    hi = 2 ** inp["bits"] - 1
+    if x.size and (x.min() < 0 or x.max() > hi):
+        raise _ir.IRError(f"layer {inp['name']!r}: pixel values must lie in 0..{hi}")
+    return x
+
+
+def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: bool):
+    vals: dict[str, np.ndarray] = {}
+    spk: dict[str, tuple] = {}  # layer -> (spikes (..., K), d) for bit-serial consumers
+    spikes: dict[str, np.ndarray] = {}
+    consumers: dict[str, int] = {}
+    for n in g.nodes:
+        for i in n.get("inputs", []):
+            consumers[i] = consumers.get(i, 0) + 1
+    keep = set(g.outputs) | (set(want_trace) if want_trace is not True else set(vals))
+    N = len(x)
+    for n in g.nodes:
+        op, name = n["op"], n["name"]
+        ins = [vals[i] for i in n.get("inputs", [])]
+        if op == "input":
+            out = x.astype(np.int64)
+            if bitserial:
+                spk[name] = input_spikes(out, n["bits"])
+        elif op in ("conv", "dense"):
+            w = g.arrays[n["weight"]]
+            b = g.arrays[n["bias"]] if n.get("bias") else None
+            src = n["inputs"][0]
+            if bitserial and src in spk:
+                z, d = spk[src]
+                if op == "conv":
+                    out = conv2d_bitserial(z, d, w, b, n["stride"], n["padding"])
+                else:
+                    out = dense_bitserial(z, d, w, b)
+            elif op == "conv":
+                out = conv2d(ins[0], w, b, n["stride"], n["padding"])
+            else:
+                out = dense(ins[0], w, b)
+        elif op == "add":
+            out = add(ins, n["lshift"])
+        elif op == "gap":
+            out = gap(ins[0])
+        else:  # amos
+            unit = units[n["unit"]]
+            out, count = requant_unit(ins, n["rshift"], unit)
+            spikes[name] = count.reshape(N, -1).sum(1)
+            if bitserial:
+                spk[name] = (unit_spikes(ins, n["rshift"], unit), unit.d)
+        vals[name] = out
+        # free inputs that no later layer reads
+        for i in n.get("inputs", []):
+            consumers[i] -= 1
+            if consumers[i] == 0 and want_trace is not True and i not in keep:
+                vals.pop(i, None)
+                spk.pop(i, None)
+    if want_trace is True:
+        traces = vals
+    else:
+        traces = {k: vals[k] for k in want_trace}
+    return vals[g.outputs[0]], spikes, traces
+
+
+def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool = False,
+        progress: bool = False, check: bool = True) -> SimResult:
+    """Run an integer SNN description on images.
+
+    Parameters
+    ----------
+    g : Graph
+        The description (validated first unless ``check=False``).
+    x : array of int, shape (N, *input shape)
+        Raw pixels (uint8 for CIFAR-10 and digits, ``(N, H, W, C)``).
+    batch_size : int
+        Images per vectorised step (memory grows linearly with it).
+    trace : bool or list of str
+        ``True``: return every layer's output; a list: those layers only.
+    bitserial : bool
+        Feed every layer that reads spikes (the input pixels' bits and every AMOS layer's output)
+        through :func:`conv2d_bitserial` / :func:`dense_bitserial`, time step by time step.
+    progress : bool
+        Show a tqdm bar over batches.
+
+    Returns
+    -------
+    SimResult
+    """
+    if check:
+        _ir.validate(g)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    x = _check_input(g, x)
+    names = {n["name"] for n in g.nodes}
+    if trace not in (True, False):
+        trace = list(trace)
+        for t in trace:
+            if t not in names:
+                raise _ir.IRError(f"cannot trace layer {t!r}: no such layer")
+    want = True if trace is True else (trace or [])
+    units = {u: g.unit(u) for u in g.units}
+    logits, spikes, traces = [], {}, {}
+    it = range(0, len(x), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"SNN {g.name}", unit="batch")
+    for s in it:
+        lo, sp, tr = _run_batch(g, units, x[s:s + batch_size], want, bitserial)
+        logits.append(lo)
+        for k, v in sp.items():
+            spikes.setdefault(k, []).append(v)
+        for k, v in tr.items():
+            traces.setdefault(k, []).append(v)
+    if not logits:
+        raise ValueError("run needs at least one image")
+    logits = np.concatenate(logits)
+    return SimResult(logits=logits, classes=np.argmax(logits, axis=1).astype(np.int64),
+                     spikes={k: np.concatenate(v) for k, v in spikes.items()},
+                     traces={k: np.concatenate(v) for k, v in traces.items()})
