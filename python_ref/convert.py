@@ -42,6 +42,7 @@ __all__ = [
     "calibrate",
     "quantise",
     "convert",
+    "random_state_dict",
     "ZOO",
 ]
 
@@ -72,6 +73,11 @@ def check_state_dict(arch: str, sd: dict, source: str = "checkpoint") -> None:
     """Raise :class:`ConversionError` naming the first layer that is missing, unexpected or of
     the wrong shape for ``arch``."""
     want = _model_layers(arch)
+    extra = sorted(set(sd) - set(want))
+    if extra:
+        raise ConversionError(f"{source}: layer {extra[0].rsplit('.', 1)[0]!r} is not part of "
+                              f"{arch} ({len(extra)} unexpected key(s), e.g. {extra[0]!r}); "
+                              "is this a checkpoint of another architecture?")
     for k, shape in want.items():
         layer = k.rsplit(".", 1)[0]
         if k not in sd:
@@ -81,11 +87,6 @@ def check_state_dict(arch: str, sd: dict, source: str = "checkpoint") -> None:
         if got != shape:
             raise ConversionError(f"{source}: layer {layer!r}: {k!r} has shape {got}, "
                                   f"{arch} expects {shape}")
-    extra = sorted(set(sd) - set(want))
-    if extra:
-        raise ConversionError(f"{source}: layer {extra[0].rsplit('.', 1)[0]!r} is not part of "
-                              f"{arch} ({len(extra)} unexpected key(s), e.g. {extra[0]!r}); "
-                              "is this a checkpoint of another architecture?")
 
 
 def load_checkpoint(path, arch: str) -> tuple[dict, dict]:
@@ -115,6 +116,29 @@ def load_checkpoint(path, arch: str) -> tuple[dict, dict]:
     info = {"checkpoint": path.name, "sha256": hashlib.sha256(data).hexdigest(),
             "schedule": ck.get("schedule"), "seed": ck.get("seed")}
     return sd, info
+
+
+def random_state_dict(arch: str, seed: int = 0) -> dict:
+    """A randomly initialised ``arch`` with random batch-norm statistics, as float64 numpy arrays
+    (for tests and hardware bring-up without a trained checkpoint)."""
+    import torch
+
+    from .models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(arch)
+    rng = np.random.default_rng(seed)
+    sd = {k: v.detach().double().numpy().copy() for k, v in model.state_dict().items()}
+    for k in sd:
+        if k.endswith("running_mean"):
+            sd[k] = rng.normal(0, 0.1, sd[k].shape)
+        elif k.endswith("running_var"):
+            sd[k] = rng.uniform(0.5, 2.0, sd[k].shape)
+        elif k.endswith(".bias") and sd[k].ndim == 1:
+            sd[k] = rng.normal(0, 0.1, sd[k].shape)
+        elif k.endswith(".weight") and sd[k].ndim == 1:
+            sd[k] = rng.uniform(0.5, 1.5, sd[k].shape)
+    return sd
 
 
 # ---------------------------------------------------------------------------------------------

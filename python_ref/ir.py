@@ -111,9 +111,11 @@ class Graph:
     def neurons(self) -> int:
         """Spiking neurons of the SNN: the sum over all AMOS units of their K (one unit per
         element of every ``amos`` op's output)."""
+        info = validate(self)
         total = 0
         for n in self.amos_nodes():
-            total += int(np.prod(n["shape"])) * unit_K(self.units[n["unit"]], self.arrays)
+            total += math.prod(info[n["name"]]["shape"]) * unit_K(self.units[n["unit"]],
+                                                                  self.arrays)
         return total
 
     def time_steps(self) -> int:
