@@ -82,7 +82,7 @@ async def cycles_per_image_exact(dut):
                            shape=layout(e["output"])).start()
         monitors.append((mi, mo, launch(dut, e)))
     board = Scoreboard("cycles")
-    for e, (mi, mo, task) in zip(engines, monitors, strict=True):
+    for e, (_, _, task) in zip(engines, monitors, strict=True):
         got = to_lists(await task, e["output"]["lanes"])
         board.compare(f"{e['name']} outputs", got, e["expected"])
     await RisingEdge(dut.clk)
