@@ -1,0 +1,50 @@
+"""Fine-tuning with the AMOS units in the loop (python_ref.finetune) mirrors the integer scheme."""
+import numpy as np
+import torch
+
+from python_ref import convert as cv
+from python_ref import finetune as ft
+from python_ref import ir, snn
+from python_ref.data import load_digits
+
+
+def _net(model, g):
+    sd, _ = cv.load_checkpoint(cv.ZOO / f"{model}.pt", model)
+    return ft.build_net(g, cv.float_graph(model, sd))
+
+
+def test_fake_quant_forward_equals_integer_reference_digits():
+    g = ir.load(cv.ZOO / "digits")
+    net = _net("digits", g).double()
+    x, _ = load_digits("test")
+    h = ft.export(net, g)
+    with torch.no_grad():
+        f = net(torch.from_numpy(x).permute(0, 3, 1, 2).double()).numpy()
+    out_scale = g.index()["fc"]["scale"]
+    # float64 on integer values below 2**53 is exact: equal after undoing the output scale
+    assert np.array_equal(np.rint(f / out_scale).astype(np.int64), snn.run(h, x).logits)
+    # the export of the untrained net is the converter's quantisation up to ties in rounding
+    for k in g.arrays:
+        assert np.abs(h.arrays[k].astype(np.int64) - g.arrays[k]).max() <= 1
+
+
+def test_fake_quant_forward_equals_integer_reference_resnet8():
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    sd = cv.random_state_dict("resnet8", seed=5)
+    g = cv.convert("resnet8", sd=sd, calib_images=x, progress=False)
+    net = ft.build_net(g, cv.float_graph("resnet8", sd)).double()
+    h = ft.export(net, g)
+    with torch.no_grad():
+        f = net(torch.from_numpy(x).permute(0, 3, 1, 2).double()).numpy()
+    assert np.array_equal(np.rint(f / g.index()["fc"]["scale"]).astype(np.int64),
+                          snn.run(h, x).logits)
+
+
+def test_finetune_runs_and_exports_a_valid_description(tmp_path):
+    h, hist = ft.finetune("digits", epochs=1, limit=512, batch_size=64, progress=False)
+    assert len(hist) == 1 and np.isfinite(hist[0]["loss"])
+    ir.validate(h)
+    x, y = load_digits("test")
+    assert (snn.run(h, x).classes == y).mean() > 0.9
+    ir.save(h, tmp_path / "d")
+    assert ir.load(tmp_path / "d").meta["finetune"]["epochs"] == 1
