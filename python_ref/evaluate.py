@@ -27,7 +27,7 @@ import numpy as np
 from . import ir as _ir
 from . import snn
 
-__all__ = ["PAPER_TABLE2", "ann_logits", "evaluate", "table_row", "main"]
+__all__ = ["PAPER_TABLE2", "subset", "ann_logits", "evaluate", "table_row", "main"]
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 
@@ -37,6 +37,15 @@ PAPER_TABLE2 = {
     "resnet14": (90.49, 90.39, 1_310_720, 190_107),
     "resnet20": (91.58, 91.45, 1_884_160, 261_779),
 }
+
+
+def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of the evaluated images: all ``n``, or ``limit`` of them drawn without
+    replacement with a fixed seed and kept in order (the CIFAR-10 arrays are sorted by class, so
+    the first N images would all be airplanes)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
 def ann_logits(model_name: str, checkpoint, x: np.ndarray, batch_size: int = 500,
@@ -74,7 +83,7 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     data : path, optional
         CIFAR-10 folder (ignored for digits).
     limit : int, optional
-        Use the first ``limit`` test images.
+        Use ``limit`` test images, a fixed seeded draw (:func:`subset`).
     description : path, optional
         SNN description stem (default ``python_ref/zoo/<model>``).
     checkpoint : path, optional
@@ -92,8 +101,8 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     if g.name != model_name:
         raise ValueError(f"description {description} is for {g.name!r}, not {model_name!r}")
     x, y = load_dataset(dataset, "test", data)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
+    idx = subset(len(y), limit)
+    x, y = x[idx], y[idx]
     t0 = time.time()
     ann = ann_logits(model_name, checkpoint or ZOO / f"{model_name}.pt", x, progress=progress)
     t1 = time.time()
@@ -106,6 +115,8 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     out = {
         "model": model_name,
         "dataset": dataset,
+        "dataset_note": "CIFAR-10 (JPEG copy) when read from ../shared/datasets/cifar10"
+        if dataset == "cifar10" else "scikit-learn 8x8 digits, seeded stratified 20 % test split",
         "n_images": int(len(y)),
         "ann_top1": ann_top1,
         "snn_top1": snn_top1,
@@ -157,7 +168,8 @@ def main(argv=None):
                                 description="ANN vs integer SNN top-1 on the test set.")
     p.add_argument("--model", required=True, choices=sorted(MODELS))
     p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, ../shared)")
-    p.add_argument("--limit", type=int, default=None, help="first N test images only")
+    p.add_argument("--limit", type=int, default=None,
+                   help="N test images only (a fixed, seeded draw across all classes)")
     p.add_argument("--description", default=None, help="SNN description (default: the zoo's)")
     p.add_argument("--checkpoint", default=None, help="float checkpoint (default: the zoo's)")
     p.add_argument("--batch-size", type=int, default=100)

@@ -148,7 +148,8 @@ def export(net, g: _ir.Graph) -> _ir.Graph:
 def finetune(model_name: str, description=None, checkpoint=None, data=None, epochs: int = 3,
              lr: float = 0.002, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
              limit: int | None = None, progress: bool = True, threads: int | None = None):
-    """Fine-tune; returns ``(graph, history)``. ``limit`` uses only the first training images."""
+    """Fine-tune; returns ``(graph, history)``. ``limit`` uses a seeded random subset of the
+    training images."""
     import torch
     import torch.nn.functional as F
 
@@ -166,8 +167,9 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
     net = build_net(g, float_graph(model_name, sd))
     dataset = MODELS[model_name]["dataset"]
     x, y = load_dataset(dataset, "train", data)
-    if limit:
-        x, y = x[:limit], y[:limit]
+    if limit:  # a seeded random subset (the training arrays may be sorted by class)
+        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
+        x, y = x[idx], y[idx]
     teacher = None
     if distill:
         teacher = build_model(model_name)

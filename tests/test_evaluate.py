@@ -21,7 +21,9 @@ def test_cli_recomputes_the_numbers(tmp_path, capsys):
     r = json.loads(out.read_text())
     assert KEYS <= r.keys()
     x, y = load_digits("test")
-    x, y = x[:120], y[:120]
+    idx = ev.subset(len(y), 120)
+    assert len(set(y[idx])) == 10 and len(set(idx)) == 120
+    x, y = x[idx], y[idx]
     g = ir.load(cv.ZOO / "digits")
     s = snn.run(g, x)
     f = ev.ann_logits("digits", cv.ZOO / "digits.pt", x)
