@@ -5,6 +5,8 @@ generator chains them with :func:`amaranth.lib.wiring.connect`. Each engine stat
 cycles per image and its LUT / flip-flop / memory-bit estimates as properties before synthesis;
 see ``docs/architecture.md``.
 """
+from amos_hw.engines.conv import ConvEngine
 from amos_hw.engines.dense import DenseEngine
+from amos_hw.engines.window import SlidingWindow
 
-__all__ = ["DenseEngine"]
+__all__ = ["ConvEngine", "DenseEngine", "SlidingWindow"]
