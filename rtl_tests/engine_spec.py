@@ -23,8 +23,9 @@ def engine_spec(name, dut, inputs, expected, *, images, out_signed):
         The engine's name in the bank.
     dut : engine
         The component (for lanes, widths, ``expected_cycles`` and ``latency``).
-    inputs : list of (port, lanes, width, values)
-        Input streams: port name, lanes per word, lane width, and the values in stream order.
+    inputs : list of (port, lanes, width, values) or (port, lanes, width, values, signed)
+        Input streams: port name, lanes per word, lane width, the values in stream order, and
+        whether the lanes are signed (default unsigned spike words).
     expected : array of int
         Reference output values in stream order (from python_ref).
     images : int
@@ -35,8 +36,9 @@ def engine_spec(name, dut, inputs, expected, *, images, out_signed):
     return {
         "name": name,
         "inputs": [
-            {"port": port, "lanes": lanes, "width": width, "words": to_words(values, lanes)}
-            for port, lanes, width, values in inputs
+            {"port": spec[0], "lanes": spec[1], "width": spec[2],
+             "words": to_words(spec[3], spec[1]), "signed": bool(spec[4:] and spec[4])}
+            for spec in inputs
         ],
         "output": {"port": "o", "lanes": dut.pe, "width": dut.out_width, "signed": out_signed},
         "expected": to_words(np.asarray(expected), dut.pe),

@@ -7,6 +7,14 @@ see ``docs/architecture.md``.
 """
 from amos_hw.engines.conv import ConvEngine
 from amos_hw.engines.dense import DenseEngine
+from amos_hw.engines.gap import GlobalAvgPoolEngine
+from amos_hw.engines.residual import ResidualAddEngine
 from amos_hw.engines.window import SlidingWindow
 
-__all__ = ["ConvEngine", "DenseEngine", "SlidingWindow"]
+__all__ = [
+    "ConvEngine",
+    "DenseEngine",
+    "GlobalAvgPoolEngine",
+    "ResidualAddEngine",
+    "SlidingWindow",
+]
