@@ -122,8 +122,8 @@ def load_cifar10(path: str | os.PathLike | None = None, split: str = "test"):
 
 
 def load_digits(split: str = "test", test_fraction: float = 0.2, seed: int = 0):
-    """scikit-learn's 8x8 digits as uint8 images ``(N, 8, 8, 1)`` in 0..255 (``16*v`` clipped), with a
-    fixed, seeded, stratified split (``test_fraction`` of each class goes to ``"test"``)."""
+    """scikit-learn's 8x8 digits as uint8 images ``(N, 8, 8, 1)`` in 0..255 (``16*v`` clipped),
+    with a fixed, seeded, stratified split (``test_fraction`` of each class goes to ``"test"``)."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', not {split!r}")
     from sklearn.datasets import load_digits as _sk

@@ -1,8 +1,9 @@
 """The float (torch) networks that amos_hw converts.
 
-* CIFAR ResNets of He et al. (2016), depth 6n+2 (ResNet8, 14, 20): a 3x3 stem of 16 channels, three
-  stages of n basic blocks with 16/32/64 channels (the first block of stages 2 and 3 strides by 2 and
-  uses a 1x1 convolution + batch norm on the shortcut), global average pooling and a dense layer.
+* CIFAR ResNets of He et al. (2016), depth 6n+2 (ResNet8, 14, 20): a 3x3 stem of 16 channels,
+  three stages of n basic blocks with 16/32/64 channels (the first block of stages 2 and 3 strides
+  by 2 and uses a 1x1 convolution + batch norm on the shortcut), global average pooling and a
+  dense layer.
   A ReLU follows the stem, the first convolution of every block and every residual add, so ResNet8
   has 73,728 ReLU gates and, at K = 10 neurons per AMOS unit, 737,280 neurons (the paper's Table 2).
 * ``digits``: a small MLP for the 8x8 digits (64-32-10), small enough to unroll on an iCE40.

@@ -3,7 +3,8 @@
 Seeded; SGD with Nesterov momentum, linear warm-up then cosine decay; standard CIFAR augmentation
 (4-pixel zero-padded random crop and horizontal flip) done on tensors, on the GPU when there is one.
 Every epoch writes ``<out>/last.pt`` (model, optimiser, RNG, epoch) and appends a line to
-``<out>/metrics.jsonl``; ``--resume`` continues from ``last.pt`` so a long CPU run can span sessions.
+``<out>/metrics.jsonl``; ``--resume`` continues from ``last.pt`` so a long CPU run can span
+sessions.
 The schedules that produced the committed checkpoints are ``SCHEDULES`` below.
 """
 from __future__ import annotations
@@ -90,8 +91,9 @@ def lr_at(step: float, steps_per_epoch: int, cfg: dict) -> float:
 
 
 def train(model_name: str, data=None, out: Path | None = None, epochs: int | None = None,
-          seed: int = 0, resume: bool = False, device: str | None = None, packed: Path | None = None,
-          eval_every: int = 10, progress: bool = True) -> dict:
+          seed: int = 0, resume: bool = False, device: str | None = None,
+          packed: Path | None = None,
+          eval_every: int = 10, progress: bool = True, time_budget_s: float | None = None) -> dict:
     from tqdm import tqdm
 
     if model_name not in MODELS:
@@ -130,6 +132,7 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])
         start_epoch = st["epoch"]
+        cfg = st["cfg"]  # the schedule the run started with (incl. a budget-fitted epoch count)
         print(f"resuming {ckpt} at epoch {start_epoch}", file=sys.stderr)
 
     xt = to_tensor(xtr, dev)
@@ -140,7 +143,15 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
     use_amp = dev.type == "cuda"
     metrics_f = open(out / "metrics.jsonl", "a")
     t0 = time.time()
-    for epoch in range(start_epoch, cfg["epochs"]):
+    epoch = start_epoch
+    while epoch < cfg["epochs"]:
+        if time_budget_s and epoch == start_epoch + 3 and start_epoch == 0:
+            # Fit the schedule to a wall-clock budget (used on the lent GPU): the epoch count is
+            # fixed here, before the cosine decay starts to matter, and saved with the weights.
+            per_epoch = (time.time() - t0) / 3
+            cfg["epochs"] = max(epoch + 1, min(cfg["epochs"], int(time_budget_s / per_epoch)))
+            print(f"time budget {time_budget_s:.0f} s, {per_epoch:.2f} s/epoch: "
+                  f"{cfg['epochs']} epochs", file=sys.stderr)
         model.train()
         perm = torch.randperm(n, generator=gen).to(dev)
         tot_loss = torch.zeros((), device=dev)
@@ -176,10 +187,12 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
         print(json.dumps(rec), file=sys.stderr)
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                     "epoch": epoch + 1, "cfg": cfg}, ckpt)
-    final = {"arch": model_name, "state_dict": {k: v.float().cpu().contiguous(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()},
-             "schedule": cfg, "seed": seed}
+        epoch += 1
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    final = {"arch": model_name, "state_dict": sd, "schedule": cfg, "seed": seed}
     torch.save(final, out / f"{model_name}.pt")
-    res = {"model": model_name, "epochs": cfg["epochs"], "checkpoint": str(out / f"{model_name}.pt")}
+    res = {"model": model_name, "epochs": cfg["epochs"],
+           "checkpoint": str(out / f"{model_name}.pt")}
     if xte is not None:
         res["test_acc"] = evaluate(model, xte, yte, dev)
     print(json.dumps(res))
@@ -187,7 +200,8 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m python_ref.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m python_ref.train",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, choices=sorted(MODELS))
     p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, then ../shared)")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
@@ -197,10 +211,12 @@ def main(argv=None):
     p.add_argument("--device", default=None)
     p.add_argument("--packed", default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="shorten the schedule to fit this many seconds (fixed after 3 epochs)")
     a = p.parse_args(argv)
     try:
         train(a.model, a.data, a.out, a.epochs, a.seed, a.resume, a.device, a.packed,
-              progress=not a.no_progress)
+              progress=not a.no_progress, time_budget_s=a.time_budget)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
 
