@@ -240,7 +240,13 @@ def run_cocotb(design, *, toplevel: str, test_module: str, sim: str | None = Non
 
     from amos_hw.backend.verilog import to_verilog
 
-    sim = sim or os.environ.get("SIM", "icarus")
+    if sim is None:
+        sim = os.environ.get("SIM", "").strip() or "icarus"
+        if "," in sim:
+            raise ValueError(
+                f"$SIM names several simulators ({sim!r}): pass sim= to run_cocotb, e.g. from "
+                f"the `sim` fixture, which runs the test once per simulator"
+            )
     check_simulator(sim)
     if waves is None:
         waves = os.environ.get("WAVES", "0") not in ("", "0")

@@ -70,3 +70,11 @@ def test_missing_stream_port_message():
         StreamDriver(dut, "x")
     assert str(info.value) == (
         "cmp8 has no stream port 'x' (expected x__valid, x__ready, x__payload)")
+
+
+def test_several_simulators_need_an_explicit_choice(monkeypatch):
+    from rtl_tests.harness import run_cocotb
+
+    monkeypatch.setenv("SIM", "icarus,verilator")
+    with pytest.raises(ValueError, match=r"\$SIM names several simulators \('icarus,verilator'\)"):
+        run_cocotb("module m; endmodule\n", toplevel="m", test_module="rtl_tests.tb_smoke")
