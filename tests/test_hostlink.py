@@ -1,0 +1,355 @@
+"""amos_hw.lib.hostlink: the framed protocol on the host side and the gateware, in the Amaranth
+simulator, with garbage, corrupted and truncated frames and a host that goes away.
+
+The network here is a small stand-in with the interface of ``amos_hw.top.NetworkTop`` (its
+``model()`` below is independent of the host link), so the link is tested on its own.
+"""
+import random
+
+import pytest
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from amos_hw.lib import hostlink as hl
+from amos_hw.lib.sim import run_simulation
+
+
+class StandInNetwork(wiring.Component):
+    """Tests only: ``logits[c] = sum of the pixels at indices k with k % classes == c, - 300``.
+
+    Accepts a pixel on three cycles out of four, gives the result ``delay`` cycles after the last
+    pixel and holds it until taken.
+    """
+
+    def __init__(self, input_shape=(4, 4, 1), num_classes=10, logit_width=12, delay=7):
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.logit_width = logit_width
+        self.delay = delay
+        n = input_shape[0] * input_shape[1] * input_shape[2]
+        self.cycles_per_image = n * 4 // 3 + delay
+        self.latency_cycles = self.cycles_per_image
+        self.pixels_seen = 0
+        super().__init__({
+            "pixels": In(stream.Signature(hl.pixel_layout())),
+            "result": Out(stream.Signature(hl.result_layout(logit_width, num_classes))),
+        })
+
+    @staticmethod
+    def model(image, num_classes=10):
+        flat = [int(v) for v in image]
+        logits = [sum(flat[c::num_classes]) - 300 for c in range(num_classes)]
+        return logits.index(max(logits)), logits
+
+    def elaborate(self, platform):
+        m = Module()
+        nc = self.num_classes
+        acc = [Signal(range(-300, 256 * 64), init=-300, name=f"acc{c}") for c in range(nc)]
+        k = Signal(range(nc))
+        phase = Signal(2)
+        wait = Signal(range(self.delay + 1))
+        m.d.sync += phase.eq(phase + 1)
+        with m.FSM():
+            with m.State("IN"):
+                m.d.comb += self.pixels.ready.eq(phase != 3)
+                with m.If(self.pixels.valid & self.pixels.ready):
+                    for c in range(nc):
+                        with m.If(k == c):
+                            m.d.sync += acc[c].eq(acc[c] + self.pixels.payload.data)
+                    m.d.sync += k.eq(0 if nc == 1 else (k + 1) % nc)
+                    with m.If(self.pixels.payload.last):
+                        m.d.sync += [wait.eq(self.delay), k.eq(0)]
+                        m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 0):
+                    m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += self.result.valid.eq(1)
+                best_v, best_i = acc[0], 0
+                for c in range(1, nc):
+                    gt = acc[c] > best_v
+                    best_i = Mux(gt, c, best_i)
+                    best_v = Mux(gt, acc[c], best_v)
+                m.d.comb += self.result.payload.cls.eq(best_i)
+                for c in range(nc):
+                    m.d.comb += self.result.payload.logits[c].eq(acc[c])
+                with m.If(self.result.ready):
+                    m.d.sync += [a.eq(-300) for a in acc]
+                    m.next = "IN"
+        return m
+
+
+class LinkBench(wiring.Component):
+    """HostLink + stand-in network, with the link's byte streams as ports."""
+
+    def __init__(self, net, frame_timeout=200):
+        self.net = net
+        self.info = hl.Info(net.input_shape, net.num_classes, (net.logit_width + 7) // 8,
+                            clk_hz=1_000_000, cycles_per_image=net.cycles_per_image,
+                            latency_cycles=net.latency_cycles, baud=250_000, name="standin")
+        self.frame_timeout = frame_timeout
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                          "pixel_beats": Out(16), "activity": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.net = net = self.net
+        m.submodules.link = link = hl.HostLink(self.info, logit_width=net.logit_width,
+                                               frame_timeout=self.frame_timeout)
+        wiring.connect(m, wiring.flipped(self.rx), link.rx)
+        wiring.connect(m, link.tx, wiring.flipped(self.tx))
+        wiring.connect(m, link.pixels, net.pixels)
+        wiring.connect(m, net.result, link.result)
+        with m.If(link.pixels.valid & link.pixels.ready):
+            m.d.sync += self.pixel_beats.eq(self.pixel_beats + 1)
+        m.d.comb += self.activity.eq(link.activity)
+        return m
+
+
+def run_link(script, *, shape=(4, 4, 1), frame_timeout=200, max_cycles=200_000, seed=0):
+    """Drive the link from ``script``: a list of ("send", bytes) / ("gap", cycles) /
+    ("expect", count) steps. Bytes go in one every 3 to 7 cycles (a UART's pace); the board's
+    output is collected throughout. Returns (bench, decoded frames, raw bytes)."""
+    rng = random.Random(seed)
+    dut = LinkBench(StandInNetwork(shape), frame_timeout=frame_timeout)
+    out = bytearray()
+    decoder = hl.FrameDecoder()
+    frames = []
+
+    async def host(ctx):
+        for step, arg in script:
+            if step == "send":
+                for byte in arg:
+                    ctx.set(dut.rx.payload, byte)
+                    ctx.set(dut.rx.valid, 1)
+                    await ctx.tick()
+                    ctx.set(dut.rx.valid, 0)
+                    await ctx.tick().repeat(rng.randint(2, 6))
+            elif step == "gap":
+                await ctx.tick().repeat(arg)
+            elif step == "expect":
+                while len(frames) < arg:
+                    await ctx.tick()
+        await ctx.tick().repeat(50)
+
+    async def sink(ctx):
+        # the UART transmitter's pace: ready one cycle in several
+        while True:
+            for _ in range(rng.randint(1, 4)):
+                await ctx.tick()
+            ctx.set(dut.tx.ready, 1)
+            _, _, valid, byte = await ctx.tick().sample(dut.tx.valid, dut.tx.payload)
+            ctx.set(dut.tx.ready, 0)
+            if valid:
+                out.append(byte)
+                frames.extend(decoder.feed(bytes([byte])))
+
+    run_simulation(dut, host, background=[sink], max_cycles=max_cycles)
+    return dut, frames, bytes(out)
+
+
+def classify_frame(image):
+    return hl.encode_frame(hl.CMD_CLASSIFY, bytes(image))
+
+
+def expect_result(frame, image, num_classes=10, logit_bytes=2):
+    assert frame.cmd == hl.RSP_RESULT
+    res = hl.Result.from_payload(frame.payload, num_classes, logit_bytes)
+    cls, logits = StandInNetwork.model(image, num_classes)
+    assert res.cls == cls
+    assert list(res.logits) == logits
+    assert res.cycles > 0
+    return res
+
+
+# --- host side of the protocol -------------------------------------------------------------
+
+def test_crc8_check_value():
+    # CRC-8/SMBUS check value from the CRC catalogue
+    assert hl.crc8(b"123456789") == 0xF4
+
+
+def test_encode_frame_layout():
+    f = hl.encode_frame(0x02, b"\x10\x20\x30")
+    assert f[:2] == b"\xa5\x5a"
+    assert f[2] == 0x02 and f[3:5] == b"\x03\x00" and f[5:8] == b"\x10\x20\x30"
+    assert f[8] == hl.crc8(b"\x02\x03\x00\x10\x20\x30")
+
+
+def test_decoder_garbage_and_corruption():
+    good = hl.encode_frame(0x81, b"abc")
+    bad = bytearray(hl.encode_frame(0x82, b"xyz"))
+    bad[6] ^= 1
+    dec = hl.FrameDecoder()
+    frames = dec.feed(b"\x00\xa5\xa5\x13" + bytes(bad) + b"\xa5" + good)
+    assert frames == [hl.Frame(0x81, b"abc")]
+    assert dec.crc_errors == 1
+
+
+def test_info_roundtrip_and_errors():
+    info = hl.Info((32, 32, 3), 10, 3, 25_000_000, 4096, 9000, 1_000_000, "resnet8")
+    assert hl.Info.from_payload(info.to_payload()) == info
+    with pytest.raises(hl.ProtocolError, match="^INFO payload must be 32 bytes, not 3$"):
+        hl.Info.from_payload(b"abc")
+    wrong = bytes([9]) + info.to_payload()[1:]
+    with pytest.raises(hl.ProtocolError, match="^board speaks protocol version 9, this host 1$"):
+        hl.Info.from_payload(wrong)
+
+
+def test_result_payload_errors():
+    with pytest.raises(hl.ProtocolError, match="^RESULT payload must be 25 bytes, not 2$"):
+        hl.Result.from_payload(b"ab", 10, 2)
+
+
+# --- gateware ------------------------------------------------------------------------------
+
+IMAGE = [(i * 37 + 11) % 256 for i in range(16)]
+IMAGE2 = [(i * 91 + 200) % 256 for i in range(16)]
+
+
+def test_info_and_classify():
+    dut, frames, _ = run_link([
+        ("send", hl.encode_frame(hl.CMD_INFO)), ("expect", 1),
+        ("send", classify_frame(IMAGE)), ("expect", 2),
+        ("send", classify_frame(IMAGE2)), ("expect", 3),
+    ])
+    assert frames[0].cmd == hl.RSP_INFO
+    assert hl.Info.from_payload(frames[0].payload) == dut.info
+    expect_result(frames[1], IMAGE)
+    res = expect_result(frames[2], IMAGE2)
+    # 16 pixels at 3 of 4 cycles, the stand-in's delay, the collector: a fixed small count
+    assert 16 <= res.cycles <= 40
+
+
+def test_garbage_before_and_between_frames():
+    rng = random.Random(5)
+    garbage = bytes(rng.randrange(256) for _ in range(60)) + b"\xa5\xa5\x5a\x77\xa5"
+    _, frames, _ = run_link([
+        ("send", garbage), ("gap", 300), ("send", classify_frame(IMAGE)), ("expect", 1),
+        ("send", garbage), ("gap", 300), ("send", classify_frame(IMAGE2)), ("expect", 2),
+    ])
+    assert len(frames) == 2
+    expect_result(frames[0], IMAGE)
+    expect_result(frames[1], IMAGE2)
+
+
+def test_truncated_frame_is_dropped():
+    frame = classify_frame(IMAGE)
+    dut, frames, _ = run_link([
+        ("send", frame[:11]), ("gap", 400),            # host stalls mid-image past the timeout
+        ("send", classify_frame(IMAGE2)), ("expect", 1),
+        ("gap", 500),
+    ])
+    assert len(frames) == 1   # nothing for the truncated frame
+    expect_result(frames[0], IMAGE2)
+
+
+def test_truncated_header_is_dropped():
+    _, frames, _ = run_link([
+        ("send", b"\xa5\x5a\x02\x10"), ("gap", 400),
+        ("send", classify_frame(IMAGE)), ("expect", 1),
+    ])
+    assert len(frames) == 1
+    expect_result(frames[0], IMAGE)
+
+
+def test_corrupted_frame_nak_and_network_untouched():
+    bad = bytearray(classify_frame(IMAGE))
+    bad[9] ^= 0x40
+    dut, frames, _ = run_link([
+        ("send", bytes(bad)), ("expect", 1),
+        ("send", classify_frame(IMAGE)), ("expect", 2),
+    ])
+    assert frames[0] == hl.Frame(hl.RSP_NAK, bytes([hl.NAK_CRC]))
+    expect_result(frames[1], IMAGE)   # the stand-in accumulates: a half-fed image would show
+
+
+def test_wrong_length_nak():
+    _, frames, _ = run_link([
+        ("send", hl.encode_frame(hl.CMD_CLASSIFY, bytes(15))), ("expect", 1), ("gap", 400),
+        ("send", hl.encode_frame(hl.CMD_INFO, b"\x00")), ("expect", 2), ("gap", 400),
+        ("send", classify_frame(IMAGE)), ("expect", 3),
+    ])
+    assert frames[0] == hl.Frame(hl.RSP_NAK, bytes([hl.NAK_LENGTH]))
+    assert frames[1] == hl.Frame(hl.RSP_NAK, bytes([hl.NAK_LENGTH]))
+    expect_result(frames[2], IMAGE)
+
+
+def test_unknown_command_is_ignored():
+    _, frames, _ = run_link([
+        ("send", hl.encode_frame(0x33, b"zz")), ("gap", 400),
+        ("send", hl.encode_frame(hl.CMD_INFO)), ("expect", 1),
+    ])
+    assert [f.cmd for f in frames] == [hl.RSP_INFO]
+
+
+def test_busy_while_image_in_flight():
+    # the second image arrives back to back, before the first result has been taken
+    _, frames, _ = run_link([
+        ("send", classify_frame(IMAGE) + classify_frame(IMAGE2)), ("expect", 2),
+        ("gap", 300), ("send", classify_frame(IMAGE2)), ("expect", 3),
+    ])
+    cmds = sorted(f.cmd for f in frames[:2])
+    assert cmds == [hl.RSP_RESULT, hl.RSP_NAK]
+    nak = next(f for f in frames[:2] if f.cmd == hl.RSP_NAK)
+    assert nak.payload == bytes([hl.NAK_BUSY])
+    expect_result(next(f for f in frames[:2] if f.cmd == hl.RSP_RESULT), IMAGE)
+    expect_result(frames[2], IMAGE2)
+
+
+def test_host_goes_away_and_a_new_one_comes():
+    # the first host sends an image and leaves: its answer goes out to nobody (the sink still
+    # drains the line like a UART does); then it half-sends another and vanishes; a new host
+    # connects and is served normally
+    _, frames, raw = run_link([
+        ("send", classify_frame(IMAGE)), ("gap", 600),
+        ("send", classify_frame(IMAGE2)[:7]), ("gap", 600),
+        ("send", hl.encode_frame(hl.CMD_INFO)), ("expect", 2),
+        ("send", classify_frame(IMAGE2)), ("expect", 3),
+    ])
+    expect_result(frames[0], IMAGE)
+    assert frames[1].cmd == hl.RSP_INFO
+    expect_result(frames[2], IMAGE2)
+
+
+def test_activity_pulses():
+    pulses = []
+
+    dut = LinkBench(StandInNetwork())
+
+    async def host(ctx):
+        for byte in hl.encode_frame(hl.CMD_CLASSIFY, bytes(IMAGE)):
+            ctx.set(dut.rx.payload, byte)
+            ctx.set(dut.rx.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.rx.valid, 0)
+            await ctx.tick().repeat(3)
+        ctx.set(dut.tx.ready, 1)
+        for _ in range(400):
+            _, _, act = await ctx.tick().sample(dut.activity)
+            pulses.append(act)
+
+    run_simulation(dut, host)
+    # one pulse when the frame checked (seen at the last byte, before the loop) and one when
+    # the result was taken
+    assert sum(pulses) == 1
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"logit_width": 0, "frame_timeout": 10}, "logit_width must be a positive integer of at most "
+                                              "64, not 0"),
+    ({"logit_width": 12, "frame_timeout": 0}, "frame_timeout must be a positive integer, not 0"),
+    ({"logit_width": 20, "frame_timeout": 10}, "info.logit_bytes must be 3 for logit_width 20, "
+                                               "not 2"),
+])
+def test_hostlink_parameter_checks(kwargs, message):
+    info = hl.Info((4, 4, 1), 10, 2, 1_000_000, 30, 30, 250_000, "x")
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        hl.HostLink(info, **kwargs)
+
+
+def test_hostlink_info_type_check():
+    with pytest.raises(TypeError, match="^info must be an Info, not 3$"):
+        hl.HostLink(3, logit_width=8, frame_timeout=10)
