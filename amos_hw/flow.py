@@ -1,0 +1,101 @@
+"""The generator as an ordered list of named steps over the description and its hardware plan.
+
+=============== ===========================================================================
+step            what it does (module in :mod:`amos_hw.passes`)
+=============== ===========================================================================
+``load``        find the description (zoo name or path), read and validate it (``load``)
+``infer``       shapes, exact widths, the hardware layer list; refuse what has no engine
+                (``infer``)
+``parallelism`` fold every layer: explicit, for a frame rate, or to fit a board
+                (``parallelism``)
+``memory``      size the residual skip FIFOs, list the memories (``memory``)
+``estimate``    cycles, latency, LUT4 / FF / BRAM / DSP per layer and in total (``estimate``)
+``assemble``    build the :class:`~amos_hw.top.NetworkTop` (``assemble``)
+``verilog``     emit the Verilog, ``report.json`` and ``manifest.json`` (``emit``)
+=============== ===========================================================================
+
+Every step returns a summary that :func:`run_flow` saves as ``steps/<n>_<step>.json`` in the
+output folder (with ``write``), and ``stop_after`` ends the run after any step. The same inputs
+give byte-identical files.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from amos_hw.passes.assemble import assemble
+from amos_hw.passes.common import BudgetError, FlowConfig, FlowContext, FlowError, canonical_json
+from amos_hw.passes.emit import verilog
+from amos_hw.passes.estimate import estimate
+from amos_hw.passes.infer import infer
+from amos_hw.passes.load import load
+from amos_hw.passes.memory import memory
+from amos_hw.passes.parallelism import parallelism
+
+__all__ = ["STEPS", "STEP_NAMES", "FlowConfig", "FlowContext", "FlowError", "BudgetError",
+           "run_flow", "default_out"]
+
+STEPS = (
+    ("load", load),
+    ("infer", infer),
+    ("parallelism", parallelism),
+    ("memory", memory),
+    ("estimate", estimate),
+    ("assemble", assemble),
+    ("verilog", verilog),
+)
+STEP_NAMES = tuple(n for n, _ in STEPS)
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def default_out(model_name: str) -> Path:
+    return _REPO / "build" / model_name
+
+
+def run_flow(cfg: FlowConfig) -> FlowContext:
+    """Run the steps in order (up to ``cfg.stop_after``); write files when ``cfg.write``.
+
+    Raises
+    ------
+    FlowError
+        Bad input (unknown model, unbuildable layer, impossible budget), naming what is wrong.
+    """
+    if cfg.stop_after is not None and cfg.stop_after not in STEP_NAMES:
+        raise FlowError(f"--stop-after: unknown step {cfg.stop_after!r}; steps: "
+                        f"{', '.join(STEP_NAMES)}")
+    ctx = FlowContext(config=cfg)
+    steps = STEPS
+    if cfg.stop_after is not None:
+        steps = STEPS[: STEP_NAMES.index(cfg.stop_after) + 1]
+    bar = None
+    if not cfg.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(steps), desc="generate", unit="step", file=sys.stderr)
+    out_dir = None
+    try:
+        for n, (name, step) in enumerate(steps):
+            if bar is not None:
+                bar.set_postfix_str(name)
+            t0 = time.perf_counter()
+            summary = step(ctx)
+            ctx.timings[name] = time.perf_counter() - t0
+            if cfg.write:
+                if out_dir is None:
+                    out_dir = Path(cfg.out) if cfg.out else default_out(ctx.model_name)
+                    (out_dir / "steps").mkdir(parents=True, exist_ok=True)
+                    for old in (out_dir / "steps").glob("*.json"):
+                        old.unlink()
+                (out_dir / "steps" / f"{n}_{name}.json").write_text(canonical_json(summary))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if cfg.write and ctx.files:
+        for fname, text in ctx.files.items():
+            (out_dir / fname).write_text(text)
+    ctx.out_dir = out_dir
+    return ctx

@@ -1,0 +1,98 @@
+"""What the steps share: the flow's configuration and context, and its error type."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["FlowConfig", "FlowContext", "FlowError", "BudgetError", "canonical_json"]
+
+
+class FlowError(ValueError):
+    """Bad input to the generator: the message names the model, the layer or the option."""
+
+
+class BudgetError(FlowError):
+    """The design cannot meet the requested budget (board or frame rate)."""
+
+
+@dataclass
+class FlowConfig:
+    """Everything a generator run depends on (the manifest records all of it).
+
+    Parameters
+    ----------
+    model : str or path
+        Zoo name or description path.
+    out : path or None
+        Output folder (default ``build/<model>``); ``None`` with ``write=False`` writes nothing.
+    parallelism : dict, str or None
+        Per-layer folding: a dict, a JSON file path or JSON text.
+    target_fps : float or None
+        Throughput goal; chooses the folding.
+    board : str or None
+        Device whose LUT / memory budget the design must fit (``ecp5-25f``, ``ecp5-45f``,
+        ``ecp5-85f``, ``ice40-up5k``).
+    clock_mhz : float or None
+        Target clock; default from the board, else 50 MHz.
+    stop_after : str or None
+        Last step to run.
+    quiet : bool
+        No progress bar.
+    write : bool
+        Write the step intermediates and outputs into ``out``.
+    """
+
+    model: object
+    out: object = None
+    parallelism: object = None
+    target_fps: float | None = None
+    board: str | None = None
+    clock_mhz: float | None = None
+    stop_after: str | None = None
+    quiet: bool = False
+    write: bool = False
+
+    def as_dict(self) -> dict:
+        par = self.parallelism
+        if par is not None and not isinstance(par, dict):
+            par = str(par)
+        return {"model": str(self.model), "parallelism": par, "target_fps": self.target_fps,
+                "board": self.board, "clock_mhz": self.clock_mhz}
+
+
+@dataclass
+class FlowContext:
+    """State the steps build up, in order."""
+
+    config: FlowConfig
+    model_name: str = ""
+    model_path: Path | None = None
+    model_hash: str = ""
+    graph: object = None
+    info: dict = field(default_factory=dict)
+    plan: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    top: object = None
+    verilog: str = ""
+    files: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def canonical_json(obj) -> str:
+    """JSON with sorted keys and a trailing newline: the same object gives the same bytes."""
+    return json.dumps(obj, indent=1, sort_keys=True, default=_default) + "\n"
+
+
+def _default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")

@@ -1,0 +1,288 @@
+"""Step ``estimate``: cycles, latency and resources per layer and in total, before synthesis.
+
+Per layer the figures are the engines' own properties (``expected_cycles``, ``latency``,
+``luts``, ``flip_flops``, ``memory_bits``; :mod:`amos_hw.engines`); no engine uses a multiplier,
+so ``est_dsp`` is 0. The glue that :class:`~amos_hw.top.NetworkTop` adds (broadcasts, lane
+adapters, the result collector) is one more entry.
+
+* ``cycles_per_image``: the steady-state initiation interval of the layer pipeline, the largest
+  of the layers' cycles and of the pixel input (one byte per cycle);
+* ``latency_cycles``: an estimate of the first pixel to result time of an image entering an
+  empty pipeline: every layer starts when the part of its input it needs first has arrived at
+  its producer's rate (the slower of the producer's own rate and its input's), then adds its
+  engine's latency. The measured value is in ``docs/results/rtl_<model>.json``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+from amos_hw.passes.common import BudgetError, FlowContext, FlowError
+
+__all__ = ["DEVICES", "LUT_FILL", "device", "clock_mhz", "layer_estimates", "totals",
+           "fits", "estimate"]
+
+#: Resource budgets: LUT4s, flip-flops, block RAM bits (EBR), DSP blocks, default clock (MHz).
+DEVICES = {
+    "ecp5-25f": {"lut4": 24288, "ff": 24288, "bram_bits": 56 * 18432, "dsp": 28,
+                 "clock_mhz": 50.0},
+    "ecp5-45f": {"lut4": 43848, "ff": 43848, "bram_bits": 108 * 18432, "dsp": 72,
+                 "clock_mhz": 50.0},
+    "ecp5-85f": {"lut4": 83640, "ff": 83640, "bram_bits": 208 * 18432, "dsp": 156,
+                 "clock_mhz": 50.0},
+    "ice40-up5k": {"lut4": 5280, "ff": 5280, "bram_bits": 30 * 4096, "dsp": 8,
+                   "clock_mhz": 24.0},
+}
+_ALIASES = {"up5k": "ice40-up5k", "ice40up5k": "ice40-up5k", "ecp5-25": "ecp5-25f",
+            "ecp5-45": "ecp5-45f", "ecp5-85": "ecp5-85f", "25f": "ecp5-25f", "45f": "ecp5-45f",
+            "85f": "ecp5-85f"}
+#: Share of a device's LUTs a design may plan for (routing needs the rest).
+LUT_FILL = 0.8
+DEFAULT_CLOCK_MHZ = 50.0
+
+
+def device(name: str) -> dict:
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in DEVICES:
+        raise FlowError(f"unknown board {name!r}; known: {', '.join(DEVICES)}")
+    return {"name": key, **DEVICES[key]}
+
+
+def clock_mhz(cfg) -> float:
+    if cfg.clock_mhz is not None:
+        c = cfg.clock_mhz
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
+            raise FlowError(f"--clock-mhz must be a positive number, not {c!r}")
+        return float(c)
+    if cfg.board is not None:
+        return device(cfg.board)["clock_mhz"]
+    return DEFAULT_CLOCK_MHZ
+
+
+def _engines(plan, arrays):
+    from amos_hw.top import make_engine, silence
+
+    out = {}
+    for spec in plan["layers"]:
+        try:
+            eng = make_engine(spec, arrays)
+        except (TypeError, ValueError) as e:
+            raise FlowError(f"layer {spec['name']!r}: the engine refuses it: {e}") from None
+        silence(eng)
+        out[spec["name"]] = eng
+    return out
+
+
+def _glue(plan) -> dict:
+    """Broadcasts, lane adapters and the result collector."""
+    by_name = {s["name"]: s for s in plan["layers"]}
+    lut = ff = 0
+    users: dict[str, int] = {}
+    for spec in plan["layers"]:
+        lanes_in = [spec["in_lanes"], spec.get("skip_lanes", 0)]
+        for src, want in zip(spec["inputs"], lanes_in, strict=False):
+            users[src] = users.get(src, 0) + 1
+            if src == "input":
+                have, width = 1, plan["input"]["bits"]
+            else:
+                have, width = by_name[src]["out_lanes"], by_name[src]["out_width"]
+            if have != want:
+                bits = (max(have, want) + min(have, want)) * width
+                ff += bits + 8
+                lut += bits + 16
+    ff += sum(n + 1 for n in users.values() if n > 1)
+    lut += sum(2 * n for n in users.values() if n > 1)
+    out = by_name[plan["output"]]
+    ff += 2 * plan["num_classes"] * out["out_width"] + 8
+    lut += plan["num_classes"] * out["out_width"] * 2 + 16
+    return {"name": "glue", "kind": "glue", "est_lut4": lut, "est_ff": ff, "est_bram_bits": 0,
+            "est_dsp": 0}
+
+
+def layer_estimates(plan: dict, arrays: dict) -> list[dict]:
+    """One dict per layer: folding, cycles, latency and resource estimates."""
+    engines = _engines(plan, arrays)
+    rows = []
+    for spec in plan["layers"]:
+        e = engines[spec["name"]]
+        fold = ({"pe": spec["pe"], "simd": spec["simd"]} if "pe" in spec
+                else {"lanes": spec["lanes"]})
+        if e.expected_cycles != spec["cycles"]:  # the plan's formula must be the engine's
+            raise FlowError(f"layer {spec['name']!r}: planned {spec['cycles']} cycles, the "
+                            f"engine states {e.expected_cycles}")
+        rows.append({"name": spec["name"], "kind": spec["kind"], **fold,
+                     "cycles_per_image": e.expected_cycles, "latency_cycles": e.latency,
+                     "est_lut4": e.luts, "est_ff": e.flip_flops,
+                     "est_bram_bits": e.memory_bits, "est_dsp": 0})
+    return rows
+
+
+def _latency(plan: dict, rows: list[dict]) -> int:
+    """Estimated first-pixel-to-result cycles through an empty pipeline (module docstring)."""
+    by_name = {s["name"]: s for s in plan["layers"]}
+    row = {r["name"]: r for r in rows}
+    # tensor -> (time of its first element, elements per cycle it then arrives at)
+    t = {"input": (0.0, 1.0)}
+    for spec in plan["layers"]:
+        name = spec["name"]
+        t0, rate = t[spec["inputs"][0]]
+        out_elems = math.prod(spec["out_shape"])
+        k = spec["kind"]
+        if k == "conv":
+            first_rows = min(spec["height"], spec["kernel"] - spec["padding"])
+            need = first_rows * spec["width"] * spec["c_in"]
+            in_elems = spec["height"] * spec["width"] * spec["c_in"]
+            mvu = row[name]["latency_cycles"] - (need // spec["simd"] + 1)
+            start = t0 + max(need / rate, need / spec["simd"])
+            own = out_elems / spec["cycles"]
+        elif k == "dense":
+            need = spec["n_in"]
+            in_elems = need
+            mvu = row[name]["latency_cycles"] - spec["n_in"] // spec["simd"]
+            start = t0 + max(need / rate, need / spec["simd"])
+            own = out_elems / spec["cycles"]
+        elif k == "gap":
+            in_elems = spec["height"] * spec["width"] * spec["channels"]
+            need = in_elems - spec["channels"] + spec["lanes"]
+            mvu = 1
+            start = t0 + max(need / rate, need / spec["lanes"]) - 1
+            own = out_elems / spec["cycles"]
+        else:
+            ts, _ = t[spec["inputs"][1]]
+            in_elems = out_elems
+            mvu = row[name]["latency_cycles"]
+            start = max(t0, ts)
+            own = out_elems / spec["cycles"]
+        first = start + mvu
+        # a convolution streams at its input's pace; dense and pooling start once all of their
+        # input is in, then run at their own pace
+        t[name] = (first, min(own, rate * out_elems / in_elems) if k in ("conv", "add")
+                   else own)
+    t0, rate = t[plan["output"]]
+    out = by_name[plan["output"]]
+    words = plan["num_classes"] // out["out_lanes"]
+    return int(math.ceil(t0 + (words - 1) * out["out_lanes"] / rate + 1))
+
+
+def _adapt_span(span: float, d: float, have: int, want: int) -> tuple[float, float]:
+    """Span (first to last word, cycles) and word interval after a lane adapter."""
+    if have == want:
+        return span, d
+    if want > have:  # gather: every n-th word leaves
+        n = want // have if want % have == 0 else want // math.gcd(have, want)
+        return max(0.0, span - (n - 1) * d), n * d
+    n = have // want if have % want == 0 else have // math.gcd(have, want)
+    return span + (n - 1), max(1.0, d / n)
+
+
+def pipeline_ii(plan: dict) -> tuple[int, dict]:
+    """Steady-state cycles per image of the whole pipeline, and each layer's share.
+
+    Convolutions, pooling and adds decouple their input (line buffer, ring, FIFO): a layer takes
+    its engine's ``expected_cycles``. A dense engine reads its input only during its first output
+    fold, so that fold lasts as long as its input takes to arrive (the span from the first to
+    the last input word of an image: pixel bytes gathered into ``simd``-wide words, or a previous
+    dense layer's outputs, one every ``sf`` cycles); it then needs ``(nf - 1) * sf`` cycles for
+    the other folds: ``max(nf * sf, span + 1 + (nf - 1) * sf)``. When that makes it slower
+    than a dense producer that feeds it directly, the producer holds its first output of the
+    next image in its AMOS unit and computes on until its next result needs the unit: the
+    consumer's first fold then shrinks by up to ``sf_p - (K_p + 2)`` cycles.
+    """
+    span: dict[str, tuple[float, float, int]] = {
+        "input": (plan["input"]["elements"] - 1.0, 1.0, 1)}
+    by_name = {s["name"]: s for s in plan["layers"]}
+    ii = {}
+    for spec in plan["layers"]:
+        s_in, d_in, lanes = span[spec["inputs"][0]]
+        s_in, d_in = _adapt_span(s_in, d_in, lanes, spec["in_lanes"])
+        k = spec["kind"]
+        if k == "dense":
+            sf = spec["n_in"] // spec["simd"]
+            nf = spec["n_out"] // spec["pe"]
+            f0 = max(sf, int(round(s_in)) + 1)
+            busy = f0 + (nf - 1) * sf
+            src = by_name.get(spec["inputs"][0])
+            if (src is not None and src["kind"] == "dense" and src["out_bits"] is not None
+                    and src["out_lanes"] == spec["in_lanes"] and busy > ii[src["name"]]):
+                sf_p = src["n_in"] // src["simd"]
+                busy -= min(busy - ii[src["name"]], max(0, sf_p - (src["out_bits"] + 2)))
+            ii[spec["name"]] = max(nf * sf, busy)
+            span[spec["name"]] = ((nf - 1) * sf, float(sf), spec["out_lanes"])
+        elif k == "gap":
+            ii[spec["name"]] = spec["cycles"]
+            words = spec["channels"] // spec["lanes"]
+            span[spec["name"]] = ((words - 1) * max(1.0, d_in), max(1.0, d_in),
+                                  spec["out_lanes"])
+        else:
+            ii[spec["name"]] = spec["cycles"]
+            words = math.prod(spec["out_shape"]) // spec["out_lanes"]
+            d = spec["cycles"] / words
+            span[spec["name"]] = ((words - 1) * d, d, spec["out_lanes"])
+    return max([plan["input"]["elements"], *ii.values()]), ii
+
+
+def totals(plan: dict, arrays: dict, clock: float) -> dict:
+    """Per-layer rows (plus glue) and the totals for a plan with folding and memory assigned."""
+    rows = layer_estimates(plan, arrays)
+    glue = _glue(plan)
+    ii, per_layer = pipeline_ii(plan)
+    for r in rows:
+        r["engine_cycles"] = r["cycles_per_image"]
+        r["cycles_per_image"] = per_layer[r["name"]]
+        r["images_per_s"] = round(clock * 1e6 / r["cycles_per_image"], 3)
+    total = {k: sum(r[k] for r in rows) + glue[k]
+             for k in ("est_lut4", "est_ff", "est_bram_bits", "est_dsp")}
+    return {"layers": rows, "glue": glue, "cycles_per_image": ii,
+            "latency_cycles": _latency(plan, rows), **total, "clock_mhz": clock,
+            "images_per_s": round(clock * 1e6 / ii, 3),
+            "bottleneck": ("pixel input" if ii == plan["input"]["elements"]
+                           else max(rows, key=lambda r: r["cycles_per_image"])["name"])}
+
+
+def fits(ctx: FlowContext, folding: dict, dev: dict) -> tuple[bool, str]:
+    """Whether a folding of ``ctx.plan`` fits ``dev``; otherwise by how much it misses."""
+    from amos_hw.passes.memory import assign
+    from amos_hw.passes.parallelism import apply
+
+    plan = apply(copy.deepcopy(ctx.plan), folding)
+    assign(plan)
+    tot = totals(plan, ctx.graph.arrays, dev["clock_mhz"])
+    return _check(tot, dev)
+
+
+def _check(tot: dict, dev: dict) -> tuple[bool, str]:
+    misses = []
+    usable = int(dev["lut4"] * LUT_FILL)
+    for key, budget, unit in (("est_lut4", usable, "LUT4"),
+                              ("est_bram_bits", dev["bram_bits"], "block RAM bits")):
+        need = tot[key]
+        if need > budget:
+            top = max(tot["layers"], key=lambda r: r[key])
+            what = (f"of {dev['lut4']} ({LUT_FILL:.0%} usable)" if key == "est_lut4"
+                    else "")
+            misses.append(f"needs {need} {unit}, budget {budget} {what}".rstrip()
+                          + f": over by {need - budget} ({100 * (need - budget) / budget:.0f}%"
+                          f"), layer {top['name']!r} dominates with {top[key]}")
+        # flip-flops follow LUTs on these parts
+    return (not misses), "; ".join(misses)
+
+
+def estimate(ctx: FlowContext) -> dict:
+    cfg = ctx.config
+    clock = clock_mhz(cfg)
+    tot = totals(ctx.plan, ctx.graph.arrays, clock)
+    ctx.plan["latency_cycles"] = tot["latency_cycles"]
+    ctx.plan["cycles_per_image"] = tot["cycles_per_image"]
+    report = {"model": ctx.model_name, "model_sha256": ctx.model_hash,
+              "neurons": ctx.plan["neurons"], "time_steps": ctx.plan["time_steps"],
+              "parallelism": ctx.plan["parallelism"], **tot}
+    if cfg.board is not None:
+        dev = device(cfg.board)
+        ok, why = _check(tot, dev)
+        report["board"] = {"name": dev["name"], "fits": ok, "lut4": dev["lut4"],
+                           "bram_bits": dev["bram_bits"], "dsp": dev["dsp"]}
+        if not ok:
+            raise BudgetError(f"{ctx.model_name} does not fit {dev['name']}: {why}")
+    ctx.report = report
+    return report

@@ -1,0 +1,234 @@
+"""Step ``parallelism``: the folding of every layer (``pe`` x ``simd``, or ``lanes``).
+
+Three ways, in this order of precedence:
+
+* ``--parallelism``: a per-layer JSON object ``{"layer": {"pe": 4, "simd": 2}}`` (``lanes`` for
+  ``gap`` / ``add`` layers), as a file path or JSON text; a layer may be named by its hardware
+  name or any description op fused into it; unnamed layers get 1;
+* ``--target-fps N``: the target initiation interval ``T = clock / N`` cycles; every layer gets
+  the least parallelism (fewest ``pe * simd``, then fewest ``pe``: a ``pe`` lane costs a
+  requantiser and an AMOS unit, a ``simd`` lane only adders) whose cycles per image are at most
+  ``T``;
+* ``--board NAME``: the smallest ``T`` whose estimate fits the device
+  (:data:`amos_hw.passes.estimate.DEVICES`), found by bisection over the achievable ``T``.
+
+Without any of them every layer is folded completely (``pe = simd = lanes = 1``): the smallest
+design, one MAC lane per layer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from amos_hw.passes.common import BudgetError, FlowContext, FlowError
+
+__all__ = ["parallelism", "apply", "layer_cycles", "choose_for_target", "divisors"]
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _fields(spec) -> tuple[str, ...]:
+    return ("pe", "simd") if spec["kind"] in ("conv", "dense") else ("lanes",)
+
+
+def layer_cycles(spec: dict, par: dict) -> int:
+    """Cycles per image of a layer at a folding (the engines' ``expected_cycles``)."""
+    k = spec["kind"]
+    if k == "conv":
+        ho, wo, _ = spec["out_shape"]
+        sf = spec["kernel"] ** 2 * spec["c_in"] // par["simd"]
+        compute = ho * wo * (spec["c_out"] // par["pe"]) * sf
+        return max(compute, spec["height"] * spec["width"] * spec["c_in"] // par["simd"])
+    if k == "dense":
+        return (spec["n_out"] // par["pe"]) * (spec["n_in"] // par["simd"])
+    if k == "gap":
+        return spec["height"] * spec["width"] * spec["channels"] // par["lanes"]
+    return math.prod(spec["out_shape"]) // par["lanes"]
+
+
+def _options(spec: dict) -> list[dict]:
+    k = spec["kind"]
+    if k == "conv":
+        return [{"pe": p, "simd": s} for p in divisors(spec["c_out"])
+                for s in divisors(spec["c_in"])]
+    if k == "dense":
+        return [{"pe": p, "simd": s} for p in divisors(spec["n_out"])
+                for s in divisors(spec["n_in"])]
+    return [{"lanes": n} for n in divisors(spec["channels"])]
+
+
+def _cost(par: dict) -> tuple:
+    if "lanes" in par:
+        return (par["lanes"],)
+    return (par["pe"] * par["simd"], par["pe"])
+
+
+def choose_for_target(plan: dict, target: int) -> dict:
+    """Per-layer folding with the least parallelism that meets ``target`` cycles per image
+    (the most parallel folding where none does).
+
+    Each layer first gets the cheapest folding whose own cycles meet the target; a dense layer
+    whose first fold is stretched by a slow input (:func:`~amos_hw.passes.estimate
+    .pipeline_ii`) then gets the cheapest folding that meets it in the pipeline.
+    """
+    from amos_hw.passes.estimate import pipeline_ii
+
+    out = {}
+    for spec in plan["layers"]:
+        opts = sorted(_options(spec), key=_cost)
+        ok = [o for o in opts if layer_cycles(spec, o) <= target]
+        out[spec["name"]] = ok[0] if ok else min(opts, key=lambda o: (layer_cycles(spec, o),
+                                                                      _cost(o)))
+    import copy
+
+    trial = apply(copy.deepcopy(plan), out)
+    for spec in trial["layers"]:
+        if spec["kind"] != "dense" or pipeline_ii(trial)[1][spec["name"]] <= target:
+            continue
+        for o in sorted(_options(spec), key=_cost):
+            out[spec["name"]] = o
+            apply(trial, out)
+            if pipeline_ii(trial)[1][spec["name"]] <= target:
+                break
+    return out
+
+
+def _read_user(value, plan) -> dict:
+    if isinstance(value, dict):
+        raw = value
+    else:
+        text = os.fspath(value)
+        p = Path(text)
+        try:
+            is_file = p.is_file()
+        except OSError:
+            is_file = False
+        src = f"--parallelism file {text!r}" if is_file else "--parallelism"
+        try:
+            raw = json.loads(p.read_text() if is_file else text)
+        except json.JSONDecodeError as e:
+            raise FlowError(f"{src}: not valid JSON ({e}); expected "
+                            f"{{\"layer\": {{\"pe\": 4, \"simd\": 2}}}}") from None
+        if not isinstance(raw, dict):
+            raise FlowError(f"{src}: expected a JSON object of layers, not {type(raw).__name__}")
+    alias = {}
+    for spec in plan["layers"]:
+        for n in [spec["name"], *spec["ir_nodes"]]:
+            alias[n] = spec["name"]
+    out = {}
+    for name, par in raw.items():
+        if name not in alias:
+            raise FlowError(f"--parallelism: no layer {name!r}; layers: "
+                            f"{', '.join(s['name'] for s in plan['layers'])}")
+        spec = next(s for s in plan["layers"] if s["name"] == alias[name])
+        fields = _fields(spec)
+        if not isinstance(par, dict) or set(par) - set(fields):
+            raise FlowError(f"--parallelism: layer {name!r} ({spec['kind']}) takes "
+                            f"{' and '.join(fields)}, not {par!r}")
+        out[spec["name"]] = dict(par)
+    return out
+
+
+def apply(plan: dict, folding: dict) -> dict:
+    """Write a folding into the plan's layers (checked), returning the plan."""
+    for spec in plan["layers"]:
+        par = {f: 1 for f in _fields(spec)}
+        par.update(folding.get(spec["name"], {}))
+        name = spec["name"]
+        for f, v in par.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise FlowError(f"layer {name!r}: {f} must be a positive integer, not {v!r}")
+        k = spec["kind"]
+        if k in ("conv", "dense"):
+            n_out = spec["c_out"] if k == "conv" else spec["n_out"]
+            n_in = spec["c_in"] if k == "conv" else spec["n_in"]
+            what = "input channels" if k == "conv" else "inputs"
+            if n_out % par["pe"]:
+                raise FlowError(f"layer {name!r}: pe must divide the {n_out} outputs, "
+                                f"not {par['pe']}")
+            if n_in % par["simd"]:
+                raise FlowError(f"layer {name!r}: simd must divide the {n_in} {what}, "
+                                f"not {par['simd']}")
+            spec.update(pe=par["pe"], simd=par["simd"], in_lanes=par["simd"],
+                        out_lanes=par["pe"])
+        else:
+            if spec["channels"] % par["lanes"]:
+                raise FlowError(f"layer {name!r}: lanes must divide the {spec['channels']} "
+                                f"channels, not {par['lanes']}")
+            spec.update(lanes=par["lanes"], in_lanes=par["lanes"], out_lanes=par["lanes"])
+            if k == "add":
+                spec.update(skip_lanes=par["lanes"],
+                            words_per_image=math.prod(spec["out_shape"]) // par["lanes"])
+        spec["cycles"] = layer_cycles(spec, par)
+    return plan
+
+
+def _floor(plan) -> int:
+    return plan["input"]["elements"]  # one pixel byte per cycle
+
+
+def parallelism(ctx: FlowContext) -> dict:
+    from amos_hw.passes import estimate as est
+
+    cfg, plan = ctx.config, ctx.plan
+    chosen = sum(x is not None for x in (cfg.parallelism, cfg.target_fps))
+    if chosen > 1:
+        raise FlowError("give either --parallelism or --target-fps, not both")
+    clock = est.clock_mhz(cfg)
+    if cfg.parallelism is not None:
+        folding = _read_user(cfg.parallelism, plan)
+        how = "explicit"
+    elif cfg.target_fps is not None:
+        fps = cfg.target_fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
+            raise FlowError(f"--target-fps must be a positive number, not {fps!r}")
+        target = int(clock * 1e6 // fps)
+        folding = choose_for_target(plan, target)
+        apply(plan, folding)
+        got, per_layer = est.pipeline_ii(plan)
+        if got > target:
+            slow = max(per_layer, key=per_layer.get)
+            limit = ("the pixel input (one byte per cycle)" if _floor(plan) >= per_layer[slow]
+                     else f"layer {slow!r} fully parallel")
+            raise BudgetError(
+                f"{fps:g} images/s at {clock:g} MHz needs at most {target} cycles per image; "
+                f"the fastest design takes {got} ({clock * 1e6 / got:.1f} images/s), limited by "
+                f"{limit}")
+        how = f"target {fps:g} images/s ({target} cycles at {clock:g} MHz)"
+    elif cfg.board is not None:
+        folding, how = _fit_board(ctx, est)
+    else:
+        folding, how = {}, "fully folded (default)"
+    apply(plan, folding)
+    plan["parallelism"] = how
+    return {"how": how, "layers": {s["name"]: {f: s[f] for f in _fields(s)} | {
+        "cycles": s["cycles"]} for s in plan["layers"]}}
+
+
+def _fit_board(ctx, est):
+    plan = ctx.plan
+    dev = est.device(ctx.config.board)
+    cands = sorted({layer_cycles(s, o) for s in plan["layers"] for o in _options(s)}
+                   | {_floor(plan)}, reverse=True)
+    cands = [c for c in cands if c >= _floor(plan)]
+    # cands[0] is the fully folded design; the resources grow as T shrinks
+    first = choose_for_target(plan, cands[0])
+    fit, why = est.fits(ctx, first, dev)
+    if not fit:
+        raise BudgetError(f"{ctx.model_name} does not fit {dev['name']} even fully folded: "
+                          f"{why}")
+    lo, hi = 0, len(cands) - 1  # cands[lo] fits; find the last index that fits
+    best = first
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        folding = choose_for_target(plan, cands[mid])
+        ok, _ = est.fits(ctx, folding, dev)
+        if ok:
+            lo, best = mid, folding
+        else:
+            hi = mid - 1
+    return best, f"largest that fits {dev['name']} (target {cands[lo]} cycles per image)"

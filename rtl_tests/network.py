@@ -1,0 +1,110 @@
+"""Run a generated network under cocotb over real test images (pytest side and a CLI).
+
+``python -m rtl_tests.network --model resnet8 --images 10000 --sim verilator`` runs the whole
+CIFAR-10 test set through the generated ResNet8 and writes ``docs/results/rtl_resnet8.json``
+(images run, mismatches against python_ref, measured cycles per image and latency, accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from amos_hw.flow import FlowConfig, run_flow
+from amos_hw.passes.emit import top_name
+from python_ref import snn
+from python_ref.data import load_cifar10, load_digits
+from rtl_tests.harness import build_root, run_cocotb
+
+__all__ = ["CI_PARALLELISM", "pick_images", "run_network", "main"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+#: Folding used for the RTL runs of each model (kept small enough to compile and simulate in CI).
+CI_PARALLELISM = {
+    "digits": None,
+    "resnet8": {"target_fps": None, "target_cycles": 65536},
+}
+
+
+def dataset_for(model: str):
+    if model == "digits":
+        return load_digits("test")
+    return load_cifar10(split="test")
+
+
+def pick_images(x, y, count: int, seed: int = 0):
+    """``count`` test images: all of them, or a seeded subset across the (class-sorted) set."""
+    if count >= len(x):
+        return x, y
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
+    return x[idx], y[idx]
+
+
+def design(model: str, **cfg):
+    """Generate the design in memory: (context, Verilog text)."""
+    ctx = run_flow(FlowConfig(model=model, quiet=True, **cfg))
+    return ctx, ctx.verilog
+
+
+def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles=True,
+                log_every: int = 0, warmup: int = 2, **cfg) -> dict:
+    """Generate, simulate ``count`` test images, compare with python_ref; return the summary."""
+    ctx, verilog = design(model, **cfg)
+    x, y = dataset_for(model)
+    x, y = pick_images(x, y, count, seed)
+    ref = snn.run(ctx.graph, x, batch_size=200, progress=count > 1000)
+    work = build_root() / f"data-{model}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "images.npz"
+    np.savez(data, x=x, y=y, logits=ref.logits, classes=ref.classes)
+    summary = work / f"summary-{sim}.json"
+    summary.unlink(missing_ok=True)
+    run_cocotb(verilog, toplevel=top_name(ctx.model_name), test_module="rtl_tests.tb_network",
+               sim=sim, params={"data": str(data), "summary": str(summary),
+                                "cycles_per_image": ctx.report["cycles_per_image"],
+                                "latency_cycles": ctx.report["latency_cycles"],
+                                "logit_width": ctx.top.logit_width,
+                                "num_classes": ctx.top.num_classes, "log_every": log_every,
+                                "warmup": warmup, "check_cycles": check_cycles})
+    out = json.loads(summary.read_text())
+    out.update({"model": ctx.model_name, "simulator": sim, "model_sha256": ctx.model_hash,
+                "parallelism": ctx.report["parallelism"],
+                "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
+                "images_per_s_at_clock": ctx.report["images_per_s"]})
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rtl_tests.network", description=__doc__)
+    p.add_argument("--model", default="resnet8")
+    p.add_argument("--images", type=int, default=10000)
+    p.add_argument("--sim", default="verilator", choices=("verilator", "icarus"))
+    p.add_argument("--target-cycles", type=int, default=None,
+                   help="fold for this many cycles per image (default: the CI folding)")
+    p.add_argument("--out", default=None,
+                   help="result JSON (default docs/results/rtl_<model>.json)")
+    args = p.parse_args(argv)
+    cfg = ci_config(args.model, args.target_cycles)
+    res = run_network(args.model, args.images, args.sim, log_every=100, **cfg)
+    out = Path(args.out) if args.out else _REPO / "docs" / "results" / f"rtl_{args.model}.json"
+    out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(res, indent=1, sort_keys=True))
+    return 0 if res["mismatches"] == 0 else 1
+
+
+def ci_config(model: str, target_cycles: int | None = None) -> dict:
+    """FlowConfig keywords of the folding the RTL tests use for ``model``."""
+    if target_cycles is None:
+        target_cycles = (CI_PARALLELISM.get(model) or {}).get("target_cycles")
+    if target_cycles is None:
+        return {}
+    # a frame rate at the default 50 MHz clock that gives that many cycles per image
+    return {"target_fps": 50e6 / target_cycles}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""cocotb module: a generated network (``amos_<model>``) over real test images, bit for bit.
+
+Started by :func:`rtl_tests.network.run_network` through :func:`rtl_tests.harness.run_cocotb`.
+The parameters name an ``.npz`` with the images (``x``, uint8, HWC), the reference logits and
+classes from :func:`python_ref.snn.run` (``logits``, ``classes``) and the labels (``y``), and
+a JSON path where the measured figures are written.
+
+The pixel stream is driven continuously (no idle) and the result is always ready, the condition
+under which ``report.json``'s ``cycles_per_image`` holds. To keep a long run cheap the driver
+only wakes on clock edges while a pixel is being transferred; while the network holds ``ready``
+low it sleeps until ``ready`` rises, and the receiver sleeps until ``valid`` rises.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import cocotb
+import numpy as np
+from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
+
+from rtl_tests.harness import test_params
+from rtl_tests.streams import reset, start_clock
+
+PERIOD_NS = 10
+
+
+async def drive_pixels(dut, flat: np.ndarray, per_image: int) -> None:
+    clk, valid, ready, payload = dut.clk, dut.pixels__valid, dut.pixels__ready, \
+        dut.pixels__payload
+    k, total = 0, flat.size
+    while k < total:
+        pos = k % per_image
+        payload.value = int(flat[k]) | (int(pos == 0) << 8) | (int(pos == per_image - 1) << 9)
+        valid.value = 1
+        await FallingEdge(clk)
+        if int(ready.value):
+            await RisingEdge(clk)
+            k += 1
+        else:
+            await RisingEdge(ready)
+    valid.value = 0
+
+
+def unpack_result(bits: int, width: int, n: int) -> tuple[int, list[int]]:
+    cls = bits & 0xF
+    logits = []
+    for k in range(n):
+        v = (bits >> (4 + k * width)) & ((1 << width) - 1)
+        if v >> (width - 1):
+            v -= 1 << width
+        logits.append(v)
+    return cls, logits
+
+
+async def receive(dut, count: int, width: int, n: int, log_every: int, out: list) -> None:
+    clk, valid, payload = dut.clk, dut.result__valid, dut.result__payload
+    dut.result__ready.value = 1
+    t0 = time.monotonic()
+    while len(out) < count:
+        if not int(valid.value):
+            await RisingEdge(valid)
+        await FallingEdge(clk)
+        if int(valid.value):
+            cycle = int(get_sim_time(unit="ns")) // PERIOD_NS
+            out.append((cycle, *unpack_result(int(payload.value), width, n)))
+            if log_every and len(out) % log_every == 0:
+                rate = len(out) / max(1e-9, time.monotonic() - t0)
+                dut._log.info(f"{len(out)}/{count} images ({rate:.2f} images/s)")
+        await RisingEdge(clk)
+
+
+@cocotb.test()
+async def network_images(dut):
+    """All images streamed back to back: logits and class == python_ref, cycles measured."""
+    p = test_params()
+    d = np.load(p["data"])
+    x, ref_logits, ref_cls, y = d["x"], d["logits"], d["classes"], d["y"]
+    n, per_image = len(x), int(np.prod(x.shape[1:]))
+    start_clock(dut, PERIOD_NS)
+    dut.pixels__valid.value = 0
+    dut.result__ready.value = 0
+    await reset(dut)
+    start = int(get_sim_time(unit="ns")) // PERIOD_NS
+    got: list = []
+    cocotb.start_soon(drive_pixels(dut, x.reshape(-1), per_image))
+    budget = (p["latency_cycles"] * 4 + p["cycles_per_image"] * (n + 4)) * PERIOD_NS
+    await with_timeout(receive(dut, n, p["logit_width"], p["num_classes"], p.get("log_every", 0),
+                               got), budget, "ns")
+    cycles = [c for c, _, _ in got]
+    cls = np.array([c for _, c, _ in got], np.int64)
+    logits = np.array([lg for _, _, lg in got], np.int64)
+    bad = [k for k in range(n) if cls[k] != ref_cls[k] or (logits[k] != ref_logits[k]).any()]
+    intervals = [b - a for a, b in zip(cycles, cycles[1:], strict=False)]
+    steady = intervals[p.get("warmup", 1):]
+    summary = {
+        "images": n,
+        "mismatches": len(bad),
+        "first_mismatches": [int(k) for k in bad[:10]],
+        "cycles_per_image_measured": (max(set(steady), key=steady.count) if steady else None),
+        "cycles_per_image_intervals": sorted(set(intervals)),
+        "cycles_per_image_report": p["cycles_per_image"],
+        "latency_cycles_measured": cycles[0] - start,
+        "latency_cycles_report": p["latency_cycles"],
+        "accuracy": float((cls == y).mean()),
+        "reference_accuracy": float((ref_cls == y).mean()),
+    }
+    with open(p["summary"], "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    assert not bad, f"{len(bad)} of {n} images differ from python_ref (first: {bad[:10]})"
+    if p.get("check_cycles", True):
+        assert all(v == p["cycles_per_image"] for v in steady), (
+            f"intervals between results {sorted(set(steady))} != report.json's "
+            f"{p['cycles_per_image']} cycles per image")
