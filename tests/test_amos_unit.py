@@ -224,3 +224,63 @@ def test_unreachable_range():
         ValueError, match=r"^unit 'high': a 4-bit signed input cannot reach its range \(100, 200\)$"
     ):
         AmosUnit(unit, 4)
+
+
+# -- the trained units, as fitted (python_ref/units/<name>.json, quantised by python_ref.quant) ---
+
+TRAINED_K = {"sigmoid": 8, "swish": 12, "mult": 40}
+
+
+def trained_unit(name):
+    """The committed fitted unit as an integer unit; skips while the fit is not committed."""
+    from python_ref.quant import quantize_unit
+    from python_ref.units import load_unit, unit_path
+
+    if not unit_path(name).exists():
+        pytest.skip(f"python_ref/units/{name}.json is not committed yet")
+    unit = quantize_unit(load_unit(name))
+    assert unit.K == TRAINED_K[name]
+    return unit
+
+
+def sweep(lo, hi, step):
+    """Every ``step``-th integer of ``[lo - 8, hi + 8]`` plus both ends and the values just
+    beyond them: the whole range, the saturation on both sides, and the edges exactly."""
+    core = np.arange(lo - 8, hi + 9, step)
+    return np.unique(np.concatenate([core, [lo - 1, lo, lo + 1, hi - 1, hi, hi + 1]]))
+
+
+def trained_dut(unit):
+    in_width = unit.widths["x"] + 1  # one bit more than the range: saturation is reachable
+    in2 = unit.widths["x2"] + 1 if unit.inputs == 2 else None
+    return AmosUnit(unit, in_width, in2_width=in2)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "swish"])
+def test_trained_one_input_unit_sweep(name):
+    unit = trained_unit(name)
+    dut = trained_dut(unit)
+    check(dut, sweep(*unit.in_range, 5), seed=1, idle=0.1, backpressure=0.1)
+
+
+def test_trained_mult_unit_grid():
+    unit = trained_unit("mult")
+    dut = trained_dut(unit)
+    a, b = sweep(*unit.in_range, 409), sweep(*unit.in2_range, 409)
+    x, x2 = (v.ravel() for v in np.meshgrid(a, b))
+    check(dut, x, x2, seed=2, idle=0.1, backpressure=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sigmoid", "swish"])
+def test_trained_one_input_unit_every_input(name):
+    unit = trained_unit(name)
+    check(trained_dut(unit), sweep(*unit.in_range, 1), seed=3, idle=0.1, backpressure=0.1)
+
+
+@pytest.mark.slow
+def test_trained_mult_unit_dense_grid():
+    unit = trained_unit("mult")
+    a, b = sweep(*unit.in_range, 61), sweep(*unit.in2_range, 61)
+    x, x2 = (v.ravel() for v in np.meshgrid(a, b))
+    check(trained_dut(unit), x, x2, seed=4, idle=0.1, backpressure=0.1)
