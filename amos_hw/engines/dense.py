@@ -17,7 +17,14 @@ from amos_hw.lib.amos_unit import AmosUnit
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
-__all__ = ["DenseEngine", "accumulator_range", "spike_product", "tree_sum"]
+__all__ = [
+    "DenseEngine",
+    "accumulator_range",
+    "counter",
+    "mem_depth",
+    "spike_product",
+    "tree_sum",
+]
 
 WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
 BIAS_LIMIT = 2**31  # int32
@@ -48,6 +55,17 @@ def _int_array(value, what: str, ndim: int, name: str) -> np.ndarray:
             f"{name}: {what} must be a non-empty {ndim}-D array, not shape {arr.shape}"
         )
     return arr.astype(np.int64)
+
+
+def counter(n: int, name: str) -> Signal:
+    """A counter for ``0..n-1``, at least one bit wide (a zero-width signal becomes a ``[-1:0]``
+    vector in Verilog, which lint rejects)."""
+    return Signal(range(max(n, 2)), name=name)
+
+
+def mem_depth(n: int) -> int:
+    """Memory depth for ``n`` words, at least 2 (a depth-1 memory has a zero-width address)."""
+    return max(n, 2)
 
 
 def accumulator_range(weights, bias, in_bits: int) -> tuple[int, int]:
@@ -241,10 +259,10 @@ class DenseEngine(wiring.Component):
     @property
     def memory_bits(self) -> int:
         """Bits of the weight, bias and input-buffer memories."""
-        bits = self._nf * self._sf * self._pe * self._simd * self._w_width
-        bits += self._nf * self._pe * self._b_width
+        bits = mem_depth(self._nf * self._sf) * self._pe * self._simd * self._w_width
+        bits += mem_depth(self._nf) * self._pe * self._b_width
         if self._nf > 1:
-            bits += self._sf * self._simd * self._in_bits
+            bits += mem_depth(self._sf) * self._simd * self._in_bits
         return bits
 
     @property
@@ -309,16 +327,17 @@ class DenseEngine(wiring.Component):
             for s in range(sf)
         ]
         b_init = [pack(self._bias[f * pe:(f + 1) * pe], bb) for f in range(nf)]
-        m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wb), depth=nf * sf,
-                                             init=w_init)
-        m.submodules.biases = bmem = Memory(shape=unsigned(pe * bb), depth=nf, init=b_init)
+        m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wb),
+                                             depth=mem_depth(nf * sf), init=w_init)
+        m.submodules.biases = bmem = Memory(shape=unsigned(pe * bb), depth=mem_depth(nf),
+                                            init=b_init)
         w_rd = wmem.read_port()
         b_rd = bmem.read_port()
 
         en = Signal()  # the whole pipeline advances
-        nf_ctr = Signal(range(nf))
-        sf_ctr = Signal(range(sf))
-        waddr = Signal(range(nf * sf))
+        nf_ctr = counter(nf, "nf_ctr")
+        sf_ctr = counter(sf, "sf_ctr")
+        waddr = counter(nf * sf, "waddr")
         from_stream = nf_ctr == 0
         go = Signal()
         m.d.comb += [
@@ -351,7 +370,8 @@ class DenseEngine(wiring.Component):
                 a_reg.eq(self.i.payload.as_value()),
             ]
         if nf > 1:
-            m.submodules.inputs = buf = Memory(shape=unsigned(simd * kin), depth=sf, init=[])
+            m.submodules.inputs = buf = Memory(shape=unsigned(simd * kin), depth=mem_depth(sf),
+                                               init=[])
             buf_wr = buf.write_port()
             buf_rd = buf.read_port()
             m.d.comb += [

@@ -8,7 +8,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from amos_hw.engines.dense import _pos_int
+from amos_hw.engines.dense import _pos_int, counter
 from python_ref import snn
 
 __all__ = ["GlobalAvgPoolEngine"]
@@ -115,8 +115,8 @@ class GlobalAvgPoolEngine(wiring.Component):
         pixels = self._h * self._w
         width = self._lanes * self._sum_bits
         ring = [Signal(width, name=f"ring_{n}") for n in range(words)]
-        word = Signal(range(words))
-        pixel = Signal(range(pixels))
+        word = counter(words, "word")
+        pixel = counter(pixels, "pixel")
         en = Signal()
         go = Signal()
         m.d.comb += [

@@ -8,6 +8,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.engines.dense import counter
+
 __all__ = ["SlidingWindow", "line_buffer_rows"]
 
 
@@ -160,7 +162,7 @@ class SlidingWindow(wiring.Component):
 
         # writer: a ring in input order
         waddr = Signal(range(depth))
-        wcol = Signal(range(row_words))
+        wcol = counter(row_words, "wcol")
         row_done = Signal()
         m.d.comb += [
             self.i.ready.eq(avail < low + R),
@@ -176,12 +178,12 @@ class SlidingWindow(wiring.Component):
             ]
 
         # reader: output row oy, column ox, window position (ky, kx, cf)
-        oy = Signal(range(Ho))
-        ox = Signal(range(Wo))
-        ky = Signal(range(k))
-        kx = Signal(range(k))
-        cf = Signal(range(CF))
-        woff = Signal(range(k * CF))  # kx*CF + cf
+        oy = counter(Ho, "oy")
+        ox = counter(Wo, "ox")
+        ky = counter(k, "ky")
+        kx = counter(k, "kx")
+        cf = counter(CF, "cf")
+        woff = counter(k * CF, "woff")  # kx*CF + cf
         ix0 = Signal(signed(max(W, k).bit_length() + 2), init=-p)  # ox*s - p
         col = Signal(signed(ix0.shape().width + max(1, CF.bit_length()) + 1), init=-p * CF)
         rb_top = Signal(range(depth), init=((-p) % R) * row_words)  # ring base of row `top`

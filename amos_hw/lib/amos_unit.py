@@ -336,11 +336,12 @@ class AmosUnit(wiring.Component):
         m.d.comb += spikes.eq(
             sum(self.o.payload.z[lane][b] for lane in range(self._lanes) for b in range(K))
         )
-        with m.If(self.clear):
-            m.d.sync += [self.spike_count.eq(0), self.output_count.eq(0)]
-        with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += [
-                self.spike_count.eq(self.spike_count + spikes),
-                self.output_count.eq(self.output_count + 1),
-            ]
+        # plain expressions, not If/Elif: with `clear` tied off by a parent, Yosys would keep an
+        # incomplete case statement that Verilator's lint reports
+        taken = self.o.valid & self.o.ready
+        m.d.sync += [
+            self.spike_count.eq(
+                Mux(self.clear, 0, self.spike_count + Mux(taken, spikes, 0))),
+            self.output_count.eq(Mux(self.clear, 0, self.output_count + taken)),
+        ]
         return m
