@@ -54,10 +54,10 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
                 log_every: int = 0, warmup: int = 2, **cfg) -> dict:
     """Generate, simulate ``count`` test images, compare with python_ref; return the summary."""
     ctx, verilog = design(model, **cfg)
-    x, y = dataset_for(model)
+    x, y = dataset_for(ctx.model_name)
     x, y = pick_images(x, y, count, seed)
     ref = snn.run(ctx.graph, x, batch_size=200, progress=count > 1000)
-    work = build_root() / f"data-{model}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
+    work = build_root() / f"data-{ctx.model_name}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "images.npz"
     np.savez(data, x=x, y=y, logits=ref.logits, classes=ref.classes)
@@ -88,9 +88,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")
     args = p.parse_args(argv)
-    cfg = ci_config(args.model, args.target_cycles)
+    cfg = ci_config(Path(args.model).stem, args.target_cycles)
     res = run_network(args.model, args.images, args.sim, log_every=100, **cfg)
-    out = Path(args.out) if args.out else _REPO / "docs" / "results" / f"rtl_{args.model}.json"
+    out = (Path(args.out) if args.out
+           else _REPO / "docs" / "results" / f"rtl_{res['model']}.json")
     out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     print(json.dumps(res, indent=1, sort_keys=True))
     return 0 if res["mismatches"] == 0 else 1
