@@ -22,6 +22,7 @@ __all__ = [
     "requant_shift",
     "IntAmosUnit",
     "quantize_unit",
+    "to_int_input",
     "signed_width",
 ]
 
@@ -386,7 +387,7 @@ class IntAmosUnit:
         return self(x, x2).astype(np.float64) * self._out_scale
 
     @classmethod
-    def relu(cls, K: int) -> IntAmosUnit:
+    def relu(cls, K: int, alpha: float | None = None) -> IntAmosUnit:
         """Closed-form integer ReLU unit: ``c_i = 1``, ``T_i = h_ji = d_i = 2**(K-1-i)``.
 
         It outputs ``clamp(x, 0, 2**K - 1)`` for every int32 ``x`` (the range only sets widths:
@@ -397,12 +398,105 @@ class IntAmosUnit:
         ----------
         K : int
             Neurons (1..30).
+        alpha : float, optional
+            Clipping level in real units; sets ``in_scale = out_scale = alpha·2^-K`` (the
+            activation step). Without it both scales are 1.
         """
         K = _check_pos_int(K, "K", 30)
+        scale = 1.0
+        if alpha is not None:
+            if not (math.isfinite(alpha) and alpha > 0):
+                raise ValueError(f"alpha must be a positive finite number, not {alpha!r}")
+            scale = alpha * 2.0**-K
         p = 2 ** np.arange(K - 1, -1, -1, dtype=np.int64)
         h = np.tril(np.broadcast_to(p[None, :], (K, K)), -1)
-        return cls("relu", c=np.ones(K, np.int64), T=p, h=h, d=p)
+        return cls("relu", c=np.ones(K, np.int64), T=p, h=h, d=p, in_scale=scale,
+                   out_scale=scale)
 
 
-def quantize_unit(*args, **kwargs):  # pragma: no cover - replaced below once units land
-    raise NotImplementedError("quantize_unit is not implemented yet")
+def quantize_unit(unit, in_bits: int = 12, w_bits: int = 12, d_bits: int = 12) -> IntAmosUnit:
+    """Fixed-point version of a trained float unit (:class:`python_ref.units.AmosUnit`).
+
+    The rule (all roundings are to nearest, ties to even, ``numpy.rint``; nothing saturates except
+    the input):
+
+    * **Input.** Input ``j`` with fit domain ``[lo, hi]`` gets the scale
+      ``s_j = max(|lo|, |hi|) / (2^(in_bits-1) - 1)`` and the integer range
+      ``[rint(lo/s_j), rint(hi/s_j)]`` (within ``in_bits`` signed bits); inputs outside the
+      domain saturate to it (:class:`IntAmosUnit` clamps).
+    * **Membrane.** One scale ``s_u`` for every neuron's membrane, chosen so that the largest input
+      weight uses ``w_bits`` signed bits: ``s_u = max_i,j |c_ij|·s_j / (2^(w_bits-1) - 1)``;
+      then ``c_int = rint(c·s_j/s_u)``, ``T_int = rint(T/s_u)``, ``h_int = rint(h/s_u)``. The
+      widths of ``T``, ``h`` and the membrane follow from the values (see
+      :attr:`IntAmosUnit.widths`); none is clipped.
+    * **Output.** ``s_y = max_i |d_i| / (2^(d_bits-1) - 1)``, ``d_int = rint(d/s_y)``; the real
+      output is ``y_int·s_y`` (``out_scale``).
+
+    Parameters
+    ----------
+    unit : AmosUnit
+        Float unit with a ``domain``.
+    in_bits, w_bits, d_bits : int
+        Signed widths of the input, the input weights and the output weights (2..32).
+
+    Returns
+    -------
+    IntAmosUnit
+    """
+    in_bits = _check_pos_int(in_bits, "in_bits", 32)
+    w_bits = _check_pos_int(w_bits, "w_bits", 32)
+    d_bits = _check_pos_int(d_bits, "d_bits", 32)
+    for what, b in (("in_bits", in_bits), ("w_bits", w_bits), ("d_bits", d_bits)):
+        if b < 2:
+            raise ValueError(f"{what} must be at least 2, not {b}")
+    if unit.domain is None:
+        raise ValueError(f"unit {unit.name!r} has no domain; cannot choose an input scale")
+    cs = [np.asarray(unit.c, np.float64)]
+    if unit.c2 is not None:
+        cs.append(np.asarray(unit.c2, np.float64))
+    scales, ranges = [], []
+    for lo, hi in unit.domain:
+        s = max(abs(lo), abs(hi)) / (2 ** (in_bits - 1) - 1)
+        scales.append(s)
+        ranges.append((int(np.rint(lo / s)), int(np.rint(hi / s))))
+    big_c = max(float(np.max(np.abs(c))) * s for c, s in zip(cs, scales, strict=True))
+    if big_c == 0:
+        raise ValueError(f"unit {unit.name!r} has all input weights zero")
+    s_u = big_c / (2 ** (w_bits - 1) - 1)
+    c_int = [np.rint(c * s / s_u).astype(np.int64) for c, s in zip(cs, scales, strict=True)]
+    T_int = np.rint(np.asarray(unit.T) / s_u).astype(np.int64)
+    h_int = np.rint(np.tril(np.asarray(unit.h), -1) / s_u).astype(np.int64)
+    d = np.asarray(unit.d, np.float64)
+    big_d = float(np.max(np.abs(d)))
+    s_y = (big_d if big_d > 0 else 1.0) / (2 ** (d_bits - 1) - 1)
+    d_int = np.rint(d / s_y).astype(np.int64)
+    two = unit.c2 is not None
+    return IntAmosUnit(
+        unit.name, c=c_int[0], T=T_int, h=h_int, d=d_int,
+        c2=c_int[1] if two else None,
+        in_range=ranges[0], in2_range=ranges[1] if two else None,
+        in_scale=scales[0], in2_scale=scales[1] if two else None, out_scale=s_y,
+    )
+
+
+def to_int_input(x, scale: float, in_range: tuple[int, int], rounding: str = "nearest"):
+    """Real inputs to the integer grid of a unit: ``rint(x/scale)`` (or floor), saturated.
+
+    Parameters
+    ----------
+    x : array_like of float
+    scale : float
+        Real value of one integer step.
+    in_range : (int, int)
+        Saturation range.
+    rounding : {"nearest", "floor"}
+        ``"floor"`` is the ReLU activation rule of ``docs/integer_semantics.md``.
+    """
+    q = np.asarray(x, dtype=np.float64) / scale
+    if rounding == "nearest":
+        q = np.rint(q)
+    elif rounding == "floor":
+        q = np.floor(q)
+    else:
+        raise ValueError(f"rounding must be 'nearest' or 'floor', not {rounding!r}")
+    return np.clip(q, *in_range).astype(np.int64)

@@ -180,3 +180,76 @@ def test_widths():
     assert signed_width(-129, 0) == 9
     w = IntAmosUnit.relu(10).widths
     assert w["x"] == 32 and w["d"] == 11 and w["y"] == 11
+
+
+# --- fixed point of trained units ------------------------------------------------------------
+
+from python_ref.quant import quantize_unit, to_int_input  # noqa: E402
+from python_ref.units import AmosUnit, relu_unit  # noqa: E402
+
+
+def _hand_unit():
+    return AmosUnit("hand", c=[1.0, -0.5], T=[0.1, 0.2], h=[[0, 0], [0.3, 0]], d=[1.0, 0.25],
+                    domain=[(-1.0, 1.0)])
+
+
+def test_quantize_unit_by_hand():
+    q = quantize_unit(_hand_unit(), in_bits=4, w_bits=4, d_bits=4)
+    # s_x = 1/7, in_range = (-7, 7); s_u = 1 * s_x / 7 = 1/49; s_y = 1/7
+    assert q.in_range == (-7, 7)
+    assert q.in_scale == pytest.approx(1 / 7)
+    assert q.c.tolist() == [7, -4]  # rint(7), rint(-3.5) = -4 (ties to even)
+    assert q.T.tolist() == [5, 10]  # rint(4.9), rint(9.8)
+    assert q.h.tolist() == [[0, 0], [15, 0]]  # rint(14.7)
+    assert q.d.tolist() == [7, 2]  # rint(7), rint(1.75)
+    assert q.out_scale == pytest.approx(1 / 7)
+    assert q.widths["c"] == 4 and q.widths["d"] == 4 and q.widths["x"] == 4
+    # saturation: far outside the domain behaves like the domain's edge
+    assert np.array_equal(q(np.array([-100, 100])), q(np.array([-7, 7])))
+
+
+def test_quantize_two_input_unit_shares_the_membrane_scale():
+    u = AmosUnit("m", c=[1.0, 0.25], c2=[2.0, -0.6], T=[0.0, 0.1], h=np.zeros((2, 2)),
+                 d=[1.0, -1.0], domain=[(-1.0, 1.0), (-0.5, 0.5)])
+    q = quantize_unit(u, in_bits=8, w_bits=8, d_bits=8)
+    assert q.in_range == (-127, 127) and q.in2_range == (-127, 127)
+    # c * s_x and c2 * s_x2 are on the same scale: the largest, |2| * 0.5/127 = 1 * 1/127, is 127
+    assert q.c.tolist() == [127, 32] and q.c2.tolist() == [127, -38]  # 31.75, -38.1
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        (dict(in_bits=1), "in_bits must be at least 2, not 1"),
+        (dict(w_bits=0), "w_bits must be a positive integer, not 0"),
+        (dict(d_bits=33), "d_bits must be at most 32, not 33"),
+    ],
+)
+def test_quantize_messages(kw, msg):
+    with pytest.raises(ValueError) as e:
+        quantize_unit(_hand_unit(), **kw)
+    assert str(e.value) == msg
+
+
+def test_quantize_needs_domain():
+    u = AmosUnit("nodom", c=[1.0], T=[0.0], h=[[0.0]], d=[1.0])
+    with pytest.raises(ValueError, match="has no domain"):
+        quantize_unit(u)
+
+
+def test_to_int_input():
+    x = np.array([-9.0, -0.26, -0.25, 0.24, 0.25, 0.75, 9.0])
+    assert to_int_input(x, 0.5, (-4, 4)).tolist() == [-4, -1, 0, 0, 0, 2, 4]
+    assert to_int_input(x, 0.5, (-4, 4), "floor").tolist() == [-4, -1, -1, 0, 0, 1, 4]
+    with pytest.raises(ValueError, match="rounding must be"):
+        to_int_input(x, 0.5, (-4, 4), "up")
+
+
+def test_integer_relu_matches_float_closed_form_exactly():
+    K, alpha = 10, 1.0
+    fu = relu_unit(K, alpha)
+    iu = IntAmosUnit.relu(K, alpha=alpha)
+    x = np.linspace(-1.5, 1.0, 30001)
+    xi = to_int_input(x, iu.in_scale, iu.in_range, "floor")
+    assert np.array_equal(iu.real(xi), fu(x))
+    assert np.array_equal(iu.spikes(xi), fu.spikes(x))

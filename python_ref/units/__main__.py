@@ -1,0 +1,84 @@
+"""Command line of the AMOS unit library.
+
+    python -m python_ref.units fit {sigmoid,swish,mult} [--steps N] [--seed S] [--out PATH]
+    python -m python_ref.units check PATH_OR_NAME...
+    python -m python_ref.units table3
+    python -m python_ref.units plot [--out DIR]
+    python -m python_ref.units report [--out DIR]
+
+Bad input (a malformed unit file, an impossible option) prints ``error: ...`` and exits 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import TRAINED, load_unit, table3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m python_ref.units", description=__doc__.split(
+        "\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fit", help="fit a unit by backpropagation and write <name>.json")
+    f.add_argument("name", choices=TRAINED)
+    f.add_argument("--steps", type=int, default=None, help="Adam steps (default: the spec's)")
+    f.add_argument("--seed", type=int, default=None, help="seed (default: the spec's)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.add_argument("--out", default=None,
+                   help="unit file to write (default python_ref/units/<name>.json)")
+    c = sub.add_parser("check", help="load unit files and recompute their errors on the grid")
+    c.add_argument("units", nargs="+", help="unit file paths or names (sigmoid, swish, mult)")
+    sub.add_parser("table3", help="print Table 3 (K and parameter counts) as JSON")
+    pl = sub.add_parser("plot", help="regenerate Figs. 3-6 into docs/figures")
+    pl.add_argument("--out", default=None, help="output folder (default docs/figures)")
+    r = sub.add_parser("report", help="integer-vs-float errors into docs/results/units.json")
+    r.add_argument("--out", default=None, help="output folder (default docs/results)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "fit":
+            from .fit import fit_and_save
+
+            if args.steps is not None and args.steps < 1:
+                raise ValueError(f"--steps must be a positive integer, not {args.steps}")
+            u = fit_and_save(args.name, steps=args.steps, seed=args.seed,
+                             progress=not args.no_progress, path=args.out)
+            m = u.meta
+            print(json.dumps({"name": u.name, "K": u.K, "params": u.param_count,
+                              "domain": [list(p) for p in u.domain],
+                              **{k: m[k] for k in ("mse", "max_abs_err", "mean_abs_err",
+                                                   "seed", "steps", "fit_seconds")}}))
+        elif args.cmd == "check":
+            from .fit import unit_errors
+
+            for name in args.units:
+                u = load_unit(name)
+                print(json.dumps({"unit": str(name), "name": u.name, "K": u.K,
+                                  "params": u.param_count, **unit_errors(u)}))
+        elif args.cmd == "table3":
+            print(json.dumps(table3()))
+        elif args.cmd == "plot":
+            from .report import FIGURES, plot
+
+            for path in plot(args.out or FIGURES):
+                print(path)
+        elif args.cmd == "report":
+            from .report import RESULTS, write_report
+
+            rep = write_report(args.out or RESULTS)
+            print(json.dumps({k: {"float_max_abs_err": v["float_fit"]["max_abs_err"],
+                                  "int_vs_float_max_abs_err": v["vs_float"]["max_abs_err"]}
+                              for k, v in rep.items()}))
+    except ValueError as e:  # UnitFileError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
