@@ -33,7 +33,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -312,7 +312,10 @@ class HostLink(wiring.Component):
         To the network: the image of a frame whose CRC checked, one pixel per cycle when the
         network is ready.
     result : In(stream.Signature(result_layout(...)))
-        From the network: one beat per image, sent back as ``RSP_RESULT``.
+        From the network: one beat per image, sent back as ``RSP_RESULT``. The link takes the
+        logits and finds the class itself, one comparison per cycle (lowest index on ties, as
+        the network's ``cls``), so the network's combinational argmax is not on any path that
+        synthesis keeps; ``cls`` is not read.
     activity : Out(1)
         One-cycle pulse for every frame accepted and every result sent (drive an LED through a
         pulse stretcher).
@@ -502,21 +505,26 @@ class HostLink(wiring.Component):
         tcrc = Signal(8)
         tidx = Signal(range(max_len + 7))
 
-        logits = []
-        for i in range(info.num_classes):
-            ext = Signal(signed(8 * lb), name=f"logit{i}")
-            m.d.comb += ext.eq(self.result.payload.logits[i])
-            logits.append(ext)
-        res_bytes = Cat(self.result.payload.cls, C(0, 4), *logits, cycles)
+        # the logits are latched, then the class is found one comparison per cycle (lowest
+        # index on ties): no wide combinational argmax between the network and the UART
+        nc = info.num_classes
+        lg = [Signal(signed(8 * lb), name=f"logit{i}") for i in range(nc)]
+        best_v = Signal(signed(8 * lb))
+        best_i = Signal(4)
+        scan = Signal(range(max(nc, 2)))
+        lg_k = Array(lg)[scan]
+        res_bytes = Cat(best_i, C(0, 4), *lg, cycles)
 
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
                 m.d.sync += [tidx.eq(0), tcrc.eq(0)]
                 with m.If(self.result.valid):
                     m.d.comb += [self.result.ready.eq(1), self.activity.eq(1)]
-                    m.d.sync += [pay.eq(res_bytes), plen.eq(res_len), rcmd.eq(RSP_RESULT),
-                                 busy.eq(0), counting.eq(0)]
-                    m.next = "SEND"
+                    m.d.sync += [lg[i].eq(self.result.payload.logits[i]) for i in range(nc)]
+                    m.d.sync += [best_i.eq(0), scan.eq(1 if nc > 1 else 0),
+                                 plen.eq(res_len), rcmd.eq(RSP_RESULT), busy.eq(0),
+                                 counting.eq(0)]
+                    m.next = "ARGMAX"
                 with m.Elif(nak_pending):
                     m.d.sync += [pay.eq(nak_code), plen.eq(1), rcmd.eq(RSP_NAK),
                                  nak_pending.eq(0)]
@@ -527,6 +535,17 @@ class HostLink(wiring.Component):
                                  plen.eq(len(info_bytes)), rcmd.eq(RSP_INFO),
                                  info_pending.eq(0)]
                     m.next = "SEND"
+            with m.State("ARGMAX"):
+                with m.If(scan == 1):
+                    m.d.sync += best_v.eq(lg[0])
+                with m.If((scan != 1) & (lg_k > best_v) | (scan == 1) & (lg_k > lg[0])):
+                    m.d.sync += [best_v.eq(lg_k), best_i.eq(scan)]
+                m.d.sync += scan.eq(scan + 1)
+                with m.If((scan == nc - 1) | (nc == 1)):
+                    m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.sync += pay.eq(res_bytes)
+                m.next = "SEND"
             with m.State("SEND"):
                 tbyte = Signal(8)
                 with m.Switch(tidx):

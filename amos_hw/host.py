@@ -1,0 +1,249 @@
+"""Host side of the board link: classify image files on a board, or on its simulated top.
+
+::
+
+    python -m amos_hw.host info --port /dev/ttyUSB1
+    python -m amos_hw.host classify --port /dev/ttyUSB1 digit.png cat.jpg
+    python -m amos_hw.host classify --sim --board icebreaker --model digits digit.png
+
+Images (PNG, JPEG, anything Pillow reads) are converted to the model's channels (grey for one,
+RGB for three) and resized to its input (asked from the board with ``CMD_INFO``, or taken from
+the model with ``--sim``). Each prints the class, a score (the softmax of the logits at the
+model's output scale, when the model description is at hand; else the raw top logit) and the
+time: the board's own cycle count converted at its clock, and the round trip through the link.
+
+``--sim`` runs the very board top (:class:`boards.top.UartNetworkTop`) under Verilator, with the
+UART lines driven and sampled bit by bit (:mod:`boards.sim`); nothing else differs.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from amos_hw.lib import hostlink as hl
+
+__all__ = ["HostError", "Classification", "SerialClient", "load_image", "main", "score"]
+
+
+class HostError(RuntimeError):
+    """A host-side failure with a message for the user (no port, bad image, no answer)."""
+
+
+@dataclass
+class Classification:
+    """One image's answer."""
+
+    image: str
+    cls: int
+    logits: tuple
+    cycles: int
+    board_s: float
+    round_trip_s: float | None
+    score: float
+    score_kind: str
+
+
+def load_image(path, input_shape) -> np.ndarray:
+    """Read ``path`` and return uint8 pixels ``(H, W, C)`` for a model input ``(H, W, C)``."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise HostError("reading images needs Pillow: pip install -e '.[train]' "
+                        "(or pip install pillow)") from None
+    h, w, c = (int(v) for v in input_shape)
+    if c not in (1, 3):
+        raise HostError(f"model input has {c} channels; images can feed 1 (grey) or 3 (RGB)")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if c == 1 else "RGB")
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise HostError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise HostError(f"{path}: not an image Pillow can read ({e})") from None
+    return a.reshape(h, w, c)
+
+
+def output_scale(model_name: str) -> float | None:
+    """Real-valued scale of a logit for a zoo model (its description's output node), or None."""
+    try:
+        from amos_hw.zoo import resolve
+        from python_ref import ir
+        g = ir.load(str(resolve(model_name)) + ".json", check=False)
+    except Exception:  # noqa: BLE001  (any failure: no scale, the raw logit is shown)
+        return None
+    out = g.node[g.outputs[0]] if hasattr(g, "outputs") else g.nodes[-1]
+    scale = out.get("scale")
+    return float(scale) if scale else None
+
+
+def score(logits, scale: float | None) -> tuple[float, str]:
+    """Softmax probability of the top class at ``scale``; the raw top logit without one."""
+    logits = [int(v) for v in logits]
+    top = max(logits)
+    if scale is None:
+        return float(top), "logit"
+    z = [math.exp((v - top) * scale) for v in logits]
+    return 1.0 / sum(z), "softmax"
+
+
+class SerialClient:
+    """The protocol over a serial port (pyserial).
+
+    Parameters
+    ----------
+    port : str
+        Device (``/dev/ttyUSB1``, ``COM3``).
+    baud : int
+    timeout : float
+        Seconds to wait for an answer before the frame is sent again.
+    retries : int
+    """
+
+    def __init__(self, port: str, baud: int = 1_000_000, timeout: float = 2.0, retries: int = 3):
+        try:
+            import serial
+        except ImportError:
+            raise HostError("talking to a board needs pyserial: pip install -e '.[fpga]' "
+                            "(or pip install pyserial)") from None
+        try:
+            self.ser = serial.Serial(port, baud, timeout=0.05)
+        except (serial.SerialException, OSError) as e:
+            raise HostError(f"cannot open {port}: {e}") from None
+        self.timeout = timeout
+        self.retries = retries
+        self.decoder = hl.FrameDecoder()
+
+    def close(self) -> None:
+        self.ser.close()
+
+    def request(self, cmd: int, payload: bytes, want: int) -> hl.Frame:
+        """Send one frame and return the answer with command ``want`` (retrying on NAK or
+        silence; the board drops a partial frame after FRAME_TIMEOUT_S)."""
+        last = "no answer"
+        for _ in range(self.retries + 1):
+            self.ser.reset_input_buffer()
+            self.decoder.reset()
+            self.ser.write(hl.encode_frame(cmd, payload))
+            self.ser.flush()
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline:
+                for f in self.decoder.feed(self.ser.read(4096)):
+                    if f.cmd == want:
+                        return f
+                    if f.cmd == hl.RSP_NAK:
+                        code = f.payload[0] if f.payload else 0
+                        last = f"NAK ({hl.NAK_NAMES.get(code, code)})"
+                        deadline = 0.0
+                        break
+            time.sleep(2 * hl.FRAME_TIMEOUT_S)
+        raise HostError(f"the board did not answer command 0x{cmd:02x} after "
+                        f"{self.retries + 1} tries: {last}")
+
+    def info(self) -> hl.Info:
+        return hl.Info.from_payload(self.request(hl.CMD_INFO, b"", hl.RSP_INFO).payload)
+
+    def classify(self, pixels: np.ndarray, info: hl.Info) -> tuple[hl.Result, float]:
+        t0 = time.perf_counter()
+        f = self.request(hl.CMD_CLASSIFY, pixels.tobytes(), hl.RSP_RESULT)
+        dt = time.perf_counter() - t0
+        return hl.Result.from_payload(f.payload, info.num_classes, info.logit_bytes), dt
+
+
+def _print(c: Classification, info: hl.Info) -> None:
+    rt = f", round trip {c.round_trip_s * 1e3:.1f} ms" if c.round_trip_s is not None else ""
+    kind = "p" if c.score_kind == "softmax" else "top logit"
+    print(f"{c.image}: class {c.cls} ({kind} {c.score:.3f}); board {c.board_s * 1e6:.1f} us "
+          f"({c.cycles} cycles at {info.clk_hz / 1e6:g} MHz){rt}")
+
+
+def classify_port(port: str, baud: int, images: list[str]) -> list[Classification]:
+    client = SerialClient(port, baud)
+    try:
+        info = client.info()
+        scale = output_scale(info.name)
+        out = []
+        for path in images:
+            px = load_image(path, info.input_shape)
+            res, dt = client.classify(px, info)
+            sc, kind = score(res.logits, scale)
+            c = Classification(str(path), res.cls, res.logits, res.cycles,
+                               res.cycles / info.clk_hz, dt, sc, kind)
+            _print(c, info)
+            out.append(c)
+        return out
+    finally:
+        client.close()
+
+
+def classify_sim(board: str, model: str, images: list[str], *,
+                 progress: bool = True) -> list[Classification]:
+    """Classify ``images`` on the Verilator simulation of ``board``'s top for ``model``."""
+    from boards import sim
+
+    top_info = sim.board_info(board, model)
+    arrays = [load_image(p, top_info.input_shape) for p in images]
+    info, results = sim.classify(board, model, arrays, progress=progress)
+    scale = output_scale(info.name)
+    out = []
+    for path, (res, sim_s) in zip(images, results, strict=True):
+        sc, kind = score(res.logits, scale)
+        c = Classification(str(path), res.cls, res.logits, res.cycles, res.cycles / info.clk_hz,
+                           sim_s, sc, kind)
+        _print(c, info)
+        out.append(c)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m amos_hw.host", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_info = sub.add_parser("info", help="what the board runs")
+    p_info.add_argument("--port", required=True)
+    p_info.add_argument("--baud", type=int, default=1_000_000)
+    p = sub.add_parser("classify", help="classify image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="serial port of the board")
+    where.add_argument("--sim", action="store_true",
+                       help="the board top under Verilator with a modelled UART")
+    p.add_argument("--baud", type=int, default=1_000_000,
+                   help="UART bit rate (1000000 on the FTDI boards, 115200 on the OrangeCrab)")
+    p.add_argument("--board", default="icebreaker", help="with --sim: whose top to simulate")
+    p.add_argument("--model", default="digits", help="with --sim: the model it carries")
+    p.add_argument("--json", help="also write the answers to this JSON file")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "info":
+            client = SerialClient(args.port, args.baud)
+            try:
+                print(client.info())
+            finally:
+                client.close()
+            return 0
+        if args.sim:
+            res = classify_sim(args.board, args.model, args.images)
+        else:
+            res = classify_port(args.port, args.baud, args.images)
+        if args.json:
+            import json
+            Path(args.json).write_text(json.dumps([c.__dict__ for c in res], indent=2) + "\n")
+    except HostError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # unknown board or model, named by the message
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

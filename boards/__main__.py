@@ -1,0 +1,88 @@
+"""``python -m boards``: list the boards, build a bitstream, flash it.
+
+::
+
+    python -m boards list
+    python -m boards build --board ulx3s-85f --model resnet8     (make bitstream)
+    python -m boards flash --board ulx3s-85f --model resnet8     (make flash)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from boards.board import BoardError, board_names, get_board
+
+
+def _parallelism(text):
+    if text is None:
+        return None
+    return text  # the generator parses JSON text or a file path and names what is wrong
+
+
+def flash(board_name: str, model: str) -> None:
+    """Program the board with the bitstream of ``make bitstream``, as amaranth-boards does."""
+    from amaranth.build.run import LocalBuildProducts
+
+    from boards.build import build_dir
+
+    board = get_board(board_name)
+    gw = build_dir(board.name, model) / "gateware"
+    bit = gw / ("top.bin" if board.family == "ice40" else "top.bit")
+    if not bit.exists():
+        raise BoardError(f"no bitstream at {bit}: run `make bitstream BOARD={board.name} "
+                         f"MODEL={model}` first")
+    if board.programmer.resolve() is None:
+        raise BoardError(board.programmer.missing_message(f"program the {board.title}"))
+    report = build_dir(board.name, model) / "build_report.json"
+    if report.exists():
+        fb = [f["tool"] for f in json.loads(report.read_text()).get("fallbacks", [])
+              if f["tool"] != board.programmer.command]
+        if fb:
+            print(f"warning: the bitstream was built without {', '.join(fb)}", file=sys.stderr)
+    board.make_platform().toolchain_program(LocalBuildProducts(str(gw)), "top")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m boards", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="the supported boards")
+    for name in ("build", "flash"):
+        p = sub.add_parser(name)
+        p.add_argument("--board", required=True)
+        p.add_argument("--model", required=True)
+        if name == "build":
+            p.add_argument("--parallelism", default=None,
+                           help="folding JSON (text or file) for the generator; default: the "
+                                "board's choice")
+            p.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            for n in board_names():
+                b = get_board(n)
+                print(f"{n:16s} {b.title:36s} {b.device:20s} programmer: {b.programmer.command}")
+        elif args.cmd == "build":
+            from boards.build import build, build_dir
+            get_board(args.board)
+            rep = build(args.board, args.model, parallelism=_parallelism(args.parallelism),
+                        progress=not args.quiet)
+            out = build_dir(rep["board"], rep["model"]) / "build_report.json"
+            print(f"{rep['board']} {rep['model']}: Fmax {rep['fmax_mhz']} MHz, "
+                  f"{rep['lut4']} LUT4, {rep['ff']} FF, {rep['bram']['blocks']} BRAM, "
+                  f"{rep['dsp']} DSP, {rep['images_per_s']} images/s; {out}")
+            for f in rep["fallbacks"]:
+                print(f"note: {f['tool']} absent, replaced by `true`: {f['effect']} "
+                      f"(package {f['package']})")
+        else:
+            flash(args.board, args.model)
+    except BoardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

