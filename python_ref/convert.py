@@ -429,6 +429,8 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
                             padding=int(o["padding"]), out_channels=int(o["w"].shape[0]))
             else:
                 node.update(out_features=int(o["w"].shape[0]))
+            if weight_bits != 8:
+                node["weight_bits"] = weight_bits
             node["scale"] = s_acc
             nodes.append(node)
         elif o["op"] == "add":

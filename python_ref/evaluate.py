@@ -136,7 +136,9 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
         },
         "source": {"checkpoint": g.meta.get("source", {}).get("checkpoint"),
                    "checkpoint_sha256": g.meta.get("source", {}).get("sha256"),
-                   "calibration": g.meta.get("calibration")},
+                   "calibration": g.meta.get("calibration"),
+                   "finetune": {k: v for k, v in g.meta.get("finetune", {}).items()
+                                if k != "history"} or None},
         "seconds": {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)},
     }
     if model_name in PAPER_TABLE2:

@@ -268,8 +268,13 @@ def _infer(g: Graph, n: dict, src: list) -> dict:
     if op in ("conv", "dense"):
         s = src[0]
         w = _int_array(g, n, "weight", "weight").astype(np.int64)
-        if w.size and np.abs(w).max() > 127 and n.get("weight_bits", 8) == 8:
-            raise IRError(f"layer {name!r}: weights must lie in -127..127 (int8)")
+        wb = n.get("weight_bits", 8)
+        if not isinstance(wb, int) or not 2 <= wb <= 32:
+            raise IRError(f"layer {name!r}: weight_bits must be an integer 2..32, not {wb!r}")
+        qmax = 2 ** (wb - 1) - 1
+        if w.size and np.abs(w).max() > qmax:
+            raise IRError(f"layer {name!r}: weights must lie in -{qmax}..{qmax} "
+                          f"({wb}-bit symmetric)")
         if op == "conv":
             if len(s["shape"]) != 3:
                 raise IRError(f"layer {name!r}: conv needs an (H, W, C) input, "
