@@ -253,8 +253,10 @@ class DenseEngine(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from the first input word of a vector to its first output word (no stall)."""
-        return self._sf + 1 + (self._amos.latency if self._amos is not None else 0)
+        """Cycles from the first input word of a vector to its first output word (no stall):
+        ``SF`` input words, then fetch, products, adder tree and accumulation (3 cycles after the
+        last word), then the AMOS unit's ``K + 2``."""
+        return self._sf + 3 + (self._amos.latency if self._amos is not None else 0)
 
     @property
     def memory_bits(self) -> int:
@@ -267,8 +269,12 @@ class DenseEngine(wiring.Component):
 
     @property
     def flip_flops(self) -> int:
-        """Flip-flops: input register, accumulators, result registers, control, AMOS units."""
+        """Flip-flops: input register, product and adder-tree pipeline registers, accumulators,
+        result registers, control, AMOS units."""
+        pw = self._w_width + self._in_bits
         ff = self._simd * self._in_bits + 2 * self._pe * self._acc_width
+        ff += self._pe * (self._simd * pw + pw + max(0, math.ceil(math.log2(self._simd))))
+        ff += 2 * self._pe * self._b_width
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
         if self._amos is not None:
             ff += self._amos.flip_flops
@@ -385,26 +391,47 @@ class DenseEngine(wiring.Component):
         else:
             acts = a_reg
 
-        # stage B: spike-gated shift-add products, adder tree, accumulate
+        # stage P: spike-gated shift-add products, registered
+        # stage T: the adder tree over the simd products of each output, registered
+        # stage B: accumulate (the bias starts each output's sum)
+        amax = 2**kin - 1
+        w_lo, w_hi = int(self._weights.min()), int(self._weights.max())
+        p_lo, p_hi = min(0, w_lo * amax), max(0, w_hi * amax)
+        prod_shape = signed(signed_width(p_lo, p_hi))
+        dot_shape = signed(signed_width(simd * p_lo, simd * p_hi))
+        valid_p, first_p, last_p = Signal(), Signal(), Signal()
+        valid_t, first_t, last_t = Signal(), Signal(), Signal()
+        bias_p = Signal(pe * bb)
+        bias_t = Signal(pe * bb)
+        with m.If(en):
+            m.d.sync += [
+                valid_p.eq(valid_a), first_p.eq(first_a), last_p.eq(last_a),
+                valid_t.eq(valid_p), first_t.eq(first_p), last_t.eq(last_p),
+                bias_p.eq(b_rd.data), bias_t.eq(bias_p),
+            ]
         acc = [Signal(signed(self._acc_width), name=f"acc_{p}") for p in range(pe)]
         res = [Signal(signed(self._acc_width), name=f"res_{p}") for p in range(pe)]
         valid_c = Signal()
         with m.If(en):
-            m.d.sync += valid_c.eq(valid_a & last_a)
+            m.d.sync += valid_c.eq(valid_t & last_t)
         for p in range(pe):
-            dot = tree_sum(
-                spike_product(
-                    w_rd.data.word_select(p * simd + s, wb).as_signed(),
-                    acts.word_select(s, kin),
-                    kin,
-                )
-                for s in range(simd)
-            )
-            bias = b_rd.data.word_select(p, bb).as_signed()
-            total = Mux(first_a, bias, acc[p]) + dot
-            with m.If(en & valid_a):
+            prods = [Signal(prod_shape, name=f"prod_{p}_{s}") for s in range(simd)]
+            dot = Signal(dot_shape, name=f"dot_{p}")
+            with m.If(en):
+                m.d.sync += [
+                    prods[s].eq(spike_product(
+                        w_rd.data.word_select(p * simd + s, wb).as_signed(),
+                        acts.word_select(s, kin),
+                        kin,
+                    ))
+                    for s in range(simd)
+                ]
+                m.d.sync += dot.eq(tree_sum(prods))
+            bias = bias_t.word_select(p, bb).as_signed()
+            total = Mux(first_t, bias, acc[p]) + dot
+            with m.If(en & valid_t):
                 m.d.sync += acc[p].eq(total)
-                with m.If(last_a):
+                with m.If(last_t):
                     m.d.sync += res[p].eq(total)
 
         # stage C: requantise, then the ReLU AMOS unit (or the raw value)
