@@ -37,6 +37,12 @@ TEST_EXTRAS     := sim,train
 stamp = $(VENV)/.installed-$(subst $(comma),+,$(1))
 
 .PHONY: help generate test sim test-heavy lint venv venv-generate system-deps clean distclean
+.PHONY: bitstream flash bench
+
+# Board builds (boards/, amos_hw.bench): pip-installed YoWASP yosys/nextpnr, no system toolchain.
+BOARD ?= ulx3s-85f
+MODEL ?= digits
+FPGA_EXTRAS := fpga
 
 help:
 	@echo "make generate    create .venv, install, run the main job: $(GENERATE_CMD)"
@@ -46,6 +52,9 @@ help:
 	@echo "make lint        ruff, then verilator --lint-only over emitted Verilog"
 	@echo "make venv        only create/update .venv with the test extras"
 	@echo "make clean       remove build outputs;  make distclean  also .venv"
+	@echo "make bitstream   BOARD=$(BOARD) MODEL=$(MODEL): YoWASP build, build/<board>/<model>/build_report.json"
+	@echo "make flash       BOARD=... MODEL=...: program the board (iceprog / openFPGALoader / dfu-util)"
+	@echo "make bench       BOARD=... MODEL=...: build, then docs/results/boards/ and the table"
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { \
@@ -113,3 +122,12 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+bitstream: $(call stamp,$(FPGA_EXTRAS))
+	$(PY) -m boards build --board $(BOARD) --model $(MODEL)
+
+flash: $(call stamp,$(FPGA_EXTRAS))
+	$(PY) -m boards flash --board $(BOARD) --model $(MODEL)
+
+bench: $(call stamp,$(FPGA_EXTRAS))
+	$(PY) -m amos_hw.bench --board $(BOARD) --model $(MODEL)

@@ -280,6 +280,7 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     wall = time.perf_counter() - t0
 
     report = _report(board, model_name, net, est, top, gw, fallbacks, env)
+    report["model_source"] = str(model)
     report["build_wall_s"] = round(wall, 1)
     report["elaborate_wall_s"] = round(t_elab, 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -317,6 +318,7 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
         "board": board.name,
         "board_title": board.title,
         "model": model_name,
+        "model_sha256": est.get("model_sha256"),
         "device": board.device,
         "family": board.family,
         "fmax_mhz": round(fmax_mhz, 2),

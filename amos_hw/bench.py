@@ -1,0 +1,184 @@
+"""Measured speed and size per board and model: build, read the reports, write the results.
+
+::
+
+    python -m amos_hw.bench --board ulx3s-85f --model resnet8      (builds first)
+    python -m amos_hw.bench --board icebreaker --model digits --no-build
+    python -m amos_hw.bench --table-only
+
+Writes ``docs/results/boards/<board>_<model>.json`` (the build report, without machine-specific
+paths) and regenerates the boards table of ``docs/results/README.md`` (between the
+``boards-table`` markers) from every JSON file in ``docs/results/boards/``, with the published
+anchors and the goals beside them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["ANCHORS", "GOALS", "RESULTS", "main", "render_table", "save_result"]
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "docs" / "results" / "boards"
+README = REPO / "docs" / "results" / "README.md"
+BEGIN = "<!-- boards-table:begin (written by python -m amos_hw.bench) -->"
+END = "<!-- boards-table:end -->"
+
+#: Published figures the table is read against.
+ANCHORS = [
+    {"name": "fpgaConvNet, ResNet8 on a ZedBoard (Zynq-7020)", "images_per_s": 2431,
+     "fmax_mhz": 143, "dsp": 211, "lut": "47K LUT6"},
+    {"name": "hls4ml, ResNet8 on a Pynq-Z2 (Zynq-7020)", "images_per_s": 130.8,
+     "fmax_mhz": None, "dsp": None, "lut": None},
+]
+
+#: The goals: (board, model) -> checks.
+GOALS = {
+    ("ulx3s-85f", "resnet8"): {"images_per_s": 2500, "dsp": 0, "lut4": 60000, "fmax_mhz": 100},
+    ("icebreaker", "resnet8"): {"images_per_s": 10},
+}
+
+
+def save_result(report: dict) -> Path:
+    """Write ``report`` as the committed result of its board and model."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{report['board']}_{report['model']}.json"
+    keep = {k: v for k, v in report.items() if k not in ("elaborate_wall_s",)}
+    out.write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def _goal_status(r: dict) -> str:
+    goal = GOALS.get((r["board"], r["model"]))
+    if not goal:
+        return ""
+    parts = []
+    if "images_per_s" in goal:
+        ok = r["images_per_s"] >= goal["images_per_s"]
+        parts.append(f"{'met' if ok else 'missed'} >= {goal['images_per_s']} images/s")
+    if "dsp" in goal:
+        parts.append(f"{'met' if r['dsp'] <= goal['dsp'] else 'missed'} {goal['dsp']} DSP")
+    if "lut4" in goal:
+        ok = r["lut4"] <= goal["lut4"]
+        parts.append(f"{'met' if ok else 'missed'} <= {goal['lut4'] // 1000}K LUT4")
+    if "fmax_mhz" in goal:
+        ok = r["fmax_mhz"] >= goal["fmax_mhz"]
+        parts.append(f"{'met' if ok else 'missed'} Fmax >= {goal['fmax_mhz']} MHz")
+    return "; ".join(parts)
+
+
+def render_table(results: list[dict]) -> str:
+    """The markdown of the boards section."""
+    lines = [
+        BEGIN,
+        "",
+        "| board | model | Fmax MHz (board clock) | LUT4 | FF | BRAM blocks (kbit) | SPRAM | DSP "
+        "| cycles / image | images/s at Fmax | latency at Fmax | critical path | build |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in sorted(results, key=lambda r: (r["model"], r["board"])):
+        cp = r.get("critical_path") or {}
+        path = f"{cp.get('from')} -> {cp.get('to')}" if cp else ""
+        meets = "" if r.get("meets_board_clock", True) else " **below board clock**"
+        lines.append(
+            f"| {r['board']} | {r['model']} | {r['fmax_mhz']:.1f} ({r['board_clock_mhz']:g})"
+            f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {r['ff']} | "
+            f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {r['spram']['blocks']} | "
+            f"{r['dsp']} | {r['cycles_per_image']} | {r['images_per_s']:,.0f} | "
+            f"{r['latency_us_at_fmax']:.1f} us | `{path}` | {r['build_wall_s']:.0f} s |")
+    lines += ["", "Anchors (published, other devices):", ""]
+    for a in ANCHORS:
+        extra = ", ".join(x for x in (
+            f"{a['fmax_mhz']} MHz" if a["fmax_mhz"] else "",
+            f"{a['dsp']} DSPs" if a["dsp"] is not None else "",
+            a["lut"] or "") if x)
+        lines.append(f"- {a['name']}: {a['images_per_s']:,} images/s"
+                     + (f" ({extra})" if extra else ""))
+    goals = [(r, _goal_status(r)) for r in results if _goal_status(r)]
+    lines += ["", "Goals:", ""]
+    for (board, model), g in GOALS.items():
+        got = next((s for r, s in goals if (r["board"], r["model"]) == (board, model)), None)
+        want = ", ".join(f"{k} {v}" for k, v in g.items())
+        lines.append(f"- {model} on {board} ({want}): " + (got or "no build result yet"))
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+_HEADER = """# Results
+
+## Boards: speed and size, measured
+
+Every figure below comes from a bitstream build (`make bitstream BOARD=... MODEL=...`, the
+pip-installed YoWASP Yosys 0.70 and nextpnr 0.11.1, seed 1) and is read from its
+`build/<board>/<model>/build_report.json`; the committed copies are in
+[`boards/`](boards/). Fmax is nextpnr's post-route figure for the design's one clock;
+images/s = Fmax / cycles per image (the generator's initiation interval, one image in flight
+per layer); latency is the generator's first-pixel-to-result estimate at Fmax. LUT4 and FF are
+Yosys cell counts after synthesis (an ECP5 carry cell counts as two LUT4s). The bitstreams clock
+the design from the board oscillator (value in brackets); no PLL is instantiated yet.
+Regenerate the table with `python -m amos_hw.bench --table-only`.
+
+"""
+
+
+def write_readme(results: list[dict]) -> Path:
+    table = render_table(results)
+    if README.exists():
+        text = README.read_text()
+        if BEGIN in text and END in text:
+            pre = text[: text.index(BEGIN)]
+            post = text[text.index(END) + len(END):]
+            text = pre + table + post
+        else:
+            text = text.rstrip() + "\n\n" + _HEADER.split("\n", 2)[2] + table + "\n"
+    else:
+        text = _HEADER + table + "\n"
+    README.write_text(text)
+    return README
+
+
+def load_results() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m amos_hw.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--board")
+    ap.add_argument("--model")
+    ap.add_argument("--no-build", action="store_true",
+                    help="read build/<board>/<model>/build_report.json instead of building")
+    ap.add_argument("--table-only", action="store_true",
+                    help="only regenerate the table from docs/results/boards/*.json")
+    args = ap.parse_args(argv)
+    from boards.board import BoardError, get_board
+    from boards.build import build, build_dir
+
+    try:
+        if not args.table_only:
+            if not args.board or not args.model:
+                ap.error("--board and --model are required (or --table-only)")
+            board = get_board(args.board)
+            if args.no_build:
+                p = build_dir(board.name, args.model) / "build_report.json"
+                if not p.exists():
+                    raise BoardError(f"no build report at {p}: run `make bitstream "
+                                     f"BOARD={board.name} MODEL={args.model}` or drop "
+                                     f"--no-build")
+                rep = json.loads(p.read_text())
+            else:
+                rep = build(board.name, args.model)
+            out = save_result(rep)
+            print(f"wrote {out.relative_to(REPO)}")
+        readme = write_readme(load_results())
+        print(f"wrote {readme.relative_to(REPO)}")
+    except BoardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Committed board baselines against fresh builds.
+
+The slow test rebuilds the smallest committed design (digits on the iCEBreaker, about a minute
+with YoWASP) when the YoWASP tools are installed (``pip install -e '.[fpga]'``) and compares it
+with ``docs/results/boards/icebreaker_digits.json``. Tolerance: Fmax, LUT4 and FF within 5 % (with
+a fixed seed and the pinned tools the build is bit-identical; the margin admits small changes in
+the generated network), block RAMs and cycles per image exact. The cheap sibling runs by default:
+it rebuilds the network for the board without synthesis and checks the exact figures.
+"""
+import json
+
+import pytest
+
+from boards.board import BoardError, get_board
+from boards.build import REPO, build, fit_check, toolchain_env
+
+BASELINE = REPO / "docs" / "results" / "boards" / "icebreaker_digits.json"
+TOLERANCE = 0.05
+
+
+def _baseline() -> dict:
+    if not BASELINE.exists():
+        pytest.skip(f"no committed baseline at {BASELINE}")
+    return json.loads(BASELINE.read_text())
+
+
+def _tools_or_skip():
+    try:
+        toolchain_env(get_board("icebreaker"))
+    except BoardError as e:
+        pytest.skip(f"YoWASP tools absent, no bitstream build: {e}")
+
+
+def test_baseline_network_figures():
+    base = _baseline()
+    board = get_board("icebreaker")
+    net, est = fit_check(board, "digits", dict(board.fold))
+    from amos_hw.top import silence
+    silence(net)
+    assert net.cycles_per_image == base["cycles_per_image"]
+    assert base["images_per_s"] == pytest.approx(base["fmax_mhz"] * 1e6 / base["cycles_per_image"],
+                                                 abs=0.1)
+
+
+@pytest.mark.slow
+def test_rebuild_matches_baseline(tmp_path):
+    _tools_or_skip()
+    base = _baseline()
+    rep = build("icebreaker", "digits", progress=False, out=tmp_path / "icebreaker_digits")
+    assert rep["device"] == base["device"]
+    assert rep["cycles_per_image"] == base["cycles_per_image"]
+    assert rep["bram"]["blocks"] == base["bram"]["blocks"]
+    assert rep["dsp"] == base["dsp"]
+    for key in ("fmax_mhz", "lut4", "ff"):
+        assert rep[key] == pytest.approx(base[key], rel=TOLERANCE), key

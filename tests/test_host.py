@@ -1,0 +1,102 @@
+"""amos_hw.host: image loading, scores, messages, and the serial client against a board model
+on a pseudo-terminal."""
+import os
+import pty
+import threading
+
+import numpy as np
+import pytest
+
+from amos_hw import host
+from amos_hw.lib import hostlink as hl
+
+
+def test_load_image_grey_and_rgb(tmp_path):
+    from PIL import Image
+    a = np.arange(16 * 16 * 3, dtype=np.uint32).reshape(16, 16, 3) % 256
+    p = tmp_path / "x.png"
+    Image.fromarray(a.astype(np.uint8), "RGB").save(p)
+    rgb = host.load_image(p, (8, 8, 3))
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    grey = host.load_image(p, (4, 4, 1))
+    assert grey.shape == (4, 4, 1)
+    same = host.load_image(p, (16, 16, 3))
+    assert (same == a).all()
+
+
+def test_load_image_errors(tmp_path):
+    with pytest.raises(host.HostError, match=r"no such file$"):
+        host.load_image(tmp_path / "none.png", (8, 8, 1))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(host.HostError, match=r"bad\.jpg: not an image Pillow can read"):
+        host.load_image(bad, (8, 8, 1))
+    with pytest.raises(host.HostError, match=r"^model input has 2 channels; images can feed 1 "
+                                             r"\(grey\) or 3 \(RGB\)$"):
+        host.load_image(bad, (8, 8, 2))
+
+
+def test_score():
+    p, kind = host.score([0, 0, 100], 1.0)
+    assert kind == "softmax" and p == pytest.approx(1 / (1 + 2 * np.exp(-100.0)))
+    assert host.score([3, -2, 7], None) == (7.0, "logit")
+
+
+def test_output_scale_digits():
+    import json
+    with open("python_ref/zoo/digits.json") as f:
+        desc = json.load(f)
+    want = next(n["scale"] for n in desc["nodes"] if n["name"] == desc["outputs"][0])
+    assert host.output_scale("digits") == want
+    assert host.output_scale("no-such-model") is None
+
+
+def test_serial_port_missing(capsys):
+    assert host.main(["classify", "--port", "/dev/does-not-exist", "x.png"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot open /dev/does-not-exist")
+
+
+def test_serial_client_with_board_model(tmp_path):
+    """The client against a Python board on a pty: a NAK first, then the answer."""
+    pytest.importorskip("serial")
+    from PIL import Image
+    master, slave = pty.openpty()
+    info = hl.Info((4, 4, 1), 3, 2, 12_000_000, 100, 150, 1_000_000, "toy")
+    naks = [1]
+
+    def board():
+        dec = hl.FrameDecoder()
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            for f in dec.feed(data):
+                if f.cmd == hl.CMD_INFO:
+                    os.write(master, hl.encode_frame(hl.RSP_INFO, info.to_payload()))
+                elif f.cmd == hl.CMD_CLASSIFY:
+                    if naks:
+                        naks.pop()
+                        os.write(master, b"\x00garbage" + hl.encode_frame(hl.RSP_NAK, b"\x01"))
+                        continue
+                    s = sum(f.payload)
+                    logits = [s, -5, 7]
+                    payload = bytes([0]) + b"".join(v.to_bytes(2, "little", signed=True)
+                                                    for v in logits) + (42).to_bytes(4, "little")
+                    os.write(master, hl.encode_frame(hl.RSP_RESULT, payload))
+
+    t = threading.Thread(target=board, daemon=True)
+    t.start()
+    img = tmp_path / "i.png"
+    Image.fromarray(np.full((4, 4), 3, np.uint8)).save(img)
+    client = host.SerialClient(os.ttyname(slave), 1_000_000, timeout=1.0)
+    try:
+        got = client.info()
+        assert got == info
+        res, dt = client.classify(host.load_image(img, got.input_shape), got)
+    finally:
+        client.close()
+        os.close(master)
+        os.close(slave)
+    assert (res.cls, res.logits, res.cycles) == (0, (48, -5, 7), 42)
+    assert dt > 0 and not naks
