@@ -353,3 +353,54 @@ def test_hostlink_parameter_checks(kwargs, message):
 def test_hostlink_info_type_check():
     with pytest.raises(TypeError, match="^info must be an Info, not 3$"):
         hl.HostLink(3, logit_width=8, frame_timeout=10)
+
+
+class ConstNetwork(StandInNetwork):
+    """Tests only: takes an image and answers fixed logits (and a wrong ``cls`` the link must
+    not use)."""
+
+    def __init__(self, logits):
+        self.fixed = logits
+        super().__init__(num_classes=len(logits))
+
+    def elaborate(self, platform):
+        m = Module()
+        have = Signal()
+        m.d.comb += [self.pixels.ready.eq(~have), self.result.valid.eq(have),
+                     self.result.payload.cls.eq(15)]
+        for i, v in enumerate(self.fixed):
+            m.d.comb += self.result.payload.logits[i].eq(v)
+        with m.If(self.pixels.valid & self.pixels.ready & self.pixels.payload.last):
+            m.d.sync += have.eq(1)
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += have.eq(0)
+        return m
+
+
+@pytest.mark.parametrize("logits", [
+    [-5, 7, 7, -100, 0, 3, 7, -2048, 2047, 2047],      # ties: lowest index
+    [-9, -8, -7, -6, -5, -4, -3, -2, -1, -2048],       # all negative, max late
+    [0] * 10,
+    [-2048, -2048, -2048, 5],
+])
+def test_link_argmax(logits):
+    dut = LinkBench(ConstNetwork(logits))
+    decoder = hl.FrameDecoder()
+    frames = []
+
+    async def tb(ctx):
+        for byte in classify_frame(IMAGE):
+            ctx.set(dut.rx.payload, byte)
+            ctx.set(dut.rx.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.rx.valid, 0)
+        ctx.set(dut.tx.ready, 1)
+        while not frames:
+            _, _, valid, byte = await ctx.tick().sample(dut.tx.valid, dut.tx.payload)
+            if valid:
+                frames.extend(decoder.feed(bytes([byte])))
+
+    run_simulation(dut, tb)
+    res = hl.Result.from_payload(frames[0].payload, len(logits), 2)
+    assert list(res.logits) == logits
+    assert res.cls == logits.index(max(logits))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -269,6 +269,13 @@ def crc8_update(crc, byte) -> Value:
             bit = bit ^ t
         bits.append(bit)
     return Cat(*bits)
+
+
+def _sext(value, width: int) -> Value:
+    """``value`` (signed) sign-extended to ``width`` bits."""
+    v = Value.cast(value)
+    return v.as_signed()[:width] if len(v) >= width else Cat(
+        v, v[-1].replicate(width - len(v)))
 
 
 def pixel_layout() -> data.StructLayout:
@@ -512,7 +519,9 @@ class HostLink(wiring.Component):
         best_v = Signal(signed(8 * lb))
         best_i = Signal(4)
         scan = Signal(range(max(nc, 2)))
-        lg_k = Array(lg)[scan]
+        # the logits pass through a shift register: one compare per cycle and no wide mux
+        sh = Signal(8 * lb * nc)
+        cur = sh[:8 * lb].as_signed()
         res_bytes = Cat(best_i, C(0, 4), *lg, cycles)
 
         with m.FSM(name="tx_fsm"):
@@ -521,7 +530,9 @@ class HostLink(wiring.Component):
                 with m.If(self.result.valid):
                     m.d.comb += [self.result.ready.eq(1), self.activity.eq(1)]
                     m.d.sync += [lg[i].eq(self.result.payload.logits[i]) for i in range(nc)]
-                    m.d.sync += [best_i.eq(0), scan.eq(1 if nc > 1 else 0),
+                    m.d.sync += sh.eq(Cat(*[_sext(self.result.payload.logits[i], 8 * lb)
+                                            for i in range(nc)]))
+                    m.d.sync += [best_i.eq(0), scan.eq(0),
                                  plen.eq(res_len), rcmd.eq(RSP_RESULT), busy.eq(0),
                                  counting.eq(0)]
                     m.next = "ARGMAX"
@@ -536,12 +547,10 @@ class HostLink(wiring.Component):
                                  info_pending.eq(0)]
                     m.next = "SEND"
             with m.State("ARGMAX"):
-                with m.If(scan == 1):
-                    m.d.sync += best_v.eq(lg[0])
-                with m.If((scan != 1) & (lg_k > best_v) | (scan == 1) & (lg_k > lg[0])):
-                    m.d.sync += [best_v.eq(lg_k), best_i.eq(scan)]
-                m.d.sync += scan.eq(scan + 1)
-                with m.If((scan == nc - 1) | (nc == 1)):
+                with m.If((scan == 0) | (cur > best_v)):
+                    m.d.sync += [best_v.eq(cur), best_i.eq(scan)]
+                m.d.sync += [scan.eq(scan + 1), sh.eq(sh >> (8 * lb))]
+                with m.If(scan == nc - 1):
                     m.next = "LATCH"
             with m.State("LATCH"):
                 m.d.sync += pay.eq(res_bytes)
