@@ -31,7 +31,7 @@ import numpy as np
 
 from . import ir as _ir
 
-__all__ = ["build_net", "export", "finetune", "main"]
+__all__ = ["build_net", "float_ops_from_graph", "export", "finetune", "main"]
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 
@@ -145,9 +145,24 @@ def export(net, g: _ir.Graph) -> _ir.Graph:
     return h
 
 
+def float_ops_from_graph(g: _ir.Graph) -> list:
+    """Float weights that the description's integers represent exactly (``W = Wq * s_acc / s_in``,
+    ``b = bq * s_acc``), to continue fine-tuning from a fine-tuned description."""
+    sc = _scales(g)
+    ops = []
+    for n in g.nodes:
+        if n["op"] in ("conv", "dense"):
+            s_in, s_acc = sc[n["inputs"][0]], sc[n["name"]]
+            ops.append({"name": n["name"],
+                        "w": g.arrays[n["weight"]].astype(np.float64) * (s_acc / s_in),
+                        "b": g.arrays[n["bias"]].astype(np.float64) * s_acc})
+    return ops
+
+
 def finetune(model_name: str, description=None, checkpoint=None, data=None, epochs: int = 3,
              lr: float = 0.002, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
-             limit: int | None = None, progress: bool = True, threads: int | None = None):
+             limit: int | None = None, progress: bool = True, threads: int | None = None,
+             init: str = "checkpoint"):
     """Fine-tune; returns ``(graph, history)``. ``limit`` uses a seeded random subset of the
     training images."""
     import torch
@@ -164,7 +179,12 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
     g = _ir.load(description or ZOO / model_name)
     checkpoint = checkpoint or ZOO / f"{model_name}.pt"
     sd, _ = load_checkpoint(checkpoint, model_name)
-    net = build_net(g, float_graph(model_name, sd))
+    if init == "checkpoint":
+        net = build_net(g, float_graph(model_name, sd))
+    elif init == "description":
+        net = build_net(g, float_ops_from_graph(g))
+    else:
+        raise ValueError(f"init must be 'checkpoint' or 'description', not {init!r}")
     dataset = MODELS[model_name]["dataset"]
     x, y = load_dataset(dataset, "train", data)
     if limit:  # a seeded random subset (the training arrays may be sorted by class)
@@ -219,8 +239,10 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
         history.append(rec)
         print(json.dumps(rec), file=sys.stderr)
     h = export(net, g)
-    h.meta["finetune"] = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-                          "distill": distill, "train_images": int(len(x)), "history": history}
+    prev = g.meta.get("finetune")
+    h.meta["finetune"] = {"init": init, "previous": prev, "epochs": epochs, "lr": lr,
+                          "batch_size": batch_size, "seed": seed, "distill": distill,
+                          "train_images": int(len(x)), "history": history}
     _ir.validate(h)
     return h, history
 
@@ -241,11 +263,14 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--init", choices=("checkpoint", "description"), default="checkpoint",
+                   help="start from the checkpoint's float weights or continue from the "
+                        "description's integer weights")
     p.add_argument("--out", required=True, help="output stem for the fine-tuned description")
     a = p.parse_args(argv)
     try:
         h, _ = finetune(a.model, a.description, a.checkpoint, a.data, a.epochs, a.lr,
-                        a.batch_size, limit=a.limit, threads=a.threads)
+                        a.batch_size, limit=a.limit, threads=a.threads, init=a.init)
     except (DataError, _ir.IRError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     _ir.save(h, a.out)

@@ -48,3 +48,12 @@ def test_finetune_runs_and_exports_a_valid_description(tmp_path):
     assert (snn.run(h, x).classes == y).mean() > 0.9
     ir.save(h, tmp_path / "d")
     assert ir.load(tmp_path / "d").meta["finetune"]["epochs"] == 1
+
+
+def test_continuing_from_a_description_starts_where_it_left_off():
+    """Float weights rebuilt from a description quantise back to exactly its integers."""
+    g = ir.load(cv.ZOO / "digits")
+    net = ft.build_net(g, ft.float_ops_from_graph(g))
+    h = ft.export(net, g)
+    for k in g.arrays:
+        assert np.array_equal(h.arrays[k], g.arrays[k])
