@@ -291,7 +291,9 @@ def test_staircase_init_shapes():
 
 def test_fit_is_seeded_and_never_worse_than_init():
     spec = FIT_SPECS["sigmoid"]
+    threads = torch.get_num_threads()
     a = fit_unit(spec, steps=30, progress=False)
+    assert torch.get_num_threads() == threads  # the one-thread setting does not leak
     b = fit_unit(spec, steps=30, progress=False)
     assert np.array_equal(a.T, b.T) and np.array_equal(a.d, b.d)
     assert a.meta["mse"] <= a.meta["init_mse"]
