@@ -281,6 +281,7 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
 
     report = _report(board, model_name, net, est, top, gw, fallbacks, env)
     report["model_source"] = str(model)
+    report["git"] = _git_state()
     report["build_wall_s"] = round(wall, 1)
     report["elaborate_wall_s"] = round(t_elab, 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -390,6 +391,19 @@ def critical_path(tim: Path) -> dict:
 
     return {"from": short(src[0]) if src else None, "to": short(sink[-1]) if sink else None,
             "cells": len(src), "split": split}
+
+
+def _git_state() -> str:
+    """The commit the design was built from, ``+dirty`` when tracked files were modified."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "--", "amos_hw", "boards"], cwd=REPO, capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+dirty" if dirty else "")
 
 
 def n_bytes(net) -> int:
