@@ -15,7 +15,12 @@ step by step, in integer units:
   scale (the float network's units), plus optionally a distillation term to the float ANN.
 
 Rounding and flooring pass gradients straight through (identity), clamping passes them inside
-the range only. The export (:func:`export`) writes exactly ``Wq`` and ``bq`` into a copy of the
+the range only. The trainable parameters are kept in integer units (a weight in weight steps, a
+bias in steps of the layer's output), so one Adam learning rate (default 0.01 steps, cosine
+decay) suits every layer; a float parametrisation gave the classifier (whose weights carry the
+1/64 of pooling) steps hundreds of times too large and diverged.
+
+The export (:func:`export`) writes exactly ``Wq`` and ``bq`` into a copy of the
 description, so the integer network equals the fake-quantised one up to float32 rounding of the
 training arithmetic; the fine-tuned description is then checked with :mod:`python_ref.snn`.
 """
@@ -65,26 +70,36 @@ def build_net(g: _ir.Graph, ops: list):
             fl = {o["name"]: o for o in ops}
             self.w = nn.ParameterDict()
             self.b = nn.ParameterDict()
-            self.ratio = {}
+            self.bias_step = {}
+            node = g.index()
+            # the shift after each accumulator: biases are trained in units of the output step
+            shift = {}
+            for n in g.amos_nodes():
+                for i in n["inputs"]:
+                    terms = node[i]["inputs"] if node[i]["op"] == "add" else [i]
+                    for t in terms:
+                        shift[t] = n["rshift"][0]
             for n in g.nodes:
                 if n["op"] in ("conv", "dense"):
                     key = n["name"].replace(".", "_")
                     o = fl[n["name"]]
                     w = o["w"].transpose(0, 3, 1, 2) if n["op"] == "conv" else o["w"]
-                    self.w[key] = nn.Parameter(torch.tensor(np.ascontiguousarray(w),
+                    # parameters in integer units (one weight step = 1, one output step = 1), so
+                    # one learning rate suits every layer whatever its scale
+                    rw = sc[n["inputs"][0]] / sc[n["name"]]
+                    step = 2.0 ** shift.get(n["name"], 0)
+                    self.w[key] = nn.Parameter(torch.tensor(np.ascontiguousarray(w) * rw,
                                                             dtype=torch.float32))
-                    self.b[key] = nn.Parameter(torch.tensor(o["b"], dtype=torch.float32))
-                    # W_int = W * s_in / s_acc, b_int = b / s_acc
-                    self.ratio[n["name"]] = (sc[n["inputs"][0]] / sc[n["name"]],
-                                             1.0 / sc[n["name"]])
+                    self.b[key] = nn.Parameter(torch.tensor(o["b"] / sc[n["name"]] / step,
+                                                            dtype=torch.float32))
+                    self.bias_step[n["name"]] = step
             self.out_scale = sc[g.outputs[0]]
             self.K = {n["name"]: g.unit(n["unit"]).K for n in g.amos_nodes()}
 
         def qweights(self, name):
             key = name.replace(".", "_")
-            rw, rb = self.ratio[name]
-            wq = _ste_round(torch.clamp(self.w[key] * rw, -127, 127))
-            bq = _ste_round(self.b[key] * rb)
+            wq = _ste_round(torch.clamp(self.w[key], -127, 127))
+            bq = _ste_round(self.b[key] * self.bias_step[name])
             # the exported integers must fit their arrays: int8 weights, int32 biases
             return wq, bq
 
@@ -160,7 +175,7 @@ def float_ops_from_graph(g: _ir.Graph) -> list:
 
 
 def finetune(model_name: str, description=None, checkpoint=None, data=None, epochs: int = 3,
-             lr: float = 0.002, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
+             lr: float = 0.01, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
              limit: int | None = None, progress: bool = True, threads: int | None = None,
              init: str = "checkpoint"):
     """Fine-tune; returns ``(graph, history)``. ``limit`` uses a seeded random subset of the
@@ -198,7 +213,7 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
     xt = torch.from_numpy(x).permute(0, 3, 1, 2).float()  # integer pixels
     yt = torch.from_numpy(y)
     params = list(net.parameters())
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * (len(x) // batch_size)
     step = 0
@@ -259,7 +274,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--data", default=None)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--lr", type=float, default=0.01,
+                   help="Adam learning rate in integer units (weight steps, output steps)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
