@@ -191,7 +191,8 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    g = _ir.load(description or ZOO / model_name)
+    g = description if isinstance(description, _ir.Graph) else \
+        _ir.load(description or ZOO / model_name)
     checkpoint = checkpoint or ZOO / f"{model_name}.pt"
     sd, _ = load_checkpoint(checkpoint, model_name)
     if init == "checkpoint":

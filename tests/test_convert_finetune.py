@@ -57,3 +57,11 @@ def test_continuing_from_a_description_starts_where_it_left_off():
     h = ft.export(net, g)
     for k in g.arrays:
         assert np.array_equal(h.arrays[k], g.arrays[k])
+
+
+def test_convert_cli_with_finetune(tmp_path, capsys):
+    cv.main(["--model", "digits", "--out", str(tmp_path / "d"), "--finetune", "1"])
+    plain, tuned = ir.load(tmp_path / "d_plain"), ir.load(tmp_path / "d")
+    assert "finetune" in tuned.meta and "finetune" not in plain.meta
+    assert plain.nodes == tuned.nodes  # scales, shifts and units are kept
+    assert any(not np.array_equal(plain.arrays[k], tuned.arrays[k]) for k in plain.arrays)
