@@ -50,7 +50,8 @@ class UartNetworkTop(wiring.Component):
         Cycles of silence that drop a partial frame; default
         :data:`~amos_hw.lib.hostlink.FRAME_TIMEOUT_S` seconds.
     led_hold : int, optional
-        Cycles the LED stays on after each event; default :data:`LED_HOLD_S` seconds.
+        Cycles the LED stays on after each event, rounded up to a power of two; default
+        :data:`LED_HOLD_S` seconds.
 
     Members
     -------
@@ -97,12 +98,15 @@ class UartNetworkTop(wiring.Component):
         wiring.connect(m, net.result, link.result)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
 
-        hold = Signal(range(self.led_hold + 1))
+        # an up-counter whose top bit ends the pulse: a plain carry chain (a down-counter with
+        # a `!= 0` test became the critical path on the UP5K)
+        bits = max(1, (self.led_hold - 1).bit_length())
+        hold = Signal(bits + 1, init=1 << bits)
         with m.If(link.activity):
-            m.d.sync += hold.eq(self.led_hold)
-        with m.Elif(hold != 0):
-            m.d.sync += hold.eq(hold - 1)
-        m.d.comb += self.led.eq(hold != 0)
+            m.d.sync += hold.eq(0)
+        with m.Elif(~hold[-1]):
+            m.d.sync += hold.eq(hold + 1)
+        m.d.comb += self.led.eq(~hold[-1])
         return m
 
 
