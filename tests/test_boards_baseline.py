@@ -39,7 +39,7 @@ def test_baseline_network_figures():
     silence(net)
     assert net.cycles_per_image == base["cycles_per_image"]
     assert base["images_per_s"] == pytest.approx(base["fmax_mhz"] * 1e6 / base["cycles_per_image"],
-                                                 abs=0.1)
+                                                 rel=1e-3)
 
 
 @pytest.mark.slow
