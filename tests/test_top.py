@@ -13,7 +13,7 @@ from amos_hw.flow import run_flow
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
 from amos_hw.passes.common import FlowConfig
 from amos_hw.top import Broadcast, LaneAdapter, NetworkTop, ResultCollector, build_network, silence
-from python_ref import snn
+from python_ref import ir, snn
 from python_ref.data import load_digits
 
 
@@ -190,3 +190,85 @@ def test_result_collector_messages():
         ResultCollector(8, 10, 3)
     with pytest.raises(ValueError, match=r"num_classes must be 1..16 \(cls is 4 bits\), not 17"):
         ResultCollector(8, 17, 1)
+
+
+
+def tiny_resnet(path, seed=0, shifts=(11, 8, 8, 8, 8)):
+    """A two-block residual network on 8x8x3 images (identity and projection shortcuts, gap,
+    dense) with random int8 weights, written as a validated description."""
+    rng = np.random.default_rng(seed)
+    A = {}
+    def conv(name, inp, cin, cout, k, s, p):
+        A[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
+        A[f"{name}.b"] = rng.integers(-200, 200, cout)
+        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
+                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p, "out_channels": cout}
+    def act(name, inp, S):
+        return {"name": name, "op": "amos", "inputs": [inp], "unit": "r4", "rshift": [S]}
+    n = [{"name": "input", "op": "input", "inputs": [], "shape": [8, 8, 3], "bits": 8}]
+    n += [conv("stem", "input", 3, 4, 3, 1, 1), act("stem.act", "stem", shifts[0])]
+    n += [conv("b0.c1", "stem.act", 4, 4, 3, 1, 1), act("b0.a1", "b0.c1", shifts[1]),
+          conv("b0.c2", "b0.a1", 4, 4, 3, 1, 1),
+          {"name": "b0.add", "op": "add", "inputs": ["b0.c2", "stem.act"], "lshift": [0, 3]},
+          act("b0.a2", "b0.add", shifts[2])]
+    n += [conv("b1.c1", "b0.a2", 4, 8, 3, 2, 1), act("b1.a1", "b1.c1", shifts[3]),
+          conv("b1.c2", "b1.a1", 8, 8, 3, 1, 1), conv("b1.sc", "b0.a2", 4, 8, 1, 2, 0),
+          {"name": "b1.add", "op": "add", "inputs": ["b1.c2", "b1.sc"], "lshift": [0, 0]},
+          act("b1.a2", "b1.add", shifts[4])]
+    n += [{"name": "gap", "op": "gap", "inputs": ["b1.a2"]}]
+    A["fc.w"] = rng.integers(-127, 128, (3, 8))
+    A["fc.b"] = rng.integers(-1000, 1000, 3)
+    n += [{"name": "fc", "op": "dense", "inputs": ["gap"], "weight": "fc.w", "bias": "fc.b",
+           "out_features": 3}]
+    g = ir.Graph("tiny_resnet", n, {"r4": {"kind": "relu", "K": 4}}, A, ["fc"])
+    ir.save(g, path)
+    return g
+
+
+TINY_FOLDINGS = [
+    None,
+    # lane adapters of every kind: gather (stem pe 2 -> b0.c1 simd 4), split (b0.c2 pe 4 ->
+    # add lanes 2), via the gcd (b1.c1 pe 4 -> b1.c2 simd 8 is a gather; b0.a2 lanes 2 -> b1.sc
+    # simd 4), a gap with lanes, logits two a word
+    {"stem.act": {"pe": 2, "simd": 3}, "b0.a1": {"pe": 4, "simd": 4},
+     "b0.c2": {"pe": 4, "simd": 2}, "b0.a2": {"lanes": 2}, "b1.a1": {"pe": 4, "simd": 2},
+     "b1.c2": {"pe": 8, "simd": 8}, "b1.sc": {"pe": 8, "simd": 4}, "b1.a2": {"lanes": 4},
+     "gap": {"lanes": 2}, "fc": {"pe": 3, "simd": 8}},
+    {"stem.act": {"pe": 4, "simd": 1}, "b0.a1": {"pe": 1, "simd": 4},
+     "b0.c2": {"pe": 2, "simd": 4}, "b0.a2": {"lanes": 4}, "b1.a1": {"pe": 8, "simd": 1},
+     "b1.c2": {"pe": 1, "simd": 8}, "b1.sc": {"pe": 2, "simd": 1}, "b1.a2": {"lanes": 1},
+     "gap": {"lanes": 8}, "fc": {"pe": 1, "simd": 2}},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny_resnet"
+    g = tiny_resnet(path)
+    x = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    return path, g, x
+
+
+@pytest.mark.parametrize("k", range(len(TINY_FOLDINGS)))
+def test_tiny_resnet_bit_exact(tiny, k):
+    """Identity and projection residual blocks, broadcasts, skip FIFOs, lane adapters, gap:
+    random idle cycles and backpressure, logits and class == python_ref."""
+    path, g, x = tiny
+    top = build_network(path, parallelism=TINY_FOLDINGS[k])
+    ref = snn.run(g, x)
+    assert len(set(ref.logits[:, 0])) > 1  # the images give different logits
+    logits, cls = simulate(top, x, idle=0.2, backpressure=0.3, seed=k, max_cycles=200_000)
+    assert (logits == ref.logits).all()
+    assert (cls == ref.classes).all()
+
+
+def test_tiny_resnet_cycles_per_image(tiny):
+    path, _, x = tiny
+    top = build_network(path, parallelism=TINY_FOLDINGS[1])
+    outs = result_cycles(top, x, max_cycles=200_000)
+    assert outs[2] - outs[1] == top.cycles_per_image
+
+
+def test_ir_roundtrip_of_tiny(tiny):
+    path, g, _ = tiny
+    assert ir.load(path).name == "tiny_resnet"
