@@ -127,6 +127,13 @@ class SerialClient:
     def request(self, cmd: int, payload: bytes, want: int) -> hl.Frame:
         """Send one frame and return the answer with command ``want`` (retrying on NAK or
         silence; the board drops a partial frame after FRAME_TIMEOUT_S)."""
+        import serial
+        try:
+            return self._request(cmd, payload, want)
+        except (serial.SerialException, OSError) as e:
+            raise HostError(f"lost the serial port {self.ser.port}: {e}") from None
+
+    def _request(self, cmd: int, payload: bytes, want: int) -> hl.Frame:
         last = "no answer"
         for _ in range(self.retries + 1):
             self.ser.reset_input_buffer()

@@ -100,3 +100,18 @@ def test_serial_client_with_board_model(tmp_path):
         os.close(slave)
     assert (res.cls, res.logits, res.cycles) == (0, (48, -5, 7), 42)
     assert dt > 0 and not naks
+
+
+def test_serial_port_lost():
+    """The board (here the pty's other end) disappears: a message, no traceback."""
+    pytest.importorskip("serial")
+    master, slave = pty.openpty()
+    client = host.SerialClient(os.ttyname(slave), 1_000_000, timeout=0.5, retries=0)
+    os.close(master)
+    try:
+        with pytest.raises(host.HostError, match=r"^(lost the serial port .*|the board did not "
+                                                 r"answer command 0x01 after 1 tries: no answer)$"):
+            client.info()
+    finally:
+        client.close()
+        os.close(slave)
