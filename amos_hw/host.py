@@ -128,9 +128,15 @@ class SerialClient:
         """Send one frame and return the answer with command ``want`` (retrying on NAK or
         silence; the board drops a partial frame after FRAME_TIMEOUT_S)."""
         import serial
+        lost = [serial.SerialException, OSError]
+        try:
+            import termios  # POSIX: tcflush on a vanished tty raises termios.error
+            lost.append(termios.error)
+        except ImportError:
+            pass
         try:
             return self._request(cmd, payload, want)
-        except (serial.SerialException, OSError) as e:
+        except tuple(lost) as e:
             raise HostError(f"lost the serial port {self.ser.port}: {e}") from None
 
     def _request(self, cmd: int, payload: bytes, want: int) -> hl.Frame:
