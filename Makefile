@@ -11,9 +11,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-# The main job. The generator (amos_hw.generate) does not exist yet; when it lands this becomes
-#   GENERATE_CMD ?= $(PY) -m amos_hw.generate --model resnet8
-GENERATE_CMD ?= $(PY) -m python_ref.units table3
+# The main job: the ResNet8 description to Verilog, report.json and manifest.json in build/resnet8/
+# (add --board ecp5-85f / --target-fps N / --parallelism JSON for other foldings).
+GENERATE_CMD ?= $(PY) -m amos_hw.generate --model resnet8
 
 # Simulators: `make sim` runs one (SIM=icarus or SIM=verilator); `make test` runs both.
 SIM       ?= icarus

@@ -55,6 +55,10 @@ def design(model: str, **cfg):
 #: times faster than the default -Os and runs about as fast; the slow path (initialisation and
 #: cocotb's signal table, one huge function) stays at -O0, which GCC compiles in seconds.
 VERILATOR_MAKEFLAGS = "OPT_FAST=-O1 OPT_GLOBAL=-O1"
+#: cocotb's runner marks every signal public (``--public-flat-rw``), which keeps Verilator from
+#: optimising the design; the test drives and reads top-level ports only, so only the top
+#: module's signals are made public (digits: 2.3x faster, ResNet8: see docs/results).
+VERILATOR_ARGS = ("--no-public-flat-rw", "--public-depth", "1")
 
 
 def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles=True,
@@ -90,12 +94,12 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
 
 def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):
     run_cocotb(verilog, toplevel=top_name(ctx.model_name), test_module="rtl_tests.tb_network",
-               sim=sim, params={"data": str(data), "summary": str(summary),
-                                "cycles_per_image": ctx.report["cycles_per_image"],
-                                "latency_cycles": ctx.report["latency_cycles"],
-                                "logit_width": ctx.top.logit_width,
-                                "num_classes": ctx.top.num_classes, "log_every": log_every,
-                                "warmup": warmup, "check_cycles": check_cycles})
+               sim=sim, build_args=VERILATOR_ARGS if sim == "verilator" else (),
+               params={"data": str(data), "summary": str(summary),
+                       "cycles_per_image": ctx.report["cycles_per_image"],
+                       "latency_cycles": ctx.report["latency_cycles"],
+                       "logit_width": ctx.top.logit_width, "num_classes": ctx.top.num_classes,
+                       "log_every": log_every, "warmup": warmup, "check_cycles": check_cycles})
 
 
 def main(argv=None) -> int:
