@@ -1,6 +1,7 @@
 """Fast tier: :class:`amos_hw.engines.conv.ConvEngine` (and its sliding window) vs python_ref."""
 from __future__ import annotations
 
+import random
 import re
 
 import numpy as np
@@ -155,3 +156,35 @@ def test_model_rejects_bad_images():
     with pytest.raises(ValueError, match=r"^c1: inputs must lie in 0\.\.15$"):
         dut.model(np.full((1, 6, 6, 4), 16))
     Fragment.get(dut, None)
+
+
+def random_geometries(count, seed):
+    """Seeded random small convolutions: kernels 1, 2, 3, 5; strides 1..3; any valid padding."""
+    r = random.Random(seed)
+    out = []
+    while len(out) < count:
+        k = r.choice([1, 2, 3, 5])
+        p = r.randrange(0, k)
+        s = r.choice([1, 2, 3])
+        H, W = r.randrange(1, 7), r.randrange(1, 7)
+        if H + 2 * p < k or W + 2 * p < k:
+            continue
+        cin, cout = r.choice([1, 2, 3, 4]), r.choice([1, 2, 3, 4])
+        simd = r.choice([d for d in range(1, cin + 1) if cin % d == 0])
+        pe = r.choice([d for d in range(1, cout + 1) if cout % d == 0])
+        out.append((H, W, cin, cout, k, s, p, pe, simd, r.choice([None, 3])))
+    return out
+
+
+@pytest.mark.parametrize("cfg", random_geometries(10, seed=2026))
+def test_random_geometry_values_cycles_latency(cfg):
+    dut, rng = make(cfg, seed=sum(cfg[:9]), in_bits=3, shift=5)
+    images = 3
+    a = rng.integers(0, 8, (images,) + dut.in_shape)
+    n = n_out_words(dut, images)
+    hw = run_engine(dut, to_words(a, dut.simd), n, in_lanes=dut.simd, out_lanes=dut.pe, seed=1)
+    assert hw.tolist() == reference(dut, a).ravel().tolist()
+    ins, outs = output_cycles(dut, to_words(a, dut.simd), n)
+    firsts = outs[:: n // images]
+    assert firsts[0] - ins[0] == dut.latency
+    assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
