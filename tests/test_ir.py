@@ -163,9 +163,10 @@ def test_general_amos_unit_two_inputs():
 def test_zoo_descriptions_load():
     d = ir.load(ZOO / "digits")
     assert d.neurons() == 32 * 10 and d.time_steps() == 10
-    if (ZOO / "resnet8.json").is_file():
-        r = ir.load(ZOO / "resnet8")
-        assert r.neurons() == 737_280 and r.time_steps() == 70
+    for name, neurons, steps in (("resnet8", 737_280, 70), ("resnet14", 1_310_720, 130)):
+        if (ZOO / f"{name}.json").is_file():
+            r = ir.load(ZOO / name)
+            assert r.neurons() == neurons and r.time_steps() == steps
 
 
 def test_imports_without_torch():
