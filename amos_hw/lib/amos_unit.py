@@ -92,10 +92,12 @@ class AmosUnit(wiring.Component):
         outputs ``sum_i d_i*z_i``.
     spike_count : ``Out(count_width)``
         Spikes of all outputs handed on so far (wraps around); the unit reports its activity.
+        Both counters include a transfer two clock edges after it (the popcount is registered).
     output_count : ``Out(count_width)``
         Outputs (of ``lanes`` values) handed on so far (wraps around).
     clear : ``In(1)``
-        Synchronous clear of both counters (wins over a simultaneous transfer).
+        Synchronous clear of both counters; a transfer in the cycle of ``clear`` or the one
+        before is not counted.
     """
 
     def __init__(self, unit, in_width, *, in2_width=None, lanes=1, count_width=32):
@@ -227,7 +229,8 @@ class AmosUnit(wiring.Component):
         else:
             per_lane = sum(sum(self._mem_widths[s:]) for s in range(K + 1))
         per_lane += sum(range(K + 1)) + K + self._y_width
-        return n * per_lane + K + 2 + 2 * self._count_width
+        popcount = (K * n).bit_length() + 1
+        return n * per_lane + K + 2 + 2 * self._count_width + popcount
 
     def model(self, x, x2=None):
         """Bit-exact reference: spike words and outputs from :class:`IntAmosUnit`.
@@ -336,12 +339,17 @@ class AmosUnit(wiring.Component):
         m.d.comb += spikes.eq(
             sum(self.o.payload.z[lane][b] for lane in range(self._lanes) for b in range(K))
         )
-        # plain expressions, not If/Elif: with `clear` tied off by a parent, Yosys would keep an
-        # incomplete case statement that Verilator's lint reports
+        # The popcount is registered before the wide add: on ECP5 the popcount and a 32-bit carry
+        # chain in one cycle were the critical path of a whole engine. Plain expressions, not
+        # If/Elif: with `clear` tied off by a parent, Yosys would keep an incomplete case
+        # statement that Verilator's lint reports.
         taken = self.o.valid & self.o.ready
+        spikes_r = Signal.like(spikes)
+        taken_r = Signal()
         m.d.sync += [
-            self.spike_count.eq(
-                Mux(self.clear, 0, self.spike_count + Mux(taken, spikes, 0))),
-            self.output_count.eq(Mux(self.clear, 0, self.output_count + taken)),
+            spikes_r.eq(Mux(taken & ~self.clear, spikes, 0)),
+            taken_r.eq(taken & ~self.clear),
+            self.spike_count.eq(Mux(self.clear, 0, self.spike_count + spikes_r)),
+            self.output_count.eq(Mux(self.clear, 0, self.output_count + taken_r)),
         ]
         return m
