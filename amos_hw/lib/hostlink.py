@@ -319,7 +319,8 @@ class HostLink(wiring.Component):
         To the network: the image of a frame whose CRC checked, one pixel per cycle when the
         network is ready.
     result : In(stream.Signature(result_layout(...)))
-        From the network: one beat per image, sent back as ``RSP_RESULT``. The link takes the
+        From the network: one beat per image, sent back as ``RSP_RESULT``; ``ready`` is always
+        high (one image is in flight, so there is always room). The link takes the
         logits and finds the class itself, one comparison per cycle (lowest index on ties, as
         the network's ``cls``), so the network's combinational argmax is not on any path that
         synthesis keeps; ``cls`` is not read.
@@ -524,17 +525,25 @@ class HostLink(wiring.Component):
         cur = sh[:8 * lb].as_signed()
         res_bytes = Cat(best_i, C(0, 4), *lg, cycles)
 
+        # The result is always taken: one image is in flight (``busy`` holds until its answer
+        # is latched for sending), so the capture registers are free whenever a result comes.
+        # A constant ``ready`` keeps the link off the network's backpressure paths (the
+        # transmitter's state had been the start of the critical path on the ECP5).
+        res_pending = Signal()
+        m.d.comb += self.result.ready.eq(1)
+        with m.If(self.result.valid):
+            m.d.sync += [lg[i].eq(self.result.payload.logits[i]) for i in range(nc)]
+            m.d.sync += sh.eq(Cat(*[_sext(self.result.payload.logits[i], 8 * lb)
+                                    for i in range(nc)]))
+            m.d.sync += [res_pending.eq(1), counting.eq(0)]
+
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
                 m.d.sync += [tidx.eq(0), tcrc.eq(0)]
-                with m.If(self.result.valid):
-                    m.d.comb += [self.result.ready.eq(1), self.activity.eq(1)]
-                    m.d.sync += [lg[i].eq(self.result.payload.logits[i]) for i in range(nc)]
-                    m.d.sync += sh.eq(Cat(*[_sext(self.result.payload.logits[i], 8 * lb)
-                                            for i in range(nc)]))
-                    m.d.sync += [best_i.eq(0), scan.eq(0),
-                                 plen.eq(res_len), rcmd.eq(RSP_RESULT), busy.eq(0),
-                                 counting.eq(0)]
+                with m.If(res_pending):
+                    m.d.comb += self.activity.eq(1)
+                    m.d.sync += [best_i.eq(0), scan.eq(0), res_pending.eq(0),
+                                 plen.eq(res_len), rcmd.eq(RSP_RESULT)]
                     m.next = "ARGMAX"
                 with m.Elif(nak_pending):
                     m.d.sync += [pay.eq(nak_code), plen.eq(1), rcmd.eq(RSP_NAK),
@@ -553,7 +562,7 @@ class HostLink(wiring.Component):
                 with m.If(scan == nc - 1):
                     m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += pay.eq(res_bytes)
+                m.d.sync += [pay.eq(res_bytes), busy.eq(0)]
                 m.next = "SEND"
             with m.State("SEND"):
                 tbyte = Signal(8)
