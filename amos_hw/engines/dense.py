@@ -30,6 +30,8 @@ WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
 BIAS_LIMIT = 2**31  # int32
 #: ROMs up to this depth are built from LUTs by synthesis (see DenseEngine.luts).
 LUT_ROM_DEPTH = 64
+#: Products summed in the first adder-tree stage (a register follows each group's sum).
+TREE_GROUP = 4
 
 
 def _pos_int(value, what: str, hi: int | None = None) -> int:
@@ -256,9 +258,9 @@ class DenseEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the first input word of a vector to its first output word (no stall):
-        ``SF`` input words, then fetch, products, adder tree and accumulation (3 cycles after the
-        last word), then the AMOS unit's ``K + 2``."""
-        return self._sf + 3 + (self._amos.latency if self._amos is not None else 0)
+        ``SF`` input words, then fetch, products, two adder-tree stages and accumulation (4
+        cycles after the last word), then the AMOS unit's ``K + 2``."""
+        return self._sf + 4 + (self._amos.latency if self._amos is not None else 0)
 
     @property
     def memory_bits(self) -> int:
@@ -275,8 +277,10 @@ class DenseEngine(wiring.Component):
         result registers, control, AMOS units."""
         pw = self._w_width + self._in_bits
         ff = self._simd * self._in_bits + 2 * self._pe * self._acc_width
+        groups = math.ceil(self._simd / TREE_GROUP)
         ff += self._pe * (self._simd * pw + pw + max(0, math.ceil(math.log2(self._simd))))
-        ff += 2 * self._pe * self._b_width
+        ff += self._pe * groups * (pw + 2)
+        ff += 3 * self._pe * self._b_width
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
         if self._amos is not None:
             ff += self._amos.flip_flops
@@ -405,23 +409,26 @@ class DenseEngine(wiring.Component):
             acts = a_reg
 
         # stage P: spike-gated shift-add products, registered
-        # stage T: the adder tree over the simd products of each output, registered
+        # stage Q: sums of groups of TREE_GROUP products, registered
+        # stage T: the sum of the groups (the dot product of one fold), registered
         # stage B: accumulate (the bias starts each output's sum)
         amax = 2**kin - 1
         w_lo, w_hi = int(self._weights.min()), int(self._weights.max())
         p_lo, p_hi = min(0, w_lo * amax), max(0, w_hi * amax)
         prod_shape = signed(signed_width(p_lo, p_hi))
+        group = min(simd, TREE_GROUP)
+        groups = [list(range(g, min(g + group, simd))) for g in range(0, simd, group)]
+        part_shape = signed(signed_width(group * p_lo, group * p_hi))
         dot_shape = signed(signed_width(simd * p_lo, simd * p_hi))
-        valid_p, first_p, last_p = Signal(), Signal(), Signal()
-        valid_t, first_t, last_t = Signal(), Signal(), Signal()
-        bias_p = Signal(pe * bb)
-        bias_t = Signal(pe * bb)
+        ctl = {stage: (Signal(name=f"valid_{stage}"), Signal(name=f"first_{stage}"),
+                       Signal(name=f"last_{stage}"), Signal(pe * bb, name=f"bias_{stage}"))
+               for stage in "pqt"}
         with m.If(en):
-            m.d.sync += [
-                valid_p.eq(valid_a), first_p.eq(first_a), last_p.eq(last_a),
-                valid_t.eq(valid_p), first_t.eq(first_p), last_t.eq(last_p),
-                bias_p.eq(b_rd.data), bias_t.eq(bias_p),
-            ]
+            prev = (valid_a, first_a, last_a, b_rd.data)
+            for stage in "pqt":
+                m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)]
+                prev = ctl[stage]
+        valid_t, first_t, last_t, bias_t = ctl["t"]
         acc = [Signal(signed(self._acc_width), name=f"acc_{p}") for p in range(pe)]
         res = [Signal(signed(self._acc_width), name=f"res_{p}") for p in range(pe)]
         valid_c = Signal()
@@ -429,6 +436,7 @@ class DenseEngine(wiring.Component):
             m.d.sync += valid_c.eq(valid_t & last_t)
         for p in range(pe):
             prods = [Signal(prod_shape, name=f"prod_{p}_{s}") for s in range(simd)]
+            parts = [Signal(part_shape, name=f"part_{p}_{g}") for g in range(len(groups))]
             dot = Signal(dot_shape, name=f"dot_{p}")
             with m.If(en):
                 m.d.sync += [
@@ -439,7 +447,9 @@ class DenseEngine(wiring.Component):
                     ))
                     for s in range(simd)
                 ]
-                m.d.sync += dot.eq(tree_sum(prods))
+                m.d.sync += [part.eq(tree_sum(prods[s] for s in members))
+                             for part, members in zip(parts, groups, strict=True)]
+                m.d.sync += dot.eq(tree_sum(parts))
             bias = bias_t.word_select(p, bb).as_signed()
             total = Mux(first_t, bias, acc[p]) + dot
             with m.If(en & valid_t):
