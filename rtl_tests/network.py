@@ -16,11 +16,11 @@ import numpy as np
 
 from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.passes.emit import top_name
-from python_ref import snn
+from python_ref import ir, snn
 from python_ref.data import load_cifar10, load_digits
 from rtl_tests.harness import build_root, run_cocotb
 
-__all__ = ["CI_PARALLELISM", "pick_images", "run_network", "main"]
+__all__ = ["CI_PARALLELISM", "pick_images", "run_network", "tiny_resnet", "main"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -62,13 +62,17 @@ VERILATOR_ARGS = ("--no-public-flat-rw", "--public-depth", "1")
 
 
 def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles=True,
-                log_every: int = 0, warmup: int = 2, **cfg) -> dict:
-    """Generate, simulate ``count`` test images, compare with python_ref; return the summary."""
+                log_every: int = 0, warmup: int = 2, images=None, **cfg) -> dict:
+    """Generate, simulate ``count`` test images, compare with python_ref; return the summary.
+
+    ``images``: ``(x, y)`` to use instead of the model's test set.
+    """
     ctx, verilog = design(model, **cfg)
-    x, y = dataset_for(ctx.model_name)
+    x, y = images if images is not None else dataset_for(ctx.model_name)
     x, y = pick_images(x, y, count, seed)
     ref = snn.run(ctx.graph, x, batch_size=200, progress=count > 1000)
-    work = build_root() / f"data-{ctx.model_name}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
+    tag = f"{ctx.model_hash[:8]}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
+    work = build_root() / f"data-{ctx.model_name}-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "images.npz"
     np.savez(data, x=x, y=y, logits=ref.logits, classes=ref.classes)
@@ -117,7 +121,17 @@ def main(argv=None) -> int:
     res = run_network(args.model, args.images, args.sim, seed=args.seed, log_every=10, **cfg)
     out = (Path(args.out) if args.out
            else _REPO / "docs" / "results" / f"rtl_{res['model']}.json")
-    out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    # one file per model; each simulator's latest run is kept under "runs"
+    doc = {}
+    if out.is_file():
+        doc = json.loads(out.read_text())
+        if doc.get("model_sha256") != res["model_sha256"]:
+            doc = {}
+    doc.update({"model": res["model"], "model_sha256": res["model_sha256"],
+                "command": "python -m rtl_tests.network --model "
+                           f"{res['model']} --images N --sim {{verilator,icarus}}"})
+    doc.setdefault("runs", {})[args.sim] = res
+    out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(json.dumps(res, indent=1, sort_keys=True))
     return 0 if res["mismatches"] == 0 else 1
 
@@ -130,6 +144,38 @@ def ci_config(model: str, target_cycles: int | None = None) -> dict:
         return {}
     # a frame rate at the default 50 MHz clock that gives that many cycles per image
     return {"target_fps": 50e6 / target_cycles}
+
+
+def tiny_resnet(path, seed=0, shifts=(11, 8, 8, 8, 8)):
+    """A two-block residual network on 8x8x3 images (identity and projection shortcuts, gap,
+    dense) with random int8 weights, written as a validated description."""
+    rng = np.random.default_rng(seed)
+    A = {}
+    def conv(name, inp, cin, cout, k, s, p):
+        A[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
+        A[f"{name}.b"] = rng.integers(-200, 200, cout)
+        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
+                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p, "out_channels": cout}
+    def act(name, inp, S):
+        return {"name": name, "op": "amos", "inputs": [inp], "unit": "r4", "rshift": [S]}
+    n = [{"name": "input", "op": "input", "inputs": [], "shape": [8, 8, 3], "bits": 8}]
+    n += [conv("stem", "input", 3, 4, 3, 1, 1), act("stem.act", "stem", shifts[0])]
+    n += [conv("b0.c1", "stem.act", 4, 4, 3, 1, 1), act("b0.a1", "b0.c1", shifts[1]),
+          conv("b0.c2", "b0.a1", 4, 4, 3, 1, 1),
+          {"name": "b0.add", "op": "add", "inputs": ["b0.c2", "stem.act"], "lshift": [0, 3]},
+          act("b0.a2", "b0.add", shifts[2])]
+    n += [conv("b1.c1", "b0.a2", 4, 8, 3, 2, 1), act("b1.a1", "b1.c1", shifts[3]),
+          conv("b1.c2", "b1.a1", 8, 8, 3, 1, 1), conv("b1.sc", "b0.a2", 4, 8, 1, 2, 0),
+          {"name": "b1.add", "op": "add", "inputs": ["b1.c2", "b1.sc"], "lshift": [0, 0]},
+          act("b1.a2", "b1.add", shifts[4])]
+    n += [{"name": "gap", "op": "gap", "inputs": ["b1.a2"]}]
+    A["fc.w"] = rng.integers(-127, 128, (3, 8))
+    A["fc.b"] = rng.integers(-1000, 1000, 3)
+    n += [{"name": "fc", "op": "dense", "inputs": ["gap"], "weight": "fc.w", "bias": "fc.b",
+           "out_features": 3}]
+    g = ir.Graph("tiny_resnet", n, {"r4": {"kind": "relu", "K": 4}}, A, ["fc"])
+    ir.save(g, path)
+    return g
 
 
 if __name__ == "__main__":

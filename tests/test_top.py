@@ -15,6 +15,7 @@ from amos_hw.passes.common import FlowConfig
 from amos_hw.top import Broadcast, LaneAdapter, NetworkTop, ResultCollector, build_network, silence
 from python_ref import ir, snn
 from python_ref.data import load_digits
+from rtl_tests.network import tiny_resnet
 
 
 def pixel_beats(images):
@@ -191,38 +192,6 @@ def test_result_collector_messages():
     with pytest.raises(ValueError, match=r"num_classes must be 1..16 \(cls is 4 bits\), not 17"):
         ResultCollector(8, 17, 1)
 
-
-
-def tiny_resnet(path, seed=0, shifts=(11, 8, 8, 8, 8)):
-    """A two-block residual network on 8x8x3 images (identity and projection shortcuts, gap,
-    dense) with random int8 weights, written as a validated description."""
-    rng = np.random.default_rng(seed)
-    A = {}
-    def conv(name, inp, cin, cout, k, s, p):
-        A[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
-        A[f"{name}.b"] = rng.integers(-200, 200, cout)
-        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
-                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p, "out_channels": cout}
-    def act(name, inp, S):
-        return {"name": name, "op": "amos", "inputs": [inp], "unit": "r4", "rshift": [S]}
-    n = [{"name": "input", "op": "input", "inputs": [], "shape": [8, 8, 3], "bits": 8}]
-    n += [conv("stem", "input", 3, 4, 3, 1, 1), act("stem.act", "stem", shifts[0])]
-    n += [conv("b0.c1", "stem.act", 4, 4, 3, 1, 1), act("b0.a1", "b0.c1", shifts[1]),
-          conv("b0.c2", "b0.a1", 4, 4, 3, 1, 1),
-          {"name": "b0.add", "op": "add", "inputs": ["b0.c2", "stem.act"], "lshift": [0, 3]},
-          act("b0.a2", "b0.add", shifts[2])]
-    n += [conv("b1.c1", "b0.a2", 4, 8, 3, 2, 1), act("b1.a1", "b1.c1", shifts[3]),
-          conv("b1.c2", "b1.a1", 8, 8, 3, 1, 1), conv("b1.sc", "b0.a2", 4, 8, 1, 2, 0),
-          {"name": "b1.add", "op": "add", "inputs": ["b1.c2", "b1.sc"], "lshift": [0, 0]},
-          act("b1.a2", "b1.add", shifts[4])]
-    n += [{"name": "gap", "op": "gap", "inputs": ["b1.a2"]}]
-    A["fc.w"] = rng.integers(-127, 128, (3, 8))
-    A["fc.b"] = rng.integers(-1000, 1000, 3)
-    n += [{"name": "fc", "op": "dense", "inputs": ["gap"], "weight": "fc.w", "bias": "fc.b",
-           "out_features": 3}]
-    g = ir.Graph("tiny_resnet", n, {"r4": {"kind": "relu", "K": 4}}, A, ["fc"])
-    ir.save(g, path)
-    return g
 
 
 TINY_FOLDINGS = [
