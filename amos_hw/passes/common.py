@@ -77,6 +77,7 @@ class FlowContext:
     verilog: str = ""
     files: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    out_dir: Path | None = None
 
 
 def canonical_json(obj) -> str:
