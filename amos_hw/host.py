@@ -204,7 +204,7 @@ def classify_sim(board: str, model: str, images: list[str], *,
     top_info = sim.board_info(board, model)
     arrays = [load_image(p, top_info.input_shape) for p in images]
     info, results = sim.classify(board, model, arrays, progress=progress)
-    scale = output_scale(info.name)
+    scale = output_scale(model)  # the description simulated, not a zoo entry of the same name
     out = []
     for path, (res, sim_s) in zip(images, results, strict=True):
         sc, kind = score(res.logits, scale)

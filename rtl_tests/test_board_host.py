@@ -60,3 +60,31 @@ def test_classify_sim_bad_image(tmp_path, capsys):
 def test_classify_sim_missing_file(tmp_path, capsys):
     assert host.main(["classify", "--sim", "--model", "digits", str(tmp_path / "x.png")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'x.png'}: no such file"
+
+
+@pytest.mark.slow
+def test_classify_sim_resnet8(tmp_path):
+    """ResNet8 through the ULX3S-85F board top (Verilator build about 8 minutes, then about a
+    minute per image), against the integer reference."""
+    if "verilator" not in os.environ.get("SIM", "verilator"):
+        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
+    from PIL import Image
+
+    from python_ref import ir, snn
+    d = np.load("/work/shared/datasets/cifar10/test.npz") if os.path.exists(
+        "/work/shared/datasets/cifar10/test.npz") else None
+    if d is None:
+        pytest.skip("CIFAR-10 test arrays not at /work/shared/datasets/cifar10")
+    pick = [0, 5000]
+    files = []
+    for k in pick:
+        p = tmp_path / f"c{k}.png"
+        Image.fromarray(d["x"][k]).save(p)
+        files.append(str(p))
+    out = tmp_path / "answers.json"
+    assert host.main(["classify", "--sim", "--board", "ulx3s-85f", "--model", "resnet8",
+                      *files, "--json", str(out)]) == 0
+    answers = json.loads(out.read_text())
+    ref = snn.run(ir.load("python_ref/zoo/resnet8.json"), d["x"][pick])
+    assert [a["cls"] for a in answers] == ref.classes.tolist()
+    assert [list(a["logits"]) for a in answers] == ref.logits.tolist()
