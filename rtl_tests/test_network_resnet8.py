@@ -27,7 +27,7 @@ def test_resnet8_cifar10_verilator(sim):
 
 @pytest.mark.slow
 def test_resnet8_cifar10_icarus(sim):
-    """2 images on Icarus: about 5 min of CPU (9.5 min on two busy cores), so it runs in
+    """2 images on Icarus: about 4 min of CPU (5 to 10 min on two busy cores), so it runs in
     `make test-heavy`; the cheap siblings on Icarus are the whole digits test set and the
     two-block residual network (rtl_tests/test_network_tiny.py)."""
     if sim != "icarus":
