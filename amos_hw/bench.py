@@ -83,7 +83,9 @@ def render_table(results: list[dict]) -> str:
         path = f"{cp.get('from')} -> {cp.get('to')}" if cp else ""
         meets = "" if r.get("meets_board_clock", True) else " **below board clock**"
         lines.append(
-            f"| {r['board']} | {r['model']} | {r['fmax_mhz']:.1f} ({r['board_clock_mhz']:g})"
+            f"| {r['board']} | {r['model']}"
+            + (f" ({r['variant']})" if r.get("variant") else "")
+            + f" | {r['fmax_mhz']:.1f} ({r['board_clock_mhz']:g})"
             f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {r['ff']} | "
             f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {r['spram']['blocks']} | "
             f"{r['dsp']} | {r['cycles_per_image']} | {r['images_per_s']:,.0f} | "
@@ -96,7 +98,7 @@ def render_table(results: list[dict]) -> str:
             a["lut"] or "") if x)
         lines.append(f"- {a['name']}: {a['images_per_s']:,} images/s"
                      + (f" ({extra})" if extra else ""))
-    goals = [(r, _goal_status(r)) for r in results if _goal_status(r)]
+    goals = [(r, _goal_status(r)) for r in results if _goal_status(r) and not r.get("variant")]
     lines += ["", "Goals:", ""]
     for (board, model), g in GOALS.items():
         got = next((s for r, s in goals if (r["board"], r["model"]) == (board, model)), None)
