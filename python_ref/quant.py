@@ -156,7 +156,30 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class IntAmosUnit:
+class UnitParameters:
+    """Read-only members shared by the float (:class:`python_ref.units.AmosUnit`) and the integer
+    (:class:`IntAmosUnit`) AMOS unit: both keep ``_name``, ``_K``, ``_c``, ``_c2`` (``None`` for
+    one input), ``_T``, ``_h`` and ``_d``."""
+
+    name = property(lambda self: self._name)
+    K = property(lambda self: self._K)
+    inputs = property(lambda self: 1 if self._c2 is None else 2)
+    c = property(lambda self: self._c)
+    c2 = property(lambda self: self._c2)
+    T = property(lambda self: self._T)
+    h = property(lambda self: self._h)
+    d = property(lambda self: self._d)
+
+    @property
+    def param_count(self) -> int:
+        """Parameters held: c, c2, T, d and the strictly lower triangle of h."""
+        n = self._c.size + self._T.size + self._d.size + self._K * (self._K - 1) // 2
+        if self._c2 is not None:
+            n += self._c2.size
+        return int(n)
+
+
+class IntAmosUnit(UnitParameters):
     """Integer AMOS unit: the golden model of the hardware's K pipelined neuron stages.
 
     Neuron ``i`` (0-based, in order) fires
@@ -267,28 +290,12 @@ class IntAmosUnit:
         return lo, hi
 
     # -- read-only members ------------------------------------------------------------------
-    name = property(lambda self: self._name)
-    K = property(lambda self: self._K)
-    inputs = property(lambda self: 1 if self._c2 is None else 2)
-    c = property(lambda self: self._c)
-    c2 = property(lambda self: self._c2)
-    T = property(lambda self: self._T)
-    h = property(lambda self: self._h)
-    d = property(lambda self: self._d)
     in_range = property(lambda self: self._in_range)
     in2_range = property(lambda self: self._in2_range)
     in_scale = property(lambda self: self._in_scale)
     in2_scale = property(lambda self: self._in2_scale)
     out_scale = property(lambda self: self._out_scale)
     widths = property(lambda self: dict(self._widths))
-
-    @property
-    def param_count(self) -> int:
-        """Parameters held: c, c2, T, d and the strictly lower triangle of h."""
-        n = self._c.size + self._T.size + self._d.size + self._K * (self._K - 1) // 2
-        if self._c2 is not None:
-            n += self._c2.size
-        return n
 
     def __repr__(self) -> str:
         return (

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..quant import UnitParameters
+
 __all__ = [
     "AmosUnit",
     "UnitFileError",
@@ -53,7 +55,7 @@ def _frozen(a) -> np.ndarray:
     return a
 
 
-class AmosUnit:
+class AmosUnit(UnitParameters):
     """Float AMOS unit (numpy, float64) for evaluation.
 
     Parameters
@@ -135,22 +137,8 @@ class AmosUnit:
         self._domain = domain
         self._meta = dict(meta or {})
 
-    name = property(lambda self: self._name)
-    K = property(lambda self: self._K)
-    inputs = property(lambda self: 1 if self._c2 is None else 2)
-    c = property(lambda self: self._c)
-    c2 = property(lambda self: self._c2)
-    T = property(lambda self: self._T)
-    h = property(lambda self: self._h)
-    d = property(lambda self: self._d)
     domain = property(lambda self: self._domain)
     meta = property(lambda self: dict(self._meta))
-
-    @property
-    def param_count(self) -> int:
-        """Parameters held: c, c2, T, d and the strictly lower triangle of h."""
-        arrays = [self._c, self._T, self._d] + ([] if self._c2 is None else [self._c2])
-        return int(sum(a.size for a in arrays) + np.count_nonzero(np.tri(self._K, k=-1)))
 
     def __repr__(self) -> str:
         return f"AmosUnit({self._name!r}, K={self._K}, inputs={self.inputs})"
