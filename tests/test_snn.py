@@ -195,17 +195,21 @@ def test_input_errors():
 # Tolerance: the integer logits times the output scale stay within 0.05 * (mean logit range)
 # of the float logits on average and within 0.15 * range at worst, and the classes agree on at
 # least 99 % of the images (digits) / 98 % (ResNet8: 8-bit weights, 10-bit activations).
+# For ResNet8 this holds the plain conversion of the checkpoint (``resnet8_plain``); the shipped
+# ``resnet8`` was fine-tuned with the AMOS units in the loop after it, so its weights moved away
+# from the float checkpoint's and only its classes are compared (at least 97 %).
 
 
-def _compare(model, x, min_agree):
+def _compare(model, x, min_agree, desc=None, logits=True):
     from python_ref.evaluate import ann_logits
 
-    g = ir.load(cv.ZOO / model)
+    g = ir.load(cv.ZOO / (desc or model))
     f = ann_logits(model, cv.ZOO / f"{model}.pt", x)
     r = snn.run(g, x)
-    err = np.abs(r.logits * g.index()["fc"]["scale"] - f)
-    rng = np.ptp(f, axis=1).mean()
-    assert err.mean() <= 0.05 * rng and err.max() <= 0.15 * rng
+    if logits:
+        err = np.abs(r.logits * g.index()["fc"]["scale"] - f)
+        rng = np.ptp(f, axis=1).mean()
+        assert err.mean() <= 0.05 * rng and err.max() <= 0.15 * rng
     assert (r.classes == f.argmax(1)).mean() >= min_agree
 
 
@@ -219,11 +223,10 @@ def test_integer_reference_vs_float_model_digits():
 def test_integer_reference_vs_float_model_resnet8_cifar():
     from python_ref.data import DataError, load_cifar10
 
-    if not (cv.ZOO / "resnet8.json").is_file():
-        pytest.skip("python_ref/zoo/resnet8.json is not there yet")
     try:
         x, _ = load_cifar10(None, "test")
     except DataError as e:
         pytest.skip(str(e))
     idx = np.random.default_rng(0).permutation(len(x))[:300]  # the arrays are sorted by class
-    _compare("resnet8", x[idx], 0.98)
+    _compare("resnet8", x[idx], 0.98, desc="resnet8_plain")
+    _compare("resnet8", x[idx], 0.97, logits=False)
