@@ -9,8 +9,9 @@ broadcast where a tensor feeds several layers (the two paths of a residual block
 The boundary is fixed (``docs/architecture.md``):
 
 * ``pixels``: one 8-bit value per beat, the image in HWC order (RGB for CIFAR-10), ``first`` on
-  its first byte and ``last`` on its last. The engines count words, so the markers are carried
-  for the producer's convenience and are not needed for framing;
+  its first byte and ``last`` on its last. A :class:`amos_hw.lib.framer.PixelFramer` checks the
+  markers and repairs short and long images (zero-filled or cut), so the network stays aligned
+  to whole images; ``frame_errors`` counts the repairs;
 * ``result``: one beat per image: ``cls`` (argmax of the logits, lowest index on ties) and
   ``logits`` (``num_classes`` signed values of :attr:`NetworkTop.logit_width` bits).
 
@@ -27,6 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines import ConvEngine, DenseEngine, GlobalAvgPoolEngine, ResidualAddEngine
+from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
 
 __all__ = [
     "PIXEL_LAYOUT",
@@ -40,8 +42,6 @@ __all__ = [
     "silence",
 ]
 
-#: Payload of the ``pixels`` stream.
-PIXEL_LAYOUT = data.StructLayout({"data": unsigned(8), "first": unsigned(1), "last": unsigned(1)})
 
 
 def result_layout(width: int, num_classes: int) -> data.StructLayout:
@@ -340,6 +340,7 @@ class NetworkTop(wiring.Component):
     -------
     pixels : ``In(stream.Signature(PIXEL_LAYOUT))``
     result : ``Out(stream.Signature(result_layout(logit_width, num_classes)))``
+    frame_errors : ``Out(unsigned(16))``, images repaired by the input framer (wrapping)
     """
 
     def __init__(self, plan: dict, arrays: dict):
@@ -358,6 +359,7 @@ class NetworkTop(wiring.Component):
             "pixels": In(stream.Signature(PIXEL_LAYOUT)),
             "result": Out(stream.Signature(result_layout(self._logit_width,
                                                          self._num_classes))),
+            "frame_errors": Out(unsigned(16)),
         })
 
     plan = property(lambda self: self._plan, doc="The hardware plan (dict).")
@@ -392,10 +394,14 @@ class NetworkTop(wiring.Component):
         pix = self._plan["input"]
         in_stream = stream.Signature(data.ArrayLayout(unsigned(pix["bits"]), 1)).create(
             path=("pix",))
+        n_bytes = math.prod(self._input_shape)
+        m.submodules.framer = framer = PixelFramer(n_bytes)
+        wiring.connect(m, wiring.flipped(self.pixels), framer.i)
         m.d.comb += [
-            in_stream.valid.eq(self.pixels.valid),
-            in_stream.payload[0].eq(self.pixels.payload.data),
-            self.pixels.ready.eq(in_stream.ready),
+            in_stream.valid.eq(framer.o.valid),
+            in_stream.payload[0].eq(framer.o.payload),
+            framer.o.ready.eq(in_stream.ready),
+            self.frame_errors.eq(framer.frame_errors),
         ]
         sources["input"] = (in_stream, unsigned(pix["bits"]), 1)
         for spec in self._layers:

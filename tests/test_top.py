@@ -116,7 +116,7 @@ def test_build_network_interface():
     assert top.cycles_per_image == 2221
     assert top.logit_width == top.engines["fc"].out_width
     assert top.latency_cycles > top.cycles_per_image  # fc waits for all of act1's outputs
-    assert set(top.signature.members) == {"pixels", "result"}
+    assert set(top.signature.members) == {"pixels", "result", "frame_errors"}
     silence(top)
 
 
@@ -241,3 +241,32 @@ def test_tiny_resnet_cycles_per_image(tiny):
 def test_ir_roundtrip_of_tiny(tiny):
     path, g, _ = tiny
     assert ir.load(path).name == "tiny_resnet"
+
+
+def test_network_stays_aligned_after_a_broken_image(digits):
+    """A short image (``last`` after 20 of 64 bytes) is zero-filled by the input framer: one result
+    for it, equal to python_ref on the zero-filled image, and the next images come out right."""
+    ctx0, x = digits
+    top = build_network("digits")
+    images = x[:3]
+    flat = [np.asarray(img).ravel() for img in images]
+    beats = [{"data": int(v), "first": int(k == 0), "last": int(k == 19)}
+             for k, v in enumerate(flat[0][:20])]
+    beats += pixel_beats(images[1:])
+    padded = flat[0].copy()
+    padded[20:] = 0
+    ref = snn.run(ctx0.graph, np.stack([padded.reshape(images[0].shape), *images[1:]]))
+    got, errors = [], {}
+
+    async def producer(ctx):
+        await stream_put_many(ctx, top.pixels, beats, rng=random.Random(1), idle=0.1)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_many(ctx, top.result, 3, rng=random.Random(2),
+                                         backpressure=0.2))
+        errors["n"] = ctx.get(top.frame_errors)
+
+    run_simulation(top, producer, consumer, max_cycles=400_000)
+    assert [[int(v) for v in r.logits] for r in got] == ref.logits.tolist()
+    assert [int(r.cls) for r in got] == ref.classes.tolist()
+    assert errors["n"] == 1

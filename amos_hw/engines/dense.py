@@ -258,9 +258,9 @@ class DenseEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the first input word of a vector to its first output word (no stall):
-        ``SF`` input words, then fetch, products, two adder-tree stages and accumulation (4
-        cycles after the last word), then the AMOS unit's ``K + 2``."""
-        return self._sf + 4 + (self._amos.latency if self._amos is not None else 0)
+        ``SF`` input words, then fetch, the operand register, products, two adder-tree stages
+        and accumulation (5 cycles after the last word), then the AMOS unit's ``K + 2``."""
+        return self._sf + 5 + (self._amos.latency if self._amos is not None else 0)
 
     @property
     def memory_bits(self) -> int:
@@ -280,7 +280,8 @@ class DenseEngine(wiring.Component):
         groups = math.ceil(self._simd / TREE_GROUP)
         ff += self._pe * (self._simd * pw + pw + max(0, math.ceil(math.log2(self._simd))))
         ff += self._pe * groups * (pw + 2)
-        ff += 3 * self._pe * self._b_width
+        ff += self._pe * self._simd * self._w_width + self._simd * self._in_bits  # stage R
+        ff += 4 * self._pe * self._b_width
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
         if self._amos is not None:
             ff += self._amos.flip_flops
@@ -408,6 +409,13 @@ class DenseEngine(wiring.Component):
         else:
             acts = a_reg
 
+        # stage R: the operands registered after the memories (the block-RAM clock-to-out and the
+        # product logic were the critical path of every board build; on the ECP5 the weight
+        # register is the DP16KD's own output register)
+        w_r = Signal(pe * simd * wb, name="w_r")
+        acts_r = Signal(simd * kin, name="acts_r")
+        with m.If(en):
+            m.d.sync += [w_r.eq(w_rd.data), acts_r.eq(acts)]
         # stage P: spike-gated shift-add products, registered
         # stage Q: sums of groups of TREE_GROUP products, registered
         # stage T: the sum of the groups (the dot product of one fold), registered
@@ -422,10 +430,10 @@ class DenseEngine(wiring.Component):
         dot_shape = signed(signed_width(simd * p_lo, simd * p_hi))
         ctl = {stage: (Signal(name=f"valid_{stage}"), Signal(name=f"first_{stage}"),
                        Signal(name=f"last_{stage}"), Signal(pe * bb, name=f"bias_{stage}"))
-               for stage in "pqt"}
+               for stage in "rpqt"}
         with m.If(en):
             prev = (valid_a, first_a, last_a, b_rd.data)
-            for stage in "pqt":
+            for stage in "rpqt":
                 m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)]
                 prev = ctl[stage]
         valid_t, first_t, last_t, bias_t = ctl["t"]
@@ -441,8 +449,8 @@ class DenseEngine(wiring.Component):
             with m.If(en):
                 m.d.sync += [
                     prods[s].eq(spike_product(
-                        w_rd.data.word_select(p * simd + s, wb).as_signed(),
-                        acts.word_select(s, kin),
+                        w_r.word_select(p * simd + s, wb).as_signed(),
+                        acts_r.word_select(s, kin),
                         kin,
                     ))
                     for s in range(simd)

@@ -279,8 +279,11 @@ def _sext(value, width: int) -> Value:
 
 
 def pixel_layout() -> data.StructLayout:
-    """Payload of the network's ``pixels`` stream: one byte per beat with frame markers."""
-    return data.StructLayout({"data": unsigned(8), "first": unsigned(1), "last": unsigned(1)})
+    """Payload of the network's ``pixels`` stream: one byte per beat with frame markers
+    (:data:`amos_hw.lib.framer.PIXEL_LAYOUT`)."""
+    from amos_hw.lib.framer import PIXEL_LAYOUT
+
+    return PIXEL_LAYOUT
 
 
 def result_layout(logit_width: int, num_classes: int) -> data.StructLayout:
