@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines import ConvEngine, DenseEngine, GlobalAvgPoolEngine, ResidualAddEngine
 from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
+from amos_hw.lib.skid import SkidBuffer
 
 __all__ = [
     "PIXEL_LAYOUT",
@@ -92,13 +93,13 @@ def make_engine(spec: dict, arrays: dict):
                           height=spec["height"], width=spec["width"], stride=spec["stride"],
                           padding=spec["padding"], in_bits=spec["in_bits"], shift=spec["shift"],
                           out_bits=spec["out_bits"], pe=spec["pe"], simd=spec["simd"],
-                          name=spec["name"])
+                          planes=spec.get("planes"), name=spec["name"])
     if kind == "dense":
         return DenseEngine(_weights(arrays, spec["weight"]),
                            _bias(arrays, spec.get("bias"), spec["n_out"]),
                            in_bits=spec["in_bits"], shift=spec["shift"],
                            out_bits=spec["out_bits"], pe=spec["pe"], simd=spec["simd"],
-                           name=spec["name"])
+                           planes=spec.get("planes"), name=spec["name"])
     if kind == "gap":
         return GlobalAvgPoolEngine(height=spec["height"], width=spec["width"],
                                    channels=spec["channels"], in_bits=spec["in_bits"],
@@ -409,12 +410,23 @@ class NetworkTop(wiring.Component):
             sources[spec["name"]] = (eng.o, elem_shape(spec["out_width"], spec["out_signed"]),
                                      spec["out_lanes"])
 
-        # fan out, then adapt lanes, then connect
+        # register slice, fan out, then adapt lanes, then connect
+        kinds = {spec["name"]: spec["kind"] for spec in self._layers}
         ends = {}
         for src, cons in consumers.items():
             port, shape, lanes = sources[src]
             if not cons:
                 continue
+            if src != "input" and not any(kinds[d] == "dense" for d, _ in cons):
+                # a SkidBuffer after every engine: registered ready, so a consumer's ready
+                # (a window's line-buffer state, a fork's AND of its branches) never reaches
+                # into the producer's pipeline enable (the critical path of the ECP5 builds).
+                # Not in front of a dense layer: it reads its input only in its first fold,
+                # and the cycle model (estimate.pipeline_ii) counts that overlap without one.
+                skid = SkidBuffer(data.ArrayLayout(shape, lanes))
+                m.submodules[f"skid_{src.replace('.', '_')}"] = skid
+                wiring.connect(m, port, skid.i)
+                port = skid.o
             if len(cons) > 1:
                 fork = Broadcast(data.ArrayLayout(shape, lanes), len(cons))
                 m.submodules[f"fork_{src.replace('.', '_')}"] = fork

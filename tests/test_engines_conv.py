@@ -25,13 +25,13 @@ CONFIGS = {
 }
 
 
-def make(cfg, seed=0, in_bits=4, shift=7):
+def make(cfg, seed=0, in_bits=4, shift=7, planes=None):
     H, W, cin, cout, k, s, p, pe, simd, out_bits = cfg
     rng = np.random.default_rng(seed)
     w = rng.integers(-127, 128, (cout, k, k, cin))
     b = rng.integers(-1000, 1001, cout)
     dut = ConvEngine(w, b, height=H, width=W, stride=s, padding=p, in_bits=in_bits, shift=shift,
-                     out_bits=out_bits, pe=pe, simd=simd)
+                     out_bits=out_bits, pe=pe, simd=simd, planes=planes)
     return dut, rng
 
 
@@ -184,6 +184,25 @@ def test_random_geometry_values_cycles_latency(cfg):
     n = n_out_words(dut, images)
     hw = run_engine(dut, to_words(a, dut.simd), n, in_lanes=dut.simd, out_lanes=dut.pe, seed=1)
     assert hw.tolist() == reference(dut, a).ravel().tolist()
+    ins, outs = output_cycles(dut, to_words(a, dut.simd), n)
+    firsts = outs[:: n // images]
+    assert firsts[0] - ins[0] == dut.latency
+    assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
+
+
+@pytest.mark.parametrize("planes", [1, 2])
+@pytest.mark.parametrize("name", ["3x3s1p1", "3x3s2p1_raw", "1x1s2", "3x3s2p0"])
+def test_planes_values_cycles_latency(name, planes):
+    """Time-serial matrix-vector units behind the sliding window: bit for bit, exact cycles."""
+    dut, rng = make(CONFIGS[name], seed=3, planes=planes)
+    assert dut.planes == planes
+    a = rng.integers(0, 16, (2,) + dut.in_shape)
+    hw = run_engine(dut, to_words(a, dut.simd), n_out_words(dut, 2), in_lanes=dut.simd,
+                    out_lanes=dut.pe, seed=5)
+    assert hw.tolist() == reference(dut, a).ravel().tolist()
+    images = 3
+    a = rng.integers(0, 16, (images,) + dut.in_shape)
+    n = n_out_words(dut, images)
     ins, outs = output_cycles(dut, to_words(a, dut.simd), n)
     firsts = outs[:: n // images]
     assert firsts[0] - ins[0] == dut.latency

@@ -10,6 +10,7 @@ from amaranth.hdl import Fragment
 from amos_hw.engines.dense import DenseEngine, accumulator_range
 from amos_hw.lib.engine_sim import from_words, output_cycles, run_engine, to_words
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
+from amos_hw.top import silence
 from python_ref import snn
 from python_ref.quant import requant_shift, signed_width
 
@@ -190,3 +191,82 @@ def test_model_rejects_bad_inputs():
     with pytest.raises(ValueError, match=r"^fc1: input vectors must have 6 values$"):
         dut.model(np.zeros((1, 5), np.int64))
     Fragment.get(dut, None)
+
+
+# -- planes: the spike lane taken a few time steps per cycle (planes=1: one per cycle) ----------
+@pytest.mark.parametrize(
+    ("n_out", "n_in", "pe", "simd", "in_bits", "planes", "out_bits"),
+    [
+        (6, 8, 2, 4, 4, 1, 4),  # time-serial, folded both ways
+        (6, 8, 2, 4, 4, 2, 4),  # two planes per cycle
+        (4, 6, 1, 1, 3, 1, None),  # raw logits, serial in every way
+        (3, 3, 3, 3, 10, 5, 3),  # NF = SF = 1: only the passes
+        (10, 12, 5, 3, 8, 1, None),  # 8-bit inputs (pixels), raw
+        (8, 16, 4, 2, 10, 2, 10),  # K = 10 in and out
+    ],
+)
+def test_planes_against_reference(n_out, n_in, pe, simd, in_bits, planes, out_bits):
+    rng = np.random.default_rng(n_out * 100 + n_in + planes)
+    w = rng.integers(-127, 128, (n_out, n_in))
+    b = rng.integers(-3000, 3001, n_out)
+    dut = DenseEngine(w, b, in_bits=in_bits, shift=6, out_bits=out_bits, pe=pe, simd=simd,
+                      planes=planes)
+    assert dut.passes == in_bits // planes
+    a = rng.integers(0, 2**in_bits, (6, n_in))
+    a[0] = 2**in_bits - 1  # every spike
+    a[1] = 0
+    hw = run(dut, a, seed=n_in, idle=0.3, backpressure=0.3)
+    assert hw.tolist() == reference(dut, a).tolist()
+
+
+@pytest.mark.parametrize(("n_out", "n_in", "pe", "simd", "in_bits", "planes", "out_bits"), [
+    (6, 8, 2, 4, 4, 1, 4), (6, 8, 3, 2, 4, 2, None), (4, 4, 4, 4, 10, 1, 10), (4, 4, 1, 1, 2, 1, 2),
+])
+def test_planes_cycles_and_latency_exact(n_out, n_in, pe, simd, in_bits, planes, out_bits):
+    rng = np.random.default_rng(5)
+    dut = DenseEngine(rng.integers(-127, 128, (n_out, n_in)), rng.integers(-99, 99, n_out),
+                      in_bits=in_bits, shift=4, out_bits=out_bits, pe=pe, simd=simd,
+                      planes=planes)
+    images, per_image = 4, n_out // pe
+    a = rng.integers(0, 2**in_bits, (images, n_in))
+    ins, outs = output_cycles(dut, to_words(a, simd), images * per_image)
+    assert dut.expected_cycles == (n_out // pe) * (n_in // simd) * (in_bits // planes)
+    firsts = outs[::per_image]
+    assert firsts[0] - ins[0] == dut.latency
+    assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
+
+
+def test_planes_worst_case_accumulator():
+    """Extreme weights and biases with every spike set: the Horner register and the accumulator
+    hold the exact sums (raw outputs, no shift)."""
+    n_in = 8
+    w = np.array([[127] * n_in, [-127] * n_in, [127, -127] * 4, [-127, 127] * 4])
+    b = np.array([2**31 - 1 - 127 * 1023 * n_in, -2**31 + 127 * 1023 * n_in, 5, -5])
+    for planes in (1, 2, 5):
+        dut = DenseEngine(w, b, in_bits=10, shift=0, out_bits=None, pe=2, simd=4, planes=planes)
+        a = np.array([[1023] * n_in, [0] * n_in, [1023, 0] * 4, [0, 1023] * 4])
+        assert run(dut, a).tolist() == reference(dut, a).tolist()
+
+
+def test_planes_estimates_trade_luts_for_cycles():
+    rng = np.random.default_rng(1)
+    w, b = rng.integers(-127, 128, (16, 144)), rng.integers(-3000, 3000, 16)
+    par = DenseEngine(w, b, in_bits=10, shift=8, out_bits=10, pe=2, simd=16)
+    ser = DenseEngine(w, b, in_bits=10, shift=8, out_bits=10, pe=2, simd=16, planes=1)
+    assert ser.expected_cycles == 10 * par.expected_cycles
+    assert ser.luts < par.luts / 3  # a 1-row product per lane instead of 10 rows
+    assert ser.memory_bits == par.memory_bits
+    for e in (par, ser):  # estimates only: never elaborated
+        silence(e)
+
+
+@pytest.mark.parametrize(("planes", "message"), [
+    (3, "planes must divide the 4 spikes of an input \\(in_bits\\), not 3"),
+    (0, "planes must be"),
+    (5, "planes must be"),
+])
+def test_planes_messages(planes, message):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=message):
+        DenseEngine(rng.integers(-9, 9, (2, 2)), [0, 0], in_bits=4, shift=0, out_bits=None,
+                    planes=planes)

@@ -39,8 +39,9 @@ class ConvEngine(wiring.Component):
         Input image size.
     stride, padding : int
         Convolution step and zero padding.
-    in_bits, shift, out_bits, pe, simd, name
-        As :class:`~amos_hw.engines.dense.DenseEngine` (``simd`` must divide ``C_in``).
+    in_bits, shift, out_bits, pe, simd, planes, name
+        As :class:`~amos_hw.engines.dense.DenseEngine` (``simd`` must divide ``C_in``;
+        ``planes`` spike planes per cycle, all of them by default).
 
     Members
     -------
@@ -53,7 +54,7 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-                 out_bits, pe=1, simd=1, name="conv"):
+                 out_bits, pe=1, simd=1, planes=None, name="conv"):
         self._MustUse__silence = True
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
@@ -65,7 +66,8 @@ class ConvEngine(wiring.Component):
         if c_in % simd:
             raise ValueError(f"{name}: simd must divide the {c_in} input channels, not {simd}")
         self._mvu = DenseEngine(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
-                                shift=shift, out_bits=out_bits, pe=pe, simd=simd, name=name)
+                                shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
+                                name=name)
         try:
             self._window = SlidingWindow(height=height, width=width, channels=c_in, kernel=k,
                                          stride=stride, padding=padding, simd=simd,
@@ -95,6 +97,7 @@ class ConvEngine(wiring.Component):
     shift = property(lambda self: self._mvu.shift)
     pe = property(lambda self: self._mvu.pe)
     simd = property(lambda self: self._mvu.simd)
+    planes = property(lambda self: self._mvu.planes, doc="Spike planes per cycle.")
     acc_width = property(lambda self: self._mvu.acc_width)
     kernel = property(lambda self: self._weights.shape[1])
     stride = property(lambda self: self._geom[2])

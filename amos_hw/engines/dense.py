@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -139,6 +139,13 @@ class DenseEngine(wiring.Component):
     others. Weights (``pe * simd`` per word, ``NF * SF`` words) and biases live in
     :class:`amaranth.lib.memory.Memory` initialised from the integers.
 
+    With ``planes < in_bits`` the spike lane is taken ``planes`` time steps per cycle instead,
+    most significant first (``planes=1``: one spike plane per cycle, the SNN's own time-serial
+    order): each input word is held for ``P = in_bits / planes`` passes, every pass adds the
+    weights gated by ``planes`` spikes, and a Horner register ``h = (h << planes) + dot`` folds
+    the passes before the accumulation. A lane then costs a ``planes``-row product instead of an
+    ``in_bits``-row one, for ``P`` times the cycles.
+
     Throughput: one input vector every :attr:`expected_cycles` cycles when the input is always
     valid and the output always ready. Latency: :attr:`latency` cycles from the first input word
     of a vector to the first output word.
@@ -159,6 +166,9 @@ class DenseEngine(wiring.Component):
         Outputs computed in parallel; must divide ``N_out``.
     simd : int
         Inputs consumed in parallel; must divide ``N_in``.
+    planes : int or None
+        Spike planes (time steps) per cycle; must divide ``in_bits``. ``None``: all of them
+        (bit-parallel).
     name : str
         Layer name for error messages.
 
@@ -172,7 +182,8 @@ class DenseEngine(wiring.Component):
         Spikes the output AMOS units emitted (0 when ``out_bits`` is None).
     """
 
-    def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, name="dense"):
+    def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
+                 name="dense"):
         self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
@@ -198,6 +209,10 @@ class DenseEngine(wiring.Component):
             raise ValueError(f"{name}: pe must divide the {n_out} outputs, not {pe}")
         if n_in % simd:
             raise ValueError(f"{name}: simd must divide the {n_in} inputs, not {simd}")
+        planes = in_bits if planes is None else _pos_int(planes, f"{name}: planes", in_bits)
+        if in_bits % planes:
+            raise ValueError(f"{name}: planes must divide the {in_bits} spikes of an input "
+                             f"(in_bits), not {planes}")
 
         self._name = name
         self._weights = weights
@@ -207,6 +222,7 @@ class DenseEngine(wiring.Component):
         self._in_bits, self._shift, self._out_bits = in_bits, shift, out_bits
         self._pe, self._simd = pe, simd
         self._nf, self._sf = n_out // pe, n_in // simd
+        self._planes, self._passes = planes, in_bits // planes
         self._w_width = signed_width(int(weights.min()), int(weights.max()))
         self._b_width = signed_width(min(0, int(bias.min())), max(0, int(bias.max())))
         self._acc_range = accumulator_range(weights, bias, in_bits)
@@ -240,6 +256,8 @@ class DenseEngine(wiring.Component):
     shift = property(lambda self: self._shift)
     pe = property(lambda self: self._pe)
     simd = property(lambda self: self._simd)
+    planes = property(lambda self: self._planes, doc="Spike planes per cycle.")
+    passes = property(lambda self: self._passes, doc="Cycles per input word: in_bits / planes.")
     acc_range = property(
         lambda self: self._acc_range,
         doc="Exact range of every partial sum (see accumulator_range).",
@@ -252,15 +270,18 @@ class DenseEngine(wiring.Component):
 
     @property
     def expected_cycles(self) -> int:
-        """Cycles per input vector: ``(N_out / pe) * (N_in / simd)``."""
-        return self._nf * self._sf
+        """Cycles per input vector: ``(N_out / pe) * (N_in / simd) * passes``."""
+        return self._nf * self._sf * self._passes
 
     @property
     def latency(self) -> int:
         """Cycles from the first input word of a vector to its first output word (no stall):
-        ``SF`` input words, then fetch, the operand register, products, two adder-tree stages
-        and accumulation (5 cycles after the last word), then the AMOS unit's ``K + 2``."""
-        return self._sf + 5 + (self._amos.latency if self._amos is not None else 0)
+        ``SF`` input words (``P`` passes each), then fetch, the operand register, products, two
+        adder-tree stages, the Horner register when ``P > 1``, and accumulation (5 or 6 cycles
+        after the last pass), then the AMOS unit's ``K + 2``."""
+        tail = 5 + (self._passes > 1)
+        return self._sf * self._passes + tail + (
+            self._amos.latency if self._amos is not None else 0)
 
     @property
     def memory_bits(self) -> int:
@@ -275,7 +296,7 @@ class DenseEngine(wiring.Component):
     def flip_flops(self) -> int:
         """Flip-flops: input register, product and adder-tree pipeline registers, accumulators,
         result registers, control, AMOS units."""
-        pw = self._w_width + self._in_bits
+        pw = self._w_width + self._planes
         ff = self._simd * self._in_bits + 2 * self._pe * self._acc_width
         groups = math.ceil(self._simd / TREE_GROUP)
         ff += self._pe * (self._simd * pw + pw + max(0, math.ceil(math.log2(self._simd))))
@@ -283,6 +304,9 @@ class DenseEngine(wiring.Component):
         ff += self._pe * self._simd * self._w_width + self._simd * self._in_bits  # stage R
         ff += 4 * self._pe * self._b_width
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
+        if self._passes > 1:  # Horner register, pass counter, stage-H control
+            ff += self._pe * (self._w_width + self._in_bits + 1
+                              + math.ceil(math.log2(self._simd + 1))) + 8
         if self._amos is not None:
             ff += self._amos.flip_flops
         return ff
@@ -302,10 +326,12 @@ class DenseEngine(wiring.Component):
         ``synth_ecp5``, ``pe=4, simd=16, in_bits=4``, 144 inputs, 16 outputs): 10.4 k estimated,
         11.4 k LUT4 measured.
         """
-        pw = self._w_width + self._in_bits
-        per_pe = 2 * self._simd * self._in_bits * pw
+        pw = self._w_width + self._planes
+        per_pe = 2 * self._simd * self._planes * pw
         per_pe += 2 * (self._simd - 1) * (pw + max(0, math.ceil(math.log2(self._simd))))
         per_pe += 2 * self._acc_width
+        if self._passes > 1:  # the Horner adder
+            per_pe += 2 * (self._w_width + self._in_bits + math.ceil(math.log2(self._simd + 1)))
         if self._amos is not None:
             per_pe += 2 * (self._out_bits + 1) * self._v_width
         rom = 0
@@ -313,7 +339,9 @@ class DenseEngine(wiring.Component):
                              (self._nf, self._pe * self._b_width)):
             if depth <= LUT_ROM_DEPTH:
                 rom += width * math.ceil(depth / 16) * 5 // 4
-        return self._pe * per_pe + rom + 40
+        # picking the pass's planes out of each held input word: a P:1 multiplexer per bit
+        pick = self._simd * self._planes * ((self._passes - 1 + 2) // 3) if self._passes > 1 else 0
+        return self._pe * per_pe + rom + pick + 40
 
     def model(self, a):
         """Reference outputs for input vectors ``a`` (shape ``(..., N_in)``), int64.
@@ -338,6 +366,7 @@ class DenseEngine(wiring.Component):
         m = Module()
         pe, simd, nf, sf = self._pe, self._simd, self._nf, self._sf
         wb, bb, kin = self._w_width, self._b_width, self._in_bits
+        planes, passes = self._planes, self._passes
 
         def pack(values, width):
             word = 0
@@ -362,17 +391,24 @@ class DenseEngine(wiring.Component):
         nf_ctr = counter(nf, "nf_ctr")
         sf_ctr = counter(sf, "sf_ctr")
         waddr = counter(nf * sf, "waddr")
+        pass_ctr = counter(passes, "pass_ctr")  # stays 0 when bit-parallel
         from_stream = nf_ctr == 0
+        take = from_stream & (pass_ctr == 0)  # a new input word from the stream this cycle
         go = Signal()
         m.d.comb += [
-            go.eq(en & (~from_stream | self.i.valid)),
-            self.i.ready.eq(en & from_stream),
+            go.eq(en & (~take | self.i.valid)),
+            self.i.ready.eq(en & take),
             w_rd.en.eq(en),
             w_rd.addr.eq(waddr),
             b_rd.en.eq(en),
             b_rd.addr.eq(nf_ctr),
         ]
-        with m.If(go):
+        step = go
+        if passes > 1:
+            step = go & (pass_ctr == passes - 1)
+            with m.If(go):
+                m.d.sync += pass_ctr.eq(Mux(pass_ctr == passes - 1, 0, pass_ctr + 1))
+        with m.If(step):
             m.d.sync += waddr.eq(Mux(waddr == nf * sf - 1, 0, waddr + 1))
             with m.If(sf_ctr == sf - 1):
                 m.d.sync += [sf_ctr.eq(0), nf_ctr.eq(Mux(nf_ctr == nf - 1, 0, nf_ctr + 1))]
@@ -384,6 +420,7 @@ class DenseEngine(wiring.Component):
         first_a = Signal()
         last_a = Signal()
         stream_a = Signal()
+        pass_a = counter(passes, "pass_a")
         a_reg = Signal(simd * kin)
         with m.If(en):
             m.d.sync += [
@@ -391,8 +428,10 @@ class DenseEngine(wiring.Component):
                 first_a.eq(sf_ctr == 0),
                 last_a.eq(sf_ctr == sf - 1),
                 stream_a.eq(from_stream),
-                a_reg.eq(self.i.payload.as_value()),
+                pass_a.eq(pass_ctr),
             ]
+            with m.If(pass_ctr == 0):  # held through the passes of the word
+                m.d.sync += a_reg.eq(self.i.payload.as_value())
         if nf > 1:
             m.submodules.inputs = buf = Memory(shape=unsigned(simd * kin), depth=mem_depth(sf),
                                                init=[])
@@ -401,7 +440,7 @@ class DenseEngine(wiring.Component):
             m.d.comb += [
                 buf_wr.addr.eq(sf_ctr),
                 buf_wr.data.eq(self.i.payload.as_value()),
-                buf_wr.en.eq(self.i.valid & self.i.ready),
+                buf_wr.en.eq(self.i.valid & self.i.ready),  # ready only on a word's pass 0
                 buf_rd.addr.eq(sf_ctr),
                 buf_rd.en.eq(en),
             ]
@@ -413,14 +452,21 @@ class DenseEngine(wiring.Component):
         # product logic were the critical path of every board build; on the ECP5 the weight
         # register is the DP16KD's own output register)
         w_r = Signal(pe * simd * wb, name="w_r")
-        acts_r = Signal(simd * kin, name="acts_r")
+        acts_r = Signal(simd * planes, name="acts_r")  # this pass's planes of each input
+        if passes > 1:
+            # pass j takes bits [kin - (j+1)*planes, kin - j*planes) of each word: MSB first
+            sel = [Cat(*(acts.word_select(s, kin).word_select(passes - 1 - j, planes)
+                         for s in range(simd))) for j in range(passes)]
+            picked = Array(sel)[pass_a]
+        else:
+            picked = acts
         with m.If(en):
-            m.d.sync += [w_r.eq(w_rd.data), acts_r.eq(acts)]
+            m.d.sync += [w_r.eq(w_rd.data), acts_r.eq(picked)]
         # stage P: spike-gated shift-add products, registered
         # stage Q: sums of groups of TREE_GROUP products, registered
         # stage T: the sum of the groups (the dot product of one fold), registered
         # stage B: accumulate (the bias starts each output's sum)
-        amax = 2**kin - 1
+        amax = 2**planes - 1  # one pass's planes
         w_lo, w_hi = int(self._weights.min()), int(self._weights.max())
         p_lo, p_hi = min(0, w_lo * amax), max(0, w_hi * amax)
         prod_shape = signed(signed_width(p_lo, p_hi))
@@ -429,14 +475,26 @@ class DenseEngine(wiring.Component):
         part_shape = signed(signed_width(group * p_lo, group * p_hi))
         dot_shape = signed(signed_width(simd * p_lo, simd * p_hi))
         ctl = {stage: (Signal(name=f"valid_{stage}"), Signal(name=f"first_{stage}"),
-                       Signal(name=f"last_{stage}"), Signal(pe * bb, name=f"bias_{stage}"))
+                       Signal(name=f"last_{stage}"), Signal(pe * bb, name=f"bias_{stage}"),
+                       Signal(name=f"pfirst_{stage}"), Signal(name=f"plast_{stage}"))
                for stage in "rpqt"}
         with m.If(en):
-            prev = (valid_a, first_a, last_a, b_rd.data)
+            prev = (valid_a, first_a, last_a, b_rd.data, pass_a == 0, pass_a == passes - 1)
             for stage in "rpqt":
                 m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)]
                 prev = ctl[stage]
-        valid_t, first_t, last_t, bias_t = ctl["t"]
+        valid_t, first_t, last_t, bias_t, pfirst_t, plast_t = ctl["t"]
+        if passes > 1:
+            # stage H: the Horner register folds the passes of one input word; the word's sum
+            # reaches the accumulator one cycle after its last pass
+            full_lo, full_hi = min(0, w_lo * (2**kin - 1)), max(0, w_hi * (2**kin - 1))
+            horner_shape = signed(signed_width(simd * full_lo, simd * full_hi))
+            valid_h, first_h, last_h = Signal(), Signal(), Signal()
+            bias_h = Signal(pe * bb)
+            with m.If(en):
+                m.d.sync += [valid_h.eq(valid_t & plast_t), first_h.eq(first_t),
+                             last_h.eq(last_t), bias_h.eq(bias_t)]
+            valid_t, first_t, last_t, bias_t = valid_h, first_h, last_h, bias_h
         acc = [Signal(signed(self._acc_width), name=f"acc_{p}") for p in range(pe)]
         res = [Signal(signed(self._acc_width), name=f"res_{p}") for p in range(pe)]
         valid_c = Signal()
@@ -446,12 +504,18 @@ class DenseEngine(wiring.Component):
             prods = [Signal(prod_shape, name=f"prod_{p}_{s}") for s in range(simd)]
             parts = [Signal(part_shape, name=f"part_{p}_{g}") for g in range(len(groups))]
             dot = Signal(dot_shape, name=f"dot_{p}")
+            word_sum = dot
+            if passes > 1:
+                word_sum = Signal(horner_shape, name=f"horner_{p}")
+                with m.If(en & ctl["t"][0]):
+                    m.d.sync += word_sum.eq(
+                        Mux(ctl["t"][4], 0, word_sum.shift_left(planes)) + dot)
             with m.If(en):
                 m.d.sync += [
                     prods[s].eq(spike_product(
                         w_r.word_select(p * simd + s, wb).as_signed(),
-                        acts_r.word_select(s, kin),
-                        kin,
+                        acts_r.word_select(s, planes),
+                        planes,
                     ))
                     for s in range(simd)
                 ]
@@ -459,7 +523,7 @@ class DenseEngine(wiring.Component):
                              for part, members in zip(parts, groups, strict=True)]
                 m.d.sync += dot.eq(tree_sum(parts))
             bias = bias_t.word_select(p, bb).as_signed()
-            total = Mux(first_t, bias, acc[p]) + dot
+            total = Mux(first_t, bias, acc[p]) + word_sum
             with m.If(en & valid_t):
                 m.d.sync += acc[p].eq(total)
                 with m.If(last_t):

@@ -75,7 +75,7 @@ def _engines(plan, arrays):
 
 
 def _glue(plan) -> dict:
-    """Broadcasts, lane adapters and the result collector."""
+    """Skid buffers, broadcasts, lane adapters and the result collector."""
     by_name = {s["name"]: s for s in plan["layers"]}
     lut = ff = 0
     users: dict[str, int] = {}
@@ -91,6 +91,12 @@ def _glue(plan) -> dict:
                 bits = (max(have, want) + min(have, want)) * width
                 ff += bits + 8
                 lut += bits + 16
+    feeds_dense = {spec["inputs"][0] for spec in plan["layers"] if spec["kind"] == "dense"}
+    for src in users:  # the SkidBuffer after every engine (NetworkTop): two words and control
+        if src != "input" and src not in feeds_dense:
+            bits = by_name[src]["out_lanes"] * by_name[src]["out_width"]
+            ff += 2 * bits + 2
+            lut += bits + 4
     ff += sum(n + 1 for n in users.values() if n > 1)
     lut += sum(2 * n for n in users.values() if n > 1)
     out = by_name[plan["output"]]
@@ -106,7 +112,8 @@ def layer_estimates(plan: dict, arrays: dict) -> list[dict]:
     rows = []
     for spec in plan["layers"]:
         e = engines[spec["name"]]
-        fold = ({"pe": spec["pe"], "simd": spec["simd"]} if "pe" in spec
+        fold = ({"pe": spec["pe"], "simd": spec["simd"],
+                 "planes": spec.get("planes", spec["in_bits"])} if "pe" in spec
                 else {"lanes": spec["lanes"]})
         if e.expected_cycles != spec["cycles"]:  # the plan's formula must be the engine's
             raise FlowError(f"layer {spec['name']!r}: planned {spec['cycles']} cycles, the "
@@ -139,8 +146,9 @@ def _latency(plan: dict, rows: list[dict]) -> int:
         elif k == "dense":
             need = spec["n_in"]
             in_elems = need
-            mvu = row[name]["latency_cycles"] - spec["n_in"] // spec["simd"]
-            start = t0 + max(need / rate, need / spec["simd"])
+            per_cycle = spec["simd"] / _passes(spec)
+            mvu = row[name]["latency_cycles"] - int(need / per_cycle)
+            start = t0 + max(need / rate, need / per_cycle)
             own = out_elems / spec["cycles"]
         elif k == "gap":
             in_elems = spec["height"] * spec["width"] * spec["channels"]
@@ -176,6 +184,32 @@ def _adapt_span(span: float, d: float, have: int, want: int) -> tuple[float, flo
     return span + (n - 1), max(1.0, d / n)
 
 
+def _passes(spec: dict) -> int:
+    return spec["in_bits"] // spec.get("planes", spec["in_bits"])
+
+
+def inexact_layers(plan: dict) -> list[str]:
+    """Dense layers whose cycles :func:`pipeline_ii` cannot state exactly: time-serial
+    (``planes < in_bits``), fed by a dense layer through a gathering lane adapter (producer
+    ``pe`` < consumer ``simd``), slower than that producer, with a first fold stretched by the
+    producer's pace. The producer then runs ahead into the adapter and the first fold shrinks by
+    an amount that depends on the adapter's fill; the generator refuses such foldings rather
+    than report a wrong figure."""
+    by_name = {s["name"]: s for s in plan["layers"]}
+    _, per = pipeline_ii(plan)
+    out = []
+    for spec in plan["layers"]:
+        src = by_name.get(spec["inputs"][0])
+        if (spec["kind"] != "dense" or _passes(spec) == 1 or src is None
+                or src["kind"] != "dense" or src["out_lanes"] >= spec["in_lanes"]):
+            continue
+        P = _passes(spec)
+        nf, sf = spec["n_out"] // spec["pe"], spec["n_in"] // spec["simd"] * P
+        if per[spec["name"]] > per[src["name"]] and per[spec["name"]] > nf * sf:
+            out.append(spec["name"])
+    return out
+
+
 def pipeline_ii(plan: dict) -> tuple[int, dict]:
     """Steady-state cycles per image of the whole pipeline, and each layer's share.
 
@@ -198,14 +232,15 @@ def pipeline_ii(plan: dict) -> tuple[int, dict]:
         s_in, d_in = _adapt_span(s_in, d_in, lanes, spec["in_lanes"])
         k = spec["kind"]
         if k == "dense":
-            sf = spec["n_in"] // spec["simd"]
+            P = _passes(spec)
+            sf = spec["n_in"] // spec["simd"] * P  # cycles of one output fold
             nf = spec["n_out"] // spec["pe"]
-            f0 = max(sf, int(round(s_in)) + 1)
+            f0 = max(sf, int(round(s_in)) + P)
             busy = f0 + (nf - 1) * sf
             src = by_name.get(spec["inputs"][0])
             if (src is not None and src["kind"] == "dense" and src["out_bits"] is not None
                     and src["out_lanes"] == spec["in_lanes"] and busy > ii[src["name"]]):
-                sf_p = src["n_in"] // src["simd"]
+                sf_p = src["n_in"] // src["simd"] * _passes(src)
                 busy -= min(busy - ii[src["name"]], max(0, sf_p - (src["out_bits"] + 2)))
             ii[spec["name"]] = max(nf * sf, busy)
             span[spec["name"]] = ((nf - 1) * sf, float(sf), spec["out_lanes"])

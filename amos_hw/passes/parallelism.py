@@ -3,12 +3,14 @@
 Three ways, in this order of precedence:
 
 * ``--parallelism``: a per-layer JSON object ``{"layer": {"pe": 4, "simd": 2}}`` (``lanes`` for
-  ``gap`` / ``add`` layers), as a file path or JSON text; a layer may be named by its hardware
-  name or any description op fused into it; unnamed layers get 1;
+  ``gap`` / ``add`` layers; conv and dense layers also take ``planes``, the spike planes taken
+  per cycle, a divisor of the layer's ``in_bits``: all of them, bit-parallel, by default), as a
+  file path or JSON text; a layer may be named by its hardware name or any description op fused
+  into it; unnamed layers get 1 (and bit-parallel);
 * ``--target-fps N``: the target initiation interval ``T = clock / N`` cycles; every layer gets
-  the least parallelism (fewest ``pe * simd``, then fewest ``pe``: a ``pe`` lane costs a
-  requantiser and an AMOS unit, a ``simd`` lane only adders) whose cycles per image are at most
-  ``T``;
+  the cheapest folding (by :func:`lane_cost`, an estimate of its LUTs) whose cycles per image are
+  at most ``T``, over ``pe``, ``simd`` and ``planes``: a time-serial lane (``planes=1``) costs
+  about a tenth of a bit-parallel one at ``K=10`` for ten times the cycles;
 * ``--board NAME``: the smallest ``T`` whose estimate fits the device
   (:data:`amos_hw.passes.estimate.DEVICES`), found by bisection over the achievable ``T``.
 
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 
-__all__ = ["parallelism", "apply", "layer_cycles", "choose_for_target", "divisors"]
+__all__ = ["parallelism", "apply", "layer_cycles", "choose_for_target", "divisors", "lane_cost",
+           "passes"]
 
 
 def divisors(n: int) -> list[int]:
@@ -32,7 +35,13 @@ def divisors(n: int) -> list[int]:
 
 
 def _fields(spec) -> tuple[str, ...]:
-    return ("pe", "simd") if spec["kind"] in ("conv", "dense") else ("lanes",)
+    return ("pe", "simd", "planes") if spec["kind"] in ("conv", "dense") else ("lanes",)
+
+
+def passes(spec: dict, par: dict | None = None) -> int:
+    """Cycles a conv / dense engine spends on one input word: ``in_bits / planes``."""
+    par = spec if par is None else par
+    return spec["in_bits"] // par.get("planes", spec["in_bits"])
 
 
 def layer_cycles(spec: dict, par: dict) -> int:
@@ -41,30 +50,53 @@ def layer_cycles(spec: dict, par: dict) -> int:
     if k == "conv":
         ho, wo, _ = spec["out_shape"]
         sf = spec["kernel"] ** 2 * spec["c_in"] // par["simd"]
-        compute = ho * wo * (spec["c_out"] // par["pe"]) * sf
+        compute = ho * wo * (spec["c_out"] // par["pe"]) * sf * passes(spec, par)
         return max(compute, spec["height"] * spec["width"] * spec["c_in"] // par["simd"])
     if k == "dense":
-        return (spec["n_out"] // par["pe"]) * (spec["n_in"] // par["simd"])
+        return (spec["n_out"] // par["pe"]) * (spec["n_in"] // par["simd"]) * passes(spec, par)
     if k == "gap":
         return spec["height"] * spec["width"] * spec["channels"] // par["lanes"]
     return math.prod(spec["out_shape"]) // par["lanes"]
 
 
-def _options(spec: dict) -> list[dict]:
+def _options(spec: dict, plan: dict | None = None) -> list[dict]:
     k = spec["kind"]
-    if k == "conv":
-        return [{"pe": p, "simd": s} for p in divisors(spec["c_out"])
-                for s in divisors(spec["c_in"])]
-    if k == "dense":
-        return [{"pe": p, "simd": s} for p in divisors(spec["n_out"])
-                for s in divisors(spec["n_in"])]
+    if k in ("conv", "dense"):
+        n_out, n_in = (spec["c_out"], spec["c_in"]) if k == "conv" else (spec["n_out"],
+                                                                          spec["n_in"])
+        planes = divisors(spec["in_bits"])
+        if k == "dense" and plan is not None and any(
+                s["name"] == spec["inputs"][0] and s["kind"] == "dense" for s in plan["layers"]):
+            planes = [spec["in_bits"]]  # see estimate.inexact_layers: kept bit-parallel
+        return [{"pe": p, "simd": s, "planes": b} for p in divisors(n_out)
+                for s in divisors(n_in) for b in planes]
     return [{"lanes": n} for n in divisors(spec["channels"])]
 
 
-def _cost(par: dict) -> tuple:
+def lane_cost(spec: dict, par: dict) -> float:
+    """Relative LUT cost of a folding, after :attr:`amos_hw.engines.dense.DenseEngine.luts`
+    with an 8-bit weight: per lane a ``planes``-row gated product and its share of the adder
+    tree; per output lane (``pe``) the accumulator, the Horner adder when time-serial, the
+    requantiser and the AMOS unit; per ``simd`` lane the plane multiplexer."""
+    if "lanes" in par:
+        return float(par["lanes"])
+    pe, simd = par["pe"], par["simd"]
+    kin = spec["in_bits"]
+    b = par.get("planes", kin)
+    pw = 8 + b
+    tree = math.ceil(math.log2(simd)) if simd > 1 else 0
+    lane = 2 * b * pw + 2 * (pw + tree)
+    per_pe = 2 * 24 + 2 * 11 * 16 + (2 * (8 + kin + tree) if b < kin else 0)
+    pick = simd * b * ((kin // b + 1) // 3) if b < kin else 0
+    return pe * (simd * lane + per_pe) + pick
+
+
+def _cost(par: dict, spec: dict | None = None) -> tuple:
     if "lanes" in par:
         return (par["lanes"],)
-    return (par["pe"] * par["simd"], par["pe"])
+    if spec is None:
+        return (par["pe"] * par["simd"], par["pe"])
+    return (lane_cost(spec, par), par["pe"])
 
 
 def choose_for_target(plan: dict, target: int) -> dict:
@@ -79,17 +111,17 @@ def choose_for_target(plan: dict, target: int) -> dict:
 
     out = {}
     for spec in plan["layers"]:
-        opts = sorted(_options(spec), key=_cost)
+        opts = sorted(_options(spec, plan), key=lambda o, s=spec: _cost(o, s))
         ok = [o for o in opts if layer_cycles(spec, o) <= target]
-        out[spec["name"]] = ok[0] if ok else min(opts, key=lambda o: (layer_cycles(spec, o),
-                                                                      _cost(o)))
+        out[spec["name"]] = ok[0] if ok else min(opts, key=lambda o, s=spec: (
+            layer_cycles(s, o), _cost(o, s)))
     import copy
 
     trial = apply(copy.deepcopy(plan), out)
     for spec in trial["layers"]:
         if spec["kind"] != "dense" or pipeline_ii(trial)[1][spec["name"]] <= target:
             continue
-        for o in sorted(_options(spec), key=_cost):
+        for o in sorted(_options(spec, plan), key=lambda o, s=spec: _cost(o, s)):
             out[spec["name"]] = o
             apply(trial, out)
             if pipeline_ii(trial)[1][spec["name"]] <= target:
@@ -137,6 +169,8 @@ def apply(plan: dict, folding: dict) -> dict:
     """Write a folding into the plan's layers (checked), returning the plan."""
     for spec in plan["layers"]:
         par = {f: 1 for f in _fields(spec)}
+        if "planes" in par:
+            par["planes"] = spec["in_bits"]
         par.update(folding.get(spec["name"], {}))
         name = spec["name"]
         for f, v in par.items():
@@ -153,8 +187,11 @@ def apply(plan: dict, folding: dict) -> dict:
             if n_in % par["simd"]:
                 raise FlowError(f"layer {name!r}: simd must divide the {n_in} {what}, "
                                 f"not {par['simd']}")
-            spec.update(pe=par["pe"], simd=par["simd"], in_lanes=par["simd"],
-                        out_lanes=par["pe"])
+            if spec["in_bits"] % par["planes"] or par["planes"] > spec["in_bits"]:
+                raise FlowError(f"layer {name!r}: planes must divide the {spec['in_bits']} "
+                                f"spikes of an input (in_bits), not {par['planes']}")
+            spec.update(pe=par["pe"], simd=par["simd"], planes=par["planes"],
+                        in_lanes=par["simd"], out_lanes=par["pe"])
         else:
             if spec["channels"] % par["lanes"]:
                 raise FlowError(f"layer {name!r}: lanes must divide the {spec['channels']} "
@@ -204,6 +241,12 @@ def parallelism(ctx: FlowContext) -> dict:
     else:
         folding, how = {}, "fully folded (default)"
     apply(plan, folding)
+    bad = est.inexact_layers(plan)
+    if bad:
+        raise FlowError(
+            f"layer {bad[0]!r}: a time-serial dense layer (planes < in_bits) fed through a "
+            f"gathering lane adapter and slower than its producer has no exact cycle model; "
+            f"give it planes = in_bits, or a simd no larger than its producer's pe")
     plan["parallelism"] = how
     return {"how": how, "layers": {s["name"]: {f: s[f] for f in _fields(s)} | {
         "cycles": s["cycles"]} for s in plan["layers"]}}
@@ -212,7 +255,7 @@ def parallelism(ctx: FlowContext) -> dict:
 def _fit_board(ctx, est):
     plan = ctx.plan
     dev = est.device(ctx.config.board)
-    cands = sorted({layer_cycles(s, o) for s in plan["layers"] for o in _options(s)}
+    cands = sorted({layer_cycles(s, o) for s in plan["layers"] for o in _options(s, plan)}
                    | {_floor(plan)}, reverse=True)
     cands = [c for c in cands if c >= _floor(plan)]
     # cands[0] is the fully folded design; the resources grow as T shrinks
