@@ -327,7 +327,10 @@ class DenseEngine(wiring.Component):
         11.4 k LUT4 measured.
         """
         pw = self._w_width + self._planes
-        per_pe = 2 * self._simd * self._planes * pw
+        # time-serial (one plane a cycle): the spike gates the weight on its way into the adder
+        # tree and costs no LUT of its own (measured: synth_probe, docs/architecture.md)
+        serial = self._planes == 1 and self._passes > 1
+        per_pe = 0 if serial else 2 * self._simd * self._planes * pw
         per_pe += 2 * (self._simd - 1) * (pw + max(0, math.ceil(math.log2(self._simd))))
         per_pe += 2 * self._acc_width
         if self._passes > 1:  # the Horner adder
