@@ -124,10 +124,10 @@ distclean: clean
 	rm -rf $(VENV)
 
 bitstream: $(call stamp,$(FPGA_EXTRAS))
-	$(PY) -m boards build --board $(BOARD) --model $(MODEL)
+	$(PY) -m boards build --board $(BOARD) --model $(MODEL) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
 flash: $(call stamp,$(FPGA_EXTRAS))
 	$(PY) -m boards flash --board $(BOARD) --model $(MODEL)
 
 bench: $(call stamp,$(FPGA_EXTRAS))
-	$(PY) -m amos_hw.bench --board $(BOARD) --model $(MODEL)
+	$(PY) -m amos_hw.bench --board $(BOARD) --model $(MODEL) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))

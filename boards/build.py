@@ -230,7 +230,7 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
 
 
 def build(board_name: str, model: str, *, parallelism=None, progress: bool = True,
-          out: Path | None = None) -> dict:
+          out: Path | None = None, clock_mhz: float | None = None) -> dict:
     """Build the bitstream of ``model`` for ``board_name``; return and write the report.
 
     Parameters
@@ -245,8 +245,22 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
         Show a progress bar over the build stages.
     out : path, optional
         Build folder; default ``build/<board>/<model>``.
+    clock_mhz : float, optional
+        Clock the design from a PLL at this frequency (or the nearest below it the PLL makes);
+        ECP5 boards only. Default: the board oscillator.
     """
     board = get_board(board_name)
+    if clock_mhz is not None:
+        if board.family != "ecp5":
+            raise BoardError(f"--clock-mhz needs the ECP5 PLL; {board.name} is an "
+                             f"{board.family} board (its PLL is not built yet): leave the option "
+                             f"out to run from the board oscillator")
+        from boards.pll import PllError, ecp5_pll_params
+
+        try:
+            ecp5_pll_params(board.make_platform().default_clk_frequency / 1e6, clock_mhz)
+        except PllError as e:
+            raise BoardError(f"--clock-mhz {clock_mhz:g}: {e}") from None
     if parallelism is None and board.fold is not None:
         parallelism = dict(board.fold)
     model_name = Path(str(model)).stem if str(model).endswith(".json") else str(model)
@@ -259,7 +273,7 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     from boards.top import BoardTop
 
     top = BoardTop(net, baud=board.baud, name=model_name, uart=board.uart, led=board.led,
-                   led_field=board.led_field)
+                   led_field=board.led_field, clock_mhz=clock_mhz)
     platform = board.make_platform()
     gw = out / "gateware"
     gw.mkdir(parents=True, exist_ok=True)
@@ -295,7 +309,7 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
     fmax = pnr.get("fmax", {})
     if not fmax:
         raise BoardError(f"nextpnr reported no clock in {gw / 'top.report.json'}")
-    # the design has one clock (the board oscillator): take the slowest, post-route
+    # the design has one clock (the board oscillator, or the PLL output): the slowest, post-route
     clk_name, clk = min(fmax.items(), key=lambda kv: kv[1]["achieved"])
     fmax_mhz = float(clk["achieved"])
     util = pnr.get("utilization", {})
@@ -325,7 +339,10 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
         "fmax_mhz": round(fmax_mhz, 2),
         "fmax_constraint_mhz": round(float(clk["constraint"]), 2),
         "clock_net": clk_name,
-        "board_clock_mhz": clk_hz / 1e6,
+        "board_clock_mhz": clk_hz / 1e6,  # the clock the bitstream runs at
+        "oscillator_mhz": top.pll.fin_mhz if top.pll is not None else clk_hz / 1e6,
+        "pll": ({k: v for k, v in top.pll.params.items()} | {"requested_mhz": top.clock_mhz}
+                if top.pll is not None else None),
         "lut4": stat["lut4"],
         "ff": stat["ff"],
         "carry_cells": stat["carry_cells"],

@@ -6,7 +6,7 @@ simulated under Verilator with a modelled UART by :mod:`boards.sim`.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -124,11 +124,16 @@ class BoardTop(Elaboratable):
         ``(resource name, number)`` of the LED; default ``("led", 0)``.
     led_field : str, optional
         Subsignal of the LED resource to drive (``"g"`` for an RGB LED); none for a plain LED.
+    clock_mhz : float, optional
+        Run the design from an ECP5 PLL (:class:`boards.pll.Ecp5Pll`) at this frequency or the
+        nearest the PLL makes below it; default: the board oscillator.
     """
 
     def __init__(self, network, *, baud: int, name: str, uart=("uart", 0), led=("led", 0),
-                 led_field: str | None = None):
+                 led_field: str | None = None, clock_mhz: float | None = None):
         self.network = network
+        self.clock_mhz = clock_mhz
+        self.pll = None
         self.baud = baud
         self.name = name
         self.uart = uart
@@ -139,6 +144,13 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         clk_hz = int(platform.default_clk_frequency)
+        if self.clock_mhz is not None:
+            from boards.pll import Ecp5Pll
+
+            m.domains.sync = cd = ClockDomain("sync")
+            self.pll = pll = Ecp5Pll(clk_hz / 1e6, self.clock_mhz, cd)
+            m.submodules.pll = pll
+            clk_hz = pll.fout_hz
         self.core = core = UartNetworkTop(self.network, clk_hz=clk_hz, baud=self.baud,
                                           name=self.name)
         m.submodules.core = core

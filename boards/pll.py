@@ -1,0 +1,110 @@
+"""The ECP5 PLL (``EHXPLLL``): the design's clock from the board oscillator.
+
+Without a PLL a bitstream runs at the oscillator's frequency (25 MHz on the ULX3S) whatever its
+Fmax; ``--clock-mhz F`` puts an ``EHXPLLL`` between the oscillator and the ``sync`` domain, at the
+highest frequency the PLL can make that is not above ``F``, and asks nextpnr for timing at it.
+
+:func:`ecp5_pll_params` searches the dividers the way Project Trellis's ``ecppll`` does: phase
+detector ``fin / CLKI_DIV`` in 3.125..400 MHz, output ``fpfd * CLKFB_DIV``, VCO
+``fout * CLKOP_DIV`` in 400..800 MHz; among those, the output closest to ``F`` from below.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
+
+__all__ = ["PllError", "ecp5_pll_params", "Ecp5Pll"]
+
+PFD_MHZ = (3.125, 400.0)
+VCO_MHZ = (400.0, 800.0)
+OUT_MHZ = (3.125, 400.0)
+
+
+class PllError(ValueError):
+    """A clock the ECP5 PLL cannot make."""
+
+
+def ecp5_pll_params(fin_mhz: float, fout_mhz: float) -> dict:
+    """Dividers for ``fin_mhz`` -> at most ``fout_mhz``; ``fout`` is the exact result (MHz).
+
+    Raises :class:`PllError` naming the range when no divider set reaches ``fout_mhz`` or below
+    within the PLL's limits."""
+    if not OUT_MHZ[0] <= fout_mhz <= OUT_MHZ[1]:
+        raise PllError(f"the ECP5 PLL makes {OUT_MHZ[0]}..{OUT_MHZ[1]:g} MHz, not {fout_mhz:g}")
+    fin = Fraction(fin_mhz).limit_denominator(1000)
+    best = None
+    for ref in range(1, 129):
+        pfd = fin / ref
+        if not PFD_MHZ[0] <= pfd <= PFD_MHZ[1]:
+            continue
+        for fb in range(1, 81):
+            fout = pfd * fb
+            if fout > fout_mhz or fout < OUT_MHZ[0]:
+                continue
+            lo = max(1, -(-VCO_MHZ[0] // fout))  # ceil
+            hi = min(128, VCO_MHZ[1] // fout)
+            if lo > hi:
+                continue
+            div = min(range(int(lo), int(hi) + 1), key=lambda d: abs(fout * d - 600))
+            vco = fout * div
+            key = (fout, -abs(vco - 600))  # closest from below, then a mid-range VCO
+            if best is None or key > best[0]:
+                best = (key, dict(CLKI_DIV=ref, CLKFB_DIV=fb, CLKOP_DIV=div,
+                                  CLKOP_CPHASE=(div - 1) // 2, fout=float(fout),
+                                  vco=float(vco)))
+    if best is None:
+        raise PllError(f"no ECP5 PLL setting makes {fout_mhz:g} MHz or just below from "
+                       f"{fin_mhz:g} MHz")
+    return best[1]
+
+
+class Ecp5Pll(Elaboratable):
+    """Drive a clock domain (defined by the parent) from an ``EHXPLLL`` fed by the board's
+    default clock.
+
+    The domain's reset is held until the PLL locks (and released synchronously). The clock
+    constraint at the PLL's output goes to nextpnr through the platform.
+
+    Parameters
+    ----------
+    fin_mhz, fout_mhz : float
+        Oscillator frequency and the requested clock (the PLL makes the nearest at or below).
+    domain : amaranth.hdl.ClockDomain
+        The domain to drive (``sync`` in :class:`boards.top.BoardTop`).
+    """
+
+    def __init__(self, fin_mhz: float, fout_mhz: float, domain: ClockDomain):
+        self.params = ecp5_pll_params(fin_mhz, fout_mhz)
+        self.fin_mhz = fin_mhz
+        self.fout_hz = round(self.params["fout"] * 1e6)
+        self.domain = domain
+
+    def elaborate(self, platform):
+        m = Module()
+        clk_pin = platform.request(platform.default_clk, dir="-")
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_pin)
+        cd = self.domain
+        locked = Signal()
+        p = self.params
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{self.fin_mhz:g}",
+            a_FREQUENCY_PIN_CLKOP=f"{p['fout']:.6f}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+            p_CLKI_DIV=p["CLKI_DIV"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
+            p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            p_CLKFB_DIV=p["CLKFB_DIV"],
+            i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=cd.clk, i_CLKFB=cd.clk,
+            i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+            i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked,
+        )
+        m.submodules.rst_sync = ResetSynchronizer(~locked, domain=cd.name)
+        platform.add_clock_constraint(cd.clk, self.fout_hz)
+        return m
