@@ -92,8 +92,25 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
     out.update({"model": ctx.model_name, "simulator": sim, "model_sha256": ctx.model_hash,
                 "parallelism": ctx.report["parallelism"],
                 "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
-                "images_per_s_at_clock": ctx.report["images_per_s"]})
+                "images_per_s_at_clock": ctx.report["images_per_s"],
+                "generator_git": _git_state()})
     return out
+
+
+def _git_state() -> str:
+    """Commit of the generator that emitted the simulated Verilog (``+dirty`` with local
+    changes), or ``unknown`` outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "amos_hw", "python_ref"],
+                               cwd=root, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
 
 
 def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):
