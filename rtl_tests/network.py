@@ -3,6 +3,15 @@
 ``python -m rtl_tests.network --model resnet8 --images 10000 --sim verilator`` runs the whole
 CIFAR-10 test set through the generated ResNet8 and writes ``docs/results/rtl_resnet8.json``
 (images run, mismatches against python_ref, measured cycles per image and latency, accuracy).
+
+The whole test set takes about 5 hours on one core (0.5 images/s). ``--shard I/N`` runs every
+``N``-th image starting at ``I`` (so each shard spans all classes) and writes
+``build/rtl_shards/<model>-<hash>-<I>of<N>-<sim>.json``; run the ``N`` shards side by side on ``N``
+cores, then ``--merge N`` adds them up into the result file once all ``N`` are there (same model
+hash and generator commit), as the run ``<sim>-full``::
+
+    for i in 0 1 2 3 4 5 6 7; do python -m rtl_tests.network --shard $i/8 & done; wait
+    python -m rtl_tests.network --merge 8
 """
 from __future__ import annotations
 
@@ -37,8 +46,12 @@ def dataset_for(model: str):
     return load_cifar10(split="test")
 
 
-def pick_images(x, y, count: int, seed: int = 0):
-    """``count`` test images: all of them, or a seeded subset across the (class-sorted) set."""
+def pick_images(x, y, count: int, seed: int = 0, shard: tuple[int, int] | None = None):
+    """``count`` test images: all of them, or a seeded subset across the (class-sorted) set;
+    with ``shard = (i, n)``, every ``n``-th image of the whole set from ``i`` (``count`` unused)."""
+    if shard is not None:
+        i, n = shard
+        return x[i::n], y[i::n]
     if count >= len(x):
         return x, y
     idx = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
@@ -62,16 +75,18 @@ VERILATOR_ARGS = ("--no-public-flat-rw", "--public-depth", "1")
 
 
 def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles=True,
-                log_every: int = 0, warmup: int = 2, images=None, **cfg) -> dict:
+                log_every: int = 0, warmup: int = 2, images=None, shard=None, **cfg) -> dict:
     """Generate, simulate ``count`` test images, compare with python_ref; return the summary.
 
     ``images``: ``(x, y)`` to use instead of the model's test set.
     """
     ctx, verilog = design(model, **cfg)
     x, y = images if images is not None else dataset_for(ctx.model_name)
-    x, y = pick_images(x, y, count, seed)
+    x, y = pick_images(x, y, count, seed, shard)
     ref = snn.run(ctx.graph, x, batch_size=200, progress=count > 1000)
     tag = f"{ctx.model_hash[:8]}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
+    if shard is not None:
+        tag += f"-shard{shard[0]}of{shard[1]}"
     work = build_root() / f"data-{ctx.model_name}-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "images.npz"
@@ -133,13 +148,90 @@ def main(argv=None) -> int:
                    help="fold for this many cycles per image (default: the CI folding)")
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run every N-th test image from I (see the module docstring)")
+    p.add_argument("--merge", type=int, default=None, metavar="N",
+                   help="add up the N shards of build/rtl_shards into the result file")
     args = p.parse_args(argv)
-    cfg = ci_config(Path(args.model).stem, args.target_cycles)
-    res = run_network(args.model, args.images, args.sim, seed=args.seed, log_every=10, **cfg)
     out = (Path(args.out) if args.out
-           else _REPO / "docs" / "results" / f"rtl_{res['model']}.json")
+           else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}.json")
+    if args.merge is not None:
+        try:
+            res = merge_shards(Path(args.model).stem, args.sim, args.merge)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        _write_result(out, res, f"{args.sim}-full")
+        return 0 if res["mismatches"] == 0 else 1
+    shard = None
+    if args.shard is not None:
+        try:
+            i, n = (int(v) for v in args.shard.split("/"))
+            if not 0 <= i < n:
+                raise ValueError
+        except ValueError:
+            p.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
+        shard = (i, n)
+    cfg = ci_config(Path(args.model).stem, args.target_cycles)
+    res = run_network(args.model, args.images, args.sim, seed=args.seed, log_every=10,
+                      shard=shard, **cfg)
+    if shard is not None:
+        res["shard"] = list(shard)
+        SHARDS.mkdir(parents=True, exist_ok=True)
+        f = SHARDS / (f"{res['model']}-{res['model_sha256'][:12]}-{shard[0]}of{shard[1]}-"
+                      f"{args.sim}.json")
+        f.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        print(json.dumps(res, indent=1, sort_keys=True))
+        print(f"wrote {f}; when all {shard[1]} shards are there: python -m rtl_tests.network "
+              f"--model {res['model']} --sim {args.sim} --merge {shard[1]}")
+        return 0 if res["mismatches"] == 0 else 1
+    _write_result(out, res, args.sim)
+    return 0 if res["mismatches"] == 0 else 1
+
+
+SHARDS = _REPO / "build" / "rtl_shards"
+
+
+def merge_shards(model: str, sim: str, n: int) -> dict:
+    """Add up the ``n`` shard results of ``model`` on ``sim`` (one model hash, one generator)."""
+    found = {}
+    for f in sorted(SHARDS.glob(f"{model}-*-*of{n}-{sim}.json")):
+        r = json.loads(f.read_text())
+        found.setdefault((r["model_sha256"], r.get("generator_git")), {})[r["shard"][0]] = r
+    if not found:
+        raise ValueError(f"no shards of {model} on {sim} split {n} ways in {SHARDS}")
+    (sha, git), shards = max(found.items(), key=lambda kv: len(kv[1]))
+    missing = sorted(set(range(n)) - set(shards))
+    if missing:
+        raise ValueError(f"shards {missing} of {n} ({model}, {sim}, model {sha[:12]}, generator "
+                         f"{git}) are not there yet; run them with --shard I/{n}")
+    rs = [shards[i] for i in range(n)]
+    images = sum(r["images"] for r in rs)
+    first = rs[0]
+    measured = {r["cycles_per_image_measured"] for r in rs}
+    res = {k: first[k] for k in ("model", "model_sha256", "simulator", "parallelism",
+                                 "est_lut4", "clock_mhz", "images_per_s_at_clock",
+                                 "cycles_per_image_report", "latency_cycles_report",
+                                 "generator_git")}
+    res.update({
+        "images": images,
+        "shards": n,
+        "mismatches": sum(r["mismatches"] for r in rs),
+        "first_mismatches": [m for r in rs for m in r["first_mismatches"]][:10],
+        "accuracy": round(sum(r["accuracy"] * r["images"] for r in rs) / images, 6),
+        "reference_accuracy": round(sum(r["reference_accuracy"] * r["images"] for r in rs)
+                                    / images, 6),
+        "cycles_per_image_measured": measured.pop() if len(measured) == 1 else sorted(measured),
+        "latency_cycles_measured": max(r["latency_cycles_measured"] for r in rs),
+    })
+    return res
+
+
+def _write_result(out: Path, res: dict, run_name: str) -> None:
     # one file per model; each simulator's latest run is kept under "runs"
     doc = {}
+    if not out.parent.is_dir():
+        out.parent.mkdir(parents=True)
     if out.is_file():
         doc = json.loads(out.read_text())
         if doc.get("model_sha256") != res["model_sha256"]:
@@ -147,10 +239,9 @@ def main(argv=None) -> int:
     doc.update({"model": res["model"], "model_sha256": res["model_sha256"],
                 "command": "python -m rtl_tests.network --model "
                            f"{res['model']} --images N --sim {{verilator,icarus}}"})
-    doc.setdefault("runs", {})[args.sim] = res
+    doc.setdefault("runs", {})[run_name] = res
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(json.dumps(res, indent=1, sort_keys=True))
-    return 0 if res["mismatches"] == 0 else 1
 
 
 def ci_config(model: str, target_cycles: int | None = None) -> dict:
