@@ -60,6 +60,8 @@ def main(argv=None) -> int:
             p.add_argument("--clock-mhz", type=float, default=None,
                            help="clock the design from the ECP5 PLL at this frequency (or the "
                                 "nearest below); default: the board oscillator")
+            p.add_argument("--lut-fill", type=float, default=None,
+                           help="share of the device's LUT4s the estimate may use (0.8)")
             p.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -71,7 +73,8 @@ def main(argv=None) -> int:
             from boards.build import build, build_dir
             get_board(args.board)
             rep = build(args.board, args.model, parallelism=_parallelism(args.parallelism),
-                        progress=not args.quiet, clock_mhz=args.clock_mhz)
+                        progress=not args.quiet, clock_mhz=args.clock_mhz,
+                        lut_fill=args.lut_fill)
             out = build_dir(rep["board"], rep["model"]) / "build_report.json"
             print(f"{rep['board']} {rep['model']}: Fmax {rep['fmax_mhz']} MHz, "
                   f"{rep['lut4']} LUT4, {rep['ff']} FF, {rep['bram']['blocks']} BRAM, "

@@ -121,7 +121,8 @@ def test_fit_check_stops_early():
                             "spram_blocks": 0, "spram_block_bits": 0, "dsp": 0},
                  baud=115200, programmer=Tool("x", "X", "x"))
     with pytest.raises(BoardError, match=r"^digits does not fit tiny: needs about \d+ LUT4, the "
-                                         r"TINY has 500 \(80% usable\); needs \d+ bits of memory "
+                                         r"TINY has 500 \(80% usable; --lut-fill raises it\); "
+                                         r"needs \d+ bits of memory "
                                          r"\(weights, buffers and the 64-byte image buffer\), the "
                                          r"TINY has 8192 bits of block RAM$"):
         fit_check(tiny, "digits", {})

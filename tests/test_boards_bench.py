@@ -35,3 +35,40 @@ def test_table_goals_from_committed_report():
     assert "| ulx3s-85f | resnet8 |" in table
     assert "fpgaConvNet, ResNet8 on a ZedBoard (Zynq-7020): 2,431 images/s" in table
     assert "hls4ml, ResNet8 on a Pynq-Z2 (Zynq-7020): 130.8 images/s" in table
+
+
+def test_goals_take_the_fastest_build_and_name_its_row():
+    p = bench.RESULTS / "ulx3s-85f_resnet8.json"
+    r = json.loads(p.read_text())
+    fast = dict(r, images_per_s=r["images_per_s"] * 2, variant="fold X")
+    table = bench.render_table([r, fast])
+    line = next(ln for ln in table.splitlines() if ln.startswith("- resnet8 on ulx3s-85f"))
+    assert line.endswith("(row: fold X)")
+
+
+def test_variant_and_pll_result_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    rep = {"board": "ulx3s-85f", "model": "resnet8", "pll": {"fout": 62.5}, "x": 1}
+    out = bench.save_result(rep, "fold 73728")
+    assert out.name == "ulx3s-85f_resnet8_fold-73728_pll62p5mhz.json"
+    assert json.loads(out.read_text())["variant"] == "fold 73728, PLL 62.5 MHz"
+    out = bench.save_result({"board": "b", "model": "m", "pll": None})
+    assert out.name == "b_m.json" and "variant" not in json.loads(out.read_text())
+
+
+def test_parallelism_needs_a_variant(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        bench.main(["--board", "hx8k", "--model", "digits", "--parallelism", "{}"])
+    assert "--parallelism needs --variant NAME" in capsys.readouterr().err
+
+
+def test_lut_fill_checked():
+    import pytest
+
+    from boards.board import BoardError, get_board
+    from boards.build import fit_check
+
+    with pytest.raises(BoardError, match=r"--lut-fill must lie in \(0, 1\], not 1.5"):
+        fit_check(get_board("hx8k"), "digits", lut_fill=1.5)
