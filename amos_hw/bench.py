@@ -198,8 +198,15 @@ def main(argv=None) -> int:
                                      f"--no-build")
                 rep = json.loads(p.read_text())
             else:
+                # a variant or PLL build gets its own folder: two builds can run side by side
+                tag = "".join(c if c.isalnum() else "-" for c in (args.variant or ""))
+                if args.clock_mhz is not None:
+                    tag += f"-pll{args.clock_mhz:g}"
+                out = build_dir(board.name, args.model)
+                if tag:
+                    out = out.with_name(f"{out.name}_{tag.strip('-')}")
                 rep = build(board.name, args.model, clock_mhz=args.clock_mhz,
-                            parallelism=args.parallelism, lut_fill=args.lut_fill)
+                            parallelism=args.parallelism, lut_fill=args.lut_fill, out=out)
             out = save_result(rep, args.variant)
             print(f"wrote {out.relative_to(REPO)}")
         readme = write_readme(load_results())

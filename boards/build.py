@@ -14,6 +14,7 @@ and ``fallbacks`` where a programmer was absent and replaced by ``true`` for a b
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -273,6 +274,25 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     env, fallbacks = toolchain_env(board)
     t0 = time.perf_counter()
     net, est = fit_check(board, model, parallelism, lut_fill)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / "build.lock", "w")  # noqa: SIM115 - held for the whole build
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        from amos_hw.top import silence
+        silence(net)
+        raise BoardError(f"another build is running in {out}; wait for it, or give this one "
+                         f"its own folder") from None
+    try:
+        return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
+                             clock_mhz, progress)
+    finally:
+        lock.close()
+
+
+def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, clock_mhz,
+                  progress):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from boards.top import BoardTop

@@ -72,3 +72,23 @@ def test_lut_fill_checked():
 
     with pytest.raises(BoardError, match=r"--lut-fill must lie in \(0, 1\], not 1.5"):
         fit_check(get_board("hx8k"), "digits", lut_fill=1.5)
+
+
+def test_second_build_in_the_same_folder_is_refused(tmp_path, monkeypatch):
+    import fcntl
+
+    import pytest
+
+    from boards import build as bb
+    from boards.board import BoardError
+
+    out = tmp_path / "b"
+    out.mkdir()
+    held = open(out / "build.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    monkeypatch.setattr(bb, "toolchain_env", lambda board: ({}, []))
+    try:
+        with pytest.raises(BoardError, match="another build is running in .*b; wait for it"):
+            bb.build("hx8k", "digits", out=out, progress=False)
+    finally:
+        held.close()
