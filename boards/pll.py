@@ -2,7 +2,7 @@
 
 Without a PLL a bitstream runs at the oscillator's frequency (25 MHz on the ULX3S) whatever its
 Fmax; ``--clock-mhz F`` puts an ``EHXPLLL`` between the oscillator and the ``sync`` domain, at the
-highest frequency the PLL can make that is not above ``F``, and asks nextpnr for timing at it.
+highest frequency the PLL can make that is not above ``F``; nextpnr times the design at it.
 
 :func:`ecp5_pll_params` searches the dividers the way Project Trellis's ``ecppll`` does: phase
 detector ``fin / CLKI_DIV`` in 3.125..400 MHz, output ``fpfd * CLKFB_DIV``, VCO
@@ -65,8 +65,8 @@ class Ecp5Pll(Elaboratable):
     """Drive a clock domain (defined by the parent) from an ``EHXPLLL`` fed by the board's
     default clock.
 
-    The domain's reset is held until the PLL locks (and released synchronously). The clock
-    constraint at the PLL's output goes to nextpnr through the platform.
+    The domain's reset is held until the PLL locks (and released synchronously). nextpnr derives
+    the timing constraint of the PLL's output from the oscillator pin's.
 
     Parameters
     ----------
@@ -106,5 +106,7 @@ class Ecp5Pll(Elaboratable):
             i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked,
         )
         m.submodules.rst_sync = ResetSynchronizer(~locked, domain=cd.name)
-        platform.add_clock_constraint(cd.clk, self.fout_hz)
+        # no constraint on cd.clk here: its name does not survive synthesis, and nextpnr derives
+        # the output's constraint from the oscillator pin's and the dividers ("Derived frequency
+        # constraint of ... MHz"), which the build log shows
         return m
