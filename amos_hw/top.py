@@ -417,12 +417,13 @@ class NetworkTop(wiring.Component):
             port, shape, lanes = sources[src]
             if not cons:
                 continue
-            if src != "input" and not any(kinds[d] == "dense" for d, _ in cons):
-                # a SkidBuffer after every engine: registered ready, so a consumer's ready
-                # (a window's line-buffer state, a fork's AND of its branches) never reaches
-                # into the producer's pipeline enable (the critical path of the ECP5 builds).
-                # Not in front of a dense layer: it reads its input only in its first fold,
-                # and the cycle model (estimate.pipeline_ii) counts that overlap without one.
+            if src == "input" or not any(kinds[d] == "dense" for d, _ in cons):
+                # a SkidBuffer after the input framer and after every engine: registered ready,
+                # so a consumer's ready (a window's line-buffer state, a fork's AND of its
+                # branches) never reaches into the producer's pipeline enable (the critical path
+                # of the ECP5 builds). Not between two engines when the consumer is dense: it
+                # reads its input only in its first fold, and the cycle model
+                # (estimate.pipeline_ii) counts that overlap without one.
                 skid = SkidBuffer(data.ArrayLayout(shape, lanes))
                 m.submodules[f"skid_{src.replace('.', '_')}"] = skid
                 wiring.connect(m, port, skid.i)

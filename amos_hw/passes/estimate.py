@@ -92,11 +92,15 @@ def _glue(plan) -> dict:
                 ff += bits + 8
                 lut += bits + 16
     feeds_dense = {spec["inputs"][0] for spec in plan["layers"] if spec["kind"] == "dense"}
-    for src in users:  # the SkidBuffer after every engine (NetworkTop): two words and control
-        if src != "input" and src not in feeds_dense:
+    for src in users:  # the SkidBuffers of NetworkTop: two words and control
+        if src == "input":
+            bits = plan["input"]["bits"]
+        elif src not in feeds_dense:
             bits = by_name[src]["out_lanes"] * by_name[src]["out_width"]
-            ff += 2 * bits + 2
-            lut += bits + 4
+        else:
+            continue
+        ff += 2 * bits + 2
+        lut += bits + 4
     ff += sum(n + 1 for n in users.values() if n > 1)
     lut += sum(2 * n for n in users.values() if n > 1)
     out = by_name[plan["output"]]
