@@ -437,15 +437,9 @@ def critical_path(tim: Path) -> dict:
 
 def _git_state() -> str:
     """The commit the design was built from, ``+dirty`` when tracked files were modified."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
-                                "--", "amos_hw", "boards"], cwd=REPO, capture_output=True,
-                               text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("+dirty" if dirty else "")
+    from amos_hw.backend.manifest import git_state
+
+    return git_state(("amos_hw", "boards"))
 
 
 def n_bytes(net) -> int:

@@ -114,18 +114,10 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
 
 def _git_state() -> str:
     """Commit of the generator that emitted the simulated Verilog (``+dirty`` with local
-    changes), or ``unknown`` outside a git checkout."""
-    import subprocess
+    changes)."""
+    from amos_hw.backend.manifest import git_state
 
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "amos_hw", "python_ref"],
-                               cwd=root, text=True, capture_output=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty.strip() else "")
+    return git_state(("amos_hw", "python_ref")) or "unknown"
 
 
 def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):

