@@ -26,10 +26,9 @@ import numpy as np
 
 from . import ir as _ir
 from . import snn
+from .convert import ZOO
 
 __all__ = ["PAPER_TABLE2", "subset", "ann_logits", "evaluate", "table_row", "main"]
-
-ZOO = Path(__file__).resolve().parent / "zoo"
 
 # Table 2 of the paper (ANN %, SNN %, neurons, spikes per image), for the printed comparison.
 PAPER_TABLE2 = {

@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from . import ir as _ir
+from .convert import ZOO
 
 __all__ = ["build_net", "float_ops_from_graph", "export", "finetune", "main"]
-
-ZOO = Path(__file__).resolve().parent / "zoo"
 
 
 def _ste_round(t):

@@ -26,10 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .convert import ZOO
 from .data import DataError, load_dataset
 from .models import MODELS, build_model
-
-ZOO = Path(__file__).resolve().parent / "zoo"
 
 # The schedules behind the committed checkpoints (python_ref/zoo/<model>.pt).
 SCHEDULES = {
