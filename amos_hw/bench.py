@@ -41,6 +41,11 @@ GOALS = {
 }
 
 
+def _file_tag(name: str) -> str:
+    """``name`` as a file-name part: letters and digits kept, everything else ``-``."""
+    return "".join(c if c.isalnum() else "-" for c in name)
+
+
 def save_result(report: dict, variant: str | None = None) -> Path:
     """Write ``report`` as the committed result of its board and model (``variant``: a build
     with a non-default folding, saved beside the default one)."""
@@ -48,7 +53,7 @@ def save_result(report: dict, variant: str | None = None) -> Path:
     pll = report.get("pll")
     tag = ("_pll" + f"{pll['fout']:g}".replace(".", "p") + "mhz") if pll else ""
     if variant:
-        tag = "_" + "".join(c if c.isalnum() else "-" for c in variant) + tag
+        tag = "_" + _file_tag(variant) + tag
     out = RESULTS / f"{report['board']}_{report['model']}{tag}.json"
     keep = {k: v for k, v in report.items() if k not in ("elaborate_wall_s",)}
     names = [v for v in (variant, f"PLL {pll['fout']:g} MHz" if pll else None) if v]
@@ -199,7 +204,7 @@ def main(argv=None) -> int:
                 rep = json.loads(p.read_text())
             else:
                 # a variant or PLL build gets its own folder: two builds can run side by side
-                tag = "".join(c if c.isalnum() else "-" for c in (args.variant or ""))
+                tag = _file_tag(args.variant or "")
                 if args.clock_mhz is not None:
                     tag += f"-pll{args.clock_mhz:g}"
                 out = build_dir(board.name, args.model)

@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 
-
 def result_layout(width: int, num_classes: int) -> data.StructLayout:
     """Payload of the ``result`` stream: ``cls`` and ``num_classes`` signed logits."""
     return data.StructLayout({"cls": unsigned(4),

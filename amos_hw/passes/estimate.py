@@ -18,6 +18,7 @@ import copy
 import math
 
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
+from amos_hw.passes.parallelism import passes
 
 __all__ = ["DEVICES", "LUT_FILL", "device", "clock_mhz", "layer_estimates", "totals",
            "fits", "estimate"]
@@ -150,7 +151,7 @@ def _latency(plan: dict, rows: list[dict]) -> int:
         elif k == "dense":
             need = spec["n_in"]
             in_elems = need
-            per_cycle = spec["simd"] / _passes(spec)
+            per_cycle = spec["simd"] / passes(spec)
             mvu = row[name]["latency_cycles"] - int(need / per_cycle)
             start = t0 + max(need / rate, need / per_cycle)
             own = out_elems / spec["cycles"]
@@ -188,10 +189,6 @@ def _adapt_span(span: float, d: float, have: int, want: int) -> tuple[float, flo
     return span + (n - 1), max(1.0, d / n)
 
 
-def _passes(spec: dict) -> int:
-    return spec["in_bits"] // spec.get("planes", spec["in_bits"])
-
-
 def inexact_layers(plan: dict) -> list[str]:
     """Dense layers whose cycles :func:`pipeline_ii` cannot state exactly: time-serial
     (``planes < in_bits``), fed by a dense layer through a gathering lane adapter (producer
@@ -204,10 +201,10 @@ def inexact_layers(plan: dict) -> list[str]:
     out = []
     for spec in plan["layers"]:
         src = by_name.get(spec["inputs"][0])
-        if (spec["kind"] != "dense" or _passes(spec) == 1 or src is None
+        if (spec["kind"] != "dense" or passes(spec) == 1 or src is None
                 or src["kind"] != "dense" or src["out_lanes"] >= spec["in_lanes"]):
             continue
-        P = _passes(spec)
+        P = passes(spec)
         nf, sf = spec["n_out"] // spec["pe"], spec["n_in"] // spec["simd"] * P
         if per[spec["name"]] > per[src["name"]] and per[spec["name"]] > nf * sf:
             out.append(spec["name"])
@@ -236,7 +233,7 @@ def pipeline_ii(plan: dict) -> tuple[int, dict]:
         s_in, d_in = _adapt_span(s_in, d_in, lanes, spec["in_lanes"])
         k = spec["kind"]
         if k == "dense":
-            P = _passes(spec)
+            P = passes(spec)
             sf = spec["n_in"] // spec["simd"] * P  # cycles of one output fold
             nf = spec["n_out"] // spec["pe"]
             f0 = max(sf, int(round(s_in)) + P)
@@ -244,7 +241,7 @@ def pipeline_ii(plan: dict) -> tuple[int, dict]:
             src = by_name.get(spec["inputs"][0])
             if (src is not None and src["kind"] == "dense" and src["out_bits"] is not None
                     and src["out_lanes"] == spec["in_lanes"] and busy > ii[src["name"]]):
-                sf_p = src["n_in"] // src["simd"] * _passes(src)
+                sf_p = src["n_in"] // src["simd"] * passes(src)
                 busy -= min(busy - ii[src["name"]], max(0, sf_p - (src["out_bits"] + 2)))
             ii[spec["name"]] = max(nf * sf, busy)
             span[spec["name"]] = ((nf - 1) * sf, float(sf), spec["out_lanes"])

@@ -88,11 +88,9 @@ def lane_cost(spec: dict, par: dict) -> float:
     return lanes * b + (lanes if b < spec["in_bits"] else 0)
 
 
-def _cost(par: dict, spec: dict | None = None) -> tuple:
+def _cost(par: dict, spec: dict) -> tuple:
     if "lanes" in par:
         return (par["lanes"],)
-    if spec is None:
-        return (par["pe"] * par["simd"], par["pe"])
     return (lane_cost(spec, par), par["pe"])
 
 
