@@ -59,8 +59,13 @@ def test_random_against_reference(name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_expected_cycles_and_latency_exact(name):
     dut, rng = make(CONFIGS[name], seed=1)
-    images = 3
-    a = rng.integers(0, 16, (images,) + dut.in_shape)
+    check_latency_and_interval(dut, rng.integers(0, 16, (3,) + dut.in_shape))
+
+
+def check_latency_and_interval(dut, a):
+    """Stream the images ``a`` back to back: the first output comes ``dut.latency`` cycles after
+    the first input word, and one image leaves every ``dut.expected_cycles`` cycles."""
+    images = len(a)
     n = n_out_words(dut, images)
     ins, outs = output_cycles(dut, to_words(a, dut.simd), n)
     firsts = outs[:: n // images]
@@ -184,10 +189,7 @@ def test_random_geometry_values_cycles_latency(cfg):
     n = n_out_words(dut, images)
     hw = run_engine(dut, to_words(a, dut.simd), n, in_lanes=dut.simd, out_lanes=dut.pe, seed=1)
     assert hw.tolist() == reference(dut, a).ravel().tolist()
-    ins, outs = output_cycles(dut, to_words(a, dut.simd), n)
-    firsts = outs[:: n // images]
-    assert firsts[0] - ins[0] == dut.latency
-    assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
+    check_latency_and_interval(dut, a)
 
 
 @pytest.mark.parametrize("planes", [1, 2])
@@ -200,10 +202,4 @@ def test_planes_values_cycles_latency(name, planes):
     hw = run_engine(dut, to_words(a, dut.simd), n_out_words(dut, 2), in_lanes=dut.simd,
                     out_lanes=dut.pe, seed=5)
     assert hw.tolist() == reference(dut, a).ravel().tolist()
-    images = 3
-    a = rng.integers(0, 16, (images,) + dut.in_shape)
-    n = n_out_words(dut, images)
-    ins, outs = output_cycles(dut, to_words(a, dut.simd), n)
-    firsts = outs[:: n // images]
-    assert firsts[0] - ins[0] == dut.latency
-    assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
+    check_latency_and_interval(dut, rng.integers(0, 16, (3,) + dut.in_shape))

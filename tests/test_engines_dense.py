@@ -84,11 +84,15 @@ def test_spike_count_reports_activity():
 def test_expected_cycles_and_latency_exact(n_out, n_in, pe, simd, out_bits):
     rng = np.random.default_rng(11)
     dut = make(rng, n_out, n_in, pe=pe, simd=simd, out_bits=out_bits)
-    images = 4
-    a = rng.integers(0, 16, (images, n_in))
-    per_image = n_out // pe
-    ins, outs = output_cycles(dut, to_words(a, simd), images * per_image)
     assert dut.expected_cycles == (n_out // pe) * (n_in // simd)
+    check_latency_and_interval(dut, rng.integers(0, 16, (4, n_in)))
+
+
+def check_latency_and_interval(dut, a):
+    """Stream the vectors ``a`` back to back: the first output comes ``dut.latency`` cycles after
+    the first input word, and one vector leaves every ``dut.expected_cycles`` cycles."""
+    images, per_image = len(a), dut.n_out // dut.pe
+    ins, outs = output_cycles(dut, to_words(a, dut.simd), images * per_image)
     firsts = outs[::per_image]
     assert firsts[0] - ins[0] == dut.latency
     assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
@@ -227,13 +231,8 @@ def test_planes_cycles_and_latency_exact(n_out, n_in, pe, simd, in_bits, planes,
     dut = DenseEngine(rng.integers(-127, 128, (n_out, n_in)), rng.integers(-99, 99, n_out),
                       in_bits=in_bits, shift=4, out_bits=out_bits, pe=pe, simd=simd,
                       planes=planes)
-    images, per_image = 4, n_out // pe
-    a = rng.integers(0, 2**in_bits, (images, n_in))
-    ins, outs = output_cycles(dut, to_words(a, simd), images * per_image)
     assert dut.expected_cycles == (n_out // pe) * (n_in // simd) * (in_bits // planes)
-    firsts = outs[::per_image]
-    assert firsts[0] - ins[0] == dut.latency
-    assert np.diff(firsts).tolist() == [dut.expected_cycles] * (images - 1)
+    check_latency_and_interval(dut, rng.integers(0, 2**in_bits, (4, n_in)))
 
 
 def test_planes_worst_case_accumulator():
