@@ -1,0 +1,544 @@
+"""The shared-engine architecture's program: one engine runs every layer in turn.
+
+A converted description is lowered to a short list of *instructions*, one per stored
+activation map (and one for the logits). Each instruction computes, for every output
+position and every group of :data:`LANES` output channels, an accumulator that is the sum of
+its *sources* plus the bias:
+
+* a ``conv`` source: a convolution over a stored map (a ``dense`` layer is a convolution whose
+  kernel covers the whole map; a ``dense`` after ``gap`` is one whose weights do not depend on
+  the position, ``wrap``, which equals the pooled sum exactly in integers);
+* a ``skip`` source: the stored activation at the output position, shifted left (an identity
+  shortcut ``add`` input).
+
+Then either the requantising shift and the ReLU AMOS unit (``mode="act"``, written back to a
+stored map) or nothing (``mode="logits"``, streamed out).
+
+Everything lives in one memory of 64-bit words (:func:`layout`): first the weights, eight int8
+output-channel lanes to a word in the order the engine reads them (instruction, group,
+source, tap), then the activation maps, ``slots`` activations to a word, channel-minor
+(``word = base + (y*W + x)*words_per_pos + c // slots``). Maps are placed by liveness; a
+residual block's output overwrites its identity skip input in place (the engine reads the skip
+value of a position before it writes that position). For ResNet8 at K = 10 this is 15,862
+words: the four SPRAM blocks of an iCE40 UP5K hold 16,384.
+
+:func:`execute` runs a program on that memory image word by word in numpy (the executable
+specification of the engine's data layout); :func:`cycles` is the engine's exact cycle count.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from python_ref import ir
+from python_ref.quant import relu_int, requant_shift, signed_width
+
+__all__ = ["LANES", "WORD_BITS", "ProgramError", "Source", "Instr", "Program", "lower",
+           "layout", "execute", "cycles", "pack_input"]
+
+#: Output channels computed at once (one int8 weight lane each): one 64-bit weight word.
+LANES = 8
+#: Width of a word of the main memory (4 SPRAM blocks of 16 bits side by side).
+WORD_BITS = 64
+
+
+class ProgramError(ValueError):
+    """A description the shared engine cannot run; the message names the layer."""
+
+
+@dataclass
+class Source:
+    kind: str  # "conv" or "skip"
+    tensor: str  # the stored map it reads
+    shape: tuple  # (H, W, C) of that map
+    kernel: tuple = (1, 1)
+    stride: int = 1
+    pad: int = 0
+    wrap: bool = False  # weights indexed by channel only (dense after gap)
+    lshift: int = 0  # skip only
+    weight: np.ndarray | None = None  # (out, taps) int, conv only
+    coff: int = 0  # offset of its taps in the weight cache
+
+    @property
+    def taps(self) -> int:
+        """Weight words per group (cache entries)."""
+        return self.shape[2] if self.wrap else self.kernel[0] * self.kernel[1] * self.shape[2]
+
+
+@dataclass
+class Instr:
+    name: str  # the description layer whose output this is
+    out: str | None  # stored map written (None for logits)
+    out_shape: tuple  # (Ho, Wo, Co)
+    sources: list
+    bias: np.ndarray
+    mode: str  # "act" or "logits"
+    shift: int = 0
+    K: int = 0
+    # filled by layout()
+    wbase: int = 0
+    bbase: int = 0
+    obase: int = 0
+    src_base: list = field(default_factory=list)
+    acc_range: tuple = (0, 0)
+
+    @property
+    def groups(self) -> int:
+        return -(-self.out_shape[2] // LANES)
+
+    @property
+    def taps(self) -> int:
+        return sum(s.taps for s in self.sources if s.kind == "conv")
+
+
+@dataclass
+class Program:
+    name: str
+    input_shape: tuple
+    input_bits: int
+    instrs: list
+    act_bits: int  # slot width
+    num_classes: int
+    maps: dict = field(default_factory=dict)  # tensor -> (base, words, shape)
+    weight_words: int = 0
+    depth: int = 0
+    image: np.ndarray | None = None  # uint64 weight words
+    bias_table: np.ndarray | None = None
+
+    @property
+    def slots(self) -> int:
+        return WORD_BITS // self.act_bits
+
+    def words_per_pos(self, C: int) -> int:
+        return -(-C // self.slots)
+
+    @property
+    def cache_depth(self) -> int:
+        return max(i.taps for i in self.instrs)
+
+    @property
+    def acc_width(self) -> int:
+        lo = min(i.acc_range[0] for i in self.instrs)
+        hi = max(i.acc_range[1] for i in self.instrs)
+        return signed_width(lo, hi)
+
+    @property
+    def bias_width(self) -> int:
+        b = self.bias_table
+        return signed_width(int(b.min(initial=0)), int(b.max(initial=0)))
+
+    def summary(self) -> dict:
+        return {
+            "lanes": LANES, "word_bits": WORD_BITS, "act_bits": self.act_bits,
+            "slots": self.slots, "weight_words": self.weight_words, "depth": self.depth,
+            "cache_depth": self.cache_depth, "acc_width": self.acc_width,
+            "bias_entries": len(self.bias_table),
+            "maps": {k: {"base": b, "words": n, "shape": list(s)}
+                     for k, (b, n, s) in self.maps.items()},
+            "instructions": [{
+                "name": i.name, "out": i.out, "out_shape": list(i.out_shape), "mode": i.mode,
+                "groups": i.groups, "taps": i.taps,
+                "sources": [{"kind": s.kind, "tensor": s.tensor, "kernel": list(s.kernel),
+                             "stride": s.stride, "pad": s.pad, "wrap": s.wrap,
+                             "lshift": s.lshift} for s in i.sources]}
+                for i in self.instrs],
+        }
+
+
+def _err(name, msg) -> ProgramError:
+    return ProgramError(f"layer {name!r}: {msg}")
+
+
+def lower(g: ir.Graph) -> Program:
+    """Lower a validated description to instructions (no addresses yet).
+
+    Raises
+    ------
+    ProgramError
+        A pattern the shared engine has no instruction for, naming the layer.
+    """
+    info = ir.validate(g)
+    node = g.index()
+    users: dict[str, list] = {n["name"]: [] for n in g.nodes}
+    for n in g.nodes:
+        for s in n.get("inputs", []):
+            users[s].append(n["name"])
+    inp = g.nodes[0]
+    stored = {inp["name"]}
+    shape = {k: tuple(v["shape"]) for k, v in info.items()}
+    act_bits = int(inp.get("bits", 8))
+    instrs = []
+
+    def as_map(tname):
+        s = shape[tname]
+        return s if len(s) == 3 else (1, 1, s[0])
+
+    def conv_source(n) -> Source:
+        name = n["name"]
+        src = n["inputs"][0]
+        w = np.asarray(g.arrays[n["weight"]], dtype=np.int64)
+        if n["op"] == "conv":
+            if node[src]["op"] == "gap":
+                raise _err(name, "a conv after gap has no shared-engine instruction")
+            if src not in stored:
+                raise _err(name, f"its input {src!r} is not a stored activation map "
+                                 f"(the shared engine convolves ReLU AMOS outputs or the input)")
+            k = int(n["kernel"])
+            return Source("conv", src, as_map(src), (k, k), int(n["stride"]),
+                          int(n["padding"]), weight=w.reshape(w.shape[0], -1))
+        # dense
+        if node[src]["op"] == "gap":
+            inner = node[src]["inputs"][0]
+            if inner not in stored or len(users[src]) != 1:
+                raise _err(name, "a dense after gap needs the gap's input stored and the gap "
+                                 "used only by it")
+            H, W, C = as_map(inner)
+            return Source("conv", inner, (H, W, C), (H, W), 1, 0, wrap=True, weight=w)
+        if src not in stored:
+            raise _err(name, f"its input {src!r} is not a stored activation map")
+        H, W, C = as_map(src)
+        return Source("conv", src, (H, W, C), (H, W), 1, 0, weight=w)
+
+    def bias_of(n, out):
+        b = n.get("bias")
+        return (np.zeros(out, np.int64) if b is None
+                else np.asarray(g.arrays[b], dtype=np.int64).reshape(-1))
+
+    for n in g.nodes[1:]:
+        name, op = n["name"], n["op"]
+        if op in ("conv", "dense", "gap", "add"):
+            continue  # consumed by the amos op (or the output) that uses them
+        if op != "amos":
+            raise _err(name, f"op {op!r} has no shared-engine instruction")
+        spec = g.units.get(n["unit"], {})
+        if spec.get("kind") != "relu" or len(n["inputs"]) != 1:
+            raise _err(name, f"unit {n['unit']!r} of kind {spec.get('kind')!r}: the shared "
+                             f"engine implements single-input ReLU AMOS units only")
+        K = int(spec["K"])
+        src = node[n["inputs"][0]]
+        out_shape = as_map(name)
+        Co = out_shape[2]
+        if len(users[src["name"]]) != 1:
+            raise _err(src["name"], "its accumulator feeds more than one layer")
+        if src["op"] in ("conv", "dense"):
+            sources = [conv_source(src)]
+            bias = bias_of(src, Co)
+        elif src["op"] == "add":
+            sources, bias = [], np.zeros(Co, np.int64)
+            for t, ls in zip(src["inputs"], src["lshift"], strict=True):
+                tn = node[t]
+                if tn["op"] in ("conv", "dense") and len(users[t]) == 1:
+                    if int(ls) != 0:
+                        raise _err(src["name"], f"a convolution input ({t!r}) shifted left by "
+                                                f"{ls} has no shared-engine instruction")
+                    sources.append(conv_source(tn))
+                    bias = bias + bias_of(tn, Co)
+                elif t in stored:
+                    if shape[t] != shape[src["name"]]:
+                        raise _err(src["name"], f"skip input {t!r} has shape {shape[t]}")
+                    sources.append(Source("skip", t, as_map(t), lshift=int(ls)))
+                else:
+                    raise _err(src["name"], f"input {t!r} is neither a convolution used only "
+                                            f"here nor a stored activation map")
+            if sum(s.kind == "skip" for s in sources) > 1:
+                raise _err(src["name"], "more than one skip input")
+        else:
+            raise _err(name, f"its input {src['name']!r} ({src['op']}) has no shared-engine "
+                             f"instruction")
+        instrs.append(Instr(name, name, out_shape, sources, bias, "act",
+                            shift=int(n["rshift"][0]), K=K))
+        stored.add(name)
+        act_bits = max(act_bits, K)
+
+    out = node[g.outputs[0]]
+    if out["op"] not in ("conv", "dense"):
+        raise _err(out["name"], f"the logits must come from a conv or dense layer, not "
+                                f"{out['op']!r}")
+    src = conv_source(out)
+    osh = as_map(out["name"])
+    if osh[0] * osh[1] != 1:
+        raise _err(out["name"], f"the logits must be a vector, not a {osh} map")
+    instrs.append(Instr(out["name"], None, osh, [src], bias_of(out, osh[2]), "logits"))
+    if osh[2] > 16:
+        raise _err(out["name"], f"{osh[2]} classes; the result port takes at most 16")
+    if act_bits > WORD_BITS // 2:
+        raise ProgramError(f"activations of {act_bits} bits do not fit two to a word")
+    return Program(g.name, tuple(inp["shape"]), int(inp.get("bits", 8)), instrs, act_bits,
+                   osh[2])
+
+
+def _acc_range(p: Program, ins: Instr) -> tuple[int, int]:
+    """Exact bounds of every partial sum the engine forms (bias added last)."""
+    hi_act = (1 << p.act_bits) - 1
+    lo = hi = 0
+    for s in ins.sources:
+        if s.kind == "conv":
+            w = s.weight
+            if s.wrap:
+                pos = s.shape[0] * s.shape[1]
+                lo += int(np.minimum(w, 0).sum(1).min()) * hi_act * pos
+                hi += int(np.maximum(w, 0).sum(1).max()) * hi_act * pos
+            else:
+                lo += int(np.minimum(w, 0).sum(1).min()) * hi_act
+                hi += int(np.maximum(w, 0).sum(1).max()) * hi_act
+        else:
+            hi += hi_act << s.lshift
+    b = ins.bias
+    return lo + min(0, int(b.min())), hi + max(0, int(b.max()))
+
+
+def layout(p: Program, max_depth: int | None = None) -> Program:
+    """Place weights and maps in the word memory; build the weight image and bias table."""
+    words = []
+    for ins in p.instrs:
+        ins.wbase = len(words)
+        off = 0
+        for s in ins.sources:
+            if s.kind == "conv":
+                s.coff = off
+                off += s.taps
+        Co = ins.out_shape[2]
+        for grp in range(ins.groups):
+            for s in ins.sources:
+                if s.kind != "conv":
+                    continue
+                w = np.zeros((LANES, s.taps), np.int64)
+                rows = s.weight[grp * LANES: (grp + 1) * LANES]
+                w[: len(rows)] = rows
+                for t in range(s.taps):
+                    word = 0
+                    for lane in range(LANES):
+                        word |= (int(w[lane, t]) & 0xFF) << (8 * lane)
+                    words.append(word)
+        del Co
+    p.weight_words = len(words)
+    p.image = np.array(words, dtype=np.uint64)
+    bias = []
+    for ins in p.instrs:
+        ins.bbase = len(bias)
+        b = np.zeros(ins.groups * LANES, np.int64)
+        b[: len(ins.bias)] = ins.bias
+        bias.extend(int(v) for v in b)
+        ins.acc_range = _acc_range(p, ins)
+    p.bias_table = np.array(bias, dtype=np.int64)
+
+    # liveness of the stored maps: [producer, last consumer] in instruction order
+    life = {"input": [-1, -1]}
+    sizes = {"input": (math.prod(p.input_shape[:2]) * p.words_per_pos(p.input_shape[2]),
+                       p.input_shape)}
+    for k, ins in enumerate(p.instrs):
+        for s in ins.sources:
+            life[s.tensor][1] = k
+        if ins.out is not None:
+            life[ins.out] = [k, k]
+            Ho, Wo, Co = ins.out_shape
+            sizes[ins.out] = (Ho * Wo * p.words_per_pos(Co), ins.out_shape)
+    inplace = {}  # output map -> the skip map it overwrites
+    for k, ins in enumerate(p.instrs):
+        for s in ins.sources:
+            if (s.kind == "skip" and life[s.tensor][1] == k and ins.out is not None
+                    and sizes[s.tensor][0] == sizes[ins.out][0]):
+                inplace[ins.out] = s.tensor
+    root = {}
+    for t in life:
+        r = t
+        while r in inplace:
+            r = inplace[r]
+        root[t] = r
+    span: dict[str, list] = {}
+    for t, (a0, a1) in life.items():
+        r = span.setdefault(root[t], [a0, a1])
+        r[0], r[1] = min(r[0], a0), max(r[1], a1)
+    base0 = p.weight_words
+    placed: dict[str, tuple[int, int]] = {}
+    # largest first, then by birth: first fit in address order
+    for t in sorted(span, key=lambda t: (-sizes[t][0], span[t][0])):
+        n = sizes[t][0]
+        a0, a1 = span[t]
+        busy = sorted((placed[u][0], placed[u][0] + placed[u][1]) for u in placed
+                      if not (span[u][1] < a0 or a1 < span[u][0]))
+        addr = base0
+        for lo, hi in busy:
+            if addr + n <= lo:
+                break
+            addr = max(addr, hi)
+        placed[t] = (addr, n)
+    order = ["input"] + [i.out for i in p.instrs if i.out is not None]
+    p.maps = {t: (placed[root[t]][0], sizes[t][0], sizes[t][1]) for t in order}
+    p.depth = max([base0] + [b + n for b, n in placed.values()])
+    for ins in p.instrs:
+        ins.obase = p.maps[ins.out][0] if ins.out is not None else 0
+        ins.src_base = [p.maps[s.tensor][0] for s in ins.sources]
+    if max_depth is not None and p.depth > max_depth:
+        peak = max(p.instrs, key=lambda i: i.taps)
+        raise ProgramError(
+            f"the weights ({p.weight_words} words) and the live activation maps need "
+            f"{p.depth} words of {WORD_BITS} bits, more than the {max_depth} available "
+            f"(over by {p.depth - max_depth}); the largest weight block is {peak.name!r}")
+    return p
+
+
+def pack_input(p: Program, x: np.ndarray) -> list[tuple[int, int]]:
+    """The (address, word) writes of one image (H, W, C) of unsigned pixels."""
+    H, W, C = p.input_shape
+    base = p.maps["input"][0]
+    cw = p.words_per_pos(C)
+    flat = np.asarray(x, dtype=np.int64).reshape(H * W, C)
+    out = []
+    for pos in range(H * W):
+        for wi in range(cw):
+            word = 0
+            for s in range(p.slots):
+                c = wi * p.slots + s
+                if c < C:
+                    word |= int(flat[pos, c]) << (p.act_bits * s)
+            out.append((base + pos * cw + wi, word))
+    return out
+
+
+def _read_map(p: Program, mem: list, tensor: str) -> np.ndarray:
+    base, _, (H, W, C) = p.maps[tensor]
+    cw = p.words_per_pos(C)
+    mask = (1 << p.act_bits) - 1
+    a = np.zeros((H, W, C), np.int64)
+    for pos in range(H * W):
+        for c in range(C):
+            word = mem[base + pos * cw + c // p.slots]
+            a[pos // W, pos % W, c] = (word >> (p.act_bits * (c % p.slots))) & mask
+    return a
+
+
+def _write_map(p: Program, mem: list, ins: Instr, y: np.ndarray) -> None:
+    Ho, Wo, Co = ins.out_shape
+    cw = p.words_per_pos(Co)
+    mask = (1 << p.act_bits) - 1
+    for pos in range(Ho * Wo):
+        for c in range(Co):
+            a = ins.obase + pos * cw + c // p.slots
+            sh = p.act_bits * (c % p.slots)
+            mem[a] = (mem[a] & ~(mask << sh)) | (int(y[pos // Wo, pos % Wo, c]) << sh)
+
+
+def execute(p: Program, x: np.ndarray) -> np.ndarray:
+    """Run one image through the program on a word-level memory image; return the logits.
+
+    Every read and write goes through the packed 64-bit words at the addresses the engine
+    uses, so a layout error (an overlap, a wrong stride, a bad in-place write) changes the
+    result; the arithmetic is :mod:`python_ref.snn`'s.
+    """
+    from python_ref import snn
+
+    mem = [0] * p.depth
+    for a, w in enumerate(p.image.tolist()):
+        mem[a] = int(w)
+    for a, w in pack_input(p, x):
+        mem[a] = w
+    for ins in p.instrs:
+        Ho, Wo, Co = ins.out_shape
+        acc = np.zeros((Ho, Wo, Co), np.int64) + ins.bias
+        for s in ins.sources:
+            a = _read_map(p, mem, s.tensor)
+            if s.kind == "skip":
+                acc += a << s.lshift
+            elif s.wrap:
+                acc += (s.weight @ a.reshape(-1, a.shape[2]).sum(0)).reshape(1, 1, -1)
+            else:
+                kh, kw = s.kernel
+                w4 = s.weight.reshape(Co, kh, kw, s.shape[2])
+                if kh == kw:
+                    acc += snn.conv2d(a[None], w4, None, s.stride, s.pad)[0]
+                else:  # a dense over a non-square map
+                    acc += (s.weight @ a.reshape(-1)).reshape(1, 1, -1)
+        if ins.mode == "logits":
+            return acc.reshape(-1)
+        _write_map(p, mem, ins, relu_int(requant_shift(acc, ins.shift), ins.K))
+    raise AssertionError("a program ends with its logits instruction")
+
+
+def _steps(p: Program, ins: Instr, oy: int, ox: int, n_lanes: int) -> tuple:
+    """The walker's steps at one output position: per step the slots of the word it fetches,
+    or 0 for a tap outside the map (see engine.py)."""
+    S = p.slots
+    out = []
+    for s in ins.sources:
+        if s.kind == "skip":
+            out += [1] * n_lanes
+            continue
+        H, W, C = s.shape
+        cw = p.words_per_pos(C)
+        words = [S] * (cw - 1) + [C - (cw - 1) * S]
+        kh, kw = s.kernel
+        for ky in range(kh):
+            for kx in range(kw):
+                iy, ix = oy * s.stride - s.pad + ky, ox * s.stride - s.pad + kx
+                if s.wrap or (0 <= iy < H and 0 <= ix < W):
+                    out += words
+                else:
+                    out.append(0)
+    return tuple(out)
+
+
+_RUN_MEMO: dict = {}
+
+
+def run_cycles(steps: tuple, fifo_depth: int = 3) -> int:
+    """Cycles of the engine's RUN state for one position: a cycle-by-cycle model of the
+    walker, the one-cycle memory read, the word FIFO and the lane register (engine.py)."""
+    key = (steps, fifo_depth)
+    if key in _RUN_MEMO:
+        return _RUN_MEMO[key]
+    i, wdone, inflight, fifo, kbeat, valid_r = 0, not steps, None, [], 0, False
+    cyc = 0
+    while True:
+        cyc += 1
+        if wdone and inflight is None and not fifo and not valid_r:
+            break
+        credit = len(fifo) + (inflight is not None) < fifo_depth
+        issue, wdone_next = None, wdone
+        if not wdone and credit:
+            if steps[i]:
+                issue = steps[i]
+            i += 1
+            wdone_next = i == len(steps)
+        beat = bool(fifo)
+        pop = beat and kbeat == fifo[0] - 1
+        valid_r = beat
+        if pop:
+            fifo.pop(0)
+            kbeat = 0
+        elif beat:
+            kbeat += 1
+        if inflight is not None:
+            fifo.append(inflight)
+        inflight, wdone = issue, wdone_next
+    _RUN_MEMO[key] = cyc
+    return cyc
+
+
+def cycles(p: Program, detail: bool = False):
+    """The engine's cycles per image, exactly (equal to the simulated interval in the tests).
+
+    Per image: one cycle per input byte; per instruction and group a weight-cache fill of
+    ``taps + 1`` cycles; per output position and group: one cycle to start, the RUN cycles
+    (:func:`run_cycles`: one beat per activation of an in-bounds tap, one cycle per tap outside
+    the map that the FIFO does not hide, the pipeline's fill and drain), the epilogue
+    (``4 + K + 2n`` cycles for ``n`` lanes through the AMOS unit and the read-modify-write, or
+    ``1 + n`` for logits) and one cycle to step the position.
+    """
+    H, W, C = p.input_shape
+    rows = [("input", H * W * C)]
+    for ins in p.instrs:
+        Ho, Wo, Co = ins.out_shape
+        total = 0
+        for grp in range(ins.groups):
+            n = min(LANES, Co - grp * LANES)
+            total += ins.taps + 1
+            epi = (4 + ins.K + 2 * n) if ins.mode == "act" else 1 + n
+            for oy in range(Ho):
+                for ox in range(Wo):
+                    total += 1 + run_cycles(_steps(p, ins, oy, ox, n)) + epi + 1
+        rows.append((ins.name, total))
+    n = sum(r[1] for r in rows)
+    return (n, rows) if detail else n
