@@ -54,21 +54,46 @@ def default_out(model_name: str) -> Path:
     return _REPO / "build" / model_name
 
 
+ARCHITECTURES = ("pipelined", "shared")
+
+
 def run_flow(cfg: FlowConfig) -> FlowContext:
     """Run the steps in order (up to ``cfg.stop_after``); write files when ``cfg.write``.
+
+    With ``cfg.architecture=None`` and ``cfg.board="ice40-up5k"``, a design whose pipelined
+    form does not fit is generated on the shared engine instead (the report says which).
 
     Raises
     ------
     FlowError
         Bad input (unknown model, unbuildable layer, impossible budget), naming what is wrong.
     """
+    import dataclasses
+
+    if cfg.architecture is not None and cfg.architecture not in ARCHITECTURES:
+        raise FlowError(f"--architecture: unknown {cfg.architecture!r}; known: "
+                        f"{', '.join(ARCHITECTURES)}")
+    if cfg.architecture is None and cfg.board == "ice40-up5k":
+        try:
+            return _run_flow(dataclasses.replace(cfg, architecture="pipelined"))
+        except BudgetError as e:
+            why = f"the layer-pipelined design does not fit: {e}"
+            return _run_flow(dataclasses.replace(cfg, architecture="shared", why=why))
+    return _run_flow(cfg)
+
+
+def _run_flow(cfg: FlowConfig) -> FlowContext:
+    from amos_hw.passes import shared
+
     if cfg.stop_after is not None and cfg.stop_after not in STEP_NAMES:
         raise FlowError(f"--stop-after: unknown step {cfg.stop_after!r}; steps: "
                         f"{', '.join(STEP_NAMES)}")
     ctx = FlowContext(config=cfg)
     steps = STEPS
+    if cfg.architecture == "shared":
+        steps = tuple((n, shared.STEPS.get(n, f)) for n, f in STEPS)
     if cfg.stop_after is not None:
-        steps = STEPS[: STEP_NAMES.index(cfg.stop_after) + 1]
+        steps = steps[: STEP_NAMES.index(cfg.stop_after) + 1]
     bar = None
     if not cfg.quiet:
         from tqdm import tqdm

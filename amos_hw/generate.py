@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="choose the folding for N images per second at the clock")
     p.add_argument("--board", default=None, choices=sorted(DEVICES), type=str.lower,
                    help="fit this device's LUT / block RAM budget (alone: the fastest that fits)")
+    p.add_argument("--architecture", default=None, choices=("pipelined", "shared"),
+                   help="pipelined: one engine per layer (default); shared: one engine runs "
+                        "every layer in turn, weights and maps in one memory (the iCE40 UP5K "
+                        "form; chosen by --board ice40-up5k when the pipelined one does not "
+                        "fit)")
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="target clock (default: the board's, else 50)")
     p.add_argument("--stop-after", default=None, choices=STEP_NAMES, metavar="STEP",
@@ -42,6 +47,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cfg = FlowConfig(model=args.model, out=args.out, parallelism=args.parallelism,
                      target_fps=args.target_fps, board=args.board, clock_mhz=args.clock_mhz,
+                     architecture=args.architecture,
                      stop_after=args.stop_after, quiet=args.quiet, write=True)
     try:
         ctx = run_flow(cfg)

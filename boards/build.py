@@ -124,13 +124,28 @@ def toolchain_env(board: Board) -> tuple[dict, list]:
     return env, fallbacks
 
 
-def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None = None):
+def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None = None,
+              shared_fallback: bool = False):
     """Build the network for ``board`` and stop early when it cannot fit.
 
     Returns ``(network, estimate report)``. Raises :class:`BoardError` naming the resource that
     is short, before any synthesis runs. ``lut_fill``: the share of the device's LUT4s the
     estimate may use (default :data:`LUT_FILL`; the estimate errs high, see docs/boards.md).
+    ``shared_fallback``: on a board with SPRAM, build the shared-engine design
+    (:mod:`amos_hw.shared`) when the layer-pipelined one does not fit.
     """
+    try:
+        return _fit_check(board, model, parallelism, lut_fill, None)
+    except BoardError as e:
+        if not (shared_fallback and board.spram_bits):
+            raise
+        why = str(e)
+    net, rep = _fit_check(board, model, None, lut_fill, "shared")
+    rep["architecture_why"] = why
+    return net, rep
+
+
+def _fit_check(board, model, parallelism, lut_fill, architecture):
     fill = LUT_FILL if lut_fill is None else lut_fill
     if not 0 < fill <= 1:
         raise BoardError(f"--lut-fill must lie in (0, 1], not {lut_fill!r}")
@@ -139,13 +154,22 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
     try:
         ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
                                   board=board.generator_device if parallelism is None else None,
-                                  stop_after="assemble", quiet=True))
+                                  architecture=architecture, stop_after="assemble",
+                                  quiet=True))
     except BudgetError as e:
         raise BoardError(f"{model} does not fit {board.name} ({board.device}): {e}") from None
     except FlowError as e:
         raise BoardError(f"cannot build {model!r} for {board.name}: {e}") from None
     rep = ctx.report
     net = ctx.top
+    if rep.get("architecture") == "shared" and board.spram_bits:
+        # the board's main memory is its SPRAM (no initial contents: the host loads the
+        # weights, `python -m amos_hw.host load-weights`)
+        from amos_hw.shared.engine import SharedNetwork
+        from amos_hw.top import silence
+
+        silence(net)
+        net = SharedNetwork(ctx.program, preload=False, spram=True, dsp_lanes=True)
     # the image buffer of the host link, one byte per pixel, in block RAM
     n_pixels = 1
     for v in net.input_shape:
@@ -267,13 +291,14 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
             ecp5_pll_params(board.make_platform().default_clk_frequency / 1e6, clock_mhz)
         except PllError as e:
             raise BoardError(f"--clock-mhz {clock_mhz:g}: {e}") from None
+    shared_fallback = parallelism is None
     if parallelism is None and board.fold is not None:
         parallelism = dict(board.fold)
     model_name = Path(str(model)).stem if str(model).endswith(".json") else str(model)
     out = Path(out) if out is not None else build_dir(board.name, model_name)
     env, fallbacks = toolchain_env(board)
     t0 = time.perf_counter()
-    net, est = fit_check(board, model, parallelism, lut_fill)
+    net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback)
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / "build.lock", "w")  # noqa: SIM115 - held for the whole build
     try:
@@ -310,6 +335,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
             top, name="top", build_dir=str(gw), do_build=False,
             nextpnr_opts=f"--report top.report.json --seed {SEED} --timing-allow-fail",
             script_after_synth="tee -q -o top.stat.json stat -json",
+            **({"synth_opts": "-dsp"} if getattr(net, "dsp_lanes", False) else {}),
         )
         plan.extract(str(gw))
 

@@ -96,6 +96,8 @@ class UartNetworkTop(wiring.Component):
         wiring.connect(m, link.tx, utx.i)
         wiring.connect(m, link.pixels, net.pixels)
         wiring.connect(m, net.result, link.result)
+        if hasattr(net, "load"):
+            m.d.comb += net.load.valid.eq(0)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
 
         # an up-counter whose top bit ends the pulse: a plain carry chain (a down-counter with

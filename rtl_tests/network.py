@@ -105,7 +105,8 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
             os.environ["MAKEFLAGS"] = saved
     out = json.loads(summary.read_text())
     out.update({"model": ctx.model_name, "simulator": sim, "model_sha256": ctx.model_hash,
-                "parallelism": ctx.report["parallelism"],
+                "parallelism": ctx.report.get("parallelism"),
+                "architecture": ctx.report.get("architecture", "pipelined"),
                 "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
                 "images_per_s_at_clock": ctx.report["images_per_s"],
                 "generator_git": _git_state()})
@@ -138,6 +139,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="subset seed (when --images < all)")
     p.add_argument("--target-cycles", type=int, default=None,
                    help="fold for this many cycles per image (default: the CI folding)")
+    p.add_argument("--architecture", default="pipelined", choices=("pipelined", "shared"),
+                   help="the generator's architecture (shared: one engine for every layer; "
+                        "results go to rtl_<model>_shared.json)")
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -145,8 +149,9 @@ def main(argv=None) -> int:
     p.add_argument("--merge", type=int, default=None, metavar="N",
                    help="add up the N shards of build/rtl_shards into the result file")
     args = p.parse_args(argv)
+    suffix = "_shared" if args.architecture == "shared" else ""
     out = (Path(args.out) if args.out
-           else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}.json")
+           else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}{suffix}.json")
     if args.merge is not None:
         try:
             res = merge_shards(Path(args.model).stem, args.sim, args.merge)
@@ -164,7 +169,13 @@ def main(argv=None) -> int:
         except ValueError:
             p.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
         shard = (i, n)
-    cfg = ci_config(Path(args.model).stem, args.target_cycles)
+    if args.architecture == "shared":
+        if args.target_cycles is not None:
+            p.error("--target-cycles folds the pipelined engines; the shared engine has one "
+                    "speed")
+        cfg = {"architecture": "shared"}
+    else:
+        cfg = ci_config(Path(args.model).stem, args.target_cycles)
     res = run_network(args.model, args.images, args.sim, seed=args.seed, log_every=10,
                       shard=shard, **cfg)
     if shard is not None:

@@ -81,6 +81,8 @@ async def network_images(dut):
     start_clock(dut, PERIOD_NS)
     dut.pixels__valid.value = 0
     dut.result__ready.value = 0
+    if hasattr(dut, "load__valid"):  # the shared engine's weight port: preloaded, unused
+        dut.load__valid.value = 0
     await reset(dut)
     start = int(get_sim_time(unit="ns")) // PERIOD_NS
     got: list = []

@@ -50,8 +50,9 @@ def manifest(*, model: str, model_sha256: str, description: str, config: dict, p
         Output file name -> its text (the manifest records each file's SHA-256).
     """
     layers = []
-    for s in plan["layers"]:
+    for s in plan.get("layers", []):
         layers.append({k: v for k, v in s.items() if k not in ("depth",)})
+    extra = {"shared_program": plan} if plan.get("architecture") == "shared" else {}
     return {
         "generator": "amos_hw.generate",
         "model": model,
@@ -60,6 +61,7 @@ def manifest(*, model: str, model_sha256: str, description: str, config: dict, p
         "config": config,
         "parallelism": plan.get("parallelism"),
         "layers": layers,
+        **extra,
         "tools": tool_versions(),
         "files": {name: hashlib.sha256(text.encode()).hexdigest()
                   for name, text in sorted(files.items())},

@@ -35,6 +35,10 @@ class FlowConfig:
         ``ecp5-85f``, ``ice40-up5k``).
     clock_mhz : float or None
         Target clock; default from the board, else 50 MHz.
+    architecture : str or None
+        ``"pipelined"`` (one engine per layer), ``"shared"`` (one engine runs every layer in
+        turn, :mod:`amos_hw.shared`) or ``None``: pipelined, or shared when ``board`` is the
+        iCE40 UP5K and the pipelined design does not fit it.
     stop_after : str or None
         Last step to run.
     quiet : bool
@@ -49,6 +53,8 @@ class FlowConfig:
     target_fps: float | None = None
     board: str | None = None
     clock_mhz: float | None = None
+    architecture: str | None = None
+    why: str | None = None  # set by run_flow when it chose the architecture (not a parameter)
     stop_after: str | None = None
     quiet: bool = False
     write: bool = False
@@ -58,7 +64,8 @@ class FlowConfig:
         if par is not None and not isinstance(par, dict):
             par = str(par)
         return {"model": str(self.model), "parallelism": par, "target_fps": self.target_fps,
-                "board": self.board, "clock_mhz": self.clock_mhz}
+                "board": self.board, "clock_mhz": self.clock_mhz,
+                "architecture": self.architecture}
 
 
 @dataclass
@@ -72,6 +79,7 @@ class FlowContext:
     graph: object = None
     info: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
+    program: object = None
     report: dict = field(default_factory=dict)
     top: object = None
     verilog: str = ""

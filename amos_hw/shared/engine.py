@@ -39,7 +39,7 @@ from amos_hw.engines.dense import spike_product
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
 from amos_hw.shared.program import LANES, WORD_BITS, Program
-from amos_hw.top import ResultCollector, result_layout
+from amos_hw.top import result_layout
 from python_ref.quant import IntAmosUnit, signed_width
 
 __all__ = ["SharedNetwork", "LOAD_LAYOUT", "FIFO_DEPTH", "SPRAM_WORDS"]
@@ -100,6 +100,10 @@ class SharedNetwork(wiring.Component):
     spram : bool
         Build the main memory from four ``SB_SPRAM256KA`` (iCE40 UP5K) instead of an inferred
         memory.
+    dsp_lanes : bool
+        Write each lane's product as ``w * act`` (a multiplication synthesis may put in a DSP
+        block: the UP5K's 8 SB_MAC16 are the 8 lanes) instead of the spike-gated sum of shifted
+        weights. Same value; the default keeps the LUT-only gated adds.
 
     Members
     -------
@@ -110,9 +114,10 @@ class SharedNetwork(wiring.Component):
     busy : ``Out(1)``, high while an image is being computed
     """
 
-    def __init__(self, program: Program, *, preload: bool = True, spram: bool = False):
+    def __init__(self, program: Program, *, preload: bool = True, spram: bool = False,
+                 dsp_lanes: bool = False):
         self._p = p = program
-        self._preload, self._spram = preload, spram
+        self._preload, self._spram, self._dsp = preload, spram, dsp_lanes
         if spram and p.depth > SPRAM_WORDS:
             raise ValueError(f"{p.depth} words do not fit the {SPRAM_WORDS} of SPRAM")
         Ks = {i.K for i in p.instrs if i.mode == "act"}
@@ -135,14 +140,21 @@ class SharedNetwork(wiring.Component):
         })
 
     program = property(lambda self: self._p)
+    dsp_lanes = property(lambda self: self._dsp)
     logit_width = property(lambda self: self._logit_w)
     num_classes = property(lambda self: self._p.num_classes)
     input_shape = property(lambda self: self._p.input_shape)
 
     @property
     def cycles_per_image(self) -> int:
+        """Cycles from one image's first pixel to the next image's (exact, no stall)."""
         from amos_hw.shared.program import cycles
         return cycles(self._p)
+
+    @property
+    def latency_cycles(self) -> int:
+        """Images do not overlap: the latency is the interval."""
+        return self.cycles_per_image
 
     def elaborate(self, platform):
         m = Module()
@@ -307,13 +319,35 @@ class SharedNetwork(wiring.Component):
         in_cw = p.words_per_pos(C)
 
         # ---------------------------------------------------------------- result path
-        m.submodules.collect = coll = ResultCollector(self._logit_w, p.num_classes, 1)
-        wiring.connect(m, coll.o, wiring.flipped(self.result))
-        m.d.comb += coll.i.valid.eq(0)
+        # the logits arrive one a cycle in class order: a shift register and a running argmax
+        # (lowest index on ties), held until the result is taken
+        ncls = p.num_classes
+        lg = [Signal(signed(self._logit_w), name=f"logit{k}") for k in range(ncls)]
+        best_v = Signal(signed(self._logit_w))
+        best_i = Signal(range(max(ncls, 2)))
+        lg_cnt = Signal(range(max(ncls, 2)))
+        ovalid = Signal()
+        lg_in = Signal(signed(self._logit_w))
+        lg_take = Signal()
+        m.d.comb += [self.result.valid.eq(ovalid), self.result.payload.cls.eq(best_i)]
+        m.d.comb += [self.result.payload.logits[k].eq(lg[k]) for k in range(ncls)]
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += ovalid.eq(0)
+        with m.If(lg_take):
+            m.d.sync += [lg[k].eq(lg[k + 1]) for k in range(ncls - 1)]
+            m.d.sync += lg[ncls - 1].eq(lg_in)
+            with m.If((lg_cnt == 0) | (lg_in > best_v)):
+                m.d.sync += [best_v.eq(lg_in), best_i.eq(lg_cnt)]
+            with m.If(lg_cnt == ncls - 1):
+                m.d.sync += [lg_cnt.eq(0), ovalid.eq(1)]
+            with m.Else():
+                m.d.sync += lg_cnt.eq(lg_cnt + 1)
 
         # ---------------------------------------------------------------- AMOS unit
         unit = IntAmosUnit.relu(K)
-        v_w = self._acc_w + 1
+        # the unit saturates its input to [0, 2**K - 1]: clamping the requantised value to
+        # [-1, 2**K] first changes no output and keeps the K stages K + 2 bits wide
+        v_w = K + 2
         m.submodules.unit = au = AmosUnit(unit, v_w)
         m.d.comb += [au.i.valid.eq(0), au.o.ready.eq(1)]
 
@@ -478,7 +512,8 @@ class SharedNetwork(wiring.Component):
         with m.If(valid_r):
             for k in range(P):
                 wk = c_rp.data.word_select(k, 8).as_signed()
-                prod = spike_product(wk, act_r, A)
+                prod = (wk * act_r.as_unsigned() if self._dsp
+                        else spike_product(wk, act_r, A))
                 with m.If(skip_r):
                     with m.If(lane_r == k):
                         m.d.sync += acc[k].eq(acc[k] + skip_term)
@@ -495,15 +530,17 @@ class SharedNetwork(wiring.Component):
         m.d.comb += b_rp.en.eq(~b_stall)
         shift = f_shift
         rnd = field([(1 << (i.shift - 1)) if i.shift else 0 for i in ins_list])
+        v_full = Signal(signed(self._acc_w + 2))
+        m.d.comb += v_full.eq((bias_sum + rnd) >> shift)
         v = Signal(signed(v_w))
-        m.d.comb += v.eq((bias_sum + rnd) >> shift)
+        m.d.comb += v.eq(Mux(v_full < 0, -1, Mux(v_full > (1 << K), 1 << K, v_full)))
         with m.If(state == ST_EPI):
             feeding = (e >= 1) & (e <= n_lanes)
             with m.If(f_logits):
                 with m.If(feeding):
-                    m.d.comb += [coll.i.valid.eq(1), coll.i.payload[0].eq(bias_sum),
-                                 b_stall.eq(~coll.i.ready)]
-                with m.If(~feeding | coll.i.ready):
+                    m.d.comb += [lg_take.eq(~ovalid), lg_in.eq(bias_sum),
+                                 b_stall.eq(ovalid)]
+                with m.If(~feeding | ~ovalid):
                     m.d.sync += e.eq(e + 1)
                     with m.If(feeding):
                         m.d.sync += [acc[k].eq(acc[k + 1]) for k in range(P - 1)]

@@ -1,0 +1,138 @@
+"""The generator's steps for the shared-engine architecture (``--architecture shared``).
+
+Same step names as the layer-pipelined flow, so ``--stop-after`` and the saved intermediates
+work alike:
+
+=============== ===========================================================================
+``infer``       lower the description to instructions (:func:`amos_hw.shared.program.lower`)
+``parallelism`` fixed: :data:`~amos_hw.shared.program.LANES` output channels at a time
+``memory``      place weights and maps in the word memory (:func:`~amos_hw.shared.program
+                .layout`); on the iCE40 UP5K the four SPRAM blocks (16,384 words)
+``estimate``    exact cycles per instruction, LUT4 / FF / memory estimates
+``assemble``    build the :class:`~amos_hw.shared.engine.SharedNetwork`
+=============== ===========================================================================
+"""
+from __future__ import annotations
+
+from amos_hw.passes.common import BudgetError, FlowContext, FlowError
+from amos_hw.shared.program import LANES, WORD_BITS, ProgramError, cycles, layout, lower
+
+__all__ = ["STEPS", "SPRAM_WORDS", "estimate_luts"]
+
+#: Words of 64 bits in the UP5K's four SPRAM blocks side by side.
+SPRAM_WORDS = 16384
+
+
+def infer(ctx: FlowContext) -> dict:
+    from python_ref import ir
+
+    try:
+        ir.validate(ctx.graph)
+        ctx.program = lower(ctx.graph)
+    except (ir.IRError, ProgramError) as e:
+        raise FlowError(f"model {ctx.model_name!r} (shared engine): {e}") from None
+    p = ctx.program
+    return {"architecture": "shared", "instructions": [i.name for i in p.instrs],
+            "act_bits": p.act_bits}
+
+
+def parallelism(ctx: FlowContext) -> dict:
+    cfg = ctx.config
+    if cfg.parallelism is not None:
+        raise FlowError("--parallelism folds the layer-pipelined engines; the shared engine "
+                        f"computes {LANES} output channels at a time (leave it out, or use "
+                        f"--architecture pipelined)")
+    return {"architecture": "shared", "lanes": LANES}
+
+
+def memory(ctx: FlowContext) -> dict:
+    cfg = ctx.config
+    limit = SPRAM_WORDS if cfg.board == "ice40-up5k" else None
+    try:
+        layout(ctx.program, max_depth=limit)
+    except ProgramError as e:
+        raise BudgetError(f"{ctx.model_name} does not fit {cfg.board} (shared engine): "
+                          f"{e}") from None
+    ctx.plan = {"architecture": "shared", **ctx.program.summary()}
+    return ctx.plan
+
+
+def estimate_luts(p) -> dict:
+    """LUT4 / FF estimate of the engine, from its widths.
+
+    Per lane: one adder per spike bit over the shifted int8 weight and the accumulator adder;
+    plus the slot multiplexer, the FIFO, the walker's address adders, the AMOS unit's K
+    stages and the instruction table (one LUT per table bit). Calibrated against the iCE40
+    synthesis of ResNet8 (docs/results/boards/icebreaker_resnet8.json states the measured
+    figure beside it).
+    """
+    A, acc, S = p.act_bits, p.acc_width, p.slots
+    lane = A * (8 + A) // 2 + acc
+    table_bits = 40 * 16
+    luts = (LANES * lane + S * A * 2 + 3 * (WORD_BITS + 24) // 2 + 12 * 20
+            + (A + 2) * (acc - 4) + table_bits // 2)
+    ff = (LANES * acc + 3 * (WORD_BITS + 24) + 20 * 17 + (A + 2) * (acc - 4) + LANES * A
+          + 2 * WORD_BITS)
+    return {"est_lut4": int(luts), "est_ff": int(ff)}
+
+
+def estimate(ctx: FlowContext) -> dict:
+    from amos_hw.passes.estimate import clock_mhz, device
+
+    cfg, p = ctx.config, ctx.program
+    clock = clock_mhz(cfg)
+    total, rows = cycles(p, detail=True)
+    res = estimate_luts(p)
+    cache_bits = p.cache_depth * LANES * 8
+    bias_bits = len(p.bias_table) * max(p.bias_width, 2)
+    main_bits = p.depth * WORD_BITS
+    spram = cfg.board == "ice40-up5k"
+    layers = [{"name": n, "cycles": c, "share": round(c / total, 4)} for n, c in rows]
+    report = {
+        "model": ctx.model_name, "model_sha256": ctx.model_hash, "architecture": "shared",
+        "neurons": ctx.graph.neurons(), "time_steps": ctx.graph.time_steps(),
+        "cycles_per_image": total, "latency_cycles": total, "layers": layers,
+        "clock_mhz": clock, "images_per_s": round(clock * 1e6 / total, 3),
+        "bottleneck": max(rows, key=lambda r: r[1])[0],
+        **res, "est_bram_bits": cache_bits + bias_bits + (0 if spram else main_bits),
+        "est_spram_bits": main_bits if spram else 0, "est_dsp": 0,
+        "memory_words": p.depth, "weight_words": p.weight_words, "lanes": LANES,
+    }
+    if cfg.why:
+        report["architecture_why"] = cfg.why
+    if cfg.board is not None:
+        dev = device(cfg.board)
+        misses = []
+        if res["est_lut4"] > dev["lut4"] * 0.8:
+            misses.append(f"needs about {res['est_lut4']} LUT4, budget {int(dev['lut4'] * 0.8)}")
+        bram = report["est_bram_bits"]
+        if bram > dev["bram_bits"]:
+            misses.append(f"needs {bram} block RAM bits, the device has {dev['bram_bits']}")
+        report["board"] = {"name": dev["name"], "fits": not misses, "lut4": dev["lut4"],
+                           "bram_bits": dev["bram_bits"], "dsp": dev["dsp"]}
+        if misses:
+            raise BudgetError(f"{ctx.model_name} does not fit {dev['name']} (shared engine): "
+                              + "; ".join(misses))
+    if cfg.target_fps is not None and report["images_per_s"] < cfg.target_fps:
+        raise BudgetError(f"the shared engine makes {report['images_per_s']:g} images/s at "
+                          f"{clock:g} MHz, below --target-fps {cfg.target_fps:g}; the slowest "
+                          f"instruction is {report['bottleneck']!r}")
+    ctx.report = report
+    return report
+
+
+def assemble(ctx: FlowContext) -> dict:
+    from amos_hw.shared.engine import SharedNetwork
+
+    try:
+        top = SharedNetwork(ctx.program)
+    except (TypeError, ValueError) as e:
+        raise FlowError(f"model {ctx.model_name!r}: assembly failed: {e}") from None
+    ctx.top = top
+    return {"top": "SharedNetwork", "input_shape": list(top.input_shape),
+            "num_classes": top.num_classes, "logit_width": top.logit_width,
+            "cycles_per_image": top.cycles_per_image}
+
+
+STEPS = {"infer": infer, "parallelism": parallelism, "memory": memory, "estimate": estimate,
+         "assemble": assemble}

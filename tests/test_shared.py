@@ -1,0 +1,242 @@
+"""Fast tier: the shared-engine architecture (amos_hw.shared), bit for bit against python_ref.
+
+* the program and its word-memory layout, executed word by word (program.execute), equal
+  python_ref.snn on ResNet8 and digits, and ResNet8 fits the UP5K's SPRAM;
+* the engine in the Amaranth simulator equals python_ref.snn on digits, the two-block residual
+  network (K = 4, 8 slots a word) and a K = 10 residual network whose channel groups straddle
+  words (6 slots a word), with random idle cycles and backpressure, with its weights preloaded
+  or loaded through the ``load`` port, with gated adds or multiplications in the lanes;
+* the measured interval between results equals program.cycles exactly;
+* the flow: --architecture shared, the UP5K fallback, and the messages.
+"""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from amos_hw.flow import FlowConfig, FlowError, run_flow
+from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
+from amos_hw.shared import program as P
+from amos_hw.shared.engine import SharedNetwork
+from amos_hw.zoo import resolve
+from python_ref import ir, snn
+from rtl_tests.network import tiny_resnet
+from tests.test_top import pixel_beats, result_cycles
+
+
+def straddle_net(path, seed=3):
+    """A K = 10 residual network on 6x6x5 images: 12 and 20 channels (groups of 8 straddle
+    words of 6 slots), an identity shortcut with lshift 2, a projection shortcut, stride 2,
+    gap and an 11-class dense layer."""
+    rng = np.random.default_rng(seed)
+    A = {}
+
+    def conv(name, inp, cin, cout, k, s, p):
+        A[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
+        A[f"{name}.b"] = rng.integers(-3000, 3000, cout)
+        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
+                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p,
+                "out_channels": cout}
+
+    def act(name, inp, S):
+        return {"name": name, "op": "amos", "inputs": [inp], "unit": "r10", "rshift": [S]}
+
+    n = [{"name": "input", "op": "input", "inputs": [], "shape": [6, 6, 5], "bits": 8},
+         conv("stem", "input", 5, 12, 3, 1, 1), act("stem.act", "stem", 6),
+         conv("c1", "stem.act", 12, 12, 3, 1, 1), act("a1", "c1", 9),
+         conv("c2", "a1", 12, 12, 3, 1, 1),
+         {"name": "add0", "op": "add", "inputs": ["c2", "stem.act"], "lshift": [0, 2]},
+         act("a2", "add0", 9),
+         conv("d1", "a2", 12, 20, 3, 2, 1), act("d1.act", "d1", 9),
+         conv("d2", "d1.act", 20, 20, 3, 1, 1), conv("sc", "a2", 12, 20, 1, 2, 0),
+         {"name": "add1", "op": "add", "inputs": ["d2", "sc"], "lshift": [0, 0]},
+         act("a3", "add1", 10),
+         {"name": "gap", "op": "gap", "inputs": ["a3"]}]
+    A["fc.w"] = rng.integers(-127, 128, (11, 20))
+    A["fc.b"] = rng.integers(-1000, 1000, 11)
+    n.append({"name": "fc", "op": "dense", "inputs": ["gap"], "weight": "fc.w", "bias": "fc.b",
+              "out_features": 11})
+    g = ir.Graph("straddle", n, {"r10": {"kind": "relu", "K": 10}}, A, ["fc"])
+    ir.save(g, path)
+    return ir.load(path)
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("shared")
+    tiny_resnet(d / "tiny")
+    return {"digits": ir.load(resolve("digits")), "tiny": ir.load(d / "tiny"),
+            "straddle": straddle_net(d / "straddle")}
+
+
+def program_of(g):
+    return P.layout(P.lower(g))
+
+
+def images(g, n, seed=0):
+    shape = tuple(g.nodes[0]["shape"])
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape))
+
+
+def simulate(top, xs, *, idle=0.0, backpressure=0.0, seed=0, load_words=None,
+             restarts=(0,)):
+    got = []
+    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
+
+    async def producer(ctx):
+        if load_words is not None:
+            beats = []
+            for a, w in enumerate(load_words):
+                for b in range(8):
+                    beats.append({"data": (int(w) >> (8 * b)) & 0xFF,
+                                  "first": int(b == 0 and a in restarts)})
+            await stream_put_many(ctx, top.load, beats, rng=rng_in, idle=idle)
+        await stream_put_many(ctx, top.pixels, pixel_beats(xs), rng=rng_in, idle=idle)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_many(ctx, top.result, len(xs), rng=rng_out,
+                                         backpressure=backpressure))
+
+    run_simulation(top, producer, consumer, max_cycles=2_000_000)
+    return (np.array([[int(v) for v in r.logits] for r in got], np.int64),
+            np.array([int(r.cls) for r in got], np.int64))
+
+
+# ----------------------------------------------------------------------------- program
+
+def test_resnet8_program_fits_spram_and_executes_exactly():
+    g = ir.load(resolve("resnet8"))
+    p = P.layout(P.lower(g), max_depth=16384)
+    assert p.weight_words == 9718  # 77,744 int8 weights (fc padded to 16 outputs) / 8 lanes
+    assert p.depth == 15862
+    # a residual block's output overwrites its identity skip input
+    assert p.maps["block0.act2"][0] == p.maps["stem.act"][0]
+    xs = images(g, 2, seed=5)
+    ref = snn.run(g, xs).logits
+    for k in range(2):
+        np.testing.assert_array_equal(P.execute(p, xs[k]), ref[k])
+
+
+def test_layout_overflow_names_the_budget():
+    g = ir.load(resolve("resnet8"))
+    with pytest.raises(P.ProgramError, match=r"15862 words .* more than the 15000 available "
+                                             r"\(over by 862\)"):
+        P.layout(P.lower(g), max_depth=15000)
+
+
+def test_unsupported_patterns_name_the_layer(nets):
+    g = nets["tiny"].copy()
+    g.nodes = [n for n in g.nodes if n["name"] != "fc"]
+    g.outputs = ["gap"]
+    with pytest.raises(P.ProgramError, match="layer 'gap': the logits must come from a conv or "
+                                             "dense layer, not 'gap'"):
+        P.lower(g)
+    g = nets["tiny"].copy()
+    for n in g.nodes:
+        if n["name"] == "b0.add":
+            n["lshift"] = [1, 3]
+    with pytest.raises(P.ProgramError, match="layer 'b0.add'.*shifted left by 1"):
+        P.lower(g)
+
+
+@pytest.mark.parametrize("name", ["digits", "tiny", "straddle"])
+def test_execute_equals_reference(nets, name):
+    g = nets[name]
+    p = program_of(g)
+    xs = images(g, 3, seed=1)
+    ref = snn.run(g, xs).logits
+    for k in range(3):
+        np.testing.assert_array_equal(P.execute(p, xs[k]), ref[k])
+
+
+def test_run_cycles_model_hides_fetches():
+    # six-slot words: one beat per slot, plus the fill and drain of the pipeline
+    assert P.run_cycles((6, 6, 6)) == 18 + 4
+    # one-slot words are fetched one a cycle: the FIFO of three keeps the lanes busy
+    assert P.run_cycles((1,) * 10) == 10 + 4
+    # a tap outside the map costs a cycle only when nothing is queued behind it
+    assert P.run_cycles((0, 1)) == P.run_cycles((1,)) + 1
+    assert P.run_cycles((6, 0, 6)) == P.run_cycles((6, 6))
+
+
+# ----------------------------------------------------------------------------- engine
+
+@pytest.mark.parametrize("name", ["digits", "tiny", "straddle"])
+def test_engine_bit_exact_with_stalls(nets, name):
+    g = nets[name]
+    xs = images(g, 3, seed=2)
+    logits, cls = simulate(SharedNetwork(program_of(g)), xs, idle=0.3, backpressure=0.3)
+    ref = snn.run(g, xs)
+    np.testing.assert_array_equal(logits, ref.logits)
+    np.testing.assert_array_equal(cls, ref.classes)
+
+
+@pytest.mark.parametrize("name", ["digits", "tiny", "straddle"])
+def test_engine_cycles_equal_model(nets, name):
+    p = program_of(nets[name])
+    outs = result_cycles(SharedNetwork(p), images(nets[name], 3), max_cycles=2_000_000)
+    assert np.diff(outs).tolist() == [P.cycles(p)] * 2
+
+
+def test_weights_through_the_load_port_and_dsp_lanes(nets):
+    """No initial contents (as on SPRAM): the weights arrive through ``load``; the lanes
+    multiply (the iCE40 build's DSP form). A first load of garbage is restarted by ``first``."""
+    g = nets["straddle"]
+    p = program_of(g)
+    xs = images(g, 2, seed=4)
+    words = [int(w) for w in p.image.tolist()]
+    garbage = [0x0123456789ABCDEF] * 5
+    logits, _ = simulate(SharedNetwork(p, preload=False, dsp_lanes=True), xs,
+                         load_words=garbage + words, restarts=(0, len(garbage)), idle=0.2)
+    np.testing.assert_array_equal(logits, snn.run(g, xs).logits)
+
+
+def test_engine_without_weights_differs(nets):
+    """The load test can fail: with nothing loaded the logits are not the reference's."""
+    g = nets["straddle"]
+    p = program_of(g)
+    xs = images(g, 1, seed=4)
+    logits, _ = simulate(SharedNetwork(p, preload=False), xs)
+    assert not np.array_equal(logits, snn.run(g, xs).logits)
+
+
+# ----------------------------------------------------------------------------- flow
+
+def test_flow_shared_report_and_fallback():
+    ctx = run_flow(FlowConfig(model="resnet8", board="ice40-up5k", stop_after="estimate",
+                              quiet=True))
+    r = ctx.report
+    assert r["architecture"] == "shared"
+    assert "layer-pipelined design does not fit" in r["architecture_why"]
+    assert r["cycles_per_image"] == P.cycles(ctx.program)
+    assert r["memory_words"] == 15862 and r["est_dsp"] == 0
+    assert r["images_per_s"] == pytest.approx(24e6 / r["cycles_per_image"], rel=1e-4)
+    # digits fits the UP5K pipelined: no fallback
+    ctx = run_flow(FlowConfig(model="digits", board="ice40-up5k", stop_after="estimate",
+                              quiet=True))
+    assert ctx.report.get("architecture", "pipelined") == "pipelined"
+
+
+def test_flow_shared_writes_files(tmp_path):
+    ctx = run_flow(FlowConfig(model="digits", architecture="shared", out=tmp_path, write=True,
+                              quiet=True))
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["architecture"] == "shared" and rep["cycles_per_image"] == 878
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    assert man["config"]["architecture"] == "shared"
+    assert man["shared_program"]["depth"] == ctx.program.depth
+    assert "module amos_digits" in (tmp_path / "amos_digits.v").read_text()
+
+
+def test_flow_shared_messages():
+    with pytest.raises(FlowError, match="--parallelism folds the layer-pipelined engines"):
+        run_flow(FlowConfig(model="digits", architecture="shared", parallelism="{}",
+                            quiet=True))
+    with pytest.raises(FlowError, match="--architecture: unknown 'wide'"):
+        run_flow(FlowConfig(model="digits", architecture="wide", quiet=True))
+    with pytest.raises(FlowError, match="below --target-fps 100000"):
+        run_flow(FlowConfig(model="resnet8", architecture="shared", target_fps=1e5,
+                            quiet=True))
