@@ -155,6 +155,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture):
         ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
                                   board=board.generator_device if parallelism is None else None,
                                   architecture=architecture, stop_after="assemble",
+                                  lut_fill=lut_fill if architecture == "shared" else None,
                                   quiet=True))
     except BudgetError as e:
         raise BoardError(f"{model} does not fit {board.name} ({board.device}): {e}") from None

@@ -90,8 +90,9 @@ class UartNetworkTop(wiring.Component):
         m.submodules.network = net = self.network
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
-        m.submodules.link = link = HostLink(self.info, logit_width=int(net.logit_width),
-                                            frame_timeout=self.frame_timeout)
+        m.submodules.link = link = HostLink(
+            self.info, logit_width=int(net.logit_width), frame_timeout=self.frame_timeout,
+            registered_class=bool(getattr(net, "registered_class", False)))
         wiring.connect(m, urx.o, link.rx)
         wiring.connect(m, link.tx, utx.i)
         wiring.connect(m, link.pixels, net.pixels)

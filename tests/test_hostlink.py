@@ -84,8 +84,9 @@ class StandInNetwork(wiring.Component):
 class LinkBench(wiring.Component):
     """HostLink + stand-in network, with the link's byte streams as ports."""
 
-    def __init__(self, net, frame_timeout=200):
+    def __init__(self, net, frame_timeout=200, registered_class=False):
         self.net = net
+        self.registered_class = registered_class
         self.info = hl.Info(net.input_shape, net.num_classes, (net.logit_width + 7) // 8,
                             clk_hz=1_000_000, cycles_per_image=net.cycles_per_image,
                             latency_cycles=net.latency_cycles, baud=250_000, name="standin")
@@ -97,7 +98,8 @@ class LinkBench(wiring.Component):
         m = Module()
         m.submodules.net = net = self.net
         m.submodules.link = link = hl.HostLink(self.info, logit_width=net.logit_width,
-                                               frame_timeout=self.frame_timeout)
+                                               frame_timeout=self.frame_timeout,
+                                               registered_class=self.registered_class)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.pixels, net.pixels)
@@ -108,12 +110,14 @@ class LinkBench(wiring.Component):
         return m
 
 
-def run_link(script, *, shape=(4, 4, 1), frame_timeout=200, max_cycles=200_000, seed=0):
+def run_link(script, *, shape=(4, 4, 1), frame_timeout=200, max_cycles=200_000, seed=0,
+             registered_class=False):
     """Drive the link from ``script``: a list of ("send", bytes) / ("gap", cycles) /
     ("expect", count) steps. Bytes go in one every 3 to 7 cycles (a UART's pace); the board's
     output is collected throughout. Returns (bench, decoded frames, raw bytes)."""
     rng = random.Random(seed)
-    dut = LinkBench(StandInNetwork(shape), frame_timeout=frame_timeout)
+    dut = LinkBench(StandInNetwork(shape), frame_timeout=frame_timeout,
+                    registered_class=registered_class)
     out = bytearray()
     decoder = hl.FrameDecoder()
     frames = []
@@ -209,16 +213,21 @@ IMAGE = [(i * 37 + 11) % 256 for i in range(16)]
 IMAGE2 = [(i * 91 + 200) % 256 for i in range(16)]
 
 
-def test_info_and_classify():
+@pytest.mark.parametrize("registered_class", [False, True])
+def test_info_and_classify(registered_class):
+    """Also with ``registered_class`` (the shared engine's link: the result is loaded
+    straight into the frame when the transmitter is idle, the network's class is used)."""
     dut, frames, _ = run_link([
         ("send", hl.encode_frame(hl.CMD_INFO)), ("expect", 1),
         ("send", classify_frame(IMAGE)), ("expect", 2),
-        ("send", classify_frame(IMAGE2)), ("expect", 3),
-    ])
+        ("send", hl.encode_frame(hl.CMD_INFO)),
+        ("send", classify_frame(IMAGE2)), ("expect", 4),
+    ], registered_class=registered_class)
     assert frames[0].cmd == hl.RSP_INFO
     assert hl.Info.from_payload(frames[0].payload) == dut.info
     expect_result(frames[1], IMAGE)
-    res = expect_result(frames[2], IMAGE2)
+    assert frames[2].cmd == hl.RSP_INFO
+    res = expect_result(frames[3], IMAGE2)
     # 16 pixels at 3 of 4 cycles, the stand-in's delay, the collector: a fixed small count
     assert 16 <= res.cycles <= 40
 

@@ -212,7 +212,7 @@ def test_flow_shared_report_and_fallback():
     from amos_hw.flow import BudgetError
 
     with pytest.raises(BudgetError, match=r"does not fit ice40-up5k \(shared engine\): needs "
-                                          r"about \d+ LUT4, budget 4224"):
+                                          r"about \d+ LUT4, budget 4224 \(80% of 5280\)"):
         run_flow(FlowConfig(model="resnet8", board="ice40-up5k", stop_after="estimate",
                             quiet=True))
     ctx = run_flow(FlowConfig(model="resnet8", architecture="shared", clock_mhz=24,

@@ -54,6 +54,7 @@ class FlowConfig:
     board: str | None = None
     clock_mhz: float | None = None
     architecture: str | None = None
+    lut_fill: float | None = None  # shared engine: share of the LUT4s it may plan for (0.8)
     why: str | None = None  # set by run_flow when it chose the architecture (not a parameter)
     stop_after: str | None = None
     quiet: bool = False

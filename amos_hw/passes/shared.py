@@ -108,8 +108,10 @@ def estimate(ctx: FlowContext) -> dict:
     if cfg.board is not None:
         dev = device(cfg.board)
         misses = []
-        if res["est_lut4"] > dev["lut4"] * 0.8:
-            misses.append(f"needs about {res['est_lut4']} LUT4, budget {int(dev['lut4'] * 0.8)}")
+        fill = cfg.lut_fill if cfg.lut_fill is not None else 0.8
+        if res["est_lut4"] > dev["lut4"] * fill:
+            misses.append(f"needs about {res['est_lut4']} LUT4, budget "
+                          f"{int(dev['lut4'] * fill)} ({fill:.0%} of {dev['lut4']})")
         bram = report["est_bram_bits"]
         if bram > dev["bram_bits"]:
             misses.append(f"needs {bram} block RAM bits, the device has {dev['bram_bits']}")

@@ -88,6 +88,51 @@ class _MainMemory(wiring.Component):
         return m
 
 
+class _Lanes(wiring.Component):
+    """The multiply-accumulate lanes: ``acc[k] += w_k * act`` (or, for a skip beat,
+    ``acc[lane] += act << lshift``); ``clear`` zeroes them, ``shift`` moves ``acc[k+1]`` into
+    ``acc[k]`` (the epilogue reads ``acc0``)."""
+
+    def __init__(self, lanes: int, act_bits: int, acc_width: int, dsp: bool):
+        self._n, self._A, self._w, self._dsp = lanes, act_bits, acc_width, dsp
+        super().__init__({
+            "clear": In(1), "shift": In(1), "valid": In(1), "skip": In(1),
+            "lane": In(range(lanes)), "lshift": In(6), "act": In(act_bits),
+            "weights": In(8 * lanes), "acc0": Out(signed(acc_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, A = self._n, self._A
+        acc = [Signal(signed(self._w), name=f"acc{k}") for k in range(n)]
+        m.d.comb += self.acc0.eq(acc[0])
+        skip_term = self.act.as_unsigned() << self.lshift
+        with m.If(self.clear):
+            m.d.sync += [a.eq(0) for a in acc]
+        with m.Elif(self.shift):
+            m.d.sync += [acc[k].eq(acc[k + 1]) for k in range(n - 1)]
+        with m.Elif(self.valid):
+            for k in range(n):
+                wk = self.weights.word_select(k, 8).as_signed()
+                if self._dsp:
+                    # one multiplier operand: the weight, or for a skip beat 2**lshift (in its
+                    # lane) or 0: no second adder path
+                    one = Signal(signed(16), name=f"op{k}")  # one 16x16 DSP a lane
+                    m.d.comb += one.eq(Mux(self.skip,
+                                           Mux(self.lane == k,
+                                               Const(1, unsigned(15)) << self.lshift, 0),
+                                           wk))
+                    m.d.sync += acc[k].eq(acc[k] + one * self.act.as_unsigned())
+                    continue
+                prod = spike_product(wk, self.act, A)
+                with m.If(self.skip):
+                    with m.If(self.lane == k):
+                        m.d.sync += acc[k].eq(acc[k] + skip_term)
+                with m.Else():
+                    m.d.sync += acc[k].eq(acc[k] + prod)
+        return m
+
+
 class SharedNetwork(wiring.Component):
     """A converted network on one shared engine: pixels in, class and logits out.
 
@@ -121,6 +166,8 @@ class SharedNetwork(wiring.Component):
         if spram and p.depth > SPRAM_WORDS:
             raise ValueError(f"{p.depth} words do not fit the {SPRAM_WORDS} of SPRAM")
         Ks = {i.K for i in p.instrs if i.mode == "act"}
+        if dsp_lanes and max([s.lshift for i in p.instrs for s in i.sources] + [0]) > 14:
+            raise ValueError("dsp_lanes: a skip shift above 14 does not fit a 16-bit operand")
         if len(Ks) > 1:
             raise ValueError(f"the shared engine has one AMOS unit; the layers use K = "
                              f"{sorted(Ks)}")
@@ -141,6 +188,8 @@ class SharedNetwork(wiring.Component):
 
     program = property(lambda self: self._p)
     dsp_lanes = property(lambda self: self._dsp)
+    #: ``cls`` is a register and the result is held until taken (see HostLink).
+    registered_class = True
     logit_width = property(lambda self: self._logit_w)
     num_classes = property(lambda self: self._p.num_classes)
     input_shape = property(lambda self: self._p.input_shape)
@@ -244,22 +293,27 @@ class SharedNetwork(wiring.Component):
         g = Signal(range(max(max(i.groups for i in ins_list), 2) + 1))
         gw = Signal(range(p.depth + 1))  # word of channel g*P within a position
         gs = Signal(range(S))
-        oy = Signal(16)
-        ox = Signal(16)
+        max_hw = max(max(i.out_shape[0], i.out_shape[1]) for i in ins_list)
+        max_in = max([max(s.shape[0], s.shape[1]) for i in ins_list for s in i.sources] + [2])
+        max_k = max([max(s.kernel) for i in ins_list for s in i.sources] + [2])
+        max_cw = max([p.words_per_pos(s.shape[2]) for i in ins_list for s in i.sources] + [2])
+        oy = Signal(range(max_hw + 1))
+        ox = Signal(range(max_hw + 1))
         out_ptr = Signal(range(p.depth + 1))
         wptr = Signal(range(p.depth + 1))
         origin = [Signal(addr_t, name=f"origin{k}") for k in range(2)]
         row_origin = [Signal(addr_t, name=f"row_origin{k}") for k in range(2)]
-        iy0 = [Signal(signed(17), name=f"iy0_{k}") for k in range(2)]
-        ix0 = [Signal(signed(17), name=f"ix0_{k}") for k in range(2)]
+        coord = signed(_u(2 * max_in + max_k) + 1)
+        iy0 = [Signal(coord, name=f"iy0_{k}") for k in range(2)]
+        ix0 = [Signal(coord, name=f"ix0_{k}") for k in range(2)]
 
         # walker
         src = Signal(range(3))
-        ky = Signal(16)
-        kx = Signal(16)
-        wi = Signal(16)
-        iy = Signal(signed(17))
-        ix = Signal(signed(17))
+        ky = Signal(range(max_k + 1))
+        kx = Signal(range(max_k + 1))
+        wi = Signal(range(max_cw + 1))
+        iy = Signal(coord)
+        ix = Signal(coord)
         row_ptr = Signal(addr_t)
         col_ptr = Signal(addr_t)
         tapc = Signal(cbits)
@@ -285,10 +339,10 @@ class SharedNetwork(wiring.Component):
         lane_r = Signal(range(P))
         lshift_r = Signal(6)
         valid_r = Signal()
-        acc = [Signal(signed(self._acc_w), name=f"acc{k}") for k in range(P)]
+        m.submodules.lanes = lanes = _Lanes(P, A, self._acc_w, self._dsp)
 
         # epilogue
-        e = Signal(16)
+        e = Signal(range(max(p.cache_depth, 4 + K + 2 * P) + 2))
         n_lanes = Signal(range(P + 1))
         ys = [Signal(A, name=f"y{k}") for k in range(P)]
         ycnt = Signal(range(P + 1))
@@ -421,7 +475,7 @@ class SharedNetwork(wiring.Component):
         with m.If(state == ST_START):
             m.d.sync += load_walker(0)
             m.d.sync += [wdone.eq(0), state.eq(ST_RUN), kbeat.eq(0)]
-            m.d.sync += [a.eq(0) for a in acc]
+            m.d.comb += lanes.clear.eq(1)
 
         # ================================================================ RUN: walker
         sel = {key: Array(sf[k][key] for k in range(2))[src] for key in sf[0]}
@@ -508,23 +562,15 @@ class SharedNetwork(wiring.Component):
         m.d.comb += c_rp.addr.eq(h_md.cbase + kbeat)
         m.d.sync += [valid_r.eq(beat), act_r.eq(act_now), skip_r.eq(h_md.skip),
                      lane_r.eq(h_md.lane), lshift_r.eq(h_md.lshift)]
-        skip_term = (act_r.as_unsigned() << lshift_r)
-        with m.If(valid_r):
-            for k in range(P):
-                wk = c_rp.data.word_select(k, 8).as_signed()
-                prod = (wk * act_r.as_unsigned() if self._dsp
-                        else spike_product(wk, act_r, A))
-                with m.If(skip_r):
-                    with m.If(lane_r == k):
-                        m.d.sync += acc[k].eq(acc[k] + skip_term)
-                with m.Else():
-                    m.d.sync += acc[k].eq(acc[k] + prod)
+        m.d.comb += [lanes.valid.eq(valid_r), lanes.act.eq(act_r), lanes.skip.eq(skip_r),
+                     lanes.lane.eq(lane_r), lanes.lshift.eq(lshift_r),
+                     lanes.weights.eq(c_rp.data)]
         with m.If((state == ST_RUN) & wdone & ~inflight & (level == 0) & ~valid_r):
             m.d.sync += [state.eq(ST_EPI), e.eq(0), n_lanes.eq(nl_cur), ycnt.eq(0),
                          rmw_lane.eq(0), rmw_phase.eq(0), rmw_on.eq(0), lw.eq(gw), ls.eq(gs)]
 
         # ================================================================ EPI
-        bias_sum = acc[0] + b_rp.data
+        bias_sum = lanes.acc0 + b_rp.data
         m.d.comb += b_rp.addr.eq(f_bbase + g * P + e)
         b_stall = Signal()
         m.d.comb += b_rp.en.eq(~b_stall)
@@ -543,14 +589,13 @@ class SharedNetwork(wiring.Component):
                 with m.If(~feeding | ~ovalid):
                     m.d.sync += e.eq(e + 1)
                     with m.If(feeding):
-                        m.d.sync += [acc[k].eq(acc[k + 1]) for k in range(P - 1)]
+                        m.d.comb += lanes.shift.eq(1)
                     with m.If(e == n_lanes):
                         m.d.sync += state.eq(ST_NEXT)
             with m.Else():
                 m.d.sync += e.eq(e + 1)
                 with m.If(feeding):
-                    m.d.comb += [au.i.valid.eq(1), au.i.payload.x[0].eq(v)]
-                    m.d.sync += [acc[k].eq(acc[k + 1]) for k in range(P - 1)]
+                    m.d.comb += [au.i.valid.eq(1), au.i.payload.x[0].eq(v), lanes.shift.eq(1)]
                 with m.If(au.o.valid):
                     for k in range(P):
                         with m.If(ycnt == k):
