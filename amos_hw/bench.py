@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--table-only", action="store_true",
                     help="only regenerate the table from docs/results/boards/*.json")
     ap.add_argument("--clock-mhz", type=float, default=None,
-                    help="build with the ECP5 PLL at this clock (results saved as "
+                    help="build with the board PLL (ECP5 or iCE40) at this clock (results saved as "
                          "<board>_<model>_pll<F>.json)")
     ap.add_argument("--parallelism", default=None, metavar="JSON",
                     help="folding for the generator instead of the board's choice (needs "

@@ -278,18 +278,19 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
         Build folder; default ``build/<board>/<model>``.
     clock_mhz : float, optional
         Clock the design from a PLL at this frequency (or the nearest below it the PLL makes);
-        ECP5 boards only. Default: the board oscillator.
+        ECP5 and iCE40 boards. Default: the board oscillator.
     """
     board = get_board(board_name)
     if clock_mhz is not None:
-        if board.family != "ecp5":
-            raise BoardError(f"--clock-mhz needs the ECP5 PLL; {board.name} is an "
+        from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
+
+        params = {"ecp5": ecp5_pll_params, "ice40": ice40_pll_params}.get(board.family)
+        if params is None:
+            raise BoardError(f"--clock-mhz needs an ECP5 or iCE40 PLL; {board.name} is an "
                              f"{board.family} board (its PLL is not built yet): leave the option "
                              f"out to run from the board oscillator")
-        from boards.pll import PllError, ecp5_pll_params
-
         try:
-            ecp5_pll_params(board.make_platform().default_clk_frequency / 1e6, clock_mhz)
+            params(board.make_platform().default_clk_frequency / 1e6, clock_mhz)
         except PllError as e:
             raise BoardError(f"--clock-mhz {clock_mhz:g}: {e}") from None
     shared_fallback = parallelism is None
@@ -393,7 +394,9 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
         "clock_net": clk_name,
         "board_clock_mhz": clk_hz / 1e6,  # the clock the bitstream runs at
         "oscillator_mhz": top.pll.fin_mhz if top.pll is not None else clk_hz / 1e6,
-        "pll": ({k: v for k, v in top.pll.params.items()} | {"requested_mhz": top.clock_mhz}
+        "pll": ({k: v for k, v in top.pll.params.items()}
+                | {"requested_mhz": top.clock_mhz,
+                   "primitive": getattr(top.pll, "primitive", None) or "EHXPLLL"}
                 if top.pll is not None else None),
         "lut4": stat["lut4"],
         "ff": stat["ff"],

@@ -92,13 +92,14 @@ class UartNetworkTop(wiring.Component):
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
         m.submodules.link = link = HostLink(
             self.info, logit_width=int(net.logit_width), frame_timeout=self.frame_timeout,
-            registered_class=bool(getattr(net, "registered_class", False)))
+            registered_class=bool(getattr(net, "registered_class", False)),
+            load_port=hasattr(net, "load"))
         wiring.connect(m, urx.o, link.rx)
         wiring.connect(m, link.tx, utx.i)
         wiring.connect(m, link.pixels, net.pixels)
         wiring.connect(m, net.result, link.result)
-        if hasattr(net, "load"):
-            m.d.comb += net.load.valid.eq(0)
+        if hasattr(net, "load"):  # weights at run time (the shared engine on SPRAM)
+            wiring.connect(m, link.load, net.load)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
 
         # an up-counter whose top bit ends the pulse: a plain carry chain (a down-counter with
@@ -128,8 +129,9 @@ class BoardTop(Elaboratable):
     led_field : str, optional
         Subsignal of the LED resource to drive (``"g"`` for an RGB LED); none for a plain LED.
     clock_mhz : float, optional
-        Run the design from an ECP5 PLL (:class:`boards.pll.Ecp5Pll`) at this frequency or the
-        nearest the PLL makes below it; default: the board oscillator.
+        Run the design from the PLL of the platform's family (:class:`boards.pll.Ecp5Pll`,
+        :class:`boards.pll.Ice40Pll`) at this frequency or the nearest the PLL makes below it;
+        default: the board oscillator.
     """
 
     def __init__(self, network, *, baud: int, name: str, uart=("uart", 0), led=("led", 0),
@@ -148,10 +150,16 @@ class BoardTop(Elaboratable):
         m = Module()
         clk_hz = int(platform.default_clk_frequency)
         if self.clock_mhz is not None:
-            from boards.pll import Ecp5Pll
+            from boards.pll import Ecp5Pll, Ice40Pll
 
+            # the platform's family: "ecp5" (amaranth's LatticePlatform), "iCE40" (SiliconBlue)
+            family = str(getattr(platform, "family", "")).lower()
+            plls = {"ecp5": Ecp5Pll, "ice40": Ice40Pll}
+            if family not in plls:
+                raise ValueError(f"no PLL for the {family or type(platform).__name__} family: "
+                                 f"leave clock_mhz out to run from the board oscillator")
             m.domains.sync = cd = ClockDomain("sync")
-            self.pll = pll = Ecp5Pll(clk_hz / 1e6, self.clock_mhz, cd)
+            self.pll = pll = plls[family](clk_hz / 1e6, self.clock_mhz, cd)
             m.submodules.pll = pll
             clk_hz = pll.fout_hz
         self.core = core = UartNetworkTop(self.network, clk_hz=clk_hz, baud=self.baud,

@@ -6,6 +6,8 @@ The network here is a small stand-in with the interface of ``amos_hw.top.Network
 """
 import random
 
+import numpy as np
+
 import pytest
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -99,7 +101,10 @@ class LinkBench(wiring.Component):
         m.submodules.net = net = self.net
         m.submodules.link = link = hl.HostLink(self.info, logit_width=net.logit_width,
                                                frame_timeout=self.frame_timeout,
-                                               registered_class=self.registered_class)
+                                               registered_class=self.registered_class,
+                                               load_port=hasattr(net, "load"))
+        if hasattr(net, "load"):
+            wiring.connect(m, link.load, net.load)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.pixels, net.pixels)
@@ -413,3 +418,74 @@ def test_link_argmax(logits):
     res = hl.Result.from_payload(frames[0].payload, len(logits), 2)
     assert list(res.logits) == logits
     assert res.cls == logits.index(max(logits))
+
+
+# --- run-time weights (CMD_LOAD), with the real shared engine -----------------------------------
+
+def test_load_weights_then_classify(tmp_path):
+    """CMD_LOAD chunks carry the weight image into a SharedNetwork without initial contents;
+    a corrupted chunk is NAKed; after a restart from the first chunk the board classifies
+    bit-exactly (python_ref.snn); a network without the weights differs (see test_shared)."""
+    from amos_hw.shared import program as P
+    from amos_hw.shared.engine import SharedNetwork
+    from python_ref import snn
+    from tests.test_shared import straddle_net
+
+    g = straddle_net(tmp_path / "s")
+    p = P.layout(P.lower(g))
+    net = SharedNetwork(p, preload=False)
+    image = b"".join(int(w).to_bytes(8, "little") for w in p.image.tolist())
+    chunks = hl.load_chunks(image, chunk=500)
+    assert len(chunks) > 2 and chunks[0][0] == 1 and chunks[1][0] == 0
+    x = np.random.default_rng(9).integers(0, 256, (6, 6, 5), dtype=np.uint8)
+    bad = bytearray(hl.encode_frame(hl.CMD_LOAD, chunks[1]))
+    bad[10] ^= 0xFF
+    script = [("send", hl.encode_frame(hl.CMD_LOAD, chunks[0])), ("expect", 1),
+              ("send", bytes(bad)), ("expect", 2)]
+    for k, c in enumerate(chunks):
+        script += [("send", hl.encode_frame(hl.CMD_LOAD, c)), ("expect", 3 + k)]
+    script += [("send", classify_frame(x.tobytes())), ("expect", 3 + len(chunks))]
+
+    dut = LinkBench(net, frame_timeout=400, registered_class=True)
+    decoder, frames = hl.FrameDecoder(), []
+    rng = random.Random(0)
+
+    async def host(ctx):
+        for step, arg in script:
+            if step == "send":
+                for byte in arg:
+                    ctx.set(dut.rx.payload, byte)
+                    ctx.set(dut.rx.valid, 1)
+                    await ctx.tick()
+                    ctx.set(dut.rx.valid, 0)
+                    await ctx.tick().repeat(rng.randint(2, 4))
+            else:
+                while len(frames) < arg:
+                    await ctx.tick()
+
+    async def sink(ctx):
+        ctx.set(dut.tx.ready, 1)
+        while True:
+            _, _, valid, byte = await ctx.tick().sample(dut.tx.valid, dut.tx.payload)
+            if valid:
+                frames.extend(decoder.feed(bytes([byte])))
+
+    run_simulation(dut, host, background=[sink], max_cycles=400_000)
+    assert frames[0].cmd == hl.RSP_LOADED
+    assert int.from_bytes(frames[0].payload, "little") == len(chunks[0]) - 1
+    assert (frames[1].cmd, frames[1].payload) == (hl.RSP_NAK, bytes([hl.NAK_CRC]))
+    for k in range(len(chunks)):
+        assert frames[2 + k].cmd == hl.RSP_LOADED
+        assert int.from_bytes(frames[2 + k].payload, "little") == sum(
+            len(c) - 1 for c in chunks[:k + 1])
+    res = hl.Result.from_payload(frames[-1].payload, 11, (net.logit_width + 7) // 8)
+    ref = snn.run(g, x[None])
+    assert list(res.logits) == [int(v) for v in ref.logits[0]]
+    assert res.cls == int(ref.classes[0])
+
+
+def test_load_chunks_errors():
+    with pytest.raises(ValueError, match="no weight bytes"):
+        hl.load_chunks(b"")
+    with pytest.raises(ValueError, match="chunk must be 1..65534"):
+        hl.load_chunks(b"x", chunk=0)

@@ -13,6 +13,13 @@ Every message, in both directions, is one frame::
   shape, classes, logit width, clock, cycles per image, ...).
 * ``CMD_CLASSIFY`` (``LEN`` = H*W*C): the image, one byte per pixel in HWC order. The board answers
   ``RSP_RESULT`` with a :class:`Result` payload (class, logits, measured cycles).
+* ``CMD_LOAD`` (``LEN`` >= 2, only boards whose network takes its weights at run time: the
+  shared engine on the iCE40 UP5K, whose SPRAM has no initial contents): one flags byte (bit 0:
+  this chunk starts the weights at word 0) and the next bytes of the weight image. The bytes go
+  to the network as they arrive; the board answers ``RSP_LOADED`` with the number of bytes taken
+  since the last start (4 bytes, little-endian). A chunk whose CRC fails is answered
+  ``NAK_CRC`` after its bytes were written: the host restarts the load from the first chunk
+  (:func:`load_chunks`). A board without run-time weights ignores the command (no answer).
 
 Board to host, when a frame with a known command cannot be served: ``RSP_NAK`` with one byte,
 ``NAK_CRC`` (the frame arrived corrupted), ``NAK_LENGTH`` (``LEN`` is not what the command needs) or
@@ -40,6 +47,10 @@ from amaranth.lib.wiring import In, Out
 __all__ = [
     "CMD_CLASSIFY",
     "CMD_INFO",
+    "CMD_LOAD",
+    "RSP_LOADED",
+    "load_chunks",
+    "load_layout",
     "FRAME_TIMEOUT_S",
     "NAK_BUSY",
     "NAK_CRC",
@@ -66,8 +77,12 @@ PROTOCOL_VERSION = 1
 SYNC = b"\xa5\x5a"
 CMD_INFO = 0x01
 CMD_CLASSIFY = 0x02
+CMD_LOAD = 0x03
 RSP_INFO = 0x81
 RSP_RESULT = 0x82
+RSP_LOADED = 0x83
+#: Weight bytes per ``CMD_LOAD`` frame sent by the host (any 1..65534 is accepted).
+LOAD_CHUNK = 4096
 RSP_NAK = 0xFF
 NAK_CRC = 1
 NAK_LENGTH = 2
@@ -286,6 +301,22 @@ def pixel_layout() -> data.StructLayout:
     return PIXEL_LAYOUT
 
 
+def load_layout() -> data.StructLayout:
+    """Payload of the network's ``load`` stream (weight bytes; ``first`` restarts at word 0)."""
+    return data.StructLayout({"data": unsigned(8), "first": unsigned(1)})
+
+
+def load_chunks(image: bytes, chunk: int = LOAD_CHUNK) -> list[bytes]:
+    """The ``CMD_LOAD`` payloads that load ``image``: a flags byte (1 on the first) and up to
+    ``chunk`` bytes each."""
+    if not 1 <= chunk <= MAX_PAYLOAD - 1:
+        raise ValueError(f"chunk must be 1..{MAX_PAYLOAD - 1}, not {chunk}")
+    if not image:
+        raise ValueError("no weight bytes to load")
+    return [bytes([1 if k == 0 else 0]) + image[k:k + chunk]
+            for k in range(0, len(image), chunk)]
+
+
 def result_layout(logit_width: int, num_classes: int) -> data.StructLayout:
     """Payload of the network's ``result`` stream."""
     return data.StructLayout({"cls": unsigned(4),
@@ -335,6 +366,10 @@ class HostLink(wiring.Component):
     previous image has not been answered gets ``NAK_BUSY``. The image buffer is one memory of
     H*W*C bytes.
 
+    ``load_port``: serve ``CMD_LOAD`` on a ``load`` stream (weight bytes to the network).
+    Its ``ready`` must be high whenever no image is in flight; a byte it does not take makes the
+    frame's answer ``NAK_BUSY``.
+
     ``registered_class``: the network's ``cls`` comes from a register and its result is held
     until taken (the shared engine): the link then takes the result only when its transmitter
     is idle and loads it straight into the frame, without its own copy of the logits and its
@@ -342,7 +377,7 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, info: Info, *, logit_width: int, frame_timeout: int,
-                 registered_class: bool = False):
+                 registered_class: bool = False, load_port: bool = False):
         self._MustUse__silence = True  # a constructor that raises must not also warn
         if not isinstance(info, Info):
             raise TypeError(f"info must be an Info, not {info!r}")
@@ -357,7 +392,10 @@ class HostLink(wiring.Component):
         self._logit_width = logit_width
         self._frame_timeout = frame_timeout
         self._registered_class = bool(registered_class)
+        self._load_port = bool(load_port)
+        ports = {"load": Out(stream.Signature(load_layout()))} if load_port else {}
         super().__init__({
+            **ports,
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "pixels": Out(stream.Signature(pixel_layout())),
@@ -390,6 +428,11 @@ class HostLink(wiring.Component):
         frame_ok = Signal()
 
         # --- receiver ---------------------------------------------------------------------
+        ack_req = Signal()       # a LOAD frame checked
+        ld_left = Signal(16)
+        ld_first = Signal()
+        ld_err = Signal()
+        ld_total = Signal(32)
         cmd = Signal(8)
         len_lo = Signal(8)
         idx = Signal(range(n + 1))
@@ -444,6 +487,15 @@ class HostLink(wiring.Component):
                             m.next = "CHECK"
                         with m.Else():
                             m.d.comb += [nak_req.eq(1), nak_code_next.eq(NAK_LENGTH)]
+                    if self._load_port:
+                        with m.Elif(cmd == CMD_LOAD):
+                            with m.If(length < 2):
+                                m.d.comb += [nak_req.eq(1), nak_code_next.eq(NAK_LENGTH)]
+                            with m.Elif(busy):
+                                m.d.comb += [nak_req.eq(1), nak_code_next.eq(NAK_BUSY)]
+                            with m.Else():
+                                m.d.sync += [ld_left.eq(length - 1), ld_err.eq(0)]
+                                m.next = "LFLAGS"
                     with m.Elif(cmd == CMD_CLASSIFY):
                         with m.If(length != n):
                             m.d.comb += [nak_req.eq(1), nak_code_next.eq(NAK_LENGTH)]
@@ -459,6 +511,28 @@ class HostLink(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == n - 1):
                         m.next = "CHECK"
+            if self._load_port:
+                with m.State("LFLAGS"):
+                    with m.If(timeout):
+                        m.next = "HUNT0"
+                    with m.If(got):
+                        m.d.sync += ld_first.eq(byte[0])
+                        m.next = "LDATA"
+                with m.State("LDATA"):
+                    with m.If(timeout):
+                        m.next = "HUNT0"
+                    with m.If(got):
+                        m.d.comb += [self.load.valid.eq(1), self.load.payload.data.eq(byte),
+                                     self.load.payload.first.eq(ld_first)]
+                        m.d.sync += [ld_first.eq(0), ld_left.eq(ld_left - 1)]
+                        with m.If(~self.load.ready):
+                            m.d.sync += ld_err.eq(1)
+                        with m.If(ld_first):
+                            m.d.sync += ld_total.eq(1)
+                        with m.Else():
+                            m.d.sync += ld_total.eq(ld_total + 1)
+                        with m.If(ld_left == 1):
+                            m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(timeout):
                     m.next = "HUNT0"
@@ -468,6 +542,11 @@ class HostLink(wiring.Component):
                         m.d.comb += frame_ok.eq(1)
                         with m.If(cmd == CMD_INFO):
                             m.d.comb += info_req.eq(1)
+                        with m.Elif(cmd == CMD_LOAD):
+                            with m.If(ld_err):
+                                m.d.comb += [nak_req.eq(1), nak_code_next.eq(NAK_BUSY)]
+                            with m.Else():
+                                m.d.comb += ack_req.eq(1)
                         with m.Else():
                             m.d.comb += start.eq(1)
                     with m.Else():
@@ -512,6 +591,9 @@ class HostLink(wiring.Component):
             m.d.sync += [nak_pending.eq(1), nak_code.eq(nak_code_next)]
         with m.If(info_req):
             m.d.sync += info_pending.eq(1)
+        ack_pending = Signal()
+        with m.If(ack_req):
+            m.d.sync += ack_pending.eq(1)
 
         info_bytes = info.to_payload()
         lb = info.logit_bytes
@@ -573,6 +655,10 @@ class HostLink(wiring.Component):
                 with m.Elif(nak_pending):
                     m.d.sync += [pay.eq(nak_code), plen.eq(1), rcmd.eq(RSP_NAK),
                                  nak_pending.eq(0)]
+                    m.next = "SEND"
+                with m.Elif(ack_pending):
+                    m.d.sync += [pay.eq(ld_total), plen.eq(4), rcmd.eq(RSP_LOADED),
+                                 ack_pending.eq(0)]
                     m.next = "SEND"
                 with m.Elif(info_pending):
                     m.d.sync += [pay.eq(Const(int.from_bytes(info_bytes, "little"),
