@@ -5,6 +5,12 @@
     python -m amos_hw.host info --port /dev/ttyUSB1
     python -m amos_hw.host classify --port /dev/ttyUSB1 digit.png cat.jpg
     python -m amos_hw.host classify --sim --board icebreaker --model digits digit.png
+    python -m amos_hw.host load-weights --port /dev/ttyUSB1 --model resnet8
+
+``load-weights`` is for a board whose network takes its weights at run time: ResNet8 on the
+iCEBreaker runs on the shared engine, whose weights live in the UP5K's SPRAM, which a bitstream
+cannot initialise. Send them once after each configuration (77,744 bytes: about 1 s at 1 Mbaud);
+``classify --sim`` sends them to the simulated board by itself.
 
 Images (PNG, JPEG, anything Pillow reads) are converted to the model's channels (grey for one,
 RGB for three) and resized to its input (asked from the board with ``CMD_INFO``, or taken from
@@ -124,7 +130,8 @@ class SerialClient:
     def close(self) -> None:
         self.ser.close()
 
-    def request(self, cmd: int, payload: bytes, want: int) -> hl.Frame:
+    def request(self, cmd: int, payload: bytes, want: int,
+                retries: int | None = None) -> hl.Frame:
         """Send one frame and return the answer with command ``want`` (retrying on NAK or
         silence; the board drops a partial frame after FRAME_TIMEOUT_S)."""
         import serial
@@ -135,13 +142,14 @@ class SerialClient:
         except ImportError:
             pass
         try:
-            return self._request(cmd, payload, want)
+            return self._request(cmd, payload, want,
+                                 self.retries if retries is None else retries)
         except tuple(lost) as e:
             raise HostError(f"lost the serial port {self.ser.port}: {e}") from None
 
-    def _request(self, cmd: int, payload: bytes, want: int) -> hl.Frame:
+    def _request(self, cmd: int, payload: bytes, want: int, retries: int) -> hl.Frame:
         last = "no answer"
-        for _ in range(self.retries + 1):
+        for _ in range(retries + 1):
             self.ser.reset_input_buffer()
             self.decoder.reset()
             self.ser.write(hl.encode_frame(cmd, payload))
@@ -158,10 +166,42 @@ class SerialClient:
                         break
             time.sleep(2 * hl.FRAME_TIMEOUT_S)
         raise HostError(f"the board did not answer command 0x{cmd:02x} after "
-                        f"{self.retries + 1} tries: {last}")
+                        f"{retries + 1} tries: {last}")
 
     def info(self) -> hl.Info:
         return hl.Info.from_payload(self.request(hl.CMD_INFO, b"", hl.RSP_INFO).payload)
+
+    def load_weights(self, image: bytes, *, attempts: int = 3, progress: bool = True) -> int:
+        """Send the weight image in ``CMD_LOAD`` chunks; return the bytes the board took.
+
+        A chunk is never sent twice (the board has already written its bytes): on a NAK or
+        silence the whole load starts again from the first chunk, ``attempts`` times."""
+        chunks = hl.load_chunks(image)
+        last = None
+        for _ in range(attempts):
+            bar = None
+            if progress:
+                from tqdm import tqdm
+                bar = tqdm(total=len(image), desc="load weights", unit="B", unit_scale=True,
+                           file=sys.stderr)
+            try:
+                done = 0
+                for payload in chunks:
+                    f = self.request(hl.CMD_LOAD, payload, hl.RSP_LOADED, retries=0)
+                    done += len(payload) - 1
+                    got = int.from_bytes(f.payload, "little")
+                    if got != done:
+                        raise HostError(f"the board counted {got} weight bytes, {done} were sent")
+                    if bar is not None:
+                        bar.update(len(payload) - 1)
+                return done
+            except HostError as e:
+                last = e
+            finally:
+                if bar is not None:
+                    bar.close()
+        raise HostError(f"loading the weights failed {attempts} times; last: {last} (a board "
+                        f"whose network has its weights built in does not answer CMD_LOAD)")
 
     def classify(self, pixels: np.ndarray, info: hl.Info) -> tuple[hl.Result, float]:
         t0 = time.perf_counter()
@@ -215,6 +255,18 @@ def classify_sim(board: str, model: str, images: list[str], *,
     return out
 
 
+def weight_image(model: str) -> bytes:
+    """The weight image of ``model`` on the shared engine (what ``load-weights`` sends)."""
+    from amos_hw.flow import FlowConfig, FlowError, run_flow
+
+    try:
+        ctx = run_flow(FlowConfig(model=model, architecture="shared", stop_after="memory",
+                                  quiet=True))
+    except FlowError as e:
+        raise HostError(str(e)) from None
+    return b"".join(int(w).to_bytes(8, "little") for w in ctx.program.image.tolist())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m amos_hw.host", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,6 +274,11 @@ def main(argv=None) -> int:
     p_info = sub.add_parser("info", help="what the board runs")
     p_info.add_argument("--port", required=True)
     p_info.add_argument("--baud", type=int, default=1_000_000)
+    p_load = sub.add_parser("load-weights", help="send the weights of a shared-engine board "
+                                                 "(ResNet8 on the iCEBreaker)")
+    p_load.add_argument("--port", required=True)
+    p_load.add_argument("--model", required=True, help="the model the board was built with")
+    p_load.add_argument("--baud", type=int, default=1_000_000)
     p = sub.add_parser("classify", help="classify image files")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     where = p.add_mutually_exclusive_group(required=True)
@@ -235,6 +292,15 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the answers to this JSON file")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "load-weights":
+            image = weight_image(args.model)
+            client = SerialClient(args.port, args.baud)
+            try:
+                n = client.load_weights(image)
+            finally:
+                client.close()
+            print(f"{args.model}: {n} weight bytes loaded")
+            return 0
         if args.cmd == "info":
             client = SerialClient(args.port, args.baud)
             try:

@@ -58,8 +58,9 @@ def main(argv=None) -> int:
                            help="folding JSON (text or file) for the generator; default: the "
                                 "board's choice")
             p.add_argument("--clock-mhz", type=float, default=None,
-                           help="clock the design from the board PLL (ECP5 or iCE40) at this frequency (or the "
-                                "nearest below); default: the board oscillator")
+                           help="clock the design from the board PLL (ECP5 or iCE40) at this "
+                                "frequency (or the nearest below); default: the board "
+                                "oscillator")
             p.add_argument("--lut-fill", type=float, default=None,
                            help="share of the device's LUT4s the estimate may use (0.8)")
             p.add_argument("--quiet", action="store_true")

@@ -30,13 +30,24 @@ REQUEST_ENV = "AMOS_HOST_REQUEST"
 TOPLEVEL = "board_top"
 
 
-def board_top(board_name: str, model: str):
-    """The :class:`~boards.top.UartNetworkTop` of ``model`` on ``board_name``."""
+#: Simulation models of the vendor primitives a board top may instantiate.
+SIM_MODELS = REPO / "boards" / "sim_models"
+
+
+def board_top(board_name: str, model: str, architecture: str | None = None):
+    """The :class:`~boards.top.UartNetworkTop` of ``model`` on ``board_name``, as
+    :func:`boards.build.build` places it (``architecture="shared"`` forces the shared engine
+    on a board with SPRAM, as the build does for a model the pipelined design cannot fit)."""
     from boards.top import UartNetworkTop
 
     board = get_board(board_name)
     fold = dict(board.fold) if board.fold is not None else None
-    net, _ = fit_check(board, model, fold)
+    if architecture == "shared":
+        from boards.build import _fit_check
+
+        net, _ = _fit_check(board, model, None, 1.0, "shared")
+    else:
+        net, _ = fit_check(board, model, fold, shared_fallback=True)
     clk_hz = int(board.make_platform().default_clk_frequency)
     name = Path(str(model)).stem
     return UartNetworkTop(net, clk_hz=clk_hz, baud=board.baud, name=name)
@@ -60,7 +71,15 @@ def _verilator_env() -> None:
     os.environ.pop("VERILATOR_ROOT", None)
 
 
-def classify(board_name: str, model: str, images, *, progress: bool = True):
+def weight_bytes(network) -> bytes | None:
+    """The weight image a network with run-time weights needs (``None`` for the others)."""
+    if not hasattr(network, "load"):
+        return None
+    return b"".join(int(w).to_bytes(8, "little") for w in network.program.image.tolist())
+
+
+def classify(board_name: str, model: str, images, *, progress: bool = True,
+             architecture: str | None = None):
     """Classify ``images`` (uint8 arrays of the model's input shape) on the simulated top.
 
     Returns ``(info, [(Result, round-trip seconds at the board clock), ...])``; the ``info`` is
@@ -68,7 +87,7 @@ def classify(board_name: str, model: str, images, *, progress: bool = True):
     """
     from amos_hw.backend.verilog import to_verilog
 
-    top = board_top(board_name, model)
+    top = board_top(board_name, model, architecture)
     want_shape = top.info.input_shape
     payloads = []
     for k, a in enumerate(images):
@@ -92,7 +111,8 @@ def classify(board_name: str, model: str, images, *, progress: bool = True):
         if progress:
             print(f"verilator: building {board_name}/{top.info.name} in {bdir} "
                   f"(first time only; a few minutes for a large network)", file=sys.stderr)
-        runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=bdir,
+        models = sorted(SIM_MODELS.glob("*.v")) if "SB_SPRAM256KA" in verilog else []
+        runner.build(sources=[src, *models], hdl_toplevel=TOPLEVEL, build_dir=bdir,
                      build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
                      timescale=("1ns", "1ps"), always=False, log_file=bdir / "build.log")
         run = bdir / "run"
@@ -104,6 +124,8 @@ def classify(board_name: str, model: str, images, *, progress: bool = True):
             "divisor": top.divisor, "clk_hz": top.clk_hz, "images": payloads,
             "info": top.info.to_payload().hex(), "response": str(resp),
             "progress": progress,
+            "load": [c.hex() for c in hl.load_chunks(w)] if (w := weight_bytes(top.network))
+            else [],
         }))
         results_xml = runner.test(test_module="boards.tb_host", hdl_toplevel=TOPLEVEL,
                                   build_dir=bdir, test_dir=run,

@@ -88,12 +88,19 @@ async def classify(dut):
     info = hl.Info.from_payload(f.payload)
     assert f.payload.hex() == req["info"], "the simulated top answers a different INFO"
     answer["info"] = f.payload.hex()
+    for k, chunk in enumerate(req.get("load", [])):  # run-time weights (CMD_LOAD), then images
+        payload = bytes.fromhex(chunk)
+        await uart.send(hl.encode_frame(hl.CMD_LOAD, payload))
+        f = await uart.wait_frame(200 * byte_cycles)
+        if f.cmd != hl.RSP_LOADED:
+            answer["error"] = f"load chunk {k}: expected RSP_LOADED, got 0x{f.cmd:02x}"
+            break
     limit = (info.input_size + 100) * byte_cycles + 4 * info.latency_cycles + 100_000
     bar = None
     if req.get("progress") and len(req["images"]) > 1:
         from tqdm import tqdm
         bar = tqdm(total=len(req["images"]), desc="sim classify", unit="image")
-    for image in req["images"]:
+    for image in ([] if "error" in answer else req["images"]):
         t0 = uart.cycle
         await uart.send(hl.encode_frame(hl.CMD_CLASSIFY, bytes(image)))
         f = await uart.wait_frame(limit)

@@ -88,3 +88,25 @@ def test_classify_sim_resnet8(tmp_path):
     ref = snn.run(ir.load("python_ref/zoo/resnet8.json"), d["x"][pick])
     assert [a["cls"] for a in answers] == ref.classes.tolist()
     assert [list(a["logits"]) for a in answers] == ref.logits.tolist()
+
+
+def test_classify_sim_shared_engine_loads_weights(tmp_path):
+    """The shared engine on the iCEBreaker's top, as built for the UP5K: SPRAM (the behavioural
+    model in boards/sim_models), DSP-form lanes, weights sent over the modelled UART with
+    CMD_LOAD, then images: logits and classes == python_ref.snn."""
+    if "verilator" not in os.environ.get("SIM", "verilator"):
+        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
+    from boards import sim
+    from python_ref import snn
+    from tests.test_shared import straddle_net
+
+    g = straddle_net(tmp_path / "straddle")
+    x = np.random.default_rng(11).integers(0, 256, (2, 6, 6, 5), dtype=np.uint8)
+    info, results = sim.classify("icebreaker", str(tmp_path / "straddle.json"), list(x),
+                                 progress=False, architecture="shared")
+    ref = snn.run(g, x)
+    assert [r.cls for r, _ in results] == ref.classes.tolist()
+    assert [list(r.logits) for r, _ in results] == ref.logits.tolist()
+    # the board's own count, first pixel offered to result taken, equals the engine's exact
+    # interval (program.cycles): the link feeds a pixel a cycle and takes the result at once
+    assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)

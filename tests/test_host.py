@@ -115,3 +115,62 @@ def test_serial_port_lost():
     finally:
         client.close()
         os.close(slave)
+
+
+def test_load_weights_restarts_after_a_nak():
+    """load_weights against a Python board on a pty that NAKs the second chunk once: the load
+    restarts from the first chunk (never resends a chunk on its own), and the board ends with
+    exactly the image."""
+    pytest.importorskip("serial")
+    master, slave = pty.openpty()
+    image = bytes(range(256)) * 40  # 10,240 bytes: 3 chunks of 4096
+    got = bytearray()
+    naks = [2]
+
+    def board():
+        dec = hl.FrameDecoder()
+        seen = 0
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            for f in dec.feed(data):
+                if f.cmd != hl.CMD_LOAD:
+                    continue
+                seen += 1
+                if f.payload[0] & 1:
+                    got.clear()
+                got.extend(f.payload[1:])
+                if naks and seen == naks[0]:
+                    naks.pop()
+                    os.write(master, hl.encode_frame(hl.RSP_NAK, bytes([hl.NAK_CRC])))
+                    continue
+                os.write(master, hl.encode_frame(hl.RSP_LOADED, len(got).to_bytes(4, "little")))
+
+    t = threading.Thread(target=board, daemon=True)
+    t.start()
+    client = host.SerialClient(os.ttyname(slave), 1_000_000, timeout=1.0)
+    try:
+        assert client.load_weights(image, progress=False) == len(image)
+    finally:
+        client.close()
+        os.close(master)
+        os.close(slave)
+    assert bytes(got) == image and not naks
+
+
+def test_weight_image_is_the_shared_program():
+    from amos_hw.flow import FlowConfig, run_flow
+    img = host.weight_image("digits")
+    ctx = run_flow(FlowConfig(model="digits", architecture="shared", stop_after="memory",
+                              quiet=True))
+    assert len(img) == 8 * ctx.program.weight_words
+    assert int.from_bytes(img[:8], "little") == int(ctx.program.image[0])
+
+
+def test_load_weights_cli_errors(capsys):
+    assert host.main(["load-weights", "--port", "/dev/does-not-exist", "--model", "digits"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot open /dev/does-not-exist")
+    assert host.main(["load-weights", "--port", "/dev/x", "--model", "nosuch"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown model 'nosuch'; known models:")

@@ -7,7 +7,6 @@ The network here is a small stand-in with the interface of ``amos_hw.top.Network
 import random
 
 import numpy as np
-
 import pytest
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring

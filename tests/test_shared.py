@@ -206,26 +206,29 @@ def test_engine_without_weights_differs(nets):
 # ----------------------------------------------------------------------------- flow
 
 def test_flow_shared_report_and_fallback():
-    """--board ice40-up5k tries the shared engine when the pipelined ResNet8 does not fit; the
-    shared engine (5,196 LUT4 measured) does not fit the UP5K's 80 % either, and the message
-    says both."""
-    from amos_hw.flow import BudgetError
-
-    with pytest.raises(BudgetError, match=r"does not fit ice40-up5k \(shared engine\): needs "
-                                          r"about \d+ LUT4, budget 4224 \(80% of 5280\)"):
-        run_flow(FlowConfig(model="resnet8", board="ice40-up5k", stop_after="estimate",
-                            quiet=True))
-    ctx = run_flow(FlowConfig(model="resnet8", architecture="shared", clock_mhz=24,
-                              stop_after="estimate", quiet=True))
+    """--board ice40-up5k falls back to the shared engine when the pipelined ResNet8 does not
+    fit, and says why; digits fits pipelined and keeps it."""
+    ctx = run_flow(FlowConfig(model="resnet8", board="ice40-up5k", stop_after="estimate",
+                              quiet=True))
     r = ctx.report
-    assert r["architecture"] == "shared"
+    assert r["architecture"] == "shared" and r["board"]["fits"]
+    assert r["architecture_why"].startswith("the layer-pipelined design does not fit: resnet8 "
+                                            "does not fit ice40-up5k even fully folded")
     assert r["cycles_per_image"] == P.cycles(ctx.program)
     assert r["memory_words"] == 15862 and r["est_dsp"] == 0
     assert r["images_per_s"] == pytest.approx(24e6 / r["cycles_per_image"], rel=1e-4)
-    # digits fits the UP5K pipelined: no fallback
     ctx = run_flow(FlowConfig(model="digits", board="ice40-up5k", stop_after="estimate",
                               quiet=True))
     assert ctx.report.get("architecture", "pipelined") == "pipelined"
+
+
+def test_flow_shared_budget_message():
+    from amos_hw.flow import BudgetError
+
+    with pytest.raises(BudgetError, match=r"resnet8 does not fit ice40-up5k \(shared engine\): "
+                                          r"needs about \d+ LUT4, budget 2640 \(50% of 5280\)"):
+        run_flow(FlowConfig(model="resnet8", board="ice40-up5k", architecture="shared",
+                            lut_fill=0.5, stop_after="estimate", quiet=True))
 
 
 def test_flow_shared_writes_files(tmp_path):

@@ -40,7 +40,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -624,7 +624,8 @@ class HostLink(wiring.Component):
         res_pending = Signal()
         direct = self._registered_class
         tx_idle = Signal()
-        m.d.comb += self.result.ready.eq(tx_idle if direct else 1)
+        res_taken = Signal()
+        m.d.comb += self.result.ready.eq(res_taken if direct else 1)
         res_direct = Cat(self.result.payload.cls, C(0, 4),
                          *[_sext(self.result.payload.logits[i], 8 * lb) for i in range(nc)],
                          cycles)
@@ -644,26 +645,28 @@ class HostLink(wiring.Component):
                 m.d.sync += [tidx.eq(0), tcrc.eq(0)]
                 with m.If(self.result.valid if direct else res_pending):
                     m.d.comb += self.activity.eq(1)
-                    if direct:
-                        m.d.sync += [pay.eq(res_direct), plen.eq(res_len),
-                                     rcmd.eq(RSP_RESULT), busy.eq(0)]
+                    if direct:  # sent from the held result itself, taken after its last byte
+                        m.d.sync += [plen.eq(res_len), rcmd.eq(RSP_RESULT), busy.eq(0)]
                         m.next = "SEND"
                     else:
                         m.d.sync += [best_i.eq(0), scan.eq(0), res_pending.eq(0),
                                      plen.eq(res_len), rcmd.eq(RSP_RESULT)]
                         m.next = "ARGMAX"
                 with m.Elif(nak_pending):
-                    m.d.sync += [pay.eq(nak_code), plen.eq(1), rcmd.eq(RSP_NAK),
-                                 nak_pending.eq(0)]
+                    if not direct:
+                        m.d.sync += pay.eq(nak_code)
+                    m.d.sync += [plen.eq(1), rcmd.eq(RSP_NAK), nak_pending.eq(0)]
                     m.next = "SEND"
                 with m.Elif(ack_pending):
-                    m.d.sync += [pay.eq(ld_total), plen.eq(4), rcmd.eq(RSP_LOADED),
-                                 ack_pending.eq(0)]
+                    if not direct:
+                        m.d.sync += pay.eq(ld_total)
+                    m.d.sync += [plen.eq(4), rcmd.eq(RSP_LOADED), ack_pending.eq(0)]
                     m.next = "SEND"
                 with m.Elif(info_pending):
-                    m.d.sync += [pay.eq(Const(int.from_bytes(info_bytes, "little"),
-                                              8 * len(info_bytes))),
-                                 plen.eq(len(info_bytes)), rcmd.eq(RSP_INFO),
+                    if not direct:
+                        m.d.sync += pay.eq(Const(int.from_bytes(info_bytes, "little"),
+                                                 8 * len(info_bytes)))
+                    m.d.sync += [plen.eq(len(info_bytes)), rcmd.eq(RSP_INFO),
                                  info_pending.eq(0)]
                     m.next = "SEND"
             with m.State("ARGMAX"):
@@ -676,6 +679,32 @@ class HostLink(wiring.Component):
                 m.d.sync += [pay.eq(res_bytes), busy.eq(0)]
                 m.next = "SEND"
             with m.State("SEND"):
+                pbyte = Signal(8)
+                if direct:
+                    # no payload register (about 45 bytes of flip-flops): each byte is picked
+                    # from its source, which holds still while it is sent
+                    k = Signal(range(max_len + 7))
+                    m.d.comb += k.eq(tidx - 5)
+
+                    def pick(value, n_bytes):
+                        v = Value.cast(value)
+                        if len(v) < 8 * n_bytes:
+                            v = Cat(v, C(0, 8 * n_bytes - len(v)))
+                        return Array(v.word_select(i, 8) for i in range(n_bytes))[k]
+
+                    with m.Switch(rcmd):
+                        with m.Case(RSP_RESULT):
+                            m.d.comb += pbyte.eq(pick(res_direct, res_len))
+                            with m.If(self.tx.ready & (tidx == plen + 5)):
+                                m.d.comb += res_taken.eq(1)
+                        with m.Case(RSP_LOADED):
+                            m.d.comb += pbyte.eq(pick(ld_total, 4))
+                        with m.Case(RSP_INFO):
+                            m.d.comb += pbyte.eq(Array(C(b, 8) for b in info_bytes)[k])
+                        with m.Default():
+                            m.d.comb += pbyte.eq(nak_code)
+                else:
+                    m.d.comb += pbyte.eq(pay[:8])
                 tbyte = Signal(8)
                 with m.Switch(tidx):
                     with m.Case(0):
@@ -689,14 +718,15 @@ class HostLink(wiring.Component):
                     with m.Case(4):
                         m.d.comb += tbyte.eq(plen[8:])
                     with m.Default():
-                        m.d.comb += tbyte.eq(Mux(tidx == plen + 5, tcrc, pay[:8]))
+                        m.d.comb += tbyte.eq(Mux(tidx == plen + 5, tcrc, pbyte))
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tbyte)]
                 with m.If(self.tx.ready):
                     m.d.sync += tidx.eq(tidx + 1)
                     with m.If(tidx >= 2):
                         m.d.sync += tcrc.eq(crc8_update(tcrc, tbyte))
-                    with m.If(tidx >= 5):  # the payload is a shift register: no wide mux
-                        m.d.sync += pay.eq(pay >> 8)
+                    if not direct:
+                        with m.If(tidx >= 5):  # the payload is a shift register: no wide mux
+                            m.d.sync += pay.eq(pay >> 8)
                     with m.If(tidx == plen + 5):
                         m.next = "IDLE"
 

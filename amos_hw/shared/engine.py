@@ -28,8 +28,6 @@ simulation and block-RAM targets). The UP5K's SPRAM has no initial contents: a b
 """
 from __future__ import annotations
 
-import math
-
 from amaranth.hdl import Array, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -212,7 +210,6 @@ class SharedNetwork(wiring.Component):
         K = self._K
         ins_list = p.instrs
         n_ins = len(ins_list)
-        amask = (1 << A) - 1
 
         # ---------------------------------------------------------------- memories
         init = [int(w) for w in p.image.tolist()] if self._preload else []
@@ -242,7 +239,6 @@ class SharedNetwork(wiring.Component):
 
         f_groups = field([i.groups for i in ins_list])
         f_taps = field([i.taps for i in ins_list])
-        f_wbase = field([i.wbase for i in ins_list])
         f_bbase = field([i.bbase for i in ins_list])
         f_obase = field([i.obase for i in ins_list])
         f_Ho = field([i.out_shape[0] for i in ins_list])
@@ -622,7 +618,7 @@ class SharedNetwork(wiring.Component):
                     with m.Else():
                         m.d.sync += rmw_phase.eq(1)
 
-        # ================================================================ NEXT (position/group/instr)
+        # ========================================================= NEXT (position, group, instr)
         with m.If(state == ST_NEXT):
             m.d.sync += e.eq(0)
             last_x = ox == f_Wo - 1
