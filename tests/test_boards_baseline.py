@@ -53,3 +53,22 @@ def test_rebuild_matches_baseline(tmp_path):
     assert rep["dsp"] == base["dsp"]
     for key in ("fmax_mhz", "lut4", "ff"):
         assert rep[key] == pytest.approx(base[key], rel=TOLERANCE), key
+
+
+def test_icebreaker_resnet8_shared_baseline_figures():
+    """The committed ResNet8 build on the iCEBreaker (shared engine, PLL 19.5 MHz): the network
+    the board build makes today has the committed cycle count, its memory fits the SPRAM, and
+    the committed images/s follow from the clocks and that count."""
+    p = REPO / "docs" / "results" / "boards" / "icebreaker_resnet8_pll19p5mhz.json"
+    if not p.exists():
+        pytest.skip(f"no committed baseline at {p}")
+    base = json.loads(p.read_text())
+    board = get_board("icebreaker")
+    net, est = fit_check(board, "resnet8", dict(board.fold), lut_fill=1.0, shared_fallback=True)
+    assert est["architecture"] == "shared" and net.dsp_lanes
+    assert net.program.depth <= 16384
+    assert net.cycles_per_image == base["cycles_per_image"]
+    assert (base["dsp"], base["spram"]["blocks"]) == (8, 4)
+    assert base["meets_board_clock"] and base["fmax_mhz"] >= base["board_clock_mhz"]
+    assert base["images_per_s_board_clock"] == pytest.approx(
+        base["board_clock_mhz"] * 1e6 / base["cycles_per_image"], abs=0.05)

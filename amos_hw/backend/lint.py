@@ -30,9 +30,18 @@ def _smoke():
     return PipelinedCompare(8)
 
 
+def _shared_digits():
+    from amos_hw.shared.engine import SharedNetwork
+    from amos_hw.shared.program import layout, lower
+    from amos_hw.zoo import resolve
+    from python_ref import ir
+    return SharedNetwork(layout(lower(ir.load(resolve("digits")))))
+
+
 #: Top-module name -> constructor of a representative instance, linted by ``make lint``.
 DESIGNS: dict[str, Callable[[], wiring.Component]] = {
     "smoke_compare8": _smoke,
+    "shared_digits": _shared_digits,
 }
 
 
