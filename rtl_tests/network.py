@@ -80,6 +80,7 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
 
     ``images``: ``(x, y)`` to use instead of the model's test set.
     """
+    git = _git_state()  # the generator that emits the Verilog, recorded before the long run
     ctx, verilog = design(model, **cfg)
     x, y = images if images is not None else dataset_for(ctx.model_name)
     x, y = pick_images(x, y, count, seed, shard)
@@ -109,7 +110,7 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
                 "architecture": ctx.report.get("architecture", "pipelined"),
                 "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
                 "images_per_s_at_clock": ctx.report["images_per_s"],
-                "generator_git": _git_state()})
+                "generator_git": git})
     return out
 
 

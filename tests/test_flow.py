@@ -108,7 +108,11 @@ def test_board_too_small_says_by_how_much(tmp_path):
     with pytest.raises(BudgetError, match=r"does not fit ice40-up5k even fully folded: needs "
                                           r"\d+ block RAM bits, budget 122880: over by \d+ "
                                           r"\(\d+%\), layer 'a' dominates"):
-        run_flow(cfg(big_dense(tmp_path), board="ice40-up5k"))
+        run_flow(cfg(big_dense(tmp_path), board="ice40-up5k", architecture="pipelined"))
+    # without an architecture the UP5K falls back to the shared engine, which fits
+    ctx = run_flow(cfg(big_dense(tmp_path), board="ice40-up5k", stop_after="estimate"))
+    assert ctx.report["architecture"] == "shared"
+    assert "even fully folded" in ctx.report["architecture_why"]
 
 
 def test_board_fit_picks_fastest_that_fits():

@@ -30,8 +30,6 @@ WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
 BIAS_LIMIT = 2**31  # int32
 #: ROMs up to this depth are built from LUTs by synthesis (see DenseEngine.luts).
 LUT_ROM_DEPTH = 64
-#: Products summed in the first adder-tree stage (a register follows each group's sum).
-TREE_GROUP = 4
 
 
 def _pos_int(value, what: str, hi: int | None = None) -> int:
@@ -99,6 +97,31 @@ def accumulator_range(weights, bias, in_bits: int) -> tuple[int, int]:
     lo = min(int(v) for v in np.minimum(b, 0) + neg)
     hi = max(int(v) for v in np.maximum(b, 0) + pos)
     return lo, hi
+
+
+def _levels(n: int) -> int:
+    """Levels of a binary tree over ``n`` leaves."""
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def registered_tree(m, values, en, name: str):
+    """A balanced binary adder tree with a register after every level (enabled by ``en``):
+    each level is one plain adder per pair, which synthesis maps to a carry chain (an ECP5
+    ``CCU2C``, an iCE40 ``SB_CARRY``) instead of merging the whole tree into a LUT network.
+    Returns the root (a register, or the only value when there is one) and the levels."""
+    values = list(values)
+    level = 0
+    while len(values) > 1:
+        nxt = []
+        for i in range(0, len(values), 2):
+            v = values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+            r = Signal(v.shape(), name=f"{name}_l{level}_{i // 2}")
+            with m.If(en):
+                m.d.sync += r.eq(v)
+            nxt.append(r)
+        values = nxt
+        level += 1
+    return values[0], level
 
 
 def tree_sum(values):
@@ -223,6 +246,8 @@ class DenseEngine(wiring.Component):
         self._pe, self._simd = pe, simd
         self._nf, self._sf = n_out // pe, n_in // simd
         self._planes, self._passes = planes, in_bits // planes
+        # registered adder-tree levels: the simd gated weights of each plane, then the planes
+        self._tree_depth = max(1, _levels(simd) + _levels(planes))
         self._w_width = signed_width(int(weights.min()), int(weights.max()))
         self._b_width = signed_width(min(0, int(bias.min())), max(0, int(bias.max())))
         self._acc_range = accumulator_range(weights, bias, in_bits)
@@ -276,10 +301,10 @@ class DenseEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the first input word of a vector to its first output word (no stall):
-        ``SF`` input words (``P`` passes each), then fetch, the operand register, products, two
-        adder-tree stages, the Horner register when ``P > 1``, and accumulation (5 or 6 cycles
-        after the last pass), then the AMOS unit's ``K + 2``."""
-        tail = 5 + (self._passes > 1)
+        ``SF`` input words (``P`` passes each), then fetch, the operand register, the registered
+        adder tree (``ceil(log2(simd)) + ceil(log2(planes))`` levels, at least one), the Horner
+        register when ``P > 1``, and accumulation, then the AMOS unit's ``K + 2``."""
+        tail = 2 + self._tree_depth + (self._passes > 1)
         return self._sf * self._passes + tail + (
             self._amos.latency if self._amos is not None else 0)
 
@@ -296,11 +321,12 @@ class DenseEngine(wiring.Component):
     def flip_flops(self) -> int:
         """Flip-flops: input register, product and adder-tree pipeline registers, accumulators,
         result registers, control, AMOS units."""
-        pw = self._w_width + self._planes
+        lg = max(0, math.ceil(math.log2(self._simd)))
         ff = self._simd * self._in_bits + 2 * self._pe * self._acc_width
-        groups = math.ceil(self._simd / TREE_GROUP)
-        ff += self._pe * (self._simd * pw + pw + max(0, math.ceil(math.log2(self._simd))))
-        ff += self._pe * groups * (pw + 2)
+        # the registered tree: per plane about simd registers of the weight width (the levels
+        # halve), then the plane-combining levels
+        ff += self._pe * self._planes * self._simd * (self._w_width + lg // 2 + 1)
+        ff += self._pe * self._planes * (self._w_width + self._planes + lg)
         ff += self._pe * self._simd * self._w_width + self._simd * self._in_bits  # stage R
         ff += 4 * self._pe * self._b_width
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
@@ -313,25 +339,28 @@ class DenseEngine(wiring.Component):
 
     @property
     def luts(self) -> int:
-        """LUT4 estimate: spike-gated shift-add products, adder trees, accumulators, units, and the
+        """LUT4 estimate: spike gates, the registered adder tree, accumulators, units, and the
         shallow ROMs that synthesis builds from LUTs.
 
-        Two LUT4 per gated adder bit: on ECP5 the carry chain (CCU2) does not absorb the spike
-        gate, and Yosys/ABC merges gates, sums and ROM outputs into plain LUT networks. A product
-        is ``in_bits`` gated rows of ``w_width + in_bits`` bits; the ``simd`` products of one
-        output add in a tree; the accumulator is an adder with the bias multiplexer; the ReLU
-        unit is a comparison and a subtraction per stage. A ROM of at most
-        :data:`LUT_ROM_DEPTH` words becomes logic (about ``5/4 * ceil(depth/16)`` LUT4 per
+        One LUT4 per spike gate bit (each plane gates each weight; on ECP5 the carry chain does
+        not absorb the gate), one per adder bit of the tree (every level is registered, so each
+        adder is its own carry chain: per plane ``simd - 1`` adders of the weight width, then
+        ``planes - 1`` adders combining the planes), two per accumulator bit (adder and the bias
+        multiplexer); the ReLU unit is a comparison and a subtraction per stage. A ROM of at
+        most :data:`LUT_ROM_DEPTH` words becomes logic (about ``5/4 * ceil(depth/16)`` LUT4 per
         bit); deeper ones go to block RAM. Calibrated on one synthesis (Yosys 0.70
-        ``synth_ecp5``, ``pe=4, simd=16, in_bits=4``, 144 inputs, 16 outputs): 10.4 k estimated,
-        11.4 k LUT4 measured.
+        ``synth_ecp5``, ``pe=2, simd=16, in_bits=10``, 144 inputs, 16 outputs, ECP5-85F):
+        8,654 LUT4 measured (``python -m amos_hw.engines.synth_probe --in-bits 10 --wrap --pe 2
+        --simd 16``).
         """
-        pw = self._w_width + self._planes
+        lg = max(0, math.ceil(math.log2(self._simd)))
         # time-serial (one plane a cycle): the spike gates the weight on its way into the adder
         # tree and costs no LUT of its own (measured: synth_probe, docs/architecture.md)
         serial = self._planes == 1 and self._passes > 1
-        per_pe = 0 if serial else 2 * self._simd * self._planes * pw
-        per_pe += 2 * (self._simd - 1) * (pw + max(0, math.ceil(math.log2(self._simd))))
+        per_pe = 0 if serial else self._simd * self._planes * self._w_width
+        per_pe += self._planes * (self._simd - 1) * (self._w_width + lg)
+        per_pe += (self._planes - 1) * (self._w_width + self._planes + lg)
+        per_pe = per_pe * 6 // 5  # fitted to the probe: odd-width levels, feed-through LUTs
         per_pe += 2 * self._acc_width
         if self._passes > 1:  # the Horner adder
             per_pe += 2 * (self._w_width + self._in_bits + math.ceil(math.log2(self._simd + 1)))
@@ -465,28 +494,26 @@ class DenseEngine(wiring.Component):
             picked = acts
         with m.If(en):
             m.d.sync += [w_r.eq(w_rd.data), acts_r.eq(picked)]
-        # stage P: spike-gated shift-add products, registered
-        # stage Q: sums of groups of TREE_GROUP products, registered
-        # stage T: the sum of the groups (the dot product of one fold), registered
-        # stage B: accumulate (the bias starts each output's sum)
+        # stages T1..TD: the registered adder tree. Each plane of each input gates its weight;
+        # per plane the simd gated weights add up (weights 8 bits wide: narrow adders), then the
+        # planes add with their powers of two. Every level is registered, so each adder is its
+        # own carry chain (merged into one adder network, the tree cost twice the LUTs).
+        depth = self._tree_depth
         amax = 2**planes - 1  # one pass's planes
         w_lo, w_hi = int(self._weights.min()), int(self._weights.max())
         p_lo, p_hi = min(0, w_lo * amax), max(0, w_hi * amax)
-        prod_shape = signed(signed_width(p_lo, p_hi))
-        group = min(simd, TREE_GROUP)
-        groups = [list(range(g, min(g + group, simd))) for g in range(0, simd, group)]
-        part_shape = signed(signed_width(group * p_lo, group * p_hi))
         dot_shape = signed(signed_width(simd * p_lo, simd * p_hi))
         ctl = {stage: (Signal(name=f"valid_{stage}"), Signal(name=f"first_{stage}"),
                        Signal(name=f"last_{stage}"), Signal(pe * bb, name=f"bias_{stage}"),
                        Signal(name=f"pfirst_{stage}"), Signal(name=f"plast_{stage}"))
-               for stage in "rpqt"}
+               for stage in ["r"] + [f"t{k}" for k in range(depth)]}
         with m.If(en):
             prev = (valid_a, first_a, last_a, b_rd.data, pass_a == 0, pass_a == passes - 1)
-            for stage in "rpqt":
+            for stage in ctl:
                 m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)]
                 prev = ctl[stage]
-        valid_t, first_t, last_t, bias_t, pfirst_t, plast_t = ctl["t"]
+        last_stage = f"t{depth - 1}"
+        valid_t, first_t, last_t, bias_t, pfirst_t, plast_t = ctl[last_stage]
         if passes > 1:
             # stage H: the Horner register folds the passes of one input word; the word's sum
             # reaches the accumulator one cycle after its last pass
@@ -504,27 +531,25 @@ class DenseEngine(wiring.Component):
         with m.If(en):
             m.d.sync += valid_c.eq(valid_t & last_t)
         for p in range(pe):
-            prods = [Signal(prod_shape, name=f"prod_{p}_{s}") for s in range(simd)]
-            parts = [Signal(part_shape, name=f"part_{p}_{g}") for g in range(len(groups))]
+            ws = [w_r.word_select(p * simd + s, wb).as_signed() for s in range(simd)]
+            plane_sums = []
+            for b in range(planes):
+                gated = [Mux(acts_r.word_select(s, planes)[b], ws[s], 0) for s in range(simd)]
+                root, _ = registered_tree(m, gated, en, f"pl_{p}_{b}")
+                plane_sums.append(root.shift_left(b) if b else root)
+            root, used = registered_tree(m, plane_sums, en, f"dot_{p}")
             dot = Signal(dot_shape, name=f"dot_{p}")
+            if _levels(simd) + _levels(planes) == 0:  # one input, one plane: one register
+                with m.If(en):
+                    m.d.sync += dot.eq(root)
+            else:
+                m.d.comb += dot.eq(root)
             word_sum = dot
             if passes > 1:
                 word_sum = Signal(horner_shape, name=f"horner_{p}")
-                with m.If(en & ctl["t"][0]):
+                with m.If(en & ctl[last_stage][0]):
                     m.d.sync += word_sum.eq(
-                        Mux(ctl["t"][4], 0, word_sum.shift_left(planes)) + dot)
-            with m.If(en):
-                m.d.sync += [
-                    prods[s].eq(spike_product(
-                        w_r.word_select(p * simd + s, wb).as_signed(),
-                        acts_r.word_select(s, planes),
-                        planes,
-                    ))
-                    for s in range(simd)
-                ]
-                m.d.sync += [part.eq(tree_sum(prods[s] for s in members))
-                             for part, members in zip(parts, groups, strict=True)]
-                m.d.sync += dot.eq(tree_sum(parts))
+                        Mux(ctl[last_stage][4], 0, word_sum.shift_left(planes)) + dot)
             bias = bias_t.word_select(p, bb).as_signed()
             total = Mux(first_t, bias, acc[p]) + word_sum
             with m.If(en & valid_t):

