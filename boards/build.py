@@ -414,8 +414,8 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
         },
         "cycles_per_image": cpi,
         "latency_cycles": int(net.latency_cycles),
-        "images_per_s": round(fmax_mhz * 1e6 / cpi, 1),
-        "images_per_s_board_clock": round(clk_hz / cpi, 1),
+        "images_per_s": round(fmax_mhz * 1e6 / cpi, 3),
+        "images_per_s_board_clock": round(clk_hz / cpi, 3),
         "latency_us_at_fmax": round(int(net.latency_cycles) / fmax_mhz, 2),
         "uart_baud": board.baud,
         # one image frame in and one result frame out per image, 10 bits a byte
