@@ -578,9 +578,10 @@ class HostLink(wiring.Component):
         # cycles from the first pixel offered to the result taken
         cycles = Signal(32)
         counting = Signal()
+        count_stop = Signal()  # the result seen (direct mode: the count freezes in that cycle)
         with m.If(start):
             m.d.sync += [cycles.eq(0), counting.eq(1)]
-        with m.Elif(counting):
+        with m.Elif(counting & ~count_stop):
             m.d.sync += cycles.eq(cycles + 1)
 
         # --- transmitter ------------------------------------------------------------------
@@ -630,7 +631,8 @@ class HostLink(wiring.Component):
                          *[_sext(self.result.payload.logits[i], 8 * lb) for i in range(nc)],
                          cycles)
         if direct:
-            with m.If(self.result.valid & tx_idle):
+            m.d.comb += count_stop.eq(self.result.valid & tx_idle)
+            with m.If(count_stop):
                 m.d.sync += counting.eq(0)
         else:
             with m.If(self.result.valid):
