@@ -82,6 +82,11 @@ def _goal_status(r: dict) -> str:
     return "; ".join(parts)
 
 
+def _rate(v: float) -> str:
+    """Images/s for the table: whole numbers, one decimal below 100."""
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
 def render_table(results: list[dict]) -> str:
     """The markdown of the boards section."""
     lines = [
@@ -104,8 +109,8 @@ def render_table(results: list[dict]) -> str:
             + f" | {r['fmax_mhz']:.1f} ({clock})"
             f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {r['ff']} | "
             f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {r['spram']['blocks']} | "
-            f"{r['dsp']} | {r['cycles_per_image']} | {r['images_per_s']:,.0f} | "
-            f"{r['images_per_s_board_clock']:,.0f} | "
+            f"{r['dsp']} | {r['cycles_per_image']} | {_rate(r['images_per_s'])} | "
+            f"{_rate(r['images_per_s_board_clock'])} | "
             f"{r['latency_us_at_fmax']:.1f} us | `{path}` | {r['build_wall_s']:.0f} s |")
     lines += ["", "Anchors (published, other devices):", ""]
     for a in ANCHORS:
@@ -138,7 +143,8 @@ pip-installed YoWASP Yosys 0.70 and nextpnr 0.11.1, seed 1) and is read from its
 images/s = Fmax / cycles per image (the generator's initiation interval, one image in flight
 per layer); latency is the generator's first-pixel-to-result estimate at Fmax. LUT4 and FF are
 Yosys cell counts after synthesis (an ECP5 carry cell counts as two LUT4s). The bitstreams clock
-the design from the board oscillator (value in brackets); no PLL is instantiated yet.
+the design from the board oscillator (value in brackets) or, where the row says PLL, from the
+board's PLL at that clock (`--clock-mhz`).
 Regenerate the table with `python -m amos_hw.bench --table-only`.
 
 """
