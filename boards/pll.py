@@ -76,7 +76,20 @@ def ecp5_pll_params(fin_mhz: float, fout_mhz: float) -> dict:
     return best[1]
 
 
-class Ecp5Pll(Elaboratable):
+class _Pll(Elaboratable):
+    """What both PLLs share: the dividers for ``fin_mhz -> fout_mhz`` (``params``, from the
+    family's search), the made clock ``fout_hz`` and the domain to drive."""
+
+    _search = None  # the family's divider search
+
+    def __init__(self, fin_mhz: float, fout_mhz: float, domain: ClockDomain):
+        self.params = type(self)._search(fin_mhz, fout_mhz)
+        self.fin_mhz = fin_mhz
+        self.fout_hz = round(self.params["fout"] * 1e6)
+        self.domain = domain
+
+
+class Ecp5Pll(_Pll):
     """Drive a clock domain (defined by the parent) from an ``EHXPLLL`` fed by the board's
     default clock.
 
@@ -91,11 +104,7 @@ class Ecp5Pll(Elaboratable):
         The domain to drive (``sync`` in :class:`boards.top.BoardTop`).
     """
 
-    def __init__(self, fin_mhz: float, fout_mhz: float, domain: ClockDomain):
-        self.params = ecp5_pll_params(fin_mhz, fout_mhz)
-        self.fin_mhz = fin_mhz
-        self.fout_hz = round(self.params["fout"] * 1e6)
-        self.domain = domain
+    _search = staticmethod(ecp5_pll_params)
 
     def elaborate(self, platform):
         m = Module()
@@ -171,7 +180,7 @@ def ice40_pll_params(fin_mhz: float, fout_mhz: float) -> dict:
     return best | {"fout": float(best["fout"]), "vco": float(best["vco"])}
 
 
-class Ice40Pll(Elaboratable):
+class Ice40Pll(_Pll):
     """Drive a clock domain (defined by the parent) from an iCE40 PLL fed by the board's default
     clock.
 
@@ -191,11 +200,10 @@ class Ice40Pll(Elaboratable):
         The domain to drive (``sync`` in :class:`boards.top.BoardTop`).
     """
 
+    _search = staticmethod(ice40_pll_params)
+
     def __init__(self, fin_mhz: float, fout_mhz: float, domain: ClockDomain):
-        self.params = ice40_pll_params(fin_mhz, fout_mhz)
-        self.fin_mhz = fin_mhz
-        self.fout_hz = round(self.params["fout"] * 1e6)
-        self.domain = domain
+        super().__init__(fin_mhz, fout_mhz, domain)
         self.primitive = None  # "SB_PLL40_PAD" or "SB_PLL40_CORE", once elaborated
 
     def elaborate(self, platform):

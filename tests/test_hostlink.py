@@ -115,13 +115,13 @@ class LinkBench(wiring.Component):
 
 
 def run_link(script, *, shape=(4, 4, 1), frame_timeout=200, max_cycles=200_000, seed=0,
-             registered_class=False):
+             registered_class=False, net=None):
     """Drive the link from ``script``: a list of ("send", bytes) / ("gap", cycles) /
     ("expect", count) steps. Bytes go in one every 3 to 7 cycles (a UART's pace); the board's
     output is collected throughout. Returns (bench, decoded frames, raw bytes)."""
     rng = random.Random(seed)
-    dut = LinkBench(StandInNetwork(shape), frame_timeout=frame_timeout,
-                    registered_class=registered_class)
+    dut = LinkBench(net if net is not None else StandInNetwork(shape),
+                    frame_timeout=frame_timeout, registered_class=registered_class)
     out = bytearray()
     decoder = hl.FrameDecoder()
     frames = []
@@ -445,31 +445,8 @@ def test_load_weights_then_classify(tmp_path):
         script += [("send", hl.encode_frame(hl.CMD_LOAD, c)), ("expect", 3 + k)]
     script += [("send", classify_frame(x.tobytes())), ("expect", 3 + len(chunks))]
 
-    dut = LinkBench(net, frame_timeout=400, registered_class=True)
-    decoder, frames = hl.FrameDecoder(), []
-    rng = random.Random(0)
-
-    async def host(ctx):
-        for step, arg in script:
-            if step == "send":
-                for byte in arg:
-                    ctx.set(dut.rx.payload, byte)
-                    ctx.set(dut.rx.valid, 1)
-                    await ctx.tick()
-                    ctx.set(dut.rx.valid, 0)
-                    await ctx.tick().repeat(rng.randint(2, 4))
-            else:
-                while len(frames) < arg:
-                    await ctx.tick()
-
-    async def sink(ctx):
-        ctx.set(dut.tx.ready, 1)
-        while True:
-            _, _, valid, byte = await ctx.tick().sample(dut.tx.valid, dut.tx.payload)
-            if valid:
-                frames.extend(decoder.feed(bytes([byte])))
-
-    run_simulation(dut, host, background=[sink], max_cycles=400_000)
+    dut, frames, _ = run_link(script, net=net, frame_timeout=400, registered_class=True,
+                              max_cycles=800_000)
     assert frames[0].cmd == hl.RSP_LOADED
     assert int.from_bytes(frames[0].payload, "little") == len(chunks[0]) - 1
     assert (frames[1].cmd, frames[1].payload) == (hl.RSP_NAK, bytes([hl.NAK_CRC]))
