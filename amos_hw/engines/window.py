@@ -157,25 +157,15 @@ class SlidingWindow(wiring.Component):
         # rows fully written, counted from the first row of the image being read
         avail = Signal(range(-H, H + R + 2))  # negative while unused last rows are pending
         top = Signal(signed(max(H, k).bit_length() + 2), init=-p)  # first input row (oy*s - p)
-
-        def need_of(t):  # rows the window at first row t needs written: min(t + k, H)
-            return Mux(t + k > H, H, t + k)
-
-        def limit_of(t):  # rows the writer may be ahead of the first row still needed: R
-            return Mux(t < 0, 0, t) + R
-
-        # both registered beside `top` (assigned on the same edges, so equal to the functions of
-        # `top` in every cycle): the reader's `go` and the writer's `ready` compare registers
-        # instead of running through `top`'s adders (the critical path of the ECP5 builds)
-        need = Signal(range(H + 1), init=min(-p + k, H))
-        limit = Signal(range(H + R + 1), init=max(-p, 0) + R)
+        low = Mux(top[-1], 0, top)
+        need = Mux(top + k > H, H, top + k)
 
         # writer: a ring in input order
         waddr = Signal(range(depth))
         wcol = counter(row_words, "wcol")
         row_done = Signal()
         m.d.comb += [
-            self.i.ready.eq(avail < limit),
+            self.i.ready.eq(avail < low + R),
             wr.addr.eq(waddr),
             wr.data.eq(self.i.payload.as_value()),
             wr.en.eq(self.i.valid & self.i.ready),
@@ -244,14 +234,11 @@ class SlidingWindow(wiring.Component):
                     with m.If(last_oy):
                         step = (H - (Ho - 1) * s) % R * row_words
                         m.d.sync += [top.eq(-p), rb_top.eq(wrap_add(rb_top, step)),
-                                     rb.eq(wrap_add(rb_top, step)),
-                                     need.eq(min(-p + k, H)), limit.eq(max(-p, 0) + R)]
+                                     rb.eq(wrap_add(rb_top, step))]
                     with m.Else():
                         step = s % R * row_words
-                        nxt = top + s
-                        m.d.sync += [top.eq(nxt), rb_top.eq(wrap_add(rb_top, step)),
-                                     rb.eq(wrap_add(rb_top, step)),
-                                     need.eq(need_of(nxt)), limit.eq(limit_of(nxt))]
+                        m.d.sync += [top.eq(top + s), rb_top.eq(wrap_add(rb_top, step)),
+                                     rb.eq(wrap_add(rb_top, step))]
                 with m.Else():
                     m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
         m.d.sync += avail.eq(avail + row_done - Mux(image_done, H, 0))
