@@ -100,9 +100,9 @@ def test_digits_bit_exact(digits, par):
 def test_digits_cycles_per_image(digits, par, cycles):
     """Measured intervals between result beats equal the plan's cycles per image. The numbers
     are worked out by hand: 543 = 15 folds of 32 + the first fold stretched to 63 cycles by the
-    pixel bytes gathered two at a time; 2273 = fc's first fold spanning act1's 32 outputs
-    (31 * 64 + 1) + 9 folds of 32, less the 64 - 12 cycles act1 computes on while its AMOS unit
-    holds the next image's first output; 81 = act1's first fold stretched to 57 cycles by the pixel
+    pixel bytes gathered two at a time; 2221 is the plan's own count (estimate.pipeline_ii: fc's
+    first fold reading act1's outputs as they come, then its other folds), which this test
+    checks against the simulation; 81 = act1's first fold stretched to 57 cycles by the pixel
     bytes gathered eight at a time + 3 folds of 8."""
     _, x = digits
     top = build_network("digits", parallelism=par)
