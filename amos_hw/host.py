@@ -264,7 +264,7 @@ def weight_image(model: str) -> bytes:
                                   quiet=True))
     except FlowError as e:
         raise HostError(str(e)) from None
-    return b"".join(int(w).to_bytes(8, "little") for w in ctx.program.image.tolist())
+    return ctx.program.weight_bytes()
 
 
 def main(argv=None) -> int:

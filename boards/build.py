@@ -125,15 +125,18 @@ def toolchain_env(board: Board) -> tuple[dict, list]:
 
 
 def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None = None,
-              shared_fallback: bool = False):
+              shared_fallback: bool = False, architecture: str | None = None):
     """Build the network for ``board`` and stop early when it cannot fit.
 
     Returns ``(network, estimate report)``. Raises :class:`BoardError` naming the resource that
     is short, before any synthesis runs. ``lut_fill``: the share of the device's LUT4s the
     estimate may use (default :data:`LUT_FILL`; the estimate errs high, see docs/boards.md).
     ``shared_fallback``: on a board with SPRAM, build the shared-engine design
-    (:mod:`amos_hw.shared`) when the layer-pipelined one does not fit.
+    (:mod:`amos_hw.shared`) when the layer-pipelined one does not fit. ``architecture="shared"``:
+    that design directly (``parallelism`` does not apply to it).
     """
+    if architecture == "shared":
+        return _fit_check(board, model, None, lut_fill, "shared")
     try:
         return _fit_check(board, model, parallelism, lut_fill, None)
     except BoardError as e:

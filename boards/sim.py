@@ -43,9 +43,7 @@ def board_top(board_name: str, model: str, architecture: str | None = None):
     board = get_board(board_name)
     fold = dict(board.fold) if board.fold is not None else None
     if architecture == "shared":
-        from boards.build import _fit_check
-
-        net, _ = _fit_check(board, model, None, 1.0, "shared")
+        net, _ = fit_check(board, model, lut_fill=1.0, architecture="shared")
     else:
         net, _ = fit_check(board, model, fold, shared_fallback=True)
     clk_hz = int(board.make_platform().default_clk_frequency)
@@ -75,7 +73,7 @@ def weight_bytes(network) -> bytes | None:
     """The weight image a network with run-time weights needs (``None`` for the others)."""
     if not hasattr(network, "load"):
         return None
-    return b"".join(int(w).to_bytes(8, "little") for w in network.program.image.tolist())
+    return network.program.weight_bytes()
 
 
 def classify(board_name: str, model: str, images, *, progress: bool = True,

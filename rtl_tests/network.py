@@ -258,18 +258,27 @@ def ci_config(model: str, target_cycles: int | None = None) -> dict:
     return {"target_fps": 50e6 / target_cycles}
 
 
+def layer_builders(rng, arrays: dict, unit: str, bias_limit: int):
+    """Node builders for random test descriptions: ``conv(name, inp, cin, cout, k, s, p)``
+    (int8 weights, then biases in ``-bias_limit..bias_limit-1``, drawn from ``rng`` into
+    ``arrays``) and ``act(name, inp, shift)`` (the ReLU unit ``unit``)."""
+    def conv(name, inp, cin, cout, k, s, p):
+        arrays[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
+        arrays[f"{name}.b"] = rng.integers(-bias_limit, bias_limit, cout)
+        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
+                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p, "out_channels": cout}
+
+    def act(name, inp, shift):
+        return {"name": name, "op": "amos", "inputs": [inp], "unit": unit, "rshift": [shift]}
+    return conv, act
+
+
 def tiny_resnet(path, seed=0, shifts=(11, 8, 8, 8, 8)):
     """A two-block residual network on 8x8x3 images (identity and projection shortcuts, gap,
     dense) with random int8 weights, written as a validated description."""
     rng = np.random.default_rng(seed)
     A = {}
-    def conv(name, inp, cin, cout, k, s, p):
-        A[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
-        A[f"{name}.b"] = rng.integers(-200, 200, cout)
-        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
-                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p, "out_channels": cout}
-    def act(name, inp, S):
-        return {"name": name, "op": "amos", "inputs": [inp], "unit": "r4", "rshift": [S]}
+    conv, act = layer_builders(rng, A, "r4", 200)
     n = [{"name": "input", "op": "input", "inputs": [], "shape": [8, 8, 3], "bits": 8}]
     n += [conv("stem", "input", 3, 4, 3, 1, 1), act("stem.act", "stem", shifts[0])]
     n += [conv("b0.c1", "stem.act", 4, 4, 3, 1, 1), act("b0.a1", "b0.c1", shifts[1]),

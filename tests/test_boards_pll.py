@@ -44,27 +44,32 @@ def test_out_of_range():
         ecp5_pll_params(25, 1)
 
 
-def test_board_top_instantiates_the_pll(tmp_path):
+def _board_top_files(tmp_path, board_name: str, clock_mhz: float):
+    """The digits network's BoardTop for ``board_name`` with a PLL at ``clock_mhz``, elaborated
+    (no toolchain run): the top and its build files as text."""
     pytest.importorskip("amaranth_boards")
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amos_hw.top import build_network
     from boards.board import get_board
     from boards.top import BoardTop
 
-    board = get_board("ulx3s-85f")
+    board = get_board(board_name)
     top = BoardTop(build_network("digits"), baud=board.baud, name="digits", uart=board.uart,
-                   led=board.led, led_field=board.led_field, clock_mhz=60)
+                   led=board.led, led_field=board.led_field, clock_mhz=clock_mhz)
     plan = board.make_platform().build(top, name="top", build_dir=str(tmp_path),
                                        do_build=False)
-    files = dict(plan.files)
+    files = {k: v.decode() if isinstance(v, bytes) else v for k, v in dict(plan.files).items()}
+    return top, files
+
+
+def test_board_top_instantiates_the_pll(tmp_path):
+    top, files = _board_top_files(tmp_path, "ulx3s-85f", 60)
     rtlil = files["top.il"]
-    rtlil = rtlil.decode() if isinstance(rtlil, bytes) else rtlil
     assert "EHXPLLL" in rtlil
     for name, value in (("CLKI_DIV", 5), ("CLKFB_DIV", 12), ("CLKOP_DIV", 10)):
         assert f"parameter \\{name} {value}" in rtlil
     assert top.core.clk_hz == 60_000_000  # the UART divisor follows the PLL clock
     lpf = files["top.lpf"]
-    lpf = lpf.decode() if isinstance(lpf, bytes) else lpf
     # the oscillator pin is constrained; nextpnr derives the PLL output's constraint from it
     assert "FREQUENCY PORT" in lpf and "25000000" in lpf
     assert "FREQUENCY NET" not in lpf
@@ -150,21 +155,10 @@ def test_ice40_out_of_range():
 @pytest.mark.parametrize(("board_name", "primitive"), [("icebreaker", "SB_PLL40_PAD"),
                                                        ("hx8k", "SB_PLL40_CORE")])
 def test_board_top_instantiates_the_ice40_pll(tmp_path, board_name, primitive):
-    pytest.importorskip("amaranth_boards")
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    from amos_hw.top import build_network
-    from boards.board import get_board
     from boards.pll import Ice40Pll
-    from boards.top import BoardTop
 
-    board = get_board(board_name)
-    top = BoardTop(build_network("digits"), baud=board.baud, name="digits", uart=board.uart,
-                   led=board.led, led_field=board.led_field, clock_mhz=19.5)
-    plan = board.make_platform().build(top, name="top", build_dir=str(tmp_path),
-                                       do_build=False)
-    files = dict(plan.files)
+    top, files = _board_top_files(tmp_path, board_name, 19.5)
     rtlil = files["top.il"]
-    rtlil = rtlil.decode() if isinstance(rtlil, bytes) else rtlil
     assert isinstance(top.pll, Ice40Pll) and top.pll.primitive == primitive
     assert primitive in rtlil
     for name, value in (("DIVR", 0), ("DIVF", 51), ("DIVQ", 5), ("FILTER_RANGE", 1)):
@@ -172,7 +166,6 @@ def test_board_top_instantiates_the_ice40_pll(tmp_path, board_name, primitive):
     assert "parameter \\FEEDBACK_PATH \"SIMPLE\"" in rtlil
     assert top.core.clk_hz == 19_500_000  # the UART divisor follows the PLL clock
     pcf = files["top.pcf"]
-    pcf = pcf.decode() if isinstance(pcf, bytes) else pcf
     # the oscillator pin is constrained; nextpnr derives the PLL output's constraint from it
     assert re.search(r"set_frequency clk12_0__io 12\.0", pcf)
     assert pcf.count("set_frequency") == 1

@@ -433,7 +433,7 @@ def test_load_weights_then_classify(tmp_path):
     g = straddle_net(tmp_path / "s")
     p = P.layout(P.lower(g))
     net = SharedNetwork(p, preload=False)
-    image = b"".join(int(w).to_bytes(8, "little") for w in p.image.tolist())
+    image = p.weight_bytes()
     chunks = hl.load_chunks(image, chunk=500)
     assert len(chunks) > 2 and chunks[0][0] == 1 and chunks[1][0] == 0
     x = np.random.default_rng(9).integers(0, 256, (6, 6, 5), dtype=np.uint8)

@@ -23,7 +23,7 @@ from amos_hw.shared import program as P
 from amos_hw.shared.engine import SharedNetwork
 from amos_hw.zoo import resolve
 from python_ref import ir, snn
-from rtl_tests.network import tiny_resnet
+from rtl_tests.network import layer_builders, tiny_resnet
 from tests.test_top import pixel_beats, result_cycles
 
 
@@ -33,16 +33,7 @@ def straddle_net(path, seed=3):
     gap and an 11-class dense layer."""
     rng = np.random.default_rng(seed)
     A = {}
-
-    def conv(name, inp, cin, cout, k, s, p):
-        A[f"{name}.w"] = rng.integers(-127, 128, (cout, k, k, cin))
-        A[f"{name}.b"] = rng.integers(-3000, 3000, cout)
-        return {"name": name, "op": "conv", "inputs": [inp], "weight": f"{name}.w",
-                "bias": f"{name}.b", "kernel": k, "stride": s, "padding": p,
-                "out_channels": cout}
-
-    def act(name, inp, S):
-        return {"name": name, "op": "amos", "inputs": [inp], "unit": "r10", "rshift": [S]}
+    conv, act = layer_builders(rng, A, "r10", 3000)
 
     n = [{"name": "input", "op": "input", "inputs": [], "shape": [6, 6, 5], "bits": 8},
          conv("stem", "input", 5, 12, 3, 1, 1), act("stem.act", "stem", 6),

@@ -627,10 +627,10 @@ class HostLink(wiring.Component):
         tx_idle = Signal()
         res_taken = Signal()
         m.d.comb += self.result.ready.eq(res_taken if direct else 1)
-        res_direct = Cat(self.result.payload.cls, C(0, 4),
-                         *[_sext(self.result.payload.logits[i], 8 * lb) for i in range(nc)],
-                         cycles)
         if direct:
+            res_direct = Cat(self.result.payload.cls, C(0, 4),
+                             *[_sext(self.result.payload.logits[i], 8 * lb) for i in range(nc)],
+                             cycles)
             m.d.comb += count_stop.eq(self.result.valid & tx_idle)
             with m.If(count_stop):
                 m.d.sync += counting.eq(0)

@@ -17,10 +17,7 @@ from __future__ import annotations
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 from amos_hw.shared.program import LANES, WORD_BITS, ProgramError, cycles, layout, lower
 
-__all__ = ["STEPS", "SPRAM_WORDS", "estimate_luts"]
-
-#: Words of 64 bits in the UP5K's four SPRAM blocks side by side.
-SPRAM_WORDS = 16384
+__all__ = ["STEPS", "estimate_luts"]
 
 
 def infer(ctx: FlowContext) -> dict:
@@ -47,6 +44,8 @@ def parallelism(ctx: FlowContext) -> dict:
 
 def memory(ctx: FlowContext) -> dict:
     cfg = ctx.config
+    from amos_hw.shared.engine import SPRAM_WORDS
+
     limit = SPRAM_WORDS if cfg.board == "ice40-up5k" else None
     try:
         layout(ctx.program, max_depth=limit)

@@ -36,14 +36,15 @@ from amaranth.lib.wiring import In, Out
 from amos_hw.engines.dense import spike_product
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
+from amos_hw.lib.hostlink import load_layout
 from amos_hw.shared.program import LANES, WORD_BITS, Program
 from amos_hw.top import result_layout
 from python_ref.quant import IntAmosUnit, signed_width
 
 __all__ = ["SharedNetwork", "LOAD_LAYOUT", "FIFO_DEPTH", "SPRAM_WORDS"]
 
-#: Weight-load stream payload: one byte, ``first`` restarts at word 0.
-LOAD_LAYOUT = data.StructLayout({"data": unsigned(8), "first": unsigned(1)})
+#: Weight-load stream payload: one byte, ``first`` restarts at word 0 (the host link's).
+LOAD_LAYOUT = load_layout()
 #: Words the walker may have fetched ahead of the lanes.
 FIFO_DEPTH = 3
 #: Words of the UP5K's four SPRAM blocks side by side (16,384 x 64 bits).
@@ -366,7 +367,6 @@ class SharedNetwork(wiring.Component):
         m.d.comb += self.frame_errors.eq(framer.frame_errors)
         H, W, C = p.input_shape
         in_base = p.maps["input"][0]
-        in_cw = p.words_per_pos(C)
 
         # ---------------------------------------------------------------- result path
         # the logits arrive one a cycle in class order: a shift register and a running argmax
@@ -443,7 +443,6 @@ class SharedNetwork(wiring.Component):
                     m.d.sync += in_cnt.eq(in_cnt + 1)
         with m.Else():
             m.d.comb += [framer.o.ready.eq(0), self.load.ready.eq(0)]
-        del in_cw
 
         # ================================================================ FILL
         with m.If(state == ST_FILL):

@@ -107,6 +107,11 @@ class Program:
     image: np.ndarray | None = None  # uint64 weight words
     bias_table: np.ndarray | None = None
 
+    def weight_bytes(self) -> bytes:
+        """The weight image as the ``load`` port and ``CMD_LOAD`` take it: each 64-bit word
+        little-endian, in address order."""
+        return b"".join(int(w).to_bytes(8, "little") for w in self.image.tolist())
+
     @property
     def slots(self) -> int:
         return WORD_BITS // self.act_bits
@@ -299,7 +304,6 @@ def layout(p: Program, max_depth: int | None = None) -> Program:
             if s.kind == "conv":
                 s.coff = off
                 off += s.taps
-        Co = ins.out_shape[2]
         for grp in range(ins.groups):
             for s in ins.sources:
                 if s.kind != "conv":
@@ -312,7 +316,6 @@ def layout(p: Program, max_depth: int | None = None) -> Program:
                     for lane in range(LANES):
                         word |= (int(w[lane, t]) & 0xFF) << (8 * lane)
                     words.append(word)
-        del Co
     p.weight_words = len(words)
     p.image = np.array(words, dtype=np.uint64)
     bias = []
