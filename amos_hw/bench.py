@@ -52,11 +52,15 @@ def save_result(report: dict, variant: str | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     pll = report.get("pll")
     tag = ("_pll" + f"{pll['fout']:g}".replace(".", "p") + "mhz") if pll else ""
+    if report.get("router", "router1") != "router1":
+        tag += "_" + report["router"]
     if variant:
         tag = "_" + _file_tag(variant) + tag
     out = RESULTS / f"{report['board']}_{report['model']}{tag}.json"
     keep = {k: v for k, v in report.items() if k not in ("elaborate_wall_s",)}
-    names = [v for v in (variant, f"PLL {pll['fout']:g} MHz" if pll else None) if v]
+    names = [v for v in (variant, f"PLL {pll['fout']:g} MHz" if pll else None,
+                         report.get("router") if report.get("router", "router1") != "router1"
+                         else None) if v]
     if names:
         keep["variant"] = ", ".join(names)
     out.write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
@@ -187,6 +191,9 @@ def main(argv=None) -> int:
                          "--variant)")
     ap.add_argument("--lut-fill", type=float, default=None,
                     help="share of the device's LUT4s the estimate may use (default 0.8)")
+    ap.add_argument("--router", choices=("router1", "router2"), default=None,
+                    help="nextpnr's router (default: router1); a router2 build is saved with "
+                         "a _router2 suffix")
     ap.add_argument("--variant", default=None,
                     help="name of a non-default build, saved as <board>_<model>_<variant>.json")
     args = ap.parse_args(argv)
@@ -213,11 +220,14 @@ def main(argv=None) -> int:
                 tag = _file_tag(args.variant or "")
                 if args.clock_mhz is not None:
                     tag += f"-pll{args.clock_mhz:g}"
+                if args.router == "router2":
+                    tag += "-router2"
                 out = build_dir(board.name, args.model)
                 if tag:
                     out = out.with_name(f"{out.name}_{tag.strip('-')}")
                 rep = build(board.name, args.model, clock_mhz=args.clock_mhz,
-                            parallelism=args.parallelism, lut_fill=args.lut_fill, out=out)
+                            parallelism=args.parallelism, lut_fill=args.lut_fill, out=out,
+                            router=args.router)
             out = save_result(rep, args.variant)
             print(f"wrote {out.relative_to(REPO)}")
         readme = write_readme(load_results())

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
                                 "oscillator")
             p.add_argument("--lut-fill", type=float, default=None,
                            help="share of the device's LUT4s the estimate may use (0.8)")
+            p.add_argument("--router", choices=("router1", "router2"), default=None,
+                           help="nextpnr's router (default: router1)")
             p.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
             get_board(args.board)
             rep = build(args.board, args.model, parallelism=_parallelism(args.parallelism),
                         progress=not args.quiet, clock_mhz=args.clock_mhz,
-                        lut_fill=args.lut_fill)
+                        lut_fill=args.lut_fill, router=args.router)
             out = build_dir(rep["board"], rep["model"]) / "build_report.json"
             print(f"{rep['board']} {rep['model']}: Fmax {rep['fmax_mhz']} MHz, "
                   f"{rep['lut4']} LUT4, {rep['ff']} FF, {rep['bram']['blocks']} BRAM, "

@@ -29,6 +29,8 @@ __all__ = ["REPO", "SEED", "YOWASP_TOOLS", "build", "build_dir", "fit_check", "t
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 1
+#: nextpnr's routers (``--router``); the default is router1
+ROUTERS = ("router1", "router2")
 
 #: Environment variable -> YoWASP executable, as amaranth's build scripts read them.
 YOWASP_TOOLS = {
@@ -264,7 +266,7 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
 
 def build(board_name: str, model: str, *, parallelism=None, progress: bool = True,
           out: Path | None = None, clock_mhz: float | None = None,
-          lut_fill: float | None = None) -> dict:
+          lut_fill: float | None = None, router: str | None = None) -> dict:
     """Build the bitstream of ``model`` for ``board_name``; return and write the report.
 
     Parameters
@@ -282,8 +284,15 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     clock_mhz : float, optional
         Clock the design from a PLL at this frequency (or the nearest below it the PLL makes);
         ECP5 and iCE40 boards. Default: the board oscillator.
+    lut_fill : float, optional
+        Share of the device's LUT4s the generator's estimate may use (default 0.8).
+    router : {"router1", "router2"}, optional
+        nextpnr's router; default: nextpnr's own (router1). Large designs under a tight clock
+        constraint may finish routing only with router2.
     """
     board = get_board(board_name)
+    if router not in (None, *ROUTERS):
+        raise BoardError(f"unknown router {router!r}: nextpnr has {', '.join(ROUTERS)}")
     if clock_mhz is not None:
         from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
 
@@ -316,13 +325,13 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                          f"its own folder") from None
     try:
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
-                             clock_mhz, progress)
+                             clock_mhz, progress, router)
     finally:
         lock.close()
 
 
 def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, clock_mhz,
-                  progress):
+                  progress, router=None):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from boards.top import BoardTop
@@ -338,7 +347,8 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     def prepare():
         plan = platform.build(
             top, name="top", build_dir=str(gw), do_build=False,
-            nextpnr_opts=f"--report top.report.json --seed {SEED} --timing-allow-fail",
+            nextpnr_opts=(f"--report top.report.json --seed {SEED} --timing-allow-fail"
+                          + (f" --router {router}" if router else "")),
             script_after_synth="tee -q -o top.stat.json stat -json",
             **({"synth_opts": "-dsp"} if getattr(net, "dsp_lanes", False) else {}),
         )
@@ -352,6 +362,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report = _report(board, model_name, net, est, top, gw, fallbacks, env)
     report["model_source"] = str(model)
     report["git"] = _git_state()
+    report["router"] = router or "router1"
     report["build_wall_s"] = round(wall, 1)
     report["elaborate_wall_s"] = round(t_elab, 1)
     out.mkdir(parents=True, exist_ok=True)

@@ -238,3 +238,23 @@ def test_build_report_schema_of_baselines():
         assert r["device"] == b.device
         assert r["bram"]["blocks"] <= b.resources["bram_blocks"]
         assert r["lut4"] <= b.resources["lut4"]
+
+
+def test_build_unknown_router():
+    """A misspelt router stops before anything is elaborated, naming nextpnr's two."""
+    from boards.build import build
+    with pytest.raises(BoardError, match=r"^unknown router 'router3': nextpnr has router1, "
+                                         r"router2$"):
+        build("ulx3s-85f", "digits", router="router3")
+
+
+def test_bench_router2_result_name(tmp_path, monkeypatch):
+    """A router2 build is saved beside the router1 one, never over it."""
+    from amos_hw import bench
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    rep = {"board": "ulx3s-85f", "model": "resnet8", "router": "router2",
+           "pll": {"fout": 70.0}}
+    out = bench.save_result(rep)
+    assert out.name == "ulx3s-85f_resnet8_pll70mhz_router2.json"
+    assert json.loads(out.read_text())["variant"] == "PLL 70 MHz, router2"
+    assert bench.save_result({"board": "b", "model": "m", "router": "router1"}).name == "b_m.json"
