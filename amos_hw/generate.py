@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
                         "every layer in turn, weights and maps in one memory (the iCE40 UP5K "
                         "form; chosen by --board ice40-up5k when the pipelined one does not "
                         "fit)")
+    p.add_argument("--carry", default=None, choices=("generic", "ecp5"),
+                   help="matrix-vector adders: generic, or ecp5 (the first adder level on "
+                        "CCU2C carry cells with the spike gates folded in; needs an ECP5 or a "
+                        "CCU2C simulation model). Default: ecp5 with an ECP5 --board, else "
+                        "generic")
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="target clock (default: the board's, else 50)")
     p.add_argument("--stop-after", default=None, choices=STEP_NAMES, metavar="STEP",
@@ -47,7 +52,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cfg = FlowConfig(model=args.model, out=args.out, parallelism=args.parallelism,
                      target_fps=args.target_fps, board=args.board, clock_mhz=args.clock_mhz,
-                     architecture=args.architecture,
+                     architecture=args.architecture, carry=args.carry,
                      stop_after=args.stop_after, quiet=args.quiet, write=True)
     try:
         ctx = run_flow(cfg)

@@ -92,13 +92,15 @@ def make_engine(spec: dict, arrays: dict):
                           height=spec["height"], width=spec["width"], stride=spec["stride"],
                           padding=spec["padding"], in_bits=spec["in_bits"], shift=spec["shift"],
                           out_bits=spec["out_bits"], pe=spec["pe"], simd=spec["simd"],
-                          planes=spec.get("planes"), name=spec["name"])
+                          planes=spec.get("planes"), name=spec["name"],
+                          carry=spec.get("carry", "generic"))
     if kind == "dense":
         return DenseEngine(_weights(arrays, spec["weight"]),
                            _bias(arrays, spec.get("bias"), spec["n_out"]),
                            in_bits=spec["in_bits"], shift=spec["shift"],
                            out_bits=spec["out_bits"], pe=spec["pe"], simd=spec["simd"],
-                           planes=spec.get("planes"), name=spec["name"])
+                           planes=spec.get("planes"), name=spec["name"],
+                           carry=spec.get("carry", "generic"))
     if kind == "gap":
         return GlobalAvgPoolEngine(height=spec["height"], width=spec["width"],
                                    channels=spec["channels"], in_bits=spec["in_bits"],
@@ -470,7 +472,7 @@ class NetworkTop(wiring.Component):
         return cur
 
 
-def build_network(model_name_or_path, parallelism=None) -> NetworkTop:
+def build_network(model_name_or_path, parallelism=None, carry=None) -> NetworkTop:
     """Run the generator's steps up to the memory assignment and return the top level.
 
     Parameters
@@ -480,9 +482,12 @@ def build_network(model_name_or_path, parallelism=None) -> NetworkTop:
     parallelism : dict, str or None
         Per-layer folding (``{"layer": {"pe": 4, "simd": 2}}``, or a JSON file path / text), or
         ``None`` for the defaults (``amos_hw.passes.parallelism``).
+    carry : str or None
+        ``"generic"`` (default) or ``"ecp5"``: the matrix-vector units' first adder level on
+        ECP5 carry cells (:mod:`amos_hw.engines.carry`).
     """
     from amos_hw.flow import FlowConfig, run_flow
 
-    ctx = run_flow(FlowConfig(model=model_name_or_path, parallelism=parallelism,
+    ctx = run_flow(FlowConfig(model=model_name_or_path, parallelism=parallelism, carry=carry,
                               stop_after="assemble", quiet=True))
     return ctx.top

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from amos_hw.backend.verilog import deep_call
 from boards.board import Board, BoardError, get_board
 
 __all__ = ["REPO", "SEED", "YOWASP_TOOLS", "build", "build_dir", "fit_check", "toolchain_env"]
@@ -44,38 +45,6 @@ _FAMILY_TOOLS = {"ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"),
                  "ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK")}
 #: Share of the LUT4s a design may plan for (the same figure as the generator's budget).
 LUT_FILL = 0.8
-
-
-def deep_call(fn):
-    """Run ``fn()`` in a thread with a large stack and recursion limit.
-
-    Amaranth lowers expressions recursively; a wide folded layer's adder is a long operator
-    chain that exceeds Python's default limit of 1000 frames.
-    """
-    import threading
-
-    result = {}
-
-    def run():
-        old = sys.getrecursionlimit()
-        sys.setrecursionlimit(200_000)
-        try:
-            result["value"] = fn()
-        except BaseException as e:  # re-raised in the caller's thread
-            result["error"] = e
-        finally:
-            sys.setrecursionlimit(old)
-
-    prev = threading.stack_size(1 << 30)
-    try:
-        t = threading.Thread(target=run, name="amaranth-elaborate")
-        t.start()
-        t.join()
-    finally:
-        threading.stack_size(prev)
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
 
 
 def build_dir(board: str, model: str) -> Path:
@@ -160,6 +129,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture):
         ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
                                   board=board.generator_device if parallelism is None else None,
                                   architecture=architecture, stop_after="assemble",
+                                  carry="ecp5" if board.family == "ecp5" else "generic",
                                   lut_fill=lut_fill if architecture == "shared" else None,
                                   quiet=True))
     except BudgetError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amos_hw.backend.simbuild import VERILATOR_MAKEFLAGS, locked
+from amos_hw.backend.simbuild import VERILATOR_MAKEFLAGS, locked, sim_models_for
 from amos_hw.lib import hostlink as hl
 from boards.board import get_board
 from boards.build import REPO, fit_check
@@ -30,8 +30,6 @@ REQUEST_ENV = "AMOS_HOST_REQUEST"
 TOPLEVEL = "board_top"
 
 
-#: Simulation models of the vendor primitives a board top may instantiate.
-SIM_MODELS = REPO / "boards" / "sim_models"
 
 
 def board_top(board_name: str, model: str, architecture: str | None = None):
@@ -109,7 +107,7 @@ def classify(board_name: str, model: str, images, *, progress: bool = True,
         if progress:
             print(f"verilator: building {board_name}/{top.info.name} in {bdir} "
                   f"(first time only; a few minutes for a large network)", file=sys.stderr)
-        models = sorted(SIM_MODELS.glob("*.v")) if "SB_SPRAM256KA" in verilog else []
+        models = sim_models_for(verilog)
         runner.build(sources=[src, *models], hdl_toplevel=TOPLEVEL, build_dir=bdir,
                      build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
                      timescale=("1ns", "1ps"), always=False, log_file=bdir / "build.log")

@@ -47,7 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree
 
-from amos_hw.backend.simbuild import locked, verilator_makeflags
+from amos_hw.backend.simbuild import locked, sim_models_for, verilator_makeflags
 
 __all__ = [
     "PARAMS_ENV",
@@ -225,7 +225,8 @@ def run_cocotb(design, *, toplevel: str, test_module: str, sim: str | None = Non
     if waves is None:
         waves = os.environ.get("WAVES", "0") not in ("", "0")
     verilog = design if isinstance(design, str) else to_verilog(design, toplevel)
-    sources = [Path(s).resolve() for s in extra_sources]
+    # vendor primitives (an ECP5 CCU2C, an iCE40 SPRAM) come with their simulation models
+    sources = [*(Path(s).resolve() for s in extra_sources), *sim_models_for(verilog)]
     all_args = [*_BUILD_ARGS[sim], *build_args]
     key = _digest(verilog, sim, toplevel, repr(all_args), repr(waves),
                   *(p.read_text() for p in sources))

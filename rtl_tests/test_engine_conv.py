@@ -15,10 +15,11 @@ from rtl_tests.engine_spec import VERILATOR_ARGS, engine_spec
 from rtl_tests.harness import run_cocotb
 
 CONFIGS = {
-    # name: (H, W, C_in, C_out, k, stride, padding, pe, simd, out_bits)
-    "c3s1": (5, 6, 2, 4, 3, 1, 1, 2, 1, 4),
-    "c3s2": (6, 5, 4, 2, 3, 2, 1, 1, 2, None),
-    "c1s2": (6, 6, 2, 2, 1, 2, 0, 1, 1, 3),
+    # name: (H, W, C_in, C_out, k, stride, padding, pe, simd, out_bits, carry)
+    "c3s1": (5, 6, 2, 4, 3, 1, 1, 2, 1, 4, "generic"),
+    "c3s2": (6, 5, 4, 2, 3, 2, 1, 1, 2, None, "generic"),
+    "c1s2": (6, 6, 2, 2, 1, 2, 0, 1, 1, 3, "generic"),
+    "c3s1ecp5": (5, 6, 4, 4, 3, 1, 1, 2, 4, 4, "ecp5"),  # CCU2C cells, their sim model
 }
 
 
@@ -32,10 +33,11 @@ def reference(dut, a):
 def conv_bank():
     rng = np.random.default_rng(99)
     duts, specs = {}, []
-    for name, (H, W, cin, cout, k, s, p, pe, simd, out_bits) in CONFIGS.items():
+    for name, (H, W, cin, cout, k, s, p, pe, simd, out_bits, carry) in CONFIGS.items():
         dut = ConvEngine(rng.integers(-127, 128, (cout, k, k, cin)),
                          rng.integers(-1000, 1001, cout), height=H, width=W, stride=s,
-                         padding=p, in_bits=4, shift=7, out_bits=out_bits, pe=pe, simd=simd)
+                         padding=p, in_bits=4, shift=7, out_bits=out_bits, pe=pe, simd=simd,
+                         carry=carry)
         a = rng.integers(0, 16, (3, H, W, cin))
         duts[name] = dut
         specs.append(engine_spec(name, dut, [("i", simd, 4, a)], reference(dut, a), images=3,

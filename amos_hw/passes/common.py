@@ -39,6 +39,11 @@ class FlowConfig:
         ``"pipelined"`` (one engine per layer), ``"shared"`` (one engine runs every layer in
         turn, :mod:`amos_hw.shared`) or ``None``: pipelined, or shared when ``board`` is the
         iCE40 UP5K and the pipelined design does not fit it.
+    carry : str or None
+        How the matrix-vector units add spike-gated weights: ``"generic"`` (plain adders,
+        portable Verilog), ``"ecp5"`` (the first adder level on ``CCU2C`` carry cells with the
+        spike gates folded in, :mod:`amos_hw.engines.carry`) or ``None``: ``"ecp5"`` when
+        ``board`` is an ECP5, else ``"generic"``.
     stop_after : str or None
         Last step to run.
     quiet : bool
@@ -54,6 +59,7 @@ class FlowConfig:
     board: str | None = None
     clock_mhz: float | None = None
     architecture: str | None = None
+    carry: str | None = None
     lut_fill: float | None = None  # shared engine: share of the LUT4s it may plan for (0.8)
     why: str | None = None  # set by run_flow when it chose the architecture (not a parameter)
     stop_after: str | None = None
@@ -66,7 +72,7 @@ class FlowConfig:
             par = str(par)
         return {"model": str(self.model), "parallelism": par, "target_fps": self.target_fps,
                 "board": self.board, "clock_mhz": self.clock_mhz,
-                "architecture": self.architecture}
+                "architecture": self.architecture, "carry": self.carry}
 
 
 @dataclass

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 
-__all__ = ["parallelism", "apply", "layer_cycles", "choose_for_target", "divisors", "lane_cost",
-           "passes"]
+__all__ = ["parallelism", "apply", "carry_form", "layer_cycles", "choose_for_target", "divisors",
+           "lane_cost", "passes"]
 
 
 def divisors(n: int) -> list[int]:
@@ -124,6 +124,21 @@ def choose_for_target(plan: dict, target: int) -> dict:
     return out
 
 
+def carry_form(cfg) -> str:
+    """The matrix-vector units' carry form: ``cfg.carry``, or ``"ecp5"`` for an ECP5 board and
+    ``"generic"`` otherwise (:mod:`amos_hw.engines.carry`)."""
+    from amos_hw.engines.carry import CARRY_FORMS
+    from amos_hw.passes import estimate as est
+
+    if cfg.carry is not None:
+        if cfg.carry not in CARRY_FORMS:
+            raise FlowError(f"--carry: unknown {cfg.carry!r}; known: {', '.join(CARRY_FORMS)}")
+        return cfg.carry
+    if cfg.board is not None and est.device(cfg.board)["name"].startswith("ecp5"):
+        return "ecp5"
+    return "generic"
+
+
 def _read_user(value, plan) -> dict:
     if isinstance(value, dict):
         raw = value
@@ -207,6 +222,10 @@ def parallelism(ctx: FlowContext) -> dict:
     from amos_hw.passes import estimate as est
 
     cfg, plan = ctx.config, ctx.plan
+    carry = carry_form(cfg)
+    for spec in plan["layers"]:  # before any estimate: the carry form changes the LUT4 count
+        if spec["kind"] in ("conv", "dense"):
+            spec["carry"] = carry
     chosen = sum(x is not None for x in (cfg.parallelism, cfg.target_fps))
     if chosen > 1:
         raise FlowError("give either --parallelism or --target-fps, not both")
