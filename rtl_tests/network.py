@@ -110,6 +110,7 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
                 "architecture": ctx.report.get("architecture", "pipelined"),
                 "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
                 "images_per_s_at_clock": ctx.report["images_per_s"],
+                "ccu2c_cells": verilog.count("CCU2C #("),  # the ECP5 carry form's cells
                 "generator_git": git})
     return out
 

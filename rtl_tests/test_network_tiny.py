@@ -20,9 +20,13 @@ def tiny(tmp_path_factory):
     return path, (x, np.zeros(len(x), np.int64))
 
 
-@pytest.mark.parametrize("par", [None, FOLDING], ids=["folded", "mixed"])
-def test_tiny_residual_network(sim, tiny, par):
+@pytest.mark.parametrize(("par", "carry"), [(None, None), (FOLDING, None), (FOLDING, "ecp5")],
+                         ids=["folded", "mixed", "mixed-ecp5carry"])
+def test_tiny_residual_network(sim, tiny, par, carry):
+    """``mixed-ecp5carry``: the ECP5 carry form (CCU2C cells, their simulation model) in every
+    paired layer of the network."""
     path, images = tiny
-    res = run_network(str(path), 12, sim, images=images, parallelism=par)
+    res = run_network(str(path), 12, sim, images=images, parallelism=par, carry=carry)
     assert res["mismatches"] == 0
+    assert (res["ccu2c_cells"] > 0) == (carry == "ecp5")
     assert res["cycles_per_image_measured"] == res["cycles_per_image_report"]

@@ -290,17 +290,18 @@ def fits(ctx: FlowContext, folding: dict, dev: dict) -> tuple[bool, str]:
 def _check(tot: dict, dev: dict) -> tuple[bool, str]:
     misses = []
     usable = int(dev["lut4"] * LUT_FILL)
+    # the ECP5 carry form moves the spike gates into flip-flops: the FFs can outgrow the LUTs
     for key, budget, unit in (("est_lut4", usable, "LUT4"),
+                              ("est_ff", int(dev["ff"] * LUT_FILL), "flip-flops"),
                               ("est_bram_bits", dev["bram_bits"], "block RAM bits")):
         need = tot[key]
         if need > budget:
             top = max(tot["layers"], key=lambda r: r[key])
-            what = (f"of {dev['lut4']} ({LUT_FILL:.0%} usable)" if key == "est_lut4"
-                    else "")
+            what = (f"of {dev[{'est_lut4': 'lut4', 'est_ff': 'ff'}[key]]} ({LUT_FILL:.0%} "
+                    f"usable)" if key in ("est_lut4", "est_ff") else "")
             misses.append(f"needs {need} {unit}, budget {budget} {what}".rstrip()
                           + f": over by {need - budget} ({100 * (need - budget) / budget:.0f}%"
                           f"), layer {top['name']!r} dominates with {top[key]}")
-        # flip-flops follow LUTs on these parts
     return (not misses), "; ".join(misses)
 
 
