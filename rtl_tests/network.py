@@ -144,6 +144,10 @@ def main(argv=None) -> int:
     p.add_argument("--architecture", default="pipelined", choices=("pipelined", "shared"),
                    help="the generator's architecture (shared: one engine for every layer; "
                         "results go to rtl_<model>_shared.json)")
+    p.add_argument("--board", default=None, metavar="DEVICE",
+                   help="simulate the network a board build makes for this device (its "
+                        "folding, and the ECP5 carry form on an ECP5: ecp5-85f, ecp5-45f); "
+                        "results go to rtl_<model>_<device>.json")
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -152,6 +156,14 @@ def main(argv=None) -> int:
                    help="add up the N shards of build/rtl_shards into the result file")
     args = p.parse_args(argv)
     suffix = "_shared" if args.architecture == "shared" else ""
+    if args.board is not None:
+        if args.target_cycles is not None or args.architecture == "shared":
+            p.error("--board takes the board build's folding and architecture: leave out "
+                    "--target-cycles and --architecture")
+        from amos_hw.passes.estimate import DEVICES
+        if args.board not in DEVICES:
+            p.error(f"--board: unknown device {args.board!r}; known: {', '.join(DEVICES)}")
+        suffix = f"_{args.board}"
     out = (Path(args.out) if args.out
            else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}{suffix}.json")
     if args.merge is not None:
@@ -171,7 +183,9 @@ def main(argv=None) -> int:
         except ValueError:
             p.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
         shard = (i, n)
-    if args.architecture == "shared":
+    if args.board is not None:
+        cfg = {"board": args.board}
+    elif args.architecture == "shared":
         if args.target_cycles is not None:
             p.error("--target-cycles folds the pipelined engines; the shared engine has one "
                     "speed")
