@@ -157,15 +157,25 @@ class SlidingWindow(wiring.Component):
         # rows fully written, counted from the first row of the image being read
         avail = Signal(range(-H, H + R + 2))  # negative while unused last rows are pending
         top = Signal(signed(max(H, k).bit_length() + 2), init=-p)  # first input row (oy*s - p)
-        low = Mux(top[-1], 0, top)
-        need = Mux(top + k > H, H, top + k)
+        # the rows the output row needs and the writer's limit, as registers loaded when `top`
+        # moves (from `top`'s next value, computed from the register): comparing `avail` with
+        # them is then register to register (as `top + k` and `top + R` they were the boards'
+        # critical path, `top` -> `need` -> `go` -> `top`)
+        def need_of(t):
+            return Mux(t + k > H, H, t + k)
+
+        def limit_of(t):
+            return Mux(t[-1], 0, t) + R
+
+        need = Signal(range(H + 1), init=min(k - p, H))
+        limit = Signal(range(H + R + 1), init=max(-p, 0) + R)
 
         # writer: a ring in input order
         waddr = Signal(range(depth))
         wcol = counter(row_words, "wcol")
         row_done = Signal()
         m.d.comb += [
-            self.i.ready.eq(avail < low + R),
+            self.i.ready.eq(avail < limit),
             wr.addr.eq(waddr),
             wr.data.eq(self.i.payload.as_value()),
             wr.en.eq(self.i.valid & self.i.ready),
@@ -234,11 +244,15 @@ class SlidingWindow(wiring.Component):
                     with m.If(last_oy):
                         step = (H - (Ho - 1) * s) % R * row_words
                         m.d.sync += [top.eq(-p), rb_top.eq(wrap_add(rb_top, step)),
-                                     rb.eq(wrap_add(rb_top, step))]
+                                     rb.eq(wrap_add(rb_top, step)),
+                                     need.eq(min(k - p, H)), limit.eq(max(-p, 0) + R)]
                     with m.Else():
                         step = s % R * row_words
-                        m.d.sync += [top.eq(top + s), rb_top.eq(wrap_add(rb_top, step)),
-                                     rb.eq(wrap_add(rb_top, step))]
+                        nxt = Signal.like(top, name="top_next")
+                        m.d.comb += nxt.eq(top + s)
+                        m.d.sync += [top.eq(nxt), rb_top.eq(wrap_add(rb_top, step)),
+                                     rb.eq(wrap_add(rb_top, step)),
+                                     need.eq(need_of(nxt)), limit.eq(limit_of(nxt))]
                 with m.Else():
                     m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
         m.d.sync += avail.eq(avail + row_done - Mux(image_done, H, 0))
