@@ -57,13 +57,15 @@ def test_engine_refuses_unknown_carry():
 
 def test_ecp5_form_estimates():
     """The carry form trades the gate LUT4s for flip-flops, as measured by the probe (8,654 ->
-    6,175 LUT4, 5,029 -> 6,101 FF): the estimates move the same way, cycles stay."""
+    6,175 LUT4, 5,029 -> 6,101 FF with the gated registers fed from the memory; see
+    docs/architecture.md): the estimates move the same way; cycles stay, the latency is one
+    cycle longer (the gated operands' register level)."""
     from amos_hw.engines.synth_probe import probe_engine
     from amos_hw.top import silence
     g, e = probe_engine(10, 2, 16), probe_engine(10, 2, 16, carry="ecp5")
     silence(g)
     silence(e)
-    assert e.expected_cycles == g.expected_cycles and e.latency == g.latency
+    assert e.expected_cycles == g.expected_cycles and e.latency == g.latency + 1
     assert 0.65 < e.luts / g.luts < 0.8
     assert 1.1 < e.flip_flops / g.flip_flops < 1.35
 

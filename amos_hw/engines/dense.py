@@ -262,7 +262,9 @@ class DenseEngine(wiring.Component):
         self._nf, self._sf = n_out // pe, n_in // simd
         self._planes, self._passes = planes, in_bits // planes
         # registered adder-tree levels: the simd gated weights of each plane, then the planes
-        self._tree_depth = max(1, _levels(simd) + _levels(planes))
+        self._fused = carry == "ecp5" and simd > 1
+        # (the ECP5 carry form registers its gated operands one level before the tree)
+        self._tree_depth = max(1, _levels(simd) + _levels(planes)) + self._fused
         self._w_width = signed_width(int(weights.min()), int(weights.max()))
         self._b_width = signed_width(min(0, int(bias.min())), max(0, int(bias.max())))
         self._acc_range = accumulator_range(weights, bias, in_bits)
@@ -344,8 +346,10 @@ class DenseEngine(wiring.Component):
         ff += self._pe * self._planes * self._simd * (self._w_width + lg // 2 + 1)
         ff += self._pe * self._planes * (self._w_width + self._planes + lg)
         ff += self._pe * self._simd * self._w_width + self._simd * self._in_bits  # stage R
-        if self._carry == "ecp5" and self._simd > 1:  # odd weights registered gated per plane
+        if self._fused:  # odd weights registered gated per plane, even ones and spikes delayed
             ff += self._pe * (self._simd // 2) * self._w_width * (self._planes - 1)
+            ff += self._pe * (self._simd - self._simd // 2) * self._w_width
+            ff += self._simd * self._planes
         ff += 4 * self._pe * self._b_width
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
         if self._passes > 1:  # Horner register, pass counter, stage-H control
@@ -377,7 +381,7 @@ class DenseEngine(wiring.Component):
         # tree and costs no LUT of its own (measured: synth_probe, docs/architecture.md)
         serial = self._planes == 1 and self._passes > 1
         per_pe = 0 if serial else self._simd * self._planes * self._w_width
-        fused = self._carry == "ecp5" and self._simd > 1
+        fused = self._fused
         if fused:  # the gates are in the carry cells and the flip-flop resets (counted below)
             per_pe = 0
         per_pe += self._planes * (self._simd - 1) * (self._w_width + lg)
@@ -523,11 +527,18 @@ class DenseEngine(wiring.Component):
             m.d.sync += [w_r.eq(w_rd.data), acts_r.eq(picked)]
         # ECP5 form: every odd input's weight is registered gated, once per plane (a flip-flop
         # synchronous reset does the gate); the even input's gate is inside the carry cells
+        # (stage G, one register level more: fed from the operand register, so that the
+        # weight memory's output register stays where it was; the even inputs' weights and all
+        # spikes are delayed alongside)
         t_r, gate_clear = {}, {}
-        if self._carry != "generic" and simd > 1:
+        if self._fused:
+            w_g = Signal(pe * simd * wb, name="w_g")
+            acts_g = Signal(simd * planes, name="acts_g")
+            with m.If(en):
+                m.d.sync += [w_g.eq(w_r), acts_g.eq(acts_r)]
             for p in range(pe):
                 for s in range(1, simd, 2):
-                    w = w_rd.data.word_select(p * simd + s, wb).as_signed()
+                    w = w_r.word_select(p * simd + s, wb).as_signed()
                     for b in range(planes):
                         t = t_r[p, s, b] = Signal(signed(wb), name=f"t_{p}_{s}_{b}")
                         clear = gate_clear.setdefault((s, b), Signal(name=f"clear_{s}_{b}"))
@@ -537,7 +548,8 @@ class DenseEngine(wiring.Component):
                         with m.Elif(en):
                             m.d.sync += t.eq(w)
             for (s, b), clear in gate_clear.items():
-                m.d.comb += clear.eq(en & ~picked.word_select(s, planes)[b])
+                m.d.comb += clear.eq(en & ~acts_r.word_select(s, planes)[b])
+            w_r, acts_r = w_g, acts_g
         # stages T1..TD: the registered adder tree. Each plane of each input gates its weight;
         # per plane the simd gated weights add up (weights 8 bits wide: narrow adders), then the
         # planes add with their powers of two. Every level is registered, so each adder is its
