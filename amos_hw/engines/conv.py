@@ -9,6 +9,7 @@ from amaranth.lib.wiring import Out
 
 from amos_hw.engines.dense import DenseEngine, _int_array, _pos_int
 from amos_hw.engines.window import SlidingWindow
+from amos_hw.lib.skid import SkidBuffer
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift
 
@@ -118,8 +119,9 @@ class ConvEngine(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an image's first input word to its first output word."""
-        return self._window.latency + self._mvu.latency
+        """Cycles from an image's first input word to its first output word (the window, the
+        skid buffer between them, the matrix-vector unit)."""
+        return self._window.latency + SkidBuffer.latency + self._mvu.latency
 
     @property
     def memory_bits(self) -> int:
@@ -127,7 +129,8 @@ class ConvEngine(wiring.Component):
 
     @property
     def flip_flops(self) -> int:
-        return self._window.flip_flops + self._mvu.flip_flops
+        skid = 2 * self.simd * self.in_bits + 2
+        return self._window.flip_flops + skid + self._mvu.flip_flops
 
     @property
     def luts(self) -> int:
@@ -154,8 +157,12 @@ class ConvEngine(wiring.Component):
         m = Module()
         m.submodules.window = self._window
         m.submodules.mvu = self._mvu
+        # a skid buffer between the window and the matrix-vector unit: the unit's `ready`
+        # (through its fold counters) into the window's reader was the boards' critical path
+        m.submodules.skid = skid = SkidBuffer(self._window.o.payload.shape())
         wiring.connect(m, wiring.flipped(self.i), self._window.i)
-        wiring.connect(m, self._window.o, self._mvu.i)
+        wiring.connect(m, self._window.o, skid.i)
+        wiring.connect(m, skid.o, self._mvu.i)
         wiring.connect(m, self._mvu.o, wiring.flipped(self.o))
         m.d.comb += self.spike_count.eq(self._mvu.spike_count)
         return m
