@@ -54,12 +54,17 @@ def save_result(report: dict, variant: str | None = None) -> Path:
     tag = ("_pll" + f"{pll['fout']:g}".replace(".", "p") + "mhz") if pll else ""
     if report.get("router", "router1") != "router1":
         tag += "_" + report["router"]
+    carry = report.get("carry")
+    if carry is not None and carry != ("ecp5" if report.get("family") == "ecp5" else "generic"):
+        tag += f"_{carry}-carry"
     if variant:
         tag = "_" + _file_tag(variant) + tag
     out = RESULTS / f"{report['board']}_{report['model']}{tag}.json"
     keep = {k: v for k, v in report.items() if k not in ("elaborate_wall_s",)}
     names = [v for v in (variant, f"PLL {pll['fout']:g} MHz" if pll else None,
                          report.get("router") if report.get("router", "router1") != "router1"
+                         else None,
+                         f"{carry} carry" if carry is not None and tag.endswith("-carry")
                          else None) if v]
     if names:
         keep["variant"] = ", ".join(names)
@@ -191,6 +196,9 @@ def main(argv=None) -> int:
                          "--variant)")
     ap.add_argument("--lut-fill", type=float, default=None,
                     help="share of the device's LUT4s the estimate may use (default 0.8)")
+    ap.add_argument("--carry", choices=("generic", "ecp5"), default=None,
+                    help="matrix-vector adders (default: ecp5 on an ECP5 board); a build with "
+                         "the other form is saved with a _<form>-carry suffix")
     ap.add_argument("--router", choices=("router1", "router2"), default=None,
                     help="nextpnr's router (default: router1); a router2 build is saved with "
                          "a _router2 suffix")
@@ -201,7 +209,7 @@ def main(argv=None) -> int:
         ap.error("--parallelism needs --variant NAME: the default result file holds the "
                  "board's own folding")
     from boards.board import BoardError, get_board
-    from boards.build import build, build_dir
+    from boards.build import build, build_dir, default_carry
 
     try:
         if not args.table_only:
@@ -222,12 +230,14 @@ def main(argv=None) -> int:
                     tag += f"-pll{args.clock_mhz:g}"
                 if args.router == "router2":
                     tag += "-router2"
+                if args.carry is not None and args.carry != default_carry(board):
+                    tag += f"-{args.carry}-carry"
                 out = build_dir(board.name, args.model)
                 if tag:
                     out = out.with_name(f"{out.name}_{tag.strip('-')}")
                 rep = build(board.name, args.model, clock_mhz=args.clock_mhz,
                             parallelism=args.parallelism, lut_fill=args.lut_fill, out=out,
-                            router=args.router)
+                            router=args.router, carry=args.carry)
             out = save_result(rep, args.variant)
             print(f"wrote {out.relative_to(REPO)}")
         readme = write_readme(load_results())

@@ -96,7 +96,8 @@ def toolchain_env(board: Board) -> tuple[dict, list]:
 
 
 def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None = None,
-              shared_fallback: bool = False, architecture: str | None = None):
+              shared_fallback: bool = False, architecture: str | None = None,
+              carry: str | None = None):
     """Build the network for ``board`` and stop early when it cannot fit.
 
     Returns ``(network, estimate report)``. Raises :class:`BoardError` naming the resource that
@@ -104,12 +105,14 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
     estimate may use (default :data:`LUT_FILL`; the estimate errs high, see docs/boards.md).
     ``shared_fallback``: on a board with SPRAM, build the shared-engine design
     (:mod:`amos_hw.shared`) when the layer-pipelined one does not fit. ``architecture="shared"``:
-    that design directly (``parallelism`` does not apply to it).
+    that design directly (``parallelism`` does not apply to it). ``carry``: the matrix-vector
+    units' adders (:mod:`amos_hw.engines.carry`), default :func:`default_carry`.
     """
+    carry = carry or default_carry(board)
     if architecture == "shared":
         return _fit_check(board, model, None, lut_fill, "shared")
     try:
-        return _fit_check(board, model, parallelism, lut_fill, None)
+        return _fit_check(board, model, parallelism, lut_fill, None, carry)
     except BoardError as e:
         if not (shared_fallback and board.spram_bits):
             raise
@@ -119,7 +122,12 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
     return net, rep
 
 
-def _fit_check(board, model, parallelism, lut_fill, architecture):
+def default_carry(board: Board) -> str:
+    """The carry form a board builds with: ``ecp5`` on an ECP5, ``generic`` elsewhere."""
+    return "ecp5" if board.family == "ecp5" else "generic"
+
+
+def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic"):
     fill = LUT_FILL if lut_fill is None else lut_fill
     if not 0 < fill <= 1:
         raise BoardError(f"--lut-fill must lie in (0, 1], not {lut_fill!r}")
@@ -129,7 +137,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture):
         ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
                                   board=board.generator_device if parallelism is None else None,
                                   architecture=architecture, stop_after="assemble",
-                                  carry="ecp5" if board.family == "ecp5" else "generic",
+                                  carry=carry,
                                   lut_fill=lut_fill if architecture == "shared" else None,
                                   quiet=True))
     except BudgetError as e:
@@ -236,7 +244,8 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
 
 def build(board_name: str, model: str, *, parallelism=None, progress: bool = True,
           out: Path | None = None, clock_mhz: float | None = None,
-          lut_fill: float | None = None, router: str | None = None) -> dict:
+          lut_fill: float | None = None, router: str | None = None,
+          carry: str | None = None) -> dict:
     """Build the bitstream of ``model`` for ``board_name``; return and write the report.
 
     Parameters
@@ -256,11 +265,20 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
         ECP5 and iCE40 boards. Default: the board oscillator.
     lut_fill : float, optional
         Share of the device's LUT4s the generator's estimate may use (default 0.8).
+    carry : {"generic", "ecp5"}, optional
+        The matrix-vector units' adders (:mod:`amos_hw.engines.carry`); default
+        :func:`default_carry` (``ecp5`` needs an ECP5 board).
     router : {"router1", "router2"}, optional
         nextpnr's router; default: nextpnr's own (router1). Large designs under a tight clock
         constraint may finish routing only with router2.
     """
     board = get_board(board_name)
+    from amos_hw.engines.carry import CARRY_FORMS
+    if carry not in (None, *CARRY_FORMS):
+        raise BoardError(f"unknown carry form {carry!r}: known {', '.join(CARRY_FORMS)}")
+    if carry == "ecp5" and board.family != "ecp5":
+        raise BoardError(f"--carry ecp5 needs an ECP5 board; {board.name} is an {board.family} "
+                         f"board")
     if router not in (None, *ROUTERS):
         raise BoardError(f"unknown router {router!r}: nextpnr has {', '.join(ROUTERS)}")
     if clock_mhz is not None:
@@ -282,7 +300,8 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     out = Path(out) if out is not None else build_dir(board.name, model_name)
     env, fallbacks = toolchain_env(board)
     t0 = time.perf_counter()
-    net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback)
+    carry = carry or default_carry(board)
+    net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback, carry=carry)
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / "build.lock", "w")  # noqa: SIM115 - held for the whole build
     try:
@@ -295,13 +314,13 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                          f"its own folder") from None
     try:
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
-                             clock_mhz, progress, router)
+                             clock_mhz, progress, router, carry)
     finally:
         lock.close()
 
 
 def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, clock_mhz,
-                  progress, router=None):
+                  progress, router=None, carry="generic"):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from boards.top import BoardTop
@@ -333,6 +352,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report["model_source"] = str(model)
     report["git"] = _git_state()
     report["router"] = router or "router1"
+    report["carry"] = carry
     report["build_wall_s"] = round(wall, 1)
     report["elaborate_wall_s"] = round(t_elab, 1)
     out.mkdir(parents=True, exist_ok=True)

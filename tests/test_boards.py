@@ -258,3 +258,27 @@ def test_bench_router2_result_name(tmp_path, monkeypatch):
     assert out.name == "ulx3s-85f_resnet8_pll70mhz_router2.json"
     assert json.loads(out.read_text())["variant"] == "PLL 70 MHz, router2"
     assert bench.save_result({"board": "b", "model": "m", "router": "router1"}).name == "b_m.json"
+
+
+def test_build_carry_checks():
+    """--carry: an unknown form, or the ECP5 form on an iCE40 board, stops before elaborating."""
+    from boards.build import build, default_carry
+    with pytest.raises(BoardError, match=r"^unknown carry form 'fast': known generic, ecp5$"):
+        build("ulx3s-85f", "digits", carry="fast")
+    with pytest.raises(BoardError, match=r"^--carry ecp5 needs an ECP5 board; icebreaker is an "
+                                         r"ice40 board$"):
+        build("icebreaker", "digits", carry="ecp5")
+    assert default_carry(get_board("ulx3s-85f")) == "ecp5"
+    assert default_carry(get_board("hx8k")) == "generic"
+
+
+def test_bench_other_carry_result_name(tmp_path, monkeypatch):
+    """A build with the other carry form is saved beside the default one."""
+    from amos_hw import bench
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    rep = {"board": "ulx3s-85f", "model": "resnet8", "family": "ecp5", "carry": "generic"}
+    out = bench.save_result(rep)
+    assert out.name == "ulx3s-85f_resnet8_generic-carry.json"
+    assert json.loads(out.read_text())["variant"] == "generic carry"
+    rep["carry"] = "ecp5"
+    assert bench.save_result(rep).name == "ulx3s-85f_resnet8.json"
