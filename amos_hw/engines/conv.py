@@ -159,7 +159,7 @@ class ConvEngine(wiring.Component):
         m.submodules.mvu = self._mvu
         # a skid buffer between the window and the matrix-vector unit: the unit's `ready`
         # (through its fold counters) into the window's reader was the boards' critical path
-        m.submodules.skid = skid = SkidBuffer(self._window.o.payload.shape())
+        m.submodules.window_skid = skid = SkidBuffer(self._window.o.payload.shape())
         wiring.connect(m, wiring.flipped(self.i), self._window.i)
         wiring.connect(m, self._window.o, skid.i)
         wiring.connect(m, skid.o, self._mvu.i)
