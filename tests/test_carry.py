@@ -106,6 +106,15 @@ def test_generate_cli_wide_folding_elaborates(tmp_path):
     assert next(tmp_path.glob("*.v")).stat().st_size > 0
 
 
+def test_sim_models_for_picks_instantiated_primitives():
+    """The harness adds a vendor model exactly when the Verilog instantiates its primitive."""
+    from amos_hw.backend.simbuild import SIM_MODELS, sim_models_for
+    assert sim_models_for("module top;\n  CCU2C #(\n .INIT0(16'h6ccc)) c0 (.CIN(1'h0));\n") == [
+        SIM_MODELS / "CCU2C.v"]
+    assert sim_models_for("  SB_SPRAM256KA ram (\n") == [SIM_MODELS / "SB_SPRAM256KA.v"]
+    assert sim_models_for("module top;\n  wire CCU2C_like;\n  // CCU2C in a comment\n") == []
+
+
 @pytest.mark.skipif(not (shutil.which("iverilog") and shutil.which("vvp")),
                     reason="needs Icarus Verilog")
 def test_sim_model_matches_yosys(tmp_path):
