@@ -50,22 +50,26 @@ def save_result(report: dict, variant: str | None = None) -> Path:
     """Write ``report`` as the committed result of its board and model (``variant``: a build
     with a non-default folding, saved beside the default one)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    from amos_hw.engines.carry import default_form
+
+    # what sets this build apart from the default one: (file-name part, words for "variant")
+    parts = []
     pll = report.get("pll")
-    tag = ("_pll" + f"{pll['fout']:g}".replace(".", "p") + "mhz") if pll else ""
-    if report.get("router", "router1") != "router1":
-        tag += "_" + report["router"]
+    if pll:
+        parts.append(("pll" + f"{pll['fout']:g}".replace(".", "p") + "mhz",
+                      f"PLL {pll['fout']:g} MHz"))
+    router = report.get("router", "router1")
+    if router != "router1":
+        parts.append((router, router))
     carry = report.get("carry")
-    if carry is not None and carry != ("ecp5" if report.get("family") == "ecp5" else "generic"):
-        tag += f"_{carry}-carry"
+    if carry is not None and carry != default_form(report.get("family")):
+        parts.append((f"{carry}-carry", f"{carry} carry"))
     if variant:
-        tag = "_" + _file_tag(variant) + tag
+        parts.insert(0, (_file_tag(variant), variant))
+    tag = "".join(f"_{part}" for part, _ in parts)
     out = RESULTS / f"{report['board']}_{report['model']}{tag}.json"
     keep = {k: v for k, v in report.items() if k not in ("elaborate_wall_s",)}
-    names = [v for v in (variant, f"PLL {pll['fout']:g} MHz" if pll else None,
-                         report.get("router") if report.get("router", "router1") != "router1"
-                         else None,
-                         f"{carry} carry" if carry is not None and tag.endswith("-carry")
-                         else None) if v]
+    names = [words for _, words in parts]
     if names:
         keep["variant"] = ", ".join(names)
     out.write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
@@ -180,6 +184,9 @@ def load_results() -> list[dict]:
 
 
 def main(argv=None) -> int:
+    from amos_hw.engines.carry import CARRY_FORMS, default_form
+    from boards.build import ROUTERS
+
     ap = argparse.ArgumentParser(prog="python -m amos_hw.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--board")
@@ -196,10 +203,10 @@ def main(argv=None) -> int:
                          "--variant)")
     ap.add_argument("--lut-fill", type=float, default=None,
                     help="share of the device's LUT4s the estimate may use (default 0.8)")
-    ap.add_argument("--carry", choices=("generic", "ecp5"), default=None,
+    ap.add_argument("--carry", choices=CARRY_FORMS, default=None,
                     help="matrix-vector adders (default: ecp5 on an ECP5 board); a build with "
                          "the other form is saved with a _<form>-carry suffix")
-    ap.add_argument("--router", choices=("router1", "router2"), default=None,
+    ap.add_argument("--router", choices=ROUTERS, default=None,
                     help="nextpnr's router (default: router1); a router2 build is saved with "
                          "a _router2 suffix")
     ap.add_argument("--variant", default=None,
@@ -209,7 +216,7 @@ def main(argv=None) -> int:
         ap.error("--parallelism needs --variant NAME: the default result file holds the "
                  "board's own folding")
     from boards.board import BoardError, get_board
-    from boards.build import build, build_dir, default_carry
+    from boards.build import build, build_dir
 
     try:
         if not args.table_only:
@@ -230,7 +237,7 @@ def main(argv=None) -> int:
                     tag += f"-pll{args.clock_mhz:g}"
                 if args.router == "router2":
                     tag += "-router2"
-                if args.carry is not None and args.carry != default_carry(board):
+                if args.carry is not None and args.carry != default_form(board.family):
                     tag += f"-{args.carry}-carry"
                 out = build_dir(board.name, args.model)
                 if tag:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.flow import STEP_NAMES, FlowConfig, FlowError, run_flow
 from amos_hw.passes.estimate import DEVICES
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                         "every layer in turn, weights and maps in one memory (the iCE40 UP5K "
                         "form; chosen by --board ice40-up5k when the pipelined one does not "
                         "fit)")
-    p.add_argument("--carry", default=None, choices=("generic", "ecp5"),
+    p.add_argument("--carry", default=None, choices=CARRY_FORMS,
                    help="matrix-vector adders: generic, or ecp5 (the first adder level on "
                         "CCU2C carry cells with the spike gates folded in; needs an ECP5 or a "
                         "CCU2C simulation model). Default: ecp5 with an ECP5 --board, else "

@@ -45,6 +45,8 @@ def flash(board_name: str, model: str) -> None:
 
 
 def main(argv=None) -> int:
+    from boards.build import ROUTERS
+
     ap = argparse.ArgumentParser(prog="python -m boards", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
                                 "oscillator")
             p.add_argument("--lut-fill", type=float, default=None,
                            help="share of the device's LUT4s the estimate may use (0.8)")
-            p.add_argument("--router", choices=("router1", "router2"), default=None,
+            p.add_argument("--router", choices=ROUTERS, default=None,
                            help="nextpnr's router (default: router1)")
             p.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)

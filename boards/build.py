@@ -123,8 +123,11 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
 
 
 def default_carry(board: Board) -> str:
-    """The carry form a board builds with: ``ecp5`` on an ECP5, ``generic`` elsewhere."""
-    return "ecp5" if board.family == "ecp5" else "generic"
+    """The carry form a board builds with (:func:`amos_hw.engines.carry.default_form` of its
+    family)."""
+    from amos_hw.engines.carry import default_form
+
+    return default_form(board.family)
 
 
 def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic"):

@@ -18,10 +18,17 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Instance, Mux, Signal, signed
 
-__all__ = ["CARRY_FORMS", "CCU2C_GATED_INIT", "ccu2c_gated_init", "gated_pair_sum"]
+__all__ = ["CARRY_FORMS", "CCU2C_GATED_INIT", "ccu2c_gated_init", "default_form",
+           "gated_pair_sum"]
 
 #: the forms :func:`gated_pair_sum` builds
 CARRY_FORMS = ("generic", "ecp5")
+
+
+def default_form(family: str | None) -> str:
+    """The carry form for an FPGA family: ``ecp5`` on an ECP5, ``generic`` elsewhere (and for
+    no target at all)."""
+    return "ecp5" if family == "ecp5" else "generic"
 
 
 def ccu2c_gated_init() -> int:

@@ -129,7 +129,7 @@ class ConvEngine(wiring.Component):
 
     @property
     def flip_flops(self) -> int:
-        skid = 2 * self.simd * self.in_bits + 2
+        skid = SkidBuffer.flip_flops_for(self.simd * self.in_bits)
         return self._window.flip_flops + skid + self._mvu.flip_flops
 
     @property

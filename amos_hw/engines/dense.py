@@ -113,16 +113,19 @@ def registered_tree(m, values, en, name: str):
     values = list(values)
     level = 0
     while len(values) > 1:
-        nxt = []
-        for i in range(0, len(values), 2):
-            v = values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-            r = Signal(v.shape(), name=f"{name}_l{level}_{i // 2}")
-            with m.If(en):
-                m.d.sync += r.eq(v)
-            nxt.append(r)
-        values = nxt
+        values = [registered(m, values[i] + values[i + 1] if i + 1 < len(values) else values[i],
+                             en, f"{name}_l{level}_{i // 2}")
+                  for i in range(0, len(values), 2)]
         level += 1
     return values[0], level
+
+
+def registered(m, value, en, name: str):
+    """``value`` through a register enabled by ``en`` (one adder-tree level's output)."""
+    r = Signal(value.shape(), name=name)
+    with m.If(en):
+        m.d.sync += r.eq(value)
+    return r
 
 
 def tree_sum(values):
@@ -381,8 +384,7 @@ class DenseEngine(wiring.Component):
         # tree and costs no LUT of its own (measured: synth_probe, docs/architecture.md)
         serial = self._planes == 1 and self._passes > 1
         per_pe = 0 if serial else self._simd * self._planes * self._w_width
-        fused = self._fused
-        if fused:  # the gates are in the carry cells and the flip-flop resets (counted below)
+        if self._fused:  # the gates are in the carry cells and the flip-flop resets (below)
             per_pe = 0
         per_pe += self._planes * (self._simd - 1) * (self._w_width + lg)
         per_pe += (self._planes - 1) * (self._w_width + self._planes + lg)
@@ -399,7 +401,7 @@ class DenseEngine(wiring.Component):
                 rom += width * math.ceil(depth / 16) * 5 // 4
         # picking the pass's planes out of each held input word: a P:1 multiplexer per bit
         pick = self._simd * self._planes * ((self._passes - 1 + 2) // 3) if self._passes > 1 else 0
-        if fused:
+        if self._fused:
             # one reset-enable LUT per odd input and plane (shared by the pe outputs); an odd
             # simd leaves one input ungated by the carry cells
             pick += (self._simd // 2) * self._planes
@@ -591,20 +593,17 @@ class DenseEngine(wiring.Component):
             plane_sums = []
             for b in range(planes):
                 zs = [acts_r.word_select(s, planes)[b] for s in range(simd)]
-                if self._carry == "generic" or simd == 1:
+                if not self._fused:
                     gated = [Mux(zs[s], ws[s], 0) for s in range(simd)]
                     root, _ = registered_tree(m, gated, en, f"pl_{p}_{b}")
                 else:
                     # the first level: pair adders with one gate inside the carry cells
-                    first = []
-                    for s in range(0, simd, 2):
-                        v = (gated_pair_sum(m, zs[s], ws[s], t_r[p, s + 1, b],
-                                            form=self._carry, name=f"gp_{p}_{b}_{s // 2}")
-                             if s + 1 < simd else Mux(zs[s], ws[s], 0))
-                        r = Signal(v.shape(), name=f"pl_{p}_{b}_l0_{s // 2}")
-                        with m.If(en):
-                            m.d.sync += r.eq(v)
-                        first.append(r)
+                    first = [registered(m, gated_pair_sum(m, zs[s], ws[s], t_r[p, s + 1, b],
+                                                          form=self._carry,
+                                                          name=f"gp_{p}_{b}_{s // 2}")
+                                        if s + 1 < simd else Mux(zs[s], ws[s], 0),
+                                        en, f"pl_{p}_{b}_l0_{s // 2}")
+                             for s in range(0, simd, 2)]
                     root, _ = registered_tree(m, first, en, f"pl_{p}_{b}_up")
                 plane_sums.append(root.shift_left(b) if b else root)
             root, used = registered_tree(m, plane_sums, en, f"dot_{p}")

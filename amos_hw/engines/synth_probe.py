@@ -25,6 +25,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.backend.verilog import to_verilog
+from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.engines.dense import DenseEngine
 
 __all__ = ["probe_engine", "main"]
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("--simd", type=int, default=16)
     parser.add_argument("--planes", type=int, default=None,
                         help="spike planes per cycle (default: all, bit-parallel)")
-    parser.add_argument("--carry", choices=("generic", "ecp5"), default="generic",
+    parser.add_argument("--carry", choices=CARRY_FORMS, default="generic",
                         help="first adder level: plain adders, or ECP5 CCU2C chains with one "
                              "spike gate in their LUT4s")
     parser.add_argument("--wrap", action="store_true",

@@ -33,6 +33,16 @@ class SkidBuffer(wiring.Component):
 
     latency = 1
 
+    @staticmethod
+    def flip_flops_for(bits: int) -> int:
+        """Flip-flop estimate for a ``bits``-wide payload: two words and two valid bits."""
+        return 2 * bits + 2
+
+    @staticmethod
+    def luts_for(bits: int) -> int:
+        """LUT4 estimate for a ``bits``-wide payload: the output multiplexer and control."""
+        return bits + 4
+
     def __init__(self, shape):
         self._shape = shape
         super().__init__({

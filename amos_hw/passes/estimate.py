@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 
+from amos_hw.lib.skid import SkidBuffer
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 from amos_hw.passes.parallelism import passes
 
@@ -100,8 +101,8 @@ def _glue(plan) -> dict:
             bits = by_name[src]["out_lanes"] * by_name[src]["out_width"]
         else:
             continue
-        ff += 2 * bits + 2
-        lut += bits + 4
+        ff += SkidBuffer.flip_flops_for(bits)
+        lut += SkidBuffer.luts_for(bits)
     ff += sum(n + 1 for n in users.values() if n > 1)
     lut += sum(2 * n for n in users.values() if n > 1)
     out = by_name[plan["output"]]

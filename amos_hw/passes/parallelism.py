@@ -127,16 +127,15 @@ def choose_for_target(plan: dict, target: int) -> dict:
 def carry_form(cfg) -> str:
     """The matrix-vector units' carry form: ``cfg.carry``, or ``"ecp5"`` for an ECP5 board and
     ``"generic"`` otherwise (:mod:`amos_hw.engines.carry`)."""
-    from amos_hw.engines.carry import CARRY_FORMS
+    from amos_hw.engines.carry import CARRY_FORMS, default_form
     from amos_hw.passes import estimate as est
 
     if cfg.carry is not None:
         if cfg.carry not in CARRY_FORMS:
             raise FlowError(f"--carry: unknown {cfg.carry!r}; known: {', '.join(CARRY_FORMS)}")
         return cfg.carry
-    if cfg.board is not None and est.device(cfg.board)["name"].startswith("ecp5"):
-        return "ecp5"
-    return "generic"
+    family = None if cfg.board is None else est.device(cfg.board)["name"].split("-")[0]
+    return default_form(family)
 
 
 def _read_user(value, plan) -> dict:
