@@ -55,13 +55,17 @@ def default_out(model_name: str) -> Path:
 
 
 ARCHITECTURES = ("pipelined", "shared")
+#: Where the shared engine's weights live (``FlowConfig.weights``).
+WEIGHT_SOURCES = ("memory", "flash")
 
 
 def run_flow(cfg: FlowConfig) -> FlowContext:
     """Run the steps in order (up to ``cfg.stop_after``); write files when ``cfg.write``.
 
     With ``cfg.architecture=None`` and ``cfg.board="ice40-up5k"``, a design whose pipelined
-    form does not fit is generated on the shared engine instead (the report says which).
+    form does not fit is generated on the shared engine instead (the report says which); with
+    an ECP5 board, on the shared engine with its weights read from an SPI flash
+    (``weights="flash"``: the 25F's block RAM cannot hold ResNet8's weights and maps).
 
     Raises
     ------
@@ -73,12 +77,29 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
     if cfg.architecture is not None and cfg.architecture not in ARCHITECTURES:
         raise FlowError(f"--architecture: unknown {cfg.architecture!r}; known: "
                         f"{', '.join(ARCHITECTURES)}")
-    if cfg.architecture is None and cfg.board == "ice40-up5k":
+    if cfg.weights is not None and cfg.weights not in WEIGHT_SOURCES:
+        raise FlowError(f"--weights: unknown {cfg.weights!r}; known: "
+                        f"{', '.join(WEIGHT_SOURCES)}")
+    if cfg.weights == "flash" and cfg.architecture != "shared":
+        raise FlowError("--weights flash streams the weights into the shared engine: add "
+                        "--architecture shared (the layer-pipelined engines keep their weights "
+                        "in block RAM)")
+    fallback = None
+    if cfg.architecture is None and cfg.board is not None:
+        from amos_hw.passes.estimate import device
+
+        name = device(cfg.board)["name"]
+        if name == "ice40-up5k":
+            fallback = {"architecture": "shared"}  # weights and maps in the SPRAM
+        elif (name.startswith("ecp5") and cfg.parallelism is None
+              and cfg.target_fps is None):
+            fallback = {"architecture": "shared", "weights": "flash"}
+    if fallback is not None:
         try:
             return _run_flow(dataclasses.replace(cfg, architecture="pipelined"))
         except BudgetError as e:
             why = f"the layer-pipelined design does not fit: {e}"
-            return _run_flow(dataclasses.replace(cfg, architecture="shared", why=why))
+            return _run_flow(dataclasses.replace(cfg, why=why, **fallback))
     return _run_flow(cfg)
 
 
@@ -121,6 +142,9 @@ def _run_flow(cfg: FlowConfig) -> FlowContext:
             bar.close()
     if cfg.write and ctx.files:
         for fname, text in ctx.files.items():
-            (out_dir / fname).write_text(text)
+            if isinstance(text, bytes):
+                (out_dir / fname).write_bytes(text)
+            else:
+                (out_dir / fname).write_text(text)
     ctx.out_dir = out_dir
     return ctx

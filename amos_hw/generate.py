@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
                         "every layer in turn, weights and maps in one memory (the iCE40 UP5K "
                         "form; chosen by --board ice40-up5k when the pipelined one does not "
                         "fit)")
+    p.add_argument("--weights", default=None, choices=("memory", "flash"),
+                   help="shared engine: where its weights live: memory (default: with the maps "
+                        "in its main memory) or flash (read from an SPI flash once per image; "
+                        "the memory holds the maps alone: ResNet8 on an ECP5-25F)")
     p.add_argument("--carry", default=None, choices=CARRY_FORMS,
                    help="matrix-vector adders: generic, or ecp5 (the first adder level on "
                         "CCU2C carry cells with the spike gates folded in; needs an ECP5 or a "
@@ -53,7 +57,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cfg = FlowConfig(model=args.model, out=args.out, parallelism=args.parallelism,
                      target_fps=args.target_fps, board=args.board, clock_mhz=args.clock_mhz,
-                     architecture=args.architecture, carry=args.carry,
+                     architecture=args.architecture, carry=args.carry, weights=args.weights,
                      stop_after=args.stop_after, quiet=args.quiet, write=True)
     try:
         ctx = run_flow(cfg)

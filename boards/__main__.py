@@ -41,7 +41,33 @@ def flash(board_name: str, model: str) -> None:
               if f["tool"] != board.programmer.command]
         if fb:
             print(f"warning: the bitstream was built without {', '.join(fb)}", file=sys.stderr)
+    weights = None
+    if report.exists():
+        weights = json.loads(report.read_text()).get("weights")
+    if weights and weights.get("source") == "flash":
+        # first the weights (writing the flash may reconfigure the FPGA), then the bitstream
+        flash_weights(board, build_dir(board.name, model) / weights["file"])
     board.make_platform().toolchain_program(LocalBuildProducts(str(gw)), "top")
+
+
+def flash_weights(board, wfile) -> None:
+    """Write a flash-weights build's ``weights.bin`` at the board's offset in its flash."""
+    import subprocess
+
+    if not board.weight_flash_cmd:
+        raise BoardError(f"{board.name} has no place for weights in its flash")
+    if not wfile.exists():
+        raise BoardError(f"no weights at {wfile}: rebuild with `make bitstream BOARD="
+                         f"{board.name} MODEL=...`")
+    exe = board.programmer.resolve()
+    cmd = [exe, *(a.replace("{file}", str(wfile)) for a in board.weight_flash_cmd)]
+    print(f"writing the weights ({wfile.stat().st_size} bytes) at {board.weight_flash_offset:#x} "
+          f"of the flash: {' '.join(cmd)}", file=sys.stderr)
+    try:
+        subprocess.run(cmd, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BoardError(f"writing the weights failed ({e}); the bitstream was not "
+                         f"loaded") from None
 
 
 def main(argv=None) -> int:

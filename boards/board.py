@@ -73,6 +73,14 @@ class Board:
     fold : dict or None
         Default folding passed to the generator; None lets the generator choose for
         ``generator_device``. ``{}`` folds every layer completely (one PE, one SIMD lane).
+    weight_flash : tuple or None
+        ``(resource name, number)`` of the configuration flash's data pins: a model whose
+        weights fit no on-chip memory runs on the shared engine with its weights read from
+        there (:mod:`amos_hw.lib.spiflash`). None: no such fallback.
+    weight_flash_offset : int
+        Byte address of the weights in that flash (past the bitstream).
+    weight_flash_cmd : tuple
+        The programmer's arguments that write ``weights.bin`` there (``{file}`` is replaced).
     """
 
     name: str
@@ -92,6 +100,9 @@ class Board:
     notes: str = ""
     flash_args: tuple = field(default=())
     fold: object = None
+    weight_flash: tuple | None = None
+    weight_flash_offset: int = 0
+    weight_flash_cmd: tuple = ()
 
     @property
     def bram_bits(self) -> int:

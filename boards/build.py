@@ -104,20 +104,23 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
     is short, before any synthesis runs. ``lut_fill``: the share of the device's LUT4s the
     estimate may use (default :data:`LUT_FILL`; the estimate errs high, see docs/boards.md).
     ``shared_fallback``: on a board with SPRAM, build the shared-engine design
-    (:mod:`amos_hw.shared`) when the layer-pipelined one does not fit. ``architecture="shared"``:
+    (:mod:`amos_hw.shared`) when the layer-pipelined one does not fit; on a board whose
+    configuration flash can hold the weights (``Board.weight_flash``), the shared engine with
+    its weights read from the flash. ``architecture="shared"``:
     that design directly (``parallelism`` does not apply to it). ``carry``: the matrix-vector
     units' adders (:mod:`amos_hw.engines.carry`), default :func:`default_carry`.
     """
     carry = carry or default_carry(board)
+    weights = "flash" if board.weight_flash is not None and not board.spram_bits else None
     if architecture == "shared":
-        return _fit_check(board, model, None, lut_fill, "shared")
+        return _fit_check(board, model, None, lut_fill, "shared", weights=weights)
     try:
         return _fit_check(board, model, parallelism, lut_fill, None, carry)
     except BoardError as e:
-        if not (shared_fallback and board.spram_bits):
+        if not (shared_fallback and (board.spram_bits or weights)):
             raise
         why = str(e)
-    net, rep = _fit_check(board, model, None, lut_fill, "shared")
+    net, rep = _fit_check(board, model, None, lut_fill, "shared", weights=weights)
     rep["architecture_why"] = why
     return net, rep
 
@@ -130,7 +133,8 @@ def default_carry(board: Board) -> str:
     return default_form(board.family)
 
 
-def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic"):
+def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic",
+               weights=None):
     fill = LUT_FILL if lut_fill is None else lut_fill
     if not 0 < fill <= 1:
         raise BoardError(f"--lut-fill must lie in (0, 1], not {lut_fill!r}")
@@ -140,7 +144,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
         ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
                                   board=board.generator_device if parallelism is None else None,
                                   architecture=architecture, stop_after="assemble",
-                                  carry=carry,
+                                  carry=carry, weights=weights,
                                   lut_fill=lut_fill if architecture == "shared" else None,
                                   quiet=True))
     except BudgetError as e:
@@ -157,6 +161,16 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
 
         silence(net)
         net = SharedNetwork(ctx.program, preload=False, spram=True, dsp_lanes=True)
+    elif rep.get("weights") == "flash":
+        # the weights at the board's place in its configuration flash (`make flash` puts them
+        # there)
+        from amos_hw.passes.shared import FLASH_DIV, FLASH_FIFO_WORDS
+        from amos_hw.shared.engine import SharedNetwork
+        from amos_hw.top import silence
+
+        silence(net)
+        net = SharedNetwork(ctx.program, weights="flash", flash_offset=board.weight_flash_offset,
+                            flash_div=FLASH_DIV, flash_depth=FLASH_FIFO_WORDS)
     # the image buffer of the host link, one byte per pixel, in block RAM
     n_pixels = 1
     for v in net.input_shape:
@@ -329,7 +343,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     from boards.top import BoardTop
 
     top = BoardTop(net, baud=board.baud, name=model_name, uart=board.uart, led=board.led,
-                   led_field=board.led_field, clock_mhz=clock_mhz)
+                   led_field=board.led_field, clock_mhz=clock_mhz, flash=board.weight_flash)
     platform = board.make_platform()
     gw = out / "gateware"
     gw.mkdir(parents=True, exist_ok=True)
@@ -356,6 +370,15 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report["git"] = _git_state()
     report["router"] = router or "router1"
     report["carry"] = carry
+    if getattr(net, "weights", None) == "flash":
+        wfile = out / "weights.bin"
+        wfile.write_bytes(net.program.weight_bytes())
+        report["weights"] = {
+            "source": "flash", "file": wfile.name, "bytes": wfile.stat().st_size,
+            "sha256": hashlib.sha256(wfile.read_bytes()).hexdigest(),
+            "flash_offset": board.weight_flash_offset,
+            "flash_clock_divider": 2 * net.flash_params["div"],
+            "fifo_words": net.flash_params["depth"]}
     report["build_wall_s"] = round(wall, 1)
     report["elaborate_wall_s"] = round(t_elab, 1)
     out.mkdir(parents=True, exist_ok=True)

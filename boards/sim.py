@@ -22,6 +22,7 @@ from amos_hw.backend.simbuild import VERILATOR_MAKEFLAGS, locked, sim_models_for
 from amos_hw.lib import hostlink as hl
 from boards.board import get_board
 from boards.build import REPO, fit_check
+from amos_hw.lib.spiflash import flash_contents
 
 __all__ = ["REQUEST_ENV", "board_info", "board_top", "classify"]
 
@@ -122,6 +123,7 @@ def classify(board_name: str, model: str, images, *, progress: bool = True,
             "progress": progress,
             "load": [c.hex() for c in hl.load_chunks(w)] if (w := weight_bytes(top.network))
             else [],
+            "flash": flash_contents(top.network),
         }))
         results_xml = runner.test(test_module="boards.tb_host", hdl_toplevel=TOPLEVEL,
                                   build_dir=bdir, test_dir=run,

@@ -66,7 +66,16 @@ class UartModel:
         return self.frames.pop(0)
 
 
-@cocotb.test(timeout_time=2000, timeout_unit="sec")
+async def flash_pins(dut, flash):
+    """The board's SPI flash (:class:`amos_hw.lib.spiflash.SpiFlashModel`) on the top's flash
+    pins: sampled mid-cycle, after the design's registers have settled."""
+    while True:
+        await FallingEdge(dut.clk)
+        dut.flash__cipo.value = flash.step(int(dut.flash__cs_n.value), int(dut.flash__sck.value),
+                                           int(dut.flash__copi.value))
+
+
+@cocotb.test(timeout_time=4000, timeout_unit="sec")
 async def classify(dut):
     req = json.loads(open(os.environ["AMOS_HOST_REQUEST"]).read())
     divisor = req["divisor"]
@@ -78,6 +87,13 @@ async def classify(dut):
     await ClockCycles(dut.clk, 5)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 5)
+    flash = None
+    if req.get("flash"):  # the weights in the board's configuration flash
+        from amos_hw.lib.spiflash import SpiFlashModel
+
+        flash = SpiFlashModel(bytes.fromhex(req["flash"]["hex"]), base=req["flash"]["base"])
+        dut.flash__cipo.value = 0
+        cocotb.start_soon(flash_pins(dut, flash))
     cocotb.start_soon(uart.count())
     cocotb.start_soon(uart.receive())
     byte_cycles = 10 * divisor
@@ -113,5 +129,7 @@ async def classify(dut):
             bar.update(1)
     if bar is not None:
         bar.close()
+    if flash is not None and flash.errors and "error" not in answer:
+        answer["error"] = f"SPI flash protocol: {'; '.join(flash.errors[:3])}"
     with open(req["response"], "w") as fh:
         json.dump(answer, fh)

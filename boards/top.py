@@ -82,7 +82,12 @@ class UartNetworkTop(wiring.Component):
         self.frame_timeout = (frame_timeout if frame_timeout is not None
                               else max(1, round(FRAME_TIMEOUT_S * clk_hz)))
         self.led_hold = led_hold if led_hold is not None else max(1, round(LED_HOLD_S * clk_hz))
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "led": Out(1)})
+        members = {"rx": In(1, init=1), "tx": Out(1, init=1), "led": Out(1)}
+        if hasattr(network, "flash"):  # weights read from the board's SPI flash
+            from amos_hw.lib.spiflash import SPI_FLASH
+
+            members["flash"] = Out(SPI_FLASH)
+        super().__init__(members)
         self._MustUse__silence = False
 
     def elaborate(self, platform):
@@ -100,6 +105,8 @@ class UartNetworkTop(wiring.Component):
         wiring.connect(m, net.result, link.result)
         if hasattr(net, "load"):  # weights at run time (the shared engine on SPRAM)
             wiring.connect(m, link.load, net.load)
+        if hasattr(net, "flash"):
+            wiring.connect(m, net.flash, wiring.flipped(self.flash))
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
 
         # an up-counter whose top bit ends the pulse: a plain carry chain (a down-counter with
@@ -132,10 +139,16 @@ class BoardTop(Elaboratable):
         Run the design from the PLL of the platform's family (:class:`boards.pll.Ecp5Pll`,
         :class:`boards.pll.Ice40Pll`) at this frequency or the nearest the PLL makes below it;
         default: the board oscillator.
+    flash : tuple, optional
+        ``(resource name, number)`` of the configuration flash's data pins (``cs``, ``copi``,
+        ``cipo``, ``wp``, ``hold``; active-low ones as ``PinsN``) for a network that reads its
+        weights from there. Its clock is the ECP5's ``USRMCLK`` (the configuration clock pin
+        is not a user pin).
     """
 
     def __init__(self, network, *, baud: int, name: str, uart=("uart", 0), led=("led", 0),
-                 led_field: str | None = None, clock_mhz: float | None = None):
+                 led_field: str | None = None, clock_mhz: float | None = None,
+                 flash: tuple | None = None):
         self.network = network
         self.clock_mhz = clock_mhz
         self.pll = None
@@ -144,9 +157,15 @@ class BoardTop(Elaboratable):
         self.uart = uart
         self.led = led
         self.led_field = led_field
+        self.flash = flash
         self.core = None
 
     def elaborate(self, platform):
+        family = str(getattr(platform, "family", "")).lower()
+        if hasattr(self.network, "flash") and (self.flash is None or family != "ecp5"):
+            raise ValueError("this network reads its weights from the configuration flash: "
+                             "the board must name its flash pins, and only the ECP5's USRMCLK "
+                             "clock is supported")
         m = Module()
         clk_hz = int(platform.default_clk_frequency)
         if self.clock_mhz is not None:
@@ -173,4 +192,20 @@ class BoardTop(Elaboratable):
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.submodules.led_buf = led_buf = io.Buffer("o", led)
         m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx), led_buf.o.eq(core.led)]
+        if hasattr(core, "flash"):
+            self._flash_pins(m, platform, core.flash)
         return m
+
+    def _flash_pins(self, m, platform, pins):
+        from amaranth.hdl import Instance
+
+        res = platform.request(*self.flash, dir="-")
+        bufs = {}
+        for name, direction in (("cs", "o"), ("copi", "o"), ("cipo", "i"), ("wp", "o"),
+                                ("hold", "o")):
+            bufs[name] = m.submodules[f"flash_{name}"] = io.Buffer(direction, getattr(res, name))
+        # cs, wp and hold are PinsN: 1 asserts (drives low)
+        m.d.comb += [bufs["cs"].o.eq(~pins.cs_n), bufs["copi"].o.eq(pins.copi),
+                     pins.cipo.eq(bufs["cipo"].i), bufs["wp"].o.eq(0), bufs["hold"].o.eq(0)]
+        m.submodules.usrmclk = Instance("USRMCLK", a_keep=1, i_USRMCLKI=pins.sck,
+                                        i_USRMCLKTS=0)

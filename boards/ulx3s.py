@@ -6,6 +6,9 @@ from boards.board import Board, Tool, register
 
 OPENFPGALOADER = Tool("openFPGALoader", "OPENFPGALOADER", "openfpgaloader")
 
+#: Where ``make flash`` writes a flash-weights model's ``weights.bin``.
+WEIGHTS_OFFSET = 0x200000
+
 _ECP5 = {
     "25f": (ULX3S_25F_Platform, 24288, 56, 28),
     "45f": (ULX3S_45F_Platform, 43848, 108, 72),
@@ -25,6 +28,12 @@ ULX3S = {
         baud=1_000_000,
         programmer=OPENFPGALOADER,
         notes="UART through the FTDI (US1 port).",
+        # the bitstream of even the 85F (compressed) ends well before 2 MiB; every ULX3S
+        # flash holds at least 4 MiB
+        weight_flash=("spi_flash", 0),
+        weight_flash_offset=WEIGHTS_OFFSET,
+        weight_flash_cmd=("-b", "ulx3s", "-f", "-o", hex(WEIGHTS_OFFSET), "--file-type", "bin",
+                          "{file}"),
     )
     for size, (plat, lut, ebr, dsp) in _ECP5.items()
 }

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from amos_hw.flow import FlowConfig, run_flow
+from amos_hw.lib.spiflash import flash_contents
 from amos_hw.passes.emit import top_name
 from python_ref import ir, snn
 from python_ref.data import load_cifar10, load_digits
@@ -130,7 +131,8 @@ def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):
                        "cycles_per_image": ctx.report["cycles_per_image"],
                        "latency_cycles": ctx.report["latency_cycles"],
                        "logit_width": ctx.top.logit_width, "num_classes": ctx.top.num_classes,
-                       "log_every": log_every, "warmup": warmup, "check_cycles": check_cycles})
+                       "log_every": log_every, "warmup": warmup, "check_cycles": check_cycles,
+                       "flash": flash_contents(ctx.top)})
 
 
 def main(argv=None) -> int:
@@ -146,7 +148,9 @@ def main(argv=None) -> int:
                         "results go to rtl_<model>_shared.json)")
     p.add_argument("--board", default=None, metavar="DEVICE",
                    help="simulate the network a board build makes for this device (its "
-                        "folding, and the ECP5 carry form on an ECP5: ecp5-85f, ecp5-45f); "
+                        "folding, and the ECP5 carry form on an ECP5: ecp5-85f, ecp5-45f; on "
+                        "ecp5-25f ResNet8 is the shared engine with its weights in an SPI flash, "
+                        "modelled here); "
                         "results go to rtl_<model>_<device>.json")
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")

@@ -83,6 +83,14 @@ async def network_images(dut):
     dut.result__ready.value = 0
     if hasattr(dut, "load__valid"):  # the shared engine's weight port: preloaded, unused
         dut.load__valid.value = 0
+    flash = None
+    if p.get("flash"):  # the weights in an SPI flash (weights="flash")
+        from amos_hw.lib.spiflash import SpiFlashModel
+        from boards.tb_host import flash_pins
+
+        flash = SpiFlashModel(bytes.fromhex(p["flash"]["hex"]), base=p["flash"]["base"])
+        dut.flash__cipo.value = 0
+        cocotb.start_soon(flash_pins(dut, flash))
     await reset(dut)
     start = int(get_sim_time(unit="ns")) // PERIOD_NS
     got: list = []
@@ -108,8 +116,12 @@ async def network_images(dut):
         "accuracy": float((cls == y).mean()),
         "reference_accuracy": float((ref_cls == y).mean()),
     }
+    if flash is not None:
+        summary["flash_errors"] = flash.errors[:10]
+        summary["flash_reads"] = len(flash.reads)
     with open(p["summary"], "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
+    assert flash is None or not flash.errors, f"SPI flash protocol: {flash.errors[:3]}"
     assert not bad, f"{len(bad)} of {n} images differ from python_ref (first: {bad[:10]})"
     if p.get("check_cycles", True):
         assert all(v == p["cycles_per_image"] for v in steady), (

@@ -110,3 +110,31 @@ def test_classify_sim_shared_engine_loads_weights(tmp_path):
     # the board's own count, first pixel offered to result taken, equals the engine's exact
     # interval (program.cycles): the link feeds a pixel a cycle and takes the result at once
     assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)
+
+
+def test_classify_sim_flash_weights_on_the_25f(tmp_path):
+    """The shared engine as the ULX3S-25F builds it: the weights in the configuration flash
+    (the SPI flash model of amos_hw.lib.spiflash on the top's flash pins, the weights at the
+    board's offset), images over the modelled UART: logits and classes == python_ref.snn, and
+    the board's own cycle count is the model's, flash waits included."""
+    if "verilator" not in os.environ.get("SIM", "verilator"):
+        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
+    from amos_hw.shared import program as P
+    from boards import sim
+    from python_ref import snn
+    from tests.test_shared import straddle_net
+
+    g = straddle_net(tmp_path / "straddle")
+    x = np.random.default_rng(12).integers(0, 256, (2, 6, 6, 5), dtype=np.uint8)
+    top = sim.board_top("ulx3s-25f", str(tmp_path / "straddle.json"), "shared")
+    assert top.network.weights == "flash" and top.network.flash_params["offset"] == 0x200000
+    from amos_hw.top import silence
+    silence(top)
+    info, results = sim.classify("ulx3s-25f", str(tmp_path / "straddle.json"), list(x),
+                                 progress=False, architecture="shared")
+    ref = snn.run(g, x)
+    assert [r.cls for r, _ in results] == ref.classes.tolist()
+    assert [list(r.logits) for r, _ in results] == ref.logits.tolist()
+    assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)
+    p = P.layout(P.lower(g))
+    assert info.cycles_per_image > P.cycles(p)  # the flash, not the memory, feeds the weights

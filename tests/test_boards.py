@@ -282,3 +282,61 @@ def test_bench_other_carry_result_name(tmp_path, monkeypatch):
     assert json.loads(out.read_text())["variant"] == "generic carry"
     rep["carry"] = "ecp5"
     assert bench.save_result(rep).name == "ulx3s-85f_resnet8.json"
+
+
+# ----------------------------------------------------------------------------- 25F: flash weights
+
+@pytest.mark.parametrize("name,offset", [("ulx3s-25f", 0x200000), ("orangecrab-25f", 0x100000)])
+def test_resnet8_on_a_25f_reads_its_weights_from_flash(name, offset):
+    """The layer-pipelined ResNet8 does not fit the 25F's block RAM: the build falls back to
+    the shared engine with the weights in the configuration flash, and says why."""
+    from boards.build import fit_check
+    net, rep = fit_check(get_board(name), "resnet8", None, None, True)
+    assert type(net).__name__ == "SharedNetwork" and net.weights == "flash"
+    assert net.flash_params["offset"] == offset
+    assert rep["weights"] == "flash" and rep["flash_bytes"] == 77744
+    assert "resnet8 does not fit" in rep["architecture_why"]
+    assert rep["cycles_per_image"] == net.cycles_per_image
+    assert rep["est_bram_bits"] < get_board(name).bram_bits
+    from amos_hw.top import silence
+    silence(net)
+
+
+def test_board_top_drives_the_flash_through_usrmclk():
+    from boards.build import fit_check
+    from boards.top import BoardTop
+    board = get_board("ulx3s-25f")
+    net, _ = fit_check(board, "resnet8", None, None, True)
+    top = BoardTop(net, baud=board.baud, name="resnet8", flash=board.weight_flash)
+    plan = board.make_platform().prepare(top, name="top")
+    il = plan.files["top.il"]
+    assert "USRMCLK" in il
+    # the data pins are constrained to the flash's balls (cs R2, copi W2, cipo V2)
+    lpf = plan.files["top.lpf"]
+    assert all(f'SITE "{ball}"' in lpf for ball in ("R2", "W2", "V2"))
+    net2, _ = fit_check(board, "resnet8", None, None, True)
+    with pytest.raises(ValueError, match="the board must name its flash pins"):
+        board.make_platform().prepare(BoardTop(net2, baud=board.baud, name="resnet8"),
+                                      name="top")
+    from amos_hw.top import silence
+    silence(net2)
+
+
+def test_flash_writes_the_weights_before_the_bitstream(monkeypatch, tmp_path):
+    from boards import build as bb
+    monkeypatch.setattr(bb, "REPO", tmp_path)
+    out = tmp_path / "build" / "ulx3s-25f" / "resnet8"
+    (out / "gateware").mkdir(parents=True)
+    (out / "gateware" / "top.bit").write_bytes(b"\0")
+    (out / "weights.bin").write_bytes(b"\1" * 16)
+    (out / "build_report.json").write_text(
+        '{"fallbacks": [], "weights": {"source": "flash", "file": "weights.bin"}}')
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "openFPGALoader"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(fake))
+    cli.flash("ulx3s-25f", "resnet8")
+    calls = log.read_text().splitlines()
+    assert calls[0] == f"-b ulx3s -f -o 0x200000 --file-type bin {out / 'weights.bin'}"
+    assert "top.bit" in calls[1] and len(calls) == 2

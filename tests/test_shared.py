@@ -20,6 +20,7 @@ import pytest
 from amos_hw.flow import FlowConfig, FlowError, run_flow
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
 from amos_hw.shared import program as P
+from amos_hw.lib.spiflash import SpiFlashModel
 from amos_hw.shared.engine import SharedNetwork
 from amos_hw.zoo import resolve
 from python_ref import ir, snn
@@ -242,3 +243,150 @@ def test_flow_shared_messages():
     with pytest.raises(FlowError, match="below --target-fps 100000"):
         run_flow(FlowConfig(model="resnet8", architecture="shared", target_fps=1e5,
                             quiet=True))
+
+
+# ----------------------------------------------------------------------------- flash weights
+
+def simulate_flash(top, xs, flash, *, idle=0.0, backpressure=0.0, seed=0):
+    """Like :func:`simulate`, with ``flash`` (a :class:`SpiFlashModel`) on the engine's flash
+    pins; returns logits, classes and the cycle of every result beat."""
+    got, outs = [], []
+    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
+    done = []
+
+    async def producer(ctx):
+        await stream_put_many(ctx, top.pixels, pixel_beats(xs), rng=rng_in, idle=idle)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_many(ctx, top.result, len(xs), rng=rng_out,
+                                         backpressure=backpressure))
+        done.append(True)
+
+    async def pins(ctx):
+        cycle = 0
+        async for _, _, valid, ready in ctx.tick().sample(top.result.valid, top.result.ready):
+            if valid and ready:
+                outs.append(cycle)
+            ctx.set(top.flash.cipo, flash.step(ctx.get(top.flash.cs_n), ctx.get(top.flash.sck),
+                                               ctx.get(top.flash.copi)))
+            cycle += 1
+
+    run_simulation(top, producer, consumer, background=[pins], max_cycles=3_000_000)
+    return (np.array([[int(v) for v in r.logits] for r in got], np.int64),
+            np.array([int(r.cls) for r in got], np.int64), outs)
+
+
+def flash_image(p, offset):
+    return b"\xff" * offset + p.weight_bytes() + b"\xff" * 64
+
+
+@pytest.mark.parametrize("depth,div", [(2, 1)])
+def test_engine_with_flash_weights_bit_exact_and_cycles_equal_model(nets, depth, div):
+    """The weights come from a modelled SPI flash, one FAST READ per image; the reader runs
+    at most ``depth`` words ahead, so the engine waits for the flash: the results stay exact
+    and the interval is the model's."""
+    g = nets["tiny"]
+    p = P.layout(P.lower(g), weights="stream")
+    top = SharedNetwork(p, weights="flash", flash_offset=0x123, flash_depth=depth, flash_div=div)
+    flash = SpiFlashModel(flash_image(p, 0x123))
+    xs = images(g, 3, seed=6)
+    logits, cls, outs = simulate_flash(top, xs, flash)
+    ref = snn.run(g, xs)
+    np.testing.assert_array_equal(logits, ref.logits)
+    np.testing.assert_array_equal(cls, ref.classes)
+    assert flash.errors == []
+    assert flash.reads == [0x123] * 3
+    assert flash.bits_out == 3 * p.weight_words * 64
+    model = P.cycles(p, stream=top.stream_timing)
+    assert top.cycles_per_image == model
+    assert np.diff(outs).tolist() == [model] * 2
+    # the flash is the bottleneck here: slower than the same engine with its weights in memory
+    assert model > P.cycles(P.layout(P.lower(g)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,div", [(512, 1), (3, 2)])
+def test_engine_with_flash_weights_straddle(nets, depth, div):
+    g = nets["straddle"]
+    p = P.layout(P.lower(g), weights="stream")
+    top = SharedNetwork(p, weights="flash", flash_offset=64, flash_depth=depth, flash_div=div)
+    flash = SpiFlashModel(flash_image(p, 64))
+    xs = images(g, 3, seed=2)
+    logits, _, outs = simulate_flash(top, xs, flash, idle=0.2, backpressure=0.2)
+    np.testing.assert_array_equal(logits, snn.run(g, xs).logits)
+    assert flash.errors == []
+
+
+def test_engine_with_a_wrong_flash_image_differs(nets):
+    """The flash test can fail: weights read from the wrong offset give other logits."""
+    g = nets["tiny"]
+    p = P.layout(P.lower(g), weights="stream")
+    top = SharedNetwork(p, weights="flash", flash_offset=8)
+    xs = images(g, 1, seed=6)
+    logits, _, _ = simulate_flash(top, xs, SpiFlashModel(flash_image(p, 0)))
+    assert not np.array_equal(logits, snn.run(g, xs).logits)
+
+
+def test_stream_layout_puts_maps_at_zero_and_executes(nets):
+    g = nets["straddle"]
+    pm, ps = P.layout(P.lower(g)), P.layout(P.lower(g), weights="stream")
+    assert ps.weights == "stream" and ps.weight_words == pm.weight_words
+    assert ps.depth == pm.depth - pm.weight_words
+    assert min(b for b, _, _ in ps.maps.values()) == 0
+    np.testing.assert_array_equal(ps.image, pm.image)
+    xs = images(g, 2, seed=3)
+    ref = snn.run(g, xs).logits
+    for k in range(2):
+        np.testing.assert_array_equal(P.execute(ps, xs[k]), ref[k])
+    # without a stream the two layouts take the same cycles
+    assert P.cycles(ps) == P.cycles(pm)
+
+
+def test_resnet8_maps_alone_fit_the_25f():
+    g = ir.load(resolve("resnet8"))
+    p = P.layout(P.lower(g), weights="stream")
+    assert p.depth == 15862 - 9718  # 6,144 words of maps: 24 DP16KD at 64 bits
+    with pytest.raises(P.ProgramError, match=r"the live activation maps need 6144 words"):
+        P.layout(P.lower(g), weights="stream", max_depth=6000)
+
+
+def test_flash_engine_arguments_are_checked(nets):
+    g = nets["tiny"]
+    pm, ps = P.layout(P.lower(g)), P.layout(P.lower(g), weights="stream")
+    with pytest.raises(ValueError, match="weights='flash' needs a program laid out with "
+                                         "weights='stream'"):
+        SharedNetwork(pm, weights="flash")
+    with pytest.raises(ValueError, match="weights='memory' needs a program laid out"):
+        SharedNetwork(ps)
+    with pytest.raises(ValueError, match="weights must be 'memory' or 'flash', not 'sd'"):
+        SharedNetwork(ps, weights="sd")
+    with pytest.raises(ValueError, match="pass the 16 MiB"):
+        SharedNetwork(ps, weights="flash", flash_offset=0xFFFFF0)
+    with pytest.raises(ValueError, match="StreamTiming.depth must be a positive integer"):
+        P.StreamTiming(depth=0)
+    with pytest.raises(ValueError, match="weights must be 'memory' or 'stream'"):
+        P.layout(P.lower(g), weights="flash")
+
+
+def test_flow_flash_weights_writes_the_flash_image(tmp_path):
+    ctx = run_flow(FlowConfig(model="resnet8", architecture="shared", weights="flash",
+                              board="ecp5-25f", out=tmp_path, write=True, quiet=True))
+    r = json.loads((tmp_path / "report.json").read_text())
+    assert r["weights"] == "flash" and r["flash_bytes"] == 77744
+    assert r["memory_words"] == 6144
+    assert r["cycles_per_image"] == ctx.top.cycles_per_image > P.cycles(ctx.program)
+    assert (tmp_path / "weights.bin").read_bytes() == ctx.program.weight_bytes()
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    assert man["config"]["weights"] == "flash" and "weights.bin" in man["files"]
+    # the Verilog carries no weights: it is far smaller than the preloaded engine's
+    v = (tmp_path / "amos_resnet8.v").read_text()
+    assert "USRMCLK" not in v  # the board top adds the clock primitive, not the generator
+
+
+def test_flow_flash_weights_messages():
+    with pytest.raises(FlowError, match="--weights flash streams the weights into the shared "
+                                        "engine: add --architecture shared"):
+        run_flow(FlowConfig(model="digits", weights="flash", stop_after="infer", quiet=True))
+    with pytest.raises(FlowError, match=r"--weights: unknown 'sdram'; known: memory, flash"):
+        run_flow(FlowConfig(model="digits", weights="sdram", architecture="shared",
+                            stop_after="infer", quiet=True))

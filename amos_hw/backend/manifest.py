@@ -63,6 +63,7 @@ def manifest(*, model: str, model_sha256: str, description: str, config: dict, p
         "layers": layers,
         **extra,
         "tools": tool_versions(),
-        "files": {name: hashlib.sha256(text.encode()).hexdigest()
+        "files": {name: hashlib.sha256(text if isinstance(text, bytes) else text.encode()
+                                       ).hexdigest()
                   for name, text in sorted(files.items())},
     }

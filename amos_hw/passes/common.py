@@ -44,6 +44,10 @@ class FlowConfig:
         portable Verilog), ``"ecp5"`` (the first adder level on ``CCU2C`` carry cells with the
         spike gates folded in, :mod:`amos_hw.engines.carry`) or ``None``: ``"ecp5"`` when
         ``board`` is an ECP5, else ``"generic"``.
+    weights : str or None
+        Shared engine only: ``"memory"`` (the default: weights and maps in its main memory) or
+        ``"flash"`` (the weights read from an SPI flash once per image,
+        :mod:`amos_hw.lib.spiflash`; the memory holds the maps alone).
     stop_after : str or None
         Last step to run.
     quiet : bool
@@ -60,6 +64,7 @@ class FlowConfig:
     clock_mhz: float | None = None
     architecture: str | None = None
     carry: str | None = None
+    weights: str | None = None
     lut_fill: float | None = None  # shared engine: share of the LUT4s it may plan for (0.8)
     why: str | None = None  # set by run_flow when it chose the architecture (not a parameter)
     stop_after: str | None = None
@@ -70,9 +75,12 @@ class FlowConfig:
         par = self.parallelism
         if par is not None and not isinstance(par, dict):
             par = str(par)
-        return {"model": str(self.model), "parallelism": par, "target_fps": self.target_fps,
-                "board": self.board, "clock_mhz": self.clock_mhz,
-                "architecture": self.architecture, "carry": self.carry}
+        d = {"model": str(self.model), "parallelism": par, "target_fps": self.target_fps,
+             "board": self.board, "clock_mhz": self.clock_mhz,
+             "architecture": self.architecture, "carry": self.carry}
+        if self.weights is not None:
+            d["weights"] = self.weights
+        return d
 
 
 @dataclass

@@ -2,7 +2,9 @@
 ``manifest.json`` beside it.
 
 The weights and biases are initial values of the engines' memories inside the Verilog, so there
-are no separate memory initialisation files.
+are no separate memory initialisation files; except with the shared engine's ``--weights
+flash``, whose weights go to ``weights.bin`` (the bytes to write into the flash at the reader's
+offset, :meth:`amos_hw.shared.program.Program.weight_bytes`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ def verilog(ctx: FlowContext) -> dict:
     name = top_name(ctx.model_name)
     ctx.verilog = to_verilog(ctx.top, name)
     files = {f"{name}.v": ctx.verilog, "report.json": canonical_json(ctx.report)}
+    p = ctx.program
+    if p is not None and getattr(p, "weights", "memory") == "stream":
+        files["weights.bin"] = p.weight_bytes()
     man = manifest(model=ctx.model_name, model_sha256=ctx.model_hash,
                    description=str(ctx.model_path.name), config=ctx.config.as_dict(),
                    plan=ctx.plan, files=files)

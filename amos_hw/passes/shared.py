@@ -48,12 +48,29 @@ def memory(ctx: FlowContext) -> dict:
 
     limit = SPRAM_WORDS if cfg.board == "ice40-up5k" else None
     try:
-        layout(ctx.program, max_depth=limit)
+        layout(ctx.program, max_depth=limit,
+               weights="stream" if cfg.weights == "flash" else "memory")
     except ProgramError as e:
         raise BudgetError(f"{ctx.model_name} does not fit {cfg.board} (shared engine): "
                           f"{e}") from None
     ctx.plan = {"architecture": "shared", **ctx.program.summary()}
+    if cfg.weights == "flash":
+        ctx.plan["weights"] = "flash"
+        ctx.plan["flash"] = {"bytes": ctx.program.weight_words * WORD_BITS // 8,
+                             "fifo_words": FLASH_FIFO_WORDS, "clock_divider": 2 * FLASH_DIV}
     return ctx.plan
+
+
+#: The flash reader's FIFO (words it may fetch ahead) and clock: ``sync / (2 * FLASH_DIV)``.
+FLASH_FIFO_WORDS = 512
+FLASH_DIV = 1
+
+
+def stream_timing(cfg):
+    """The weight stream's timing for ``cfg`` (None when the weights are in memory)."""
+    from amos_hw.shared.program import StreamTiming
+
+    return StreamTiming(div=FLASH_DIV, depth=FLASH_FIFO_WORDS) if cfg.weights == "flash" else None
 
 
 #: Measured iCE40 LUT4s of the ResNet8 shared engine in its iCEBreaker top, host link and PLL
@@ -62,9 +79,13 @@ def memory(ctx: FlowContext) -> dict:
 #: component formula below (2,024): the formula leaves out the host link and undercounts the
 #: multiplexers of the walker and the tables.
 LUT_CALIBRATION = 3975 / 2024
+#: The same for the ECP5 form: LUT lanes (no DSP), the flash reader, the ULX3S top (7,931
+#: LUT4: ``python -m amos_hw.bench --board ulx3s-25f --model resnet8``,
+#: docs/results/boards/ulx3s-25f_resnet8.json).
+LUT_CALIBRATION_ECP5 = 7931 / 2024
 
 
-def estimate_luts(p) -> dict:
+def estimate_luts(p, family: str = "ice40") -> dict:
     """LUT4 / FF estimate of the engine, from its widths.
 
     Per lane: one adder per spike bit over the shifted int8 weight and the accumulator adder;
@@ -80,7 +101,8 @@ def estimate_luts(p) -> dict:
             + (A + 2) * (acc - 4) + table_bits // 2)
     ff = (LANES * acc + 3 * (WORD_BITS + 24) + 20 * 17 + (A + 2) * (acc - 4) + LANES * A
           + 2 * WORD_BITS)
-    return {"est_lut4": round(luts * LUT_CALIBRATION), "est_ff": int(ff)}
+    cal = LUT_CALIBRATION_ECP5 if family == "ecp5" else LUT_CALIBRATION
+    return {"est_lut4": round(luts * cal), "est_ff": int(ff)}
 
 
 def estimate(ctx: FlowContext) -> dict:
@@ -88,11 +110,14 @@ def estimate(ctx: FlowContext) -> dict:
 
     cfg, p = ctx.config, ctx.program
     clock = clock_mhz(cfg)
-    total, rows = cycles(p, detail=True)
-    res = estimate_luts(p)
+    total, rows = cycles(p, detail=True, stream=stream_timing(cfg))
+    family = "ecp5" if str(cfg.board or "").startswith("ecp5") else "ice40"
+    res = estimate_luts(p, family)
     cache_bits = p.cache_depth * LANES * 8
     bias_bits = len(p.bias_table) * max(p.bias_width, 2)
     main_bits = p.depth * WORD_BITS
+    if cfg.weights == "flash":  # the reader's FIFO (the words are in the flash)
+        cache_bits += FLASH_FIFO_WORDS * WORD_BITS
     spram = cfg.board == "ice40-up5k"
     layers = [{"name": n, "cycles": c, "share": round(c / total, 4)} for n, c in rows]
     report = {
@@ -105,6 +130,9 @@ def estimate(ctx: FlowContext) -> dict:
         "est_spram_bits": main_bits if spram else 0, "est_dsp": 0,
         "memory_words": p.depth, "weight_words": p.weight_words, "lanes": LANES,
     }
+    if cfg.weights == "flash":
+        report["weights"] = "flash"
+        report["flash_bytes"] = p.weight_words * WORD_BITS // 8
     if cfg.why:
         report["architecture_why"] = cfg.why
     if cfg.board is not None:
@@ -134,7 +162,11 @@ def assemble(ctx: FlowContext) -> dict:
     from amos_hw.shared.engine import SharedNetwork
 
     try:
-        top = SharedNetwork(ctx.program)
+        if ctx.config.weights == "flash":
+            top = SharedNetwork(ctx.program, weights="flash", flash_div=FLASH_DIV,
+                                flash_depth=FLASH_FIFO_WORDS)
+        else:
+            top = SharedNetwork(ctx.program)
     except (TypeError, ValueError) as e:
         raise FlowError(f"model {ctx.model_name!r}: assembly failed: {e}") from None
     ctx.top = top

@@ -55,6 +55,18 @@ def _u(v) -> int:
     return max(1, int(v).bit_length())
 
 
+def _times(x, k: int):
+    """``x * k`` for a constant ``k``, written as the sum of shifted copies of ``x`` (Yosys
+    maps even a multiplication by a small constant to an ECP5 DSP block)."""
+    terms = [x << b for b in range(k.bit_length()) if (k >> b) & 1]
+    if not terms:
+        return Const(0, 1)
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
 class _MainMemory(wiring.Component):
     """One port of 64-bit words: a read (data the next cycle) or a write each cycle."""
 
@@ -159,9 +171,26 @@ class SharedNetwork(wiring.Component):
     """
 
     def __init__(self, program: Program, *, preload: bool = True, spram: bool = False,
-                 dsp_lanes: bool = False):
+                 dsp_lanes: bool = False, weights: str = "memory", flash_offset: int = 0,
+                 flash_div: int = 1, flash_depth: int = 512):
+        self._MustUse__silence = True  # a constructor that raises must not also warn
         self._p = p = program
         self._preload, self._spram, self._dsp = preload, spram, dsp_lanes
+        if weights not in ("memory", "flash"):
+            raise ValueError(f"weights must be 'memory' or 'flash', not {weights!r}")
+        want = "stream" if weights == "flash" else "memory"
+        if p.weights != want:
+            raise ValueError(f"weights={weights!r} needs a program laid out with "
+                             f"weights={want!r} (amos_hw.shared.program.layout), not "
+                             f"{p.weights!r}")
+        self._weights = weights
+        self._flash = None
+        if weights == "flash":
+            from amos_hw.lib.spiflash import SpiFlashReader
+
+            self._flash = dict(words=max(p.weight_words, 1), offset=flash_offset,
+                               div=flash_div, depth=flash_depth)
+            SpiFlashReader.check(**self._flash)
         if spram and p.depth > SPRAM_WORDS:
             raise ValueError(f"{p.depth} words do not fit the {SPRAM_WORDS} of SPRAM")
         Ks = {i.K for i in p.instrs if i.mode == "act"}
@@ -177,15 +206,38 @@ class SharedNetwork(wiring.Component):
         self._logit_w = signed_width(lo, hi)
         H, W, C = p.input_shape
         self._n_bytes = H * W * C
-        super().__init__({
+        members = {
             "pixels": In(stream.Signature(PIXEL_LAYOUT)),
-            "load": In(stream.Signature(LOAD_LAYOUT)),
             "result": Out(stream.Signature(result_layout(self._logit_w, p.num_classes))),
             "frame_errors": Out(unsigned(16)),
             "busy": Out(1),
-        })
+        }
+        if weights == "memory":
+            members["load"] = In(stream.Signature(LOAD_LAYOUT))
+        else:
+            from amos_hw.lib.spiflash import SPI_FLASH
+
+            members["flash"] = Out(SPI_FLASH)
+        super().__init__(members)
+        self._MustUse__silence = False
 
     program = property(lambda self: self._p)
+    #: ``"memory"`` or ``"flash"`` (the weights streamed from an SPI flash each image)
+    weights = property(lambda self: self._weights)
+    #: the flash reader's parameters (``words``, ``offset``, ``div``, ``depth``;
+    #: :class:`~amos_hw.lib.spiflash.SpiFlashReader`), None with the weights in memory
+    flash_params = property(lambda self: dict(self._flash) if self._flash else None)
+
+    @property
+    def stream_timing(self):
+        """The flash reader's timing (``weights="flash"``), else None."""
+        if self._flash is None:
+            return None
+        from amos_hw.lib.spiflash import HEADER_SLOTS
+        from amos_hw.shared.program import StreamTiming
+
+        return StreamTiming(div=self._flash["div"], depth=self._flash["depth"],
+                            header_slots=HEADER_SLOTS)
     dsp_lanes = property(lambda self: self._dsp)
     #: ``cls`` is a register and the result is held until taken (see HostLink).
     registered_class = True
@@ -195,9 +247,10 @@ class SharedNetwork(wiring.Component):
 
     @property
     def cycles_per_image(self) -> int:
-        """Cycles from one image's first pixel to the next image's (exact, no stall)."""
+        """Cycles from one image's first pixel to the next image's (exact, no stall; with
+        ``weights="flash"`` including the waits for the flash)."""
         from amos_hw.shared.program import cycles
-        return cycles(self._p)
+        return cycles(self._p, stream=self.stream_timing)
 
     @property
     def latency_cycles(self) -> int:
@@ -213,7 +266,8 @@ class SharedNetwork(wiring.Component):
         n_ins = len(ins_list)
 
         # ---------------------------------------------------------------- memories
-        init = [int(w) for w in p.image.tolist()] if self._preload else []
+        init = ([int(w) for w in p.image.tolist()]
+                if self._preload and p.weights == "memory" else [])
         m.submodules.main = main = _MainMemory(p.depth, init, self._spram)
         m.submodules.cache = cache = Memory(shape=P * 8, depth=max(p.cache_depth, 2), init=[])
         c_wp = cache.write_port()
@@ -402,24 +456,36 @@ class SharedNetwork(wiring.Component):
         m.d.comb += [au.i.valid.eq(0), au.o.ready.eq(1)]
 
         # ================================================================ INPUT / LOAD
+        reader = None
+        if self._flash is not None:
+            from amos_hw.lib.spiflash import SpiFlashReader
+
+            m.submodules.reader = reader = SpiFlashReader(**self._flash)
+            wiring.connect(m, reader.flash, wiring.flipped(self.flash))
         with m.If(state == ST_INPUT):
             at_start = in_cnt == 0
-            m.d.comb += [framer.o.ready.eq(~(self.load.valid & at_start)),
-                         self.load.ready.eq(at_start)]
-            with m.If(self.load.valid & at_start):
-                byte = Mux(self.load.payload.first, 0, ld_byte)
-                ptr = Mux(self.load.payload.first, 0, ld_ptr)
-                new = Signal(WORD_BITS)
-                m.d.comb += new.eq(ld_word)
-                for b in range(8):
-                    with m.If(byte == b):
-                        m.d.comb += new.word_select(b, 8).eq(self.load.payload.data)
-                m.d.sync += [ld_word.eq(new), ld_byte.eq(byte + 1)]
-                with m.If(byte == 7):
-                    m.d.comb += [main.addr.eq(ptr), main.wdata.eq(new), main.we.eq(1)]
-                    m.d.sync += ld_ptr.eq(ptr + 1)
-                with m.Else():
-                    m.d.sync += ld_ptr.eq(ptr)
+            if reader is None:
+                m.d.comb += [framer.o.ready.eq(~(self.load.valid & at_start)),
+                             self.load.ready.eq(at_start)]
+                loading = self.load.valid & at_start
+            else:
+                m.d.comb += framer.o.ready.eq(1)
+                loading = Const(0, 1)
+            with m.If(loading):
+                if reader is None:
+                    byte = Mux(self.load.payload.first, 0, ld_byte)
+                    ptr = Mux(self.load.payload.first, 0, ld_ptr)
+                    new = Signal(WORD_BITS)
+                    m.d.comb += new.eq(ld_word)
+                    for b in range(8):
+                        with m.If(byte == b):
+                            m.d.comb += new.word_select(b, 8).eq(self.load.payload.data)
+                    m.d.sync += [ld_word.eq(new), ld_byte.eq(byte + 1)]
+                    with m.If(byte == 7):
+                        m.d.comb += [main.addr.eq(ptr), main.wdata.eq(new), main.we.eq(1)]
+                        m.d.sync += ld_ptr.eq(ptr + 1)
+                    with m.Else():
+                        m.d.sync += ld_ptr.eq(ptr)
             with m.Elif(framer.o.valid):
                 neww = Signal(WORD_BITS)
                 m.d.comb += neww.eq(in_word)
@@ -436,20 +502,29 @@ class SharedNetwork(wiring.Component):
                 with m.Else():
                     m.d.sync += in_c.eq(in_c + 1)
                 with m.If(in_cnt == self._n_bytes - 1):
+                    if reader is not None:  # the image's weights: one read of the flash
+                        m.d.comb += reader.start.eq(1)
                     m.d.sync += [in_cnt.eq(0), in_pos_ptr.eq(in_base), state.eq(ST_FILL),
                                  pc.eq(0), g.eq(0), gw.eq(0), gs.eq(0), e.eq(0),
                                  wptr.eq(ins_list[0].wbase)]
                 with m.Else():
                     m.d.sync += in_cnt.eq(in_cnt + 1)
         with m.Else():
-            m.d.comb += [framer.o.ready.eq(0), self.load.ready.eq(0)]
+            m.d.comb += framer.o.ready.eq(0)
+            if reader is None:
+                m.d.comb += self.load.ready.eq(0)
 
         # ================================================================ FILL
         with m.If(state == ST_FILL):
-            with m.If(e < f_taps):
-                m.d.comb += main.addr.eq(wptr + e)
-            with m.If(e != 0):
-                m.d.comb += [c_wp.addr.eq(e - 1), c_wp.data.eq(main.rdata), c_wp.en.eq(1)]
+            if reader is None:
+                with m.If(e < f_taps):
+                    m.d.comb += main.addr.eq(wptr + e)
+                with m.If(e != 0):
+                    m.d.comb += [c_wp.addr.eq(e - 1), c_wp.data.eq(main.rdata), c_wp.en.eq(1)]
+            else:
+                m.d.comb += [reader.o.ready.eq(e < f_taps), c_wp.addr.eq(e),
+                             c_wp.data.eq(reader.o.payload),
+                             c_wp.en.eq(reader.o.valid & (e < f_taps))]
             with m.If(e == f_taps):
                 m.d.sync += [e.eq(0), state.eq(ST_START), wptr.eq(wptr + f_taps),
                              oy.eq(0), ox.eq(0),
@@ -457,7 +532,7 @@ class SharedNetwork(wiring.Component):
                 for k in range(2):
                     m.d.sync += [origin[k].eq(sf[k]["origin"]), row_origin[k].eq(sf[k]["origin"]),
                                  iy0[k].eq(-sf[k]["pad"]), ix0[k].eq(-sf[k]["pad"])]
-            with m.Else():
+            with m.Elif(Const(1, 1) if reader is None else reader.o.valid):
                 m.d.sync += e.eq(e + 1)
 
         # ================================================================ START
@@ -479,7 +554,7 @@ class SharedNetwork(wiring.Component):
         issue_md = Signal(md_layout)
         nl_cur = Signal(range(P + 1))
         rem = Signal(signed(16))
-        m.d.comb += [rem.eq(f_Co - (g * P)),
+        m.d.comb += [rem.eq(f_Co - _times(g, P)),
                      nl_cur.eq(Mux(rem > P, P, rem))]
         with m.If((state == ST_RUN) & ~wdone & credit):
             with m.If(sel["skip"]):
@@ -509,7 +584,7 @@ class SharedNetwork(wiring.Component):
                         main.addr.eq(col_ptr + wi),
                         issue_md.n.eq(Mux(last_w, sel["last_slots"], S)),
                         issue_md.slot0.eq(0),
-                        issue_md.cbase.eq(tapc + wi * S),
+                        issue_md.cbase.eq(tapc + _times(wi, S)),
                         issue_md.skip.eq(0), issue_md.lane.eq(0), issue_md.lshift.eq(0),
                     ]
                 with m.If(inb & ~last_w):
@@ -566,7 +641,7 @@ class SharedNetwork(wiring.Component):
 
         # ================================================================ EPI
         bias_sum = lanes.acc0 + b_rp.data
-        m.d.comb += b_rp.addr.eq(f_bbase + g * P + e)
+        m.d.comb += b_rp.addr.eq(f_bbase + _times(g, P) + e)
         b_stall = Signal()
         m.d.comb += b_rp.en.eq(~b_stall)
         shift = f_shift

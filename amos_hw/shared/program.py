@@ -36,7 +36,7 @@ from python_ref import ir
 from python_ref.quant import relu_int, requant_shift, signed_width
 
 __all__ = ["LANES", "WORD_BITS", "ProgramError", "Source", "Instr", "Program", "lower",
-           "layout", "execute", "cycles", "pack_input"]
+           "layout", "execute", "cycles", "pack_input", "StreamTiming"]
 
 #: Output channels computed at once (one int8 weight lane each): one 64-bit weight word.
 LANES = 8
@@ -106,6 +106,10 @@ class Program:
     depth: int = 0
     image: np.ndarray | None = None  # uint64 weight words
     bias_table: np.ndarray | None = None
+    #: ``"memory"``: the weights are the first words of the main memory; ``"stream"``: they
+    #: arrive in read order from outside (an SPI flash, :mod:`amos_hw.lib.spiflash`) and the
+    #: main memory holds the activation maps only, from address 0
+    weights: str = "memory"
 
     def weight_bytes(self) -> bytes:
         """The weight image as the ``load`` port and ``CMD_LOAD`` take it: each 64-bit word
@@ -294,8 +298,16 @@ def _acc_range(p: Program, ins: Instr) -> tuple[int, int]:
     return lo + min(0, int(b.min())), hi + max(0, int(b.max()))
 
 
-def layout(p: Program, max_depth: int | None = None) -> Program:
-    """Place weights and maps in the word memory; build the weight image and bias table."""
+def layout(p: Program, max_depth: int | None = None, weights: str = "memory") -> Program:
+    """Place weights and maps in the word memory; build the weight image and bias table.
+
+    ``weights="stream"`` leaves the weights out of the memory (they are read once per image,
+    in address order, from a stream; :attr:`Program.image` is still their image): the maps
+    start at word 0 and ``max_depth`` limits the maps alone.
+    """
+    if weights not in ("memory", "stream"):
+        raise ValueError(f"weights must be 'memory' or 'stream', not {weights!r}")
+    p.weights = weights
     words = []
     for ins in p.instrs:
         ins.wbase = len(words)
@@ -354,7 +366,7 @@ def layout(p: Program, max_depth: int | None = None) -> Program:
     for t, (a0, a1) in life.items():
         r = span.setdefault(root[t], [a0, a1])
         r[0], r[1] = min(r[0], a0), max(r[1], a1)
-    base0 = p.weight_words
+    base0 = p.weight_words if weights == "memory" else 0
     placed: dict[str, tuple[int, int]] = {}
     # largest first, then by birth: first fit in address order
     for t in sorted(span, key=lambda t: (-sizes[t][0], span[t][0])):
@@ -376,6 +388,10 @@ def layout(p: Program, max_depth: int | None = None) -> Program:
         ins.src_base = [p.maps[s.tensor][0] for s in ins.sources]
     if max_depth is not None and p.depth > max_depth:
         peak = max(p.instrs, key=lambda i: i.taps)
+        if weights == "stream":
+            raise ProgramError(
+                f"the live activation maps need {p.depth} words of {WORD_BITS} bits, more than "
+                f"the {max_depth} available (over by {p.depth - max_depth})")
         raise ProgramError(
             f"the weights ({p.weight_words} words) and the live activation maps need "
             f"{p.depth} words of {WORD_BITS} bits, more than the {max_depth} available "
@@ -434,8 +450,9 @@ def execute(p: Program, x: np.ndarray) -> np.ndarray:
     from python_ref import snn
 
     mem = [0] * p.depth
-    for a, w in enumerate(p.image.tolist()):
-        mem[a] = int(w)
+    if p.weights == "memory":
+        for a, w in enumerate(p.image.tolist()):
+            mem[a] = int(w)
     for a, w in pack_input(p, x):
         mem[a] = w
     for ins in p.instrs:
@@ -520,7 +537,66 @@ def run_cycles(steps: tuple, fifo_depth: int = 3) -> int:
     return cyc
 
 
-def cycles(p: Program, detail: bool = False):
+@dataclass(frozen=True)
+class StreamTiming:
+    """When the words of a weight stream arrive (:class:`amos_hw.lib.spiflash.SpiFlashReader`).
+
+    The reader starts the cycle the engine takes an image's last input byte. It clocks
+    ``header_slots`` bit slots of command, address and dummy bits, then one 64-slot word after
+    another, each slot ``2 * div`` cycles (the flash clock is the engine's over ``2 * div``),
+    and never runs more than ``depth`` words ahead of the engine. A word is pushed into the
+    reader's FIFO in its last cycle and can be taken two cycles later.
+    """
+    div: int = 1
+    depth: int = 512
+    header_slots: int = 40
+
+    def __post_init__(self):
+        for name in ("div", "depth", "header_slots"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"StreamTiming.{name} must be a positive integer, not {v!r}")
+
+    @property
+    def word_cycles(self) -> int:
+        return WORD_BITS * 2 * self.div
+
+
+def _group_rest(p: Program, ins: Instr, grp: int) -> int:
+    """Cycles of one group after its weight-cache fill: per output position one cycle to
+    start, the RUN cycles, the epilogue and one cycle to step the position."""
+    Ho, Wo, Co = ins.out_shape
+    n = min(LANES, Co - grp * LANES)
+    epi = (4 + ins.K + 2 * n) if ins.mode == "act" else 1 + n
+    return sum(1 + run_cycles(_steps(p, ins, oy, ox, n)) + epi + 1
+               for oy in range(Ho) for ox in range(Wo))
+
+
+def _stream_fills(p: Program, timing: StreamTiming, groups: list) -> list:
+    """The fill cycles of every group when the weights come from a stream: the reader and the
+    engine's FILL state stepped word by word (cycles counted from the image's first byte)."""
+    H, W, C = p.input_shape
+    t0 = H * W * C - 1  # the cycle the last byte is taken: the reader's start
+    D, wc = timing.depth, timing.word_cycles
+    taken: list[int] = []  # cycle each word is taken by the engine
+    push = t0 + 2 * timing.div * timing.header_slots  # "previous push": the header's last cycle
+    start = t0 + 1  # the first group's FILL
+    fills = []
+    for taps, rest in groups:
+        last = None
+        for _ in range(taps):
+            j = len(taken)
+            s = push + 1 if j < D else max(push + 1, taken[j - D] + 2)
+            push = s + wc - 1
+            last = max(push + 2, start if last is None else last + 1)
+            taken.append(last)
+        fill = 1 if last is None else last + 2 - start
+        fills.append(fill)
+        start += fill + rest
+    return fills
+
+
+def cycles(p: Program, detail: bool = False, stream: StreamTiming | None = None):
     """The engine's cycles per image, exactly (equal to the simulated interval in the tests).
 
     Per image: one cycle per input byte; per instruction and group a weight-cache fill of
@@ -529,19 +605,24 @@ def cycles(p: Program, detail: bool = False):
     the map that the FIFO does not hide, the pipeline's fill and drain), the epilogue
     (``4 + K + 2n`` cycles for ``n`` lanes through the AMOS unit and the read-modify-write, or
     ``1 + n`` for logits) and one cycle to step the position.
+
+    ``stream``: the weights come from a stream with this timing (``weights="stream"``); a
+    fill then lasts until its last word has arrived, and no less than ``taps + 1`` cycles.
     """
     H, W, C = p.input_shape
     rows = [("input", H * W * C)]
+    groups, names = [], []
     for ins in p.instrs:
-        Ho, Wo, Co = ins.out_shape
-        total = 0
         for grp in range(ins.groups):
-            n = min(LANES, Co - grp * LANES)
-            total += ins.taps + 1
-            epi = (4 + ins.K + 2 * n) if ins.mode == "act" else 1 + n
-            for oy in range(Ho):
-                for ox in range(Wo):
-                    total += 1 + run_cycles(_steps(p, ins, oy, ox, n)) + epi + 1
-        rows.append((ins.name, total))
+            groups.append((ins.taps, _group_rest(p, ins, grp)))
+            names.append(ins.name)
+    if stream is None:
+        fills = [taps + 1 for taps, _ in groups]
+    else:
+        fills = _stream_fills(p, stream, groups)
+    per: dict[str, int] = {}
+    for name, (_, rest), fill in zip(names, groups, fills):
+        per[name] = per.get(name, 0) + fill + rest
+    rows += [(i.name, per[i.name]) for i in p.instrs]
     n = sum(r[1] for r in rows)
     return (n, rows) if detail else n
