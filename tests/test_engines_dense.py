@@ -15,10 +15,12 @@ from python_ref import snn
 from python_ref.quant import requant_shift, signed_width
 
 
-def make(rng, n_out, n_in, *, in_bits=4, shift=6, out_bits=4, pe=1, simd=1, bias=3000):
+def make(rng, n_out, n_in, *, in_bits=4, shift=6, out_bits=4, pe=1, simd=1, bias=3000,
+         credits=False):
     w = rng.integers(-127, 128, (n_out, n_in))
     b = rng.integers(-bias, bias + 1, n_out)
-    return DenseEngine(w, b, in_bits=in_bits, shift=shift, out_bits=out_bits, pe=pe, simd=simd)
+    return DenseEngine(w, b, in_bits=in_bits, shift=shift, out_bits=out_bits, pe=pe, simd=simd,
+                       credits=credits)
 
 
 def run(dut, a, seed=0, **kw):
@@ -48,10 +50,11 @@ def reference(dut, a):
         (8, 16, 4, 2, 1, 2, 3),  # 1-bit inputs
     ],
 )
-def test_random_against_reference(n_out, n_in, pe, simd, in_bits, out_bits, shift):
+@pytest.mark.parametrize("credits", [False, True])
+def test_random_against_reference(n_out, n_in, pe, simd, in_bits, out_bits, shift, credits):
     rng = np.random.default_rng(n_out * 100 + n_in)
     dut = make(rng, n_out, n_in, in_bits=in_bits, shift=shift, out_bits=out_bits, pe=pe,
-               simd=simd)
+               simd=simd, credits=credits)
     a = rng.integers(0, 2**in_bits, (6, n_in))
     hw = run(dut, a, seed=n_in)
     assert hw.tolist() == reference(dut, a).tolist()
@@ -81,9 +84,10 @@ def test_spike_count_reports_activity():
 
 @pytest.mark.parametrize(("n_out", "n_in", "pe", "simd", "out_bits"),
                          [(6, 8, 2, 4, 4), (4, 6, 1, 1, None), (3, 3, 3, 3, 2), (4, 4, 2, 4, 3)])
-def test_expected_cycles_and_latency_exact(n_out, n_in, pe, simd, out_bits):
+@pytest.mark.parametrize("credits", [False, True])
+def test_expected_cycles_and_latency_exact(n_out, n_in, pe, simd, out_bits, credits):
     rng = np.random.default_rng(11)
-    dut = make(rng, n_out, n_in, pe=pe, simd=simd, out_bits=out_bits)
+    dut = make(rng, n_out, n_in, pe=pe, simd=simd, out_bits=out_bits, credits=credits)
     assert dut.expected_cycles == (n_out // pe) * (n_in // simd)
     check_latency_and_interval(dut, rng.integers(0, 16, (4, n_in)))
 
@@ -226,11 +230,13 @@ def test_planes_against_reference(n_out, n_in, pe, simd, in_bits, planes, out_bi
 @pytest.mark.parametrize(("n_out", "n_in", "pe", "simd", "in_bits", "planes", "out_bits"), [
     (6, 8, 2, 4, 4, 1, 4), (6, 8, 3, 2, 4, 2, None), (4, 4, 4, 4, 10, 1, 10), (4, 4, 1, 1, 2, 1, 2),
 ])
-def test_planes_cycles_and_latency_exact(n_out, n_in, pe, simd, in_bits, planes, out_bits):
+@pytest.mark.parametrize("credits", [False, True])
+def test_planes_cycles_and_latency_exact(n_out, n_in, pe, simd, in_bits, planes, out_bits,
+                                         credits):
     rng = np.random.default_rng(5)
     dut = DenseEngine(rng.integers(-127, 128, (n_out, n_in)), rng.integers(-99, 99, n_out),
                       in_bits=in_bits, shift=4, out_bits=out_bits, pe=pe, simd=simd,
-                      planes=planes)
+                      planes=planes, credits=credits)
     assert dut.expected_cycles == (n_out // pe) * (n_in // simd) * (in_bits // planes)
     check_latency_and_interval(dut, rng.integers(0, 2**in_bits, (4, n_in)))
 
@@ -269,3 +275,19 @@ def test_planes_messages(planes, message):
     with pytest.raises(ValueError, match=message):
         DenseEngine(rng.integers(-9, 9, (2, 2)), [0, 0], in_bits=4, shift=0, out_bits=None,
                     planes=planes)
+
+
+@pytest.mark.parametrize("credits", [False, True])
+def test_credits_latency_and_fifo(credits):
+    """With credits the result FIFO adds one cycle of latency and no flip-flop-free stall path;
+    without, there is no FIFO."""
+    rng = np.random.default_rng(5)
+    base = make(rng, 6, 8, pe=2, simd=4)
+    dut = make(np.random.default_rng(5), 6, 8, pe=2, simd=4, credits=credits)
+    assert dut.latency == base.latency + credits
+    assert dut.result_fifo_depth == (0 if not credits else
+                                     -(-(2 + (2 + dut._tree_depth + 1) + 3) // 2) + 1)
+    assert dut.flip_flops - base.flip_flops == dut.result_fifo_depth * 2 * dut.acc_width
+    from amos_hw.top import silence
+    silence(base)
+    silence(dut)

@@ -69,7 +69,7 @@ class ConvEngine(wiring.Component):
             raise ValueError(f"{name}: simd must divide the {c_in} input channels, not {simd}")
         self._mvu = DenseEngine(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
                                 shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
-                                name=name, carry=carry)
+                                name=name, carry=carry, credits=True)
         try:
             self._window = SlidingWindow(height=height, width=width, channels=c_in, kernel=k,
                                          stride=stride, padding=padding, simd=simd,

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -208,6 +208,15 @@ class DenseEngine(wiring.Component):
         Same results, same cycles; about 29 % fewer LUT4s and 21 % more flip-flops on the
         probe. The Verilog then instantiates ``CCU2C``: it needs an ECP5 target or a simulation
         model (``boards/sim_models/CCU2C.v``).
+    credits : bool
+        ``False``: backpressure stalls the whole pipeline (one clock enable on every register).
+        ``True``: the datapath runs free and the results queue in a small FIFO
+        (:attr:`result_fifo_depth`) before the AMOS unit; an output fold starts only when its
+        result has a place there (a credit), so a downstream ``ready`` reaches a counter
+        instead of thousands of clock enables. Same results; one cycle more latency; the
+        same interval when the output is always ready (under backpressure the engine can run
+        up to the FIFO's depth of results ahead, so a stalled pipeline of them may move
+        faster than the stalling one). The convolution engine uses it.
 
     Members
     -------
@@ -220,7 +229,7 @@ class DenseEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-                 name="dense", carry="generic"):
+                 name="dense", carry="generic", credits=False):
         self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
@@ -255,6 +264,7 @@ class DenseEngine(wiring.Component):
             raise ValueError(f"{name}: carry must be one of {', '.join(CARRY_FORMS)}, "
                              f"not {carry!r}")
         self._carry = carry
+        self._credits = bool(credits)
         self._name = name
         self._weights = weights
         self._weights.setflags(write=False)
@@ -303,6 +313,7 @@ class DenseEngine(wiring.Component):
     simd = property(lambda self: self._simd)
     planes = property(lambda self: self._planes, doc="Spike planes per cycle.")
     carry = property(lambda self: self._carry, doc="``generic`` or ``ecp5``: see the class.")
+    credits = property(lambda self: self._credits, doc="Free-running datapath: see the class.")
     passes = property(lambda self: self._passes, doc="Cycles per input word: in_bits / planes.")
     acc_range = property(
         lambda self: self._acc_range,
@@ -324,10 +335,24 @@ class DenseEngine(wiring.Component):
         """Cycles from the first input word of a vector to its first output word (no stall):
         ``SF`` input words (``P`` passes each), then fetch, the operand register, the registered
         adder tree (``ceil(log2(simd)) + ceil(log2(planes))`` levels, at least one), the Horner
-        register when ``P > 1``, and accumulation, then the AMOS unit's ``K + 2``."""
-        tail = 2 + self._tree_depth + (self._passes > 1)
+        register when ``P > 1``, accumulation into the result FIFO and its output register,
+        then the AMOS unit's ``K + 2``."""
+        tail = 2 + self._tree_depth + (self._passes > 1) + self._credits  # + the result FIFO
         return self._sf * self._passes + tail + (
             self._amos.latency if self._amos is not None else 0)
+
+    @property
+    def result_fifo_depth(self) -> int:
+        """Results the engine may have in flight or queued: an output fold starts only with a
+        free place for its result (a credit), so the pipeline never stalls and needs no clock
+        enable. Enough places that the credits never hold the schedule back while the output
+        is ready: the folds that fit in a fold's issue-to-release time, plus one. 0 without
+        credits."""
+        if not self._credits:
+            return 0
+        t = self._sf * self._passes
+        tail = 2 + self._tree_depth + (self._passes > 1) + 1
+        return -(-(t + tail + 3) // t) + 1
 
     @property
     def memory_bits(self) -> int:
@@ -354,6 +379,8 @@ class DenseEngine(wiring.Component):
             ff += self._pe * (self._simd - self._simd // 2) * self._w_width
             ff += self._simd * self._planes
         ff += 4 * self._pe * self._b_width
+        if self._credits:
+            ff += self.result_fifo_depth * self._pe * self._acc_width  # the result FIFO
         ff += 2 * max(1, math.ceil(math.log2(self._nf * self._sf + 1))) + 8
         if self._passes > 1:  # Horner register, pass counter, stage-H control
             ff += self._pe * (self._w_width + self._in_bits + 1
@@ -452,17 +479,32 @@ class DenseEngine(wiring.Component):
         w_rd = wmem.read_port()
         b_rd = bmem.read_port()
 
-        en = Signal()  # the whole pipeline advances
+        # credits=True: the datapath never stalls (no clock enable on its thousands of
+        # registers: a downstream `ready` used to fan out to all of them). Bubbles enter where
+        # the issue stage waits: for an input word, or, at the start of an output fold, for a
+        # free place in the result FIFO (credits: folds issued, results not yet taken).
+        credits = self._credits
+        en = Const(1, 1) if credits else Signal()  # without credits: the pipeline advances
         nf_ctr = counter(nf, "nf_ctr")
         sf_ctr = counter(sf, "sf_ctr")
         waddr = counter(nf * sf, "waddr")
         pass_ctr = counter(passes, "pass_ctr")  # stays 0 when bit-parallel
         from_stream = nf_ctr == 0
         take = from_stream & (pass_ctr == 0)  # a new input word from the stream this cycle
+        room = Signal()
+        fold_start = (sf_ctr == 0) & (pass_ctr == 0)
+        if credits:
+            F = self.result_fifo_depth
+            m.submodules.results = rq = fifo.SyncFIFOBuffered(width=pe * self._acc_width,
+                                                              depth=F)
+            owed = Signal(range(F + 1))  # folds issued whose result has not left the FIFO
+            m.d.comb += room.eq(~fold_start | (owed != F))
+        else:
+            m.d.comb += room.eq(en)
         go = Signal()
         m.d.comb += [
-            go.eq(en & (~take | self.i.valid)),
-            self.i.ready.eq(en & take),
+            go.eq(room & (~take | self.i.valid)),
+            self.i.ready.eq(room & take),
             w_rd.en.eq(en),
             w_rd.addr.eq(waddr),
             b_rd.en.eq(en),
@@ -584,10 +626,14 @@ class DenseEngine(wiring.Component):
                              last_h.eq(last_t), bias_h.eq(bias_t)]
             valid_t, first_t, last_t, bias_t = valid_h, first_h, last_h, bias_h
         acc = [Signal(signed(self._acc_width), name=f"acc_{p}") for p in range(pe)]
-        res = [Signal(signed(self._acc_width), name=f"res_{p}") for p in range(pe)]
-        valid_c = Signal()
-        with m.If(en):
-            m.d.sync += valid_c.eq(valid_t & last_t)
+        if credits:
+            m.d.comb += rq.w_en.eq(valid_t & last_t)
+            m.d.sync += owed.eq(owed + (go & fold_start) - (rq.r_rdy & rq.r_en))
+        else:
+            res = [Signal(signed(self._acc_width), name=f"res_{p}") for p in range(pe)]
+            valid_c = Signal()
+            with m.If(en):
+                m.d.sync += valid_c.eq(valid_t & last_t)
         for p in range(pe):
             ws = [w_r.word_select(p * simd + s, wb).as_signed() for s in range(simd)]
             plane_sums = []
@@ -623,17 +669,25 @@ class DenseEngine(wiring.Component):
             total = Mux(first_t, bias, acc[p]) + word_sum
             with m.If(en & valid_t):
                 m.d.sync += acc[p].eq(total)
-                with m.If(last_t):
-                    m.d.sync += res[p].eq(total)
+                if not credits:
+                    with m.If(last_t):
+                        m.d.sync += res[p].eq(total)
+            if credits:
+                m.d.comb += rq.w_data.word_select(p, self._acc_width).eq(total)
 
-        # stage C: requantise, then the ReLU AMOS unit (or the raw value)
+        # stage C (the result register, or with credits the result FIFO's output register):
+        # requantise, then the ReLU AMOS unit (or the raw value)
+        if credits:
+            res = [rq.r_data.word_select(p, self._acc_width).as_signed() for p in range(pe)]
+            valid_c = rq.r_rdy
         S = self._shift
         v = [(r + (1 << (S - 1))) >> S if S else r for r in res]
         if self._amos is not None:
             m.submodules.amos = amos = self._amos
             m.d.comb += [
                 amos.i.valid.eq(valid_c),
-                en.eq(~valid_c | amos.i.ready),
+                (rq.r_en if credits else en).eq(amos.i.ready if credits
+                                                 else ~valid_c | amos.i.ready),
                 self.o.valid.eq(amos.o.valid),
                 amos.o.ready.eq(self.o.ready),
                 self.spike_count.eq(amos.spike_count),
@@ -643,7 +697,8 @@ class DenseEngine(wiring.Component):
         else:
             m.d.comb += [
                 self.o.valid.eq(valid_c),
-                en.eq(~valid_c | self.o.ready),
+                (rq.r_en if credits else en).eq(self.o.ready if credits
+                                                else ~valid_c | self.o.ready),
             ]
             m.d.comb += [self.o.payload[p].eq(v[p]) for p in range(pe)]
         return m
