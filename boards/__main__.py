@@ -71,6 +71,7 @@ def flash_weights(board, wfile) -> None:
 
 
 def main(argv=None) -> int:
+    from amos_hw.engines.carry import CARRY_FORMS
     from boards.build import ROUTERS
 
     ap = argparse.ArgumentParser(prog="python -m boards", description=__doc__,
@@ -93,6 +94,9 @@ def main(argv=None) -> int:
                            help="share of the device's LUT4s the estimate may use (0.8)")
             p.add_argument("--router", choices=ROUTERS, default=None,
                            help="nextpnr's router (default: router1)")
+            p.add_argument("--carry", choices=CARRY_FORMS, default=None,
+                           help="the matrix-vector units' adders (default: ecp5 on an ECP5 "
+                                "board, else generic)")
             p.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -105,7 +109,7 @@ def main(argv=None) -> int:
             get_board(args.board)
             rep = build(args.board, args.model, parallelism=_parallelism(args.parallelism),
                         progress=not args.quiet, clock_mhz=args.clock_mhz,
-                        lut_fill=args.lut_fill, router=args.router)
+                        lut_fill=args.lut_fill, router=args.router, carry=args.carry)
             out = build_dir(rep["board"], rep["model"]) / "build_report.json"
             print(f"{rep['board']} {rep['model']}: Fmax {rep['fmax_mhz']} MHz, "
                   f"{rep['lut4']} LUT4, {rep['ff']} FF, {rep['bram']['blocks']} BRAM, "

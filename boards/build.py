@@ -369,7 +369,8 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report["model_source"] = str(model)
     report["git"] = _git_state()
     report["router"] = router or "router1"
-    report["carry"] = carry
+    # the carry form is the layer engines'; the shared engine has no adder tree to put in it
+    report["carry"] = None if est.get("architecture") == "shared" else carry
     if getattr(net, "weights", None) == "flash":
         wfile = out / "weights.bin"
         wfile.write_bytes(net.program.weight_bytes())

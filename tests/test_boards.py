@@ -340,3 +340,13 @@ def test_flash_writes_the_weights_before_the_bitstream(monkeypatch, tmp_path):
     calls = log.read_text().splitlines()
     assert calls[0] == f"-b ulx3s -f -o 0x200000 --file-type bin {out / 'weights.bin'}"
     assert "top.bit" in calls[1] and len(calls) == 2
+
+
+def test_cli_build_carry_choice(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["build", "--board", "ulx3s-85f", "--model", "digits", "--carry", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
+    assert cli.main(["build", "--board", "icebreaker", "--model", "digits",
+                     "--carry", "ecp5"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --carry ecp5 needs an ECP5 board; "
+                                               "icebreaker is an ice40 board")
