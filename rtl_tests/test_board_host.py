@@ -138,3 +138,34 @@ def test_classify_sim_flash_weights_on_the_25f(tmp_path):
     assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)
     p = P.layout(P.lower(g))
     assert info.cycles_per_image > P.cycles(p)  # the flash, not the memory, feeds the weights
+
+
+@pytest.mark.slow
+def test_classify_sim_resnet8_ulx3s_25f(tmp_path):
+    """ResNet8 through the ULX3S-25F board top as built (shared engine, weights read from the
+    modelled configuration flash at 0x200000), two CIFAR-10 test images from PNG files over the
+    modelled UART, against the integer reference."""
+    if "verilator" not in os.environ.get("SIM", "verilator"):
+        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
+    from PIL import Image
+
+    from python_ref import ir, snn
+    data = os.path.join(os.environ.get("AMOS_DATA", "/work/shared/datasets/cifar10"),
+                        "test.npz")
+    if not os.path.exists(data):
+        pytest.skip(f"CIFAR-10 test arrays not at {data}")
+    d = np.load(data)
+    pick = [3, 7000]
+    files = []
+    for k in pick:
+        p = tmp_path / f"c{k}.png"
+        Image.fromarray(d["x"][k]).save(p)
+        files.append(str(p))
+    out = tmp_path / "answers.json"
+    assert host.main(["classify", "--sim", "--board", "ulx3s-25f", "--model", "resnet8",
+                      *files, "--json", str(out)]) == 0
+    answers = json.loads(out.read_text())
+    ref = snn.run(ir.load("python_ref/zoo/resnet8.json"), d["x"][pick])
+    assert [a["cls"] for a in answers] == ref.classes.tolist()
+    assert [list(a["logits"]) for a in answers] == ref.logits.tolist()
+    assert all(a["cycles"] == 2264402 for a in answers)  # the engine's count, flash included
