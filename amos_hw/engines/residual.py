@@ -14,6 +14,9 @@ from amos_hw.lib.amos_unit import AmosUnit
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
+#: Skip words held in flip-flops between the skip FIFO's block RAM and the adder.
+SKIP_REGS = 3
+
 __all__ = ["ResidualAddEngine"]
 
 
@@ -142,6 +145,7 @@ class ResidualAddEngine(wiring.Component):
     def flip_flops(self) -> int:
         ff = self._lanes * self._sum_width + 2 * max(1, math.ceil(math.log2(self._skip_depth + 1)))
         ff += self._lanes * self._skip_bits + 4  # the buffered FIFO's output register
+        ff += SKIP_REGS * self._lanes * self._skip_bits + 4  # the register queue behind it
         return ff + (self._amos.flip_flops if self._amos is not None else 0)
 
     @property
@@ -162,12 +166,20 @@ class ResidualAddEngine(wiring.Component):
         m = Module()
         lanes = self._lanes
         sb = self._skip_bits
-        m.submodules.skip_fifo = fifo = SyncFIFOBuffered(width=lanes * sb,
-                                                         depth=self._skip_depth)
+        m.submodules.skip_fifo = big = SyncFIFOBuffered(width=lanes * sb,
+                                                        depth=self._skip_depth)
+        # the skip words reach the adder from flip-flops, not from the block RAM's read port
+        # (its clock-to-out and the add were the 85F's critical path): a three-place register
+        # queue behind the memory, kept full while the skip path runs ahead (it always does:
+        # the main path waits for its line buffers)
+        m.submodules.skip_regs = fifo = SyncFIFOBuffered(width=lanes * sb, depth=SKIP_REGS)
         m.d.comb += [
-            fifo.w_data.eq(self.skip.payload.as_value()),
-            fifo.w_en.eq(self.skip.valid),
-            self.skip.ready.eq(fifo.w_rdy),
+            big.w_data.eq(self.skip.payload.as_value()),
+            big.w_en.eq(self.skip.valid),
+            self.skip.ready.eq(big.w_rdy),
+            fifo.w_data.eq(big.r_data),
+            fifo.w_en.eq(big.r_rdy),
+            big.r_en.eq(fifo.w_rdy),
         ]
         en = Signal()
         go = Signal()
