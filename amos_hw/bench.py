@@ -61,6 +61,9 @@ def save_result(report: dict, variant: str | None = None) -> Path:
     router = report.get("router", "router1")
     if router != "router1":
         parts.append((router, router))
+    if report.get("timing_mhz") is not None:
+        t = report["timing_mhz"]
+        parts.append(("timing" + f"{t:g}".replace(".", "p"), f"routed for {t:g} MHz"))
     carry = report.get("carry")
     if carry is not None and carry != default_form(report.get("family")):
         parts.append((f"{carry}-carry", f"{carry} carry"))
@@ -209,6 +212,10 @@ def main(argv=None) -> int:
     ap.add_argument("--router", choices=ROUTERS, default=None,
                     help="nextpnr's router (default: router1); a router2 build is saved with "
                          "a _router2 suffix")
+    ap.add_argument("--timing-mhz", type=float, default=None, metavar="F",
+                    help="ECP5: ask nextpnr to meet F MHz instead of the clock itself (the "
+                         "report's Fmax decides whether the bitstream meets its clock); saved "
+                         "with a _timing<F> suffix")
     ap.add_argument("--variant", default=None,
                     help="name of a non-default build, saved as <board>_<model>_<variant>.json")
     args = ap.parse_args(argv)
@@ -237,6 +244,8 @@ def main(argv=None) -> int:
                     tag += f"-pll{args.clock_mhz:g}"
                 if args.router == "router2":
                     tag += "-router2"
+                if args.timing_mhz is not None:
+                    tag += f"-timing{args.timing_mhz:g}"
                 if args.carry is not None and args.carry != default_form(board.family):
                     tag += f"-{args.carry}-carry"
                 out = build_dir(board.name, args.model)
@@ -244,7 +253,7 @@ def main(argv=None) -> int:
                     out = out.with_name(f"{out.name}_{tag.strip('-')}")
                 rep = build(board.name, args.model, clock_mhz=args.clock_mhz,
                             parallelism=args.parallelism, lut_fill=args.lut_fill, out=out,
-                            router=args.router, carry=args.carry)
+                            router=args.router, carry=args.carry, timing_mhz=args.timing_mhz)
             out = save_result(rep, args.variant)
             print(f"wrote {out.relative_to(REPO)}")
         readme = write_readme(load_results())
