@@ -350,3 +350,27 @@ def test_cli_build_carry_choice(capsys):
                      "--carry", "ecp5"]) == 2
     assert capsys.readouterr().err.strip() == ("error: --carry ecp5 needs an ECP5 board; "
                                                "icebreaker is an ice40 board")
+
+
+def test_timing_target(tmp_path, monkeypatch):
+    """--timing-mhz: ECP5 only; it scales the oscillator's constraint (nextpnr derives the
+    PLL's from it) and gives the result its own file name."""
+    from amos_hw import bench
+    from boards.build import _scale_oscillator_constraint, build
+    with pytest.raises(BoardError, match=r"^--timing-mhz is for ECP5 builds; icebreaker is an "
+                                         r"ice40 board$"):
+        build("icebreaker", "digits", timing_mhz=10)
+    with pytest.raises(BoardError, match=r"^--timing-mhz must be positive, not -1"):
+        build("ulx3s-85f", "digits", timing_mhz=-1)
+    lpf = tmp_path / "top.lpf"
+    lpf.write_text('LOCATE COMP "x" SITE "G2";\nFREQUENCY PORT "clk25_0__io" 25000000.0 HZ;\n')
+    _scale_oscillator_constraint(lpf, 25 / 75)
+    assert 'FREQUENCY PORT "clk25_0__io" 8333333.3 HZ;' in lpf.read_text()
+    lpf.write_text("nothing")
+    with pytest.raises(BoardError, match="expected one FREQUENCY PORT constraint, found 0"):
+        _scale_oscillator_constraint(lpf, 2)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    out = bench.save_result({"board": "ulx3s-85f", "model": "resnet8", "pll": {"fout": 75.0},
+                             "timing_mhz": 25.0})
+    assert out.name == "ulx3s-85f_resnet8_pll75mhz_timing25.json"
+    assert json.loads(out.read_text())["variant"] == "PLL 75 MHz, routed for 25 MHz"
