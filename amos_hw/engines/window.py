@@ -169,6 +169,17 @@ class SlidingWindow(wiring.Component):
 
         need = Signal(range(H + 1), init=min(k - p, H))
         limit = Signal(range(H + R + 1), init=max(-p, 0) + R)
+        # and their values for the next output row, registered from `top` (which moves once an
+        # output row, Wo*k*k*CF >= 2 cycles apart): the reader's `go` then only selects them
+        # (computed from `top + s` after `go`, they were the 85F's critical path)
+        nxt = Signal.like(top, name="top_next")
+        m.d.comb += nxt.eq(top + s)
+        if Wo * k * k * CF >= 2:
+            need_n = Signal.like(need, name="need_next")
+            limit_n = Signal.like(limit, name="limit_next")
+            m.d.sync += [need_n.eq(need_of(nxt)), limit_n.eq(limit_of(nxt))]
+        else:  # a one-cycle output row: no time to register them
+            need_n, limit_n = need_of(nxt), limit_of(nxt)
 
         # writer: a ring in input order
         waddr = Signal(range(depth))
@@ -248,11 +259,9 @@ class SlidingWindow(wiring.Component):
                                      need.eq(min(k - p, H)), limit.eq(max(-p, 0) + R)]
                     with m.Else():
                         step = s % R * row_words
-                        nxt = Signal.like(top, name="top_next")
-                        m.d.comb += nxt.eq(top + s)
                         m.d.sync += [top.eq(nxt), rb_top.eq(wrap_add(rb_top, step)),
                                      rb.eq(wrap_add(rb_top, step)),
-                                     need.eq(need_of(nxt)), limit.eq(limit_of(nxt))]
+                                     need.eq(need_n), limit.eq(limit_n)]
                 with m.Else():
                     m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
         m.d.sync += avail.eq(avail + row_done - Mux(image_done, H, 0))
