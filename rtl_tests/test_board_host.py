@@ -62,33 +62,40 @@ def test_classify_sim_missing_file(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'x.png'}: no such file"
 
 
-@pytest.mark.slow
-def test_classify_sim_resnet8(tmp_path):
-    """ResNet8 through the ULX3S-85F board top (Verilator build about 8 minutes, then about a
-    minute per image), against the integer reference."""
+def classify_cifar_through_board(tmp_path, board: str, pick: list) -> list:
+    """CIFAR-10 test images ``pick`` as PNG files through ``host classify --sim`` on ``board``'s
+    ResNet8 top; checks classes and logits against the integer reference; returns the
+    answers (skips without Verilator or without the CIFAR-10 arrays)."""
     if "verilator" not in os.environ.get("SIM", "verilator"):
         pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
     from PIL import Image
 
     from python_ref import ir, snn
-    d = np.load("/work/shared/datasets/cifar10/test.npz") if os.path.exists(
-        "/work/shared/datasets/cifar10/test.npz") else None
-    if d is None:
-        pytest.skip("CIFAR-10 test arrays not at /work/shared/datasets/cifar10")
-    pick = [0, 5000]
+    data = os.path.join(os.environ.get("AMOS_DATA", "/work/shared/datasets/cifar10"),
+                        "test.npz")
+    if not os.path.exists(data):
+        pytest.skip(f"CIFAR-10 test arrays not at {data}")
+    d = np.load(data)
     files = []
     for k in pick:
         p = tmp_path / f"c{k}.png"
         Image.fromarray(d["x"][k]).save(p)
         files.append(str(p))
     out = tmp_path / "answers.json"
-    assert host.main(["classify", "--sim", "--board", "ulx3s-85f", "--model", "resnet8",
+    assert host.main(["classify", "--sim", "--board", board, "--model", "resnet8",
                       *files, "--json", str(out)]) == 0
     answers = json.loads(out.read_text())
     ref = snn.run(ir.load("python_ref/zoo/resnet8.json"), d["x"][pick])
     assert [a["cls"] for a in answers] == ref.classes.tolist()
     assert [list(a["logits"]) for a in answers] == ref.logits.tolist()
+    return answers
 
+
+@pytest.mark.slow
+def test_classify_sim_resnet8(tmp_path):
+    """ResNet8 through the ULX3S-85F board top (Verilator build about 8 minutes, then about a
+    minute per image), against the integer reference."""
+    classify_cifar_through_board(tmp_path, "ulx3s-85f", [0, 5000])
 
 def test_classify_sim_shared_engine_loads_weights(tmp_path):
     """The shared engine on the iCEBreaker's top, as built for the UP5K: SPRAM (the behavioural
@@ -145,27 +152,5 @@ def test_classify_sim_resnet8_ulx3s_25f(tmp_path):
     """ResNet8 through the ULX3S-25F board top as built (shared engine, weights read from the
     modelled configuration flash at 0x200000), two CIFAR-10 test images from PNG files over the
     modelled UART, against the integer reference."""
-    if "verilator" not in os.environ.get("SIM", "verilator"):
-        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
-    from PIL import Image
-
-    from python_ref import ir, snn
-    data = os.path.join(os.environ.get("AMOS_DATA", "/work/shared/datasets/cifar10"),
-                        "test.npz")
-    if not os.path.exists(data):
-        pytest.skip(f"CIFAR-10 test arrays not at {data}")
-    d = np.load(data)
-    pick = [3, 7000]
-    files = []
-    for k in pick:
-        p = tmp_path / f"c{k}.png"
-        Image.fromarray(d["x"][k]).save(p)
-        files.append(str(p))
-    out = tmp_path / "answers.json"
-    assert host.main(["classify", "--sim", "--board", "ulx3s-25f", "--model", "resnet8",
-                      *files, "--json", str(out)]) == 0
-    answers = json.loads(out.read_text())
-    ref = snn.run(ir.load("python_ref/zoo/resnet8.json"), d["x"][pick])
-    assert [a["cls"] for a in answers] == ref.classes.tolist()
-    assert [list(a["logits"]) for a in answers] == ref.logits.tolist()
+    answers = classify_cifar_through_board(tmp_path, "ulx3s-25f", [3, 7000])
     assert all(a["cycles"] == 2264402 for a in answers)  # the engine's count, flash included
