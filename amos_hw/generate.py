@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from amos_hw.engines.carry import CARRY_FORMS
-from amos_hw.flow import STEP_NAMES, FlowConfig, FlowError, run_flow
+from amos_hw.flow import STEP_NAMES, WEIGHT_SOURCES, FlowConfig, FlowError, run_flow
 from amos_hw.passes.estimate import DEVICES
 
 __all__ = ["main"]
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                         "every layer in turn, weights and maps in one memory (the iCE40 UP5K "
                         "form; chosen by --board ice40-up5k when the pipelined one does not "
                         "fit)")
-    p.add_argument("--weights", default=None, choices=("memory", "flash"),
+    p.add_argument("--weights", default=None, choices=WEIGHT_SOURCES,
                    help="shared engine: where its weights live: memory (default: with the maps "
                         "in its main memory) or flash (read from an SPI flash once per image; "
                         "the memory holds the maps alone: ResNet8 on an ECP5-25F)")

@@ -164,13 +164,11 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
     elif rep.get("weights") == "flash":
         # the weights at the board's place in its configuration flash (`make flash` puts them
         # there)
-        from amos_hw.passes.shared import FLASH_DIV, FLASH_FIFO_WORDS
-        from amos_hw.shared.engine import SharedNetwork
+        from amos_hw.passes.shared import flash_network
         from amos_hw.top import silence
 
         silence(net)
-        net = SharedNetwork(ctx.program, weights="flash", flash_offset=board.weight_flash_offset,
-                            flash_div=FLASH_DIV, flash_depth=FLASH_FIFO_WORDS)
+        net = flash_network(ctx.program, board.weight_flash_offset)
     # the image buffer of the host link, one byte per pixel, in block RAM
     n_pixels = 1
     for v in net.input_shape:
@@ -389,10 +387,11 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report["carry"] = None if est.get("architecture") == "shared" else carry
     if getattr(net, "weights", None) == "flash":
         wfile = out / "weights.bin"
-        wfile.write_bytes(net.program.weight_bytes())
+        image = net.program.weight_bytes()
+        wfile.write_bytes(image)
         report["weights"] = {
-            "source": "flash", "file": wfile.name, "bytes": wfile.stat().st_size,
-            "sha256": hashlib.sha256(wfile.read_bytes()).hexdigest(),
+            "source": "flash", "file": wfile.name, "bytes": len(image),
+            "sha256": hashlib.sha256(image).hexdigest(),
             "flash_offset": board.weight_flash_offset,
             "flash_clock_divider": 2 * net.flash_params["div"],
             "fifo_words": net.flash_params["depth"]}

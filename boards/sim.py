@@ -20,9 +20,9 @@ import numpy as np
 
 from amos_hw.backend.simbuild import VERILATOR_MAKEFLAGS, locked, sim_models_for
 from amos_hw.lib import hostlink as hl
+from amos_hw.lib.spiflash import flash_contents
 from boards.board import get_board
 from boards.build import REPO, fit_check
-from amos_hw.lib.spiflash import flash_contents
 
 __all__ = ["REQUEST_ENV", "board_info", "board_top", "classify"]
 

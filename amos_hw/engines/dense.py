@@ -337,9 +337,14 @@ class DenseEngine(wiring.Component):
         adder tree (``ceil(log2(simd)) + ceil(log2(planes))`` levels, at least one), the Horner
         register when ``P > 1``, accumulation into the result FIFO and its output register,
         then the AMOS unit's ``K + 2``."""
-        tail = 2 + self._tree_depth + (self._passes > 1) + self._credits  # + the result FIFO
-        return self._sf * self._passes + tail + (
+        return self._sf * self._passes + self._tail + (
             self._amos.latency if self._amos is not None else 0)
+
+    @property
+    def _tail(self) -> int:
+        """Cycles from an output fold's last input word to its result leaving the unit: fetch,
+        operand register, tree, Horner register, accumulator, and with credits the FIFO."""
+        return 2 + self._tree_depth + (self._passes > 1) + self._credits
 
     @property
     def result_fifo_depth(self) -> int:
@@ -351,8 +356,7 @@ class DenseEngine(wiring.Component):
         if not self._credits:
             return 0
         t = self._sf * self._passes
-        tail = 2 + self._tree_depth + (self._passes > 1) + 1
-        return -(-(t + tail + 3) // t) + 1
+        return -(-(t + self._tail + 3) // t) + 1
 
     @property
     def memory_bits(self) -> int:
@@ -682,12 +686,17 @@ class DenseEngine(wiring.Component):
             valid_c = rq.r_rdy
         S = self._shift
         v = [(r + (1 << (S - 1))) >> S if S else r for r in res]
+
+        def take_when(ready):
+            """With credits the result FIFO is read when the output side takes a result;
+            without, the whole pipeline moves when the result register is free or taken."""
+            return rq.r_en.eq(ready) if credits else en.eq(~valid_c | ready)
+
         if self._amos is not None:
             m.submodules.amos = amos = self._amos
             m.d.comb += [
                 amos.i.valid.eq(valid_c),
-                (rq.r_en if credits else en).eq(amos.i.ready if credits
-                                                 else ~valid_c | amos.i.ready),
+                take_when(amos.i.ready),
                 self.o.valid.eq(amos.o.valid),
                 amos.o.ready.eq(self.o.ready),
                 self.spike_count.eq(amos.spike_count),
@@ -697,8 +706,7 @@ class DenseEngine(wiring.Component):
         else:
             m.d.comb += [
                 self.o.valid.eq(valid_c),
-                (rq.r_en if credits else en).eq(self.o.ready if credits
-                                                else ~valid_c | self.o.ready),
+                take_when(self.o.ready),
             ]
             m.d.comb += [self.o.payload[p].eq(v[p]) for p in range(pe)]
         return m

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from amos_hw.shared.program import WORD_BITS, StreamTiming
 
 __all__ = ["SPI_FLASH", "SpiFlashReader", "SpiFlashModel", "FAST_READ", "HEADER_SLOTS",
-           "flash_contents"]
+           "flash_contents", "reader_timing"]
 
 #: The pins of an SPI flash as the reader drives them (the design's side).
 SPI_FLASH = wiring.Signature({
@@ -36,6 +36,11 @@ SPI_FLASH = wiring.Signature({
 FAST_READ = 0x0B
 #: Bit slots before the first data bit: command 8, address 24, dummy 8.
 HEADER_SLOTS = 40
+
+
+def reader_timing(div: int, depth: int) -> StreamTiming:
+    """When the words of a :class:`SpiFlashReader` with this clock divider and FIFO arrive."""
+    return StreamTiming(div=div, depth=depth, header_slots=HEADER_SLOTS)
 
 
 class SpiFlashReader(wiring.Component):
@@ -69,7 +74,7 @@ class SpiFlashReader(wiring.Component):
         self._MustUse__silence = True  # a constructor that raises must not also warn
         self.check(words=words, offset=offset, div=div, depth=depth)
         self.words, self.offset, self.div, self.depth = words, offset, div, depth
-        self.timing = StreamTiming(div=div, depth=depth, header_slots=HEADER_SLOTS)
+        self.timing = reader_timing(div, depth)
         super().__init__({
             "start": In(1),
             "o": Out(stream.Signature(WORD_BITS)),

@@ -68,9 +68,18 @@ FLASH_DIV = 1
 
 def stream_timing(cfg):
     """The weight stream's timing for ``cfg`` (None when the weights are in memory)."""
-    from amos_hw.shared.program import StreamTiming
+    from amos_hw.lib.spiflash import reader_timing
 
-    return StreamTiming(div=FLASH_DIV, depth=FLASH_FIFO_WORDS) if cfg.weights == "flash" else None
+    return reader_timing(FLASH_DIV, FLASH_FIFO_WORDS) if cfg.weights == "flash" else None
+
+
+def flash_network(program, offset: int = 0):
+    """The shared engine on ``program`` (laid out with ``weights="stream"``) reading its weights
+    from byte ``offset`` of an SPI flash, with the generator's reader settings."""
+    from amos_hw.shared.engine import SharedNetwork
+
+    return SharedNetwork(program, weights="flash", flash_offset=offset, flash_div=FLASH_DIV,
+                         flash_depth=FLASH_FIFO_WORDS)
 
 
 #: Measured iCE40 LUT4s of the ResNet8 shared engine in its iCEBreaker top, host link and PLL
@@ -162,11 +171,8 @@ def assemble(ctx: FlowContext) -> dict:
     from amos_hw.shared.engine import SharedNetwork
 
     try:
-        if ctx.config.weights == "flash":
-            top = SharedNetwork(ctx.program, weights="flash", flash_div=FLASH_DIV,
-                                flash_depth=FLASH_FIFO_WORDS)
-        else:
-            top = SharedNetwork(ctx.program)
+        top = (flash_network(ctx.program) if ctx.config.weights == "flash"
+               else SharedNetwork(ctx.program))
     except (TypeError, ValueError) as e:
         raise FlowError(f"model {ctx.model_name!r}: assembly failed: {e}") from None
     ctx.top = top

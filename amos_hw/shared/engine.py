@@ -233,11 +233,9 @@ class SharedNetwork(wiring.Component):
         """The flash reader's timing (``weights="flash"``), else None."""
         if self._flash is None:
             return None
-        from amos_hw.lib.spiflash import HEADER_SLOTS
-        from amos_hw.shared.program import StreamTiming
+        from amos_hw.lib.spiflash import reader_timing
 
-        return StreamTiming(div=self._flash["div"], depth=self._flash["depth"],
-                            header_slots=HEADER_SLOTS)
+        return reader_timing(self._flash["div"], self._flash["depth"])
     dsp_lanes = property(lambda self: self._dsp)
     #: ``cls`` is a register and the result is held until taken (see HostLink).
     registered_class = True
