@@ -97,10 +97,12 @@ def test_classify_sim_resnet8(tmp_path):
     minute per image), against the integer reference."""
     classify_cifar_through_board(tmp_path, "ulx3s-85f", [0, 5000])
 
-def test_classify_sim_shared_engine_loads_weights(tmp_path):
-    """The shared engine on the iCEBreaker's top, as built for the UP5K: SPRAM (the behavioural
-    model in boards/sim_models), DSP-form lanes, weights sent over the modelled UART with
-    CMD_LOAD, then images: logits and classes == python_ref.snn."""
+def classify_straddle_through_board(tmp_path, board: str, seed: int):
+    """Two images of the straddle network (tests.test_shared) through ``board``'s top on the
+    shared engine as the board builds it, over the modelled UART; checks classes, logits and
+    the board's own cycle count (first pixel offered to result taken, which equals the
+    engine's exact interval: the link feeds a pixel a cycle and takes the result at once).
+    Returns the graph and the board's INFO."""
     if "verilator" not in os.environ.get("SIM", "verilator"):
         pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
     from boards import sim
@@ -108,15 +110,21 @@ def test_classify_sim_shared_engine_loads_weights(tmp_path):
     from tests.test_shared import straddle_net
 
     g = straddle_net(tmp_path / "straddle")
-    x = np.random.default_rng(11).integers(0, 256, (2, 6, 6, 5), dtype=np.uint8)
-    info, results = sim.classify("icebreaker", str(tmp_path / "straddle.json"), list(x),
+    x = np.random.default_rng(seed).integers(0, 256, (2, 6, 6, 5), dtype=np.uint8)
+    info, results = sim.classify(board, str(tmp_path / "straddle.json"), list(x),
                                  progress=False, architecture="shared")
     ref = snn.run(g, x)
     assert [r.cls for r, _ in results] == ref.classes.tolist()
     assert [list(r.logits) for r, _ in results] == ref.logits.tolist()
-    # the board's own count, first pixel offered to result taken, equals the engine's exact
-    # interval (program.cycles): the link feeds a pixel a cycle and takes the result at once
     assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)
+    return g, info
+
+
+def test_classify_sim_shared_engine_loads_weights(tmp_path):
+    """The shared engine on the iCEBreaker's top, as built for the UP5K: SPRAM (the behavioural
+    model in boards/sim_models), DSP-form lanes, weights sent over the modelled UART with
+    CMD_LOAD, then images: logits and classes == python_ref.snn."""
+    classify_straddle_through_board(tmp_path, "icebreaker", 11)
 
 
 def test_classify_sim_flash_weights_on_the_25f(tmp_path):
@@ -124,27 +132,15 @@ def test_classify_sim_flash_weights_on_the_25f(tmp_path):
     (the SPI flash model of amos_hw.lib.spiflash on the top's flash pins, the weights at the
     board's offset), images over the modelled UART: logits and classes == python_ref.snn, and
     the board's own cycle count is the model's, flash waits included."""
-    if "verilator" not in os.environ.get("SIM", "verilator"):
-        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
     from amos_hw.shared import program as P
+    from amos_hw.top import silence
     from boards import sim
-    from python_ref import snn
-    from tests.test_shared import straddle_net
 
-    g = straddle_net(tmp_path / "straddle")
-    x = np.random.default_rng(12).integers(0, 256, (2, 6, 6, 5), dtype=np.uint8)
+    g, info = classify_straddle_through_board(tmp_path, "ulx3s-25f", 12)
+    assert info.cycles_per_image > P.cycles(P.layout(P.lower(g)))  # the flash feeds the weights
     top = sim.board_top("ulx3s-25f", str(tmp_path / "straddle.json"), "shared")
     assert top.network.weights == "flash" and top.network.flash_params["offset"] == 0x200000
-    from amos_hw.top import silence
     silence(top)
-    info, results = sim.classify("ulx3s-25f", str(tmp_path / "straddle.json"), list(x),
-                                 progress=False, architecture="shared")
-    ref = snn.run(g, x)
-    assert [r.cls for r, _ in results] == ref.classes.tolist()
-    assert [list(r.logits) for r, _ in results] == ref.logits.tolist()
-    assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)
-    p = P.layout(P.lower(g))
-    assert info.cycles_per_image > P.cycles(p)  # the flash, not the memory, feeds the weights
 
 
 @pytest.mark.slow
