@@ -19,8 +19,8 @@ import pytest
 
 from amos_hw.flow import FlowConfig, FlowError, run_flow
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
-from amos_hw.shared import program as P
 from amos_hw.lib.spiflash import SpiFlashModel
+from amos_hw.shared import program as P
 from amos_hw.shared.engine import SharedNetwork
 from amos_hw.zoo import resolve
 from python_ref import ir, snn

@@ -621,7 +621,7 @@ def cycles(p: Program, detail: bool = False, stream: StreamTiming | None = None)
     else:
         fills = _stream_fills(p, stream, groups)
     per: dict[str, int] = {}
-    for name, (_, rest), fill in zip(names, groups, fills):
+    for name, (_, rest), fill in zip(names, groups, fills, strict=True):
         per[name] = per.get(name, 0) + fill + rest
     rows += [(i.name, per[i.name]) for i in p.instrs]
     n = sum(r[1] for r in rows)
