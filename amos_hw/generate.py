@@ -70,9 +70,11 @@ def main(argv=None) -> int:
         print(f"  {r['cycles_per_image']} cycles per image ({r['images_per_s']:g} images/s at "
               f"{r['clock_mhz']:g} MHz; bottleneck {r['bottleneck']}), latency ~"
               f"{r['latency_cycles']} cycles")
+        blocks = (f" ({r['est_bram_blocks']} blocks on the {r['board']['name']})"
+                  if "est_bram_blocks" in r and r.get("board") else "")
         print(f"  estimates: {r['est_lut4']} LUT4, {r['est_ff']} FF, {r['est_bram_bits']} "
-              f"block RAM bits, {r['est_dsp']} DSP; {r['neurons']} neurons, {r['time_steps']} "
-              f"time steps")
+              f"block RAM bits{blocks}, {r['est_dsp']} DSP; {r['neurons']} neurons, "
+              f"{r['time_steps']} time steps")
     return 0
 
 

@@ -122,10 +122,31 @@ def test_fit_check_stops_early():
                  baud=115200, programmer=Tool("x", "X", "x"))
     with pytest.raises(BoardError, match=r"^digits does not fit tiny: needs about \d+ LUT4, the "
                                          r"TINY has 500 \(80% usable; --lut-fill raises it\); "
-                                         r"needs \d+ bits of memory "
-                                         r"\(weights, buffers and the 64-byte image buffer\), the "
-                                         r"TINY has 8192 bits of block RAM$"):
+                                         r"needs about \d+ SB_RAM40_4K block RAMs for its "
+                                         r"memories \(the host link's 64-byte image buffer: 1 of "
+                                         r"them\), the TINY has 2$"):
         fit_check(tiny, "digits", {})
+
+
+def test_fit_check_counts_blocks_not_bits():
+    """Memories fill whole blocks: folded as on the OrangeCrab-25F, the digits network's 20
+    kbit take 4 DP16KD (its 128 x 128 weight ROM is 4 columns of 36 bits; the build placed
+    4), so two blocks (36,864 bits) are not enough."""
+    from boards.board import Board
+    from boards.build import fit_check
+    small = Board(name="small", title="small", platform=None, family="ecp5", device="SMALL",
+                  generator_device=None,
+                  resources={"lut4": 50000, "ff": 50000, "bram_blocks": 2,
+                             "bram_block_bits": 18432, "spram_blocks": 0,
+                             "spram_block_bits": 0, "dsp": 0},
+                  baud=115200, programmer=Tool("x", "X", "x"))
+    fold = {"act1": {"pe": 16, "simd": 1, "planes": 8}, "fc": {"pe": 5, "simd": 1, "planes": 10}}
+    with pytest.raises(BoardError, match=r"^digits does not fit small: needs about 4 DP16KD "
+                                         r"block RAMs for its memories \(the host link's 64-byte "
+                                         r"image buffer: 0 of them\), the SMALL has 2 \(the count "
+                                         r"errs full by up to 3%\)$") as e:
+        fit_check(small, "digits", fold)
+    assert "LUT4" not in str(e.value)
 
 
 def test_fit_check_unknown_model():
@@ -298,6 +319,7 @@ def test_resnet8_on_a_25f_reads_its_weights_from_flash(name, offset):
     assert "resnet8 does not fit" in rep["architecture_why"]
     assert rep["cycles_per_image"] == net.cycles_per_image
     assert rep["est_bram_bits"] < get_board(name).bram_bits
+    assert rep["est_bram_blocks"] == 31  # main 24 (6,144 x 64), cache 4, bias 1, flash FIFO 2
     from amos_hw.top import silence
     silence(net)
 

@@ -106,7 +106,7 @@ def big_dense(tmp_path):
 
 def test_board_too_small_says_by_how_much(tmp_path):
     with pytest.raises(BudgetError, match=r"does not fit ice40-up5k even fully folded: needs "
-                                          r"\d+ block RAM bits, budget 122880: over by \d+ "
+                                          r"\d+ SB_RAM40_4K block RAMs, budget 30: over by \d+ "
                                           r"\(\d+%\), layer 'a' dominates"):
         run_flow(cfg(big_dense(tmp_path), board="ice40-up5k", architecture="pipelined"))
     # without an architecture the UP5K falls back to the shared engine, which fits

@@ -124,6 +124,10 @@ class ConvEngine(wiring.Component):
         return self._window.latency + SkidBuffer.latency + self._mvu.latency
 
     @property
+    def memories(self) -> list:
+        return self._window.memories + self._mvu.memories
+
+    @property
     def memory_bits(self) -> int:
         return self._window.memory_bits + self._mvu.memory_bits
 

@@ -359,6 +359,22 @@ class DenseEngine(wiring.Component):
         return -(-(t + self._tail + 3) // t) + 1
 
     @property
+    def memories(self) -> list:
+        """The memories :meth:`elaborate` builds, as :class:`~amos_hw.lib.bram.MemShape`
+        (the block RAM fit check counts their blocks)."""
+        from amos_hw.lib.bram import MemShape
+
+        mems = [MemShape("weights", mem_depth(self._nf * self._sf),
+                         self._pe * self._simd * self._w_width, rom=True),
+                MemShape("biases", mem_depth(self._nf), self._pe * self._b_width, rom=True)]
+        if self._nf > 1:
+            mems.append(MemShape("inputs", mem_depth(self._sf), self._simd * self._in_bits))
+        if self._credits and self.result_fifo_depth > 1:  # SyncFIFOBuffered: depth - 1 words
+            mems.append(MemShape("results", self.result_fifo_depth - 1,
+                                 self._pe * self._acc_width))
+        return mems
+
+    @property
     def memory_bits(self) -> int:
         """Bits of the weight, bias and input-buffer memories."""
         bits = mem_depth(self._nf * self._sf) * self._pe * self._simd * self._w_width

@@ -84,6 +84,11 @@ class GlobalAvgPoolEngine(wiring.Component):
         return (self._h * self._w - 1) * (self._c // self._lanes) + 1
 
     @property
+    def memories(self) -> list:
+        """None (:attr:`memory_bits`)."""
+        return []
+
+    @property
     def memory_bits(self) -> int:
         """No memory: the running sums are a ring of registers."""
         return 0

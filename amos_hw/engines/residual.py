@@ -137,6 +137,17 @@ class ResidualAddEngine(wiring.Component):
         return 1 + (self._amos.latency if self._amos is not None else 0)
 
     @property
+    def memories(self) -> list:
+        """The skip FIFO and the register queue behind it (each a ``SyncFIFOBuffered``,
+        whose memory holds ``depth - 1`` words), as :class:`~amos_hw.lib.bram.MemShape`."""
+        from amos_hw.lib.bram import MemShape
+
+        width = self._lanes * self._skip_bits
+        return [MemShape(name, depth - 1, width)
+                for name, depth in (("skip_fifo", self._skip_depth), ("skip_regs", SKIP_REGS))
+                if depth > 1]
+
+    @property
     def memory_bits(self) -> int:
         """Bits of the skip FIFO."""
         return self._skip_depth * self._lanes * self._skip_bits

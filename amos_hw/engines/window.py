@@ -121,6 +121,13 @@ class SlidingWindow(wiring.Component):
         return first_rows * self._w * self._cf + 1
 
     @property
+    def memories(self) -> list:
+        """The line buffer, as :class:`~amos_hw.lib.bram.MemShape`."""
+        from amos_hw.lib.bram import MemShape
+
+        return [MemShape("lines", self._rows * self._w * self._cf, self._simd * self._bits)]
+
+    @property
     def memory_bits(self) -> int:
         """Bits of the line buffer."""
         return self._rows * self._w * self._cf * self._simd * self._bits

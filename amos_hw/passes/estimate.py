@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 
+from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
 from amos_hw.lib.skid import SkidBuffer
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 from amos_hw.passes.parallelism import passes
@@ -26,14 +27,14 @@ __all__ = ["DEVICES", "LUT_FILL", "device", "clock_mhz", "layer_estimates", "tot
 
 #: Resource budgets: LUT4s, flip-flops, block RAM bits (EBR), DSP blocks, default clock (MHz).
 DEVICES = {
-    "ecp5-25f": {"lut4": 24288, "ff": 24288, "bram_bits": 56 * 18432, "dsp": 28,
-                 "clock_mhz": 50.0},
-    "ecp5-45f": {"lut4": 43848, "ff": 43848, "bram_bits": 108 * 18432, "dsp": 72,
-                 "clock_mhz": 50.0},
-    "ecp5-85f": {"lut4": 83640, "ff": 83640, "bram_bits": 208 * 18432, "dsp": 156,
-                 "clock_mhz": 50.0},
-    "ice40-up5k": {"lut4": 5280, "ff": 5280, "bram_bits": 30 * 4096, "dsp": 8,
-                   "clock_mhz": 24.0},
+    "ecp5-25f": {"family": "ecp5", "lut4": 24288, "ff": 24288, "bram_blocks": 56,
+                 "bram_bits": 56 * 18432, "dsp": 28, "clock_mhz": 50.0},
+    "ecp5-45f": {"family": "ecp5", "lut4": 43848, "ff": 43848, "bram_blocks": 108,
+                 "bram_bits": 108 * 18432, "dsp": 72, "clock_mhz": 50.0},
+    "ecp5-85f": {"family": "ecp5", "lut4": 83640, "ff": 83640, "bram_blocks": 208,
+                 "bram_bits": 208 * 18432, "dsp": 156, "clock_mhz": 50.0},
+    "ice40-up5k": {"family": "ice40", "lut4": 5280, "ff": 5280, "bram_blocks": 30,
+                   "bram_bits": 30 * 4096, "dsp": 8, "clock_mhz": 24.0},
 }
 _ALIASES = {"up5k": "ice40-up5k", "ice40up5k": "ice40-up5k", "ecp5-25": "ecp5-25f",
             "ecp5-45": "ecp5-45f", "ecp5-85": "ecp5-85f", "25f": "ecp5-25f", "45f": "ecp5-45f",
@@ -112,8 +113,10 @@ def _glue(plan) -> dict:
             "est_dsp": 0}
 
 
-def layer_estimates(plan: dict, arrays: dict) -> list[dict]:
-    """One dict per layer: folding, cycles, latency and resource estimates."""
+def layer_estimates(plan: dict, arrays: dict, family: str | None = None) -> list[dict]:
+    """One dict per layer: folding, cycles, latency and resource estimates; with an FPGA
+    ``family`` (``ecp5``, ``ice40``) also the block RAMs its memories take there
+    (``est_bram_blocks``, :mod:`amos_hw.lib.bram`)."""
     engines = _engines(plan, arrays)
     rows = []
     for spec in plan["layers"]:
@@ -128,6 +131,8 @@ def layer_estimates(plan: dict, arrays: dict) -> list[dict]:
                      "cycles_per_image": e.expected_cycles, "latency_cycles": e.latency,
                      "est_lut4": e.luts, "est_ff": e.flip_flops,
                      "est_bram_bits": e.memory_bits, "est_dsp": 0})
+        if family is not None:
+            rows[-1]["est_bram_blocks"] = block_count(e.memories, family)
     return rows
 
 
@@ -259,9 +264,10 @@ def pipeline_ii(plan: dict) -> tuple[int, dict]:
     return max([plan["input"]["elements"], *ii.values()]), ii
 
 
-def totals(plan: dict, arrays: dict, clock: float) -> dict:
-    """Per-layer rows (plus glue) and the totals for a plan with folding and memory assigned."""
-    rows = layer_estimates(plan, arrays)
+def totals(plan: dict, arrays: dict, clock: float, family: str | None = None) -> dict:
+    """Per-layer rows (plus glue) and the totals for a plan with folding and memory assigned;
+    with an FPGA ``family`` also the block RAMs (``est_bram_blocks``)."""
+    rows = layer_estimates(plan, arrays, family)
     glue = _glue(plan)
     ii, per_layer = pipeline_ii(plan)
     for r in rows:
@@ -270,6 +276,8 @@ def totals(plan: dict, arrays: dict, clock: float) -> dict:
         r["images_per_s"] = round(clock * 1e6 / r["cycles_per_image"], 3)
     total = {k: sum(r[k] for r in rows) + glue[k]
              for k in ("est_lut4", "est_ff", "est_bram_bits", "est_dsp")}
+    if family is not None:
+        total["est_bram_blocks"] = sum(r["est_bram_blocks"] for r in rows)
     return {"layers": rows, "glue": glue, "cycles_per_image": ii,
             "latency_cycles": _latency(plan, rows), **total, "clock_mhz": clock,
             "images_per_s": round(clock * 1e6 / ii, 3),
@@ -284,7 +292,7 @@ def fits(ctx: FlowContext, folding: dict, dev: dict) -> tuple[bool, str]:
 
     plan = apply(copy.deepcopy(ctx.plan), folding)
     assign(plan)
-    tot = totals(plan, ctx.graph.arrays, dev["clock_mhz"])
+    tot = totals(plan, ctx.graph.arrays, dev["clock_mhz"], dev["family"])
     return _check(tot, dev)
 
 
@@ -294,12 +302,15 @@ def _check(tot: dict, dev: dict) -> tuple[bool, str]:
     # the ECP5 carry form moves the spike gates into flip-flops: the FFs can outgrow the LUTs
     for key, budget, unit in (("est_lut4", usable, "LUT4"),
                               ("est_ff", int(dev["ff"] * LUT_FILL), "flip-flops"),
-                              ("est_bram_bits", dev["bram_bits"], "block RAM bits")):
+                              ("est_bram_blocks", bram_budget(dev["family"], dev["bram_blocks"]),
+                               f"{FAMILIES[dev['family']]['block']} block RAMs")):
         need = tot[key]
         if need > budget:
             top = max(tot["layers"], key=lambda r: r[key])
             what = (f"of {dev[{'est_lut4': 'lut4', 'est_ff': 'ff'}[key]]} ({LUT_FILL:.0%} "
-                    f"usable)" if key in ("est_lut4", "est_ff") else "")
+                    f"usable)" if key in ("est_lut4", "est_ff")
+                    else f"(the device's {dev['bram_blocks']} and {BLOCK_MARGIN[dev['family']]:.0%}"
+                         f" for the count erring full)" if budget > dev["bram_blocks"] else "")
             misses.append(f"needs {need} {unit}, budget {budget} {what}".rstrip()
                           + f": over by {need - budget} ({100 * (need - budget) / budget:.0f}%"
                           f"), layer {top['name']!r} dominates with {top[key]}")
@@ -309,7 +320,8 @@ def _check(tot: dict, dev: dict) -> tuple[bool, str]:
 def estimate(ctx: FlowContext) -> dict:
     cfg = ctx.config
     clock = clock_mhz(cfg)
-    tot = totals(ctx.plan, ctx.graph.arrays, clock)
+    family = device(cfg.board)["family"] if cfg.board is not None else None
+    tot = totals(ctx.plan, ctx.graph.arrays, clock, family)
     ctx.plan["latency_cycles"] = tot["latency_cycles"]
     ctx.plan["cycles_per_image"] = tot["cycles_per_image"]
     report = {"model": ctx.model_name, "model_sha256": ctx.model_hash,
@@ -319,7 +331,8 @@ def estimate(ctx: FlowContext) -> dict:
         dev = device(cfg.board)
         ok, why = _check(tot, dev)
         report["board"] = {"name": dev["name"], "fits": ok, "lut4": dev["lut4"],
-                           "bram_bits": dev["bram_bits"], "dsp": dev["dsp"]}
+                           "bram_bits": dev["bram_bits"], "bram_blocks": dev["bram_blocks"],
+                           "dsp": dev["dsp"]}
         if not ok:
             raise BudgetError(f"{ctx.model_name} does not fit {dev['name']}: {why}")
     ctx.report = report

@@ -14,7 +14,9 @@ work alike:
 """
 from __future__ import annotations
 
+from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
+from amos_hw.shared.engine import memories
 from amos_hw.shared.program import LANES, WORD_BITS, ProgramError, cycles, layout, lower
 
 __all__ = ["STEPS", "estimate_luts"]
@@ -136,6 +138,9 @@ def estimate(ctx: FlowContext) -> dict:
         "clock_mhz": clock, "images_per_s": round(clock * 1e6 / total, 3),
         "bottleneck": max(rows, key=lambda r: r[1])[0],
         **res, "est_bram_bits": cache_bits + bias_bits + (0 if spram else main_bits),
+        "est_bram_blocks": block_count(
+            memories(p, spram=spram,
+                     flash_depth=FLASH_FIFO_WORDS if cfg.weights == "flash" else None), family),
         "est_spram_bits": main_bits if spram else 0, "est_dsp": 0,
         "memory_words": p.depth, "weight_words": p.weight_words, "lanes": LANES,
     }
@@ -151,11 +156,14 @@ def estimate(ctx: FlowContext) -> dict:
         if res["est_lut4"] > dev["lut4"] * fill:
             misses.append(f"needs about {res['est_lut4']} LUT4, budget "
                           f"{int(dev['lut4'] * fill)} ({fill:.0%} of {dev['lut4']})")
-        bram = report["est_bram_bits"]
-        if bram > dev["bram_bits"]:
-            misses.append(f"needs {bram} block RAM bits, the device has {dev['bram_bits']}")
+        blocks, budget = report["est_bram_blocks"], bram_budget(family, dev["bram_blocks"])
+        if blocks > budget:
+            misses.append(f"needs about {blocks} {FAMILIES[family]['block']} block RAMs, the "
+                          f"device has {dev['bram_blocks']} (the count errs full by up to "
+                          f"{BLOCK_MARGIN[family]:.0%})")
         report["board"] = {"name": dev["name"], "fits": not misses, "lut4": dev["lut4"],
-                           "bram_bits": dev["bram_bits"], "dsp": dev["dsp"]}
+                           "bram_bits": dev["bram_bits"], "bram_blocks": dev["bram_blocks"],
+                           "dsp": dev["dsp"]}
         if misses:
             raise BudgetError(f"{ctx.model_name} does not fit {dev['name']} (shared engine): "
                               + "; ".join(misses) + (f"; and {cfg.why}" if cfg.why else ""))

@@ -144,6 +144,22 @@ class _Lanes(wiring.Component):
         return m
 
 
+def memories(p: Program, *, spram: bool = False, flash_depth: int | None = None) -> list:
+    """The memories :class:`SharedNetwork` builds for program ``p``, as
+    :class:`~amos_hw.lib.bram.MemShape`: the main memory (none in block RAM with ``spram``), the
+    weight cache, the bias ROM and, with its weights in a flash, the reader's FIFO of
+    ``flash_depth`` words (a ``SyncFIFOBuffered`` of ``flash_depth + 1``)."""
+    from amos_hw.lib.bram import MemShape
+
+    mems = [MemShape("cache", max(p.cache_depth, 2), LANES * 8),
+            MemShape("bias", max(len(p.bias_table), 2), max(p.bias_width, 2), rom=True)]
+    if not spram:
+        mems.insert(0, MemShape("main", p.depth, WORD_BITS))
+    if flash_depth is not None:
+        mems.append(MemShape("flash_fifo", flash_depth, WORD_BITS))
+    return mems
+
+
 class SharedNetwork(wiring.Component):
     """A converted network on one shared engine: pixels in, class and logits out.
 
@@ -184,6 +200,7 @@ class SharedNetwork(wiring.Component):
                              f"weights={want!r} (amos_hw.shared.program.layout), not "
                              f"{p.weights!r}")
         self._weights = weights
+        self._flash_depth = flash_depth if weights == "flash" else None
         self._flash = None
         if weights == "flash":
             from amos_hw.lib.spiflash import SpiFlashReader
@@ -254,6 +271,11 @@ class SharedNetwork(wiring.Component):
     def latency_cycles(self) -> int:
         """Images do not overlap: the latency is the interval."""
         return self.cycles_per_image
+
+    @property
+    def memories(self) -> list:
+        """The memories this engine builds (:func:`memories`)."""
+        return memories(self._p, spram=self._spram, flash_depth=self._flash_depth)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,0 +1,127 @@
+"""How many block RAMs a design's memories take: the fit check counts blocks, not bits.
+
+A memory of ``depth`` words of ``width`` bits fills whole blocks: on the ECP5 a DP16KD holds
+16,384 x 1 up to 512 x 36 bits (the 36-bit form is the pseudo-dual-port PDPW16KD), on the iCE40
+an SB_RAM40_4K holds 2,048 x 2 up to 256 x 16. A 72-word, 256-bit weight ROM is 18,432 bits,
+exactly one DP16KD's worth, yet takes 8 of them (256 / 36 columns); counted in bits the
+ECP5-85F's ResNet8 needed 1.07 Mbit (58 blocks' worth) and took 131 of the 208 DP16KD.
+
+Each memory goes where Yosys's ``memory_libmap`` puts it, by the same kind of cost:
+
+* **block RAM**: one form of the block for the whole memory, the one that needs the fewest
+  blocks: ``ceil(width / w) * ceil(depth / d)`` (a 5,647 x 19 FIFO: 3 x 3 blocks of 2,048 x 9;
+  mixing forms, 18 + 1 bits, would take 7, but Yosys does not mix them);
+* **LUT RAM** (ECP5, written memories only): 16 x 4 bits a cell;
+* **logic**: a ROM costs 1/16 of a unit per bit (Yosys's ``-logic-cost-rom`` default), a
+  written memory 1 unit per bit, against :data:`BLOCK_COST` a block and :data:`LUTRAM_COST` a
+  LUT RAM cell.
+
+The costs are calibrated on the ECP5-85F ResNet8 build (Yosys 0.70 ``synth_ecp5``): a 72 x 48
+weight ROM went to logic and a 72 x 256 one to 8 blocks, so a block costs between 108 and 144
+units; 64 x 16 RAMs went to LUT RAM and 64 x 320 ones to 9 blocks.
+
+Checked memory by memory against the placed designs (Yosys's RTLIL memories, the block cells
+of the netlist per memory):
+
+=====================================  =======  ======  =====================================
+build                                  counted  placed  where they differ
+=====================================  =======  ======  =====================================
+ULX3S-85F ResNet8 (131 of 208)             134     131  1,152 x 256 and x 128 weight ROMs: 22
+                                                        and 11 blocks placed, 24 and 12 counted
+ULX3S-45F ResNet8 (106 of 108)             109     106  the same two ROMs at 2,304 deep
+ULX3S-25F ResNet8, shared engine            33      30  the 6,144 x 64 main memory: 21 placed
+iCEBreaker / HX8K digits, iCEBreaker         8 / 8  8 / 8 / 20  none
+ResNet8                                    / 20
+=====================================  =======  ======  =====================================
+
+So on the ECP5 the count errs full, by up to 3 blocks in these builds, and the fit check
+allows :data:`BLOCK_MARGIN` over the device's blocks (:func:`bram_budget`); a design the count
+puts inside that margin may still fail placement, and nextpnr then says so.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+__all__ = ["FAMILIES", "BLOCK_COST", "BLOCK_MARGIN", "LUTRAM_COST", "MemShape", "blocks_for",
+           "placement", "block_count", "bram_budget"]
+
+#: Per FPGA family: the (depth, width) forms of one block, the bits of a block, and whether
+#: small written memories can go to LUT RAM.
+FAMILIES = {
+    "ecp5": {"forms": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+             "block_bits": 18432, "block": "DP16KD", "lutram": True},
+    "ice40": {"forms": ((2048, 2), (1024, 4), (512, 8), (256, 16)),
+              "block_bits": 4096, "block": "SB_RAM40_4K", "lutram": False},
+}
+BLOCK_COST = 128
+#: Share of a device's blocks the count may exceed and still pass the fit check (it errs full
+#: by up to 3 blocks on the ECP5 builds above and is exact on the iCE40 ones).
+BLOCK_MARGIN = {"ecp5": 0.03, "ice40": 0.0}
+LUTRAM_COST = 4
+_LOGIC_COST_ROM = 1 / 16
+_LOGIC_COST_RAM = 1.0
+
+
+@dataclass(frozen=True)
+class MemShape:
+    """One memory of a design: ``depth`` words of ``width`` bits; ``rom``: never written."""
+    name: str
+    depth: int
+    width: int
+    rom: bool = False
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+def _family(name: str) -> dict:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown FPGA family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _blocks(depth: int, width: int, forms: tuple) -> int:
+    if width <= 0 or depth <= 0:
+        return 0
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in forms)
+
+
+def blocks_for(depth: int, width: int, family: str = "ecp5") -> int:
+    """Blocks a ``depth`` x ``width`` memory takes when it is put in block RAM."""
+    return _blocks(int(depth), int(width), _family(family)["forms"])
+
+
+def placement(mem: MemShape, family: str = "ecp5") -> tuple[str, int]:
+    """Where synthesis puts ``mem``: ``("block", blocks)``, ``("lutram", cells)`` or
+    ``("logic", 0)``, the cheapest by the module docstring's costs."""
+    fam = _family(family)
+    blocks = blocks_for(mem.depth, mem.width, family)
+    # logic first: like memory_libmap, a RAM form must cost less than logic to be chosen
+    options = [(mem.bits * (_LOGIC_COST_ROM if mem.rom else _LOGIC_COST_RAM), "logic", 0)]
+    if fam["lutram"] and not mem.rom:
+        cells = math.ceil(mem.depth / 16) * math.ceil(mem.width / 4)
+        options.append((cells * LUTRAM_COST, "lutram", cells))
+    options.append((blocks * BLOCK_COST, "block", blocks))
+    _, where, n = min(options, key=lambda o: o[0])
+    return where, n
+
+
+def block_count(mems, family: str = "ecp5") -> int:
+    """Blocks of block RAM the memories ``mems`` take on ``family``."""
+    total = 0
+    for mem in mems:
+        where, n = placement(mem, family)
+        if where == "block":
+            total += n
+    return total
+
+
+def bram_budget(family: str, blocks: int) -> int:
+    """Blocks a design's count may reach on a device of ``blocks`` blocks (:data:`BLOCK_MARGIN`)."""
+    _family(family)
+    return int(blocks) + math.ceil(int(blocks) * BLOCK_MARGIN[family])

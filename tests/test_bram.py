@@ -1,0 +1,102 @@
+"""Block RAM counting (amos_hw.lib.bram) and the engines' memory lists it counts.
+
+The expected block counts are worked by hand from the block forms (DP16KD: 16,384 x 1 ...
+512 x 36; SB_RAM40_4K: 2,048 x 2 ... 256 x 16) and were compared with the blocks Yosys placed
+for the same memories in the board builds (the table in amos_hw/lib/bram.py).
+"""
+from collections import Counter
+
+import pytest
+from amaranth.hdl import Fragment, Shape
+from amaranth.hdl._mem import MemoryInstance
+
+from amos_hw.lib.bram import MemShape, block_count, blocks_for, bram_budget, placement
+
+
+@pytest.mark.parametrize("depth, width, family, blocks", [
+    (72, 256, "ecp5", 8),      # 8 columns of 36 bits, 512 deep: placed 8
+    (128, 160, "ecp5", 5),     # 5 x 36
+    (5135, 10, "ecp5", 5),     # 8,192 x 2: 5 columns (one form for the whole memory): placed 5
+    (5647, 19, "ecp5", 9),     # 2,048 x 9: 3 columns x 3 deep (18 + 1 bits would be 7): placed 9
+    (768, 20, "ecp5", 2),      # 1,024 x 18: 2 columns
+    (640, 8, "ecp5", 1),
+    (16384, 1, "ecp5", 1),
+    (16385, 1, "ecp5", 2),
+    (3072, 8, "ice40", 6),     # 512 x 8: 6 deep: the UP5K's image buffer, placed 6
+    (608, 64, "ice40", 12),    # 256 x 16: 4 columns x 3 deep: placed 12
+    (2048, 8, "ice40", 4),
+])
+def test_blocks_for(depth, width, family, blocks):
+    assert blocks_for(depth, width, family) == blocks
+
+
+def test_placement_follows_the_costs():
+    # a small written memory goes to LUT RAM on the ECP5 (the iCE40 has none)
+    assert placement(MemShape("inputs", 9, 160), "ecp5") == ("lutram", 40)
+    assert placement(MemShape("inputs", 64, 8), "ice40") == ("block", 1)
+    # ROMs are cheap in logic: a 72 x 48 weight ROM stays in logic, a 72 x 256 one does not
+    assert placement(MemShape("w", 72, 48, rom=True), "ecp5") == ("logic", 0)
+    assert placement(MemShape("w", 72, 256, rom=True), "ecp5") == ("block", 8)
+    # a wide, shallow RAM: 64 x 320 is 9 blocks, cheaper than 320 LUT RAM cells
+    assert placement(MemShape("lines", 64, 320), "ecp5") == ("block", 9)
+    assert block_count([MemShape("a", 64, 320), MemShape("b", 9, 160),
+                        MemShape("c", 72, 48, rom=True)], "ecp5") == 9
+
+
+def test_budget_and_bad_family():
+    assert bram_budget("ecp5", 108) == 112 and bram_budget("ecp5", 208) == 215
+    assert bram_budget("ice40", 30) == 30
+    with pytest.raises(ValueError, match=r"^unknown FPGA family 'xilinx'; known: ecp5, ice40$"):
+        blocks_for(10, 10, "xilinx")
+
+
+def _elaborated(component) -> Counter:
+    """(depth, width, rom) of every memory in the elaborated design."""
+    out = Counter()
+
+    def walk(frag):
+        if isinstance(frag, MemoryInstance):
+            out[(frag._data.depth, Shape.cast(frag._data.shape).width,
+                 not frag._write_ports)] += 1
+        for sub, *_ in frag.subfragments:
+            walk(sub)
+    walk(Fragment.get(component, None))
+    return out
+
+
+def _listed(mems) -> Counter:
+    return Counter((m.depth, m.width, m.rom) for m in mems)
+
+
+@pytest.mark.parametrize("board", ["ecp5-85f", "ecp5-45f"])
+def test_engine_memory_lists_match_the_elaborated_network(board):
+    """What the fit check counts is what the engines build: every memory of the elaborated
+    ResNet8 network, with its depth, width and whether it is written, equals the union of the
+    engines' ``memories`` (so a changed engine cannot leave the count behind)."""
+    from amos_hw.flow import FlowConfig, run_flow
+    from amos_hw.top import make_engine, silence
+
+    ctx = run_flow(FlowConfig(model="resnet8", board=board, stop_after="assemble", quiet=True))
+    listed = Counter()
+    for spec in ctx.plan["layers"]:
+        eng = make_engine(spec, ctx.graph.arrays)
+        listed += _listed(eng.memories)
+        silence(eng)
+    assert _elaborated(ctx.top) == listed
+    assert sum(listed.values()) > 40
+
+
+@pytest.mark.parametrize("board, spram", [("ecp5-25f", False), ("ice40-up5k", True)])
+def test_shared_engine_memory_list_matches(board, spram):
+    from amos_hw.flow import FlowConfig, run_flow
+    from amos_hw.shared.engine import SharedNetwork
+
+    ctx = run_flow(FlowConfig(model="resnet8", board=board, stop_after="assemble", quiet=True))
+    net = ctx.top
+    if spram:  # the board's form: main memory in SPRAM (not a memory of the design)
+        from amos_hw.top import silence
+        silence(net)
+        net = SharedNetwork(ctx.program, preload=False, spram=True)
+    assert _elaborated(net) == _listed(net.memories)
+    assert block_count(net.memories, "ecp5" if board.startswith("ecp5") else "ice40") \
+        == ctx.report["est_bram_blocks"]
