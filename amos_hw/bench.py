@@ -61,6 +61,9 @@ def save_result(report: dict, variant: str | None = None) -> Path:
     router = report.get("router", "router1")
     if router != "router1":
         parts.append((router, router))
+    from boards.build import SEED
+    if report.get("seed", SEED) != SEED:
+        parts.append((f"seed{report['seed']}", f"nextpnr seed {report['seed']}"))
     if report.get("timing_mhz") is not None:
         t = report["timing_mhz"]
         parts.append(("timing" + f"{t:g}".replace(".", "p"), f"routed for {t:g} MHz"))
@@ -216,6 +219,9 @@ def main(argv=None) -> int:
                     help="ECP5: ask nextpnr to meet F MHz instead of the clock itself (the "
                          "report's Fmax decides whether the bitstream meets its clock); saved "
                          "with a _timing<F> suffix")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="nextpnr's placement seed (default 1); a build with another seed is "
+                         "saved with a _seed<N> suffix")
     ap.add_argument("--variant", default=None,
                     help="name of a non-default build, saved as <board>_<model>_<variant>.json")
     args = ap.parse_args(argv)
@@ -223,7 +229,7 @@ def main(argv=None) -> int:
         ap.error("--parallelism needs --variant NAME: the default result file holds the "
                  "board's own folding")
     from boards.board import BoardError, get_board
-    from boards.build import build, build_dir
+    from boards.build import SEED, build, build_dir
 
     try:
         if not args.table_only:
@@ -246,6 +252,8 @@ def main(argv=None) -> int:
                     tag += "-router2"
                 if args.timing_mhz is not None:
                     tag += f"-timing{args.timing_mhz:g}"
+                if args.seed is not None and args.seed != SEED:
+                    tag += f"-seed{args.seed}"
                 if args.carry is not None and args.carry != default_form(board.family):
                     tag += f"-{args.carry}-carry"
                 out = build_dir(board.name, args.model)
@@ -253,7 +261,8 @@ def main(argv=None) -> int:
                     out = out.with_name(f"{out.name}_{tag.strip('-')}")
                 rep = build(board.name, args.model, clock_mhz=args.clock_mhz,
                             parallelism=args.parallelism, lut_fill=args.lut_fill, out=out,
-                            router=args.router, carry=args.carry, timing_mhz=args.timing_mhz)
+                            router=args.router, carry=args.carry, timing_mhz=args.timing_mhz,
+                            seed=args.seed)
             out = save_result(rep, args.variant)
             print(f"wrote {out.relative_to(REPO)}")
         readme = write_readme(load_results())

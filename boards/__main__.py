@@ -94,6 +94,8 @@ def main(argv=None) -> int:
                            help="share of the device's LUT4s the estimate may use (0.8)")
             p.add_argument("--router", choices=ROUTERS, default=None,
                            help="nextpnr's router (default: router1)")
+            p.add_argument("--seed", type=int, default=None,
+                           help="nextpnr's placement seed (default 1)")
             p.add_argument("--carry", choices=CARRY_FORMS, default=None,
                            help="the matrix-vector units' adders (default: ecp5 on an ECP5 "
                                 "board, else generic)")
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
             get_board(args.board)
             rep = build(args.board, args.model, parallelism=_parallelism(args.parallelism),
                         progress=not args.quiet, clock_mhz=args.clock_mhz,
-                        lut_fill=args.lut_fill, router=args.router, carry=args.carry)
+                        lut_fill=args.lut_fill, router=args.router, carry=args.carry,
+                        seed=args.seed)
             out = build_dir(rep["board"], rep["model"]) / "build_report.json"
             print(f"{rep['board']} {rep['model']}: Fmax {rep['fmax_mhz']} MHz, "
                   f"{rep['lut4']} LUT4, {rep['ff']} FF, {rep['bram']['blocks']} BRAM, "

@@ -269,7 +269,8 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
 def build(board_name: str, model: str, *, parallelism=None, progress: bool = True,
           out: Path | None = None, clock_mhz: float | None = None,
           lut_fill: float | None = None, router: str | None = None,
-          carry: str | None = None, timing_mhz: float | None = None) -> dict:
+          carry: str | None = None, timing_mhz: float | None = None,
+          seed: int | None = None) -> dict:
     """Build the bitstream of ``model`` for ``board_name``; return and write the report.
 
     Parameters
@@ -295,6 +296,10 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     router : {"router1", "router2"}, optional
         nextpnr's router; default: nextpnr's own (router1). Large designs under a tight clock
         constraint may finish routing only with router2.
+    seed : int, optional
+        nextpnr's placement seed (default :data:`SEED`). On a large design the routed Fmax
+        depends on it by several MHz (the critical path is mostly routing), so a seed other
+        than the default is recorded in the report and the result's name.
     timing_mhz : float, optional
         ECP5: the frequency nextpnr is asked to meet for the design clock, when it should differ
         from the clock itself (the oscillator pin's constraint is scaled so that the PLL's
@@ -318,6 +323,8 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                          f"board")
     if router not in (None, *ROUTERS):
         raise BoardError(f"unknown router {router!r}: nextpnr has {', '.join(ROUTERS)}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise BoardError(f"--seed must be a non-negative integer, not {seed!r}")
     if clock_mhz is not None:
         from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
 
@@ -351,13 +358,14 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                          f"its own folder") from None
     try:
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
-                             clock_mhz, progress, router, carry, timing_mhz)
+                             clock_mhz, progress, router, carry, timing_mhz,
+                             SEED if seed is None else seed)
     finally:
         lock.close()
 
 
 def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, clock_mhz,
-                  progress, router=None, carry="generic", timing_mhz=None):
+                  progress, router=None, carry="generic", timing_mhz=None, seed=SEED):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from boards.top import BoardTop
@@ -373,7 +381,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     def prepare():
         plan = platform.build(
             top, name="top", build_dir=str(gw), do_build=False,
-            nextpnr_opts=(f"--report top.report.json --seed {SEED} --timing-allow-fail"
+            nextpnr_opts=(f"--report top.report.json --seed {seed} --timing-allow-fail"
                           + (f" --router {router}" if router else "")),
             script_after_synth="tee -q -o top.stat.json stat -json",
             **({"synth_opts": "-dsp"} if getattr(net, "dsp_lanes", False) else {}),
@@ -391,6 +399,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report["model_source"] = str(model)
     report["git"] = _git_state()
     report["router"] = router or "router1"
+    report["seed"] = seed
     report["timing_mhz"] = timing_mhz  # None: nextpnr was asked to meet the clock itself
     # the carry form is the layer engines'; the shared engine has no adder tree to put in it
     report["carry"] = None if est.get("architecture") == "shared" else carry

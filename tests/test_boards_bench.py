@@ -54,6 +54,23 @@ def test_variant_and_pll_result_names(tmp_path, monkeypatch):
     assert json.loads(out.read_text())["variant"] == "fold 73728, PLL 62.5 MHz"
     out = bench.save_result({"board": "b", "model": "m", "pll": None})
     assert out.name == "b_m.json" and "variant" not in json.loads(out.read_text())
+    # another nextpnr seed, another router: named; the default seed (1) is not
+    out = bench.save_result({"board": "b", "model": "m", "seed": 2, "router": "router2"})
+    assert out.name == "b_m_router2_seed2.json"
+    assert json.loads(out.read_text())["variant"] == "router2, nextpnr seed 2"
+    out = bench.save_result({"board": "b", "model": "m", "seed": 1})
+    assert out.name == "b_m.json"
+
+
+def test_seed_checked():
+    import pytest
+
+    from boards.board import BoardError
+    from boards.build import build
+
+    for bad in (-1, 1.5, True):
+        with pytest.raises(BoardError, match=r"^--seed must be a non-negative integer, not "):
+            build("hx8k", "digits", seed=bad)
 
 
 def test_parallelism_needs_a_variant(capsys):
