@@ -93,18 +93,29 @@ class Ecp5Pll(_Pll):
     """Drive a clock domain (defined by the parent) from an ``EHXPLLL`` fed by the board's
     default clock.
 
-    The domain's reset is held until the PLL locks (and released synchronously). nextpnr derives
-    the timing constraint of the PLL's output from the oscillator pin's.
+    The design is held in reset until the PLL locks, through the ECP5's global set/reset:
+    ``LOCK`` synchronised to the PLL clock by two flip-flops drives an ``SGSR``, as Amaranth's
+    own ECP5 ``sync`` domain does with its reset. So the domain must be reset-less: a fabric
+    reset (a ``ResetSynchronizer`` on the domain) reaches every flip-flop of the design over
+    general routing, 48,000 of them in ResNet8 on the 85F, and nextpnr never finished routing
+    such a build (the PLL builds of sessions 2 to 5). nextpnr derives the timing constraint of
+    the PLL's output from the oscillator pin's.
 
     Parameters
     ----------
     fin_mhz, fout_mhz : float
         Oscillator frequency and the requested clock (the PLL makes the nearest at or below).
     domain : amaranth.hdl.ClockDomain
-        The domain to drive (``sync`` in :class:`boards.top.BoardTop`).
+        The domain to drive (``sync`` in :class:`boards.top.BoardTop`), reset-less.
     """
 
     _search = staticmethod(ecp5_pll_params)
+
+    def __init__(self, fin_mhz: float, fout_mhz: float, domain: ClockDomain):
+        if domain.rst is not None:
+            raise ValueError(f"the ECP5 PLL resets its domain through the global set/reset: "
+                             f"domain {domain.name!r} must be reset-less")
+        super().__init__(fin_mhz, fout_mhz, domain)
 
     def elaborate(self, platform):
         m = Module()
@@ -129,7 +140,14 @@ class Ecp5Pll(_Pll):
             i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
             i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked,
         )
-        m.submodules.rst_sync = ResetSynchronizer(~locked, domain=cd.name)
+        # LOCK into the PLL clock's domain, then the global set/reset (active low); the two
+        # flip-flops are outside the GSR and start at 0 (PUR), so the design waits for the lock
+        gsr0, gsr1 = Signal(), Signal()
+        m.submodules += [
+            Instance("FD1S3AX", p_GSR="DISABLED", i_CK=cd.clk, i_D=locked, o_Q=gsr0),
+            Instance("FD1S3AX", p_GSR="DISABLED", i_CK=cd.clk, i_D=gsr0, o_Q=gsr1),
+            Instance("SGSR", i_CLK=cd.clk, i_GSR=gsr1),
+        ]
         # no constraint on cd.clk here: its name does not survive synthesis, and nextpnr derives
         # the output's constraint from the oscillator pin's and the dividers ("Derived frequency
         # constraint of ... MHz"), which the build log shows

@@ -177,7 +177,8 @@ class BoardTop(Elaboratable):
             if family not in plls:
                 raise ValueError(f"no PLL for the {family or type(platform).__name__} family: "
                                  f"leave clock_mhz out to run from the board oscillator")
-            m.domains.sync = cd = ClockDomain("sync")
+            # ECP5: reset-less, the PLL resets the design through the global set/reset
+            m.domains.sync = cd = ClockDomain("sync", reset_less=family == "ecp5")
             self.pll = pll = plls[family](clk_hz / 1e6, self.clock_mhz, cd)
             m.submodules.pll = pll
             clk_hz = pll.fout_hz

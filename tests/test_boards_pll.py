@@ -69,6 +69,11 @@ def test_board_top_instantiates_the_pll(tmp_path):
     for name, value in (("CLKI_DIV", 5), ("CLKFB_DIV", 12), ("CLKOP_DIV", 10)):
         assert f"parameter \\{name} {value}" in rtlil
     assert top.core.clk_hz == 60_000_000  # the UART divisor follows the PLL clock
+    # the design waits for the lock through the global set/reset, not a fabric reset that
+    # would reach every flip-flop: the domain is reset-less
+    assert "SGSR" in rtlil and "ResetSynchronizer" not in rtlil
+    assert rtlil.count("cell \\FD1S3AX") == 2
+    assert "\\rst" not in re.findall(r"module \\top\n(?:.*\n)*?end\n", rtlil)[0]
     lpf = files["top.lpf"]
     # the oscillator pin is constrained; nextpnr derives the PLL output's constraint from it
     assert "FREQUENCY PORT" in lpf and "25000000" in lpf
