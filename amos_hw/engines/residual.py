@@ -157,6 +157,7 @@ class ResidualAddEngine(wiring.Component):
         ff = self._lanes * self._sum_width + 2 * max(1, math.ceil(math.log2(self._skip_depth + 1)))
         ff += self._lanes * self._skip_bits + 4  # the buffered FIFO's output register
         ff += SKIP_REGS * self._lanes * self._skip_bits + 4  # the register queue behind it
+        ff += self._lanes * self._skip_bits + 1  # the stage register between the two
         return ff + (self._amos.flip_flops if self._amos is not None else 0)
 
     @property
@@ -184,14 +185,22 @@ class ResidualAddEngine(wiring.Component):
         # queue behind the memory, kept full while the skip path runs ahead (it always does:
         # the main path waits for its line buffers)
         m.submodules.skip_regs = fifo = SyncFIFOBuffered(width=lanes * sb, depth=SKIP_REGS)
+        # and one plain register between the two: the block RAM's read port drives flip-flops
+        # only, not the queue's LUT RAM (that path, 6.5 ns of block-RAM clock-to-out and 5 ns
+        # of routing, was the critical path of both 85F PLL builds)
+        st_valid = Signal()
+        st_data = Signal(lanes * sb)
+        move = ~st_valid | fifo.w_rdy  # the stage register takes a new word (or empties)
         m.d.comb += [
             big.w_data.eq(self.skip.payload.as_value()),
             big.w_en.eq(self.skip.valid),
             self.skip.ready.eq(big.w_rdy),
-            fifo.w_data.eq(big.r_data),
-            fifo.w_en.eq(big.r_rdy),
-            big.r_en.eq(fifo.w_rdy),
+            big.r_en.eq(move),
+            fifo.w_data.eq(st_data),
+            fifo.w_en.eq(st_valid),
         ]
+        with m.If(move):
+            m.d.sync += [st_valid.eq(big.r_rdy), st_data.eq(big.r_data)]
         en = Signal()
         go = Signal()
         valid_s = Signal()
