@@ -391,6 +391,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
         plan.extract(str(gw))
 
     deep_call(prepare)
+    git = _git_state()  # the code the design was elaborated from, not the tree after the build
     if timing_mhz is not None:
         _scale_oscillator_constraint(gw / "top.lpf", timing_mhz / (top.core.clk_hz / 1e6))
     t_elab = time.perf_counter() - t0
@@ -399,7 +400,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
 
     report = _report(board, model_name, net, est, top, gw, fallbacks, env)
     report["model_source"] = str(model)
-    report["git"] = _git_state()
+    report["git"] = git
     report["router"] = router or "router1"
     report["seed"] = seed
     report["timing_mhz"] = timing_mhz  # None: nextpnr was asked to meet the clock itself
