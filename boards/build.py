@@ -175,7 +175,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
         silence(net)
         net = flash_network(ctx.program, board.weight_flash_offset)
     # the image buffer of the host link, one byte per pixel, in block RAM
-    from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, MemShape, block_count, bram_budget
+    from amos_hw.lib.bram import FAMILIES, MemShape, block_count, bram_budget, margin_note
 
     n_pixels = 1
     for v in net.input_shape:
@@ -189,11 +189,9 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
                      f"{board.resources['lut4']} ({fill:.0%} usable; --lut-fill raises it)")
     if need_blocks > bram_budget(board.family, have_blocks):
         block = FAMILIES[board.family]["block"]
-        margin = BLOCK_MARGIN[board.family]
         short.append(f"needs about {need_blocks} {block} block RAMs for its memories (the "
                      f"host link's {n_pixels}-byte image buffer: {link_blocks} of them), the "
-                     f"{board.device} has {have_blocks}"
-                     + (f" (the count errs full by up to {margin:.0%})" if margin else ""))
+                     f"{board.device} has {have_blocks}{margin_note(board.family)}")
     if short:
         from amos_hw.top import silence
         silence(net)  # built only to be measured: no "created but never used" warning

@@ -111,15 +111,21 @@ def test_toolchain_env_without_yowasp(monkeypatch):
         bb.toolchain_env(get_board("ulx3s-85f"))
 
 
+def _small_board(name: str, family: str, lut4: int, block_bits: int):
+    """A made-up board of ``family`` with ``lut4`` LUT4s and flip-flops and two block RAMs."""
+    from boards.board import Board
+    return Board(name=name, title=name, platform=None, family=family, device=name.upper(),
+                 generator_device=None,
+                 resources={"lut4": lut4, "ff": lut4, "bram_blocks": 2,
+                            "bram_block_bits": block_bits, "spram_blocks": 0,
+                            "spram_block_bits": 0, "dsp": 0},
+                 baud=115200, programmer=Tool("x", "X", "x"))
+
+
 def test_fit_check_stops_early():
     """A model larger than the board stops before synthesis, naming the short resource."""
-    from boards.board import Board
     from boards.build import fit_check
-    tiny = Board(name="tiny", title="tiny", platform=None, family="ice40", device="TINY",
-                 generator_device=None,
-                 resources={"lut4": 500, "ff": 500, "bram_blocks": 2, "bram_block_bits": 4096,
-                            "spram_blocks": 0, "spram_block_bits": 0, "dsp": 0},
-                 baud=115200, programmer=Tool("x", "X", "x"))
+    tiny = _small_board("tiny", "ice40", 500, 4096)
     with pytest.raises(BoardError, match=r"^digits does not fit tiny: needs about \d+ LUT4, the "
                                          r"TINY has 500 \(80% usable; --lut-fill raises it\); "
                                          r"needs about \d+ SB_RAM40_4K block RAMs for its "
@@ -132,14 +138,8 @@ def test_fit_check_counts_blocks_not_bits():
     """Memories fill whole blocks: folded as on the OrangeCrab-25F, the digits network's 20
     kbit take 4 DP16KD (its 128 x 128 weight ROM is 4 columns of 36 bits; the build placed
     4), so two blocks (36,864 bits) are not enough."""
-    from boards.board import Board
     from boards.build import fit_check
-    small = Board(name="small", title="small", platform=None, family="ecp5", device="SMALL",
-                  generator_device=None,
-                  resources={"lut4": 50000, "ff": 50000, "bram_blocks": 2,
-                             "bram_block_bits": 18432, "spram_blocks": 0,
-                             "spram_block_bits": 0, "dsp": 0},
-                  baud=115200, programmer=Tool("x", "X", "x"))
+    small = _small_board("small", "ecp5", 50000, 18432)
     fold = {"act1": {"pe": 16, "simd": 1, "planes": 8}, "fc": {"pe": 5, "simd": 1, "planes": 10}}
     with pytest.raises(BoardError, match=r"^digits does not fit small: needs about 4 DP16KD "
                                          r"block RAMs for its memories \(the host link's 64-byte "

@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["FAMILIES", "BLOCK_COST", "BLOCK_MARGIN", "LUTRAM_COST", "MemShape", "blocks_for",
-           "placement", "block_count", "bram_budget"]
+           "placement", "block_count", "bram_budget", "margin_note"]
 
 #: Per FPGA family: the (depth, width) forms of one block, the bits of a block, and whether
 #: small written memories can go to LUT RAM.
@@ -119,6 +119,13 @@ def block_count(mems, family: str = "ecp5") -> int:
         if where == "block":
             total += n
     return total
+
+
+def margin_note(family: str) -> str:
+    """``" (the count errs full by up to N%)"`` for a family with a :data:`BLOCK_MARGIN`, else
+    ``""``: the tail of a "needs about N blocks, the device has M" message."""
+    margin = BLOCK_MARGIN[family]
+    return f" (the count errs full by up to {margin:.0%})" if margin else ""
 
 
 def bram_budget(family: str, blocks: int) -> int:

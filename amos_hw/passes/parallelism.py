@@ -134,7 +134,7 @@ def carry_form(cfg) -> str:
         if cfg.carry not in CARRY_FORMS:
             raise FlowError(f"--carry: unknown {cfg.carry!r}; known: {', '.join(CARRY_FORMS)}")
         return cfg.carry
-    family = None if cfg.board is None else est.device(cfg.board)["name"].split("-")[0]
+    family = None if cfg.board is None else est.device(cfg.board)["family"]
     return default_form(family)
 
 

@@ -14,7 +14,7 @@ work alike:
 """
 from __future__ import annotations
 
-from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
+from amos_hw.lib.bram import FAMILIES, block_count, bram_budget, margin_note
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 from amos_hw.shared.engine import memories
 from amos_hw.shared.program import LANES, WORD_BITS, ProgramError, cycles, layout, lower
@@ -122,7 +122,7 @@ def estimate(ctx: FlowContext) -> dict:
     cfg, p = ctx.config, ctx.program
     clock = clock_mhz(cfg)
     total, rows = cycles(p, detail=True, stream=stream_timing(cfg))
-    family = "ecp5" if str(cfg.board or "").startswith("ecp5") else "ice40"
+    family = device(cfg.board)["family"] if cfg.board is not None else "ice40"
     res = estimate_luts(p, family)
     cache_bits = p.cache_depth * LANES * 8
     bias_bits = len(p.bias_table) * max(p.bias_width, 2)
@@ -159,8 +159,7 @@ def estimate(ctx: FlowContext) -> dict:
         blocks, budget = report["est_bram_blocks"], bram_budget(family, dev["bram_blocks"])
         if blocks > budget:
             misses.append(f"needs about {blocks} {FAMILIES[family]['block']} block RAMs, the "
-                          f"device has {dev['bram_blocks']} (the count errs full by up to "
-                          f"{BLOCK_MARGIN[family]:.0%})")
+                          f"device has {dev['bram_blocks']}{margin_note(family)}")
         report["board"] = {"name": dev["name"], "fits": not misses, "lut4": dev["lut4"],
                            "bram_bits": dev["bram_bits"], "bram_blocks": dev["bram_blocks"],
                            "dsp": dev["dsp"]}
