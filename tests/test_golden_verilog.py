@@ -1,0 +1,46 @@
+"""The generator's output, pinned: SHA-256 of the emitted Verilog and ``report.json`` for the
+designs users build most, recorded at commit 02807f4 (before the generator core was reshaped,
+issue 14). A refactor must leave these bytes alone; a change that alters them on purpose
+updates the value here and says why in ``docs/notes/generator_changes.md``."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from amos_hw.flow import FlowConfig, run_flow
+
+#: name: (FlowConfig fields, {output file: SHA-256})
+GOLDEN = {
+    "digits": ({"model": "digits"}, {
+        "amos_digits.v": "eb81aa4bc8a1da316c2bfff893c99644d472597e462c64002d1927b98a6ded1e",
+        "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
+    "resnet8": ({"model": "resnet8"}, {
+        "amos_resnet8.v": "4bb7243169db3a45c983164525bdd28971da5b796218e460a01f7326633522d7",
+        "report.json": "7ff46a5873b723ee8f22a5ca12be839132ff7d0740194e41d59e452d2fd2add2"}),
+    "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
+        "amos_resnet8.v": "c86cafc712cd92814f9da44d315f5132d8da824d99f5e2a7cc4e07a006f4e014",
+        "report.json": "e2e1e6337d25631c235b20570d8544dcf24900b8472a0b3a2f9f539caf13c16c"}),
+    "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
+        "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
+        "report.json": "02d799da807cff4ed2fbde0bfc25e7ba72d265a7656b69b1dde95722ffeb6d3b"}),
+    "resnet8_ice40-up5k": ({"model": "resnet8", "board": "ice40-up5k"}, {
+        "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
+        "report.json": "5e9c761b40994c26f634c5f481b511d8eebc3b59bfcd4ed6af0c9ebfa737b855"}),
+    "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
+        "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
+        "report.json": "ea0fa08e5c65559b54f37a5a8ffc48044dc5b7e61471bef7cbfbd92690c60451",
+        "weights.bin": "89dacabd4e26dab94ccebd6d194209342b3a9e3c41206f0be60bf5f41769e1b4"}),
+}
+
+
+def _sha(data) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_outputs_unchanged(name):
+    fields, want = GOLDEN[name]
+    ctx = run_flow(FlowConfig(quiet=True, **fields))
+    got = {f: _sha(ctx.files[f]) for f in want}
+    assert got == want
