@@ -39,7 +39,7 @@ stamp = $(VENV)/.installed-$(subst $(comma),+,$(1))
 .PHONY: help generate test sim test-heavy lint venv venv-generate system-deps clean distclean
 .PHONY: bitstream flash bench
 
-# Board builds (boards/, amos_hw.bench): pip-installed YoWASP yosys/nextpnr, no system toolchain.
+# Board builds (boards/, boards.bench): pip-installed YoWASP yosys/nextpnr, no system toolchain.
 BOARD ?= ulx3s-85f
 MODEL ?= digits
 FPGA_EXTRAS := fpga
@@ -130,4 +130,4 @@ flash: $(call stamp,$(FPGA_EXTRAS))
 	$(PY) -m boards flash --board $(BOARD) --model $(MODEL)
 
 bench: $(call stamp,$(FPGA_EXTRAS))
-	$(PY) -m amos_hw.bench --board $(BOARD) --model $(MODEL) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
+	$(PY) -m boards.bench --board $(BOARD) --model $(MODEL) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))

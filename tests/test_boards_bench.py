@@ -1,7 +1,13 @@
-"""amos_hw.bench: messages, and the table's goal lines from a report."""
+"""boards.bench: messages, result file names, and the board table's goal lines from a report."""
+import fcntl
 import json
 
-from amos_hw import bench
+import pytest
+
+from boards import bench, results
+from boards import build as bb
+from boards.board import BoardError, get_board
+from boards.build import build, fit_check
 
 
 def test_bench_unknown_board(capsys):
@@ -10,7 +16,6 @@ def test_bench_unknown_board(capsys):
 
 
 def test_bench_no_report(capsys, monkeypatch, tmp_path):
-    from boards import build as bb
     monkeypatch.setattr(bb, "REPO", tmp_path)
     assert bench.main(["--board", "hx8k", "--model", "digits", "--no-build"]) == 2
     err = capsys.readouterr().err.strip()
@@ -21,10 +26,9 @@ def test_bench_no_report(capsys, monkeypatch, tmp_path):
 def test_table_goals_from_committed_report():
     p = bench.RESULTS / "ulx3s-85f_resnet8.json"
     if not p.exists():
-        import pytest
         pytest.skip("no committed ResNet8 result")
     r = json.loads(p.read_text())
-    table = bench.render_table([r])
+    table = "\n".join(results.boards_table([r]))
     line = next(ln for ln in table.splitlines() if ln.startswith("- resnet8 on ulx3s-85f"))
     ips = "met" if r["images_per_s"] >= 2500 else "missed"
     fmax = "met" if r["fmax_mhz"] >= 100 else "missed"
@@ -41,7 +45,7 @@ def test_goals_take_the_fastest_build_and_name_its_row():
     p = bench.RESULTS / "ulx3s-85f_resnet8.json"
     r = json.loads(p.read_text())
     fast = dict(r, images_per_s=r["images_per_s"] * 2, variant="fold X")
-    table = bench.render_table([r, fast])
+    table = "\n".join(results.boards_table([r, fast]))
     line = next(ln for ln in table.splitlines() if ln.startswith("- resnet8 on ulx3s-85f"))
     assert line.endswith("(row: fold X)")
 
@@ -63,42 +67,23 @@ def test_variant_and_pll_result_names(tmp_path, monkeypatch):
 
 
 def test_seed_checked():
-    import pytest
-
-    from boards.board import BoardError
-    from boards.build import build
-
     for bad in (-1, 1.5, True):
         with pytest.raises(BoardError, match=r"^--seed must be a non-negative integer, not "):
             build("hx8k", "digits", seed=bad)
 
 
 def test_parallelism_needs_a_variant(capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         bench.main(["--board", "hx8k", "--model", "digits", "--parallelism", "{}"])
     assert "--parallelism needs --variant NAME" in capsys.readouterr().err
 
 
 def test_lut_fill_checked():
-    import pytest
-
-    from boards.board import BoardError, get_board
-    from boards.build import fit_check
-
     with pytest.raises(BoardError, match=r"--lut-fill must lie in \(0, 1\], not 1.5"):
         fit_check(get_board("hx8k"), "digits", lut_fill=1.5)
 
 
 def test_second_build_in_the_same_folder_is_refused(tmp_path, monkeypatch):
-    import fcntl
-
-    import pytest
-
-    from boards import build as bb
-    from boards.board import BoardError
-
     out = tmp_path / "b"
     out.mkdir()
     held = open(out / "build.lock", "w")

@@ -1,0 +1,429 @@
+"""The results page, ``docs/results/README.md``, generated from the JSON files beside it.
+
+::
+
+    python -m boards.results            rewrite docs/results/README.md
+    python -m boards.results --check    exit 1 when the committed page is not the generated one
+
+Four tables, each read from committed JSON only (no figure is typed in by hand): accuracy
+(``docs/results/<model>.json``, written by ``python -m python_ref.evaluate --json``), RTL runs
+(``docs/results/rtl_*.json``, ``python -m rtl_tests.network``), board builds
+(``docs/results/boards/*.json``, ``python -m boards.bench``) and engine synthesis probes
+(``docs/results/engine_synth_*.json``, ``python -m amos_hw.engines.synth_probe``).
+
+The page lives in ``boards/`` because its board table (with the published anchors and the goals
+it is read against) belongs to the board benchmark, which rewrites the page after every build;
+``amos_hw`` imports nothing of ``boards``. This module imports the standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["ANCHORS", "BOARD_RESULTS", "GOALS", "PAGE", "RESULTS_DIR", "accuracy_table",
+           "boards_table", "engine_probe_table", "main", "render_page", "rtl_table",
+           "write_page"]
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "docs" / "results"
+BOARD_RESULTS = RESULTS_DIR / "boards"
+PAGE = RESULTS_DIR / "README.md"
+COMMAND = "python -m boards.results"
+
+#: Published figures the board table is read against.
+ANCHORS = [
+    {"name": "fpgaConvNet, ResNet8 on a ZedBoard (Zynq-7020)", "images_per_s": 2431,
+     "fmax_mhz": 143, "dsp": 211, "lut": "47K LUT6"},
+    {"name": "hls4ml, ResNet8 on a Pynq-Z2 (Zynq-7020)", "images_per_s": 130.8,
+     "fmax_mhz": None, "dsp": None, "lut": None},
+]
+
+#: The goals: (board, model) -> checks.
+GOALS = {
+    ("ulx3s-85f", "resnet8"): {"images_per_s": 2500, "dsp": 0, "lut4": 60000, "fmax_mhz": 100},
+    ("icebreaker", "resnet8"): {"images_per_s": 10},
+}
+
+_NONE = "-"
+
+
+def _load(paths) -> list[tuple[str, dict]]:
+    """``(file name, parsed JSON)`` for each path, in name order."""
+    return [(p.name, json.loads(p.read_text())) for p in sorted(paths)]
+
+
+def _pct(v: float | None) -> str:
+    return _NONE if v is None else f"{100 * v:.2f} %"
+
+
+def _int(v) -> str:
+    return _NONE if v is None else f"{v:,}"
+
+
+def _rate(v: float) -> str:
+    """Images/s for the board table: whole numbers, one decimal below 100."""
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines; ``align`` holds ``"l"`` or ``"r"`` per column."""
+    rule = ["---:" if a == "r" else "---" for a in align]
+    return ["| " + " | ".join(cells) + " |" for cells in (header, rule, *rows)]
+
+
+# --- accuracy ---------------------------------------------------------------------------------
+
+def _conversion(r: dict) -> str:
+    ft = (r.get("source") or {}).get("finetune")
+    if not ft:
+        return "plain conversion"
+    epochs = ft.get("epochs")
+    return f"fine-tuned in the loop, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
+def _paper(r: dict) -> str:
+    p = r.get("paper")
+    if not p:
+        return _NONE
+    return (f"{_pct(p['ann_top1'])} / {_pct(p['snn_top1'])} / "
+            f"{p['spikes_per_image']:,.0f}")
+
+
+def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
+    """The accuracy section: one row per ``docs/results/<model>.json`` evaluation result.
+
+    Parameters
+    ----------
+    results : list of (str, dict)
+        File name and contents of each evaluation result (files with ``ann_top1``).
+
+    Returns
+    -------
+    list of str
+        The section's markdown lines.
+    """
+    defs = next((r["definitions"] for _, r in results if r.get("definitions")), {})
+    rows = [[f"`{name}`", r["model"], _conversion(r), r.get("dataset_note", r["dataset"]),
+             _int(r["n_images"]), _pct(r["ann_top1"]), _pct(r["snn_top1"]),
+             f"{r['gap_points']:.2f}", _pct(r["agreement"]), f"{r['spikes_per_image']:,.1f}",
+             _int(r["neurons"]), _int(r["time_steps"]), _paper(r)]
+            for name, r in results]
+    lines = [
+        "## Accuracy: float network (ANN) against the integer SNN",
+        "",
+        "Method: top-1 of the float network and of the integer SNN (`python_ref.snn`, the "
+        "reference every hardware block equals bit for bit) on the same test images; "
+        f"agreement: images where both give the same class; spikes per image: "
+        f"{defs.get('spikes_per_image', 'see the JSON')}; time steps: "
+        f"{defs.get('time_steps', 'see the JSON')}.",
+        "",
+        "Command: `python -m python_ref.evaluate --model MODEL --json docs/results/MODEL.json` "
+        "(`resnet8_plain.json`: `--description` of the conversion without fine-tuning), then "
+        f"`{COMMAND}`.",
+        "",
+    ]
+    lines += _table(
+        ["result", "model", "conversion", "data", "test images", "ANN top-1", "SNN top-1",
+         "ANN - SNN (points)", "agreement", "spikes / image", "AMOS neurons", "time steps",
+         "paper ANN / SNN / spikes"],
+        ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "l"], rows)
+    return lines
+
+
+# --- RTL runs ---------------------------------------------------------------------------------
+
+def _rtl_command(name: str, run: dict) -> str:
+    """The ``rtl_tests.network`` command of one run, from the file-name rule of that CLI
+    (``rtl_<model>.json``, ``rtl_<model>_shared.json``, ``rtl_<model>_<device>.json``)."""
+    model = run["model"]
+    suffix = name[len(f"rtl_{model}"):-len(".json")].lstrip("_")
+    args = [f"--model {model}"]
+    if suffix == "shared":
+        args.append("--architecture shared")
+    elif suffix:
+        args.append(f"--board {suffix}")
+    elif str(run.get("parallelism") or "").startswith("target"):
+        args.append(f"--target-cycles {run['cycles_per_image_report']}")
+    args += [f"--images {run['images']}", f"--sim {run['simulator']}"]
+    return "`python -m rtl_tests.network " + " ".join(args) + "`"
+
+
+def _pair(measured, report) -> str:
+    return f"{_int(measured)} / {_int(report)}"
+
+
+def rtl_table(results: list[tuple[str, dict]]) -> list[str]:
+    """The RTL section: one row per simulator run in each ``docs/results/rtl_*.json``.
+
+    Parameters
+    ----------
+    results : list of (str, dict)
+        File name and contents of each RTL result.
+
+    Returns
+    -------
+    list of str
+        The section's markdown lines.
+    """
+    rows = []
+    for name, doc in results:
+        for sim in sorted(doc["runs"]):
+            r = doc["runs"][sim]
+            rows.append([
+                f"`{name}`", r["model"], r.get("architecture", _NONE),
+                r.get("parallelism") or _NONE, r["simulator"], _int(r["images"]),
+                _int(r["mismatches"]), f"{_pct(r['accuracy'])} / {_pct(r['reference_accuracy'])}",
+                _pair(r["cycles_per_image_measured"], r["cycles_per_image_report"]),
+                _pair(r["latency_cycles_measured"], r["latency_cycles_report"]),
+                f"`{r['generator_git']}`" if r.get("generator_git") else _NONE,
+                _rtl_command(name, r)])
+    lines = [
+        "## RTL runs: the generated network's Verilog against the integer reference",
+        "",
+        "Method: the emitted Verilog of the whole network under cocotb, test images streamed "
+        "in; mismatches: images whose outputs differ (`==`) from `python_ref.snn`; cycles per "
+        "image and latency measured at the ports against the generator's `report.json`.",
+        "",
+        "Command: the row's own (it rewrites that simulator's run in the JSON), then "
+        f"`{COMMAND}`.",
+        "",
+    ]
+    lines += _table(
+        ["result", "model", "architecture", "folding", "simulator", "images", "mismatches",
+         "accuracy / reference", "cycles / image measured / report",
+         "latency cycles measured / report", "generator", "command"],
+        ["l", "l", "l", "l", "l", "r", "r", "r", "r", "r", "l", "l"], rows)
+    return lines
+
+
+# --- boards -----------------------------------------------------------------------------------
+
+def _goal_status(r: dict) -> str:
+    goal = GOALS.get((r["board"], r["model"]))
+    if not goal:
+        return ""
+    parts = []
+    if "images_per_s" in goal:
+        ok = r["images_per_s"] >= goal["images_per_s"]
+        parts.append(f"{'met' if ok else 'missed'} >= {goal['images_per_s']} images/s")
+    if "dsp" in goal:
+        parts.append(f"{'met' if r['dsp'] <= goal['dsp'] else 'missed'} {goal['dsp']} DSP")
+    if "lut4" in goal:
+        ok = r["lut4"] <= goal["lut4"]
+        parts.append(f"{'met' if ok else 'missed'} <= {goal['lut4'] // 1000}K LUT4")
+    if "fmax_mhz" in goal:
+        ok = r["fmax_mhz"] >= goal["fmax_mhz"]
+        parts.append(f"{'met' if ok else 'missed'} Fmax >= {goal['fmax_mhz']} MHz")
+    return "; ".join(parts)
+
+
+def _board_row(r: dict) -> str:
+    cp = r.get("critical_path") or {}
+    path = f"{cp.get('from')} -> {cp.get('to')}" if cp else ""
+    meets = "" if r.get("meets_board_clock", True) else " **below its clock**"
+    clock = (f"PLL {r['board_clock_mhz']:g}" if r.get("pll") else f"{r['board_clock_mhz']:g}")
+    git = f"`{r['git']}`" if r.get("git") else _NONE
+    return (
+        f"| {r['board']} | {r['model']}"
+        + (f" ({r['variant']})" if r.get("variant") else "")
+        + f" | {r['fmax_mhz']:.1f} ({clock})"
+        f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {r['ff']} | "
+        f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {r['spram']['blocks']} | "
+        f"{r['dsp']} | {r['cycles_per_image']} | {_rate(r['images_per_s'])} | "
+        f"{_rate(r['images_per_s_board_clock'])} | "
+        f"{r['latency_us_at_fmax']:.1f} us | `{path}` | {r['build_wall_s']:.0f} s | {git} |")
+
+
+def _anchor_lines() -> list[str]:
+    lines = []
+    for a in ANCHORS:
+        extra = ", ".join(x for x in (
+            f"{a['fmax_mhz']} MHz" if a["fmax_mhz"] else "",
+            f"{a['dsp']} DSPs" if a["dsp"] is not None else "",
+            a["lut"] or "") if x)
+        lines.append(f"- {a['name']}: {a['images_per_s']:,} images/s"
+                     + (f" ({extra})" if extra else ""))
+    return lines
+
+
+def _goal_lines(results: list[dict]) -> list[str]:
+    lines = []
+    for (board, model), g in GOALS.items():
+        rows = [r for r in results if (r["board"], r["model"]) == (board, model)]
+        best = max(rows, key=lambda r: r["images_per_s"]) if rows else None
+        want = ", ".join(f"{k} {v}" for k, v in g.items())
+        got = (_goal_status(best) + (f" (row: {best['variant']})" if best.get("variant") else "")
+               if best else "no build result yet")
+        lines.append(f"- {model} on {board} ({want}): {got}")
+    return lines
+
+
+def boards_table(results: list[dict]) -> list[str]:
+    """The boards section: one row per build result, then the anchors and the goals.
+
+    Parameters
+    ----------
+    results : list of dict
+        Build results as ``boards.bench.save_result`` writes them.
+
+    Returns
+    -------
+    list of str
+        The section's markdown lines.
+    """
+    lines = [
+        "## Boards: speed and size, measured",
+        "",
+        "Method: one bitstream build per row (pip-installed YoWASP Yosys and nextpnr, versions "
+        "in each JSON's `tools`; nextpnr seed 1 unless the row names another); Fmax is "
+        "nextpnr's post-route figure for the design's one clock, images/s = Fmax / cycles per "
+        "image, latency the generator's estimate at Fmax; LUT4 and FF are Yosys cell counts "
+        "(an ECP5 carry cell counts as two LUT4s); the clock in brackets is the board "
+        "oscillator's or, where it says PLL, the board PLL's (`--clock-mhz`); `git` is the "
+        "generator commit of the build.",
+        "",
+        "Command: `make bench BOARD=<board> MODEL=<model>` (that is, `python -m boards.bench "
+        "--board <board> --model <model>`, plus `--clock-mhz`, `--seed`, `--router`, "
+        "`--timing-mhz`, `--carry` or `--variant` for the rows that name them) builds and "
+        f"writes `docs/results/boards/<board>_<model>[_<variant>].json`; `{COMMAND}` "
+        "rewrites this table.",
+        "",
+        "| board | model | Fmax MHz (clock it runs at) | LUT4 | FF | BRAM blocks (kbit) | SPRAM "
+        "| DSP | cycles / image | images/s at Fmax | images/s as built | latency at Fmax "
+        "| critical path | build | git |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- "
+        "| ---: | --- |",
+    ]
+    lines += [_board_row(r) for r in sorted(results, key=lambda r: (r["model"], r["board"]))]
+    lines += ["", "Anchors (published, other devices):", "", *_anchor_lines()]
+    lines += ["", "Goals (each against the build with the most images/s at Fmax):", "",
+              *_goal_lines(results)]
+    return lines
+
+
+# --- engine synthesis probes ------------------------------------------------------------------
+
+def _probes(name: str, doc: dict) -> list[tuple[str, dict]]:
+    """The probes of one file: the file itself, or each entry of its ``probes`` list."""
+    if "probes" in doc:
+        return [(f"{name} [{i}]", p) for i, p in enumerate(doc["probes"])]
+    return [(name, doc)]
+
+
+def _probe_row(label: str, p: dict) -> list[str]:
+    use = p["utilization"]
+    fmax = ", ".join(f"{v:.1f}" for v in p["fmax_mhz"].values())
+    est = p.get("estimate") or {}
+    command = p.get("command", "")
+    return [f"`{label}`", p["engine"], _int(use.get("TRELLIS_COMB")), _int(use.get("TRELLIS_FF")),
+            _int(use.get("DP16KD", 0)), _int(use.get("TRELLIS_RAMW", 0)), fmax,
+            f"{_int(est.get('luts'))} / {_int(est.get('flip_flops'))}",
+            f"`{command}`" if command else "not recorded"]
+
+
+def engine_probe_table(results: list[tuple[str, dict]]) -> list[str]:
+    """The engine-probe section: one row per synthesised and routed engine.
+
+    Parameters
+    ----------
+    results : list of (str, dict)
+        File name and contents of each ``engine_synth_*.json``.
+
+    Returns
+    -------
+    list of str
+        The section's markdown lines.
+    """
+    probes = [pr for name, doc in results for pr in _probes(name, doc)]
+    flows = sorted({p["flow"] for _, p in probes})
+    lines = [
+        "## Engine synthesis probes: one matrix-vector unit alone on an ECP5-85F",
+        "",
+        "Method: one engine, wrapped in I/O where the engine column says so, synthesised and "
+        "placed and routed on its own (flow: " + "; ".join(f"`{f}`" for f in flows) + "); "
+        "LUT4 = `TRELLIS_COMB` cells, FF = `TRELLIS_FF`, LUT RAM = `TRELLIS_RAMW`; the "
+        "estimate is the generator's for the same engine.",
+        "",
+        "Command: the row's own (`python -m amos_hw.engines.synth_probe ...`), then "
+        f"`{COMMAND}`.",
+        "",
+    ]
+    lines += _table(
+        ["result", "engine", "LUT4", "FF", "DP16KD", "LUT RAM", "Fmax MHz",
+         "estimate LUT4 / FF", "command"],
+        ["l", "l", "r", "r", "r", "r", "r", "r", "l"],
+        [_probe_row(label, p) for label, p in probes])
+    notes = [(name, doc["what"]) for name, doc in results if doc.get("what")]
+    if notes:
+        lines += ["", "What each file measured (its `what`):", ""]
+        lines += [f"- `{name}`: {what}" for name, what in notes]
+    return lines
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+def render_page(results_dir: Path | None = None) -> str:
+    """The whole results page from the JSON files under ``results_dir``.
+
+    Parameters
+    ----------
+    results_dir : Path, optional
+        The results folder (default ``docs/results``).
+
+    Returns
+    -------
+    str
+        The page's markdown, ending in one newline.
+    """
+    d = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    evaluated = [(n, r) for n, r in _load(d.glob("*.json")) if "ann_top1" in r]
+    boards = [r for _, r in _load((d / "boards").glob("*.json"))]
+    lines = [
+        "# Results",
+        "",
+        f"<!-- generated by `{COMMAND}` from the JSON files in this folder: do not edit -->",
+        "",
+        "Every figure on this page is read from the committed JSON files in this folder; "
+        f"`{COMMAND}` regenerates the whole page. The AMOS unit library's fits are in "
+        "[units.md](units.md); how the board builds got where they are, and what limits them, "
+        "is in [docs/notes/board_builds.md](../notes/board_builds.md).",
+        "",
+        *accuracy_table(evaluated),
+        "",
+        *rtl_table(_load(d.glob("rtl_*.json"))),
+        "",
+        *boards_table(boards),
+        "",
+        *engine_probe_table(_load(d.glob("engine_synth_*.json"))),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_page(results_dir: Path | None = None, page: Path | None = None) -> Path:
+    """Write :func:`render_page` to ``page`` (default ``docs/results/README.md``) and return it."""
+    page = Path(page) if page is not None else PAGE
+    page.write_text(render_page(results_dir))
+    return page
+
+
+def main(argv=None) -> int:
+    """Rewrite the results page, or with ``--check`` only compare it; the exit status."""
+    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true",
+                    help="only check that docs/results/README.md is the generated page")
+    args = ap.parse_args(argv)
+    if args.check:
+        if PAGE.is_file() and PAGE.read_text() == render_page():
+            return 0
+        print(f"{PAGE.relative_to(REPO)} is not the generated page: run {COMMAND}",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {write_page().relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

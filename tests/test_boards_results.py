@@ -1,0 +1,66 @@
+"""boards.results: the committed results page is the generated one, and each table says how."""
+import json
+
+from boards import results
+
+
+def _sections(page: str) -> dict[str, list[str]]:
+    """The page's ``## `` sections, title -> lines."""
+    out: dict[str, list[str]] = {}
+    title = None
+    for line in page.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+            out[title] = []
+        elif title is not None:
+            out[title].append(line)
+    return out
+
+
+def test_committed_page_is_the_generated_one():
+    assert results.PAGE.read_text() == results.render_page(), (
+        "docs/results/README.md is stale: run python -m boards.results")
+    assert results.main(["--check"]) == 0
+
+
+def test_every_table_has_its_method_and_command():
+    sections = _sections(results.render_page())
+    assert len(sections) == 4
+    for title, lines in sections.items():
+        assert any(ln.startswith("| ") for ln in lines), f"{title}: no table"
+        assert any(ln.startswith("Method: ") for ln in lines), f"{title}: no method line"
+        command = [ln for ln in lines if ln.startswith("Command: ")]
+        assert command and "`python -m boards.results`" in command[0], title
+
+
+def test_figures_come_from_the_json(tmp_path):
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "m.json").write_text(json.dumps({
+        "model": "m", "dataset": "d", "n_images": 1234, "ann_top1": 0.5, "snn_top1": 0.25,
+        "gap_points": 25.0, "agreement": 0.75, "spikes_per_image": 4321.25, "neurons": 99,
+        "time_steps": 7}))
+    run = {"model": "m", "simulator": "icarus", "images": 3, "mismatches": 0, "accuracy": 1.0,
+           "reference_accuracy": 1.0, "cycles_per_image_measured": None,
+           "cycles_per_image_report": 640, "latency_cycles_measured": 700,
+           "latency_cycles_report": 710, "architecture": "shared"}
+    (tmp_path / "rtl_m_shared.json").write_text(json.dumps({"runs": {"icarus": run}}))
+    page = results.render_page(tmp_path)
+    assert ("| `m.json` | m | plain conversion | d | 1,234 | 50.00 % | 25.00 % | 25.00 | "
+            "75.00 % | 4,321.2 | 99 | 7 | - |") in page
+    assert "| - / 640 | 700 / 710 |" in page
+    assert "`python -m rtl_tests.network --model m --architecture shared --images 3 " \
+           "--sim icarus`" in page
+    assert "no build result yet" in page
+
+
+def test_rtl_command_from_the_file_name():
+    run = {"model": "resnet8", "images": 100, "simulator": "verilator",
+           "parallelism": "largest that fits ecp5-85f", "cycles_per_image_report": 73728}
+    assert results._rtl_command("rtl_resnet8_ecp5-85f.json", run) == (
+        "`python -m rtl_tests.network --model resnet8 --board ecp5-85f --images 100 "
+        "--sim verilator`")
+    run = dict(run, parallelism="target 762.939 images/s (65536 cycles at 50 MHz)",
+               cycles_per_image_report=65536)
+    assert results._rtl_command("rtl_resnet8.json", run) == (
+        "`python -m rtl_tests.network --model resnet8 --target-cycles 65536 --images 100 "
+        "--sim verilator`")
