@@ -151,7 +151,14 @@ def unit_K(spec: dict, arrays: dict) -> int:
 
 
 def make_unit(name: str, spec: dict, arrays: dict) -> IntAmosUnit:
-    """Build the :class:`IntAmosUnit` for a unit-library entry (errors name the unit)."""
+    """Build the :class:`IntAmosUnit` for a unit-library entry (errors name the unit).
+
+    A ``relu`` entry gives :meth:`IntAmosUnit.relu` of its ``K``. In an ``amos`` entry ``c``,
+    ``T``, ``h``, ``d`` (and ``c2``, which makes a two-input unit when present and not null or
+    empty) name arrays in ``arrays``; ``in_range`` / ``in2_range`` are inclusive ``[lo, hi]``
+    (absent or null: ``[-2**31, 2**31 - 1]``, and ``in2_range`` defaults to ``in_range``); the
+    unit's name is ``source`` when given, else ``name``.
+    """
     kind = spec.get("kind")
     if kind == "relu":
         try:

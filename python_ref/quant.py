@@ -497,7 +497,9 @@ def to_int_input(x, scale: float, in_range: tuple[int, int], rounding: str = "ne
     in_range : (int, int)
         Saturation range.
     rounding : {"nearest", "floor"}
-        ``"floor"`` is the ReLU activation rule of ``docs/integer_semantics.md``.
+        ``"nearest"``: ``numpy.rint`` (ties to even); ``"floor"``: round down. Neither is the
+        requantisation of a converted network's layer, which rounds to nearest with ties towards
+        +infinity (:func:`requant_shift`, ``docs/integer_semantics.md``).
     """
     q = np.asarray(x, dtype=np.float64) / scale
     if rounding == "nearest":

@@ -46,7 +46,8 @@ _EXACT = 2**53
 
 def im2col(a: np.ndarray, kernel: int, stride: int, padding: int, dtype=None) -> np.ndarray:
     """Patches of an ``(N, H, W, C)`` tensor as rows ``(N*Ho*Wo, kernel*kernel*C)``, ordered
-    ``(ky, kx, c)`` to match weights ``(O, ky, kx, C)``; zero padding."""
+    ``(ky, kx, c)`` to match weights ``(O, ky, kx, C)``; ``padding`` zeros on all four sides,
+    ``Ho = (H + 2*padding - kernel) // stride + 1`` (the same for ``Wo``)."""
     if a.ndim != 4:
         raise ValueError(f"conv input must be (N, H, W, C), not shape {a.shape}")
     N, H, W, C = a.shape
@@ -82,15 +83,21 @@ def _check_int(a, what: str) -> np.ndarray:
 def conv2d(a, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
     """Integer 2-D convolution: ``acc = conv(a, W) + bias``, exact int64.
 
+    A cross-correlation (the kernel is not flipped):
+    ``acc[n, oy, ox, o] = bias[o] + sum_{ky, kx, c} w[o, ky, kx, c] *
+    a_pad[n, oy*stride + ky, ox*stride + kx, c]``, with ``a_pad`` the input with ``padding``
+    zeros on all four sides (``docs/integer_semantics.md``).
+
     Parameters
     ----------
     a : array of int, shape (N, H, W, C)
         Input activations (channels last).
     w : array of int, shape (O, k, k, C)
-        Weights.
+        Weights: output channel, kernel row, kernel column, input channel.
     bias : array of int, shape (O,), optional
+        None adds nothing.
     stride, padding : int
-        Zero padding on each side.
+        Stride in both directions; zeros added on each of the four sides.
 
     Returns
     -------
@@ -108,7 +115,10 @@ def conv2d(a, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
 
 
 def dense(a, w, bias=None) -> np.ndarray:
-    """Integer dense layer on ``a`` flattened per image (``(N, ...)`` -> ``(N, O)``), int64."""
+    """Integer dense layer on ``a`` flattened per image (``(N, ...)`` -> ``(N, O)``), int64.
+
+    ``acc[n, o] = bias[o] + sum_i w[o, i] * f[n, i]`` with ``f`` the row-major flattening of each
+    image (for ``(H, W, C)``: ``f[(y*W + x)*C + c] = a[y, x, c]``); ``bias=None`` adds nothing."""
     a = _check_int(a, "a")
     w = _check_int(w, "w")
     a2 = a.reshape(a.shape[0], -1)
@@ -149,7 +159,9 @@ def requant_unit(accs, rshifts, unit: IntAmosUnit, closed_form_relu: bool | None
     unit : IntAmosUnit
     closed_form_relu : bool, optional
         Use :func:`~python_ref.quant.relu_int` (the proven-equal fast path) for a ReLU unit;
-        by default when ``unit.name == "relu"``.
+        by default when ``unit.name == "relu"`` and the unit has one input. The name alone
+        decides: a general unit named ``"relu"`` is evaluated as ``clamp(v, 0, 2**K - 1)``
+        whatever its arrays (``docs/ir.md``, "Units").
 
     Returns
     -------
@@ -238,7 +250,8 @@ class SimResult:
     classes : numpy.ndarray of int64, shape (N,)
         Argmax of the logits, lowest index on ties.
     spikes : dict
-        AMOS layer name -> spikes per image, int64 ``(N,)``.
+        AMOS layer name -> spikes per image, int64 ``(N,)``: the units' spike counts summed over
+        the layer's elements (``popcount(y)`` per element for ReLU units).
     traces : dict
         Layer name -> its integer output ``(N, ...)`` for the traced layers.
     """

@@ -1,0 +1,257 @@
+"""docs/integer_semantics.md and docs/ir.md are enough to re-implement the integer network.
+
+An outside implementer's version, written in plain numpy from the formulas of those two pages
+only (explicit loops over kernel taps, no im2col, no python_ref helpers), is compared with the
+reference :func:`python_ref.snn.run` (every traced tensor, the logits, the classes and the spike
+counts, ``==``) on the shipped digits and ResNet8 descriptions, on CIFAR-10 test images when the
+data set is present (random images otherwise), and on a small network with general AMOS units,
+a missing bias and a two-input unit.
+"""
+import numpy as np
+import pytest
+
+from python_ref import ir, snn
+from python_ref.convert import ZOO
+from python_ref.data import DataError, load_cifar10, load_digits
+
+# ---------------------------------------------------------------------------------------------
+# The re-implementation, from the documents alone (one image at a time)
+# ---------------------------------------------------------------------------------------------
+
+
+def doc_conv(a, wt, bias, s, p):
+    """``acc[oy, ox, o] = bias[o] + sum Wt[o, ky, kx, c] * ap[oy*s + ky, ox*s + kx, c]``."""
+    H, W, C = a.shape
+    O, k, k2, C2 = wt.shape
+    assert k == k2 and C == C2
+    ap = np.zeros((H + 2 * p, W + 2 * p, C), np.int64)  # p zeros on all four sides
+    ap[p:p + H, p:p + W] = a
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    acc = np.zeros((Ho, Wo, O), np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            rows = ap[ky:ky + s * (Ho - 1) + 1:s, kx:kx + s * (Wo - 1) + 1:s]  # (Ho, Wo, C)
+            acc += rows @ wt[:, ky, kx, :].astype(np.int64).T
+    return acc + (0 if bias is None else bias.astype(np.int64))
+
+
+def doc_dense(a, wt, bias):
+    """``acc[o] = bias[o] + sum_i Wt[o, i] * f[i]``, ``f[(y*W + x)*C + c] = a[y, x, c]``."""
+    shape = a.shape
+    f = np.zeros(a.size, np.int64)
+    if a.ndim == 3:
+        H, W, C = shape
+        for y in range(H):
+            for x in range(W):
+                for c in range(C):
+                    f[(y * W + x) * C + c] = a[y, x, c]
+    else:
+        f[:] = a
+    return wt.astype(np.int64) @ f + (0 if bias is None else bias.astype(np.int64))
+
+
+def doc_requant(acc, S):
+    """``floor((acc + 2^(S-1)) / 2^S)``; ``acc`` for ``S = 0``."""
+    if S == 0:
+        return acc
+    return np.floor_divide(acc + 2 ** (S - 1), 2**S)
+
+
+def doc_unit(spec, arrays, vs):
+    """The unit of a layer on its requantised inputs; returns (y, spike count per element)."""
+    if spec["kind"] == "relu":
+        K = spec["K"]
+        y = np.minimum(np.maximum(vs[0], 0), 2**K - 1)
+        z = np.stack([(y >> (K - 1 - t)) & 1 for t in range(K)], -1)
+        return y, z.sum(-1)
+    c = arrays[spec["c"]].astype(np.int64)
+    K = len(c)
+    T, d = arrays[spec["T"]].astype(np.int64), arrays[spec["d"]].astype(np.int64)
+    h = arrays[spec["h"]].astype(np.int64)
+    lo, hi = spec.get("in_range") or (-(2**31), 2**31 - 1)
+    x = np.clip(vs[0], lo, hi)
+    u0 = c[:, None] * x.reshape(1, -1)
+    if spec.get("c2"):
+        lo2, hi2 = spec.get("in2_range") or (lo, hi)
+        x2 = np.clip(vs[1], lo2, hi2)
+        u0 = u0 + arrays[spec["c2"]].astype(np.int64)[:, None] * x2.reshape(1, -1)
+    z = np.zeros((K, x.size), np.int64)
+    for i in range(K):
+        inhib = sum(h[i, j] * z[j] for j in range(i))
+        z[i] = (u0[i] - inhib - T[i]) >= 0
+    y = (d[:, None] * z).sum(0).reshape(x.shape)
+    return y, z.sum(0).reshape(x.shape)
+
+
+def doc_run(doc, arrays, image):
+    """One image through the description; returns (tensors, spikes per amos layer)."""
+    vals, spikes = {}, {}
+    for n in doc["nodes"]:
+        ins = [vals[i] for i in n["inputs"]]
+        bias = arrays[n["bias"]] if n.get("bias") is not None else None
+        if n["op"] == "input":
+            out = image.astype(np.int64)
+        elif n["op"] == "conv":
+            out = doc_conv(ins[0], arrays[n["weight"]], bias, n["stride"], n["padding"])
+        elif n["op"] == "dense":
+            out = doc_dense(ins[0], arrays[n["weight"]], bias)
+        elif n["op"] == "add":
+            out = sum(x * 2**sh for x, sh in zip(ins, n["lshift"], strict=True))
+        elif n["op"] == "gap":
+            out = ins[0].sum(axis=(0, 1))
+        else:  # amos
+            vs = [doc_requant(x, S) for x, S in zip(ins, n["rshift"], strict=True)]
+            out, count = doc_unit(doc["units"][n["unit"]], arrays, vs)
+            spikes[n["name"]] = int(count.sum())
+        vals[n["name"]] = out
+    return vals, spikes
+
+
+def doc_class(logits):
+    """Argmax, lowest index on ties."""
+    best = 0
+    for i in range(1, len(logits)):
+        if logits[i] > logits[best]:
+            best = i
+    return best
+
+
+def check_against_reference(g, images):
+    ref = snn.run(g, images, trace=True)
+    doc = g.to_json()
+    for i, image in enumerate(images):
+        vals, spikes = doc_run(doc, g.arrays, image)
+        for name, v in vals.items():
+            assert np.array_equal(v, ref.traces[name][i]), (name, i)
+        assert np.array_equal(vals[doc["outputs"][0]], ref.logits[i])
+        assert doc_class(vals[doc["outputs"][0]]) == ref.classes[i]
+        assert spikes == {k: int(v[i]) for k, v in ref.spikes.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped networks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_digits_from_the_docs():
+    x, _ = load_digits("test")
+    check_against_reference(ir.load(ZOO / "digits"), x[:8])
+
+
+def _cifar_or_random(n):
+    try:
+        x, _ = load_cifar10(None, "test")
+        return x[np.linspace(0, len(x) - 1, n).astype(int)]
+    except DataError:
+        return np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_resnet8_from_the_docs():
+    """Two CIFAR-10 test images (random pixels when the data set is absent)."""
+    check_against_reference(ir.load(ZOO / "resnet8"), _cifar_or_random(2))
+
+
+# the table of docs/integer_semantics.md: largest |weight| (fine-tuned, plain conversion)
+LARGEST_WEIGHT = {
+    "stem.conv": (127, 127), "block0.conv1": (127, 127), "block0.conv2": (82, 82),
+    "block1.conv1": (127, 127), "block1.conv2": (44, 43), "block1.shortcut": (127, 127),
+    "block2.conv1": (127, 127), "block2.conv2": (127, 127), "block2.shortcut": (48, 47),
+    "fc": (127, 127),
+}
+
+
+def test_largest_weight_table():
+    for col, stem in enumerate(("resnet8", "resnet8_plain")):
+        g = ir.load(ZOO / stem)
+        got = {n["name"]: int(np.abs(g.arrays[n["weight"]]).max())
+               for n in g.nodes if n["op"] in ("conv", "dense")}
+        assert got == {k: v[col] for k, v in LARGEST_WEIGHT.items()}, stem
+
+
+def test_resnet8_scales_as_documented():
+    """Identity skip: s_acc = s_skip * 2^-lshift; projection: one accumulator scale; output
+    scale s_acc * 2^S with alpha_cal <= alpha < 2 * alpha_cal."""
+    g = ir.load(ZOO / "resnet8")
+    node = g.node
+    add = node["block0.add"]
+    assert node["block0.conv2"]["scale"] * 2 ** add["lshift"][1] == pytest.approx(
+        node["stem.act"]["scale"], rel=1e-12)
+    for b in ("block1", "block2"):
+        assert node[f"{b}.conv2"]["scale"] == node[f"{b}.shortcut"]["scale"]
+    for n in g.amos_nodes():
+        s_acc = node[n["inputs"][0]]["scale"]
+        assert n["scale"] == pytest.approx(s_acc * 2 ** n["rshift"][0], rel=1e-12)
+        assert n["alpha"] == pytest.approx(n["scale"] * 2**10, rel=1e-12)
+        assert n["rshift"][0] >= 1 and n["alpha_cal"] <= n["alpha"] < 2 * n["alpha_cal"]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the shipped networks do not exercise
+# ---------------------------------------------------------------------------------------------
+
+
+def test_rounding_ties_towards_plus_infinity():
+    acc = np.array([1, 3, -1, -3])
+    assert doc_requant(acc, 1).tolist() == [1, 2, 0, -1]
+    assert np.array_equal(snn.requant_unit([acc], [1], ir.make_unit(
+        "r", {"kind": "relu", "K": 4}, {}))[0], np.clip(doc_requant(acc, 1), 0, 15))
+
+
+def _small_graph():
+    """Input 5x5x2 -> two convs (3x3 and 2x2, stride 2, padding 1, one without bias) -> a
+    two-input general unit and a one-input general unit -> add -> gap -> dense."""
+    rng = np.random.default_rng(7)
+    K = 5
+    arrays = {
+        "a.weight": rng.integers(-127, 128, (3, 3, 3, 2)).astype(np.int8),
+        "a.bias": rng.integers(-300, 300, 3).astype(np.int32),
+        "b.weight": rng.integers(-127, 128, (3, 2, 2, 2)).astype(np.int8),
+        "fc.weight": rng.integers(-127, 128, (4, 3)).astype(np.int8),
+        "u.c": np.array([1, 2, -1, 1, 3]), "u.c2": np.array([1, -1, 2, 1, 1]),
+        "u.T": np.array([-2, 0, 1, 3, -1]), "u.h": rng.integers(-4, 5, (K, K)),
+        "u.d": np.array([1, -2, 4, 3, -1]),
+        "w.c": np.ones(K, np.int64), "w.T": np.array([-4, -2, 0, 2, 4]),
+        "w.h": np.zeros((K, K), np.int64), "w.d": np.array([1, 2, 3, -1, 1]),
+    }
+    units = {
+        "mul": {"kind": "amos", "c": "u.c", "c2": "u.c2", "T": "u.T", "h": "u.h", "d": "u.d",
+                "in_range": [-7, 9], "in2_range": [-3, 12], "source": "product"},
+        "odd": {"kind": "amos", "c": "w.c", "T": "w.T", "h": "w.h", "d": "w.d"},  # no in_range
+    }
+    nodes = [
+        {"name": "input", "op": "input", "inputs": [], "shape": [5, 5, 2], "bits": 8},
+        {"name": "a", "op": "conv", "inputs": ["input"], "weight": "a.weight", "bias": "a.bias",
+         "kernel": 3, "stride": 2, "padding": 1, "out_channels": 3},
+        {"name": "b", "op": "conv", "inputs": ["input"], "weight": "b.weight", "bias": None,
+         "kernel": 2, "stride": 2, "padding": 1, "out_channels": 3},
+        {"name": "m", "op": "amos", "inputs": ["a", "b"], "unit": "mul", "rshift": [12, 12]},
+        {"name": "o", "op": "amos", "inputs": ["b"], "unit": "odd", "rshift": [11]},
+        {"name": "s", "op": "add", "inputs": ["m", "o", "a"], "lshift": [3, 1, 0]},
+        {"name": "gap", "op": "gap", "inputs": ["s"]},
+        {"name": "fc", "op": "dense", "inputs": ["gap"], "weight": "fc.weight",
+         "out_features": 4},
+    ]
+    return ir.Graph("small", nodes, units, arrays, ["fc"])
+
+
+def test_general_units_missing_bias_and_odd_sizes_from_the_docs():
+    g = _small_graph()
+    info = ir.validate(g)
+    assert info["a"]["shape"] == (3, 3, 3)  # floor((5 + 2 - 3) / 2) + 1
+    # floor((5 + 2 - 2) / 2) + 1: the last padding row and column are not read
+    assert info["b"]["shape"] == (3, 3, 3)
+    x = np.random.default_rng(3).integers(0, 256, (6, 5, 5, 2), dtype=np.uint8)
+    check_against_reference(g, x)
+    # the inputs do leave the units' ranges, so saturation is exercised
+    ref = snn.run(g, x, trace=["a", "b"])
+    v = doc_requant(ref.traces["a"], 12)
+    assert v.min() < -7 and v.max() > 9
+
+
+def test_argmax_lowest_index_on_ties():
+    g = ir.load(ZOO / "digits").copy()
+    g.arrays["fc.weight"][:] = 0
+    g.arrays["fc.bias"][:] = [0, 5, 3, 5, 5, 0, 0, 0, 0, 0]
+    x, _ = load_digits("test")
+    res = snn.run(g, x[:3])
+    assert res.classes.tolist() == [1, 1, 1] == [doc_class(v) for v in res.logits]
