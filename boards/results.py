@@ -120,7 +120,8 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
         f"{defs.get('time_steps', 'see the JSON')}.",
         "",
         "Command: `python -m python_ref.evaluate --model MODEL --json docs/results/MODEL.json` "
-        "(`resnet8_plain.json`: `--description` of the conversion without fine-tuning), then "
+        "(`resnet8_plain.json`: add `--description python_ref/zoo/resnet8_plain`, the "
+        "conversion without fine-tuning), then "
         f"`{COMMAND}`.",
         "",
     ]
