@@ -1,6 +1,7 @@
 """Evaluate a converted network: float ANN versus the integer SNN reference, on the test set.
 
-``python -m python_ref.evaluate --model resnet8 [--data PATH] [--limit N] [--json out.json]``
+``python -m python_ref.evaluate --model resnet8 [--data PATH] [--limit N | --indices SPEC]
+[--json out.json] [--per-image FILE.npz]``
 
 Both accuracies are recomputed on every run: the ANN from the checkpoint (torch), the SNN by
 running the integer description with :func:`python_ref.snn.run`. Prints a row in the style of the
@@ -13,11 +14,33 @@ Definitions: ``neurons`` is the sum over all AMOS units of their K (from the des
 (the input pixels' bits are not counted); ``time_steps`` the latency of one image, the largest
 sum of K over the AMOS layers on any input-to-output path (each layer emits its K spikes on K
 consecutive steps, MSB first); pipelined, the network takes a new image every step.
+
+Which test images: all of them by default; ``--limit N`` a fixed, seeded draw of N across the
+classes (:func:`subset`); ``--indices SPEC`` the test-set indices listed, in the order given
+(:func:`parse_indices`): comma-separated indices and half-open ranges ``START:END`` (END
+excluded; an omitted START is 0, an omitted END the test set's size), e.g. ``9000:9200`` or
+``0:100,150``. An index outside the test set, an empty range or an image selected twice is an
+error naming the part.
+
+``--per-image FILE.npz`` writes, for the N evaluated images in evaluation order, the arrays
+(:func:`per_image_arrays`)
+
+* ``index`` int64 ``(N,)``: the image's index in the test set;
+* ``label`` int64 ``(N,)``: its true class;
+* ``snn_class`` int64 ``(N,)``: the class the integer SNN predicts (argmax of ``logits``,
+  lowest index on ties);
+* ``logits`` int64 ``(N, classes)``: the integer SNN's logits (the output layer's accumulators);
+* ``ann_class`` int64 ``(N,)``: the class the float ANN predicts;
+* ``layers`` str ``(L,)``: the names of the L ``amos`` layers, in the description's order;
+* ``spikes`` int64 ``(N, L)``: the spikes each image made in each of those layers.
+
+Read it with ``numpy.load(FILE)`` (no pickle needed).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,9 +49,11 @@ import numpy as np
 
 from . import ir as _ir
 from . import snn
-from .convert import ZOO
+from .convert import ZOO, ConversionError
+from .data import DataError, load_dataset
 
-__all__ = ["PAPER_TABLE2", "subset", "ann_logits", "evaluate", "table_row", "main"]
+__all__ = ["PAPER_TABLE2", "PER_IMAGE_HELP", "subset", "parse_indices", "ann_logits",
+           "per_image_arrays", "write_per_image", "evaluate", "table_row", "main"]
 
 # Table 2 of the paper (ANN %, SNN %, neurons, spikes per image), for the printed comparison.
 PAPER_TABLE2 = {
@@ -36,6 +61,19 @@ PAPER_TABLE2 = {
     "resnet14": (90.49, 90.39, 1_310_720, 190_107),
     "resnet20": (91.58, 91.45, 1_884_160, 261_779),
 }
+
+#: The ``--per-image`` file's arrays, for ``--help`` (the module docstring says the same).
+PER_IMAGE_HELP = """\
+--per-image FILE.npz holds, for the N evaluated images in evaluation order:
+  index      int64 (N,)           the image's index in the test set
+  label      int64 (N,)           its true class
+  snn_class  int64 (N,)           the class the integer SNN predicts (argmax of logits,
+                                  lowest index on ties)
+  logits     int64 (N, classes)   the integer SNN's logits
+  ann_class  int64 (N,)           the class the float ANN predicts
+  layers     str   (L,)           the names of the L amos layers, in the description's order
+  spikes     int64 (N, L)         spikes of each image in each of those layers
+Read it with numpy.load(FILE)."""
 
 
 def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
@@ -47,9 +85,74 @@ def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
+def _parse_part(spec: str, part: str, n: int) -> range:
+    """One comma-separated part of an indices spec as a range of indices."""
+    num = r"[0-9]+"
+    if re.fullmatch(num, part):
+        i = int(part)
+        if i >= n:
+            raise ValueError(f"indices {spec!r}: part {part!r}: index {i} is outside the test "
+                             f"set of {n} images (indices 0..{n - 1})")
+        return range(i, i + 1)
+    m = re.fullmatch(rf"({num})?:({num})?", part)
+    if not m:
+        raise ValueError(f"indices {spec!r}: part {part!r} is neither an index nor a range "
+                         "START:END (non-negative integers, e.g. 9000:9200)")
+    start = int(m[1]) if m[1] is not None else 0
+    end = int(m[2]) if m[2] is not None else n
+    if end > n:
+        raise ValueError(f"indices {spec!r}: part {part!r}: END {end} is past the test set of "
+                         f"{n} images (a range START:END excludes END, so END is at most {n})")
+    if start >= end:
+        raise ValueError(f"indices {spec!r}: part {part!r} is an empty range (START must be "
+                         f"below END; the test set has {n} images)")
+    return range(start, end)
+
+
+def parse_indices(spec: str, n: int) -> np.ndarray:
+    """Test-set indices from a spec like ``"9000:9200"`` or ``"0:100,150"``.
+
+    Parameters
+    ----------
+    spec : str
+        Comma-separated parts, each an index ``I`` or a half-open range ``START:END`` (END
+        excluded; an omitted START is 0, an omitted END is ``n``). Spaces around parts are
+        ignored.
+    n : int
+        Size of the test set.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The indices in the order given.
+
+    Raises
+    ------
+    ValueError
+        Naming the spec and the offending part and giving the test-set size: a part that is not
+        an index or a range, an index ``>= n``, a range ending past ``n`` or empty, an image
+        selected twice, or an empty spec.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"indices must be a non-empty string like '9000:9200' or '0:100,150', "
+                         f"not {spec!r}")
+    out: list[int] = []
+    first: dict[int, str] = {}
+    for raw in spec.split(","):
+        part = raw.strip()
+        for i in _parse_part(spec, part, n):
+            if i in first:
+                raise ValueError(f"indices {spec!r}: image {i} is selected twice (in part "
+                                 f"{first[i]!r} and in part {part!r})")
+            first[i] = part
+            out.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
 def ann_logits(model_name: str, checkpoint, x: np.ndarray, batch_size: int = 500,
                progress: bool = False) -> np.ndarray:
     """Float logits of the checkpoint on uint8 images (torch, CPU)."""
+    # torch (the optional `train` extra) is imported only where the float network runs
     import torch
 
     from .convert import load_checkpoint
@@ -62,7 +165,7 @@ def ann_logits(model_name: str, checkpoint, x: np.ndarray, batch_size: int = 500
     out = []
     it = range(0, len(x), batch_size)
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # optional (`train` extra), only for the progress bar
 
         it = tqdm(it, desc=f"ANN {model_name}", unit="batch", file=sys.stderr)
     with torch.no_grad():
@@ -72,8 +175,58 @@ def ann_logits(model_name: str, checkpoint, x: np.ndarray, batch_size: int = 500
     return np.concatenate(out)
 
 
+def per_image_arrays(index, label, res: snn.SimResult, ann: np.ndarray) -> dict:
+    """The per-image record of a run (the arrays of ``--per-image``; see the module docstring).
+
+    Parameters
+    ----------
+    index, label : array of int, shape (N,)
+        Test-set indices and true classes of the evaluated images, in evaluation order.
+    res : SimResult
+        The integer SNN's result on those images.
+    ann : array of float, shape (N, classes)
+        The float ANN's logits on them.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``index``, ``label``, ``snn_class``, ``logits``, ``ann_class``, ``layers``, ``spikes``.
+    """
+    layers = list(res.spikes)
+    n = len(res.logits)
+    spikes = (np.stack([res.spikes[k] for k in layers], axis=1) if layers
+              else np.zeros((n, 0), np.int64))
+    return {
+        "index": np.asarray(index, dtype=np.int64),
+        "label": np.asarray(label, dtype=np.int64),
+        "snn_class": res.classes.astype(np.int64),
+        "logits": res.logits.astype(np.int64),
+        "ann_class": np.argmax(ann, axis=1).astype(np.int64),
+        "layers": np.asarray(layers, dtype=str),
+        "spikes": spikes.astype(np.int64),
+    }
+
+
+def write_per_image(path, arrays: dict) -> Path:
+    """Write the per-image arrays to exactly ``path`` (an ``.npz``; no suffix is added)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def _selection(n: int, limit, indices) -> np.ndarray:
+    if limit is not None and indices is not None:
+        raise ValueError("give limit (a seeded draw) or indices (the images listed), not both")
+    if indices is not None:
+        return parse_indices(indices, n)
+    return subset(n, limit)
+
+
 def evaluate(model_name: str, data=None, limit: int | None = None, description=None,
-             checkpoint=None, batch_size: int = 100, progress: bool = True) -> dict:
+             checkpoint=None, batch_size: int = 100, progress: bool = True,
+             indices: str | None = None, per_image=None) -> dict:
     """Recompute ANN and SNN top-1 on the test split and the SNN's size figures.
 
     Parameters
@@ -87,9 +240,23 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
         SNN description stem (default ``python_ref/zoo/<model>``).
     checkpoint : path, optional
         Float checkpoint (default ``python_ref/zoo/<model>.pt``).
+    batch_size : int
+        Images per step of the integer SNN.
+    progress : bool
+        Show progress bars.
+    indices : str, optional
+        The test images to use, e.g. ``"9000:9200"`` or ``"0:100,150"`` (:func:`parse_indices`);
+        not together with ``limit``.
+    per_image : path, optional
+        Write the per-image arrays (:func:`per_image_arrays`) to this ``.npz`` file.
+
+    Returns
+    -------
+    dict
+        The result (see the module docstring); with ``indices`` it also holds ``"indices"``,
+        with ``per_image`` the file's path as ``"per_image"``.
     """
-    from .data import load_dataset
-    from .models import MODELS
+    from .models import MODELS  # imports torch (the `train` extra), like the ANN below
 
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; known: {', '.join(MODELS)}")
@@ -100,18 +267,34 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     if g.name != model_name:
         raise ValueError(f"description {description} is for {g.name!r}, not {model_name!r}")
     x, y = load_dataset(dataset, "test", data)
-    idx = subset(len(y), limit)
+    idx = _selection(len(y), limit, indices)
     x, y = x[idx], y[idx]
     t0 = time.time()
     ann = ann_logits(model_name, checkpoint or ZOO / f"{model_name}.pt", x, progress=progress)
     t1 = time.time()
     res = snn.run(g, x, batch_size=batch_size, progress=progress)
     t2 = time.time()
+    out = _summary(model_name, dataset, g, y, ann, res)
+    out["seconds"] = {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)}
+    if model_name in PAPER_TABLE2:
+        a, s, nrn, spk = PAPER_TABLE2[model_name]
+        out["paper"] = {"ann_top1": a / 100, "snn_top1": s / 100, "neurons": nrn,
+                        "spikes_per_image": spk}
+    if indices is not None:
+        out["indices"] = indices
+    if per_image is not None:
+        path = write_per_image(per_image, per_image_arrays(idx, y, res, ann))
+        out["per_image"] = str(path)
+    return out
+
+
+def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimResult) -> dict:
+    """The result dict's figures (everything but timings and the paper's row)."""
     ks = sorted(set(g.K_values().values()))
     ann_top1 = float((ann.argmax(1) == y).mean())
     snn_top1 = float((res.classes == y).mean())
     spikes = res.spikes_per_image
-    out = {
+    return {
         "model": model_name,
         "dataset": dataset,
         "dataset_note": "CIFAR-10 (JPEG copy) when read from ../shared/datasets/cifar10"
@@ -138,13 +321,7 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
                    "calibration": g.meta.get("calibration"),
                    "finetune": {k: v for k, v in g.meta.get("finetune", {}).items()
                                 if k != "history"} or None},
-        "seconds": {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)},
     }
-    if model_name in PAPER_TABLE2:
-        a, s, nrn, spk = PAPER_TABLE2[model_name]
-        out["paper"] = {"ann_top1": a / 100, "snn_top1": s / 100, "neurons": nrn,
-                        "spikes_per_image": spk}
-    return out
 
 
 def table_row(r: dict) -> str:
@@ -160,26 +337,34 @@ def table_row(r: dict) -> str:
     return "\n".join(lines)
 
 
+
 def main(argv=None):
-    from .convert import ConversionError
-    from .data import DataError
-    from .models import MODELS
+    from .models import MODELS  # imports torch (the `train` extra), which the ANN needs anyway
 
     p = argparse.ArgumentParser(prog="python -m python_ref.evaluate",
-                                description="ANN vs integer SNN top-1 on the test set.")
+                                description="ANN vs integer SNN top-1 on the test set.",
+                                epilog=PER_IMAGE_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=sorted(MODELS))
     p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, ../shared)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="N test images only (a fixed, seeded draw across all classes)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--limit", type=int, default=None,
+                       help="N test images only (a fixed, seeded draw across all classes)")
+    which.add_argument("--indices", default=None, metavar="SPEC",
+                       help="these test images, in this order: comma-separated indices and "
+                            "ranges START:END (END excluded), e.g. 9000:9200 or 0:100,150")
     p.add_argument("--description", default=None, help="SNN description (default: the zoo's)")
     p.add_argument("--checkpoint", default=None, help="float checkpoint (default: the zoo's)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--per-image", default=None, metavar="FILE.npz",
+                   help="write each evaluated image's index, label, SNN class, logits, ANN "
+                        "class and spikes per layer here (arrays below)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
         r = evaluate(a.model, a.data, a.limit, a.description, a.checkpoint, a.batch_size,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, indices=a.indices, per_image=a.per_image)
     except (DataError, ConversionError, _ir.IRError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(table_row(r))
@@ -187,6 +372,8 @@ def main(argv=None):
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
         print(f"wrote {a.json}")
+    if a.per_image:
+        print(f"wrote {r['per_image']}")
 
 
 if __name__ == "__main__":
