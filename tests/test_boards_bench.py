@@ -94,3 +94,25 @@ def test_second_build_in_the_same_folder_is_refused(tmp_path, monkeypatch):
             bb.build("hx8k", "digits", out=out, progress=False)
     finally:
         held.close()
+
+
+def test_router2_result_name(tmp_path, monkeypatch):
+    """A router2 build is saved beside the router1 one, never over it."""
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    rep = {"board": "ulx3s-85f", "model": "resnet8", "router": "router2",
+           "pll": {"fout": 70.0}}
+    out = bench.save_result(rep)
+    assert out.name == "ulx3s-85f_resnet8_pll70mhz_router2.json"
+    assert json.loads(out.read_text())["variant"] == "PLL 70 MHz, router2"
+    assert bench.save_result({"board": "b", "model": "m", "router": "router1"}).name == "b_m.json"
+
+
+def test_other_carry_result_name(tmp_path, monkeypatch):
+    """A build with the other carry form is saved beside the default one."""
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    rep = {"board": "ulx3s-85f", "model": "resnet8", "family": "ecp5", "carry": "generic"}
+    out = bench.save_result(rep)
+    assert out.name == "ulx3s-85f_resnet8_generic-carry.json"
+    assert json.loads(out.read_text())["variant"] == "generic carry"
+    rep["carry"] = "ecp5"
+    assert bench.save_result(rep).name == "ulx3s-85f_resnet8.json"
