@@ -55,7 +55,7 @@ help:
 	@echo "make clean       remove build outputs;  make distclean  also .venv"
 	@echo "make bitstream   BOARD=$(BOARD) MODEL=$(MODEL): YoWASP build, build/<board>/<model>/build_report.json"
 	@echo "make flash       BOARD=... MODEL=...: program the board (iceprog / openFPGALoader / dfu-util)"
-	@echo "make bench       BOARD=... MODEL=...: build, then docs/results/boards/ and the table"
+	@echo "make bench       BOARD=... MODEL=...: build, then docs/results/boards/ and the results page"
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { \
