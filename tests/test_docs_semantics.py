@@ -255,3 +255,29 @@ def test_argmax_lowest_index_on_ties():
     x, _ = load_digits("test")
     res = snn.run(g, x[:3])
     assert res.classes.tolist() == [1, 1, 1] == [doc_class(v) for v in res.logits]
+
+
+def test_conv_is_torch_cross_correlation():
+    """The documented conv is torch's conv2d with the weight moved from (O, C, kh, kw) to
+    (O, kh, kw, C) and the input from NCHW to NHWC."""
+    torch = pytest.importorskip("torch")  # the `train` extra
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (2, 9, 9, 3))
+    w = rng.integers(-127, 128, (4, 3, 3, 3))  # torch layout
+    for s, p in ((1, 1), (2, 1), (2, 0)):
+        t = torch.nn.functional.conv2d(torch.from_numpy(a).permute(0, 3, 1, 2).double(),
+                                       torch.from_numpy(w).double(), stride=s, padding=p)
+        want = t.permute(0, 2, 3, 1).numpy().astype(np.int64)
+        got = np.stack([doc_conv(im, w.transpose(0, 2, 3, 1), None, s, p) for im in a])
+        assert np.array_equal(got, want), (s, p)
+
+
+def test_activation_within_half_a_step_below_saturation():
+    """y * s is within s/2 of ReLU(r) for r <= (2^K - 1/2) s, and 2^K - 1 above."""
+    K, S = 10, 7
+    acc = np.arange(-5000, 2 ** (K + S) + 5000)
+    y = np.clip(doc_requant(acc, S), 0, 2**K - 1)
+    r = acc / 2**S  # the accumulator's real value in output steps s
+    below = r <= 2**K - 0.5
+    assert np.abs(y[below] - np.maximum(r[below], 0)).max() == 0.5
+    assert (y[~below] == 2**K - 1).all()
