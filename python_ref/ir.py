@@ -216,8 +216,10 @@ def validate(g: Graph) -> dict:
     Returns
     -------
     dict
-        Tensor name -> ``{"shape": tuple, "lo": int, "hi": int}`` (``lo``/``hi`` are exact bounds
-        over all inputs in the declared input range; Python ints, no overflow).
+        Tensor name -> ``{"shape": tuple, "lo": int, "hi": int}``: ``lo``/``hi`` bound every
+        value over all inputs in the declared input range, computed in Python ints (no
+        overflow); they need not be reached (each input element is taken as free in its range,
+        and an ``add`` bound is the sum of its inputs' bounds).
 
     Raises
     ------
