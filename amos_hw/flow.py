@@ -20,10 +20,15 @@ give byte-identical files.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
+from amos_hw.devices import device
+from amos_hw.passes import shared
 from amos_hw.passes.assemble import assemble
 from amos_hw.passes.common import BudgetError, FlowConfig, FlowContext, FlowError, canonical_json
 from amos_hw.passes.emit import verilog
@@ -34,7 +39,7 @@ from amos_hw.passes.memory import memory
 from amos_hw.passes.parallelism import parallelism
 
 __all__ = ["STEPS", "STEP_NAMES", "FlowConfig", "FlowContext", "FlowError", "BudgetError",
-           "run_flow", "default_out"]
+           "run_flow", "default_out", "build_network", "assemble_top"]
 
 STEPS = (
     ("load", load),
@@ -72,8 +77,6 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
     FlowError
         Bad input (unknown model, unbuildable layer, impossible budget), naming what is wrong.
     """
-    import dataclasses
-
     if cfg.architecture is not None and cfg.architecture not in ARCHITECTURES:
         raise FlowError(f"--architecture: unknown {cfg.architecture!r}; known: "
                         f"{', '.join(ARCHITECTURES)}")
@@ -85,9 +88,9 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
                         "--architecture shared (the layer-pipelined engines keep their weights "
                         "in block RAM)")
     fallback = None
+    if cfg.board is not None:
+        cfg = dataclasses.replace(cfg, board=device(cfg.board)["name"])
     if cfg.architecture is None and cfg.board is not None:
-        from amos_hw.passes.estimate import device
-
         name = device(cfg.board)["name"]
         if name == "ice40-up5k":
             fallback = {"architecture": "shared"}  # weights and maps in the SPRAM
@@ -103,22 +106,22 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
     return _run_flow(cfg)
 
 
-def _run_flow(cfg: FlowConfig) -> FlowContext:
-    from amos_hw.passes import shared
+def _steps(cfg: FlowConfig) -> tuple:
+    if cfg.architecture == "shared":
+        return tuple((n, shared.STEPS.get(n, f)) for n, f in STEPS)
+    return STEPS
 
+
+def _run_flow(cfg: FlowConfig) -> FlowContext:
     if cfg.stop_after is not None and cfg.stop_after not in STEP_NAMES:
         raise FlowError(f"--stop-after: unknown step {cfg.stop_after!r}; steps: "
                         f"{', '.join(STEP_NAMES)}")
     ctx = FlowContext(config=cfg)
-    steps = STEPS
-    if cfg.architecture == "shared":
-        steps = tuple((n, shared.STEPS.get(n, f)) for n, f in STEPS)
+    steps = _steps(cfg)
     if cfg.stop_after is not None:
         steps = steps[: STEP_NAMES.index(cfg.stop_after) + 1]
     bar = None
     if not cfg.quiet:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(steps), desc="generate", unit="step", file=sys.stderr)
     out_dir = None
     try:
@@ -148,3 +151,31 @@ def _run_flow(cfg: FlowConfig) -> FlowContext:
                 (out_dir / fname).write_text(text)
     ctx.out_dir = out_dir
     return ctx
+
+
+def assemble_top(ctx: FlowContext):
+    """Run the ``assemble`` step of ``ctx``'s architecture on a context that stopped after
+    ``estimate`` (a fit check first, the hardware only once it fits); return the top level."""
+    steps = _steps(ctx.config)
+    dict(steps)["assemble"](ctx)
+    return ctx.top
+
+
+def build_network(model_name_or_path, parallelism=None, carry=None):
+    """Run the generator's steps up to ``assemble`` and return the top level
+    (:class:`amos_hw.top.NetworkTop`).
+
+    Parameters
+    ----------
+    model_name_or_path : str or path
+        A zoo name (``"resnet8"``, ``"digits"``) or the path of a converted description.
+    parallelism : dict, str or None
+        Per-layer folding (``{"layer": {"pe": 4, "simd": 2}}``, or a JSON file path / text), or
+        ``None`` for the defaults (:mod:`amos_hw.folding`).
+    carry : str or None
+        ``"generic"`` (default) or ``"ecp5"``: the matrix-vector units' first adder level on
+        ECP5 carry cells (:mod:`amos_hw.engines.carry`).
+    """
+    ctx = run_flow(FlowConfig(model=model_name_or_path, parallelism=parallelism, carry=carry,
+                              stop_after="assemble", quiet=True))
+    return ctx.top

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amos_hw.devices import BOARD_DEVICES, DEVICES
 from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.flow import STEP_NAMES, WEIGHT_SOURCES, FlowConfig, FlowError, run_flow
-from amos_hw.passes.estimate import DEVICES
 
 __all__ = ["main"]
 
@@ -29,8 +29,10 @@ def _parser() -> argparse.ArgumentParser:
                    help='per-layer folding, a file or text: {"stem.act": {"pe": 4, "simd": 3}}')
     g.add_argument("--target-fps", type=float, default=None, metavar="N",
                    help="choose the folding for N images per second at the clock")
-    p.add_argument("--board", default=None, choices=sorted(DEVICES), type=str.lower,
-                   help="fit this device's LUT / block RAM budget (alone: the fastest that fits)")
+    p.add_argument("--board", default=None, metavar="NAME",
+                   help="fit this device's LUT / block RAM budget (alone: the fastest that "
+                        f"fits): a device ({', '.join(DEVICES)}) or a board, which names its "
+                        f"device ({', '.join(f'{b}={d}' for b, d in BOARD_DEVICES.items())})")
     p.add_argument("--architecture", default=None, choices=("pipelined", "shared"),
                    help="pipelined: one engine per layer (default); shared: one engine runs "
                         "every layer in turn, weights and maps in one memory (the iCE40 UP5K "

@@ -1,7 +1,7 @@
 """Network assembly: the layer engines of a converted model chained into one streaming top level.
 
 :class:`NetworkTop` takes a *plan* (the hardware layer list that the generator's steps derive
-from a description, :mod:`amos_hw.flow`) and the description's integer arrays, builds one engine
+from a description, :mod:`amos_hw.plan`) and the description's integer arrays, builds one engine
 per hardware layer (:mod:`amos_hw.engines`) and connects them with :func:`wiring.connect`,
 adding lane adapters where a producer's ``pe`` differs from its consumer's ``simd`` and a
 broadcast where a tensor feeds several layers (the two paths of a residual block).
@@ -15,21 +15,22 @@ The boundary is fixed (``docs/architecture.md``):
 * ``result``: one beat per image: ``cls`` (argmax of the logits, lowest index on ties) and
   ``logits`` (``num_classes`` signed values of :attr:`NetworkTop.logit_width` bits).
 
-:func:`build_network` runs the generator's steps up to the memory assignment and returns the
-top level, for the board builds.
+:func:`amos_hw.flow.build_network` runs the generator's steps up to the assembly and returns
+the top level, for the board builds.
 """
 from __future__ import annotations
 
 import math
 
-import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from amos_hw.engines import ConvEngine, DenseEngine, GlobalAvgPoolEngine, ResidualAddEngine
+from amos_hw.layer_engines import build_engine
+from amos_hw.lib.checks import positive_int
 from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
 from amos_hw.lib.skid import SkidBuffer
+from amos_hw.plan import INPUT, DenseLayer, NetworkPlan
 
 __all__ = [
     "PIXEL_LAYOUT",
@@ -37,10 +38,7 @@ __all__ = [
     "LaneAdapter",
     "NetworkTop",
     "ResultCollector",
-    "build_network",
-    "make_engine",
     "result_layout",
-    "silence",
 ]
 
 
@@ -48,70 +46,6 @@ def result_layout(width: int, num_classes: int) -> data.StructLayout:
     """Payload of the ``result`` stream: ``cls`` and ``num_classes`` signed logits."""
     return data.StructLayout({"cls": unsigned(4),
                               "logits": data.ArrayLayout(signed(width), num_classes)})
-
-
-def silence(obj, _seen=None) -> None:
-    """Mark an engine (and the elaboratables it holds) as deliberately unused.
-
-    Engines are built to read their estimates (cycles, LUTs, memory bits) before any hardware is
-    elaborated; Amaranth would otherwise warn when such an engine is garbage-collected.
-    """
-    from amaranth.hdl import Elaboratable
-
-    seen = _seen if _seen is not None else set()
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, Elaboratable):
-        obj._MustUse__silence = True
-        for value in vars(obj).values():
-            if isinstance(value, Elaboratable):
-                silence(value, seen)
-            elif isinstance(value, (list, tuple)):
-                for v in value:
-                    if isinstance(v, Elaboratable):
-                        silence(v, seen)
-
-
-def _weights(arrays: dict, key: str) -> np.ndarray:
-    return np.asarray(arrays[key], dtype=np.int64)
-
-
-def _bias(arrays: dict, key, n: int) -> np.ndarray:
-    if key is None:
-        return np.zeros(n, np.int64)
-    return np.asarray(arrays[key], dtype=np.int64)
-
-
-def make_engine(spec: dict, arrays: dict):
-    """The engine of one hardware layer of a plan (see :mod:`amos_hw.passes.lower`)."""
-    kind = spec["kind"]
-    if kind == "conv":
-        return ConvEngine(_weights(arrays, spec["weight"]),
-                          _bias(arrays, spec.get("bias"), spec["c_out"]),
-                          height=spec["height"], width=spec["width"], stride=spec["stride"],
-                          padding=spec["padding"], in_bits=spec["in_bits"], shift=spec["shift"],
-                          out_bits=spec["out_bits"], pe=spec["pe"], simd=spec["simd"],
-                          planes=spec.get("planes"), name=spec["name"],
-                          carry=spec.get("carry", "generic"))
-    if kind == "dense":
-        return DenseEngine(_weights(arrays, spec["weight"]),
-                           _bias(arrays, spec.get("bias"), spec["n_out"]),
-                           in_bits=spec["in_bits"], shift=spec["shift"],
-                           out_bits=spec["out_bits"], pe=spec["pe"], simd=spec["simd"],
-                           planes=spec.get("planes"), name=spec["name"],
-                           carry=spec.get("carry", "generic"))
-    if kind == "gap":
-        return GlobalAvgPoolEngine(height=spec["height"], width=spec["width"],
-                                   channels=spec["channels"], in_bits=spec["in_bits"],
-                                   lanes=spec["lanes"], name=spec["name"])
-    if kind == "add":
-        return ResidualAddEngine(lanes=spec["lanes"], words_per_image=spec["words_per_image"],
-                                 main_width=spec["main_width"], skip_bits=spec["skip_bits"],
-                                 skip_shift=spec["skip_shift"], shift=spec["shift"],
-                                 out_bits=spec["out_bits"], skip_depth=spec["skip_depth"],
-                                 skip_signed=spec["skip_signed"], name=spec["name"])
-    raise ValueError(f"layer {spec['name']!r}: no engine for kind {kind!r}")
 
 
 def elem_shape(width: int, is_signed: bool):
@@ -139,10 +73,8 @@ class LaneAdapter(wiring.Component):
     """
 
     def __init__(self, shape, in_lanes: int, out_lanes: int):
-        self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
-        for what, v in (("in_lanes", in_lanes), ("out_lanes", out_lanes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{what} must be a positive integer, not {v!r}")
+        positive_int("in_lanes", in_lanes)
+        positive_int("out_lanes", out_lanes)
         if in_lanes % out_lanes and out_lanes % in_lanes:
             raise ValueError(f"one of in_lanes={in_lanes} and out_lanes={out_lanes} must "
                              f"divide the other")
@@ -151,7 +83,6 @@ class LaneAdapter(wiring.Component):
             "i": In(stream.Signature(data.ArrayLayout(shape, in_lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(shape, out_lanes))),
         })
-        self._MustUse__silence = False
 
     @property
     def flip_flops(self) -> int:
@@ -224,13 +155,11 @@ class Broadcast(wiring.Component):
     """
 
     def __init__(self, layout, n: int):
-        self._MustUse__silence = True
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ValueError(f"n must be an integer of at least 2, not {n!r}")
         self._n = n
         super().__init__({"i": In(stream.Signature(layout)),
                           "o": Out(stream.Signature(layout)).array(n)})
-        self._MustUse__silence = False
 
     @property
     def flip_flops(self) -> int:
@@ -268,7 +197,6 @@ class ResultCollector(wiring.Component):
     """
 
     def __init__(self, width: int, num_classes: int, pe: int):
-        self._MustUse__silence = True
         if num_classes % pe:
             raise ValueError(f"pe must divide the {num_classes} classes, not {pe}")
         if not 1 <= num_classes <= 16:
@@ -278,7 +206,6 @@ class ResultCollector(wiring.Component):
             "i": In(stream.Signature(data.ArrayLayout(signed(width), pe))),
             "o": Out(stream.Signature(result_layout(width, num_classes))),
         })
-        self._MustUse__silence = False
 
     @property
     def flip_flops(self) -> int:
@@ -333,8 +260,9 @@ class NetworkTop(wiring.Component):
 
     Parameters
     ----------
-    plan : dict
-        The hardware plan (:mod:`amos_hw.passes.lower`, with parallelism and memory assigned).
+    plan : NetworkPlan
+        The hardware plan (:mod:`amos_hw.plan`, with folding and memory assigned and the
+        estimate's ``cycles_per_image`` / ``latency_cycles``).
     arrays : dict
         The description's integer arrays (weights, biases).
 
@@ -345,18 +273,14 @@ class NetworkTop(wiring.Component):
     frame_errors : ``Out(unsigned(16))``, images repaired by the input framer (wrapping)
     """
 
-    def __init__(self, plan: dict, arrays: dict):
+    def __init__(self, plan: NetworkPlan, arrays: dict):
         self._plan = plan
-        self._layers = plan["layers"]
-        self._engines = {}
-        for spec in self._layers:
-            eng = make_engine(spec, arrays)
-            silence(eng)  # elaborated by NetworkTop.elaborate, estimates read before
-            self._engines[spec["name"]] = eng
-        out = self._engines[plan["output"]]
+        self._layers = plan.layers
+        self._engines = {lay.name: build_engine(lay, arrays) for lay in self._layers}
+        out = self._engines[plan.output]
         self._logit_width = out.out_width
-        self._num_classes = plan["num_classes"]
-        self._input_shape = tuple(plan["input"]["shape"])
+        self._num_classes = plan.num_classes
+        self._input_shape = tuple(plan.input_shape)
         super().__init__({
             "pixels": In(stream.Signature(PIXEL_LAYOUT)),
             "result": Out(stream.Signature(result_layout(self._logit_width,
@@ -364,7 +288,7 @@ class NetworkTop(wiring.Component):
             "frame_errors": Out(unsigned(16)),
         })
 
-    plan = property(lambda self: self._plan, doc="The hardware plan (dict).")
+    plan = property(lambda self: self._plan, doc="The hardware plan (NetworkPlan).")
     engines = property(lambda self: dict(self._engines), doc="Layer name -> engine.")
     logit_width = property(lambda self: self._logit_width, doc="Signed width W of a logit.")
     num_classes = property(lambda self: self._num_classes)
@@ -372,29 +296,29 @@ class NetworkTop(wiring.Component):
 
     @property
     def cycles_per_image(self) -> int:
-        """Steady-state initiation interval (:func:`amos_hw.passes.estimate.pipeline_ii`): the
-        slowest layer, or the pixel input at one byte per cycle."""
-        return self._plan["cycles_per_image"]
+        """Steady-state initiation interval (:func:`amos_hw.cost.pipeline_ii`): the slowest
+        layer, or the pixel input at one byte per cycle."""
+        return self._plan.cycles_per_image
 
     @property
     def latency_cycles(self) -> int:
         """Estimated cycles from an image's first pixel to its result beat, with no stall."""
-        return self._plan["latency_cycles"]
+        return self._plan.latency_cycles
 
-    def elaborate(self, platform):
-        m = Module()
-        consumers: dict[str, list] = {"input": []}
-        for spec in self._layers:
-            consumers.setdefault(spec["name"], [])
-            for port, src in zip(("i", "skip"), spec["inputs"], strict=False):
-                consumers[src].append((spec["name"], port))
-        for name, eng in self._engines.items():
-            m.submodules[name.replace(".", "_")] = eng
+    def _consumers(self) -> dict:
+        consumers: dict[str, list] = {INPUT: []}
+        for lay in self._layers:
+            consumers.setdefault(lay.name, [])
+            for port, src in zip(("i", "skip"), lay.inputs, strict=False):
+                consumers[src].append((lay.name, port))
+        return consumers
 
-        # the output stream of every producer, as (stream, element shape, lanes)
+    def _sources(self, m) -> dict:
+        """The output stream of every producer, as (stream, element shape, lanes); the pixel
+        input through its framer."""
         sources = {}
-        pix = self._plan["input"]
-        in_stream = stream.Signature(data.ArrayLayout(unsigned(pix["bits"]), 1)).create(
+        bits = self._plan.input_bits
+        in_stream = stream.Signature(data.ArrayLayout(unsigned(bits), 1)).create(
             path=("pix",))
         n_bytes = math.prod(self._input_shape)
         m.submodules.framer = framer = PixelFramer(n_bytes)
@@ -405,26 +329,28 @@ class NetworkTop(wiring.Component):
             framer.o.ready.eq(in_stream.ready),
             self.frame_errors.eq(framer.frame_errors),
         ]
-        sources["input"] = (in_stream, unsigned(pix["bits"]), 1)
-        for spec in self._layers:
-            eng = self._engines[spec["name"]]
-            sources[spec["name"]] = (eng.o, elem_shape(spec["out_width"], spec["out_signed"]),
-                                     spec["out_lanes"])
+        sources[INPUT] = (in_stream, unsigned(bits), 1)
+        for lay in self._layers:
+            eng = self._engines[lay.name]
+            sources[lay.name] = (eng.o, elem_shape(lay.out_width, lay.out_signed),
+                                 lay.out_lanes)
+        return sources
 
-        # register slice, fan out, then adapt lanes, then connect
-        kinds = {spec["name"]: spec["kind"] for spec in self._layers}
+    def _fan_out(self, m, consumers: dict, sources: dict) -> dict:
+        """Register slice, then fan out: the stream end of every (consumer, port)."""
+        dense = {lay.name for lay in self._layers if isinstance(lay, DenseLayer)}
         ends = {}
         for src, cons in consumers.items():
             port, shape, lanes = sources[src]
             if not cons:
                 continue
-            if src == "input" or not any(kinds[d] == "dense" for d, _ in cons):
+            if src == INPUT or not any(d in dense for d, _ in cons):
                 # a SkidBuffer after the input framer and after every engine: registered ready,
                 # so a consumer's ready (a window's line-buffer state, a fork's AND of its
                 # branches) never reaches into the producer's pipeline enable (the critical path
                 # of the ECP5 builds). Not between two engines when the consumer is dense: it
                 # reads its input only in its first fold, and the cycle model
-                # (estimate.pipeline_ii) counts that overlap without one.
+                # (cost.pipeline_ii) counts that overlap without one.
                 skid = SkidBuffer(data.ArrayLayout(shape, lanes))
                 m.submodules[f"skid_{src.replace('.', '_')}"] = skid
                 wiring.connect(m, port, skid.i)
@@ -438,21 +364,30 @@ class NetworkTop(wiring.Component):
                 outs = [port]
             for (dst, dport), o in zip(cons, outs, strict=True):
                 ends[(dst, dport)] = (o, shape, lanes, src)
-        if self._plan["output"] not in consumers or consumers[self._plan["output"]]:
+        return ends
+
+    def elaborate(self, platform):
+        m = Module()
+        consumers = self._consumers()
+        for name, eng in self._engines.items():
+            m.submodules[name.replace(".", "_")] = eng
+        sources = self._sources(m)
+        ends = self._fan_out(m, consumers, sources)
+        if self._plan.output not in consumers or consumers[self._plan.output]:
             raise ValueError("the output layer must not feed another layer")
-        for spec in self._layers:
-            eng = self._engines[spec["name"]]
-            for dport in ("i", "skip")[: len(spec["inputs"])]:
-                o, shape, lanes, src = ends[(spec["name"], dport)]
-                want = spec["in_lanes"] if dport == "i" else spec["skip_lanes"]
+        for lay in self._layers:
+            eng = self._engines[lay.name]
+            for dport in ("i", "skip")[: len(lay.inputs)]:
+                o, shape, lanes, src = ends[(lay.name, dport)]
+                want = lay.in_lanes if dport == "i" else lay.skip_lanes
                 target = getattr(eng, dport)
-                tag = f"{spec['name']}_{dport}".replace(".", "_")
+                tag = f"{lay.name}_{dport}".replace(".", "_")
                 o = self._adapt(m, o, shape, lanes, want, tag)
                 wiring.connect(m, o, target)
-        out_spec = next(s for s in self._layers if s["name"] == self._plan["output"])
-        out_eng = self._engines[out_spec["name"]]
+        out_lay = self._plan.output_layer
+        out_eng = self._engines[out_lay.name]
         m.submodules.collect = coll = ResultCollector(self._logit_width, self._num_classes,
-                                                      out_spec["out_lanes"])
+                                                      out_lay.out_lanes)
         wiring.connect(m, out_eng.o, coll.i)
         wiring.connect(m, coll.o, wiring.flipped(self.result))
         return m
@@ -470,24 +405,3 @@ class NetworkTop(wiring.Component):
             wiring.connect(m, cur, ad.i)
             cur, lanes = ad.o, nxt
         return cur
-
-
-def build_network(model_name_or_path, parallelism=None, carry=None) -> NetworkTop:
-    """Run the generator's steps up to the memory assignment and return the top level.
-
-    Parameters
-    ----------
-    model_name_or_path : str or path
-        A zoo name (``"resnet8"``, ``"digits"``) or the path of a converted description.
-    parallelism : dict, str or None
-        Per-layer folding (``{"layer": {"pe": 4, "simd": 2}}``, or a JSON file path / text), or
-        ``None`` for the defaults (``amos_hw.passes.parallelism``).
-    carry : str or None
-        ``"generic"`` (default) or ``"ecp5"``: the matrix-vector units' first adder level on
-        ECP5 carry cells (:mod:`amos_hw.engines.carry`).
-    """
-    from amos_hw.flow import FlowConfig, run_flow
-
-    ctx = run_flow(FlowConfig(model=model_name_or_path, parallelism=parallelism, carry=carry,
-                              stop_after="assemble", quiet=True))
-    return ctx.top

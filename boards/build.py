@@ -17,14 +17,28 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from shutil import which
 
+from tqdm import tqdm
+
+from amos_hw.backend.manifest import git_state
 from amos_hw.backend.verilog import deep_call
+from amos_hw.cost import totals
+from amos_hw.engines.carry import CARRY_FORMS, default_form
+from amos_hw.flow import BudgetError, FlowConfig, FlowError, assemble_top, run_flow
+from amos_hw.lib.bram import FAMILIES, MemShape, block_count, bram_budget, margin_note
+from amos_hw.passes.shared import flash_network
+from amos_hw.shared.engine import SharedNetwork
 from boards.board import Board, BoardError, get_board
+from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
+from boards.top import BoardTop
 
 __all__ = ["REPO", "SEED", "YOWASP_TOOLS", "build", "build_dir", "fit_check", "toolchain_env"]
 
@@ -55,7 +69,6 @@ def _yowasp(exe: str) -> str | None:
     here = Path(sys.executable).parent / exe
     if here.exists():
         return str(here)
-    from shutil import which
     return which(exe)
 
 
@@ -128,8 +141,6 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
 def default_carry(board: Board) -> str:
     """The carry form a board builds with (:func:`amos_hw.engines.carry.default_form` of its
     family)."""
-    from amos_hw.engines.carry import default_form
-
     return default_form(board.family)
 
 
@@ -138,12 +149,10 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
     fill = LUT_FILL if lut_fill is None else lut_fill
     if not 0 < fill <= 1:
         raise BoardError(f"--lut-fill must lie in (0, 1], not {lut_fill!r}")
-    from amos_hw.flow import BudgetError, FlowConfig, FlowError, run_flow
-
     try:
         ctx = run_flow(FlowConfig(model=model, parallelism=parallelism,
                                   board=board.generator_device if parallelism is None else None,
-                                  architecture=architecture, stop_after="assemble",
+                                  architecture=architecture, stop_after="estimate",
                                   carry=carry, weights=weights,
                                   lut_fill=lut_fill if architecture == "shared" else None,
                                   quiet=True))
@@ -152,34 +161,28 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
     except FlowError as e:
         raise BoardError(f"cannot build {model!r} for {board.name}: {e}") from None
     rep = ctx.report
-    net = ctx.top
     if "est_bram_blocks" not in rep:  # a folding given: the generator had no device to count for
-        from amos_hw.passes.estimate import totals
-
         rep["est_bram_blocks"] = totals(ctx.plan, ctx.graph.arrays, rep["clock_mhz"],
                                         board.family)["est_bram_blocks"]
+    shape = ctx.program.input_shape if ctx.program is not None else ctx.plan.input_shape
+    _check_board_fit(board, model, rep, math.prod(int(v) for v in shape), fill)
+    # it fits: build the network (nothing is built before, so nothing is left unused)
     if rep.get("architecture") == "shared" and board.spram_bits:
         # the board's main memory is its SPRAM (no initial contents: the host loads the
-        # weights, `python -m amos_hw.host load-weights`)
-        from amos_hw.shared.engine import SharedNetwork
-        from amos_hw.top import silence
-
-        silence(net)
+        # weights, `python -m boards.host load-weights`)
         net = SharedNetwork(ctx.program, preload=False, spram=True, dsp_lanes=True)
     elif rep.get("weights") == "flash":
         # the weights at the board's place in its configuration flash (`make flash` puts them
         # there)
-        from amos_hw.passes.shared import flash_network
-        from amos_hw.top import silence
-
-        silence(net)
         net = flash_network(ctx.program, board.weight_flash_offset)
-    # the image buffer of the host link, one byte per pixel, in block RAM
-    from amos_hw.lib.bram import FAMILIES, MemShape, block_count, bram_budget, margin_note
+    else:
+        net = assemble_top(ctx)
+    return net, rep
 
-    n_pixels = 1
-    for v in net.input_shape:
-        n_pixels *= int(v)
+
+def _check_board_fit(board, model, rep: dict, n_pixels: int, fill: float) -> None:
+    """Raise :class:`BoardError` when the estimate and the host link's image buffer (one byte
+    per pixel, in block RAM) do not fit ``board``."""
     link_blocks = block_count([MemShape("link.buf", n_pixels, 8)], board.family)
     need_blocks = int(rep["est_bram_blocks"]) + link_blocks
     have_blocks = board.resources["bram_blocks"]
@@ -193,10 +196,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
                      f"host link's {n_pixels}-byte image buffer: {link_blocks} of them), the "
                      f"{board.device} has {have_blocks}{margin_note(board.family)}")
     if short:
-        from amos_hw.top import silence
-        silence(net)  # built only to be measured: no "created but never used" warning
         raise BoardError(f"{model} does not fit {board.name}: " + "; ".join(short))
-    return net, rep
 
 
 def _tool_version(exe: str, *args) -> str:
@@ -240,7 +240,6 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
               ("pack", None)]
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=len(stages), desc=f"bitstream {gw.parent.parent.name}/"
                    f"{gw.parent.name}", unit="step", file=sys.stderr)
     with open(log, "w") as logf:
@@ -315,7 +314,6 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                              f"{board.family} board")
         if not timing_mhz > 0:
             raise BoardError(f"--timing-mhz must be positive, not {timing_mhz!r}")
-    from amos_hw.engines.carry import CARRY_FORMS
     if carry not in (None, *CARRY_FORMS):
         raise BoardError(f"unknown carry form {carry!r}: known {', '.join(CARRY_FORMS)}")
     if carry == "ecp5" and board.family != "ecp5":
@@ -326,8 +324,6 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise BoardError(f"--seed must be a non-negative integer, not {seed!r}")
     if clock_mhz is not None:
-        from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
-
         params = {"ecp5": ecp5_pll_params, "ice40": ice40_pll_params}.get(board.family)
         if params is None:
             raise BoardError(f"--clock-mhz needs an ECP5 or iCE40 PLL; {board.name} is an "
@@ -345,18 +341,16 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     env, fallbacks = toolchain_env(board)
     t0 = time.perf_counter()
     carry = carry or default_carry(board)
-    net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback, carry=carry)
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / "build.lock", "w")  # noqa: SIM115 - held for the whole build
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        from amos_hw.top import silence
-        silence(net)
         raise BoardError(f"another build is running in {out}; wait for it, or give this one "
                          f"its own folder") from None
     try:
+        net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback, carry=carry)
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
                              clock_mhz, progress, router, carry, timing_mhz,
                              SEED if seed is None else seed)
@@ -368,8 +362,6 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
                   progress, router=None, carry="generic", timing_mhz=None, seed=SEED):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    from boards.top import BoardTop
-
     top = BoardTop(net, baud=board.baud, name=model_name, uart=board.uart, led=board.led,
                    led_field=board.led_field, clock_mhz=clock_mhz, flash=board.weight_flash)
     platform = board.make_platform()
@@ -424,8 +416,6 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
 def _scale_oscillator_constraint(lpf: Path, scale: float) -> None:
     """Multiply the one ``FREQUENCY PORT`` constraint of ``lpf`` (the oscillator's) by
     ``scale``; nextpnr derives the PLL output's constraint from it."""
-    import re
-
     text = lpf.read_text()
     pat = re.compile(r'^(FREQUENCY PORT "[^"]+" )([0-9.eE+]+)( HZ;)$', re.M)
     found = pat.findall(text)
@@ -546,8 +536,6 @@ def critical_path(tim: Path) -> dict:
 
 def _git_state() -> str:
     """The commit the design was built from, ``+dirty`` when tracked files were modified."""
-    from amos_hw.backend.manifest import git_state
-
     return git_state(("amos_hw", "boards"))
 
 

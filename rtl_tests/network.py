@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amos_hw.devices import DEVICES
 from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.lib.spiflash import flash_contents
 from amos_hw.passes.emit import top_name
@@ -164,7 +165,6 @@ def main(argv=None) -> int:
         if args.target_cycles is not None or args.architecture == "shared":
             p.error("--board takes the board build's folding and architecture: leave out "
                     "--target-cycles and --architecture")
-        from amos_hw.passes.estimate import DEVICES
         if args.board not in DEVICES:
             p.error(f"--board: unknown device {args.board!r}; known: {', '.join(DEVICES)}")
         suffix = f"_{args.board}"

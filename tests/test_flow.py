@@ -1,15 +1,16 @@
 """The generator's steps: order, bad descriptions refused before hardware, budgets, folding."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 
+from amos_hw.cost import pipeline_ii
 from amos_hw.flow import STEP_NAMES, BudgetError, FlowError, run_flow
+from amos_hw.folding import apply, choose_for_target
 from amos_hw.passes.common import FlowConfig
-from amos_hw.passes.estimate import pipeline_ii
-from amos_hw.passes.parallelism import choose_for_target
 
 
 def write_description(path, nodes, units, arrays, outputs=("fc",), name="tiny"):
@@ -85,7 +86,7 @@ def test_unit_kind_without_hardware(tmp_path):
 
 def test_tiny_conv_net_plans(tmp_path):
     ctx = run_flow(cfg(conv_net(tmp_path, stride=2), stop_after="estimate"))
-    kinds = [(s["name"], s["kind"], s["out_bits"]) for s in ctx.plan["layers"]]
+    kinds = [(s.name, s.kind, s.out_bits) for s in ctx.plan.layers]
     assert kinds == [("a1", "conv", 4), ("fc", "dense", None)]
     assert ctx.report["cycles_per_image"] >= 64
 
@@ -137,10 +138,8 @@ def test_target_fps_met():
 
 def test_choose_for_target_meets_target_in_the_pipeline():
     ctx = run_flow(cfg("digits", stop_after="infer"))
-    from amos_hw.passes.parallelism import apply
-
     for target in (2048, 1000, 300, 100):
-        plan = apply(json.loads(json.dumps(ctx.plan)), choose_for_target(ctx.plan, target))
+        plan = apply(copy.deepcopy(ctx.plan), choose_for_target(ctx.plan, target))
         assert pipeline_ii(plan)[0] <= target
 
 
@@ -161,8 +160,8 @@ def test_parallelism_by_ir_name_and_file(tmp_path):
     f = tmp_path / "par.json"
     f.write_text(json.dumps({"fc1": {"pe": 4, "simd": 8}}))
     ctx = run_flow(cfg("digits", parallelism=str(f), stop_after="parallelism"))
-    act1 = ctx.plan["layers"][0]
-    assert (act1["name"], act1["pe"], act1["simd"]) == ("act1", 4, 8)
+    act1 = ctx.plan.layers[0]
+    assert (act1.name, act1.pe, act1.simd) == ("act1", 4, 8)
 
 
 def test_unknown_board_and_step():

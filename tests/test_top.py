@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast tier: the assembled network (NetworkTop) in the Amaranth simulator, bit for bit against
 python_ref.snn, plus the glue blocks (broadcast, lane adapter, result collector)."""
 from __future__ import annotations
@@ -6,13 +7,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import unsigned
+from amaranth.hdl import Fragment, unsigned
 from amaranth.lib import data
 
-from amos_hw.flow import run_flow
+from amos_hw.flow import build_network, run_flow
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
 from amos_hw.passes.common import FlowConfig
-from amos_hw.top import Broadcast, LaneAdapter, NetworkTop, ResultCollector, build_network, silence
+from amos_hw.top import Broadcast, LaneAdapter, NetworkTop, ResultCollector
 from python_ref import ir, snn
 from python_ref.data import load_digits
 from rtl_tests.network import tiny_resnet
@@ -120,7 +121,7 @@ def test_digits_cycles_per_image(digits, par, cycles):
 ])
 def test_digits_cycles_per_image_planes(digits, par):
     """Time-serial layers (``planes``): the measured intervals between result beats equal the
-    plan's cycles per image (:func:`amos_hw.passes.estimate.pipeline_ii`), dense-to-dense hold
+    plan's cycles per image (:func:`amos_hw.cost.pipeline_ii`), dense-to-dense hold
     included."""
     _, x = digits
     top = build_network("digits", parallelism=par)
@@ -147,7 +148,7 @@ def test_build_network_interface():
     assert top.logit_width == top.engines["fc"].out_width
     assert top.latency_cycles > top.cycles_per_image  # fc waits for all of act1's outputs
     assert set(top.signature.members) == {"pixels", "result", "frame_errors"}
-    silence(top)
+    Fragment.get(top, None)  # elaborates (a built top must be used)
 
 
 @pytest.mark.parametrize("a,b", [(4, 2), (2, 4), (3, 1), (1, 3), (6, 1)])

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from amos_hw.passes.common import FlowContext, FlowError
+from amos_hw.top import NetworkTop
 
 __all__ = ["assemble"]
 
 
 def assemble(ctx: FlowContext) -> dict:
-    from amos_hw.top import NetworkTop
-
     try:
         top = NetworkTop(ctx.plan, ctx.graph.arrays)
     except (TypeError, ValueError) as e:
@@ -17,4 +16,4 @@ def assemble(ctx: FlowContext) -> dict:
     return {"top": "NetworkTop", "input_shape": list(top.input_shape),
             "num_classes": top.num_classes, "logit_width": top.logit_width,
             "cycles_per_image": top.cycles_per_image, "latency_cycles": top.latency_cycles,
-            "engines": [s["name"] for s in ctx.plan["layers"]]}
+            "engines": [s.name for s in ctx.plan.layers]}

@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["FlowConfig", "FlowContext", "FlowError", "BudgetError", "canonical_json"]
 
 
@@ -93,7 +95,7 @@ class FlowContext:
     model_hash: str = ""
     graph: object = None
     info: dict = field(default_factory=dict)
-    plan: dict = field(default_factory=dict)
+    plan: object = None  # NetworkPlan (pipelined) or the shared program's summary (dict)
     program: object = None
     report: dict = field(default_factory=dict)
     top: object = None
@@ -109,8 +111,6 @@ def canonical_json(obj) -> str:
 
 
 def _default(o):
-    import numpy as np
-
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from amos_hw.backend.manifest import manifest
+from amos_hw.backend.verilog import to_verilog
 from amos_hw.passes.common import FlowContext, canonical_json
 
 __all__ = ["verilog", "top_name"]
@@ -21,9 +23,6 @@ def top_name(model: str) -> str:
 
 
 def verilog(ctx: FlowContext) -> dict:
-    from amos_hw.backend.manifest import manifest
-    from amos_hw.backend.verilog import to_verilog
-
     name = top_name(ctx.model_name)
     ctx.verilog = to_verilog(ctx.top, name)
     files = {f"{name}.v": ctx.verilog, "report.json": canonical_json(ctx.report)}
@@ -32,7 +31,8 @@ def verilog(ctx: FlowContext) -> dict:
         files["weights.bin"] = p.weight_bytes()
     man = manifest(model=ctx.model_name, model_sha256=ctx.model_hash,
                    description=str(ctx.model_path.name), config=ctx.config.as_dict(),
-                   plan=ctx.plan, files=files)
+                   plan=ctx.plan if isinstance(ctx.plan, dict) else ctx.plan.as_dict(),
+                   files=files)
     files["manifest.json"] = canonical_json(man)
     ctx.files = files
     return {"top_module": name, "files": sorted(files),

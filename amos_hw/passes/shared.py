@@ -14,17 +14,18 @@ work alike:
 """
 from __future__ import annotations
 
+from amos_hw.devices import clock_mhz, device
 from amos_hw.lib.bram import FAMILIES, block_count, bram_budget, margin_note
+from amos_hw.lib.spiflash import reader_timing
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
-from amos_hw.shared.engine import memories
+from amos_hw.shared.engine import SPRAM_WORDS, SharedNetwork, memories
 from amos_hw.shared.program import LANES, WORD_BITS, ProgramError, cycles, layout, lower
+from python_ref import ir
 
 __all__ = ["STEPS", "estimate_luts"]
 
 
 def infer(ctx: FlowContext) -> dict:
-    from python_ref import ir
-
     try:
         ir.validate(ctx.graph)
         ctx.program = lower(ctx.graph)
@@ -46,8 +47,6 @@ def parallelism(ctx: FlowContext) -> dict:
 
 def memory(ctx: FlowContext) -> dict:
     cfg = ctx.config
-    from amos_hw.shared.engine import SPRAM_WORDS
-
     limit = SPRAM_WORDS if cfg.board == "ice40-up5k" else None
     try:
         layout(ctx.program, max_depth=limit,
@@ -70,16 +69,12 @@ FLASH_DIV = 1
 
 def stream_timing(cfg):
     """The weight stream's timing for ``cfg`` (None when the weights are in memory)."""
-    from amos_hw.lib.spiflash import reader_timing
-
     return reader_timing(FLASH_DIV, FLASH_FIFO_WORDS) if cfg.weights == "flash" else None
 
 
 def flash_network(program, offset: int = 0):
     """The shared engine on ``program`` (laid out with ``weights="stream"``) reading its weights
     from byte ``offset`` of an SPI flash, with the generator's reader settings."""
-    from amos_hw.shared.engine import SharedNetwork
-
     return SharedNetwork(program, weights="flash", flash_offset=offset, flash_div=FLASH_DIV,
                          flash_depth=FLASH_FIFO_WORDS)
 
@@ -117,8 +112,6 @@ def estimate_luts(p, family: str = "ice40") -> dict:
 
 
 def estimate(ctx: FlowContext) -> dict:
-    from amos_hw.passes.estimate import clock_mhz, device
-
     cfg, p = ctx.config, ctx.program
     clock = clock_mhz(cfg)
     total, rows = cycles(p, detail=True, stream=stream_timing(cfg))
@@ -175,8 +168,6 @@ def estimate(ctx: FlowContext) -> dict:
 
 
 def assemble(ctx: FlowContext) -> dict:
-    from amos_hw.shared.engine import SharedNetwork
-
     try:
         top = (flash_network(ctx.program) if ctx.config.weights == "flash"
                else SharedNetwork(ctx.program))

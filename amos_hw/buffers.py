@@ -1,0 +1,60 @@
+"""Sizing the skip FIFOs of residual adds (the generator's ``memory`` step).
+
+A residual block's input is broadcast to its main path (one or two convolutions) and to its skip
+path (directly, or through a 1x1 projection convolution); the add engine takes one word of each
+at a time, so the skip words wait in a FIFO while the main path works. Each convolution's line
+buffer lets it read ahead of its output by at most its :func:`~amos_hw.engines.window
+.line_buffer_rows` rows, so the skip path can run ahead of the main path by at most the sum of
+those rows over the main path, plus two rows of pipeline slack; the FIFO holds that many rows of
+the add's stream (a smaller FIFO would stall the broadcast and deadlock the block). The
+projection case counts its rows at the add's (output) resolution, which over-provisions.
+"""
+from __future__ import annotations
+
+from amos_hw.engines.window import line_buffer_rows
+from amos_hw.passes.common import FlowError
+from amos_hw.plan import AddLayer, ConvLayer, NetworkPlan
+
+__all__ = ["SLACK_ROWS", "SLACK_WORDS", "skip_depth", "assign_skip_fifos"]
+
+SLACK_ROWS = 2
+SLACK_WORDS = 16
+
+
+def skip_depth(plan: NetworkPlan, lay: AddLayer) -> tuple[int, int]:
+    """Words of ``lay``'s skip FIFO and the rows they hold."""
+    by_name = plan.by_name()
+    main = by_name[lay.inputs[0]]
+    skip_src = lay.inputs[1]
+    fork = skip_src
+    if isinstance(by_name.get(skip_src), ConvLayer) and by_name[skip_src].out_signed:
+        fork = by_name[skip_src].inputs[0]  # the projection reads the block input
+    rows = 0
+    cur = main
+    for _ in range(len(plan.layers) + 1):
+        if isinstance(cur, ConvLayer):
+            rows += line_buffer_rows(cur.height, cur.kernel, cur.stride, cur.padding)
+        src = cur.inputs[0]
+        if src == fork:
+            break
+        if src not in by_name:
+            raise FlowError(f"layer {lay.name!r}: the main path does not lead back to the "
+                            f"skip input {skip_src!r}")
+        cur = by_name[src]
+    else:  # pragma: no cover - a plan is a DAG
+        raise FlowError(f"layer {lay.name!r}: cannot trace the main path")
+    rows += SLACK_ROWS
+    row_words = lay.width * lay.channels // lay.lanes
+    return rows * row_words + SLACK_WORDS, rows
+
+
+def assign_skip_fifos(plan: NetworkPlan) -> dict:
+    """Set ``skip_depth`` of every add layer of a folded plan; return a summary."""
+    out = {}
+    for lay in plan.layers:
+        if isinstance(lay, AddLayer):
+            depth, rows = skip_depth(plan, lay)
+            lay.skip_depth = depth
+            out[lay.name] = {"skip_depth_words": depth, "skip_rows": rows,
+                             "skip_bits": depth * lay.lanes * lay.skip_bits}
+    return out

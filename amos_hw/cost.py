@@ -1,0 +1,266 @@
+"""The cost model: cycles, latency and resource estimates of a folded plan, before synthesis.
+
+Everything here is a function of a :class:`~amos_hw.plan.NetworkPlan` (with its folding and
+memories assigned) and the description's arrays; nothing builds or elaborates gateware. Per
+layer the figures are the engines' own formulas (``figures`` of each engine class, read through
+:func:`amos_hw.layer_engines.engine_figures`); no engine uses a multiplier, so ``est_dsp`` is 0.
+The glue that :class:`~amos_hw.top.NetworkTop` adds (skid buffers, broadcasts, lane adapters,
+the result collector) is one more entry.
+
+* ``cycles_per_image``: the steady-state initiation interval of the layer pipeline, the largest
+  of the layers' cycles and of the pixel input (one byte per cycle), :func:`pipeline_ii`;
+* ``latency_cycles``: an estimate of the first pixel to result time of an image entering an
+  empty pipeline (:func:`latency`): every layer starts when the part of its input it needs
+  first has arrived at its producer's rate (the slower of the producer's own rate and its
+  input's), then adds its engine's latency. The measured value is in
+  ``docs/results/rtl_<model>.json``.
+"""
+from __future__ import annotations
+
+import math
+
+from amos_hw.devices import LUT_FILL
+from amos_hw.layer_engines import engine_figures
+from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
+from amos_hw.lib.skid import SkidBuffer
+from amos_hw.passes.common import FlowError
+from amos_hw.plan import INPUT, AddLayer, ConvLayer, DenseLayer, Layer, NetworkPlan, PoolLayer
+
+__all__ = ["layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows", "glue", "latency",
+           "totals", "check"]
+
+
+def layer_cycles(lay: Layer, folding: dict) -> int:
+    """Cycles per image of a layer's engine at a folding (the engines' ``expected_cycles``)."""
+    if isinstance(lay, ConvLayer):
+        ho, wo, _ = lay.out_shape
+        sf = lay.kernel ** 2 * lay.c_in // folding["simd"]
+        passes = lay.in_bits // folding.get("planes", lay.in_bits)
+        compute = ho * wo * (lay.c_out // folding["pe"]) * sf * passes
+        return max(compute, lay.height * lay.width * lay.c_in // folding["simd"])
+    if isinstance(lay, DenseLayer):
+        passes = lay.in_bits // folding.get("planes", lay.in_bits)
+        return (lay.n_out // folding["pe"]) * (lay.n_in // folding["simd"]) * passes
+    if isinstance(lay, PoolLayer):
+        return lay.height * lay.width * lay.channels // folding["lanes"]
+    if isinstance(lay, AddLayer):
+        return math.prod(lay.out_shape) // folding["lanes"]
+    raise ValueError(f"layer {lay.name!r}: no cycle model for kind {lay.kind!r}")
+
+
+def _adapt_span(span: float, d: float, have: int, want: int) -> tuple[float, float]:
+    """Span (first to last word, cycles) and word interval after a lane adapter."""
+    if have == want:
+        return span, d
+    if want > have:  # gather: every n-th word leaves
+        n = want // have if want % have == 0 else want // math.gcd(have, want)
+        return max(0.0, span - (n - 1) * d), n * d
+    n = have // want if have % want == 0 else have // math.gcd(have, want)
+    return span + (n - 1), max(1.0, d / n)
+
+
+def pipeline_ii(plan: NetworkPlan) -> tuple[int, dict]:
+    """Steady-state cycles per image of the whole pipeline, and each layer's share.
+
+    Convolutions, pooling and adds decouple their input (line buffer, ring, FIFO): a layer takes
+    its engine's cycles. A dense engine reads its input only during its first output fold, so
+    that fold lasts as long as its input takes to arrive (the span from the first to the last
+    input word of an image: pixel bytes gathered into ``simd``-wide words, or a previous dense
+    layer's outputs, one every ``sf`` cycles); it then needs ``(nf - 1) * sf`` cycles for the
+    other folds: ``max(nf * sf, span + 1 + (nf - 1) * sf)``. When that makes it slower than a
+    dense producer that feeds it directly, the producer holds its first output of the next
+    image in its AMOS unit and computes on until its next result needs the unit: the consumer's
+    first fold then shrinks by up to ``sf_p - (K_p + 2)`` cycles.
+    """
+    span: dict[str, tuple[float, float, int]] = {INPUT: (plan.input_elements - 1.0, 1.0, 1)}
+    by_name = plan.by_name()
+    ii = {}
+    for lay in plan.layers:
+        s_in, d_in, lanes = span[lay.inputs[0]]
+        s_in, d_in = _adapt_span(s_in, d_in, lanes, lay.in_lanes)
+        if isinstance(lay, DenseLayer):
+            P = lay.passes
+            sf = lay.n_in // lay.simd * P  # cycles of one output fold
+            nf = lay.n_out // lay.pe
+            f0 = max(sf, int(round(s_in)) + P)
+            busy = f0 + (nf - 1) * sf
+            src = by_name.get(lay.inputs[0])
+            if (isinstance(src, DenseLayer) and src.out_bits is not None
+                    and src.out_lanes == lay.in_lanes and busy > ii[src.name]):
+                sf_p = src.n_in // src.simd * src.passes
+                busy -= min(busy - ii[src.name], max(0, sf_p - (src.out_bits + 2)))
+            ii[lay.name] = max(nf * sf, busy)
+            span[lay.name] = ((nf - 1) * sf, float(sf), lay.out_lanes)
+        elif isinstance(lay, PoolLayer):
+            ii[lay.name] = lay.cycles
+            words = lay.channels // lay.lanes
+            span[lay.name] = ((words - 1) * max(1.0, d_in), max(1.0, d_in), lay.out_lanes)
+        else:
+            ii[lay.name] = lay.cycles
+            words = math.prod(lay.out_shape) // lay.out_lanes
+            d = lay.cycles / words
+            span[lay.name] = ((words - 1) * d, d, lay.out_lanes)
+    return max([plan.input_elements, *ii.values()]), ii
+
+
+def inexact_layers(plan: NetworkPlan) -> list[str]:
+    """Dense layers whose cycles :func:`pipeline_ii` cannot state exactly: time-serial
+    (``planes < in_bits``), fed by a dense layer through a gathering lane adapter (producer
+    ``pe`` < consumer ``simd``), slower than that producer, with a first fold stretched by the
+    producer's pace. The producer then runs ahead into the adapter and the first fold shrinks by
+    an amount that depends on the adapter's fill; the generator refuses such foldings rather
+    than report a wrong figure."""
+    by_name = plan.by_name()
+    _, per = pipeline_ii(plan)
+    out = []
+    for lay in plan.layers:
+        src = by_name.get(lay.inputs[0])
+        if (not isinstance(lay, DenseLayer) or lay.passes == 1
+                or not isinstance(src, DenseLayer) or src.out_lanes >= lay.in_lanes):
+            continue
+        nf, sf = lay.n_out // lay.pe, lay.n_in // lay.simd * lay.passes
+        if per[lay.name] > per[src.name] and per[lay.name] > nf * sf:
+            out.append(lay.name)
+    return out
+
+
+def layer_rows(plan: NetworkPlan, arrays: dict, family: str | None = None) -> list[dict]:
+    """One dict per layer: folding, cycles, latency and resource estimates; with an FPGA
+    ``family`` (``ecp5``, ``ice40``) also the block RAMs its memories take there
+    (``est_bram_blocks``, :mod:`amos_hw.lib.bram`)."""
+    rows = []
+    for lay in plan.layers:
+        try:
+            fig = engine_figures(lay, arrays)
+        except (TypeError, ValueError) as e:
+            raise FlowError(f"layer {lay.name!r}: the engine refuses it: {e}") from None
+        if fig.cycles != lay.cycles:  # the plan's formula must be the engine's
+            raise FlowError(f"layer {lay.name!r}: planned {lay.cycles} cycles, the engine "
+                            f"states {fig.cycles}")
+        rows.append({"name": lay.name, "kind": lay.kind, **lay.folding(),
+                     "cycles_per_image": fig.cycles, "latency_cycles": fig.latency,
+                     "est_lut4": fig.luts, "est_ff": fig.flip_flops,
+                     "est_bram_bits": fig.memory_bits, "est_dsp": 0})
+        if family is not None:
+            rows[-1]["est_bram_blocks"] = block_count(fig.memories, family)
+    return rows
+
+
+def glue(plan: NetworkPlan) -> dict:
+    """Skid buffers, broadcasts, lane adapters and the result collector."""
+    lut = ff = 0
+    users: dict[str, int] = {}
+    for lay in plan.layers:
+        lanes_in = [lay.in_lanes, getattr(lay, "skip_lanes", 0)]
+        for src, want in zip(lay.inputs, lanes_in, strict=False):
+            users[src] = users.get(src, 0) + 1
+            have, width = plan.source_width(src)
+            if have != want:
+                bits = (max(have, want) + min(have, want)) * width
+                ff += bits + 8
+                lut += bits + 16
+    feeds_dense = {lay.inputs[0] for lay in plan.layers if isinstance(lay, DenseLayer)}
+    for src in users:  # the SkidBuffers of NetworkTop: two words and control
+        if src == INPUT:
+            bits = plan.input_bits
+        elif src not in feeds_dense:
+            lanes, width = plan.source_width(src)
+            bits = lanes * width
+        else:
+            continue
+        ff += SkidBuffer.flip_flops_for(bits)
+        lut += SkidBuffer.luts_for(bits)
+    ff += sum(n + 1 for n in users.values() if n > 1)
+    lut += sum(2 * n for n in users.values() if n > 1)
+    out = plan.output_layer
+    ff += 2 * plan.num_classes * out.out_width + 8
+    lut += plan.num_classes * out.out_width * 2 + 16
+    return {"name": "glue", "kind": "glue", "est_lut4": lut, "est_ff": ff, "est_bram_bits": 0,
+            "est_dsp": 0}
+
+
+def latency(plan: NetworkPlan, rows: list[dict]) -> int:
+    """Estimated first-pixel-to-result cycles through an empty pipeline (module docstring)."""
+    row = {r["name"]: r for r in rows}
+    # tensor -> (time of its first element, elements per cycle it then arrives at)
+    t = {INPUT: (0.0, 1.0)}
+    for lay in plan.layers:
+        name = lay.name
+        t0, rate = t[lay.inputs[0]]
+        out_elems = math.prod(lay.out_shape)
+        if isinstance(lay, ConvLayer):
+            first_rows = min(lay.height, lay.kernel - lay.padding)
+            need = first_rows * lay.width * lay.c_in
+            in_elems = lay.height * lay.width * lay.c_in
+            mvu = row[name]["latency_cycles"] - (need // lay.simd + 1)
+            start = t0 + max(need / rate, need / lay.simd)
+        elif isinstance(lay, DenseLayer):
+            need = lay.n_in
+            in_elems = need
+            per_cycle = lay.simd / lay.passes
+            mvu = row[name]["latency_cycles"] - int(need / per_cycle)
+            start = t0 + max(need / rate, need / per_cycle)
+        elif isinstance(lay, PoolLayer):
+            in_elems = lay.height * lay.width * lay.channels
+            need = in_elems - lay.channels + lay.lanes
+            mvu = 1
+            start = t0 + max(need / rate, need / lay.lanes) - 1
+        else:
+            ts, _ = t[lay.inputs[1]]
+            in_elems = out_elems
+            mvu = row[name]["latency_cycles"]
+            start = max(t0, ts)
+        own = out_elems / lay.cycles
+        first = start + mvu
+        # a convolution streams at its input's pace; dense and pooling start once all of their
+        # input is in, then run at their own pace
+        t[name] = (first, min(own, rate * out_elems / in_elems)
+                   if isinstance(lay, (ConvLayer, AddLayer)) else own)
+    t0, rate = t[plan.output]
+    out = plan.output_layer
+    words = plan.num_classes // out.out_lanes
+    return int(math.ceil(t0 + (words - 1) * out.out_lanes / rate + 1))
+
+
+def totals(plan: NetworkPlan, arrays: dict, clock: float, family: str | None = None) -> dict:
+    """Per-layer rows (plus glue) and the totals for a plan with folding and memory assigned;
+    with an FPGA ``family`` also the block RAMs (``est_bram_blocks``)."""
+    rows = layer_rows(plan, arrays, family)
+    g = glue(plan)
+    ii, per_layer = pipeline_ii(plan)
+    for r in rows:
+        r["engine_cycles"] = r["cycles_per_image"]
+        r["cycles_per_image"] = per_layer[r["name"]]
+        r["images_per_s"] = round(clock * 1e6 / r["cycles_per_image"], 3)
+    total = {k: sum(r[k] for r in rows) + g[k]
+             for k in ("est_lut4", "est_ff", "est_bram_bits", "est_dsp")}
+    if family is not None:
+        total["est_bram_blocks"] = sum(r["est_bram_blocks"] for r in rows)
+    return {"layers": rows, "glue": g, "cycles_per_image": ii,
+            "latency_cycles": latency(plan, rows), **total, "clock_mhz": clock,
+            "images_per_s": round(clock * 1e6 / ii, 3),
+            "bottleneck": ("pixel input" if ii == plan.input_elements
+                           else max(rows, key=lambda r: r["cycles_per_image"])["name"])}
+
+
+def check(tot: dict, dev: dict) -> tuple[bool, str]:
+    """Whether the totals of :func:`totals` fit a device (:func:`amos_hw.devices.device`);
+    otherwise by how much each budget is missed and which layer dominates."""
+    misses = []
+    usable = int(dev["lut4"] * LUT_FILL)
+    # the ECP5 carry form moves the spike gates into flip-flops: the FFs can outgrow the LUTs
+    for key, budget, unit in (("est_lut4", usable, "LUT4"),
+                              ("est_ff", int(dev["ff"] * LUT_FILL), "flip-flops"),
+                              ("est_bram_blocks", bram_budget(dev["family"], dev["bram_blocks"]),
+                               f"{FAMILIES[dev['family']]['block']} block RAMs")):
+        need = tot[key]
+        if need > budget:
+            top = max(tot["layers"], key=lambda r: r[key])
+            what = (f"of {dev[{'est_lut4': 'lut4', 'est_ff': 'ff'}[key]]} ({LUT_FILL:.0%} "
+                    f"usable)" if key in ("est_lut4", "est_ff")
+                    else f"(the device's {dev['bram_blocks']} and {BLOCK_MARGIN[dev['family']]:.0%}"
+                         f" for the count erring full)" if budget > dev["bram_blocks"] else "")
+            misses.append(f"needs {need} {unit}, budget {budget} {what}".rstrip()
+                          + f": over by {need - budget} ({100 * (need - budget) / budget:.0f}%"
+                          f"), layer {top['name']!r} dominates with {top[key]}")
+    return (not misses), "; ".join(misses)

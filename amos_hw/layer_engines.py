@@ -1,0 +1,83 @@
+"""Which engine implements each kind of plan layer, and with which arguments.
+
+One table for the two readers of a layer's engine: :mod:`amos_hw.cost` (the engine's figures,
+computed from these arguments without building it) and :class:`amos_hw.top.NetworkTop` (the
+engine itself). A new op adds its plan class and one entry here.
+"""
+from __future__ import annotations
+
+from amos_hw.engines import ConvEngine, DenseEngine, GlobalAvgPoolEngine, ResidualAddEngine
+from amos_hw.plan import AddLayer, ConvLayer, DenseLayer, Layer, PoolLayer
+
+__all__ = ["engine_class", "engine_args", "build_engine", "engine_figures"]
+
+
+def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
+    return (lay.weights(arrays), lay.biases(arrays)), {
+        "height": lay.height, "width": lay.width, "stride": lay.stride,
+        "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
+        "out_bits": lay.out_bits, "pe": lay.pe, "simd": lay.simd, "planes": lay.planes,
+        "name": lay.name, "carry": lay.carry or "generic"}
+
+
+def _dense(lay: DenseLayer, arrays) -> tuple[tuple, dict]:
+    return (lay.weights(arrays), lay.biases(arrays)), {
+        "in_bits": lay.in_bits, "shift": lay.shift, "out_bits": lay.out_bits, "pe": lay.pe,
+        "simd": lay.simd, "planes": lay.planes, "name": lay.name,
+        "carry": lay.carry or "generic"}
+
+
+def _pool(lay: PoolLayer, arrays) -> tuple[tuple, dict]:
+    return (), {"height": lay.height, "width": lay.width, "channels": lay.channels,
+                "in_bits": lay.in_bits, "lanes": lay.lanes, "name": lay.name}
+
+
+def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:
+    return (), {"lanes": lay.lanes, "words_per_image": lay.words_per_image,
+                "main_width": lay.main_width, "skip_bits": lay.skip_bits,
+                "skip_shift": lay.skip_shift, "shift": lay.shift, "out_bits": lay.out_bits,
+                "skip_depth": lay.skip_depth, "skip_signed": lay.skip_signed, "name": lay.name}
+
+
+_ENGINES = {ConvLayer: (ConvEngine, _conv), DenseLayer: (DenseEngine, _dense),
+            PoolLayer: (GlobalAvgPoolEngine, _pool), AddLayer: (ResidualAddEngine, _add)}
+
+
+def engine_class(lay: Layer):
+    try:
+        return _ENGINES[type(lay)][0]
+    except KeyError:
+        raise ValueError(f"layer {lay.name!r}: no engine for kind {lay.kind!r}") from None
+
+
+def engine_args(lay: Layer, arrays) -> tuple[tuple, dict]:
+    """Positional and keyword arguments of the layer's engine constructor."""
+    engine_class(lay)
+    return _ENGINES[type(lay)][1](lay, arrays)
+
+
+def build_engine(lay: Layer, arrays):
+    """The engine of a (folded, memory-assigned) layer."""
+    args, kwargs = engine_args(lay, arrays)
+    return engine_class(lay)(*args, **kwargs)
+
+
+def engine_figures(lay: Layer, arrays):
+    """The engine's figures (cycles, latency, LUT4, FF, memory bits, memories, output width)
+    from its arguments, with no engine built (:meth:`figures` of each engine class)."""
+    args, kwargs = engine_args(lay, arrays)
+    cls = engine_class(lay)
+    if not hasattr(cls, "figures"):  # TEMPORARY until engines expose figures
+        from types import SimpleNamespace
+        e = cls(*args, **kwargs)
+        e._MustUse__silence = True
+        for v in vars(e).values():
+            if hasattr(v, "elaborate"):
+                v._MustUse__silence = True
+                for w in vars(v).values():
+                    if hasattr(w, "elaborate"):
+                        w._MustUse__silence = True
+        return SimpleNamespace(cycles=e.expected_cycles, latency=e.latency, luts=e.luts,
+                               flip_flops=e.flip_flops, memory_bits=e.memory_bits,
+                               memories=e.memories, out_width=e.out_width)
+    return cls.figures(*args, **kwargs)

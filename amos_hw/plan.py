@@ -1,0 +1,571 @@
+"""The typed layer plan: a converted description lowered once into hardware layers.
+
+:func:`lower` turns a validated description (:mod:`python_ref.ir`) into a :class:`NetworkPlan`,
+a list of :class:`Layer` objects, one per engine of the layer-pipelined design and one per
+instruction group of the shared engine (:mod:`amos_hw.shared.program` reads the same plan):
+
+* :class:`ConvLayer` / :class:`DenseLayer`: a ``conv`` / ``dense`` op fused with its only
+  consumer when that is a ReLU ``amos`` op (the engine requantises by ``shift`` and emits
+  ``K``-bit spike words, ``out_bits = K``), or *raw* (``out_bits = None``, ``shift = 0``) when it
+  feeds ``add`` ops or is the network output: the engine then emits signed accumulators;
+* :class:`AddLayer`: an ``add`` fused with the ReLU ``amos`` op after it. Its *main* input is
+  the raw convolution on the longer path (more AMOS layers before it), the other the *skip*;
+* :class:`PoolLayer`: ``gap``, the per-channel sums (the next dense layer's inputs).
+
+Every layer states its stream widths (``in_bits``, ``out_width``, ``out_signed``) from the
+description alone, the way the engines derive them, so the plan is complete before any engine
+exists. What no architecture can build (an ``amos`` op that is not fused, a unit kind without
+hardware, a raw accumulator feeding a layer that needs spikes) is refused here, naming the
+layer; what one architecture's engines cannot build (a stride, a width) is checked by that
+architecture's steps.
+
+The folding (``pe`` / ``simd`` / ``planes``, or ``lanes``) is set later by the ``parallelism``
+step (:meth:`Layer.fold`); :meth:`NetworkPlan.as_dict` gives the JSON form written into the
+step intermediates and ``manifest.json``.
+
+Adding an op means: one :class:`Layer` subclass here (its shapes, widths and folding fields),
+one engine in :mod:`amos_hw.engines`, one cost function in :mod:`amos_hw.cost`
+(``docs/CONTRIBUTING.md``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from amos_hw.engines.dense import accumulator_range
+from python_ref import ir
+from python_ref.quant import requant_shift, signed_width
+
+__all__ = ["PlanError", "Layer", "ConvLayer", "DenseLayer", "PoolLayer", "AddLayer",
+           "NetworkPlan", "lower", "INPUT"]
+
+#: The name by which layers refer to the network input (the pixel stream).
+INPUT = "input"
+
+
+class PlanError(ValueError):
+    """A description the plan cannot express; the message names the layer."""
+
+
+def _err(name, msg) -> PlanError:
+    return PlanError(f"layer {name!r}: {msg}")
+
+
+@dataclass
+class Layer:
+    """What every hardware layer states.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name: the description op whose output it produces (the fused ``amos`` op's
+        for a fused layer).
+    ir_nodes : list of str
+        The description ops it implements.
+    inputs : list of str
+        Producing layers (``"input"`` for the pixels); for :class:`AddLayer`, main then skip.
+    out_bits : int or None
+        ``K`` of the spike words it emits, or ``None`` for raw values (accumulators, sums).
+    out_signed : bool
+        Whether its output elements are signed.
+    out_width : int
+        Bits of one output element.
+    out_shape : list of int
+        ``[H, W, C]`` or ``[N]``.
+    depth : int
+        AMOS layers from the input up to and including this one.
+    cycles : int or None
+        Cycles per image of its engine at its folding (set by :meth:`fold`).
+    """
+
+    kind: ClassVar[str] = ""
+    #: The folding fields this kind takes (``--parallelism``).
+    FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("lanes",)
+
+    name: str
+    ir_nodes: list
+    inputs: list
+    out_bits: int | None
+    out_signed: bool
+    out_width: int
+    out_shape: list
+    depth: int
+    cycles: int | None = field(default=None, kw_only=True)
+
+    @property
+    def folded(self) -> bool:
+        return self.cycles is not None
+
+    def default_folding(self) -> dict:
+        return {f: 1 for f in self.FOLD_FIELDS}
+
+    def folding(self) -> dict:
+        """The folding fields and their values."""
+        return {f: getattr(self, f) for f in self.FOLD_FIELDS}
+
+    def fold(self, folding: dict, cycles: int) -> None:
+        """Set the folding (already checked) and the cycles per image it gives."""
+        for f in self.FOLD_FIELDS:
+            setattr(self, f, folding[f])
+        self.cycles = cycles
+
+    @property
+    def in_lanes(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def out_lanes(self) -> int:
+        raise NotImplementedError
+
+    def _fields(self) -> dict:
+        return {}
+
+    def _folded_fields(self) -> dict:
+        return {}
+
+    def as_dict(self) -> dict:
+        """JSON form (the generator's step intermediates and ``manifest.json``)."""
+        d = {"name": self.name, "kind": self.kind, "ir_nodes": list(self.ir_nodes),
+             "inputs": list(self.inputs), "out_bits": self.out_bits,
+             "out_signed": self.out_signed, "out_width": self.out_width,
+             "out_shape": list(self.out_shape), "depth": self.depth, **self._fields()}
+        if self.folded:
+            d.update(self._folded_fields(), in_lanes=self.in_lanes, out_lanes=self.out_lanes,
+                     cycles=self.cycles)
+        return d
+
+
+@dataclass
+class _MatrixLayer(Layer):
+    """A ``conv`` or ``dense`` layer: spike words in, a matrix-vector product, requantised
+    spikes or raw accumulators out."""
+
+    FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("pe", "simd", "planes")
+
+    weight: str = ""  # key of the weight array in the description
+    bias: str | None = None  # key of the bias array, None for no bias (zeros)
+    in_bits: int = 0
+    shift: int = 0
+    carry: str | None = None  # the matrix-vector units' carry form (set by parallelism)
+    pe: int = 1
+    simd: int = 1
+    planes: int | None = None  # spike planes per cycle (default: in_bits, bit-parallel)
+
+    @property
+    def n_outputs(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_inputs(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def passes(self) -> int:
+        """Cycles the engine spends on one input word: ``in_bits / planes``."""
+        return self.in_bits // (self.planes or self.in_bits)
+
+    def default_folding(self) -> dict:
+        return {"pe": 1, "simd": 1, "planes": self.in_bits}
+
+    @property
+    def in_lanes(self) -> int:
+        return self.simd
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    def weights(self, arrays) -> np.ndarray:
+        return np.asarray(arrays[self.weight], dtype=np.int64)
+
+    def biases(self, arrays) -> np.ndarray:
+        if self.bias is None:
+            return np.zeros(self.n_outputs, np.int64)
+        return np.asarray(arrays[self.bias], dtype=np.int64)
+
+    def _fields(self) -> dict:
+        d = {"weight": self.weight, "bias": self.bias, "in_bits": self.in_bits,
+             "shift": self.shift}
+        if self.carry is not None:
+            d["carry"] = self.carry
+        return d
+
+    def _folded_fields(self) -> dict:
+        return {"pe": self.pe, "simd": self.simd, "planes": self.planes}
+
+
+@dataclass
+class ConvLayer(_MatrixLayer):
+    """A convolution (``kernel`` x ``kernel``, square, the same ``padding`` on all sides) over an
+    ``height`` x ``width`` x ``c_in`` map of spike words."""
+
+    kind: ClassVar[str] = "conv"
+
+    height: int = 0
+    width: int = 0
+    c_in: int = 0
+    c_out: int = 0
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def n_outputs(self) -> int:
+        return self.c_out
+
+    @property
+    def n_inputs(self) -> int:
+        return self.c_in
+
+    def _fields(self) -> dict:
+        return {**super()._fields(), "height": self.height, "width": self.width,
+                "c_in": self.c_in, "c_out": self.c_out, "kernel": self.kernel,
+                "stride": self.stride, "padding": self.padding}
+
+
+@dataclass
+class DenseLayer(_MatrixLayer):
+    """A fully connected layer over ``n_in`` values (spike words or pooled sums)."""
+
+    kind: ClassVar[str] = "dense"
+
+    n_in: int = 0
+    n_out: int = 0
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_out
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_in
+
+    def _fields(self) -> dict:
+        return {**super()._fields(), "n_in": self.n_in, "n_out": self.n_out}
+
+
+@dataclass
+class PoolLayer(Layer):
+    """Global average pooling as per-channel sums over an ``height`` x ``width`` map (the
+    division is folded into the next layer's scale)."""
+
+    kind: ClassVar[str] = "gap"
+
+    height: int = 0
+    width: int = 0
+    channels: int = 0
+    in_bits: int = 0
+    lanes: int = 1
+
+    @property
+    def in_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    def _fields(self) -> dict:
+        return {"height": self.height, "width": self.width, "channels": self.channels,
+                "in_bits": self.in_bits}
+
+    def _folded_fields(self) -> dict:
+        return {"lanes": self.lanes}
+
+
+@dataclass
+class AddLayer(Layer):
+    """A residual add fused with its ReLU AMOS unit: ``main`` (a raw convolution's
+    accumulators) plus ``skip << skip_shift``, requantised by ``shift`` into ``K`` spikes."""
+
+    kind: ClassVar[str] = "add"
+
+    main_width: int = 0
+    skip_bits: int = 0
+    skip_signed: bool = False
+    skip_shift: int = 0
+    shift: int = 0
+    height: int = 0
+    width: int = 0
+    channels: int = 0
+    lanes: int = 1
+    skip_depth: int | None = None  # words of the skip FIFO (set by the memory step)
+
+    @property
+    def in_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def skip_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def words_per_image(self) -> int:
+        return math.prod(self.out_shape) // self.lanes
+
+    def _fields(self) -> dict:
+        d = {"main_width": self.main_width, "skip_bits": self.skip_bits,
+             "skip_signed": self.skip_signed, "skip_shift": self.skip_shift,
+             "shift": self.shift, "height": self.height, "width": self.width,
+             "channels": self.channels}
+        if self.skip_depth is not None:
+            d["skip_depth"] = self.skip_depth
+        return d
+
+    def _folded_fields(self) -> dict:
+        return {"lanes": self.lanes, "skip_lanes": self.skip_lanes,
+                "words_per_image": self.words_per_image}
+
+
+@dataclass
+class NetworkPlan:
+    """The hardware layers of a network, in order, and what the steps add to them.
+
+    Parameters
+    ----------
+    name : str
+        The model's name.
+    input_shape : list of int
+        ``[H, W, C]`` of the pixel input.
+    input_bits : int
+        Bits per pixel value.
+    input_tensor : str
+        The description's name of the input.
+    num_classes : int
+        Elements of the network output.
+    output : str
+        The layer producing the output.
+    layers : list of Layer
+    neurons, time_steps : int
+        Of the description (:meth:`python_ref.ir.Graph.neurons`, ``time_steps``).
+    """
+
+    name: str
+    input_shape: list
+    input_bits: int
+    input_tensor: str
+    num_classes: int
+    output: str
+    layers: list
+    neurons: int
+    time_steps: int
+    parallelism: str | None = None  # how the folding was chosen (set by parallelism)
+    latency_cycles: int | None = None  # set by the estimate step
+    cycles_per_image: int | None = None
+
+    @property
+    def input_elements(self) -> int:
+        return math.prod(self.input_shape)
+
+    def layer(self, name: str) -> Layer:
+        for lay in self.layers:
+            if lay.name == name:
+                return lay
+        raise KeyError(name)
+
+    def by_name(self) -> dict:
+        return {lay.name: lay for lay in self.layers}
+
+    @property
+    def output_layer(self) -> Layer:
+        return self.layer(self.output)
+
+    def source_width(self, src: str) -> tuple[int, int]:
+        """Lanes and element width of the stream a layer reads from ``src``."""
+        if src == INPUT:
+            return 1, self.input_bits
+        lay = self.layer(src)
+        return lay.out_lanes, lay.out_width
+
+    def as_dict(self) -> dict:
+        d = {"name": self.name, "input": {"shape": list(self.input_shape),
+                                          "bits": self.input_bits,
+                                          "elements": self.input_elements},
+             "num_classes": self.num_classes, "output": self.output,
+             "layers": [lay.as_dict() for lay in self.layers], "neurons": self.neurons,
+             "time_steps": self.time_steps}
+        for key in ("parallelism", "latency_cycles", "cycles_per_image"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return d
+
+
+# --- lowering -------------------------------------------------------------------------------
+
+def _relu_K(g, node) -> int:
+    spec = g.units.get(node["unit"], {})
+    kind = spec.get("kind")
+    if kind != "relu":
+        raise _err(node["name"], f"unit {node['unit']!r} of kind {kind!r} has no hardware "
+                                 f"(the engines implement unit kind 'relu' only)")
+    if len(node["inputs"]) != 1:
+        raise _err(node["name"], "a two-input amos op has no hardware")
+    return int(spec["K"])
+
+
+def _raw_width(w2d, bias, in_bits) -> int:
+    lo, hi = accumulator_range(w2d, bias, in_bits)
+    v_lo, v_hi = (int(v) for v in requant_shift(np.array([lo, hi]), 0))
+    return signed_width(v_lo, v_hi)
+
+
+class _Lowering:
+    """One pass over the description's nodes, building the plan's layers."""
+
+    def __init__(self, g):
+        self.g = g
+        self.info = ir.validate(g)
+        self.nodes = g.index()
+        self.consumers: dict[str, list] = {n["name"]: [] for n in g.nodes}
+        for n in g.nodes:
+            for i in n.get("inputs", []):
+                self.consumers[i].append(self.nodes[n["name"]])
+        self.depth: dict[str, int] = {}
+        for n in g.nodes:
+            d = max((self.depth[i] for i in n.get("inputs", [])), default=0)
+            self.depth[n["name"]] = d + (n["op"] == "amos")
+        inp = g.nodes[0]
+        self.input = inp
+        self.layers: list[Layer] = []
+        #: description tensor -> (producing layer name, out_width, out_signed, kind)
+        self.produced: dict[str, tuple] = {inp["name"]: (INPUT, int(inp["bits"]), False, None)}
+        self.fused: set[str] = set()
+
+    def spikes_from(self, name, src_tensor):
+        src = self.produced[src_tensor]
+        if src[2]:
+            raise _err(name, f"its input {src_tensor!r} is a raw accumulator; the engines need "
+                             f"spike words (a ReLU amos op in between)")
+        return src
+
+    def _emit(self, layer: Layer, *tensors) -> None:
+        self.layers.append(layer)
+        for t in tensors:
+            self.produced[t] = (layer.name, layer.out_width, layer.out_signed, layer.kind)
+
+    def matrix(self, n) -> None:
+        g, name, op = self.g, n["name"], n["op"]
+        cons = self.consumers[name]
+        src = self.spikes_from(name, n["inputs"][0])
+        w = np.asarray(g.arrays[n["weight"]], dtype=np.int64)
+        bkey = n.get("bias") or None
+        b = np.asarray(g.arrays[bkey], np.int64) if bkey else np.zeros(w.shape[0], np.int64)
+        w2d = w.reshape(w.shape[0], -1)
+        in_bits = src[1]
+        follow = cons[0] if len(cons) == 1 else None
+        if follow is not None and follow["op"] == "amos":
+            K = _relu_K(g, follow)
+            out_name, shift = follow["name"], int(follow["rshift"][0])
+            self.fused.add(out_name)
+            out_bits, out_signed, out_width = K, False, K
+        elif (cons and all(c["op"] == "add" for c in cons)) or (not cons
+                                                               and name in g.outputs):
+            out_name, out_bits, shift = name, None, 0
+            out_signed, out_width = True, _raw_width(w2d, b, in_bits)
+        else:
+            raise _err(name, f"its output feeds {[c['name'] for c in cons]}; the engines "
+                             f"need a {op} followed by one ReLU amos op, add ops, or a "
+                             f"network output")
+        common = {"name": out_name, "ir_nodes": [name] + ([out_name] if out_name != name
+                                                          else []),
+                  "inputs": [src[0]], "out_bits": out_bits, "out_signed": out_signed,
+                  "out_width": out_width, "out_shape": list(self.info[out_name]["shape"]),
+                  "depth": self.depth[out_name], "weight": n["weight"], "bias": bkey,
+                  "in_bits": in_bits, "shift": shift}
+        if op == "conv":
+            H, W, C = self.info[n["inputs"][0]]["shape"]
+            layer = ConvLayer(**common, height=H, width=W, c_in=C, c_out=w.shape[0],
+                              kernel=n["kernel"], stride=n["stride"], padding=n["padding"])
+        else:
+            layer = DenseLayer(**common, n_in=w2d.shape[1], n_out=w.shape[0])
+        self._emit(layer, *dict.fromkeys([out_name, name]))
+
+    def add(self, n) -> None:
+        name = n["name"]
+        cons = self.consumers[name]
+        if len(n["inputs"]) != 2:
+            raise _err(name, f"the residual add engine takes 2 inputs, not {len(n['inputs'])}")
+        if len(cons) != 1 or cons[0]["op"] != "amos":
+            raise _err(name, "the residual add engine needs one ReLU amos op after the add")
+        follow = cons[0]
+        K = _relu_K(self.g, follow)
+        self.fused.add(follow["name"])
+        srcs = [self.produced[i] for i in n["inputs"]]
+        by_name = {lay.name: lay for lay in self.layers}
+        mains = [k for k, s in enumerate(srcs)
+                 if s[0] != INPUT and s[2] and s[3] == "conv" and n["lshift"][k] == 0]
+        if not mains:
+            raise _err(name, "the residual add engine needs a raw convolution with lshift 0 "
+                             "on one input (the block's last conv)")
+        mk = max(mains, key=lambda k: (by_name[srcs[k][0]].depth, k))
+        sk = 1 - mk
+        main, skip = srcs[mk], srcs[sk]
+        shape = list(self.info[name]["shape"])
+        layer = AddLayer(name=follow["name"], ir_nodes=[name, follow["name"]],
+                         inputs=[main[0], skip[0]], out_bits=K, out_signed=False, out_width=K,
+                         out_shape=shape, depth=self.depth[follow["name"]],
+                         main_width=main[1], skip_bits=skip[1], skip_signed=skip[2],
+                         skip_shift=int(n["lshift"][sk]), shift=int(follow["rshift"][0]),
+                         height=shape[0], width=shape[1], channels=shape[2])
+        self._emit(layer, name, follow["name"])
+
+    def gap(self, n) -> None:
+        name = n["name"]
+        src = self.spikes_from(name, n["inputs"][0])
+        H, W, C = self.info[n["inputs"][0]]["shape"]
+        K = src[1]
+        sum_bits = (H * W * (2**K - 1)).bit_length()
+        self._emit(PoolLayer(name=name, ir_nodes=[name], inputs=[src[0]], out_bits=None,
+                             out_signed=False, out_width=sum_bits, out_shape=[C],
+                             depth=self.depth[name], height=H, width=W, channels=C,
+                             in_bits=K), name)
+
+    def run(self) -> NetworkPlan:
+        g = self.g
+        for n in g.nodes[1:]:
+            op = n["op"]
+            if op in ("conv", "dense"):
+                self.matrix(n)
+            elif op == "add":
+                self.add(n)
+            elif op == "gap":
+                self.gap(n)
+            elif op == "amos":
+                if n["name"] not in self.fused:
+                    src = self.nodes[n["inputs"][0]]
+                    raise _err(n["name"], f"an amos op must directly follow a conv, dense or "
+                                          f"add (the engines fuse them); it follows "
+                                          f"{src['op']} {src['name']!r}")
+            else:  # validate() knows every op; an op without an engine
+                raise _err(n["name"], f"op {op!r} has no engine")
+        out_t = g.outputs[0]
+        out_layer = self.produced[out_t][0]
+        shape = ([] if out_layer == INPUT
+                 else next(lay.out_shape for lay in self.layers if lay.name == out_layer))
+        return NetworkPlan(name=g.name, input_shape=list(self.input["shape"]),
+                           input_bits=int(self.input["bits"]),
+                           input_tensor=self.input["name"], num_classes=math.prod(shape),
+                           output=out_layer, layers=self.layers, neurons=g.neurons(),
+                           time_steps=g.time_steps())
+
+
+def lower(g) -> NetworkPlan:
+    """The plan of a description (see the module docstring).
+
+    Raises
+    ------
+    PlanError
+        A pattern without hardware, naming the layer; or the description is invalid
+        (:class:`python_ref.ir.IRError`'s message).
+    """
+    try:
+        return _Lowering(g).run()
+    except ir.IRError as e:
+        raise PlanError(str(e)) from None
