@@ -2,10 +2,10 @@
 
 ::
 
-    python -m amos_hw.host info --port /dev/ttyUSB1
-    python -m amos_hw.host classify --port /dev/ttyUSB1 digit.png cat.jpg
-    python -m amos_hw.host classify --sim --board icebreaker --model digits digit.png
-    python -m amos_hw.host load-weights --port /dev/ttyUSB1 --model resnet8
+    python -m boards.host info --port /dev/ttyUSB1
+    python -m boards.host classify --port /dev/ttyUSB1 digit.png cat.jpg
+    python -m boards.host classify --sim --board icebreaker --model digits digit.png
+    python -m boards.host load-weights --port /dev/ttyUSB1 --model resnet8
 
 ``load-weights`` is for a board whose network takes its weights at run time: ResNet8 on the
 iCEBreaker runs on the shared engine, whose weights live in the UP5K's SPRAM, which a bitstream
@@ -24,6 +24,7 @@ UART lines driven and sampled bit by bit (:mod:`boards.sim`); nothing else diffe
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -31,10 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from amos_hw.lib import hostlink as hl
+try:  # POSIX only: tcflush on a vanished tty raises termios.error
+    import termios
+except ImportError:  # Windows
+    termios = None
 
-__all__ = ["HostError", "Classification", "SerialClient", "load_image", "main", "score"]
+from amos_hw.flow import FlowConfig, FlowError, run_flow
+from amos_hw.lib import hostproto as hp
+from amos_hw.zoo import resolve
+from boards import sim
+from python_ref import ir
+
+__all__ = ["Classification", "HostError", "SerialClient", "fit_image", "load_image", "main",
+           "open_image", "score"]
 
 
 class HostError(RuntimeError):
@@ -55,33 +67,59 @@ class Classification:
     score_kind: str
 
 
-def load_image(path, input_shape) -> np.ndarray:
-    """Read ``path`` and return uint8 pixels ``(H, W, C)`` for a model input ``(H, W, C)``."""
-    try:
-        from PIL import Image, UnidentifiedImageError
+def _pil():
+    """Pillow's ``Image`` module, or a :class:`HostError` that says how to install it."""
+    try:  # Pillow comes with the `train` extra: only reading images needs it
+        from PIL import Image
     except ImportError:
         raise HostError("reading images needs Pillow: pip install -e '.[train]' "
                         "(or pip install pillow)") from None
+    return Image
+
+
+def _channels(input_shape) -> tuple[int, int, int]:
     h, w, c = (int(v) for v in input_shape)
     if c not in (1, 3):
         raise HostError(f"model input has {c} channels; images can feed 1 (grey) or 3 (RGB)")
+    return h, w, c
+
+
+def open_image(path):
+    """Read the image file ``path`` (anything Pillow reads) into memory.
+
+    Raises
+    ------
+    HostError
+        If the file is missing or Pillow cannot read it.
+    """
+    image = _pil()
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB")
-            im = im.resize((w, h), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
+        with image.open(path) as im:
+            im.load()
+            return im.copy()
     except FileNotFoundError:
         raise HostError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except (image.UnidentifiedImageError, OSError) as e:
         raise HostError(f"{path}: not an image Pillow can read ({e})") from None
-    return a.reshape(h, w, c)
+
+
+def fit_image(im, input_shape) -> np.ndarray:
+    """uint8 pixels ``(H, W, C)`` of the Pillow image ``im`` for a model input ``(H, W, C)``:
+    grey for one channel, RGB for three, resized (bilinear)."""
+    h, w, c = _channels(input_shape)
+    im = im.convert("L" if c == 1 else "RGB").resize((w, h), _pil().Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8).reshape(h, w, c)
+
+
+def load_image(path, input_shape) -> np.ndarray:
+    """Read ``path`` and return uint8 pixels ``(H, W, C)`` for a model input ``(H, W, C)``."""
+    _channels(input_shape)
+    return fit_image(open_image(path), input_shape)
 
 
 def output_scale(model_name: str) -> float | None:
     """Real-valued scale of a logit for a zoo model (its description's output node), or None."""
     try:
-        from amos_hw.zoo import resolve
-        from python_ref import ir
         g = ir.load(str(resolve(model_name)) + ".json", check=False)
     except Exception:  # noqa: BLE001  (any failure: no scale, the raw logit is shown)
         return None
@@ -114,7 +152,7 @@ class SerialClient:
     """
 
     def __init__(self, port: str, baud: int = 1_000_000, timeout: float = 2.0, retries: int = 3):
-        try:
+        try:  # pyserial comes with the `fpga` extra: only a real board needs it
             import serial
         except ImportError:
             raise HostError("talking to a board needs pyserial: pip install -e '.[fpga]' "
@@ -123,71 +161,66 @@ class SerialClient:
             self.ser = serial.Serial(port, baud, timeout=0.05)
         except (serial.SerialException, OSError) as e:
             raise HostError(f"cannot open {port}: {e}") from None
+        # what a port that vanished under us raises
+        self._lost = (serial.SerialException, OSError,
+                      *((termios.error,) if termios is not None else ()))
         self.timeout = timeout
         self.retries = retries
-        self.decoder = hl.FrameDecoder()
+        self.decoder = hp.FrameDecoder()
 
     def close(self) -> None:
         self.ser.close()
 
     def request(self, cmd: int, payload: bytes, want: int,
-                retries: int | None = None) -> hl.Frame:
+                retries: int | None = None) -> hp.Frame:
         """Send one frame and return the answer with command ``want`` (retrying on NAK or
         silence; the board drops a partial frame after FRAME_TIMEOUT_S)."""
-        import serial
-        lost = [serial.SerialException, OSError]
-        try:
-            import termios  # POSIX: tcflush on a vanished tty raises termios.error
-            lost.append(termios.error)
-        except ImportError:
-            pass
         try:
             return self._request(cmd, payload, want,
                                  self.retries if retries is None else retries)
-        except tuple(lost) as e:
+        except self._lost as e:
             raise HostError(f"lost the serial port {self.ser.port}: {e}") from None
 
-    def _request(self, cmd: int, payload: bytes, want: int, retries: int) -> hl.Frame:
+    def _request(self, cmd: int, payload: bytes, want: int, retries: int) -> hp.Frame:
         last = "no answer"
         for _ in range(retries + 1):
             self.ser.reset_input_buffer()
             self.decoder.reset()
-            self.ser.write(hl.encode_frame(cmd, payload))
+            self.ser.write(hp.encode_frame(cmd, payload))
             self.ser.flush()
             deadline = time.monotonic() + self.timeout
             while time.monotonic() < deadline:
                 for f in self.decoder.feed(self.ser.read(4096)):
                     if f.cmd == want:
                         return f
-                    if f.cmd == hl.RSP_NAK:
+                    if f.cmd == hp.RSP_NAK:
                         code = f.payload[0] if f.payload else 0
-                        last = f"NAK ({hl.NAK_NAMES.get(code, code)})"
+                        last = f"NAK ({hp.NAK_NAMES.get(code, code)})"
                         deadline = 0.0
                         break
-            time.sleep(2 * hl.FRAME_TIMEOUT_S)
+            time.sleep(2 * hp.FRAME_TIMEOUT_S)
         raise HostError(f"the board did not answer command 0x{cmd:02x} after "
                         f"{retries + 1} tries: {last}")
 
-    def info(self) -> hl.Info:
-        return hl.Info.from_payload(self.request(hl.CMD_INFO, b"", hl.RSP_INFO).payload)
+    def info(self) -> hp.Info:
+        return hp.Info.from_payload(self.request(hp.CMD_INFO, b"", hp.RSP_INFO).payload)
 
     def load_weights(self, image: bytes, *, attempts: int = 3, progress: bool = True) -> int:
         """Send the weight image in ``CMD_LOAD`` chunks; return the bytes the board took.
 
         A chunk is never sent twice (the board has already written its bytes): on a NAK or
         silence the whole load starts again from the first chunk, ``attempts`` times."""
-        chunks = hl.load_chunks(image)
+        chunks = hp.load_chunks(image)
         last = None
         for _ in range(attempts):
             bar = None
             if progress:
-                from tqdm import tqdm
                 bar = tqdm(total=len(image), desc="load weights", unit="B", unit_scale=True,
                            file=sys.stderr)
             try:
                 done = 0
                 for payload in chunks:
-                    f = self.request(hl.CMD_LOAD, payload, hl.RSP_LOADED, retries=0)
+                    f = self.request(hp.CMD_LOAD, payload, hp.RSP_LOADED, retries=0)
                     done += len(payload) - 1
                     got = int.from_bytes(f.payload, "little")
                     if got != done:
@@ -203,14 +236,14 @@ class SerialClient:
         raise HostError(f"loading the weights failed {attempts} times; last: {last} (a board "
                         f"whose network has its weights built in does not answer CMD_LOAD)")
 
-    def classify(self, pixels: np.ndarray, info: hl.Info) -> tuple[hl.Result, float]:
+    def classify(self, pixels: np.ndarray, info: hp.Info) -> tuple[hp.Result, float]:
         t0 = time.perf_counter()
-        f = self.request(hl.CMD_CLASSIFY, pixels.tobytes(), hl.RSP_RESULT)
+        f = self.request(hp.CMD_CLASSIFY, pixels.tobytes(), hp.RSP_RESULT)
         dt = time.perf_counter() - t0
-        return hl.Result.from_payload(f.payload, info.num_classes, info.logit_bytes), dt
+        return hp.Result.from_payload(f.payload, info.num_classes, info.logit_bytes), dt
 
 
-def _print(c: Classification, info: hl.Info) -> None:
+def _print(c: Classification, info: hp.Info) -> None:
     rt = f", round trip {c.round_trip_s * 1e3:.1f} ms" if c.round_trip_s is not None else ""
     kind = "p" if c.score_kind == "softmax" else "top logit"
     print(f"{c.image}: class {c.cls} ({kind} {c.score:.3f}); board {c.board_s * 1e6:.1f} us "
@@ -239,11 +272,10 @@ def classify_port(port: str, baud: int, images: list[str]) -> list[Classificatio
 def classify_sim(board: str, model: str, images: list[str], *,
                  progress: bool = True) -> list[Classification]:
     """Classify ``images`` on the Verilator simulation of ``board``'s top for ``model``."""
-    from boards import sim
-
-    top_info = sim.board_info(board, model)
-    arrays = [load_image(p, top_info.input_shape) for p in images]
-    info, results = sim.classify(board, model, arrays, progress=progress)
+    opened = [open_image(p) for p in images]  # a bad file stops before any hardware is built
+    top = sim.board_top(board, model)
+    arrays = [fit_image(im, top.info.input_shape) for im in opened]
+    info, results = sim.classify_top(top, arrays, board_name=board, progress=progress)
     scale = output_scale(model)  # the description simulated, not a zoo entry of the same name
     out = []
     for path, (res, sim_s) in zip(images, results, strict=True):
@@ -257,8 +289,6 @@ def classify_sim(board: str, model: str, images: list[str], *,
 
 def weight_image(model: str) -> bytes:
     """The weight image of ``model`` on the shared engine (what ``load-weights`` sends)."""
-    from amos_hw.flow import FlowConfig, FlowError, run_flow
-
     try:
         ctx = run_flow(FlowConfig(model=model, architecture="shared", stop_after="memory",
                                   quiet=True))
@@ -268,7 +298,7 @@ def weight_image(model: str) -> bytes:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m amos_hw.host", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m boards.host", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p_info = sub.add_parser("info", help="what the board runs")
@@ -313,7 +343,6 @@ def main(argv=None) -> int:
         else:
             res = classify_port(args.port, args.baud, args.images)
         if args.json:
-            import json
             Path(args.json).write_text(json.dumps([c.__dict__ for c in res], indent=2) + "\n")
     except HostError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -4,41 +4,40 @@ The design is exactly what :func:`boards.build.build` places on the board: the s
 (built for the board, with its folding), the same :class:`boards.top.UartNetworkTop` at the
 board's clock and baud rate. Only the pins differ: the cocotb test :mod:`boards.tb_host` drives
 ``rx`` and samples ``tx`` at ``clk_hz / baud`` cycles per bit, and talks the protocol of
-:mod:`amos_hw.lib.hostlink` through them.
+:mod:`amos_hw.lib.hostproto` through them.
 
-Builds are cached in ``build/sim/<board>/<model>-<hash of the Verilog>``.
+It runs through the project's one cocotb runner (:func:`amos_hw.backend.simbuild.cocotb_run`,
+which the slow test tier uses too); builds are cached in
+``build/sim/<model>/<board>-verilator-<hash>``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from amos_hw.backend.simbuild import VERILATOR_MAKEFLAGS, locked, sim_models_for
-from amos_hw.lib import hostlink as hl
+from amos_hw.backend.simbuild import cocotb_run
+from amos_hw.backend.verilog import to_verilog
+from amos_hw.lib import hostproto as hp
 from amos_hw.lib.spiflash import flash_contents
 from boards.board import get_board
 from boards.build import REPO, fit_check
+from boards.top import UartNetworkTop
 
-__all__ = ["REQUEST_ENV", "board_info", "board_top", "classify"]
+__all__ = ["REQUEST_ENV", "board_top", "classify", "classify_top"]
 
 #: Environment variable carrying the request JSON path into the cocotb test.
 REQUEST_ENV = "AMOS_HOST_REQUEST"
 TOPLEVEL = "board_top"
+SIM = "verilator"
 
 
-
-
-def board_top(board_name: str, model: str, architecture: str | None = None):
+def board_top(board_name: str, model: str, architecture: str | None = None) -> UartNetworkTop:
     """The :class:`~boards.top.UartNetworkTop` of ``model`` on ``board_name``, as
     :func:`boards.build.build` places it (``architecture="shared"`` forces the shared engine
     on a board with SPRAM, as the build does for a model the pipelined design cannot fit)."""
-    from boards.top import UartNetworkTop
-
     board = get_board(board_name)
     fold = dict(board.fold) if board.fold is not None else None
     if architecture == "shared":
@@ -50,24 +49,6 @@ def board_top(board_name: str, model: str, architecture: str | None = None):
     return UartNetworkTop(net, clk_hz=clk_hz, baud=board.baud, name=name)
 
 
-def board_info(board_name: str, model: str) -> hl.Info:
-    from amos_hw.top import silence
-
-    top = board_top(board_name, model)
-    silence(top)
-    return top.info
-
-
-def _verilator_env() -> None:
-    flags = os.environ.get("MAKEFLAGS", "")
-    if VERILATOR_MAKEFLAGS not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} {VERILATOR_MAKEFLAGS}".strip()
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    os.environ.pop("VERILATOR_ROOT", None)
-
-
 def weight_bytes(network) -> bytes | None:
     """The weight image a network with run-time weights needs (``None`` for the others)."""
     if not hasattr(network, "load"):
@@ -75,17 +56,8 @@ def weight_bytes(network) -> bytes | None:
     return network.program.weight_bytes()
 
 
-def classify(board_name: str, model: str, images, *, progress: bool = True,
-             architecture: str | None = None):
-    """Classify ``images`` (uint8 arrays of the model's input shape) on the simulated top.
-
-    Returns ``(info, [(Result, round-trip seconds at the board clock), ...])``; the ``info`` is
-    what the simulated board answered to ``CMD_INFO``.
-    """
-    from amos_hw.backend.verilog import to_verilog
-
-    top = board_top(board_name, model, architecture)
-    want_shape = top.info.input_shape
+def _payloads(images, want_shape) -> list[list[int]]:
+    """The images as byte lists, each checked against the model's input shape."""
     payloads = []
     for k, a in enumerate(images):
         a = np.asarray(a)
@@ -93,55 +65,78 @@ def classify(board_name: str, model: str, images, *, progress: bool = True,
             raise ValueError(f"image {k}: expected uint8 pixels of shape {tuple(want_shape)}, "
                              f"not {a.dtype} {a.shape}")
         payloads.append(list(a.tobytes()))
-    verilog = to_verilog(top, TOPLEVEL)
-    digest = hashlib.sha256(verilog.encode()).hexdigest()[:16]
-    bdir = REPO / "build" / "sim" / top.info.name / f"{board_name}-{digest}"
-    _verilator_env()
-    from cocotb_tools.runner import get_runner
+    return payloads
 
-    runner = get_runner("verilator")
-    with locked(bdir.parent / f".{board_name}-{digest}.lock"):
-        bdir.mkdir(parents=True, exist_ok=True)
-        src = bdir / f"{TOPLEVEL}.v"
-        if not src.exists() or src.read_text() != verilog:
-            src.write_text(verilog)
+
+def classify(board_name: str, model: str, images, *, progress: bool = True,
+             architecture: str | None = None):
+    """Classify ``images`` (uint8 arrays of the model's input shape) on the simulated top of
+    ``model`` on ``board_name`` (:func:`board_top`, then :func:`classify_top`)."""
+    top = board_top(board_name, model, architecture)
+    return classify_top(top, images, board_name=board_name, progress=progress)
+
+
+def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool = True):
+    """Classify ``images`` (uint8 arrays of the model's input shape) on ``top`` under
+    Verilator, with the UART modelled bit by bit.
+
+    Parameters
+    ----------
+    top : boards.top.UartNetworkTop
+        The board top, as :func:`board_top` makes it.
+    images : sequence of numpy.ndarray
+    board_name : str
+        Names the build directory.
+    progress : bool
+        Say when the design is being compiled, and show a bar over several images.
+
+    Returns
+    -------
+    tuple
+        ``(info, [(Result, round-trip seconds at the board clock), ...])``; the ``info`` is what
+        the simulated board answered to ``CMD_INFO``.
+
+    Raises
+    ------
+    ValueError
+        If an image does not have the model's input shape.
+    amos_hw.backend.simbuild.RTLTestFailure
+        If the build failed or the simulated host did not get its answers (the message says
+        why).
+    RuntimeError
+        If the simulated board answered something unexpected.
+    """
+    payloads = _payloads(images, top.info.input_shape)
+    verilog = to_verilog(top, TOPLEVEL)
+    w = weight_bytes(top.network)
+    request = {
+        "divisor": top.divisor, "clk_hz": top.clk_hz, "images": payloads,
+        "info": top.info.to_payload().hex(), "progress": progress,
+        "load": [c.hex() for c in hp.load_chunks(w)] if w else [],
+        "flash": flash_contents(top.network),
+    }
+
+    def announce(build_dir: Path) -> None:
         if progress:
-            print(f"verilator: building {board_name}/{top.info.name} in {bdir} "
+            print(f"verilator: building {board_name}/{top.info.name} in {build_dir} "
                   f"(first time only; a few minutes for a large network)", file=sys.stderr)
-        models = sim_models_for(verilog)
-        runner.build(sources=[src, *models], hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                     build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
-                     timescale=("1ns", "1ps"), always=False, log_file=bdir / "build.log")
-        run = bdir / "run"
-        run.mkdir(exist_ok=True)
-        req = run / "request.json"
-        resp = run / "response.json"
+
+    with cocotb_run(verilog, toplevel=TOPLEVEL, sim=SIM,
+                    root=REPO / "build" / "sim" / top.info.name, name=board_name,
+                    run_key=(json.dumps(request, sort_keys=True),), log=True,
+                    on_build=announce) as run:
+        req = run.run_dir / "request.json"
+        resp = run.run_dir / "response.json"
         resp.unlink(missing_ok=True)
-        req.write_text(json.dumps({
-            "divisor": top.divisor, "clk_hz": top.clk_hz, "images": payloads,
-            "info": top.info.to_payload().hex(), "response": str(resp),
-            "progress": progress,
-            "load": [c.hex() for c in hl.load_chunks(w)] if (w := weight_bytes(top.network))
-            else [],
-            "flash": flash_contents(top.network),
-        }))
-        results_xml = runner.test(test_module="boards.tb_host", hdl_toplevel=TOPLEVEL,
-                                  build_dir=bdir, test_dir=run,
-                                  extra_env={REQUEST_ENV: str(req)},
-                                  results_xml=str(run / "results.xml"),
-                                  log_file=run / "sim.log")
-        if not resp.exists():
-            log = (run / "sim.log")
-            tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
-            raise RuntimeError(f"the simulation wrote no answer ({results_xml}):\n"
-                               + "\n".join(tail))
+        req.write_text(json.dumps({**request, "response": str(resp)}))
+        run.test("boards.tb_host", extra_env={REQUEST_ENV: str(req)})
         answer = json.loads(resp.read_text())
     if answer.get("error"):
         raise RuntimeError(f"simulated board: {answer['error']}")
-    info = hl.Info.from_payload(bytes.fromhex(answer["info"]))
+    info = hp.Info.from_payload(bytes.fromhex(answer["info"]))
     out = []
     for r in answer["results"]:
-        res = hl.Result.from_payload(bytes.fromhex(r["payload"]), info.num_classes,
+        res = hp.Result.from_payload(bytes.fromhex(r["payload"]), info.num_classes,
                                      info.logit_bytes)
         out.append((res, r["round_trip_cycles"] / info.clk_hz))
     return info, out

@@ -2,9 +2,9 @@
 
 Reads the request written by :func:`boards.sim.classify` (``$AMOS_HOST_REQUEST``): the UART
 divisor, the images, where to write the answer. Sends ``CMD_INFO`` and then one
-``CMD_CLASSIFY`` per image with :func:`amos_hw.lib.hostlink.encode_frame`, bit by bit on ``rx``;
-decodes ``tx`` bit by bit into a :class:`amos_hw.lib.hostlink.FrameDecoder`. The answer lists
-the raw ``RSP_RESULT`` payloads and the round trip of each in clock cycles.
+``CMD_CLASSIFY`` per image with :func:`amos_hw.lib.hostproto.encode_frame`, bit by bit on
+``rx``; decodes ``tx`` bit by bit into a :class:`amos_hw.lib.hostproto.FrameDecoder`. The
+answer lists the raw ``RSP_RESULT`` payloads and the round trip of each in clock cycles.
 """
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from tqdm import tqdm
 
-from amos_hw.lib import hostlink as hl
+from amos_hw.lib import hostproto as hp
+from amos_hw.lib.spiflash import SpiFlashModel
 
 PERIOD_NS = 10
 
@@ -26,7 +28,7 @@ class UartModel:
     def __init__(self, dut, divisor: int):
         self.dut = dut
         self.divisor = divisor
-        self.decoder = hl.FrameDecoder()
+        self.decoder = hp.FrameDecoder()
         self.frames = []
         self.cycle = 0
 
@@ -57,7 +59,7 @@ class UartModel:
                 raise AssertionError(f"framing error on tx after byte 0x{byte:02x}")
             self.frames.extend(self.decoder.feed(bytes([byte])))
 
-    async def wait_frame(self, limit_cycles: int) -> hl.Frame:
+    async def wait_frame(self, limit_cycles: int) -> hp.Frame:
         start = self.cycle
         while not self.frames:
             if self.cycle - start > limit_cycles:
@@ -89,8 +91,6 @@ async def classify(dut):
     await ClockCycles(dut.clk, 5)
     flash = None
     if req.get("flash"):  # the weights in the board's configuration flash
-        from amos_hw.lib.spiflash import SpiFlashModel
-
         flash = SpiFlashModel(bytes.fromhex(req["flash"]["hex"]), base=req["flash"]["base"])
         dut.flash__cipo.value = 0
         cocotb.start_soon(flash_pins(dut, flash))
@@ -98,29 +98,28 @@ async def classify(dut):
     cocotb.start_soon(uart.receive())
     byte_cycles = 10 * divisor
 
-    await uart.send(hl.encode_frame(hl.CMD_INFO))
+    await uart.send(hp.encode_frame(hp.CMD_INFO))
     f = await uart.wait_frame(200 * byte_cycles)
-    assert f.cmd == hl.RSP_INFO, f"expected RSP_INFO, got {f}"
-    info = hl.Info.from_payload(f.payload)
+    assert f.cmd == hp.RSP_INFO, f"expected RSP_INFO, got {f}"
+    info = hp.Info.from_payload(f.payload)
     assert f.payload.hex() == req["info"], "the simulated top answers a different INFO"
     answer["info"] = f.payload.hex()
     for k, chunk in enumerate(req.get("load", [])):  # run-time weights (CMD_LOAD), then images
         payload = bytes.fromhex(chunk)
-        await uart.send(hl.encode_frame(hl.CMD_LOAD, payload))
+        await uart.send(hp.encode_frame(hp.CMD_LOAD, payload))
         f = await uart.wait_frame(200 * byte_cycles)
-        if f.cmd != hl.RSP_LOADED:
+        if f.cmd != hp.RSP_LOADED:
             answer["error"] = f"load chunk {k}: expected RSP_LOADED, got 0x{f.cmd:02x}"
             break
     limit = (info.input_size + 100) * byte_cycles + 4 * info.latency_cycles + 100_000
     bar = None
     if req.get("progress") and len(req["images"]) > 1:
-        from tqdm import tqdm
         bar = tqdm(total=len(req["images"]), desc="sim classify", unit="image")
     for image in ([] if "error" in answer else req["images"]):
         t0 = uart.cycle
-        await uart.send(hl.encode_frame(hl.CMD_CLASSIFY, bytes(image)))
+        await uart.send(hp.encode_frame(hp.CMD_CLASSIFY, bytes(image)))
         f = await uart.wait_frame(limit)
-        if f.cmd != hl.RSP_RESULT:
+        if f.cmd != hp.RSP_RESULT:
             answer["error"] = f"expected RSP_RESULT, got command 0x{f.cmd:02x} {f.payload.hex()}"
             break
         answer["results"].append({"payload": f.payload.hex(),

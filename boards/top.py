@@ -10,7 +10,8 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
-from amos_hw.lib.hostlink import FRAME_TIMEOUT_S, HostLink, Info
+from amos_hw.lib.hostlink import HostLink
+from amos_hw.lib.hostproto import FRAME_TIMEOUT_S, Info
 from amos_hw.lib.uart import UARTRx, UARTTx
 
 __all__ = ["BoardTop", "UartNetworkTop", "network_info"]
@@ -20,7 +21,7 @@ LED_HOLD_S = 0.05
 
 
 def network_info(network, *, clk_hz: int, baud: int, name: str) -> Info:
-    """The :class:`~amos_hw.lib.hostlink.Info` a board top answers for ``network``."""
+    """The :class:`~amos_hw.lib.hostproto.Info` a board top answers for ``network``."""
     return Info(
         input_shape=tuple(int(v) for v in network.input_shape),
         num_classes=int(network.num_classes),
@@ -48,7 +49,7 @@ class UartNetworkTop(wiring.Component):
         Model name reported by ``CMD_INFO`` (8 characters at most are kept).
     frame_timeout : int, optional
         Cycles of silence that drop a partial frame; default
-        :data:`~amos_hw.lib.hostlink.FRAME_TIMEOUT_S` seconds.
+        :data:`~amos_hw.lib.hostproto.FRAME_TIMEOUT_S` seconds.
     led_hold : int, optional
         Cycles the LED stays on after each event, rounded up to a power of two; default
         :data:`LED_HOLD_S` seconds.
@@ -65,7 +66,6 @@ class UartNetworkTop(wiring.Component):
 
     def __init__(self, network, *, clk_hz: int, baud: int, name: str = "",
                  frame_timeout: int | None = None, led_hold: int | None = None):
-        self._MustUse__silence = True  # a constructor that raises must not also warn
         if isinstance(clk_hz, bool) or not isinstance(clk_hz, int) or clk_hz < 1:
             raise ValueError(f"clk_hz must be a positive integer, not {clk_hz!r}")
         if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
@@ -88,7 +88,6 @@ class UartNetworkTop(wiring.Component):
 
             members["flash"] = Out(SPI_FLASH)
         super().__init__(members)
-        self._MustUse__silence = False
 
     def elaborate(self, platform):
         m = Module()

@@ -1,4 +1,4 @@
-"""``python -m amos_hw.host classify --sim``: image files to classes through the iCEBreaker's
+"""``python -m boards.host classify --sim``: image files to classes through the iCEBreaker's
 board top under Verilator, with the UART modelled bit by bit, against the integer reference.
 
 The digits network's top compiles in about 30 s the first time (cached in ``build/sim``), then a
@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from amos_hw import host
+from boards import host, sim
 
 
 @pytest.fixture(scope="module")
@@ -102,22 +102,21 @@ def classify_straddle_through_board(tmp_path, board: str, seed: int):
     shared engine as the board builds it, over the modelled UART; checks classes, logits and
     the board's own cycle count (first pixel offered to result taken, which equals the
     engine's exact interval: the link feeds a pixel a cycle and takes the result at once).
-    Returns the graph and the board's INFO."""
+    Returns the graph, the board's INFO and the top."""
     if "verilator" not in os.environ.get("SIM", "verilator"):
         pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
-    from boards import sim
     from python_ref import snn
     from tests.test_shared import straddle_net
 
     g = straddle_net(tmp_path / "straddle")
     x = np.random.default_rng(seed).integers(0, 256, (2, 6, 6, 5), dtype=np.uint8)
-    info, results = sim.classify(board, str(tmp_path / "straddle.json"), list(x),
-                                 progress=False, architecture="shared")
+    top = sim.board_top(board, str(tmp_path / "straddle.json"), "shared")
+    info, results = sim.classify_top(top, list(x), board_name=board, progress=False)
     ref = snn.run(g, x)
     assert [r.cls for r, _ in results] == ref.classes.tolist()
     assert [list(r.logits) for r, _ in results] == ref.logits.tolist()
     assert [r.cycles for r, _ in results] == [info.cycles_per_image] * len(results)
-    return g, info
+    return g, info, top
 
 
 def test_classify_sim_shared_engine_loads_weights(tmp_path):
@@ -133,14 +132,10 @@ def test_classify_sim_flash_weights_on_the_25f(tmp_path):
     board's offset), images over the modelled UART: logits and classes == python_ref.snn, and
     the board's own cycle count is the model's, flash waits included."""
     from amos_hw.shared import program as P
-    from amos_hw.top import silence
-    from boards import sim
 
-    g, info = classify_straddle_through_board(tmp_path, "ulx3s-25f", 12)
+    g, info, top = classify_straddle_through_board(tmp_path, "ulx3s-25f", 12)
     assert info.cycles_per_image > P.cycles(P.layout(P.lower(g)))  # the flash feeds the weights
-    top = sim.board_top("ulx3s-25f", str(tmp_path / "straddle.json"), "shared")
     assert top.network.weights == "flash" and top.network.flash_params["offset"] == 0x200000
-    silence(top)
 
 
 @pytest.mark.slow

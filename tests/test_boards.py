@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """boards: the registry and its messages, the programmer checks, the fit check, and the whole
 board top (UART lines, host link, network, LED) in the Amaranth simulator."""
 import json
@@ -6,7 +7,7 @@ import random
 import pytest
 from test_hostlink import IMAGE, IMAGE2, StandInNetwork
 
-from amos_hw.lib import hostlink as hl
+from amos_hw.lib import hostproto as hp
 from amos_hw.lib.sim import run_simulation
 from boards import __main__ as cli
 from boards.board import BoardError, Tool, board_names, get_board
@@ -163,7 +164,6 @@ def test_fit_check_unknown_model():
 ])
 def test_top_parameter_checks(kwargs, message):
     net = StandInNetwork()
-    net._MustUse__silence = True
     with pytest.raises(ValueError, match=f"^{message}$"):
         UartNetworkTop(net, **kwargs)
 
@@ -184,14 +184,14 @@ def test_board_top_over_uart_lines():
     rng = random.Random(3)
     frames = []
     led = []
-    decoder = hl.FrameDecoder()
+    decoder = hp.FrameDecoder()
     # (bytes, idle cycles after them): garbage, a truncated header left past the frame
     # timeout, then INFO and two images, each waited for as a host does
     script = [
         (bytes(rng.randrange(256) for _ in range(8)) + b"\xa5\x5a\x02\x10\x00\x01", 400),
-        (hl.encode_frame(hl.CMD_INFO), 2000),
-        (hl.encode_frame(hl.CMD_CLASSIFY, bytes(IMAGE)), 3000),
-        (hl.encode_frame(hl.CMD_CLASSIFY, bytes(IMAGE2)), 0),
+        (hp.encode_frame(hp.CMD_INFO), 2000),
+        (hp.encode_frame(hp.CMD_CLASSIFY, bytes(IMAGE)), 3000),
+        (hp.encode_frame(hp.CMD_CLASSIFY, bytes(IMAGE2)), 0),
     ]
 
     async def host(ctx):
@@ -231,10 +231,10 @@ def test_board_top_over_uart_lines():
             led.append(ctx.get(top.led))
 
     run_simulation(top, host, background=[line, led_mon], max_cycles=200_000)
-    assert frames[0].cmd == hl.RSP_INFO
-    assert hl.Info.from_payload(frames[0].payload) == top.info
+    assert frames[0].cmd == hp.RSP_INFO
+    assert hp.Info.from_payload(frames[0].payload) == top.info
     for f, image in zip(frames[1:3], (IMAGE, IMAGE2), strict=True):
-        res = hl.Result.from_payload(f.payload, 10, 2)
+        res = hp.Result.from_payload(f.payload, 10, 2)
         cls, logits = StandInNetwork.model(image)
         assert (res.cls, list(res.logits)) == (cls, logits)
     assert decoder.crc_errors == 0
@@ -269,18 +269,6 @@ def test_build_unknown_router():
         build("ulx3s-85f", "digits", router="router3")
 
 
-def test_bench_router2_result_name(tmp_path, monkeypatch):
-    """A router2 build is saved beside the router1 one, never over it."""
-    from amos_hw import bench
-    monkeypatch.setattr(bench, "RESULTS", tmp_path)
-    rep = {"board": "ulx3s-85f", "model": "resnet8", "router": "router2",
-           "pll": {"fout": 70.0}}
-    out = bench.save_result(rep)
-    assert out.name == "ulx3s-85f_resnet8_pll70mhz_router2.json"
-    assert json.loads(out.read_text())["variant"] == "PLL 70 MHz, router2"
-    assert bench.save_result({"board": "b", "model": "m", "router": "router1"}).name == "b_m.json"
-
-
 def test_build_carry_checks():
     """--carry: an unknown form, or the ECP5 form on an iCE40 board, stops before elaborating."""
     from boards.build import build, default_carry
@@ -291,18 +279,6 @@ def test_build_carry_checks():
         build("icebreaker", "digits", carry="ecp5")
     assert default_carry(get_board("ulx3s-85f")) == "ecp5"
     assert default_carry(get_board("hx8k")) == "generic"
-
-
-def test_bench_other_carry_result_name(tmp_path, monkeypatch):
-    """A build with the other carry form is saved beside the default one."""
-    from amos_hw import bench
-    monkeypatch.setattr(bench, "RESULTS", tmp_path)
-    rep = {"board": "ulx3s-85f", "model": "resnet8", "family": "ecp5", "carry": "generic"}
-    out = bench.save_result(rep)
-    assert out.name == "ulx3s-85f_resnet8_generic-carry.json"
-    assert json.loads(out.read_text())["variant"] == "generic carry"
-    rep["carry"] = "ecp5"
-    assert bench.save_result(rep).name == "ulx3s-85f_resnet8.json"
 
 
 # ----------------------------------------------------------------------------- 25F: flash weights
@@ -377,7 +353,7 @@ def test_cli_build_carry_choice(capsys):
 def test_timing_target(tmp_path, monkeypatch):
     """--timing-mhz: ECP5 only; it scales the oscillator's constraint (nextpnr derives the
     PLL's from it) and gives the result its own file name."""
-    from amos_hw import bench
+    from boards import bench
     from boards.build import _scale_oscillator_constraint, build
     with pytest.raises(BoardError, match=r"^--timing-mhz is for ECP5 builds; icebreaker is an "
                                          r"ice40 board$"):

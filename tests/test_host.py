@@ -1,4 +1,4 @@
-"""amos_hw.host: image loading, scores, messages, and the serial client against a board model
+"""boards.host: image loading, scores, messages, and the serial client against a board model
 on a pseudo-terminal."""
 import os
 import pty
@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from amos_hw import host
-from amos_hw.lib import hostlink as hl
+from amos_hw.lib import hostproto as hp
+from boards import host
 
 
 def test_load_image_grey_and_rgb(tmp_path):
@@ -61,29 +61,29 @@ def test_serial_client_with_board_model(tmp_path):
     pytest.importorskip("serial")
     from PIL import Image
     master, slave = pty.openpty()
-    info = hl.Info((4, 4, 1), 3, 2, 12_000_000, 100, 150, 1_000_000, "toy")
+    info = hp.Info((4, 4, 1), 3, 2, 12_000_000, 100, 150, 1_000_000, "toy")
     naks = [1]
 
     def board():
-        dec = hl.FrameDecoder()
+        dec = hp.FrameDecoder()
         while True:
             try:
                 data = os.read(master, 4096)
             except OSError:
                 return
             for f in dec.feed(data):
-                if f.cmd == hl.CMD_INFO:
-                    os.write(master, hl.encode_frame(hl.RSP_INFO, info.to_payload()))
-                elif f.cmd == hl.CMD_CLASSIFY:
+                if f.cmd == hp.CMD_INFO:
+                    os.write(master, hp.encode_frame(hp.RSP_INFO, info.to_payload()))
+                elif f.cmd == hp.CMD_CLASSIFY:
                     if naks:
                         naks.pop()
-                        os.write(master, b"\x00garbage" + hl.encode_frame(hl.RSP_NAK, b"\x01"))
+                        os.write(master, b"\x00garbage" + hp.encode_frame(hp.RSP_NAK, b"\x01"))
                         continue
                     s = sum(f.payload)
                     logits = [s, -5, 7]
                     payload = bytes([0]) + b"".join(v.to_bytes(2, "little", signed=True)
                                                     for v in logits) + (42).to_bytes(4, "little")
-                    os.write(master, hl.encode_frame(hl.RSP_RESULT, payload))
+                    os.write(master, hp.encode_frame(hp.RSP_RESULT, payload))
 
     t = threading.Thread(target=board, daemon=True)
     t.start()
@@ -128,7 +128,7 @@ def test_load_weights_restarts_after_a_nak():
     naks = [2]
 
     def board():
-        dec = hl.FrameDecoder()
+        dec = hp.FrameDecoder()
         seen = 0
         while True:
             try:
@@ -136,7 +136,7 @@ def test_load_weights_restarts_after_a_nak():
             except OSError:
                 return
             for f in dec.feed(data):
-                if f.cmd != hl.CMD_LOAD:
+                if f.cmd != hp.CMD_LOAD:
                     continue
                 seen += 1
                 if f.payload[0] & 1:
@@ -144,9 +144,9 @@ def test_load_weights_restarts_after_a_nak():
                 got.extend(f.payload[1:])
                 if naks and seen == naks[0]:
                     naks.pop()
-                    os.write(master, hl.encode_frame(hl.RSP_NAK, bytes([hl.NAK_CRC])))
+                    os.write(master, hp.encode_frame(hp.RSP_NAK, bytes([hp.NAK_CRC])))
                     continue
-                os.write(master, hl.encode_frame(hl.RSP_LOADED, len(got).to_bytes(4, "little")))
+                os.write(master, hp.encode_frame(hp.RSP_LOADED, len(got).to_bytes(4, "little")))
 
     t = threading.Thread(target=board, daemon=True)
     t.start()
