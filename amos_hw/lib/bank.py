@@ -29,7 +29,6 @@ class Bank(wiring.Component):
     """
 
     def __init__(self, components: dict):
-        self._MustUse__silence = True
         if not isinstance(components, dict) or not components:
             raise ValueError("components must be a non-empty dict of name -> Component")
         members = {}
@@ -42,7 +41,6 @@ class Bank(wiring.Component):
                 members[f"{name}_{port}"] = member
         self._components = dict(components)
         super().__init__(members)
-        self._MustUse__silence = False
 
     @property
     def components(self) -> dict:

@@ -25,6 +25,8 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.lib.checks import positive_int
+
 __all__ = ["PIXEL_LAYOUT", "PixelFramer", "frame_reference"]
 
 #: Payload of a pixel stream with image markers.
@@ -42,16 +44,12 @@ class PixelFramer(wiring.Component):
     """
 
     def __init__(self, n: int):
-        self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"PixelFramer: image size must be a positive integer, not {n!r}")
-        self._n = n
+        self._n = positive_int("PixelFramer: image size", n)
         super().__init__({
             "i": In(stream.Signature(PIXEL_LAYOUT)),
             "o": Out(stream.Signature(unsigned(8))),
             "frame_errors": Out(unsigned(16)),
         })
-        self._MustUse__silence = False
 
     n = property(lambda self: self._n, doc="Bytes per image.")
 

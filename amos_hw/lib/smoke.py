@@ -13,6 +13,8 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.lib.checks import positive_int
+
 __all__ = ["PipelinedCompare"]
 
 
@@ -40,12 +42,7 @@ class PipelinedCompare(wiring.Component):
     """
 
     def __init__(self, width: int):
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            # the object exists already (Elaboratable.__new__): without this, Amaranth warns
-            # "created but never used" when it is collected, and pytest turns that into an error
-            self._MustUse__silence = True
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        self._width = width
+        self._width = positive_int("width", width)
         super().__init__({
             "i": In(stream.Signature(self.operand_layout(width))),
             "o": Out(stream.Signature(1)),

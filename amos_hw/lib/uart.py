@@ -41,10 +41,8 @@ class UARTTx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        self._MustUse__silence = True  # a constructor that raises must not also warn
         self._divisor = check_divisor(divisor)
         super().__init__({"i": In(stream.Signature(8)), "tx": Out(1, init=1)})
-        self._MustUse__silence = False
 
     @property
     def divisor(self) -> int:
@@ -101,7 +99,6 @@ class UARTRx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        self._MustUse__silence = True  # a constructor that raises must not also warn
         self._divisor = check_divisor(divisor)
         super().__init__({
             "rx": In(1, init=1),
@@ -109,7 +106,6 @@ class UARTRx(wiring.Component):
             "overrun": Out(1),
             "framing_error": Out(1),
         })
-        self._MustUse__silence = False
 
     @property
     def divisor(self) -> int:
