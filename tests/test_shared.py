@@ -6,7 +6,8 @@
   network (K = 4, 8 slots a word) and a K = 10 residual network whose channel groups straddle
   words (6 slots a word), with random idle cycles and backpressure, with its weights preloaded
   or loaded through the ``load`` port, with gated adds or multiplications in the lanes;
-* the measured interval between results equals program.cycles exactly;
+* the measured interval between results equals program.cycles exactly, and the engine's
+  figures (amos_hw.shared.engine.cycles_per_image, memories) are the component's;
 * the flow: --architecture shared, the UP5K fallback, and the messages.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from amos_hw.flow import FlowConfig, FlowError, run_flow
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
 from amos_hw.lib.spiflash import SpiFlashModel
 from amos_hw.shared import program as P
-from amos_hw.shared.engine import SharedNetwork
+from amos_hw.shared.engine import SharedNetwork, cycles_per_image, memories
 from amos_hw.zoo import resolve
 from python_ref import ir, snn
 from rtl_tests.network import layer_builders, tiny_resnet
@@ -169,7 +170,11 @@ def test_engine_bit_exact_with_stalls(nets, name):
 @pytest.mark.parametrize("name", ["digits", "tiny", "straddle"])
 def test_engine_cycles_equal_model(nets, name):
     p = program_of(nets[name])
-    outs = result_cycles(SharedNetwork(p), images(nets[name], 3), max_cycles=2_000_000)
+    net = SharedNetwork(p)
+    # the component's figures are the module's functions of the program
+    assert net.cycles_per_image == net.latency_cycles == cycles_per_image(p) == P.cycles(p)
+    assert net.memories == memories(p)
+    outs = result_cycles(net, images(nets[name], 3), max_cycles=2_000_000)
     assert np.diff(outs).tolist() == [P.cycles(p)] * 2
 
 
@@ -298,7 +303,8 @@ def test_engine_with_flash_weights_bit_exact_and_cycles_equal_model(nets, depth,
     assert flash.reads == [0x123] * 3
     assert flash.bits_out == 3 * p.weight_words * 64
     model = P.cycles(p, stream=top.stream_timing)
-    assert top.cycles_per_image == model
+    assert top.cycles_per_image == model == cycles_per_image(p, flash_div=div, flash_depth=depth)
+    assert top.memories == memories(p, flash_depth=depth)
     assert np.diff(outs).tolist() == [model] * 2
     # the flash is the bottleneck here: slower than the same engine with its weights in memory
     assert model > P.cycles(P.layout(P.lower(g)))
