@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast tier: :class:`amos_hw.lib.amos_unit.AmosUnit` in the Amaranth simulator vs python_ref."""
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from amaranth.hdl import Fragment
 
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
-from python_ref.quant import IntAmosUnit
+from python_ref.quant import IntAmosUnit, quantize_unit
+from python_ref.units import load_unit
 
 
 def simulate(dut, xs, x2s=None, *, seed=0, idle=0.3, backpressure=0.3):
@@ -199,11 +201,12 @@ def test_bad_unit():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"in_width": 0}, "in_width must be a positive integer, not 0"),
-        ({"in_width": 65}, "in_width must be at most 64, not 65"),
-        ({"in_width": True}, "in_width must be a positive integer, not True"),
-        ({"in_width": 8, "lanes": 0}, "lanes must be a positive integer, not 0"),
-        ({"in_width": 8, "count_width": 0}, "count_width must be a positive integer, not 0"),
+        ({"in_width": 0}, "in_width must be a positive integer of at most 64, not 0"),
+        ({"in_width": 65}, "in_width must be a positive integer of at most 64, not 65"),
+        ({"in_width": True}, "in_width must be a positive integer of at most 64, not True"),
+        ({"in_width": 8, "lanes": 0}, "lanes must be a positive integer of at most 4096, not 0"),
+        ({"in_width": 8, "count_width": 0},
+         "count_width must be a positive integer of at most 64, not 0"),
         ({"in_width": 8, "in2_width": 4}, "unit 'relu' has one input; in2_width must be None"),
     ],
 )
@@ -214,7 +217,8 @@ def test_bad_parameters(kwargs, message):
 
 def test_bad_in2_width():
     unit = random_unit(np.random.default_rng(0), 2, two=True)
-    with pytest.raises(ValueError, match=r"^in2_width must be a positive integer, not -1$"):
+    with pytest.raises(ValueError,
+                       match=r"^in2_width must be a positive integer of at most 64, not -1$"):
         AmosUnit(unit, 8, in2_width=-1)
 
 
@@ -233,9 +237,6 @@ TRAINED_K = {"sigmoid": 8, "swish": 12, "mult": 40}
 
 def trained_unit(name):
     """The committed fitted unit (``python_ref/units/<name>.json``) as an integer unit."""
-    from python_ref.quant import quantize_unit
-    from python_ref.units import load_unit
-
     unit = quantize_unit(load_unit(name))
     assert unit.K == TRAINED_K[name]
     return unit

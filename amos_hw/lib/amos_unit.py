@@ -6,11 +6,14 @@ with it bit for bit.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.lib.checks import positive_int
 from python_ref.quant import IntAmosUnit, signed_width
 
 __all__ = ["AmosUnit", "const_mul"]
@@ -41,12 +44,113 @@ def const_mul(x, c: int):
     return x * c
 
 
-def _check_width(value, what: str, hi: int = 64) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, not {value!r}")
-    if value > hi:
-        raise ValueError(f"{what} must be at most {hi}, not {value!r}")
-    return int(value)
+def _unit_args(unit, in_width, in2_width, lanes, count_width):
+    """The checked arguments of :class:`AmosUnit` (``in2_width`` defaulted for two inputs)."""
+    if not isinstance(unit, IntAmosUnit):
+        raise TypeError(
+            f"unit must be a python_ref.quant.IntAmosUnit, not {type(unit).__name__}"
+        )
+    in_width = int(positive_int("in_width", in_width, at_most=64))
+    if unit.inputs == 1:
+        if in2_width is not None:
+            raise ValueError(f"unit {unit.name!r} has one input; in2_width must be None")
+    else:
+        in2_width = in_width if in2_width is None else in2_width
+        in2_width = int(positive_int("in2_width", in2_width, at_most=64))
+    lanes = int(positive_int("lanes", lanes, at_most=4096))
+    count_width = int(positive_int("count_width", count_width, at_most=64))
+    return in_width, in2_width, lanes, count_width
+
+
+def _effective_range(unit, width: int, rng) -> tuple[tuple[int, int], bool]:
+    """The part of ``rng`` a ``width``-bit signed input reaches, and whether it needs a clamp."""
+    lo = max(-(2 ** (width - 1)), rng[0])
+    hi = min(2 ** (width - 1) - 1, rng[1])
+    if lo > hi:
+        raise ValueError(
+            f"unit {unit.name!r}: a {width}-bit signed input cannot reach its range {rng}"
+        )
+    clamp = lo > -(2 ** (width - 1)) or hi < 2 ** (width - 1) - 1
+    return (lo, hi), clamp
+
+
+@dataclass(frozen=True)
+class _Widths:
+    """What an :class:`AmosUnit`'s registers need, from its parameters alone."""
+
+    x_range: tuple
+    x_clamp: bool
+    x2_range: tuple | None
+    x2_clamp: bool
+    shared: bool  # the stages share one residual (closed-form ReLU and alike)
+    hcol: tuple | None  # shared: the constant column of h below the diagonal, per stage
+    res_width: int | None  # shared: width of the residual
+    mem_widths: tuple | None  # not shared: width of each neuron's membrane
+    y_width: int
+    relu_like: bool  # d_i = 2**(K-1-i): the output is the spike word
+
+
+def _widths(unit, in_width: int, in2_width: int | None) -> _Widths:
+    """Register widths of a unit with ``in_width``-bit (and ``in2_width``-bit) inputs."""
+    K = unit.K
+    x_range, x_clamp = _effective_range(unit, in_width, unit.in_range)
+    x2_range, x2_clamp = None, False
+    if unit.inputs == 2:
+        x2_range, x2_clamp = _effective_range(unit, in2_width, unit.in2_range)
+    c = [int(v) for v in unit.c]
+    c2 = None if unit.c2 is None else [int(v) for v in unit.c2]
+    h = [[int(v) for v in row] for row in unit.h]
+    shared = (
+        len(set(c)) == 1
+        and (c2 is None or len(set(c2)) == 1)
+        and all(len({h[i][j] for i in range(j + 1, K)}) <= 1 for j in range(K))
+    )
+
+    # exact ranges of the input terms c_k*x (+ c2_k*x2), neuron by neuron
+    def term(k):
+        lo, hi = x_range
+        a = sorted((c[k] * lo, c[k] * hi))
+        if c2 is not None:
+            lo2, hi2 = x2_range
+            b = sorted((c2[k] * lo2, c2[k] * hi2))
+            a = [a[0] + b[0], a[1] + b[1]]
+        return a
+
+    hcol = res_width = mem_widths = None
+    if shared:
+        p_lo, p_hi = term(0)
+        hcol = tuple(h[j + 1][j] if j + 1 < K else 0 for j in range(K))
+        r_lo = p_lo - sum(max(0, v) for v in hcol)
+        r_hi = p_hi - sum(min(0, v) for v in hcol)
+        res_width = signed_width(r_lo, r_hi)
+    else:
+        widths = []
+        for k in range(K):
+            p_lo, p_hi = term(k)
+            t = int(unit.T[k])
+            widths.append(
+                signed_width(
+                    p_lo - t - sum(max(0, v) for v in h[k][:k]),
+                    p_hi - t - sum(min(0, v) for v in h[k][:k]),
+                )
+            )
+        mem_widths = tuple(widths)
+    d = [int(v) for v in unit.d]
+    y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
+    relu_like = d == [2 ** (K - 1 - i) for i in range(K)]
+    return _Widths(x_range, x_clamp, x2_range, x2_clamp, shared, hcol, res_width, mem_widths,
+                   y_width, relu_like)
+
+
+def _flip_flops(K: int, lanes: int, count_width: int, w: _Widths) -> int:
+    """Flip-flops of the pipeline registers and counters (an estimate before synthesis)."""
+    if w.shared:
+        per_lane = (K + 1) * w.res_width
+    else:
+        per_lane = sum(sum(w.mem_widths[s:]) for s in range(K + 1))
+    per_lane += sum(range(K + 1)) + K + w.y_width
+    popcount = (K * lanes).bit_length() + 1
+    return lanes * per_lane + K + 2 + 2 * count_width + popcount
 
 
 class AmosUnit(wiring.Component):
@@ -100,85 +204,30 @@ class AmosUnit(wiring.Component):
         before is not counted.
     """
 
-    def __init__(self, unit, in_width, *, in2_width=None, lanes=1, count_width=32):
-        self._MustUse__silence = True  # a constructor that raises must not also warn "unused"
-        if not isinstance(unit, IntAmosUnit):
-            raise TypeError(
-                f"unit must be a python_ref.quant.IntAmosUnit, not {type(unit).__name__}"
-            )
-        in_width = _check_width(in_width, "in_width")
-        if unit.inputs == 1:
-            if in2_width is not None:
-                raise ValueError(f"unit {unit.name!r} has one input; in2_width must be None")
-        else:
-            in2_width = _check_width(in_width if in2_width is None else in2_width, "in2_width")
-        lanes = _check_width(lanes, "lanes", 4096)
-        count_width = _check_width(count_width, "count_width")
+    @staticmethod
+    def latency_for(unit) -> int:
+        """Cycles from an accepted input to its output being valid (no stall), for ``unit``:
+        ``K + 2``."""
+        return unit.K + 2
 
+    @staticmethod
+    def flip_flops_for(unit, in_width, *, in2_width=None, lanes=1, count_width=32) -> int:
+        """Flip-flop estimate of the unit these arguments would build (the constructor's
+        arguments and checks), without building it."""
+        in_width, in2_width, lanes, count_width = _unit_args(unit, in_width, in2_width, lanes,
+                                                             count_width)
+        return _flip_flops(unit.K, lanes, count_width, _widths(unit, in_width, in2_width))
+
+    def __init__(self, unit, in_width, *, in2_width=None, lanes=1, count_width=32):
+        in_width, in2_width, lanes, count_width = _unit_args(unit, in_width, in2_width, lanes,
+                                                             count_width)
         self._unit = unit
         self._K = unit.K
         self._in_width = in_width
         self._in2_width = in2_width
         self._lanes = lanes
         self._count_width = count_width
-
-        def eff(width, rng):
-            lo = max(-(2 ** (width - 1)), rng[0])
-            hi = min(2 ** (width - 1) - 1, rng[1])
-            if lo > hi:
-                raise ValueError(
-                    f"unit {unit.name!r}: a {width}-bit signed input cannot reach its "
-                    f"range {rng}"
-                )
-            clamp = lo > -(2 ** (width - 1)) or hi < 2 ** (width - 1) - 1
-            return (lo, hi), clamp
-
-        self._x_range, self._x_clamp = eff(in_width, unit.in_range)
-        if unit.inputs == 2:
-            self._x2_range, self._x2_clamp = eff(in2_width, unit.in2_range)
-
-        K = self._K
-        c = [int(v) for v in unit.c]
-        c2 = None if unit.c2 is None else [int(v) for v in unit.c2]
-        h = [[int(v) for v in row] for row in unit.h]
-        self._shared = (
-            len(set(c)) == 1
-            and (c2 is None or len(set(c2)) == 1)
-            and all(len({h[i][j] for i in range(j + 1, K)}) <= 1 for j in range(K))
-        )
-
-        # exact ranges of the input terms c_k*x (+ c2_k*x2), neuron by neuron
-        def term(k):
-            lo, hi = self._x_range
-            a = sorted((c[k] * lo, c[k] * hi))
-            if c2 is not None:
-                lo2, hi2 = self._x2_range
-                b = sorted((c2[k] * lo2, c2[k] * hi2))
-                a = [a[0] + b[0], a[1] + b[1]]
-            return a
-
-        if self._shared:
-            p_lo, p_hi = term(0)
-            hcol = [h[j + 1][j] if j + 1 < K else 0 for j in range(K)]
-            r_lo = p_lo - sum(max(0, v) for v in hcol)
-            r_hi = p_hi - sum(min(0, v) for v in hcol)
-            self._hcol = hcol
-            self._res_width = signed_width(r_lo, r_hi)
-        else:
-            widths = []
-            for k in range(K):
-                p_lo, p_hi = term(k)
-                t = int(unit.T[k])
-                widths.append(
-                    signed_width(
-                        p_lo - t - sum(max(0, v) for v in h[k][:k]),
-                        p_hi - t - sum(min(0, v) for v in h[k][:k]),
-                    )
-                )
-            self._mem_widths = widths
-        d = [int(v) for v in unit.d]
-        self._y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
-        self._relu_like = d == [2 ** (K - 1 - i) for i in range(K)]
+        self._w = _widths(unit, in_width, in2_width)
 
         fields = {"x": data.ArrayLayout(signed(in_width), lanes)}
         if unit.inputs == 2:
@@ -186,8 +235,8 @@ class AmosUnit(wiring.Component):
         self._in_layout = data.StructLayout(fields)
         self._out_layout = data.StructLayout(
             {
-                "z": data.ArrayLayout(unsigned(K), lanes),
-                "y": data.ArrayLayout(signed(self._y_width), lanes),
+                "z": data.ArrayLayout(unsigned(self._K), lanes),
+                "y": data.ArrayLayout(signed(self._w.y_width), lanes),
             }
         )
         super().__init__(
@@ -199,7 +248,6 @@ class AmosUnit(wiring.Component):
                 "clear": In(1),
             }
         )
-        self._MustUse__silence = False
 
     # -- read-only properties ---------------------------------------------------------------
     unit = property(lambda self: self._unit, doc="The integer unit (IntAmosUnit).")
@@ -207,9 +255,9 @@ class AmosUnit(wiring.Component):
     lanes = property(lambda self: self._lanes, doc="Parallel lanes.")
     in_width = property(lambda self: self._in_width, doc="Signed width of x.")
     in2_width = property(lambda self: self._in2_width, doc="Signed width of x2 (or None).")
-    y_width = property(lambda self: self._y_width, doc="Signed width of y.")
+    y_width = property(lambda self: self._w.y_width, doc="Signed width of y.")
     shared_residual = property(
-        lambda self: self._shared,
+        lambda self: self._w.shared,
         doc="True when the stages share one residual (closed-form ReLU and alike).",
     )
     in_layout = property(lambda self: self._in_layout, doc="Payload layout of ``i``.")
@@ -217,20 +265,15 @@ class AmosUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an accepted input to its output being valid (no stall): ``K + 2``."""
-        return self._K + 2
+        """Cycles from an accepted input to its output being valid (no stall): ``K + 2``
+        (:meth:`latency_for`)."""
+        return AmosUnit.latency_for(self._unit)
 
     @property
     def flip_flops(self) -> int:
-        """Flip-flops of the pipeline registers and counters (an estimate before synthesis)."""
-        K, n = self._K, self._lanes
-        if self._shared:
-            per_lane = (K + 1) * self._res_width
-        else:
-            per_lane = sum(sum(self._mem_widths[s:]) for s in range(K + 1))
-        per_lane += sum(range(K + 1)) + K + self._y_width
-        popcount = (K * n).bit_length() + 1
-        return n * per_lane + K + 2 + 2 * self._count_width + popcount
+        """Flip-flops of the pipeline registers and counters (an estimate before synthesis;
+        :meth:`flip_flops_for`)."""
+        return _flip_flops(self._K, self._lanes, self._count_width, self._w)
 
     def model(self, x, x2=None):
         """Bit-exact reference: spike words and outputs from :class:`IntAmosUnit`.
@@ -277,10 +320,10 @@ class AmosUnit(wiring.Component):
             m.d.sync += [valid[s + 1].eq(valid[s]) for s in range(K + 1)]
 
         for lane in range(self._lanes):
-            x = self._clamped(self.i.payload.x[lane], self._x_range, self._x_clamp)
+            x = self._clamped(self.i.payload.x[lane], self._w.x_range, self._w.x_clamp)
             x2 = None
             if c2 is not None:
-                x2 = self._clamped(self.i.payload.x2[lane], self._x2_range, self._x2_clamp)
+                x2 = self._clamped(self.i.payload.x2[lane], self._w.x2_range, self._w.x2_clamp)
 
             def input_term(k, x=x, x2=x2):
                 t = const_mul(x, c[k])
@@ -290,15 +333,15 @@ class AmosUnit(wiring.Component):
 
             # zs[s] holds the spikes of neurons < s at bits K-1-j (delay registers)
             zs = [Signal(K, name=f"z_{lane}_{s}") for s in range(K + 1)]
-            if self._shared:
+            if self._w.shared:
                 res = [
-                    Signal(signed(self._res_width), name=f"r_{lane}_{s}") for s in range(K + 1)
+                    Signal(signed(self._w.res_width), name=f"r_{lane}_{s}") for s in range(K + 1)
                 ]
                 with m.If(en):
                     m.d.sync += [res[0].eq(input_term(0)), zs[0].eq(0)]
                     for s in range(K):
                         fire = res[s] >= T[s]
-                        nxt = res[s] - Mux(fire, self._hcol[s], 0) if self._hcol[s] else res[s]
+                        nxt = res[s] - Mux(fire, self._w.hcol[s], 0) if self._w.hcol[s] else res[s]
                         m.d.sync += [
                             res[s + 1].eq(nxt),
                             zs[s + 1].eq(zs[s] | (fire << (K - 1 - s))),
@@ -307,7 +350,7 @@ class AmosUnit(wiring.Component):
                 # mem[s][k] for k >= s: membrane of neuron k after the spikes of neurons < s
                 mem = [
                     {
-                        k: Signal(signed(self._mem_widths[k]), name=f"u_{lane}_{s}_{k}")
+                        k: Signal(signed(self._w.mem_widths[k]), name=f"u_{lane}_{s}_{k}")
                         for k in range(s, K)
                     }
                     for s in range(K + 1)
@@ -325,7 +368,7 @@ class AmosUnit(wiring.Component):
 
             with m.If(en):
                 m.d.sync += self.o.payload.z[lane].eq(zs[K])
-                if self._relu_like:
+                if self._w.relu_like:
                     y = zs[K]
                 else:
                     y = sum(
