@@ -293,6 +293,7 @@ class AddLayer(Layer):
     channels: int = 0
     lanes: int = 1
     skip_depth: int | None = None  # words of the skip FIFO (set by the memory step)
+    main_index: int = 0  # position of the main input among the description's add inputs
 
     @property
     def in_lanes(self) -> int:
@@ -513,7 +514,7 @@ class _Lowering:
                          out_shape=shape, depth=self.depth[follow["name"]],
                          main_width=main[1], skip_bits=skip[1], skip_signed=skip[2],
                          skip_shift=int(n["lshift"][sk]), shift=int(follow["rshift"][0]),
-                         height=shape[0], width=shape[1], channels=shape[2])
+                         height=shape[0], width=shape[1], channels=shape[2], main_index=mk)
         self._emit(layer, name, follow["name"])
 
     def gap(self, n) -> None:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from amos_hw.plan import INPUT, AddLayer, ConvLayer, DenseLayer, NetworkPlan, PlanError, PoolLayer
+from amos_hw.plan import lower as plan_lower
 from python_ref import ir
 from python_ref.quant import relu_int, requant_shift, signed_width
 
@@ -161,121 +163,135 @@ def _err(name, msg) -> ProgramError:
 
 
 def lower(g: ir.Graph) -> Program:
-    """Lower a validated description to instructions (no addresses yet).
+    """Lower a validated description to instructions (no addresses yet), through the typed
+    plan (:func:`amos_hw.plan.lower`, the same lowering the layer-pipelined generator uses).
 
     Raises
     ------
     ProgramError
         A pattern the shared engine has no instruction for, naming the layer.
     """
-    info = ir.validate(g)
-    node = g.index()
-    users: dict[str, list] = {n["name"]: [] for n in g.nodes}
-    for n in g.nodes:
-        for s in n.get("inputs", []):
-            users[s].append(n["name"])
-    inp = g.nodes[0]
-    stored = {inp["name"]}
-    shape = {k: tuple(v["shape"]) for k, v in info.items()}
-    act_bits = int(inp.get("bits", 8))
-    instrs = []
+    try:
+        plan = plan_lower(g)
+    except PlanError as e:
+        raise ProgramError(str(e)) from None
+    return _Instructions(plan, g.arrays).program()
 
-    def as_map(tname):
-        s = shape[tname]
-        return s if len(s) == 3 else (1, 1, s[0])
 
-    def conv_source(n) -> Source:
-        name = n["name"]
-        src = n["inputs"][0]
-        w = np.asarray(g.arrays[n["weight"]], dtype=np.int64)
-        if n["op"] == "conv":
-            if node[src]["op"] == "gap":
+def _as_map(shape) -> tuple:
+    s = tuple(shape)
+    return s if len(s) == 3 else (1, 1, s[0])
+
+
+class _Instructions:
+    """The shared engine's instructions of a plan: one per ReLU AMOS layer (a fused conv or
+    dense, or a residual add), one for the logits."""
+
+    def __init__(self, plan: NetworkPlan, arrays):
+        self.plan, self.arrays = plan, arrays
+        self.by_name = plan.by_name()
+        self.users: dict[str, int] = {}
+        for lay in plan.layers:
+            for src in lay.inputs:
+                self.users[src] = self.users.get(src, 0) + 1
+        self.stored = {INPUT}
+        self.act_bits = plan.input_bits
+
+    def tensor(self, src: str) -> str:
+        """The description's name of the map a layer reads (``INPUT`` is the pixels)."""
+        return self.plan.input_tensor if src == INPUT else src
+
+    def shape(self, src: str) -> tuple:
+        if src == INPUT:
+            return _as_map(self.plan.input_shape)
+        return _as_map(self.by_name[src].out_shape)
+
+    def conv_source(self, lay) -> Source:
+        name, src = lay.ir_nodes[0], lay.inputs[0]
+        w = lay.weights(self.arrays)
+        prod = self.by_name.get(src)
+        if isinstance(lay, ConvLayer):
+            if isinstance(prod, PoolLayer):
                 raise _err(name, "a conv after gap has no shared-engine instruction")
-            if src not in stored:
+            if src not in self.stored:
                 raise _err(name, f"its input {src!r} is not a stored activation map "
                                  f"(the shared engine convolves ReLU AMOS outputs or the input)")
-            k = int(n["kernel"])
-            return Source("conv", src, as_map(src), (k, k), int(n["stride"]),
-                          int(n["padding"]), weight=w.reshape(w.shape[0], -1))
-        # dense
-        if node[src]["op"] == "gap":
-            inner = node[src]["inputs"][0]
-            if inner not in stored or len(users[src]) != 1:
+            k = lay.kernel
+            return Source("conv", self.tensor(src), self.shape(src), (k, k), lay.stride,
+                          lay.padding, weight=w.reshape(w.shape[0], -1))
+        if isinstance(prod, PoolLayer):
+            inner = prod.inputs[0]
+            if inner not in self.stored or self.users[src] != 1:
                 raise _err(name, "a dense after gap needs the gap's input stored and the gap "
                                  "used only by it")
-            H, W, C = as_map(inner)
-            return Source("conv", inner, (H, W, C), (H, W), 1, 0, wrap=True, weight=w)
-        if src not in stored:
+            H, W, C = self.shape(inner)
+            return Source("conv", self.tensor(inner), (H, W, C), (H, W), 1, 0, wrap=True,
+                          weight=w)
+        if src not in self.stored:
             raise _err(name, f"its input {src!r} is not a stored activation map")
-        H, W, C = as_map(src)
-        return Source("conv", src, (H, W, C), (H, W), 1, 0, weight=w)
+        H, W, C = self.shape(src)
+        return Source("conv", self.tensor(src), (H, W, C), (H, W), 1, 0, weight=w)
 
-    def bias_of(n, out):
-        b = n.get("bias")
-        return (np.zeros(out, np.int64) if b is None
-                else np.asarray(g.arrays[b], dtype=np.int64).reshape(-1))
+    def add_sources(self, lay: AddLayer) -> tuple[list, np.ndarray]:
+        add = lay.ir_nodes[0]
+        Co = lay.channels
+        order = [(lay.inputs[0], 0), (lay.inputs[1], lay.skip_shift)]
+        if lay.main_index == 1:
+            order.reverse()
+        sources, bias = [], np.zeros(Co, np.int64)
+        for t, ls in order:
+            prod = self.by_name.get(t)
+            if (isinstance(prod, (ConvLayer, DenseLayer)) and prod.out_bits is None
+                    and self.users[t] == 1):
+                if int(ls) != 0:
+                    raise _err(add, f"a convolution input ({t!r}) shifted left by {ls} has no "
+                                    f"shared-engine instruction")
+                sources.append(self.conv_source(prod))
+                bias = bias + prod.biases(self.arrays)
+            elif t in self.stored:
+                if self.shape(t) != _as_map(lay.out_shape):
+                    raise _err(add, f"skip input {self.tensor(t)!r} has shape {self.shape(t)}")
+                sources.append(Source("skip", self.tensor(t), self.shape(t), lshift=int(ls)))
+            else:
+                raise _err(add, f"input {t!r} is neither a convolution used only here nor a "
+                                f"stored activation map")
+        if sum(s.kind == "skip" for s in sources) > 1:
+            raise _err(add, "more than one skip input")
+        return sources, bias
 
-    for n in g.nodes[1:]:
-        name, op = n["name"], n["op"]
-        if op in ("conv", "dense", "gap", "add"):
-            continue  # consumed by the amos op (or the output) that uses them
-        if op != "amos":
-            raise _err(name, f"op {op!r} has no shared-engine instruction")
-        spec = g.units.get(n["unit"], {})
-        if spec.get("kind") != "relu" or len(n["inputs"]) != 1:
-            raise _err(name, f"unit {n['unit']!r} of kind {spec.get('kind')!r}: the shared "
-                             f"engine implements single-input ReLU AMOS units only")
-        K = int(spec["K"])
-        src = node[n["inputs"][0]]
-        out_shape = as_map(name)
-        Co = out_shape[2]
-        if len(users[src["name"]]) != 1:
-            raise _err(src["name"], "its accumulator feeds more than one layer")
-        if src["op"] in ("conv", "dense"):
-            sources = [conv_source(src)]
-            bias = bias_of(src, Co)
-        elif src["op"] == "add":
-            sources, bias = [], np.zeros(Co, np.int64)
-            for t, ls in zip(src["inputs"], src["lshift"], strict=True):
-                tn = node[t]
-                if tn["op"] in ("conv", "dense") and len(users[t]) == 1:
-                    if int(ls) != 0:
-                        raise _err(src["name"], f"a convolution input ({t!r}) shifted left by "
-                                                f"{ls} has no shared-engine instruction")
-                    sources.append(conv_source(tn))
-                    bias = bias + bias_of(tn, Co)
-                elif t in stored:
-                    if shape[t] != shape[src["name"]]:
-                        raise _err(src["name"], f"skip input {t!r} has shape {shape[t]}")
-                    sources.append(Source("skip", t, as_map(t), lshift=int(ls)))
-                else:
-                    raise _err(src["name"], f"input {t!r} is neither a convolution used only "
-                                            f"here nor a stored activation map")
-            if sum(s.kind == "skip" for s in sources) > 1:
-                raise _err(src["name"], "more than one skip input")
+    def act(self, lay) -> Instr:
+        if isinstance(lay, AddLayer):
+            sources, bias = self.add_sources(lay)
         else:
-            raise _err(name, f"its input {src['name']!r} ({src['op']}) has no shared-engine "
-                             f"instruction")
-        instrs.append(Instr(name, name, out_shape, sources, bias, "act",
-                            shift=int(n["rshift"][0]), K=K))
-        stored.add(name)
-        act_bits = max(act_bits, K)
+            sources, bias = [self.conv_source(lay)], lay.biases(self.arrays)
+        out_shape = _as_map(lay.out_shape)
+        self.stored.add(lay.name)
+        self.act_bits = max(self.act_bits, lay.out_bits)
+        return Instr(lay.name, lay.name, out_shape, sources, bias, "act", shift=lay.shift,
+                     K=lay.out_bits)
 
-    out = node[g.outputs[0]]
-    if out["op"] not in ("conv", "dense"):
-        raise _err(out["name"], f"the logits must come from a conv or dense layer, not "
-                                f"{out['op']!r}")
-    src = conv_source(out)
-    osh = as_map(out["name"])
-    if osh[0] * osh[1] != 1:
-        raise _err(out["name"], f"the logits must be a vector, not a {osh} map")
-    instrs.append(Instr(out["name"], None, osh, [src], bias_of(out, osh[2]), "logits"))
-    if osh[2] > 16:
-        raise _err(out["name"], f"{osh[2]} classes; the result port takes at most 16")
-    if act_bits > WORD_BITS // 2:
-        raise ProgramError(f"activations of {act_bits} bits do not fit two to a word")
-    return Program(g.name, tuple(inp["shape"]), int(inp.get("bits", 8)), instrs, act_bits,
-                   osh[2])
+    def logits(self) -> Instr:
+        out = None if self.plan.output == INPUT else self.plan.output_layer
+        if not isinstance(out, (ConvLayer, DenseLayer)) or out.out_bits is not None:
+            op = "input" if out is None else ("amos" if out.out_bits is not None else out.kind)
+            raise _err(self.plan.output, f"the logits must come from a conv or dense layer, "
+                                         f"not {op!r}")
+        src = self.conv_source(out)
+        osh = _as_map(out.out_shape)
+        if osh[0] * osh[1] != 1:
+            raise _err(out.name, f"the logits must be a vector, not a {osh} map")
+        if osh[2] > 16:
+            raise _err(out.name, f"{osh[2]} classes; the result port takes at most 16")
+        return Instr(out.name, None, osh, [src], out.biases(self.arrays), "logits")
+
+    def program(self) -> Program:
+        instrs = [self.act(lay) for lay in self.plan.layers if lay.out_bits is not None]
+        instrs.append(self.logits())
+        if self.act_bits > WORD_BITS // 2:
+            raise ProgramError(f"activations of {self.act_bits} bits do not fit two to a word")
+        plan = self.plan
+        return Program(plan.name, tuple(plan.input_shape), plan.input_bits, instrs,
+                       self.act_bits, instrs[-1].out_shape[2])
 
 
 def _acc_range(p: Program, ins: Instr) -> tuple[int, int]:
