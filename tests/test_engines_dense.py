@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast tier: :class:`amos_hw.engines.dense.DenseEngine` in the Amaranth simulator vs python_ref."""
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 from amaranth.hdl import Fragment
 
 from amos_hw.engines.dense import DenseEngine, accumulator_range
+from amos_hw.engines.figures import DenseParams
 from amos_hw.lib.engine_sim import from_words, output_cycles, run_engine, to_words
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
-from amos_hw.top import silence
 from python_ref import snn
 from python_ref.quant import requant_shift, signed_width
 
@@ -171,11 +172,16 @@ OK = {"in_bits": 4, "shift": 2, "out_bits": 4, "pe": 2, "simd": 3}
         ((W[0], B), {}, ValueError, "fc1: weights must be a non-empty 2-D array, not shape (6,)"),
         ((W, B[:3]), {}, ValueError, "fc1: bias must have shape (4,), not (3,)"),
         ((W, B + 2**31), {}, ValueError, "fc1: bias must lie in the int32 range"),
-        ((W, B), {"in_bits": 0}, ValueError, "fc1: in_bits must be a positive integer, not 0"),
-        ((W, B), {"in_bits": 17}, ValueError, "fc1: in_bits must be at most 16, not 17"),
-        ((W, B), {"shift": -1}, ValueError, "fc1: shift must be a non-negative integer, not -1"),
-        ((W, B), {"shift": 63}, ValueError, "fc1: shift must be at most 62, not 63"),
-        ((W, B), {"out_bits": 0}, ValueError, "fc1: out_bits must be a positive integer, not 0"),
+        ((W, B), {"in_bits": 0}, ValueError,
+         "fc1: in_bits must be a positive integer of at most 16, not 0"),
+        ((W, B), {"in_bits": 17}, ValueError,
+         "fc1: in_bits must be a positive integer of at most 16, not 17"),
+        ((W, B), {"shift": -1}, ValueError,
+         "fc1: shift must be a non-negative integer of at most 62, not -1"),
+        ((W, B), {"shift": 63}, ValueError,
+         "fc1: shift must be a non-negative integer of at most 62, not 63"),
+        ((W, B), {"out_bits": 0}, ValueError,
+         "fc1: out_bits must be a positive integer of at most 16, not 0"),
         ((W, B), {"pe": 0}, ValueError, "fc1: pe must be a positive integer, not 0"),
         ((W, B), {"simd": 1.5}, ValueError, "fc1: simd must be a positive integer, not 1.5"),
         ((W, B), {"pe": 3}, ValueError, "fc1: pe must divide the 4 outputs, not 3"),
@@ -256,13 +262,12 @@ def test_planes_worst_case_accumulator():
 def test_planes_estimates_trade_luts_for_cycles():
     rng = np.random.default_rng(1)
     w, b = rng.integers(-127, 128, (16, 144)), rng.integers(-3000, 3000, 16)
-    par = DenseEngine(w, b, in_bits=10, shift=8, out_bits=10, pe=2, simd=16)
-    ser = DenseEngine(w, b, in_bits=10, shift=8, out_bits=10, pe=2, simd=16, planes=1)
-    assert ser.expected_cycles == 10 * par.expected_cycles
+    # estimates only: the figures, no engine built
+    par = DenseEngine.figures(w, b, in_bits=10, shift=8, out_bits=10, pe=2, simd=16)
+    ser = DenseEngine.figures(w, b, in_bits=10, shift=8, out_bits=10, pe=2, simd=16, planes=1)
+    assert ser.cycles == 10 * par.cycles
     assert ser.luts < par.luts / 3  # a 1-row product per lane instead of 10 rows
     assert ser.memory_bits == par.memory_bits
-    for e in (par, ser):  # estimates only: never elaborated
-        silence(e)
 
 
 @pytest.mark.parametrize(("planes", "message"), [
@@ -282,12 +287,11 @@ def test_credits_latency_and_fifo(credits):
     """With credits the result FIFO adds one cycle of latency and no flip-flop-free stall path;
     without, there is no FIFO."""
     rng = np.random.default_rng(5)
-    base = make(rng, 6, 8, pe=2, simd=4)
-    dut = make(np.random.default_rng(5), 6, 8, pe=2, simd=4, credits=credits)
+    w, b = rng.integers(-127, 128, (6, 8)), rng.integers(-3000, 3001, 6)
+    kw = {"in_bits": 4, "shift": 6, "out_bits": 4, "pe": 2, "simd": 4}
+    base = DenseParams.check(w, b, **kw)  # the parameters and figures, no engine built
+    dut = DenseParams.check(w, b, **kw, credits=credits)
     assert dut.latency == base.latency + credits
     assert dut.result_fifo_depth == (0 if not credits else
-                                     -(-(2 + (2 + dut._tree_depth + 1) + 3) // 2) + 1)
+                                     -(-(2 + (2 + dut.tree_depth + 1) + 3) // 2) + 1)
     assert dut.flip_flops - base.flip_flops == dut.result_fifo_depth * 2 * dut.acc_width
-    from amos_hw.top import silence
-    silence(base)
-    silence(dut)

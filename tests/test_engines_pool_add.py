@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Fast tier: global average pooling and residual add engines in the Amaranth simulator."""
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_gap_worst_case_sum_width():
         ({"width": "2"}, "g: width must be a positive integer, not '2'"),
         ({"channels": 0}, "g: channels must be a positive integer, not 0"),
         ({"lanes": 3}, "g: lanes must divide the 4 channels, not 3"),
-        ({"in_bits": 17}, "g: in_bits must be at most 16, not 17"),
+        ({"in_bits": 17}, "g: in_bits must be a positive integer of at most 16, not 17"),
     ],
 )
 def test_gap_bad_parameters(kwargs, message):
@@ -188,11 +189,11 @@ def test_add_cycles_and_latency_exact(name):
     [
         ({"lanes": 0}, "r: lanes must be a positive integer, not 0"),
         ({"words_per_image": 0}, "r: words_per_image must be a positive integer, not 0"),
-        ({"main_width": 65}, "r: main_width must be at most 64, not 65"),
-        ({"skip_bits": 0}, "r: skip_bits must be a positive integer, not 0"),
-        ({"skip_shift": 31}, "r: skip_shift must be at most 30, not 31"),
-        ({"shift": -1}, "r: shift must be a non-negative integer, not -1"),
-        ({"out_bits": 17}, "r: out_bits must be at most 16, not 17"),
+        ({"main_width": 65}, "r: main_width must be a positive integer of at most 64, not 65"),
+        ({"skip_bits": 0}, "r: skip_bits must be a positive integer of at most 64, not 0"),
+        ({"skip_shift": 31}, "r: skip_shift must be a non-negative integer of at most 30, not 31"),
+        ({"shift": -1}, "r: shift must be a non-negative integer of at most 62, not -1"),
+        ({"out_bits": 17}, "r: out_bits must be a positive integer of at most 16, not 17"),
         ({"skip_depth": 0}, "r: skip_depth must be a positive integer, not 0"),
         ({"skip_signed": 1}, "r: skip_signed must be a bool, not 1"),
     ],

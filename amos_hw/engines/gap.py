@@ -1,14 +1,13 @@
 """Global average pooling engine: per-channel sums over all positions of an image."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from amos_hw.engines.dense import _pos_int, counter
+from amos_hw.engines.dense import counter
+from amos_hw.engines.figures import Figures, GapParams
 from python_ref import snn
 
 __all__ = ["GlobalAvgPoolEngine"]
@@ -47,78 +46,58 @@ class GlobalAvgPoolEngine(wiring.Component):
     """
 
     def __init__(self, *, height, width, channels, in_bits, lanes=1, name="gap"):
-        self._MustUse__silence = True
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, not {name!r}")
-        for what, value in (("height", height), ("width", width), ("channels", channels),
-                            ("lanes", lanes)):
-            _pos_int(value, f"{name}: {what}")
-        in_bits = _pos_int(in_bits, f"{name}: in_bits", 16)
-        if channels % lanes:
-            raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
-        self._name = name
-        self._h, self._w, self._c, self._in_bits, self._lanes = (height, width, channels,
-                                                                 in_bits, lanes)
-        self._sum_bits = (height * width * (2**in_bits - 1)).bit_length()
+        p = GapParams.check(height=height, width=width, channels=channels, in_bits=in_bits,
+                            lanes=lanes, name=name)
+        self._p = p
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(unsigned(self._sum_bits), lanes))),
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(p.in_bits), p.lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(unsigned(p.sum_bits), p.lanes))),
         })
-        self._MustUse__silence = False
 
-    name = property(lambda self: self._name)
-    lanes = property(lambda self: self._lanes)
-    pe = property(lambda self: self._lanes, doc="Output lanes (as the other engines' ``pe``).")
-    simd = property(lambda self: self._lanes, doc="Input lanes.")
-    sum_bits = property(lambda self: self._sum_bits, doc="Width of a sum (unsigned).")
-    out_width = property(lambda self: self._sum_bits)
+    @staticmethod
+    def figures(*, height, width, channels, in_bits, lanes=1, name="gap") -> Figures:
+        """The figures of the engine these arguments would build, without building it: the
+        constructor's arguments and checks (same errors), then
+        :meth:`amos_hw.engines.figures.GapParams.figures`."""
+        return GapParams.check(height=height, width=width, channels=channels, in_bits=in_bits,
+                               lanes=lanes, name=name).figures()
 
-    @property
-    def expected_cycles(self) -> int:
-        """Cycles per image: one input word per cycle."""
-        return self._h * self._w * self._c // self._lanes
-
-    @property
-    def latency(self) -> int:
-        """Cycles from the first input word to the first output word."""
-        return (self._h * self._w - 1) * (self._c // self._lanes) + 1
-
-    @property
-    def memories(self) -> list:
-        """None (:attr:`memory_bits`)."""
-        return []
-
-    @property
-    def memory_bits(self) -> int:
-        """No memory: the running sums are a ring of registers."""
-        return 0
-
-    @property
-    def flip_flops(self) -> int:
-        """The ring of running sums, the output register and the counters."""
-        words = self._c // self._lanes
-        ctr = max(1, math.ceil(math.log2(self._h * self._w * words + 1)))
-        return (words + 1) * self._lanes * self._sum_bits + ctr + 2
-
-    @property
-    def luts(self) -> int:
-        """LUT4 estimate: one adder of ``sum_bits`` per lane, counters."""
-        return self._lanes * 2 * self._sum_bits + 20
+    params = property(lambda self: self._p, doc="The checked parameters (GapParams).")
+    name = property(lambda self: self._p.name)
+    lanes = property(lambda self: self._p.lanes)
+    pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
+    simd = property(lambda self: self._p.lanes, doc="Input lanes.")
+    sum_bits = property(lambda self: self._p.sum_bits, doc="Width of a sum (unsigned).")
+    out_width = property(lambda self: self._p.sum_bits)
+    # the figures: GapParams's formulas (see there)
+    expected_cycles = property(lambda self: self._p.cycles,
+                               doc="Cycles per image: one input word per cycle.")
+    latency = property(lambda self: self._p.latency,
+                       doc="Cycles from the first input word to the first output word.")
+    memories = property(lambda self: list(self._p.memories), doc="None (:attr:`memory_bits`).")
+    memory_bits = property(lambda self: self._p.memory_bits,
+                           doc="No memory: the running sums are a ring of registers.")
+    flip_flops = property(lambda self: self._p.flip_flops,
+                          doc="The ring of running sums, the output register and the counters.")
+    luts = property(lambda self: self._p.luts,
+                    doc="LUT4 estimate: one adder of ``sum_bits`` per lane, counters.")
 
     def model(self, a):
         """Reference: :func:`python_ref.snn.gap` of images ``(N, H, W, C)`` -> ``(N, C)``."""
+        p = self._p
         a = np.asarray(a, np.int64)
-        if a.ndim != 4 or a.shape[1:] != (self._h, self._w, self._c):
+        if a.ndim != 4 or a.shape[1:] != (p.height, p.width, p.channels):
             raise ValueError(
-                f"{self._name}: images must have shape (N, {self._h}, {self._w}, {self._c})"
+                f"{p.name}: images must have shape (N, {p.height}, {p.width}, {p.channels})"
             )
         return snn.gap(a)
 
     def elaborate(self, platform):
         m = Module()
-        words = self._c // self._lanes
-        pixels = self._h * self._w
-        width = self._lanes * self._sum_bits
+        p = self._p
+        words = p.words
+        pixels = p.height * p.width
+        width = p.lanes * p.sum_bits
         ring = [Signal(width, name=f"ring_{n}") for n in range(words)]
         word = counter(words, "word")
         pixel = counter(pixels, "pixel")
@@ -133,9 +112,9 @@ class GlobalAvgPoolEngine(wiring.Component):
         last = pixel == pixels - 1
         head = ring[0]
         new = Signal(width)
-        for n in range(self._lanes):
-            old = Mux(first, 0, head.word_select(n, self._sum_bits))
-            m.d.comb += new.word_select(n, self._sum_bits).eq(old + self.i.payload[n])
+        for n in range(p.lanes):
+            old = Mux(first, 0, head.word_select(n, p.sum_bits))
+            m.d.comb += new.word_select(n, p.sum_bits).eq(old + self.i.payload[n])
         with m.If(en):
             m.d.sync += self.o.valid.eq(go & last)
         with m.If(go):

@@ -1,10 +1,11 @@
 """Folding plan and pre-synthesis estimates for ResNet8 on the layer engines.
 
-``python -m amos_hw.engines.plan [--K 4] [--mhz 100]`` builds every ResNet8 engine with the PE/SIMD
+``python -m amos_hw.engines.plan [--K 4] [--mhz 100]`` takes every ResNet8 engine with the PE/SIMD
 folding of :data:`RESNET8_FOLDING` (weights all +-127, the widest accumulators) and prints each
 engine's expected cycles per image, LUT / flip-flop / memory-bit estimates, and the resulting
-images per second. Nothing is elaborated or synthesised: the figures are the engines' properties.
-The reasoning behind the folding is in ``docs/architecture.md``.
+images per second. Nothing is built, elaborated or synthesised: the figures are the engines'
+static ``figures(...)`` (:mod:`amos_hw.engines.figures`). The reasoning behind the folding is in
+``docs/architecture.md``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from amos_hw.engines.dense import DenseEngine
 from amos_hw.engines.gap import GlobalAvgPoolEngine
 from amos_hw.engines.residual import ResidualAddEngine
 
-__all__ = ["RESNET8_FOLDING", "resnet8_engines", "main"]
+__all__ = ["RESNET8_FOLDING", "resnet8_figures", "main"]
 
 #: name: (kind, H, W, C_in, C_out, kernel, stride, padding, pe, simd); 40,000 cycles/image is
 #: 2,500 images/s at 100 MHz, and every layer stays under it.
@@ -39,43 +40,37 @@ RESNET8_FOLDING = {
 }
 
 
-def _silenced(engine):
-    # estimates only: these engines are never elaborated, so they must not warn "unused"
-    for obj in (engine, getattr(engine, "_mvu", None), getattr(engine, "_window", None),
-                getattr(getattr(engine, "_mvu", None), "_amos", None),
-                getattr(engine, "_amos", None)):
-        if obj is not None:
-            obj._MustUse__silence = True
-    return engine
-
-
-def resnet8_engines(K: int = 4, in_bits: int = 8) -> dict:
-    """The ResNet8 engines with worst-case weights (all +-127), by layer name."""
-    engines = {}
+def resnet8_figures(K: int = 4, in_bits: int = 8) -> dict:
+    """The figures (:class:`~amos_hw.engines.figures.Figures`) of the ResNet8 engines with
+    worst-case weights (all +-127), by layer name; no engine is built."""
+    figures = {}
     for name, (kind, H, W, cin, cout, k, s, p, pe, simd) in RESNET8_FOLDING.items():
         kin = in_bits if name == "stem" else K
         if kind == "conv":
             w = np.full((cout, k, k, cin), 127)
             out_bits = None if ("c2" in name or "proj" in name) else K
-            eng = ConvEngine(w, np.zeros(cout, np.int64), height=H, width=W, stride=s,
-                             padding=p, in_bits=kin, shift=0 if out_bits is None else 8,
-                             out_bits=out_bits, pe=pe, simd=simd, name=name)
+            fig = ConvEngine.figures(w, np.zeros(cout, np.int64), height=H, width=W, stride=s,
+                                     padding=p, in_bits=kin, shift=0 if out_bits is None else 8,
+                                     out_bits=out_bits, pe=pe, simd=simd, name=name)
         elif kind == "add":
-            main = engines[name.replace("add", "c2")].acc_width
-            eng = ResidualAddEngine(lanes=pe, words_per_image=H * W * cout // pe,
-                                    main_width=main, skip_bits=K if name == "b1add" else 20,
-                                    skip_shift=2, shift=8, out_bits=K, skip_depth=3 * W * cout,
-                                    skip_signed=name != "b1add", name=name)
+            # the block's last convolution gives raw accumulators (shift 0): their width
+            main = figures[name.replace("add", "c2")].out_width
+            fig = ResidualAddEngine.figures(lanes=pe, words_per_image=H * W * cout // pe,
+                                            main_width=main,
+                                            skip_bits=K if name == "b1add" else 20,
+                                            skip_shift=2, shift=8, out_bits=K,
+                                            skip_depth=3 * W * cout, skip_signed=name != "b1add",
+                                            name=name)
         elif kind == "gap":
-            eng = GlobalAvgPoolEngine(height=H, width=W, channels=cin, in_bits=K, lanes=pe,
-                                      name=name)
+            fig = GlobalAvgPoolEngine.figures(height=H, width=W, channels=cin, in_bits=K,
+                                              lanes=pe, name=name)
         else:
-            gap_bits = engines["gap"].sum_bits
-            eng = DenseEngine(np.full((cout, cin), 127), np.zeros(cout, np.int64),
-                              in_bits=gap_bits, shift=0, out_bits=None, pe=pe, simd=simd,
-                              name=name)
-        engines[name] = _silenced(eng)
-    return engines
+            gap_bits = figures["gap"].out_width
+            fig = DenseEngine.figures(np.full((cout, cin), 127), np.zeros(cout, np.int64),
+                                      in_bits=gap_bits, shift=0, out_bits=None, pe=pe, simd=simd,
+                                      name=name)
+        figures[name] = fig
+    return figures
 
 
 def main(argv=None) -> int:
@@ -84,14 +79,13 @@ def main(argv=None) -> int:
     parser.add_argument("--K", type=int, default=4, help="spikes per activation (default 4)")
     parser.add_argument("--mhz", type=float, default=100.0, help="clock in MHz (default 100)")
     args = parser.parse_args(argv)
-    engines = resnet8_engines(args.K)
+    figures = resnet8_figures(args.K)
     print(f"{'layer':8} {'cycles':>8} {'LUT4':>8} {'FF':>8} {'mem bits':>10}")
     tot = [0, 0, 0]
-    for name, e in engines.items():
-        print(f"{name:8} {e.expected_cycles:8d} {e.luts:8d} {e.flip_flops:8d} "
-              f"{e.memory_bits:10d}")
-        tot = [tot[0] + e.luts, tot[1] + e.flip_flops, tot[2] + e.memory_bits]
-    worst = max(e.expected_cycles for e in engines.values())
+    for name, f in figures.items():
+        print(f"{name:8} {f.cycles:8d} {f.luts:8d} {f.flip_flops:8d} {f.memory_bits:10d}")
+        tot = [tot[0] + f.luts, tot[1] + f.flip_flops, tot[2] + f.memory_bits]
+    worst = max(f.cycles for f in figures.values())
     print(f"{'total':8} {worst:8d} {tot[0]:8d} {tot[1]:8d} {tot[2]:10d}")
     print(f"bottleneck {worst} cycles/image -> {args.mhz * 1e6 / worst:.0f} images/s at "
           f"{args.mhz:g} MHz (K={args.K})")

@@ -1,21 +1,16 @@
 """Residual add engine: main accumulators plus the aligned skip path, then the AMOS unit."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from amos_hw.engines.dense import _nonneg_int, _pos_int
+from amos_hw.engines.figures import SKIP_REGS, AddParams, Figures
 from amos_hw.lib.amos_unit import AmosUnit
 from python_ref import snn
-from python_ref.quant import IntAmosUnit, requant_shift, signed_width
-
-#: Skip words held in flip-flops between the skip FIFO's block RAM and the adder.
-SKIP_REGS = 3
+from python_ref.quant import IntAmosUnit, requant_shift
 
 __all__ = ["ResidualAddEngine"]
 
@@ -70,116 +65,70 @@ class ResidualAddEngine(wiring.Component):
 
     def __init__(self, *, lanes, words_per_image, main_width, skip_bits, skip_shift, shift,
                  out_bits, skip_depth, skip_signed=False, name="add"):
-        self._MustUse__silence = True
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, not {name!r}")
-        lanes = _pos_int(lanes, f"{name}: lanes")
-        words_per_image = _pos_int(words_per_image, f"{name}: words_per_image")
-        main_width = _pos_int(main_width, f"{name}: main_width", 64)
-        skip_bits = _pos_int(skip_bits, f"{name}: skip_bits", 64)
-        skip_shift = _nonneg_int(skip_shift, f"{name}: skip_shift", 30)
-        shift = _nonneg_int(shift, f"{name}: shift", 62)
-        if out_bits is not None:
-            out_bits = _pos_int(out_bits, f"{name}: out_bits", 16)
-        skip_depth = _pos_int(skip_depth, f"{name}: skip_depth")
-        if not isinstance(skip_signed, bool):
-            raise ValueError(f"{name}: skip_signed must be a bool, not {skip_signed!r}")
-        self._name = name
-        self._lanes, self._wpi = lanes, words_per_image
-        self._main_width, self._skip_bits, self._skip_signed = main_width, skip_bits, skip_signed
-        self._skip_shift, self._shift, self._out_bits = skip_shift, shift, out_bits
-        self._skip_depth = skip_depth
-        m_lo, m_hi = -(2 ** (main_width - 1)), 2 ** (main_width - 1) - 1
-        if skip_signed:
-            s_lo, s_hi = -(2 ** (skip_bits - 1)), 2 ** (skip_bits - 1) - 1
-        else:
-            s_lo, s_hi = 0, 2**skip_bits - 1
-        self._sum_range = (m_lo + (s_lo << skip_shift), m_hi + (s_hi << skip_shift))
-        self._sum_width = signed_width(*self._sum_range)
-        v_lo, v_hi = (int(v) for v in requant_shift(np.array(self._sum_range), shift))
-        self._v_width = signed_width(v_lo, v_hi)
-        self._amos = None
-        if out_bits is not None:
-            self._amos = AmosUnit(IntAmosUnit.relu(out_bits), self._v_width, lanes=lanes)
-            out_shape = unsigned(out_bits)
-        else:
-            out_shape = signed(self._v_width)
-        skip_shape = signed(skip_bits) if skip_signed else unsigned(skip_bits)
+        p = AddParams.check(lanes=lanes, words_per_image=words_per_image, main_width=main_width,
+                            skip_bits=skip_bits, skip_shift=skip_shift, shift=shift,
+                            out_bits=out_bits, skip_depth=skip_depth, skip_signed=skip_signed,
+                            name=name)
+        self._p = p
+        out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
+        skip_shape = signed(p.skip_bits) if p.skip_signed else unsigned(p.skip_bits)
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(main_width), lanes))),
-            "skip": In(stream.Signature(data.ArrayLayout(skip_shape, lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(out_shape, lanes))),
+            "i": In(stream.Signature(data.ArrayLayout(signed(p.main_width), p.lanes))),
+            "skip": In(stream.Signature(data.ArrayLayout(skip_shape, p.lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(out_shape, p.lanes))),
             "spike_count": Out(32),
         })
-        self._MustUse__silence = False
 
-    name = property(lambda self: self._name)
-    lanes = property(lambda self: self._lanes)
-    pe = property(lambda self: self._lanes, doc="Output lanes (as the other engines' ``pe``).")
-    simd = property(lambda self: self._lanes, doc="Input lanes.")
-    skip_shift = property(lambda self: self._skip_shift)
-    shift = property(lambda self: self._shift)
-    out_bits = property(lambda self: self._out_bits)
-    skip_depth = property(lambda self: self._skip_depth)
-    sum_width = property(lambda self: self._sum_width, doc="Width of main + aligned skip.")
-    out_width = property(
-        lambda self: self._out_bits if self._out_bits is not None else self._v_width
-    )
+    @staticmethod
+    def figures(*, lanes, words_per_image, main_width, skip_bits, skip_shift, shift, out_bits,
+                skip_depth, skip_signed=False, name="add") -> Figures:
+        """The figures of the engine these arguments would build, without building it: the
+        constructor's arguments and checks (same errors), then
+        :meth:`amos_hw.engines.figures.AddParams.figures`."""
+        return AddParams.check(lanes=lanes, words_per_image=words_per_image,
+                               main_width=main_width, skip_bits=skip_bits,
+                               skip_shift=skip_shift, shift=shift, out_bits=out_bits,
+                               skip_depth=skip_depth, skip_signed=skip_signed,
+                               name=name).figures()
 
-    @property
-    def expected_cycles(self) -> int:
-        """Cycles per image: one word per cycle."""
-        return self._wpi
-
-    @property
-    def latency(self) -> int:
-        """Cycles from the first main word (its skip word already queued) to the first output."""
-        return 1 + (self._amos.latency if self._amos is not None else 0)
-
-    @property
-    def memories(self) -> list:
-        """The skip FIFO and the register queue behind it (each a ``SyncFIFOBuffered``,
-        whose memory holds ``depth - 1`` words), as :class:`~amos_hw.lib.bram.MemShape`."""
-        from amos_hw.lib.bram import MemShape
-
-        width = self._lanes * self._skip_bits
-        return [MemShape(name, depth - 1, width)
-                for name, depth in (("skip_fifo", self._skip_depth), ("skip_regs", SKIP_REGS))
-                if depth > 1]
-
-    @property
-    def memory_bits(self) -> int:
-        """Bits of the skip FIFO."""
-        return self._skip_depth * self._lanes * self._skip_bits
-
-    @property
-    def flip_flops(self) -> int:
-        ff = self._lanes * self._sum_width + 2 * max(1, math.ceil(math.log2(self._skip_depth + 1)))
-        ff += self._lanes * self._skip_bits + 4  # the buffered FIFO's output register
-        ff += SKIP_REGS * self._lanes * self._skip_bits + 4  # the register queue behind it
-        ff += self._lanes * self._skip_bits + 1  # the stage register between the two
-        return ff + (self._amos.flip_flops if self._amos is not None else 0)
-
-    @property
-    def luts(self) -> int:
-        per_lane = self._sum_width + self._v_width
-        if self._amos is not None:
-            per_lane += 2 * (self._out_bits + 1) * self._v_width
-        return self._lanes * per_lane + 30
+    params = property(lambda self: self._p, doc="The checked parameters (AddParams).")
+    name = property(lambda self: self._p.name)
+    lanes = property(lambda self: self._p.lanes)
+    pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
+    simd = property(lambda self: self._p.lanes, doc="Input lanes.")
+    skip_shift = property(lambda self: self._p.skip_shift)
+    shift = property(lambda self: self._p.shift)
+    out_bits = property(lambda self: self._p.out_bits)
+    skip_depth = property(lambda self: self._p.skip_depth)
+    sum_width = property(lambda self: self._p.sum_width, doc="Width of main + aligned skip.")
+    out_width = property(lambda self: self._p.out_width)
+    # the figures: AddParams's formulas (see there)
+    expected_cycles = property(lambda self: self._p.cycles,
+                               doc="Cycles per image: one word per cycle.")
+    latency = property(lambda self: self._p.latency,
+                       doc="Cycles from the first main word (its skip word already queued) to "
+                           "the first output.")
+    memories = property(lambda self: list(self._p.memories),
+                        doc="The skip FIFO and the register queue behind it, as "
+                            ":class:`~amos_hw.lib.bram.MemShape`.")
+    memory_bits = property(lambda self: self._p.memory_bits, doc="Bits of the skip FIFO.")
+    flip_flops = property(lambda self: self._p.flip_flops, doc="Flip-flop estimate.")
+    luts = property(lambda self: self._p.luts, doc="LUT4 estimate.")
 
     def model(self, main, skip):
         """Reference: :func:`python_ref.snn.add` then :func:`python_ref.snn.requant_unit`."""
-        acc = snn.add([np.asarray(main), np.asarray(skip)], [0, self._skip_shift])
-        if self._out_bits is None:
-            return requant_shift(acc, self._shift)
-        return snn.requant_unit([acc], [self._shift], IntAmosUnit.relu(self._out_bits))[0]
+        p = self._p
+        acc = snn.add([np.asarray(main), np.asarray(skip)], [0, p.skip_shift])
+        if p.out_bits is None:
+            return requant_shift(acc, p.shift)
+        return snn.requant_unit([acc], [p.shift], IntAmosUnit.relu(p.out_bits))[0]
 
     def elaborate(self, platform):
         m = Module()
-        lanes = self._lanes
-        sb = self._skip_bits
-        m.submodules.skip_fifo = big = SyncFIFOBuffered(width=lanes * sb,
-                                                        depth=self._skip_depth)
+        p = self._p
+        lanes = p.lanes
+        sb = p.skip_bits
+        m.submodules.skip_fifo = big = SyncFIFOBuffered(width=lanes * sb, depth=p.skip_depth)
         # the skip words reach the adder from flip-flops, not from the block RAM's read port
         # (its clock-to-out and the add were the 85F's critical path): a three-place register
         # queue behind the memory, kept full while the skip path runs ahead (it always does:
@@ -204,7 +153,7 @@ class ResidualAddEngine(wiring.Component):
         en = Signal()
         go = Signal()
         valid_s = Signal()
-        total = [Signal(signed(self._sum_width), name=f"sum_{n}") for n in range(lanes)]
+        total = [Signal(signed(p.sum_width), name=f"sum_{n}") for n in range(lanes)]
         m.d.comb += [
             go.eq(en & self.i.valid & fifo.r_rdy),
             self.i.ready.eq(en & fifo.r_rdy),
@@ -214,14 +163,15 @@ class ResidualAddEngine(wiring.Component):
             m.d.sync += valid_s.eq(go)
         for n in range(lanes):
             raw = fifo.r_data.word_select(n, sb)
-            skip = raw.as_signed() if self._skip_signed else raw
-            aligned = skip.shift_left(self._skip_shift) if self._skip_shift else skip
+            skip = raw.as_signed() if p.skip_signed else raw
+            aligned = skip.shift_left(p.skip_shift) if p.skip_shift else skip
             with m.If(go):
                 m.d.sync += total[n].eq(self.i.payload[n] + aligned)
-        S = self._shift
+        S = p.shift
         v = [(t + (1 << (S - 1))) >> S if S else t for t in total]
-        if self._amos is not None:
-            m.submodules.amos = amos = self._amos
+        if p.out_bits is not None:
+            m.submodules.amos = amos = AmosUnit(IntAmosUnit.relu(p.out_bits), p.v_width,
+                                                lanes=lanes)
             m.d.comb += [
                 amos.i.valid.eq(valid_s),
                 en.eq(~valid_s | amos.i.ready),

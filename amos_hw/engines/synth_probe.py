@@ -28,20 +28,29 @@ from amos_hw.backend.verilog import to_verilog
 from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.engines.dense import DenseEngine
 
-__all__ = ["probe_engine", "main"]
+__all__ = ["probe_arguments", "probe_engine", "main"]
 
 SCRIPT = ("synth_ecp5 -top {top} -run :map_luts; abc -lut 4; clean; "
           "synth_ecp5 -top {top} -run map_cells:; write_json {json}")
 
 
+def probe_arguments(in_bits: int = 4, pe: int = 4, simd: int = 16, planes: int | None = None,
+                    carry: str = "generic") -> tuple[tuple, dict]:
+    """The probed engine's arguments ``(args, kwargs)``, for :class:`DenseEngine` or its
+    :meth:`~DenseEngine.figures`: b1c1's matrix-vector unit (144 -> 16) with seeded random int8
+    weights; ``in_bits`` spikes in and out, folded by ``pe`` x ``simd``, ``planes`` spike planes a
+    cycle."""
+    rng = np.random.default_rng(0)
+    return ((rng.integers(-127, 128, (16, 144)), rng.integers(-3000, 3000, 16)),
+            {"in_bits": in_bits, "shift": 8, "out_bits": in_bits, "pe": pe, "simd": simd,
+             "planes": planes, "name": "mvu", "carry": carry})
+
+
 def probe_engine(in_bits: int = 4, pe: int = 4, simd: int = 16, planes: int | None = None,
                  carry: str = "generic") -> DenseEngine:
-    """The probed engine: b1c1's matrix-vector unit (144 -> 16) with seeded random int8 weights;
-    ``in_bits`` spikes in and out, folded by ``pe`` x ``simd``, ``planes`` spike planes a cycle."""
-    rng = np.random.default_rng(0)
-    return DenseEngine(rng.integers(-127, 128, (16, 144)), rng.integers(-3000, 3000, 16),
-                       in_bits=in_bits, shift=8, out_bits=in_bits, pe=pe, simd=simd,
-                       planes=planes, name="mvu", carry=carry)
+    """The probed engine (:func:`probe_arguments`)."""
+    args, kwargs = probe_arguments(in_bits, pe, simd, planes, carry)
+    return DenseEngine(*args, **kwargs)
 
 
 class ProbeTop(wiring.Component):

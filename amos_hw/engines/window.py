@@ -1,7 +1,7 @@
 """Sliding-window generator with a line buffer: raster pixels in, im2col words out."""
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -9,34 +9,28 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import counter
+from amos_hw.engines.figures import WindowParams, line_buffer_rows, out_size
 
-__all__ = ["SlidingWindow", "line_buffer_rows"]
-
-
-def _pos_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, not {value!r}")
-    return value
+__all__ = ["SlidingWindow", "line_buffer_rows", "out_size"]
 
 
-def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output extent of a convolution along one axis."""
-    return (size + 2 * padding - kernel) // stride + 1
+class _Rows(NamedTuple):
+    """The line buffer's row bookkeeping, shared by its writer and its reader."""
+
+    avail: Signal  # rows fully written, from the first row of the image being read
+    top: Signal  # the first input row of the output row being read (oy*s - p)
+    need: Signal  # rows the output row being read needs
+    limit: Signal  # rows the writer may fill
+    nxt: Signal  # top's value for the next output row
+    need_n: object  # need and limit for the next output row (registers, or expressions)
+    limit_n: object
 
 
-def line_buffer_rows(height: int, kernel: int, stride: int, padding: int) -> int:
-    """Rows the line buffer holds so that the input never waits on the window in steady state.
-
-    The writer may fill row ``r`` (counted from the start of the image being read) while
-    ``r < low + R``, ``low`` being the first input row of the output row being read. ``R =
-    kernel + stride`` lets it write the next output row's ``stride`` new rows during the current
-    one; near the end of an image it must also reach the rows that the next image's first output
-    row needs (``height + kernel - padding - 1``), which a "valid" convolution (no padding) makes
-    a little larger.
-    """
-    ho = out_size(height, kernel, stride, padding)
-    low_last = max(0, (ho - 1) * stride - padding)
-    return max(kernel + stride, height + kernel - padding - low_last)
+def _wrap_add(value, step: int, depth: int):
+    """``(value + step) mod depth`` for ``0 <= value < depth``: one add and one compare."""
+    step %= depth
+    total = value + step
+    return Mux(total >= depth, total - depth, total)
 
 
 class SlidingWindow(wiring.Component):
@@ -78,89 +72,45 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, *, height, width, channels, kernel, stride, padding, simd, bits,
                  name="conv"):
-        self._MustUse__silence = True
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, not {name!r}")
-        for what, value in (("height", height), ("width", width), ("channels", channels),
-                            ("kernel", kernel), ("stride", stride), ("simd", simd),
-                            ("bits", bits)):
-            _pos_int(value, f"{name}: {what}")
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"{name}: padding must be a non-negative integer, not {padding!r}")
-        if padding >= kernel:
-            raise ValueError(f"{name}: padding must be less than kernel={kernel}, not {padding}")
-        if channels % simd:
-            raise ValueError(f"{name}: simd must divide the {channels} input channels, not {simd}")
-        ho = out_size(height, kernel, stride, padding)
-        wo = out_size(width, kernel, stride, padding)
-        if ho < 1 or wo < 1:
-            raise ValueError(
-                f"{name}: a {kernel}x{kernel} window with padding {padding} does not fit a "
-                f"{height}x{width} image"
-            )
-        self._name = name
-        self._h, self._w, self._c = height, width, channels
-        self._k, self._s, self._p = kernel, stride, padding
-        self._simd, self._bits = simd, bits
-        self._cf = channels // simd
-        self._ho, self._wo = ho, wo
-        self._rows = line_buffer_rows(height, kernel, stride, padding)
-        word = data.ArrayLayout(unsigned(bits), simd)
+        self._p = WindowParams.check(height=height, width=width, channels=channels,
+                                     kernel=kernel, stride=stride, padding=padding, simd=simd,
+                                     bits=bits, name=name)
+        word = data.ArrayLayout(unsigned(self._p.bits), self._p.simd)
         super().__init__({"i": In(stream.Signature(word)), "o": Out(stream.Signature(word))})
-        self._MustUse__silence = False
 
-    out_height = property(lambda self: self._ho)
-    out_width = property(lambda self: self._wo)
-    rows = property(lambda self: self._rows, doc="Image rows in the line buffer.")
-    words_per_window = property(lambda self: self._k * self._k * self._cf)
-
-    @property
-    def latency(self) -> int:
-        """Cycles from an image's first input word to its first output word (input never idle)."""
-        first_rows = min(self._h, self._k - self._p)
-        return first_rows * self._w * self._cf + 1
-
-    @property
-    def memories(self) -> list:
-        """The line buffer, as :class:`~amos_hw.lib.bram.MemShape`."""
-        from amos_hw.lib.bram import MemShape
-
-        return [MemShape("lines", self._rows * self._w * self._cf, self._simd * self._bits)]
-
-    @property
-    def memory_bits(self) -> int:
-        """Bits of the line buffer."""
-        return self._rows * self._w * self._cf * self._simd * self._bits
-
-    @property
-    def flip_flops(self) -> int:
-        """Counters, address registers and the output stage."""
-        a = max(1, math.ceil(math.log2(self._rows * self._w * self._cf + 1)))
-        return 4 * a + 8 * max(1, math.ceil(math.log2(max(self._h, self._w) + 2 * self._k))) + 4
-
-    @property
-    def luts(self) -> int:
-        """LUT4 estimate: address adders and comparisons, the padding zero mux."""
-        a = max(1, math.ceil(math.log2(self._rows * self._w * self._cf + 1)))
-        return 8 * a + self._simd * self._bits + 60
+    params = property(lambda self: self._p, doc="The checked parameters (WindowParams).")
+    out_height = property(lambda self: self._p.out_height)
+    out_width = property(lambda self: self._p.out_width)
+    rows = property(lambda self: self._p.rows, doc="Image rows in the line buffer.")
+    words_per_window = property(lambda self: self._p.words_per_window)
+    latency = property(lambda self: self._p.latency,
+                       doc="Cycles from an image's first input word to its first output word "
+                           "(input never idle).")
+    memories = property(lambda self: list(self._p.memories),
+                        doc="The line buffer, as :class:`~amos_hw.lib.bram.MemShape`.")
+    memory_bits = property(lambda self: self._p.memory_bits, doc="Bits of the line buffer.")
+    flip_flops = property(lambda self: self._p.flip_flops,
+                          doc="Counters, address registers and the output stage.")
+    luts = property(lambda self: self._p.luts,
+                    doc="LUT4 estimate: address adders and comparisons, the padding zero mux.")
 
     def elaborate(self, platform):
         m = Module()
-        H, W, CF, k, s, p, R = (self._h, self._w, self._cf, self._k, self._s, self._p,
-                                self._rows)
-        Ho, Wo = self._ho, self._wo
-        row_words = W * CF
-        depth = R * row_words
-        m.submodules.lines = mem = Memory(shape=unsigned(self._simd * self._bits), depth=depth,
-                                          init=[])
+        P = self._p
+        depth = P.rows * P.width * P.cf
+        m.submodules.lines = mem = Memory(shape=unsigned(P.simd * P.bits), depth=depth, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
+        rows = self._row_bounds(m)
+        row_done = self._writer(m, wr, rows)
+        image_done = self._reader(m, rd, rows)
+        m.d.sync += rows.avail.eq(rows.avail + row_done - Mux(image_done, P.height, 0))
+        return m
 
-        def wrap_add(value, step):
-            step %= depth
-            total = value + step
-            return Mux(total >= depth, total - depth, total)
-
+    def _row_bounds(self, m) -> _Rows:
+        """The rows written so far, the reader's first row and the bounds both sides wait on."""
+        P = self._p
+        H, k, s, p, R = P.height, P.kernel, P.stride, P.padding, P.rows
         # rows fully written, counted from the first row of the image being read
         avail = Signal(range(-H, H + R + 2))  # negative while unused last rows are pending
         top = Signal(signed(max(H, k).bit_length() + 2), init=-p)  # first input row (oy*s - p)
@@ -181,19 +131,23 @@ class SlidingWindow(wiring.Component):
         # (computed from `top + s` after `go`, they were the 85F's critical path)
         nxt = Signal.like(top, name="top_next")
         m.d.comb += nxt.eq(top + s)
-        if Wo * k * k * CF >= 2:
+        if P.out_width * P.words_per_window >= 2:
             need_n = Signal.like(need, name="need_next")
             limit_n = Signal.like(limit, name="limit_next")
             m.d.sync += [need_n.eq(need_of(nxt)), limit_n.eq(limit_of(nxt))]
         else:  # a one-cycle output row: no time to register them
             need_n, limit_n = need_of(nxt), limit_of(nxt)
+        return _Rows(avail, top, need, limit, nxt, need_n, limit_n)
 
-        # writer: a ring in input order
+    def _writer(self, m, wr, rows: _Rows):
+        """The line buffer's writer, a ring in input order; returns "a row is complete"."""
+        row_words = self._p.width * self._p.cf
+        depth = self._p.rows * row_words
         waddr = Signal(range(depth))
         wcol = counter(row_words, "wcol")
         row_done = Signal()
         m.d.comb += [
-            self.i.ready.eq(avail < limit),
+            self.i.ready.eq(rows.avail < rows.limit),
             wr.addr.eq(waddr),
             wr.data.eq(self.i.payload.as_value()),
             wr.en.eq(self.i.valid & self.i.ready),
@@ -204,8 +158,17 @@ class SlidingWindow(wiring.Component):
                 waddr.eq(Mux(waddr == depth - 1, 0, waddr + 1)),
                 wcol.eq(Mux(wcol == row_words - 1, 0, wcol + 1)),
             ]
+        return row_done
 
-        # reader: output row oy, column ox, window position (ky, kx, cf)
+    def _reader(self, m, rd, rows: _Rows):
+        """The reader: output row oy, column ox, window position (ky, kx, cf); returns "the
+        image's last word is read"."""
+        P = self._p
+        H, W, CF, k, s, p, R = P.height, P.width, P.cf, P.kernel, P.stride, P.padding, P.rows
+        Ho, Wo = P.out_height, P.out_width
+        row_words = W * CF
+        depth = R * row_words
+        top = rows.top
         oy = counter(Ho, "oy")
         ox = counter(Wo, "ox")
         ky = counter(k, "ky")
@@ -226,7 +189,7 @@ class SlidingWindow(wiring.Component):
         pad = (iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)
         m.d.comb += [
             en.eq(~valid_o | self.o.ready),
-            go.eq(en & (avail >= need)),
+            go.eq(en & (rows.avail >= rows.need)),
             rd.en.eq(en),
             rd.addr.eq(rb + col + woff),
             self.o.valid.eq(valid_o),
@@ -251,7 +214,7 @@ class SlidingWindow(wiring.Component):
                 with m.If(last_ky):
                     m.d.sync += rb.eq(rb_top)
                 with m.Else():
-                    m.d.sync += rb.eq(wrap_add(rb, row_words))
+                    m.d.sync += rb.eq(_wrap_add(rb, row_words, depth))
             with m.Else():
                 m.d.sync += woff.eq(woff + 1)
             with m.If(last_cf & last_kx & last_ky):
@@ -261,15 +224,15 @@ class SlidingWindow(wiring.Component):
                     m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
                     with m.If(last_oy):
                         step = (H - (Ho - 1) * s) % R * row_words
-                        m.d.sync += [top.eq(-p), rb_top.eq(wrap_add(rb_top, step)),
-                                     rb.eq(wrap_add(rb_top, step)),
-                                     need.eq(min(k - p, H)), limit.eq(max(-p, 0) + R)]
+                        m.d.sync += [top.eq(-p), rb_top.eq(_wrap_add(rb_top, step, depth)),
+                                     rb.eq(_wrap_add(rb_top, step, depth)),
+                                     rows.need.eq(min(k - p, H)),
+                                     rows.limit.eq(max(-p, 0) + R)]
                     with m.Else():
                         step = s % R * row_words
-                        m.d.sync += [top.eq(nxt), rb_top.eq(wrap_add(rb_top, step)),
-                                     rb.eq(wrap_add(rb_top, step)),
-                                     need.eq(need_n), limit.eq(limit_n)]
+                        m.d.sync += [top.eq(rows.nxt), rb_top.eq(_wrap_add(rb_top, step, depth)),
+                                     rb.eq(_wrap_add(rb_top, step, depth)),
+                                     rows.need.eq(rows.need_n), rows.limit.eq(rows.limit_n)]
                 with m.Else():
                     m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
-        m.d.sync += avail.eq(avail + row_done - Mux(image_done, H, 0))
-        return m
+        return image_done

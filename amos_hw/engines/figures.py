@@ -1,0 +1,760 @@
+"""What a layer engine costs, from its parameters alone: no Amaranth object is built here.
+
+Every engine of :mod:`amos_hw.engines` states, before synthesis, its cycles per image, its
+latency, its LUT4 / flip-flop / memory-bit estimates, the memories the block RAM count needs
+(:func:`amos_hw.lib.bram.block_count`) and the width of one output value. These figures are
+functions of the engine's constructor arguments; this module holds them, one class per engine
+kind, each checking the arguments exactly as the engine's constructor does (same order, same
+messages):
+
+* :class:`DenseParams`: :class:`~amos_hw.engines.dense.DenseEngine`, also the matrix-vector
+  unit of a convolution;
+* :class:`WindowParams`: :class:`~amos_hw.engines.window.SlidingWindow`;
+* :class:`ConvParams`: :class:`~amos_hw.engines.conv.ConvEngine` (a window, a skid buffer and a
+  matrix-vector unit);
+* :class:`GapParams`: :class:`~amos_hw.engines.gap.GlobalAvgPoolEngine`;
+* :class:`AddParams`: :class:`~amos_hw.engines.residual.ResidualAddEngine`.
+
+Each engine's ``figures(...)`` static method (same arguments as its constructor) returns
+``XParams.check(...).figures()``, a :class:`Figures`, and the engine's properties
+(``expected_cycles``, ``latency``, ``luts``, ``flip_flops``, ``memory_bits``, ``memories``,
+``out_width``) read the same :class:`...Params`: one formula for both. The cost model reads the
+figures of every candidate folding without constructing, and so without elaborating, an engine.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from amos_hw.engines.carry import CARRY_FORMS
+from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.bram import MemShape
+from amos_hw.lib.checks import positive_int
+from amos_hw.lib.skid import SkidBuffer
+from python_ref.quant import IntAmosUnit, requant_shift, signed_width
+
+__all__ = [
+    "AddParams",
+    "BIAS_LIMIT",
+    "ConvParams",
+    "DenseParams",
+    "Figures",
+    "GapParams",
+    "LUT_ROM_DEPTH",
+    "SKIP_REGS",
+    "WEIGHT_LIMIT",
+    "WindowParams",
+    "accumulator_range",
+    "line_buffer_rows",
+    "mem_depth",
+    "out_size",
+    "tree_levels",
+]
+
+WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
+BIAS_LIMIT = 2**31  # int32
+#: ROMs up to this depth are built from LUTs by synthesis (see DenseParams.luts).
+LUT_ROM_DEPTH = 64
+#: Skip words held in flip-flops between the residual add's skip FIFO and its adder.
+SKIP_REGS = 3
+
+
+@dataclass(frozen=True)
+class Figures:
+    """An engine's figures before synthesis.
+
+    Attributes
+    ----------
+    cycles : int
+        Cycles per image (per input vector for a dense engine) with the input always valid and
+        the output always ready: the engine's ``expected_cycles``.
+    latency : int
+        Cycles from an image's first input word to its first output word.
+    luts : int
+        LUT4 estimate.
+    flip_flops : int
+        Flip-flop estimate.
+    memory_bits : int
+        Bits of the engine's memories (as the engine's ``memory_bits`` counts them).
+    memories : tuple of amos_hw.lib.bram.MemShape
+        The memories the engine builds, for :func:`amos_hw.lib.bram.block_count`.
+    out_width : int
+        Bits of one output value (an unsigned spike word, a signed raw value or a sum).
+    """
+
+    cycles: int
+    latency: int
+    luts: int
+    flip_flops: int
+    memory_bits: int
+    memories: tuple
+    out_width: int
+
+
+# -- argument checks (the engines' messages) -----------------------------------------------------
+
+
+def _check_name(name) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, not {name!r}")
+    return name
+
+
+def _pos(name: str, what: str, value, at_most: int | None = None) -> int:
+    """``value`` as an int when it is a positive integer (of at most ``at_most``)."""
+    return int(positive_int(f"{name}: {what}", value, at_most=at_most))
+
+
+def _nonneg(name: str, what: str, value, at_most: int | None = None) -> int:
+    """``value`` as an int when it is a non-negative integer (of at most ``at_most``), worded as
+    :func:`amos_hw.lib.checks.positive_int`."""
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 0
+          and (at_most is None or value <= at_most))
+    if not ok:
+        bound = f" of at most {at_most}" if at_most is not None else ""
+        raise ValueError(f"{name}: {what} must be a non-negative integer{bound}, not {value!r}")
+    return int(value)
+
+
+def _int_array(value, what: str, ndim: int, name: str) -> np.ndarray:
+    """``value`` as a new, read-only int64 array of ``ndim`` dimensions, not empty."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: {what} must hold integers, not {arr.dtype}")
+    if arr.ndim != ndim or arr.size == 0:
+        raise ValueError(
+            f"{name}: {what} must be a non-empty {ndim}-D array, not shape {arr.shape}"
+        )
+    arr = arr.astype(np.int64)
+    arr.setflags(write=False)
+    return arr
+
+
+# -- shared formulas -----------------------------------------------------------------------------
+
+
+def mem_depth(n: int) -> int:
+    """Memory depth for ``n`` words, at least 2 (a depth-1 memory has a zero-width address)."""
+    return max(n, 2)
+
+
+def tree_levels(n: int) -> int:
+    """Levels of a binary tree over ``n`` leaves."""
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def _relu_unit_figures(out_bits: int | None, in_width: int, lanes: int) -> tuple[int, int]:
+    """Latency and flip-flops of the ReLU AMOS unit after a layer (0, 0 without one)."""
+    if out_bits is None:
+        return 0, 0
+    unit = IntAmosUnit.relu(out_bits)
+    return (AmosUnit.latency_for(unit),
+            AmosUnit.flip_flops_for(unit, in_width, lanes=lanes))
+
+
+def accumulator_range(weights, bias, in_bits: int) -> tuple[int, int]:
+    """Exact range of every partial sum ``bias_k + sum_{i in prefix} w_ki * a_i``.
+
+    With ``0 <= a_i <= 2**in_bits - 1`` a partial sum over any subset of inputs lies in
+    ``[bias_k + sum_{w<0} w*amax, bias_k + sum_{w>0} w*amax]`` and both ends are reached (the
+    worst-case inputs: ``amax`` where ``w`` has the sign, 0 elsewhere). The accumulator is as wide
+    as the union over all outputs ``k`` (and the bias-free partial sums) needs, no wider.
+
+    Parameters
+    ----------
+    weights : (N_out, N_in) int array
+    bias : (N_out,) int array
+    in_bits : int
+
+    Returns
+    -------
+    (int, int)
+        Inclusive range.
+    """
+    amax = 2**in_bits - 1
+    w = np.asarray(weights, dtype=object)
+    b = np.asarray(bias, dtype=object)
+    pos = (np.where(w > 0, w, 0) * amax).sum(axis=1)
+    neg = (np.where(w < 0, w, 0) * amax).sum(axis=1)
+    lo = min(int(v) for v in np.minimum(b, 0) + neg)
+    hi = max(int(v) for v in np.maximum(b, 0) + pos)
+    return lo, hi
+
+
+def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output extent of a convolution along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def line_buffer_rows(height: int, kernel: int, stride: int, padding: int) -> int:
+    """Rows the line buffer holds so that the input never waits on the window in steady state.
+
+    The writer may fill row ``r`` (counted from the start of the image being read) while
+    ``r < low + R``, ``low`` being the first input row of the output row being read. ``R =
+    kernel + stride`` lets it write the next output row's ``stride`` new rows during the current
+    one; near the end of an image it must also reach the rows that the next image's first output
+    row needs (``height + kernel - padding - 1``), which a "valid" convolution (no padding) makes
+    a little larger.
+    """
+    ho = out_size(height, kernel, stride, padding)
+    low_last = max(0, (ho - 1) * stride - padding)
+    return max(kernel + stride, height + kernel - padding - low_last)
+
+
+# -- dense: the matrix-vector unit ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DenseParams:
+    """The checked arguments of a :class:`~amos_hw.engines.dense.DenseEngine`, the widths they
+    give and the engine's figures. Build it with :meth:`check`; the fields after ``credits``
+    are derived (see the engine for the meaning of the others)."""
+
+    name: str
+    weights: np.ndarray  # (N_out, N_in) int64, read-only
+    bias: np.ndarray  # (N_out,) int64, read-only
+    in_bits: int
+    shift: int
+    out_bits: int | None
+    pe: int
+    simd: int
+    planes: int
+    carry: str
+    credits: bool
+    w_width: int  # signed width of a weight
+    b_width: int  # signed width of a bias
+    acc_range: tuple  # exact range of every partial sum (accumulator_range)
+    acc_width: int  # signed width of the accumulator
+    v_width: int  # signed width of a requantised value
+
+    @classmethod
+    def check(cls, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
+              name="dense", carry="generic", credits=False) -> DenseParams:
+        """Check the engine's arguments (raising as its constructor does) and derive the
+        widths."""
+        _check_name(name)
+        weights = _int_array(weights, "weights", 2, name)
+        n_out, n_in = weights.shape
+        if np.abs(weights).max() > WEIGHT_LIMIT:
+            raise ValueError(
+                f"{name}: weights must lie in -{WEIGHT_LIMIT}..{WEIGHT_LIMIT} (int8, symmetric), "
+                f"not {int(weights.min())}..{int(weights.max())}"
+            )
+        bias = _int_array(bias, "bias", 1, name)
+        if bias.shape != (n_out,):
+            raise ValueError(f"{name}: bias must have shape ({n_out},), not {bias.shape}")
+        if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
+            raise ValueError(f"{name}: bias must lie in the int32 range")
+        in_bits = _pos(name, "in_bits", in_bits, 16)
+        shift = _nonneg(name, "shift", shift, 62)
+        if out_bits is not None:
+            out_bits = _pos(name, "out_bits", out_bits, 16)
+        pe = _pos(name, "pe", pe)
+        simd = _pos(name, "simd", simd)
+        if n_out % pe:
+            raise ValueError(f"{name}: pe must divide the {n_out} outputs, not {pe}")
+        if n_in % simd:
+            raise ValueError(f"{name}: simd must divide the {n_in} inputs, not {simd}")
+        planes = in_bits if planes is None else _pos(name, "planes", planes, in_bits)
+        if in_bits % planes:
+            raise ValueError(f"{name}: planes must divide the {in_bits} spikes of an input "
+                             f"(in_bits), not {planes}")
+        if carry not in CARRY_FORMS:
+            raise ValueError(f"{name}: carry must be one of {', '.join(CARRY_FORMS)}, "
+                             f"not {carry!r}")
+        acc_range = accumulator_range(weights, bias, in_bits)
+        v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
+        return cls(
+            name=name, weights=weights, bias=bias, in_bits=in_bits, shift=shift,
+            out_bits=out_bits, pe=pe, simd=simd, planes=planes, carry=carry,
+            credits=bool(credits),
+            w_width=signed_width(int(weights.min()), int(weights.max())),
+            b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
+            acc_range=acc_range, acc_width=signed_width(*acc_range),
+            v_width=signed_width(v_lo, v_hi),
+        )
+
+    n_out = property(lambda self: self.weights.shape[0])
+    n_in = property(lambda self: self.weights.shape[1])
+    nf = property(lambda self: self.n_out // self.pe, doc="Output folds: N_out / pe.")
+    sf = property(lambda self: self.n_in // self.simd, doc="Input words a fold: N_in / simd.")
+    passes = property(lambda self: self.in_bits // self.planes,
+                      doc="Cycles per input word: in_bits / planes.")
+    fused = property(lambda self: self.carry == "ecp5" and self.simd > 1,
+                     doc="The ECP5 carry form is used (it needs two inputs to pair).")
+    out_width = property(
+        lambda self: self.out_bits if self.out_bits is not None else self.v_width,
+        doc="Width of one output (unsigned spike word, or signed raw value).",
+    )
+
+    @property
+    def tree_depth(self) -> int:
+        """Registered adder-tree levels: the simd gated weights of each plane, then the planes
+        (the ECP5 carry form registers its gated operands one level before the tree)."""
+        return max(1, tree_levels(self.simd) + tree_levels(self.planes)) + self.fused
+
+    @property
+    def tail(self) -> int:
+        """Cycles from an output fold's last input word to its result leaving the unit: fetch,
+        operand register, tree, Horner register, accumulator, and with credits the FIFO."""
+        return 2 + self.tree_depth + (self.passes > 1) + self.credits
+
+    @property
+    def result_fifo_depth(self) -> int:
+        """Results the engine may have in flight or queued: an output fold starts only with a
+        free place for its result (a credit), so the pipeline never stalls and needs no clock
+        enable. Enough places that the credits never hold the schedule back while the output
+        is ready: the folds that fit in a fold's issue-to-release time, plus one. 0 without
+        credits."""
+        if not self.credits:
+            return 0
+        t = self.sf * self.passes
+        return -(-(t + self.tail + 3) // t) + 1
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per input vector: ``(N_out / pe) * (N_in / simd) * passes``."""
+        return self.nf * self.sf * self.passes
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the first input word of a vector to its first output word (no stall):
+        ``SF`` input words (``P`` passes each), then :attr:`tail`, then the AMOS unit's
+        ``K + 2``."""
+        unit_latency, _ = _relu_unit_figures(self.out_bits, self.v_width, self.pe)
+        return self.sf * self.passes + self.tail + unit_latency
+
+    @property
+    def memories(self) -> tuple:
+        """The memories the engine builds, as :class:`~amos_hw.lib.bram.MemShape`."""
+        mems = [MemShape("weights", mem_depth(self.nf * self.sf),
+                         self.pe * self.simd * self.w_width, rom=True),
+                MemShape("biases", mem_depth(self.nf), self.pe * self.b_width, rom=True)]
+        if self.nf > 1:
+            mems.append(MemShape("inputs", mem_depth(self.sf), self.simd * self.in_bits))
+        if self.credits and self.result_fifo_depth > 1:  # SyncFIFOBuffered: depth - 1 words
+            mems.append(MemShape("results", self.result_fifo_depth - 1,
+                                 self.pe * self.acc_width))
+        return tuple(mems)
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the weight, bias and input-buffer memories."""
+        bits = mem_depth(self.nf * self.sf) * self.pe * self.simd * self.w_width
+        bits += mem_depth(self.nf) * self.pe * self.b_width
+        if self.nf > 1:
+            bits += mem_depth(self.sf) * self.simd * self.in_bits
+        return bits
+
+    @property
+    def flip_flops(self) -> int:
+        """Flip-flops: input register, product and adder-tree pipeline registers, accumulators,
+        result registers, control, AMOS units."""
+        pe, simd, planes, ww = self.pe, self.simd, self.planes, self.w_width
+        lg = max(0, math.ceil(math.log2(simd)))
+        ff = simd * self.in_bits + 2 * pe * self.acc_width
+        # the registered tree: per plane about simd registers of the weight width (the levels
+        # halve), then the plane-combining levels
+        ff += pe * planes * simd * (ww + lg // 2 + 1)
+        ff += pe * planes * (ww + planes + lg)
+        ff += pe * simd * ww + simd * self.in_bits  # stage R
+        if self.fused:  # odd weights registered gated per plane, even ones and spikes delayed
+            ff += pe * (simd // 2) * ww * (planes - 1)
+            ff += pe * (simd - simd // 2) * ww
+            ff += simd * planes
+        ff += 4 * pe * self.b_width
+        if self.credits:
+            ff += self.result_fifo_depth * pe * self.acc_width  # the result FIFO
+        ff += 2 * max(1, math.ceil(math.log2(self.nf * self.sf + 1))) + 8
+        if self.passes > 1:  # Horner register, pass counter, stage-H control
+            ff += pe * (ww + self.in_bits + 1 + math.ceil(math.log2(simd + 1))) + 8
+        _, unit_ff = _relu_unit_figures(self.out_bits, self.v_width, pe)
+        return ff + unit_ff
+
+    @property
+    def luts(self) -> int:
+        """LUT4 estimate: spike gates, the registered adder tree, accumulators, units, and the
+        shallow ROMs that synthesis builds from LUTs.
+
+        One LUT4 per spike gate bit (each plane gates each weight; on ECP5 the carry chain does
+        not absorb the gate), one per adder bit of the tree (every level is registered, so each
+        adder is its own carry chain: per plane ``simd - 1`` adders of the weight width, then
+        ``planes - 1`` adders combining the planes), two per accumulator bit (adder and the bias
+        multiplexer); the ReLU unit is a comparison and a subtraction per stage. A ROM of at
+        most :data:`LUT_ROM_DEPTH` words becomes logic (about ``5/4 * ceil(depth/16)`` LUT4 per
+        bit); deeper ones go to block RAM. Calibrated on one synthesis (Yosys 0.70
+        ``synth_ecp5``, ``pe=2, simd=16, in_bits=10``, 144 inputs, 16 outputs, ECP5-85F):
+        8,654 LUT4 measured (``python -m amos_hw.engines.synth_probe --in-bits 10 --wrap --pe 2
+        --simd 16``). With ``carry="ecp5"`` the gates cost no LUT4 of their own (6,175 measured,
+        ``--carry ecp5``), only one shared reset-enable LUT4 per odd input and plane.
+        """
+        pe, simd, planes, ww = self.pe, self.simd, self.planes, self.w_width
+        lg = max(0, math.ceil(math.log2(simd)))
+        # time-serial (one plane a cycle): the spike gates the weight on its way into the adder
+        # tree and costs no LUT of its own (measured: synth_probe, docs/architecture.md)
+        serial = planes == 1 and self.passes > 1
+        per_pe = 0 if serial else simd * planes * ww
+        if self.fused:  # the gates are in the carry cells and the flip-flop resets (below)
+            per_pe = 0
+        per_pe += planes * (simd - 1) * (ww + lg)
+        per_pe += (planes - 1) * (ww + planes + lg)
+        per_pe = per_pe * 6 // 5  # fitted to the probe: odd-width levels, feed-through LUTs
+        per_pe += 2 * self.acc_width
+        if self.passes > 1:  # the Horner adder
+            per_pe += 2 * (ww + self.in_bits + math.ceil(math.log2(simd + 1)))
+        if self.out_bits is not None:
+            per_pe += 2 * (self.out_bits + 1) * self.v_width
+        rom = 0
+        for depth, width in ((self.nf * self.sf, pe * simd * ww), (self.nf, pe * self.b_width)):
+            if depth <= LUT_ROM_DEPTH:
+                rom += width * math.ceil(depth / 16) * 5 // 4
+        # picking the pass's planes out of each held input word: a P:1 multiplexer per bit
+        pick = simd * planes * ((self.passes - 1 + 2) // 3) if self.passes > 1 else 0
+        if self.fused:
+            # one reset-enable LUT per odd input and plane (shared by the pe outputs); an odd
+            # simd leaves one input ungated by the carry cells
+            pick += (simd // 2) * planes
+            pick += pe * (simd % 2) * planes * ww
+        return pe * per_pe + rom + pick + 40
+
+    def figures(self) -> Figures:
+        """The engine's :class:`Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.out_width)
+
+
+# -- the sliding window and the convolution ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """The checked arguments of a :class:`~amos_hw.engines.window.SlidingWindow` and its
+    figures. Build it with :meth:`check`."""
+
+    name: str
+    height: int
+    width: int
+    channels: int
+    kernel: int
+    stride: int
+    padding: int
+    simd: int
+    bits: int
+
+    @classmethod
+    def check(cls, *, height, width, channels, kernel, stride, padding, simd, bits,
+              name="conv") -> WindowParams:
+        """Check the window's arguments, raising as its constructor does."""
+        _check_name(name)
+        height, width, channels, kernel, stride, simd, bits = (
+            _pos(name, what, value)
+            for what, value in (("height", height), ("width", width), ("channels", channels),
+                                ("kernel", kernel), ("stride", stride), ("simd", simd),
+                                ("bits", bits)))
+        padding = _nonneg(name, "padding", padding)
+        if padding >= kernel:
+            raise ValueError(f"{name}: padding must be less than kernel={kernel}, not {padding}")
+        if channels % simd:
+            raise ValueError(f"{name}: simd must divide the {channels} input channels, not {simd}")
+        if out_size(height, kernel, stride, padding) < 1 or \
+                out_size(width, kernel, stride, padding) < 1:
+            raise ValueError(
+                f"{name}: a {kernel}x{kernel} window with padding {padding} does not fit a "
+                f"{height}x{width} image"
+            )
+        return cls(name=name, height=height, width=width, channels=channels, kernel=kernel,
+                   stride=stride, padding=padding, simd=simd, bits=bits)
+
+    cf = property(lambda self: self.channels // self.simd, doc="Words per pixel.")
+    out_height = property(
+        lambda self: out_size(self.height, self.kernel, self.stride, self.padding))
+    out_width = property(
+        lambda self: out_size(self.width, self.kernel, self.stride, self.padding))
+    rows = property(
+        lambda self: line_buffer_rows(self.height, self.kernel, self.stride, self.padding),
+        doc="Image rows in the line buffer.")
+    words_per_window = property(lambda self: self.kernel * self.kernel * self.cf)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an image's first input word to its first output word (input never idle)."""
+        first_rows = min(self.height, self.kernel - self.padding)
+        return first_rows * self.width * self.cf + 1
+
+    @property
+    def memories(self) -> tuple:
+        """The line buffer, as :class:`~amos_hw.lib.bram.MemShape`."""
+        return (MemShape("lines", self.rows * self.width * self.cf, self.simd * self.bits),)
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the line buffer."""
+        return self.rows * self.width * self.cf * self.simd * self.bits
+
+    @property
+    def flip_flops(self) -> int:
+        """Counters, address registers and the output stage."""
+        a = max(1, math.ceil(math.log2(self.rows * self.width * self.cf + 1)))
+        span = max(1, math.ceil(math.log2(max(self.height, self.width) + 2 * self.kernel)))
+        return 4 * a + 8 * span + 4
+
+    @property
+    def luts(self) -> int:
+        """LUT4 estimate: address adders and comparisons, the padding zero mux."""
+        a = max(1, math.ceil(math.log2(self.rows * self.width * self.cf + 1)))
+        return 8 * a + self.simd * self.bits + 60
+
+
+@dataclass(frozen=True, eq=False)
+class ConvParams:
+    """The checked arguments of a :class:`~amos_hw.engines.conv.ConvEngine`: its window, its
+    matrix-vector unit (a dense engine with credits over the ``(C_out, k*k*C_in)`` weights) and
+    the engine's figures. Build it with :meth:`check`."""
+
+    name: str
+    weights: np.ndarray  # (C_out, k, k, C_in) int64, read-only
+    window: WindowParams
+    mvu: DenseParams
+
+    @classmethod
+    def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
+              out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic") -> ConvParams:
+        """Check the engine's arguments, raising as its constructor does."""
+        _check_name(name)
+        weights = _int_array(weights, "weights", 4, name)
+        c_out, k, k2, c_in = weights.shape
+        if k != k2:
+            raise ValueError(f"{name}: weights must be (C_out, k, k, C_in), not {weights.shape}")
+        simd = _pos(name, "simd", simd)
+        if c_in % simd:
+            raise ValueError(f"{name}: simd must divide the {c_in} input channels, not {simd}")
+        mvu = DenseParams.check(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
+                                shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
+                                name=name, carry=carry, credits=True)
+        window = WindowParams.check(height=height, width=width, channels=c_in, kernel=k,
+                                    stride=stride, padding=padding, simd=simd, bits=in_bits,
+                                    name=name)
+        return cls(name=name, weights=weights, window=window, mvu=mvu)
+
+    in_shape = property(
+        lambda self: (self.window.height, self.window.width, self.window.channels))
+    out_shape = property(
+        lambda self: (self.window.out_height, self.window.out_width, self.weights.shape[0]))
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image: the larger of the compute time and the input time."""
+        w = self.window
+        compute = w.out_height * w.out_width * self.mvu.cycles
+        return max(compute, w.height * w.width * w.channels // w.simd)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an image's first input word to its first output word (the window, the
+        skid buffer between them, the matrix-vector unit)."""
+        return self.window.latency + SkidBuffer.latency + self.mvu.latency
+
+    @property
+    def memories(self) -> tuple:
+        return self.window.memories + self.mvu.memories
+
+    @property
+    def memory_bits(self) -> int:
+        return self.window.memory_bits + self.mvu.memory_bits
+
+    @property
+    def flip_flops(self) -> int:
+        skid = SkidBuffer.flip_flops_for(self.window.simd * self.window.bits)
+        return self.window.flip_flops + skid + self.mvu.flip_flops
+
+    @property
+    def luts(self) -> int:
+        return self.window.luts + self.mvu.luts
+
+    def figures(self) -> Figures:
+        """The engine's :class:`Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.mvu.out_width)
+
+
+# -- global average pooling ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GapParams:
+    """The checked arguments of a :class:`~amos_hw.engines.gap.GlobalAvgPoolEngine` and its
+    figures. Build it with :meth:`check`."""
+
+    name: str
+    height: int
+    width: int
+    channels: int
+    in_bits: int
+    lanes: int
+
+    @classmethod
+    def check(cls, *, height, width, channels, in_bits, lanes=1, name="gap") -> GapParams:
+        """Check the engine's arguments, raising as its constructor does."""
+        _check_name(name)
+        height, width, channels, lanes = (
+            _pos(name, what, value)
+            for what, value in (("height", height), ("width", width), ("channels", channels),
+                                ("lanes", lanes)))
+        in_bits = _pos(name, "in_bits", in_bits, 16)
+        if channels % lanes:
+            raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
+        return cls(name=name, height=height, width=width, channels=channels, in_bits=in_bits,
+                   lanes=lanes)
+
+    words = property(lambda self: self.channels // self.lanes, doc="Words per pixel.")
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of a sum (unsigned): the exact bound ``H*W*(2**in_bits - 1)``."""
+        return (self.height * self.width * (2**self.in_bits - 1)).bit_length()
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image: one input word per cycle."""
+        return self.height * self.width * self.words
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the first input word to the first output word."""
+        return (self.height * self.width - 1) * self.words + 1
+
+    memories = property(lambda self: (), doc="None: the running sums are registers.")
+    memory_bits = property(lambda self: 0, doc="No memory: the sums are a ring of registers.")
+
+    @property
+    def flip_flops(self) -> int:
+        """The ring of running sums, the output register and the counters."""
+        ctr = max(1, math.ceil(math.log2(self.height * self.width * self.words + 1)))
+        return (self.words + 1) * self.lanes * self.sum_bits + ctr + 2
+
+    @property
+    def luts(self) -> int:
+        """LUT4 estimate: one adder of ``sum_bits`` per lane, counters."""
+        return self.lanes * 2 * self.sum_bits + 20
+
+    def figures(self) -> Figures:
+        """The engine's :class:`Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.sum_bits)
+
+
+# -- residual add --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """The checked arguments of a :class:`~amos_hw.engines.residual.ResidualAddEngine`, the
+    widths they give and the engine's figures. Build it with :meth:`check`."""
+
+    name: str
+    lanes: int
+    words_per_image: int
+    main_width: int
+    skip_bits: int
+    skip_shift: int
+    shift: int
+    out_bits: int | None
+    skip_depth: int
+    skip_signed: bool
+
+    @classmethod
+    def check(cls, *, lanes, words_per_image, main_width, skip_bits, skip_shift, shift,
+              out_bits, skip_depth, skip_signed=False, name="add") -> AddParams:
+        """Check the engine's arguments, raising as its constructor does."""
+        _check_name(name)
+        lanes = _pos(name, "lanes", lanes)
+        words_per_image = _pos(name, "words_per_image", words_per_image)
+        main_width = _pos(name, "main_width", main_width, 64)
+        skip_bits = _pos(name, "skip_bits", skip_bits, 64)
+        skip_shift = _nonneg(name, "skip_shift", skip_shift, 30)
+        shift = _nonneg(name, "shift", shift, 62)
+        if out_bits is not None:
+            out_bits = _pos(name, "out_bits", out_bits, 16)
+        skip_depth = _pos(name, "skip_depth", skip_depth)
+        if not isinstance(skip_signed, bool):
+            raise ValueError(f"{name}: skip_signed must be a bool, not {skip_signed!r}")
+        return cls(name=name, lanes=lanes, words_per_image=words_per_image,
+                   main_width=main_width, skip_bits=skip_bits, skip_shift=skip_shift,
+                   shift=shift, out_bits=out_bits, skip_depth=skip_depth,
+                   skip_signed=skip_signed)
+
+    @property
+    def sum_range(self) -> tuple[int, int]:
+        """Range of main + aligned skip."""
+        m_lo, m_hi = -(2 ** (self.main_width - 1)), 2 ** (self.main_width - 1) - 1
+        if self.skip_signed:
+            s_lo, s_hi = -(2 ** (self.skip_bits - 1)), 2 ** (self.skip_bits - 1) - 1
+        else:
+            s_lo, s_hi = 0, 2**self.skip_bits - 1
+        return m_lo + (s_lo << self.skip_shift), m_hi + (s_hi << self.skip_shift)
+
+    sum_width = property(lambda self: signed_width(*self.sum_range),
+                         doc="Width of main + aligned skip (signed).")
+
+    @property
+    def v_width(self) -> int:
+        """Signed width of a requantised sum."""
+        v_lo, v_hi = (int(v) for v in requant_shift(np.array(self.sum_range), self.shift))
+        return signed_width(v_lo, v_hi)
+
+    out_width = property(
+        lambda self: self.out_bits if self.out_bits is not None else self.v_width)
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image: one word per cycle."""
+        return self.words_per_image
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the first main word (its skip word already queued) to the first output."""
+        unit_latency, _ = _relu_unit_figures(self.out_bits, self.v_width, self.lanes)
+        return 1 + unit_latency
+
+    @property
+    def memories(self) -> tuple:
+        """The skip FIFO and the register queue behind it (each a ``SyncFIFOBuffered``,
+        whose memory holds ``depth - 1`` words), as :class:`~amos_hw.lib.bram.MemShape`."""
+        width = self.lanes * self.skip_bits
+        return tuple(MemShape(name, depth - 1, width)
+                     for name, depth in (("skip_fifo", self.skip_depth), ("skip_regs", SKIP_REGS))
+                     if depth > 1)
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the skip FIFO."""
+        return self.skip_depth * self.lanes * self.skip_bits
+
+    @property
+    def flip_flops(self) -> int:
+        word = self.lanes * self.skip_bits
+        ff = self.lanes * self.sum_width + 2 * max(1, math.ceil(math.log2(self.skip_depth + 1)))
+        ff += word + 4  # the buffered FIFO's output register
+        ff += SKIP_REGS * word + 4  # the register queue behind it
+        ff += word + 1  # the stage register between the two
+        _, unit_ff = _relu_unit_figures(self.out_bits, self.v_width, self.lanes)
+        return ff + unit_ff
+
+    @property
+    def luts(self) -> int:
+        per_lane = self.sum_width + self.v_width
+        if self.out_bits is not None:
+            per_lane += 2 * (self.out_bits + 1) * self.v_width
+        return self.lanes * per_lane + 30
+
+    def figures(self) -> Figures:
+        """The engine's :class:`Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.out_width)
