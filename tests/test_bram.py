@@ -7,10 +7,12 @@ for the same memories in the board builds (the table in amos_hw/lib/bram.py).
 from collections import Counter
 
 import pytest
-from amaranth.hdl import Fragment, Shape
-from amaranth.hdl._mem import MemoryInstance
+from amaranth.hdl import Fragment, MemoryInstance, Shape
 
+from amos_hw.flow import FlowConfig, run_flow
+from amos_hw.layer_engines import engine_figures
 from amos_hw.lib.bram import MemShape, block_count, blocks_for, bram_budget, placement
+from amos_hw.shared.engine import SharedNetwork
 
 
 @pytest.mark.parametrize("depth, width, family, blocks", [
@@ -72,31 +74,23 @@ def _listed(mems) -> Counter:
 def test_engine_memory_lists_match_the_elaborated_network(board):
     """What the fit check counts is what the engines build: every memory of the elaborated
     ResNet8 network, with its depth, width and whether it is written, equals the union of the
-    engines' ``memories`` (so a changed engine cannot leave the count behind)."""
-    from amos_hw.flow import FlowConfig, run_flow
-    from amos_hw.top import make_engine, silence
-
+    engines' ``memories`` (so a changed engine cannot leave the count behind): the memories
+    of each engine's static figures, no engine built."""
     ctx = run_flow(FlowConfig(model="resnet8", board=board, stop_after="assemble", quiet=True))
     listed = Counter()
-    for spec in ctx.plan["layers"]:
-        eng = make_engine(spec, ctx.graph.arrays)
-        listed += _listed(eng.memories)
-        silence(eng)
+    for lay in ctx.plan.layers:
+        listed += _listed(engine_figures(lay, ctx.graph.arrays).memories)
     assert _elaborated(ctx.top) == listed
     assert sum(listed.values()) > 40
 
 
 @pytest.mark.parametrize("board, spram", [("ecp5-25f", False), ("ice40-up5k", True)])
 def test_shared_engine_memory_list_matches(board, spram):
-    from amos_hw.flow import FlowConfig, run_flow
-    from amos_hw.shared.engine import SharedNetwork
-
-    ctx = run_flow(FlowConfig(model="resnet8", board=board, stop_after="assemble", quiet=True))
-    net = ctx.top
-    if spram:  # the board's form: main memory in SPRAM (not a memory of the design)
-        from amos_hw.top import silence
-        silence(net)
-        net = SharedNetwork(ctx.program, preload=False, spram=True)
+    # the board's form with spram: main memory in SPRAM (not a memory of the design), built
+    # here from the program (the flow stops before it assembles a top of its own)
+    ctx = run_flow(FlowConfig(model="resnet8", board=board,
+                              stop_after="estimate" if spram else "assemble", quiet=True))
+    net = SharedNetwork(ctx.program, preload=False, spram=True) if spram else ctx.top
     assert _elaborated(net) == _listed(net.memories)
     assert block_count(net.memories, "ecp5" if board.startswith("ecp5") else "ice40") \
         == ctx.report["est_bram_blocks"]

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The ECP5 carry form: the CCU2C truth table, its simulation model, and the flow's choice."""
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.hdl import Signal, signed
 
+from amos_hw.backend.simbuild import SIM_MODELS, sim_models_for
 from amos_hw.engines.carry import CCU2C_GATED_INIT, gated_pair_sum
 from amos_hw.engines.dense import DenseEngine
+from amos_hw.engines.synth_probe import probe_arguments
 from amos_hw.flow import FlowConfig, FlowError, run_flow
+from amos_hw.generate import main
 
 MODEL = Path(__file__).resolve().parents[1] / "boards" / "sim_models" / "CCU2C.v"
 
@@ -44,7 +49,6 @@ def test_gated_init_adds_every_operand_pair():
 
 
 def test_gated_pair_sum_refuses_unknown_form():
-    from amaranth.hdl import Signal, signed
     with pytest.raises(ValueError, match=r"^carry form must be one of generic, ecp5, not 'xo2'$"):
         gated_pair_sum(None, Signal(), Signal(signed(8)), Signal(signed(8)), form="xo2")
 
@@ -60,12 +64,10 @@ def test_ecp5_form_estimates():
     6,175 LUT4, 5,029 -> 6,101 FF with the gated registers fed from the memory; see
     docs/architecture.md): the estimates move the same way; cycles stay, the latency is one
     cycle longer (the gated operands' register level)."""
-    from amos_hw.engines.synth_probe import probe_engine
-    from amos_hw.top import silence
-    g, e = probe_engine(10, 2, 16), probe_engine(10, 2, 16, carry="ecp5")
-    silence(g)
-    silence(e)
-    assert e.expected_cycles == g.expected_cycles and e.latency == g.latency + 1
+    ga, gk = probe_arguments(10, 2, 16)
+    ea, ek = probe_arguments(10, 2, 16, carry="ecp5")
+    g, e = DenseEngine.figures(*ga, **gk), DenseEngine.figures(*ea, **ek)  # no engine built
+    assert e.cycles == g.cycles and e.latency == g.latency + 1
     assert 0.65 < e.luts / g.luts < 0.8
     assert 1.1 < e.flip_flops / g.flip_flops < 1.35
 
@@ -73,7 +75,7 @@ def test_ecp5_form_estimates():
 def test_flow_chooses_carry_form():
     def carry(**kw):
         ctx = run_flow(FlowConfig(model="digits", stop_after="parallelism", quiet=True, **kw))
-        return {s.get("carry") for s in ctx.plan["layers"] if s["kind"] in ("conv", "dense")}
+        return {lay.carry for lay in ctx.plan.layers if lay.kind in ("conv", "dense")}
     assert carry() == {"generic"}
     assert carry(board="ecp5-85f") == {"ecp5"}
     assert carry(board="ice40-up5k", architecture="pipelined") == {"generic"}
@@ -86,7 +88,6 @@ def test_flow_chooses_carry_form():
 def test_generate_cli_carry(tmp_path):
     """--carry ecp5 puts the carry cells into the Verilog (where a layer adds inputs in pairs),
     and the default without an ECP5 board leaves them out."""
-    from amos_hw.generate import main
     for carry, cells in ((None, False), ("ecp5", True)):
         out = tmp_path / str(carry)
         argv = ["--model", "digits", "--parallelism", '{"fc": {"pe": 1, "simd": 4}}', "--out",
@@ -100,7 +101,6 @@ def test_generate_cli_wide_folding_elaborates(tmp_path):
     """digits folded for the ECP5-85F has a 32-wide layer whose operator chains exceed
     Python's default recursion limit: the generator emits it all the same (it used to stop
     with a RecursionError from inside Amaranth)."""
-    from amos_hw.generate import main
     assert main(["--model", "digits", "--board", "ecp5-85f", "--out", str(tmp_path),
                  "--quiet"]) == 0
     assert next(tmp_path.glob("*.v")).stat().st_size > 0
@@ -108,7 +108,6 @@ def test_generate_cli_wide_folding_elaborates(tmp_path):
 
 def test_sim_models_for_picks_instantiated_primitives():
     """The harness adds a vendor model exactly when the Verilog instantiates its primitive."""
-    from amos_hw.backend.simbuild import SIM_MODELS, sim_models_for
     assert sim_models_for("module top;\n  CCU2C #(\n .INIT0(16'h6ccc)) c0 (.CIN(1'h0));\n") == [
         SIM_MODELS / "CCU2C.v"]
     assert sim_models_for("  SB_SPRAM256KA ram (\n") == [SIM_MODELS / "SB_SPRAM256KA.v"]
