@@ -11,7 +11,7 @@ projection case counts its rows at the add's (output) resolution, which over-pro
 """
 from __future__ import annotations
 
-from amos_hw.engines.window import line_buffer_rows
+from amos_hw.engines.figures import line_buffer_rows
 from amos_hw.passes.common import FlowError
 from amos_hw.plan import AddLayer, ConvLayer, NetworkPlan
 

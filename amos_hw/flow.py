@@ -56,7 +56,20 @@ _REPO = Path(__file__).resolve().parent.parent
 
 
 def default_out(model_name: str) -> Path:
-    return _REPO / "build" / model_name
+    """``build/<model>`` in the repository of a source checkout, else in the working folder
+    (an installed package must not write into site-packages)."""
+    base = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
+    return base / "build" / model_name
+
+
+def _check_out(out) -> None:
+    """A user's ``--out`` must be a folder or not exist yet."""
+    p = Path(out)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise FlowError(f"--out {str(out)!r}: {str(q)!r} is a file, not a folder")
+            break
 
 
 ARCHITECTURES = ("pipelined", "shared")
@@ -116,6 +129,8 @@ def _run_flow(cfg: FlowConfig) -> FlowContext:
     if cfg.stop_after is not None and cfg.stop_after not in STEP_NAMES:
         raise FlowError(f"--stop-after: unknown step {cfg.stop_after!r}; steps: "
                         f"{', '.join(STEP_NAMES)}")
+    if cfg.write and cfg.out:
+        _check_out(cfg.out)
     ctx = FlowContext(config=cfg)
     steps = _steps(cfg)
     if cfg.stop_after is not None:

@@ -66,18 +66,4 @@ def engine_figures(lay: Layer, arrays):
     """The engine's figures (cycles, latency, LUT4, FF, memory bits, memories, output width)
     from its arguments, with no engine built (:meth:`figures` of each engine class)."""
     args, kwargs = engine_args(lay, arrays)
-    cls = engine_class(lay)
-    if not hasattr(cls, "figures"):  # TEMPORARY until engines expose figures
-        from types import SimpleNamespace
-        e = cls(*args, **kwargs)
-        e._MustUse__silence = True
-        for v in vars(e).values():
-            if hasattr(v, "elaborate"):
-                v._MustUse__silence = True
-                for w in vars(v).values():
-                    if hasattr(w, "elaborate"):
-                        w._MustUse__silence = True
-        return SimpleNamespace(cycles=e.expected_cycles, latency=e.latency, luts=e.luts,
-                               flip_flops=e.flip_flops, memory_bits=e.memory_bits,
-                               memories=e.memories, out_width=e.out_width)
-    return cls.figures(*args, **kwargs)
+    return engine_class(lay).figures(*args, **kwargs)

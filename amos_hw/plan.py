@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from amos_hw.engines.dense import accumulator_range
+from amos_hw.engines.figures import accumulator_range
 from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
 

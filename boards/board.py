@@ -142,5 +142,9 @@ def get_board(name: str) -> Board:
     _load_all()
     key = str(name).strip().lower()
     if key not in BOARDS:
+        carrying = sorted(n for n, b in BOARDS.items() if b.generator_device == key)
+        if carrying:  # a device name, as `python -m amos_hw.generate --board` takes
+            raise BoardError(f"{name!r} is a device, not a board: name the board that carries "
+                             f"it ({', '.join(carrying)})")
         raise BoardError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}")
     return BOARDS[key]

@@ -97,3 +97,22 @@ def test_resnet8_report_without_verilog(tmp_path):
     assert rep["neurons"] == 737_280 and rep["time_steps"] == 70
     assert [r["name"] for r in rep["layers"]][0] == "stem.act"
     assert rep["est_dsp"] == 0
+
+
+def test_out_that_is_a_file_is_an_error(tmp_path, capsys):
+    f = tmp_path / "taken"
+    f.write_text("keep me")
+    assert main(["--model", "digits", "--out", str(f), "--quiet"]) == 2
+    assert f"{str(f)!r} is a file, not a folder" in capsys.readouterr().err
+    assert f.read_text() == "keep me"
+    assert main(["--model", "digits", "--out", str(f / "sub"), "--quiet"]) == 2
+
+
+def test_board_name_names_its_device(tmp_path, capsys):
+    assert main(["--model", "digits", "--board", "ulx3s-85f", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["board"]["name"] == "ecp5-85f"
+    assert main(["--model", "digits", "--board", "ulx3s-12f", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown board 'ulx3s-12f'" in err and "ulx3s-85f" in err and "(boards)" in err
