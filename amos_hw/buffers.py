@@ -12,7 +12,7 @@ projection case counts its rows at the add's (output) resolution, which over-pro
 from __future__ import annotations
 
 from amos_hw.engines.figures import line_buffer_rows
-from amos_hw.passes.common import FlowError
+from amos_hw.errors import FlowError
 from amos_hw.plan import AddLayer, ConvLayer, NetworkPlan
 
 __all__ = ["SLACK_ROWS", "SLACK_WORDS", "skip_depth", "assign_skip_fifos"]

@@ -7,7 +7,7 @@ device (the generator does not import the board package; a test keeps the two ta
 """
 from __future__ import annotations
 
-from amos_hw.passes.common import FlowError
+from amos_hw.errors import FlowError
 
 __all__ = ["DEVICES", "BOARD_DEVICES", "LUT_FILL", "DEFAULT_CLOCK_MHZ", "device", "device_name",
            "clock_mhz", "family"]

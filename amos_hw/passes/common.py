@@ -7,15 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from amos_hw.errors import BudgetError, FlowError
+
 __all__ = ["FlowConfig", "FlowContext", "FlowError", "BudgetError", "canonical_json"]
-
-
-class FlowError(ValueError):
-    """Bad input to the generator: the message names the model, the layer or the option."""
-
-
-class BudgetError(FlowError):
-    """The design cannot meet the requested budget (board or frame rate)."""
 
 
 @dataclass
