@@ -129,9 +129,17 @@ def test_unsupported_patterns_name_the_layer(nets):
         P.lower(g)
     g = nets["tiny"].copy()
     for n in g.nodes:
-        if n["name"] == "b0.add":
+        if n["name"] == "b1.add":  # the projection shortcut shifted: no instruction adds that
+            n["lshift"] = [0, 1]
+    with pytest.raises(P.ProgramError, match=r"layer 'b1.add': a convolution input \('b1.sc'\) "
+                                             r"shifted left by 1"):
+        P.lower(g)
+    g = nets["tiny"].copy()
+    for n in g.nodes:
+        if n["name"] == "b0.add":  # no raw convolution unshifted: refused by the plan itself
             n["lshift"] = [1, 3]
-    with pytest.raises(P.ProgramError, match="layer 'b0.add'.*shifted left by 1"):
+    with pytest.raises(P.ProgramError, match="layer 'b0.add': the residual add engine needs a "
+                                             "raw convolution with lshift 0"):
         P.lower(g)
 
 
