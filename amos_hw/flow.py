@@ -90,6 +90,20 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
     FlowError
         Bad input (unknown model, unbuildable layer, impossible budget), naming what is wrong.
     """
+    _check_options(cfg)
+    if cfg.board is not None:
+        cfg = dataclasses.replace(cfg, board=device(cfg.board)["name"])
+    fallback = _fallback(cfg)
+    if fallback is not None:
+        try:
+            return _run_flow(dataclasses.replace(cfg, architecture="pipelined"))
+        except BudgetError as e:
+            why = f"the layer-pipelined design does not fit: {e}"
+            return _run_flow(dataclasses.replace(cfg, why=why, **fallback))
+    return _run_flow(cfg)
+
+
+def _check_options(cfg: FlowConfig) -> None:
     if cfg.architecture is not None and cfg.architecture not in ARCHITECTURES:
         raise FlowError(f"--architecture: unknown {cfg.architecture!r}; known: "
                         f"{', '.join(ARCHITECTURES)}")
@@ -100,29 +114,47 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
         raise FlowError("--weights flash streams the weights into the shared engine: add "
                         "--architecture shared (the layer-pipelined engines keep their weights "
                         "in block RAM)")
-    fallback = None
-    if cfg.board is not None:
-        cfg = dataclasses.replace(cfg, board=device(cfg.board)["name"])
-    if cfg.architecture is None and cfg.board is not None:
-        name = device(cfg.board)["name"]
-        if name == "ice40-up5k":
-            fallback = {"architecture": "shared"}  # weights and maps in the SPRAM
-        elif (name.startswith("ecp5") and cfg.parallelism is None
-              and cfg.target_fps is None):
-            fallback = {"architecture": "shared", "weights": "flash"}
-    if fallback is not None:
-        try:
-            return _run_flow(dataclasses.replace(cfg, architecture="pipelined"))
-        except BudgetError as e:
-            why = f"the layer-pipelined design does not fit: {e}"
-            return _run_flow(dataclasses.replace(cfg, why=why, **fallback))
-    return _run_flow(cfg)
+
+
+def _fallback(cfg: FlowConfig) -> dict | None:
+    """The shared-engine form to try when the pipelined design does not fit ``cfg.board``."""
+    if cfg.architecture is not None or cfg.board is None:
+        return None
+    if cfg.board == "ice40-up5k":
+        return {"architecture": "shared"}  # weights and maps in the SPRAM
+    if cfg.board.startswith("ecp5") and cfg.parallelism is None and cfg.target_fps is None:
+        return {"architecture": "shared", "weights": "flash"}
+    return None
 
 
 def _steps(cfg: FlowConfig) -> tuple:
     if cfg.architecture == "shared":
         return tuple((n, shared.STEPS.get(n, f)) for n, f in STEPS)
     return STEPS
+
+
+class _Writer:
+    """Writes a run's step intermediates and output files into its output folder."""
+
+    def __init__(self, cfg: FlowConfig):
+        self.cfg = cfg
+        self.out_dir: Path | None = None
+
+    def step(self, ctx: FlowContext, n: int, name: str, summary: dict) -> None:
+        if self.out_dir is None:  # the model's name (the default folder) is known now
+            cfg = self.cfg
+            self.out_dir = Path(cfg.out) if cfg.out else default_out(ctx.model_name)
+            (self.out_dir / "steps").mkdir(parents=True, exist_ok=True)
+            for old in (self.out_dir / "steps").glob("*.json"):
+                old.unlink()
+        (self.out_dir / "steps" / f"{n}_{name}.json").write_text(canonical_json(summary))
+
+    def files(self, files: dict) -> None:
+        for fname, text in files.items():
+            if isinstance(text, bytes):
+                (self.out_dir / fname).write_bytes(text)
+            else:
+                (self.out_dir / fname).write_text(text)
 
 
 def _run_flow(cfg: FlowConfig) -> FlowContext:
@@ -135,36 +167,20 @@ def _run_flow(cfg: FlowConfig) -> FlowContext:
     steps = _steps(cfg)
     if cfg.stop_after is not None:
         steps = steps[: STEP_NAMES.index(cfg.stop_after) + 1]
-    bar = None
-    if not cfg.quiet:
-        bar = tqdm(total=len(steps), desc="generate", unit="step", file=sys.stderr)
-    out_dir = None
-    try:
+    writer = _Writer(cfg) if cfg.write else None
+    with tqdm(total=len(steps), desc="generate", unit="step", file=sys.stderr,
+              disable=cfg.quiet) as bar:
         for n, (name, step) in enumerate(steps):
-            if bar is not None:
-                bar.set_postfix_str(name)
+            bar.set_postfix_str(name)
             t0 = time.perf_counter()
             summary = step(ctx)
             ctx.timings[name] = time.perf_counter() - t0
-            if cfg.write:
-                if out_dir is None:
-                    out_dir = Path(cfg.out) if cfg.out else default_out(ctx.model_name)
-                    (out_dir / "steps").mkdir(parents=True, exist_ok=True)
-                    for old in (out_dir / "steps").glob("*.json"):
-                        old.unlink()
-                (out_dir / "steps" / f"{n}_{name}.json").write_text(canonical_json(summary))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    if cfg.write and ctx.files:
-        for fname, text in ctx.files.items():
-            if isinstance(text, bytes):
-                (out_dir / fname).write_bytes(text)
-            else:
-                (out_dir / fname).write_text(text)
-    ctx.out_dir = out_dir
+            if writer is not None:
+                writer.step(ctx, n, name, summary)
+            bar.update(1)
+    if writer is not None and ctx.files:
+        writer.files(ctx.files)
+    ctx.out_dir = None if writer is None else writer.out_dir
     return ctx
 
 

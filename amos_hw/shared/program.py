@@ -197,9 +197,11 @@ class _Instructions:
         self.stored = {INPUT}
         self.act_bits = plan.input_bits
 
-    def tensor(self, src: str) -> str:
-        """The description's name of the map a layer reads (``INPUT`` is the pixels)."""
-        return self.plan.input_tensor if src == INPUT else src
+    @staticmethod
+    def tensor(src: str) -> str:
+        """The name of the stored map a layer reads: its producing layer's, ``"input"`` for
+        the pixels (whatever the description calls them)."""
+        return src
 
     def shape(self, src: str) -> tuple:
         if src == INPUT:
@@ -314,16 +316,9 @@ def _acc_range(p: Program, ins: Instr) -> tuple[int, int]:
     return lo + min(0, int(b.min())), hi + max(0, int(b.max()))
 
 
-def layout(p: Program, max_depth: int | None = None, weights: str = "memory") -> Program:
-    """Place weights and maps in the word memory; build the weight image and bias table.
-
-    ``weights="stream"`` leaves the weights out of the memory (they are read once per image,
-    in address order, from a stream; :attr:`Program.image` is still their image): the maps
-    start at word 0 and ``max_depth`` limits the maps alone.
-    """
-    if weights not in ("memory", "stream"):
-        raise ValueError(f"weights must be 'memory' or 'stream', not {weights!r}")
-    p.weights = weights
+def _weight_words(p: Program) -> list[int]:
+    """The weight words in read order (instruction, group, source, tap), eight int8 output
+    channel lanes a word; sets each instruction's ``wbase`` and each source's ``coff``."""
     words = []
     for ins in p.instrs:
         ins.wbase = len(words)
@@ -344,8 +339,11 @@ def layout(p: Program, max_depth: int | None = None, weights: str = "memory") ->
                     for lane in range(LANES):
                         word |= (int(w[lane, t]) & 0xFF) << (8 * lane)
                     words.append(word)
-    p.weight_words = len(words)
-    p.image = np.array(words, dtype=np.uint64)
+    return words
+
+
+def _bias_table(p: Program) -> np.ndarray:
+    """Every instruction's biases, padded to whole groups; sets ``bbase`` and ``acc_range``."""
     bias = []
     for ins in p.instrs:
         ins.bbase = len(bias)
@@ -353,9 +351,12 @@ def layout(p: Program, max_depth: int | None = None, weights: str = "memory") ->
         b[: len(ins.bias)] = ins.bias
         bias.extend(int(v) for v in b)
         ins.acc_range = _acc_range(p, ins)
-    p.bias_table = np.array(bias, dtype=np.int64)
+    return np.array(bias, dtype=np.int64)
 
-    # liveness of the stored maps: [producer, last consumer] in instruction order
+
+def _liveness(p: Program) -> tuple[dict, dict]:
+    """Each stored map's [producer, last consumer] in instruction order, and its (words,
+    shape)."""
     life = {"input": [-1, -1]}
     sizes = {"input": (math.prod(p.input_shape[:2]) * p.words_per_pos(p.input_shape[2]),
                        p.input_shape)}
@@ -366,6 +367,12 @@ def layout(p: Program, max_depth: int | None = None, weights: str = "memory") ->
             life[ins.out] = [k, k]
             Ho, Wo, Co = ins.out_shape
             sizes[ins.out] = (Ho * Wo * p.words_per_pos(Co), ins.out_shape)
+    return life, sizes
+
+
+def _roots(p: Program, life: dict, sizes: dict) -> dict:
+    """Map -> the map whose words it occupies: a residual block's output overwrites its
+    identity skip input when that is the skip's last use and the sizes agree."""
     inplace = {}  # output map -> the skip map it overwrites
     for k, ins in enumerate(p.instrs):
         for s in ins.sources:
@@ -378,13 +385,13 @@ def layout(p: Program, max_depth: int | None = None, weights: str = "memory") ->
         while r in inplace:
             r = inplace[r]
         root[t] = r
-    span: dict[str, list] = {}
-    for t, (a0, a1) in life.items():
-        r = span.setdefault(root[t], [a0, a1])
-        r[0], r[1] = min(r[0], a0), max(r[1], a1)
-    base0 = p.weight_words if weights == "memory" else 0
+    return root
+
+
+def _first_fit(span: dict, sizes: dict, base0: int) -> dict:
+    """Addresses of the maps: largest first, then by birth, first fit in address order among
+    the maps alive at the same time."""
     placed: dict[str, tuple[int, int]] = {}
-    # largest first, then by birth: first fit in address order
     for t in sorted(span, key=lambda t: (-sizes[t][0], span[t][0])):
         n = sizes[t][0]
         a0, a1 = span[t]
@@ -396,12 +403,42 @@ def layout(p: Program, max_depth: int | None = None, weights: str = "memory") ->
                 break
             addr = max(addr, hi)
         placed[t] = (addr, n)
+    return placed
+
+
+def _place_maps(p: Program, base0: int) -> None:
+    """Place the activation maps by liveness from word ``base0``; set ``maps``, ``depth`` and
+    every instruction's map addresses."""
+    life, sizes = _liveness(p)
+    root = _roots(p, life, sizes)
+    span: dict[str, list] = {}
+    for t, (a0, a1) in life.items():
+        r = span.setdefault(root[t], [a0, a1])
+        r[0], r[1] = min(r[0], a0), max(r[1], a1)
+    placed = _first_fit(span, sizes, base0)
     order = ["input"] + [i.out for i in p.instrs if i.out is not None]
     p.maps = {t: (placed[root[t]][0], sizes[t][0], sizes[t][1]) for t in order}
     p.depth = max([base0] + [b + n for b, n in placed.values()])
     for ins in p.instrs:
         ins.obase = p.maps[ins.out][0] if ins.out is not None else 0
         ins.src_base = [p.maps[s.tensor][0] for s in ins.sources]
+
+
+def layout(p: Program, max_depth: int | None = None, weights: str = "memory") -> Program:
+    """Place weights and maps in the word memory; build the weight image and bias table.
+
+    ``weights="stream"`` leaves the weights out of the memory (they are read once per image,
+    in address order, from a stream; :attr:`Program.image` is still their image): the maps
+    start at word 0 and ``max_depth`` limits the maps alone.
+    """
+    if weights not in ("memory", "stream"):
+        raise ValueError(f"weights must be 'memory' or 'stream', not {weights!r}")
+    p.weights = weights
+    words = _weight_words(p)
+    p.weight_words = len(words)
+    p.image = np.array(words, dtype=np.uint64)
+    p.bias_table = _bias_table(p)
+    _place_maps(p, p.weight_words if weights == "memory" else 0)
     if max_depth is not None and p.depth > max_depth:
         peak = max(p.instrs, key=lambda i: i.taps)
         if weights == "stream":
