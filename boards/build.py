@@ -263,6 +263,35 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
                          + "\n".join(tail))
 
 
+def _check_build_options(board: Board, *, clock_mhz, router, carry, timing_mhz, seed) -> None:
+    """Refuse options the board or the tools cannot take, naming the option."""
+    if timing_mhz is not None:
+        if board.family != "ecp5":
+            raise BoardError(f"--timing-mhz is for ECP5 builds; {board.name} is an "
+                             f"{board.family} board")
+        if not timing_mhz > 0:
+            raise BoardError(f"--timing-mhz must be positive, not {timing_mhz!r}")
+    if carry not in (None, *CARRY_FORMS):
+        raise BoardError(f"unknown carry form {carry!r}: known {', '.join(CARRY_FORMS)}")
+    if carry == "ecp5" and board.family != "ecp5":
+        raise BoardError(f"--carry ecp5 needs an ECP5 board; {board.name} is an {board.family} "
+                         f"board")
+    if router not in (None, *ROUTERS):
+        raise BoardError(f"unknown router {router!r}: nextpnr has {', '.join(ROUTERS)}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise BoardError(f"--seed must be a non-negative integer, not {seed!r}")
+    if clock_mhz is not None:
+        params = {"ecp5": ecp5_pll_params, "ice40": ice40_pll_params}.get(board.family)
+        if params is None:
+            raise BoardError(f"--clock-mhz needs an ECP5 or iCE40 PLL; {board.name} is an "
+                             f"{board.family} board (its PLL is not built yet): leave the option "
+                             f"out to run from the board oscillator")
+        try:
+            params(board.make_platform().default_clk_frequency / 1e6, clock_mhz)
+        except PllError as e:
+            raise BoardError(f"--clock-mhz {clock_mhz:g}: {e}") from None
+
+
 def build(board_name: str, model: str, *, parallelism=None, progress: bool = True,
           out: Path | None = None, clock_mhz: float | None = None,
           lut_fill: float | None = None, router: str | None = None,
@@ -308,31 +337,8 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
         never finished routing; the cause was the PLL domain's fabric reset (:class:`Ecp5Pll`).
     """
     board = get_board(board_name)
-    if timing_mhz is not None:
-        if board.family != "ecp5":
-            raise BoardError(f"--timing-mhz is for ECP5 builds; {board.name} is an "
-                             f"{board.family} board")
-        if not timing_mhz > 0:
-            raise BoardError(f"--timing-mhz must be positive, not {timing_mhz!r}")
-    if carry not in (None, *CARRY_FORMS):
-        raise BoardError(f"unknown carry form {carry!r}: known {', '.join(CARRY_FORMS)}")
-    if carry == "ecp5" and board.family != "ecp5":
-        raise BoardError(f"--carry ecp5 needs an ECP5 board; {board.name} is an {board.family} "
-                         f"board")
-    if router not in (None, *ROUTERS):
-        raise BoardError(f"unknown router {router!r}: nextpnr has {', '.join(ROUTERS)}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise BoardError(f"--seed must be a non-negative integer, not {seed!r}")
-    if clock_mhz is not None:
-        params = {"ecp5": ecp5_pll_params, "ice40": ice40_pll_params}.get(board.family)
-        if params is None:
-            raise BoardError(f"--clock-mhz needs an ECP5 or iCE40 PLL; {board.name} is an "
-                             f"{board.family} board (its PLL is not built yet): leave the option "
-                             f"out to run from the board oscillator")
-        try:
-            params(board.make_platform().default_clk_frequency / 1e6, clock_mhz)
-        except PllError as e:
-            raise BoardError(f"--clock-mhz {clock_mhz:g}: {e}") from None
+    _check_build_options(board, clock_mhz=clock_mhz, router=router, carry=carry,
+                         timing_mhz=timing_mhz, seed=seed)
     shared_fallback = parallelism is None
     if parallelism is None and board.fold is not None:
         parallelism = dict(board.fold)

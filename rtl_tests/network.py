@@ -136,7 +136,7 @@ def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):
                        "flash": flash_contents(ctx.top)})
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rtl_tests.network", description=__doc__)
     p.add_argument("--model", default="resnet8")
     p.add_argument("--images", type=int, default=10000)
@@ -159,15 +159,55 @@ def main(argv=None) -> int:
                    help="run every N-th test image from I (see the module docstring)")
     p.add_argument("--merge", type=int, default=None, metavar="N",
                    help="add up the N shards of build/rtl_shards into the result file")
-    args = p.parse_args(argv)
-    suffix = "_shared" if args.architecture == "shared" else ""
+    return p
+
+
+def _flow_config(p, args) -> dict:
+    """The generator options of the run (its folding, architecture or board)."""
     if args.board is not None:
         if args.target_cycles is not None or args.architecture == "shared":
             p.error("--board takes the board build's folding and architecture: leave out "
                     "--target-cycles and --architecture")
         if args.board not in DEVICES:
             p.error(f"--board: unknown device {args.board!r}; known: {', '.join(DEVICES)}")
-        suffix = f"_{args.board}"
+        return {"board": args.board}
+    if args.architecture == "shared":
+        if args.target_cycles is not None:
+            p.error("--target-cycles folds the pipelined engines; the shared engine has one "
+                    "speed")
+        return {"architecture": "shared"}
+    return ci_config(Path(args.model).stem, args.target_cycles)
+
+
+def _shard(p, text) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+        if not 0 <= i < n:
+            raise ValueError
+    except ValueError:
+        p.error(f"--shard must be I/N with 0 <= I < N, not {text!r}")
+    return i, n
+
+
+def _save_shard(res: dict, shard: tuple[int, int], sim: str) -> None:
+    res["shard"] = list(shard)
+    SHARDS.mkdir(parents=True, exist_ok=True)
+    f = SHARDS / (f"{res['model']}-{res['model_sha256'][:12]}-{shard[0]}of{shard[1]}-"
+                  f"{sim}.json")
+    f.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(res, indent=1, sort_keys=True))
+    print(f"wrote {f}; when all {shard[1]} shards are there: python -m rtl_tests.network "
+          f"--model {res['model']} --sim {sim} --merge {shard[1]}")
+
+
+def main(argv=None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    cfg = _flow_config(p, args)
+    suffix = ("_shared" if args.architecture == "shared" else "") if args.board is None \
+        else f"_{args.board}"
     out = (Path(args.out) if args.out
            else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}{suffix}.json")
     if args.merge is not None:
@@ -178,37 +218,13 @@ def main(argv=None) -> int:
             return 2
         _write_result(out, res, f"{args.sim}-full")
         return 0 if res["mismatches"] == 0 else 1
-    shard = None
-    if args.shard is not None:
-        try:
-            i, n = (int(v) for v in args.shard.split("/"))
-            if not 0 <= i < n:
-                raise ValueError
-        except ValueError:
-            p.error(f"--shard must be I/N with 0 <= I < N, not {args.shard!r}")
-        shard = (i, n)
-    if args.board is not None:
-        cfg = {"board": args.board}
-    elif args.architecture == "shared":
-        if args.target_cycles is not None:
-            p.error("--target-cycles folds the pipelined engines; the shared engine has one "
-                    "speed")
-        cfg = {"architecture": "shared"}
-    else:
-        cfg = ci_config(Path(args.model).stem, args.target_cycles)
+    shard = _shard(p, args.shard)
     res = run_network(args.model, args.images, args.sim, seed=args.seed, log_every=10,
                       shard=shard, **cfg)
     if shard is not None:
-        res["shard"] = list(shard)
-        SHARDS.mkdir(parents=True, exist_ok=True)
-        f = SHARDS / (f"{res['model']}-{res['model_sha256'][:12]}-{shard[0]}of{shard[1]}-"
-                      f"{args.sim}.json")
-        f.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
-        print(json.dumps(res, indent=1, sort_keys=True))
-        print(f"wrote {f}; when all {shard[1]} shards are there: python -m rtl_tests.network "
-              f"--model {res['model']} --sim {args.sim} --merge {shard[1]}")
-        return 0 if res["mismatches"] == 0 else 1
-    _write_result(out, res, args.sim)
+        _save_shard(res, shard, args.sim)
+    else:
+        _write_result(out, res, args.sim)
     return 0 if res["mismatches"] == 0 else 1
 
 
