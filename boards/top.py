@@ -6,13 +6,15 @@ simulated under Verilator with a modelled UART by :mod:`boards.sim`.
 """
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.lib.hostlink import HostLink
 from amos_hw.lib.hostproto import FRAME_TIMEOUT_S, Info
+from amos_hw.lib.spiflash import SPI_FLASH
 from amos_hw.lib.uart import UARTRx, UARTTx
+from boards.pll import Ecp5Pll, Ice40Pll
 
 __all__ = ["BoardTop", "UartNetworkTop", "network_info"]
 
@@ -84,8 +86,6 @@ class UartNetworkTop(wiring.Component):
         self.led_hold = led_hold if led_hold is not None else max(1, round(LED_HOLD_S * clk_hz))
         members = {"rx": In(1, init=1), "tx": Out(1, init=1), "led": Out(1)}
         if hasattr(network, "flash"):  # weights read from the board's SPI flash
-            from amos_hw.lib.spiflash import SPI_FLASH
-
             members["flash"] = Out(SPI_FLASH)
         super().__init__(members)
 
@@ -168,8 +168,6 @@ class BoardTop(Elaboratable):
         m = Module()
         clk_hz = int(platform.default_clk_frequency)
         if self.clock_mhz is not None:
-            from boards.pll import Ecp5Pll, Ice40Pll
-
             # the platform's family: "ecp5" (amaranth's LatticePlatform), "iCE40" (SiliconBlue)
             family = str(getattr(platform, "family", "")).lower()
             plls = {"ecp5": Ecp5Pll, "ice40": Ice40Pll}
@@ -197,8 +195,6 @@ class BoardTop(Elaboratable):
         return m
 
     def _flash_pins(self, m, platform, pins):
-        from amaranth.hdl import Instance
-
         res = platform.request(*self.flash, dir="-")
         bufs = {}
         for name, direction in (("cs", "o"), ("copi", "o"), ("cipo", "i"), ("wp", "o"),
