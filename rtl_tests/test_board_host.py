@@ -121,7 +121,7 @@ def classify_straddle_through_board(tmp_path, board: str, seed: int):
 
 def test_classify_sim_shared_engine_loads_weights(tmp_path):
     """The shared engine on the iCEBreaker's top, as built for the UP5K: SPRAM (the behavioural
-    model in boards/sim_models), DSP-form lanes, weights sent over the modelled UART with
+    model in amos_hw/backend/sim_models), DSP-form lanes, weights sent over the modelled UART with
     CMD_LOAD, then images: logits and classes == python_ref.snn."""
     classify_straddle_through_board(tmp_path, "icebreaker", 11)
 

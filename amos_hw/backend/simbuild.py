@@ -54,7 +54,7 @@ SIMULATORS = ("icarus", "verilator")
 
 #: Simulation models of the vendor primitives emitted Verilog may instantiate (``CCU2C`` of the
 #: ECP5 carry form, ``SB_SPRAM256KA`` of the UP5K shared engine), one module per file.
-SIM_MODELS = Path(__file__).resolve().parents[2] / "boards" / "sim_models"
+SIM_MODELS = Path(__file__).resolve().parent / "sim_models"
 
 #: Build arguments of each simulator, before the caller's.
 BUILD_ARGS = {

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 
 from amaranth.back import verilog as _amaranth_verilog
 from amaranth.lib import wiring
@@ -47,9 +49,6 @@ def deep_call(fn):
     Amaranth lowers expressions recursively; a wide folded layer's adder is a long operator
     chain that exceeds Python's default limit of 1000 frames.
     """
-    import sys
-    import threading
-
     result = {}
 
     def run():

@@ -143,7 +143,7 @@ class DenseEngine(wiring.Component):
         ``CCU2C`` carry cells that add the pair (:func:`amos_hw.engines.carry.gated_pair_sum`).
         Same results, same cycles; about 29 % fewer LUT4s and 21 % more flip-flops on the
         probe. The Verilog then instantiates ``CCU2C``: it needs an ECP5 target or a simulation
-        model (``boards/sim_models/CCU2C.v``).
+        model (``amos_hw/backend/sim_models/CCU2C.v``).
     credits : bool
         ``False``: backpressure stalls the whole pipeline (one clock enable on every register).
         ``True``: the datapath runs free and the results queue in a small FIFO

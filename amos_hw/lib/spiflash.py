@@ -71,7 +71,6 @@ class SpiFlashReader(wiring.Component):
     """
 
     def __init__(self, *, words: int, offset: int = 0, div: int = 1, depth: int = 512):
-        self._MustUse__silence = True  # a constructor that raises must not also warn
         self.check(words=words, offset=offset, div=div, depth=depth)
         self.words, self.offset, self.div, self.depth = words, offset, div, depth
         self.timing = reader_timing(div, depth)
@@ -81,7 +80,6 @@ class SpiFlashReader(wiring.Component):
             "flash": Out(SPI_FLASH),
             "busy": Out(1),
         })
-        self._MustUse__silence = False
 
     @staticmethod
     def check(*, words: int, offset: int, div: int, depth: int) -> None:
