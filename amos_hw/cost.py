@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 
 from amos_hw.devices import LUT_FILL
+from amos_hw.errors import FlowError
 from amos_hw.layer_engines import engine_figures
 from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
 from amos_hw.lib.skid import SkidBuffer
-from amos_hw.errors import FlowError
 from amos_hw.plan import INPUT, AddLayer, ConvLayer, DenseLayer, Layer, NetworkPlan, PoolLayer
 
 __all__ = ["layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows", "glue", "latency",

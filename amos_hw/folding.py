@@ -26,8 +26,8 @@ from amos_hw import cost
 from amos_hw.buffers import assign_skip_fifos
 from amos_hw.devices import family
 from amos_hw.engines.carry import CARRY_FORMS, default_form
-from amos_hw.lib.checks import positive_int
 from amos_hw.errors import BudgetError, FlowError
+from amos_hw.lib.checks import positive_int
 from amos_hw.plan import DenseLayer, Layer, NetworkPlan, PoolLayer
 
 __all__ = ["divisors", "options", "lane_cost", "choose_for_target", "carry_form", "read_user",

@@ -176,6 +176,30 @@ def _uart_bits(data: bytes):
         yield from [0] + [(byte >> i) & 1 for i in range(8)] + [1]
 
 
+async def _ticks(ctx, n):
+    # plain awaits only in background testbenches (see amos_hw.lib.sim.run_simulation)
+    for _ in range(n):
+        await ctx.tick()
+
+
+def _uart_receiver(top, divisor: int, decoder, frames: list):
+    """A background testbench sampling ``top.tx`` as a UART at ``divisor`` cycles per bit,
+    feeding the bytes to ``decoder`` and its frames to ``frames``."""
+    async def line(ctx):
+        while True:
+            while ctx.get(top.tx) != 0:
+                await ctx.tick()
+            await _ticks(ctx, divisor // 2)
+            byte = 0
+            for i in range(8):
+                await _ticks(ctx, divisor)
+                byte |= ctx.get(top.tx) << i
+            await _ticks(ctx, divisor)
+            assert ctx.get(top.tx) == 1
+            frames.extend(decoder.feed(bytes([byte])))
+    return line
+
+
 def test_board_top_over_uart_lines():
     """Garbage, a truncated frame, INFO and two images, through the real UART gateware."""
     divisor = 4
@@ -208,23 +232,7 @@ def test_board_top_over_uart_lines():
             await ctx.tick()
         await ctx.tick().repeat(100)
 
-    # plain awaits only in background testbenches (see amos_hw.lib.sim.run_simulation)
-    async def ticks(ctx, n):
-        for _ in range(n):
-            await ctx.tick()
-
-    async def line(ctx):
-        while True:
-            while ctx.get(top.tx) != 0:
-                await ctx.tick()
-            await ticks(ctx, divisor // 2)
-            byte = 0
-            for i in range(8):
-                await ticks(ctx, divisor)
-                byte |= ctx.get(top.tx) << i
-            await ticks(ctx, divisor)
-            assert ctx.get(top.tx) == 1
-            frames.extend(decoder.feed(bytes([byte])))
+    line = _uart_receiver(top, divisor, decoder, frames)
 
     async def led_mon(ctx):
         while True:

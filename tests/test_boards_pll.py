@@ -49,7 +49,7 @@ def _board_top_files(tmp_path, board_name: str, clock_mhz: float):
     (no toolchain run): the top and its build files as text."""
     pytest.importorskip("amaranth_boards")
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    from amos_hw.top import build_network
+    from amos_hw.flow import build_network
     from boards.board import get_board
     from boards.top import BoardTop
 

@@ -80,13 +80,13 @@ def flash_network(program, offset: int = 0):
 
 
 #: Measured iCE40 LUT4s of the ResNet8 shared engine in its iCEBreaker top, host link and PLL
-#: included (3,975, DSP lanes; ``python -m amos_hw.bench --board icebreaker --model resnet8
+#: included (3,975, DSP lanes; ``python -m boards.bench --board icebreaker --model resnet8
 #: --clock-mhz 19.5``, docs/results/boards/icebreaker_resnet8_pll19p5mhz.json) over the
 #: component formula below (2,024): the formula leaves out the host link and undercounts the
 #: multiplexers of the walker and the tables.
 LUT_CALIBRATION = 3975 / 2024
 #: The same for the ECP5 form: LUT lanes (no DSP), the flash reader, the ULX3S top (7,931
-#: LUT4: ``python -m amos_hw.bench --board ulx3s-25f --model resnet8``,
+#: LUT4: ``python -m boards.bench --board ulx3s-25f --model resnet8``,
 #: docs/results/boards/ulx3s-25f_resnet8.json).
 LUT_CALIBRATION_ECP5 = 7931 / 2024
 
