@@ -34,7 +34,7 @@ import numpy as np
 
 from amos_hw.plan import INPUT, AddLayer, ConvLayer, DenseLayer, NetworkPlan, PlanError, PoolLayer
 from amos_hw.plan import lower as plan_lower
-from python_ref import ir
+from python_ref import ir, snn
 from python_ref.quant import relu_int, requant_shift, signed_width
 
 __all__ = ["LANES", "WORD_BITS", "ProgramError", "Source", "Instr", "Program", "lower",
@@ -500,8 +500,6 @@ def execute(p: Program, x: np.ndarray) -> np.ndarray:
     uses, so a layout error (an overlap, a wrong stride, a bad in-place write) changes the
     result; the arithmetic is :mod:`python_ref.snn`'s.
     """
-    from python_ref import snn
-
     mem = [0] * p.depth
     if p.weights == "memory":
         for a, w in enumerate(p.image.tolist()):
