@@ -10,6 +10,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.lib.checks import positive_int
 from amos_hw.lib.hostlink import HostLink
 from amos_hw.lib.hostproto import FRAME_TIMEOUT_S, Info
 from amos_hw.lib.spiflash import SPI_FLASH
@@ -68,10 +69,8 @@ class UartNetworkTop(wiring.Component):
 
     def __init__(self, network, *, clk_hz: int, baud: int, name: str = "",
                  frame_timeout: int | None = None, led_hold: int | None = None):
-        if isinstance(clk_hz, bool) or not isinstance(clk_hz, int) or clk_hz < 1:
-            raise ValueError(f"clk_hz must be a positive integer, not {clk_hz!r}")
-        if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
-            raise ValueError(f"baud must be a positive integer, not {baud!r}")
+        positive_int("clk_hz", clk_hz)
+        positive_int("baud", baud)
         divisor = round(clk_hz / baud)
         if divisor < 4:
             raise ValueError(f"baud {baud} is too fast for a {clk_hz} Hz clock: the UART needs at "
