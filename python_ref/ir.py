@@ -231,29 +231,8 @@ def validate(g: Graph) -> dict:
         raise IRError("the first node must be the 'input' op")
     info: dict[str, dict] = {}
     for n in g.nodes:
-        name = n.get("name")
-        if not isinstance(name, str) or not name:
-            raise IRError(f"a node has no name: {n!r}")
-        if name in info:
-            raise IRError(f"layer {name!r}: duplicate name")
-        op = n.get("op")
-        if op not in OPS:
-            raise IRError(f"layer {name!r}: unknown op {op!r}; known: {', '.join(OPS)}")
-        for key, typ in _REQUIRED[op].items():
-            if key not in n:
-                raise IRError(f"layer {name!r}: missing field {key!r}")
-            if not isinstance(n[key], typ) or isinstance(n[key], bool):
-                raise IRError(f"layer {name!r}: field {key!r} must be {typ.__name__}, "
-                              f"not {n[key]!r}")
-        ins = n.get("inputs", [])
-        lo_n, hi_n = _N_INPUTS[op]
-        if not isinstance(ins, list) or not lo_n <= len(ins) <= hi_n:
-            raise IRError(f"layer {name!r}: op {op!r} takes {lo_n}..{hi_n} inputs, not {ins!r}")
-        for i in ins:
-            if i not in info:
-                raise IRError(f"layer {name!r}: input {i!r} is not an earlier layer")
-        src = [info[i] for i in ins]
-        info[name] = _infer(g, n, src)
+        name, op, ins = _check_node(n, info)
+        info[name] = _INFER[op](g, n, [info[i] for i in ins])
         if "shape" in n and op != "input" and tuple(n["shape"]) != info[name]["shape"]:
             raise IRError(f"layer {name!r}: declared shape {tuple(n['shape'])} but the inputs "
                           f"give {info[name]['shape']}")
@@ -265,84 +244,139 @@ def validate(g: Graph) -> dict:
     return info
 
 
-def _infer(g: Graph, n: dict, src: list) -> dict:
-    name, op = n["name"], n["op"]
-    if op == "input":
-        shape = tuple(n["shape"])
-        if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
-            raise IRError(f"layer {name!r}: shape must be positive integers, not {n['shape']!r}")
-        if not 1 <= n["bits"] <= 30:
-            raise IRError(f"layer {name!r}: bits must be 1..30, not {n['bits']}")
-        return {"shape": shape, "lo": 0, "hi": 2 ** n["bits"] - 1}
-    if op in ("conv", "dense"):
-        s = src[0]
-        w = _int_array(g, n, "weight", "weight").astype(np.int64)
-        wb = n.get("weight_bits", 8)
-        if not isinstance(wb, int) or not 2 <= wb <= 32:
-            raise IRError(f"layer {name!r}: weight_bits must be an integer 2..32, not {wb!r}")
-        qmax = 2 ** (wb - 1) - 1
-        if w.size and np.abs(w).max() > qmax:
-            raise IRError(f"layer {name!r}: weights must lie in -{qmax}..{qmax} "
-                          f"({wb}-bit symmetric)")
-        if op == "conv":
-            if len(s["shape"]) != 3:
-                raise IRError(f"layer {name!r}: conv needs an (H, W, C) input, "
-                              f"not shape {s['shape']}")
-            H, W, C = s["shape"]
-            k, st, p, co = n["kernel"], n["stride"], n["padding"], n["out_channels"]
-            if k < 1 or st < 1 or p < 0:
-                raise IRError(f"layer {name!r}: kernel/stride must be >= 1 and padding >= 0")
-            if w.shape != (co, k, k, C):
-                raise IRError(f"layer {name!r}: weight shape {w.shape} does not match "
-                              f"(out_channels, kernel, kernel, in_channels) = {(co, k, k, C)}")
-            Ho, Wo = _conv_out(H, k, st, p), _conv_out(W, k, st, p)
-            if Ho < 1 or Wo < 1:
-                raise IRError(f"layer {name!r}: output would be empty ({Ho}x{Wo})")
-            shape = (Ho, Wo, co)
-            wm = w.reshape(co, -1)
-            lo_in, hi_in = s["lo"], s["hi"]
-            if p > 0:  # zero padding brings the value 0 in
-                lo_in, hi_in = min(lo_in, 0), max(hi_in, 0)
-        else:
-            fin = int(np.prod(s["shape"]))
-            co = n["out_features"]
-            if w.shape != (co, fin):
-                raise IRError(f"layer {name!r}: weight shape {w.shape} does not match "
-                              f"(out_features, in_features) = {(co, fin)}")
-            shape = (co,)
-            wm = w
-            lo_in, hi_in = s["lo"], s["hi"]
-        pos = np.clip(wm, 0, None).astype(object).sum(1)
-        neg = np.clip(wm, None, 0).astype(object).sum(1)
-        lo = [int(pp * lo_in + nn * hi_in) for pp, nn in zip(pos, neg, strict=True)]
-        hi = [int(pp * hi_in + nn * lo_in) for pp, nn in zip(pos, neg, strict=True)]
-        if n.get("bias") is not None:
-            b = _int_array(g, n, "bias", "bias").astype(np.int64)
-            if b.shape != (co,):
-                raise IRError(f"layer {name!r}: bias shape {b.shape} does not match ({co},)")
-            lo = [a + int(x) for a, x in zip(lo, b, strict=True)]
-            hi = [a + int(x) for a, x in zip(hi, b, strict=True)]
-        return {"shape": shape, "lo": min(lo), "hi": max(hi)}
-    if op == "add":
-        sh = n["lshift"]
-        if len(sh) != len(src) or any(not isinstance(v, int) or v < 0 for v in sh):
-            raise IRError(f"layer {name!r}: lshift must hold one non-negative integer per input, "
-                          f"not {sh!r}")
-        shapes = {s["shape"] for s in src}
-        if len(shapes) != 1:
-            raise IRError(f"layer {name!r}: add inputs have different shapes "
-                          f"{[s['shape'] for s in src]} (inputs {n['inputs']})")
-        pairs = list(zip(src, sh, strict=True))
-        return {"shape": src[0]["shape"], "lo": sum(s["lo"] << v for s, v in pairs),
-                "hi": sum(s["hi"] << v for s, v in pairs)}
-    if op == "gap":
-        s = src[0]
-        if len(s["shape"]) != 3:
-            raise IRError(f"layer {name!r}: gap needs an (H, W, C) input, not shape {s['shape']}")
-        npos = s["shape"][0] * s["shape"][1]
-        return {"shape": (s["shape"][2],), "lo": s["lo"] * npos, "hi": s["hi"] * npos}
-    # amos
-    unit_name = n["unit"]
+def _check_node(n: dict, info: dict) -> tuple[str, str, list]:
+    """A node's name, op and inputs, once its name is new, its op known, its required fields
+    present and typed, and its inputs earlier layers (``info`` holds the earlier layers)."""
+    name = n.get("name")
+    if not isinstance(name, str) or not name:
+        raise IRError(f"a node has no name: {n!r}")
+    if name in info:
+        raise IRError(f"layer {name!r}: duplicate name")
+    op = n.get("op")
+    if op not in OPS:
+        raise IRError(f"layer {name!r}: unknown op {op!r}; known: {', '.join(OPS)}")
+    for key, typ in _REQUIRED[op].items():
+        if key not in n:
+            raise IRError(f"layer {name!r}: missing field {key!r}")
+        if not isinstance(n[key], typ) or isinstance(n[key], bool):
+            raise IRError(f"layer {name!r}: field {key!r} must be {typ.__name__}, "
+                          f"not {n[key]!r}")
+    ins = n.get("inputs", [])
+    lo_n, hi_n = _N_INPUTS[op]
+    if not isinstance(ins, list) or not lo_n <= len(ins) <= hi_n:
+        raise IRError(f"layer {name!r}: op {op!r} takes {lo_n}..{hi_n} inputs, not {ins!r}")
+    for i in ins:
+        if i not in info:
+            raise IRError(f"layer {name!r}: input {i!r} is not an earlier layer")
+    return name, op, ins
+
+
+# One function per op: (graph, node, the inputs' infos) -> the node's {"shape", "lo", "hi"}.
+
+
+def _infer_input(g: Graph, n: dict, src: list) -> dict:
+    name = n["name"]
+    shape = tuple(n["shape"])
+    if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
+        raise IRError(f"layer {name!r}: shape must be positive integers, not {n['shape']!r}")
+    if not 1 <= n["bits"] <= 30:
+        raise IRError(f"layer {name!r}: bits must be 1..30, not {n['bits']}")
+    return {"shape": shape, "lo": 0, "hi": 2 ** n["bits"] - 1}
+
+
+def _weights(g: Graph, n: dict) -> np.ndarray:
+    """The node's weight array as int64, checked against its ``weight_bits`` (default 8)."""
+    name = n["name"]
+    w = _int_array(g, n, "weight", "weight").astype(np.int64)
+    wb = n.get("weight_bits", 8)
+    if not isinstance(wb, int) or not 2 <= wb <= 32:
+        raise IRError(f"layer {name!r}: weight_bits must be an integer 2..32, not {wb!r}")
+    qmax = 2 ** (wb - 1) - 1
+    if w.size and np.abs(w).max() > qmax:
+        raise IRError(f"layer {name!r}: weights must lie in -{qmax}..{qmax} "
+                      f"({wb}-bit symmetric)")
+    return w
+
+
+def _conv_geometry(n: dict, s: dict, w: np.ndarray) -> tuple:
+    """A conv's output shape, its weights as ``(O, k*k*C)`` and the range of the values it reads
+    (zero padding included)."""
+    name = n["name"]
+    if len(s["shape"]) != 3:
+        raise IRError(f"layer {name!r}: conv needs an (H, W, C) input, "
+                      f"not shape {s['shape']}")
+    H, W, C = s["shape"]
+    k, st, p, co = n["kernel"], n["stride"], n["padding"], n["out_channels"]
+    if k < 1 or st < 1 or p < 0:
+        raise IRError(f"layer {name!r}: kernel/stride must be >= 1 and padding >= 0")
+    if w.shape != (co, k, k, C):
+        raise IRError(f"layer {name!r}: weight shape {w.shape} does not match "
+                      f"(out_channels, kernel, kernel, in_channels) = {(co, k, k, C)}")
+    Ho, Wo = _conv_out(H, k, st, p), _conv_out(W, k, st, p)
+    if Ho < 1 or Wo < 1:
+        raise IRError(f"layer {name!r}: output would be empty ({Ho}x{Wo})")
+    lo_in, hi_in = s["lo"], s["hi"]
+    if p > 0:  # zero padding brings the value 0 in
+        lo_in, hi_in = min(lo_in, 0), max(hi_in, 0)
+    return (Ho, Wo, co), w.reshape(co, -1), lo_in, hi_in
+
+
+def _dense_geometry(n: dict, s: dict, w: np.ndarray) -> tuple:
+    """A dense layer's output shape, its weights and the range of the values it reads."""
+    fin = int(np.prod(s["shape"]))
+    co = n["out_features"]
+    if w.shape != (co, fin):
+        raise IRError(f"layer {n['name']!r}: weight shape {w.shape} does not match "
+                      f"(out_features, in_features) = {(co, fin)}")
+    return (co,), w, s["lo"], s["hi"]
+
+
+def _infer_weighted(g: Graph, n: dict, src: list) -> dict:
+    """``conv`` and ``dense``: the bounds of ``W a + b`` over inputs ``a`` in their range."""
+    w = _weights(g, n)
+    geometry = _conv_geometry if n["op"] == "conv" else _dense_geometry
+    shape, wm, lo_in, hi_in = geometry(n, src[0], w)
+    co = shape[-1]
+    pos = np.clip(wm, 0, None).astype(object).sum(1)
+    neg = np.clip(wm, None, 0).astype(object).sum(1)
+    lo = [int(pp * lo_in + nn * hi_in) for pp, nn in zip(pos, neg, strict=True)]
+    hi = [int(pp * hi_in + nn * lo_in) for pp, nn in zip(pos, neg, strict=True)]
+    if n.get("bias") is not None:
+        b = _int_array(g, n, "bias", "bias").astype(np.int64)
+        if b.shape != (co,):
+            raise IRError(f"layer {n['name']!r}: bias shape {b.shape} does not match ({co},)")
+        lo = [a + int(x) for a, x in zip(lo, b, strict=True)]
+        hi = [a + int(x) for a, x in zip(hi, b, strict=True)]
+    return {"shape": shape, "lo": min(lo), "hi": max(hi)}
+
+
+def _infer_add(g: Graph, n: dict, src: list) -> dict:
+    name = n["name"]
+    sh = n["lshift"]
+    if len(sh) != len(src) or any(not isinstance(v, int) or v < 0 for v in sh):
+        raise IRError(f"layer {name!r}: lshift must hold one non-negative integer per input, "
+                      f"not {sh!r}")
+    shapes = {s["shape"] for s in src}
+    if len(shapes) != 1:
+        raise IRError(f"layer {name!r}: add inputs have different shapes "
+                      f"{[s['shape'] for s in src]} (inputs {n['inputs']})")
+    pairs = list(zip(src, sh, strict=True))
+    return {"shape": src[0]["shape"], "lo": sum(s["lo"] << v for s, v in pairs),
+            "hi": sum(s["hi"] << v for s, v in pairs)}
+
+
+def _infer_gap(g: Graph, n: dict, src: list) -> dict:
+    s = src[0]
+    if len(s["shape"]) != 3:
+        raise IRError(f"layer {n['name']!r}: gap needs an (H, W, C) input, "
+                      f"not shape {s['shape']}")
+    npos = s["shape"][0] * s["shape"][1]
+    return {"shape": (s["shape"][2],), "lo": s["lo"] * npos, "hi": s["hi"] * npos}
+
+
+def _layer_unit(g: Graph, n: dict) -> IntAmosUnit:
+    """The unit an ``amos`` layer names, built from the unit library (errors name the layer)."""
+    name, unit_name = n["name"], n["unit"]
     if unit_name not in g.units:
         raise IRError(f"layer {name!r}: unit {unit_name!r} is not in the unit library")
     spec = g.units[unit_name]
@@ -350,9 +384,14 @@ def _infer(g: Graph, n: dict, src: list) -> dict:
         raise IRError(f"layer {name!r}: unit {unit_name!r} has unknown kind "
                       f"{spec.get('kind')!r}; known: {', '.join(UNIT_KINDS)}")
     try:
-        unit = make_unit(unit_name, spec, g.arrays)
+        return make_unit(unit_name, spec, g.arrays)
     except IRError as e:
         raise IRError(f"layer {name!r}: {e}") from None
+
+
+def _infer_amos(g: Graph, n: dict, src: list) -> dict:
+    name, unit_name = n["name"], n["unit"]
+    unit = _layer_unit(g, n)
     if len(src) != unit.inputs:
         raise IRError(f"layer {name!r}: unit {unit_name!r} takes {unit.inputs} input(s), "
                       f"the layer gives {len(src)}")
@@ -361,12 +400,16 @@ def _infer(g: Graph, n: dict, src: list) -> dict:
         raise IRError(f"layer {name!r}: rshift must hold one integer 0..62 per input, not {rs!r}")
     if len({s["shape"] for s in src}) != 1:
         raise IRError(f"layer {name!r}: unit inputs have different shapes")
-    if spec["kind"] == "relu":
+    if g.units[unit_name]["kind"] == "relu":
         lo, hi = 0, 2 ** unit.K - 1
     else:
         lo = int(np.clip(unit.d, None, 0).sum())
         hi = int(np.clip(unit.d, 0, None).sum())
     return {"shape": src[0]["shape"], "lo": lo, "hi": hi}
+
+
+_INFER = {"input": _infer_input, "conv": _infer_weighted, "dense": _infer_weighted,
+          "add": _infer_add, "gap": _infer_gap, "amos": _infer_amos}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +458,20 @@ def load(path: str | os.PathLike, check: bool = True) -> Graph:
     for f in (jp, zp):
         if not f.is_file():
             raise IRError(f"{f}: no such file (an SNN description is a .json and an .npz)")
+    doc = _read_document(jp)
+    arrays = _read_arrays(zp)
+    g = Graph(doc["name"], doc["nodes"], doc["units"], arrays, doc["outputs"], doc.get("meta", {}))
+    if check:
+        try:
+            validate(g)
+        except IRError as e:
+            raise IRError(f"{jp}: {e}") from None
+    return g
+
+
+def _read_document(jp: Path) -> dict:
+    """The JSON half of a description, once its format, version and top-level fields are
+    checked."""
     try:
         doc = json.loads(jp.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -428,18 +485,16 @@ def load(path: str | os.PathLike, check: bool = True) -> Graph:
     for k in ("name", "nodes", "units", "outputs"):
         if k not in doc:
             raise IRError(f"{jp}: missing top-level field {k!r}")
+    return doc
+
+
+def _read_arrays(zp: Path) -> dict:
+    """The arrays of a description's ``.npz`` (no pickled objects)."""
     try:
         with np.load(zp, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise IRError(f"{zp}: cannot be read as an .npz file ({e})") from None
-    g = Graph(doc["name"], doc["nodes"], doc["units"], arrays, doc["outputs"], doc.get("meta", {}))
-    if check:
-        try:
-            validate(g)
-        except IRError as e:
-            raise IRError(f"{jp}: {e}") from None
-    return g
 
 
 def exact_float64_bound(lo: int, hi: int) -> bool:
