@@ -283,59 +283,88 @@ def _check_input(g: _ir.Graph, x) -> np.ndarray:
     return x
 
 
-def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: bool):
-    vals: dict[str, np.ndarray] = {}
-    spk: dict[str, tuple] = {}  # layer -> (spikes (..., K), d) for bit-serial consumers
-    spikes: dict[str, np.ndarray] = {}
+def _consumer_counts(g: _ir.Graph) -> dict:
+    """Tensor name -> how many layers read it."""
     consumers: dict[str, int] = {}
     for n in g.nodes:
         for i in n.get("inputs", []):
             consumers[i] = consumers.get(i, 0) + 1
+    return consumers
+
+
+def _weighted(g: _ir.Graph, n: dict, ins: list, spk: dict, bitserial: bool) -> np.ndarray:
+    """A ``conv`` or ``dense`` layer, from its input's spikes when ``bitserial`` and it has
+    them."""
+    w = g.arrays[n["weight"]]
+    b = g.arrays[n["bias"]] if n.get("bias") else None
+    src = n["inputs"][0]
+    conv = n["op"] == "conv"
+    if bitserial and src in spk:
+        z, d = spk[src]
+        if conv:
+            return conv2d_bitserial(z, d, w, b, n["stride"], n["padding"])
+        return dense_bitserial(z, d, w, b)
+    if conv:
+        return conv2d(ins[0], w, b, n["stride"], n["padding"])
+    return dense(ins[0], w, b)
+
+
+def _run_node(g: _ir.Graph, units: dict, n: dict, ins: list, x: np.ndarray, state: dict,
+              bitserial: bool) -> np.ndarray:
+    """One layer's output; records an ``amos`` layer's spike count per image in
+    ``state["spikes"]`` and, when ``bitserial``, the spikes a layer emits in ``state["spk"]``."""
+    op, name = n["op"], n["name"]
+    spk = state["spk"]
+    if op == "input":
+        out = x.astype(np.int64)
+        if bitserial:
+            spk[name] = input_spikes(out, n["bits"])
+    elif op in ("conv", "dense"):
+        out = _weighted(g, n, ins, spk, bitserial)
+    elif op == "add":
+        out = add(ins, n["lshift"])
+    elif op == "gap":
+        out = gap(ins[0])
+    else:  # amos
+        unit = units[n["unit"]]
+        out, count = requant_unit(ins, n["rshift"], unit)
+        state["spikes"][name] = count.reshape(len(x), -1).sum(1)
+        if bitserial:
+            spk[name] = (unit_spikes(ins, n["rshift"], unit), unit.d)
+    return out
+
+
+def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: bool):
+    vals: dict[str, np.ndarray] = {}
+    # spk: layer -> (spikes (..., K), d) for bit-serial consumers; spikes: count per image
+    state: dict[str, dict] = {"spk": {}, "spikes": {}}
+    consumers = _consumer_counts(g)
     keep = set(g.outputs) | (set(want_trace) if want_trace is not True else set(vals))
-    N = len(x)
     for n in g.nodes:
-        op, name = n["op"], n["name"]
         ins = [vals[i] for i in n.get("inputs", [])]
-        if op == "input":
-            out = x.astype(np.int64)
-            if bitserial:
-                spk[name] = input_spikes(out, n["bits"])
-        elif op in ("conv", "dense"):
-            w = g.arrays[n["weight"]]
-            b = g.arrays[n["bias"]] if n.get("bias") else None
-            src = n["inputs"][0]
-            if bitserial and src in spk:
-                z, d = spk[src]
-                if op == "conv":
-                    out = conv2d_bitserial(z, d, w, b, n["stride"], n["padding"])
-                else:
-                    out = dense_bitserial(z, d, w, b)
-            elif op == "conv":
-                out = conv2d(ins[0], w, b, n["stride"], n["padding"])
-            else:
-                out = dense(ins[0], w, b)
-        elif op == "add":
-            out = add(ins, n["lshift"])
-        elif op == "gap":
-            out = gap(ins[0])
-        else:  # amos
-            unit = units[n["unit"]]
-            out, count = requant_unit(ins, n["rshift"], unit)
-            spikes[name] = count.reshape(N, -1).sum(1)
-            if bitserial:
-                spk[name] = (unit_spikes(ins, n["rshift"], unit), unit.d)
-        vals[name] = out
+        vals[n["name"]] = _run_node(g, units, n, ins, x, state, bitserial)
         # free inputs that no later layer reads
         for i in n.get("inputs", []):
             consumers[i] -= 1
             if consumers[i] == 0 and want_trace is not True and i not in keep:
                 vals.pop(i, None)
-                spk.pop(i, None)
+                state["spk"].pop(i, None)
     if want_trace is True:
         traces = vals
     else:
         traces = {k: vals[k] for k in want_trace}
-    return vals[g.outputs[0]], spikes, traces
+    return vals[g.outputs[0]], state["spikes"], traces
+
+
+def _traced(g: _ir.Graph, trace):
+    """``trace`` as :func:`_run_batch` takes it: ``True`` or a list of layer names."""
+    if trace not in (True, False):
+        trace = list(trace)
+        names = {n["name"] for n in g.nodes}
+        for t in trace:
+            if t not in names:
+                raise _ir.IRError(f"cannot trace layer {t!r}: no such layer")
+    return True if trace is True else (trace or [])
 
 
 def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool = False,
@@ -367,17 +396,12 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     x = _check_input(g, x)
-    names = {n["name"] for n in g.nodes}
-    if trace not in (True, False):
-        trace = list(trace)
-        for t in trace:
-            if t not in names:
-                raise _ir.IRError(f"cannot trace layer {t!r}: no such layer")
-    want = True if trace is True else (trace or [])
+    want = _traced(g, trace)
     units = {u: g.unit(u) for u in g.units}
     logits, spikes, traces = [], {}, {}
     it = range(0, len(x), batch_size)
     if progress:
+        # tqdm comes with the `train` extra; the reference itself runs on numpy alone
         from tqdm import tqdm
 
         it = tqdm(it, desc=f"SNN {g.name}", unit="batch")
