@@ -156,6 +156,28 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _unit_arrays(c, T, h, d, c2) -> tuple:
+    """A unit's ``c``, ``T``, ``h``, ``d`` and ``c2`` (or None) as int64 arrays of the shapes K
+    neurons need (``K`` is the length of ``c``)."""
+    c = _as_int64(c, "c")
+    if c.ndim != 1 or c.size < 1:
+        raise ValueError(f"c must be a non-empty 1-D sequence, not shape {c.shape}")
+    K = c.size
+    T = _as_int64(T, "T")
+    d = _as_int64(d, "d")
+    h = _as_int64(h, "h")
+    for what, arr in (("T", T), ("d", d)):
+        if arr.shape != (K,):
+            raise ValueError(f"{what} must have length K={K}, not shape {arr.shape}")
+    if h.shape != (K, K):
+        raise ValueError(f"h must have shape ({K}, {K}), not {h.shape}")
+    if c2 is not None:
+        c2 = _as_int64(c2, "c2")
+        if c2.shape != (K,):
+            raise ValueError(f"c2 must have length K={K}, not shape {c2.shape}")
+    return c, T, h, d, c2
+
+
 class UnitParameters:
     """Read-only members shared by the float (:class:`python_ref.units.AmosUnit`) and the integer
     (:class:`IntAmosUnit`) AMOS unit: both keep ``_name``, ``_K``, ``_c``, ``_c2`` (``None`` for
@@ -236,22 +258,7 @@ class IntAmosUnit(UnitParameters):
     ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
-        c = _as_int64(c, "c")
-        if c.ndim != 1 or c.size < 1:
-            raise ValueError(f"c must be a non-empty 1-D sequence, not shape {c.shape}")
-        K = c.size
-        T = _as_int64(T, "T")
-        d = _as_int64(d, "d")
-        h = _as_int64(h, "h")
-        for what, arr in (("T", T), ("d", d)):
-            if arr.shape != (K,):
-                raise ValueError(f"{what} must have length K={K}, not shape {arr.shape}")
-        if h.shape != (K, K):
-            raise ValueError(f"h must have shape ({K}, {K}), not {h.shape}")
-        if c2 is not None:
-            c2 = _as_int64(c2, "c2")
-            if c2.shape != (K,):
-                raise ValueError(f"c2 must have length K={K}, not shape {c2.shape}")
+        c, T, h, d, c2 = _unit_arrays(c, T, h, d, c2)
         in_range = self._check_range(in_range, "in_range")
         if c2 is None:
             if in2_range is not None or in2_scale is not None:
@@ -266,7 +273,7 @@ class IntAmosUnit(UnitParameters):
                 raise ValueError(f"{what} must be a positive finite number, not {s!r}")
 
         self._name = name
-        self._K = K
+        self._K = c.size
         self._c = _read_only(c)
         self._c2 = None if c2 is None else _read_only(c2)
         self._T = _read_only(T)

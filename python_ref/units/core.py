@@ -55,6 +55,86 @@ def _frozen(a) -> np.ndarray:
     return a
 
 
+def _float_arrays(c, T, h, d, c2) -> tuple:
+    """A unit's ``c``, ``T``, ``h`` (strictly lower triangle), ``d`` and ``c2`` (or None) as
+    finite float64 arrays of the shapes K neurons need (``K`` is the length of ``c``)."""
+    c = np.asarray(c, dtype=np.float64)
+    if c.ndim != 1 or c.size < 1:
+        raise ValueError(f"c must be a non-empty 1-D sequence, not shape {c.shape}")
+    K = c.size
+    T = np.asarray(T, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    arrays = {"c": c, "T": T, "d": d, "h": h}
+    for what, arr in (("T", T), ("d", d)):
+        if arr.shape != (K,):
+            raise ValueError(f"{what} must have length K={K}, not shape {arr.shape}")
+    if h.shape != (K, K):
+        raise ValueError(f"h must have shape ({K}, {K}), not {h.shape}")
+    if c2 is not None:
+        c2 = np.asarray(c2, dtype=np.float64)
+        if c2.shape != (K,):
+            raise ValueError(f"c2 must have length K={K}, not shape {c2.shape}")
+        arrays["c2"] = c2
+    h = np.tril(h, -1)
+    arrays["h"] = h
+    for what, arr in arrays.items():
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what} must hold finite numbers")
+    return c, T, h, d, c2
+
+
+def _check_domain(domain, inputs: int) -> tuple:
+    """The input domain as ``inputs`` pairs ``(lo, hi)`` of finite floats with ``lo < hi``."""
+    dom = np.asarray(domain, dtype=np.float64)
+    if dom.shape != (inputs, 2):
+        raise ValueError(
+            f"domain must be {inputs} pair(s) [lo, hi], not shape {dom.shape}"
+        )
+    if not np.all(np.isfinite(dom)) or np.any(dom[:, 0] >= dom[:, 1]):
+        raise ValueError(f"domain must hold finite pairs with lo < hi, not {dom.tolist()}")
+    return tuple((float(lo), float(hi)) for lo, hi in dom)
+
+
+def _file_header(data, source) -> tuple[str, int, int]:
+    """The ``name``, ``K`` and ``inputs`` of a unit-file dict, once every required field is
+    present and these three are valid."""
+    if not isinstance(data, dict):
+        raise UnitFileError(source, None, "top level must be a JSON object")
+    for key in ("name", "K", "inputs", "domain", "c", "T", "h", "d"):
+        if key not in data:
+            raise UnitFileError(source, key, "missing")
+    name = data["name"]
+    if not isinstance(name, str) or not name:
+        raise UnitFileError(source, "name", f"must be a non-empty string, not {name!r}")
+    K = data["K"]
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise UnitFileError(source, "K", f"must be a positive integer, not {K!r}")
+    inputs = data["inputs"]
+    if inputs not in (1, 2) or isinstance(inputs, bool):
+        raise UnitFileError(source, "inputs", f"must be 1 or 2, not {inputs!r}")
+    if inputs == 2 and "c2" not in data:
+        raise UnitFileError(source, "c2", "missing (a two-input unit needs it)")
+    if inputs == 1 and "c2" in data:
+        raise UnitFileError(source, "c2", "present in a one-input unit")
+    return name, K, inputs
+
+
+def _file_vector(data: dict, key: str, shape: tuple, source) -> np.ndarray:
+    """Field ``key`` of a unit-file dict as a finite float64 array of ``shape``."""
+    try:
+        arr = np.asarray(data[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UnitFileError(source, key, "must hold numbers") from None
+    if arr.shape != shape:
+        raise UnitFileError(
+            source, key, f"must have shape {list(shape)}, not {list(arr.shape)}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise UnitFileError(source, key, "holds a non-finite number")
+    return arr
+
+
 class AmosUnit(UnitParameters):
     """Float AMOS unit (numpy, float64) for evaluation.
 
@@ -94,41 +174,11 @@ class AmosUnit(UnitParameters):
     ):
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
-        c = np.asarray(c, dtype=np.float64)
-        if c.ndim != 1 or c.size < 1:
-            raise ValueError(f"c must be a non-empty 1-D sequence, not shape {c.shape}")
-        K = c.size
-        T = np.asarray(T, dtype=np.float64)
-        d = np.asarray(d, dtype=np.float64)
-        h = np.asarray(h, dtype=np.float64)
-        arrays = {"c": c, "T": T, "d": d, "h": h}
-        for what, arr in (("T", T), ("d", d)):
-            if arr.shape != (K,):
-                raise ValueError(f"{what} must have length K={K}, not shape {arr.shape}")
-        if h.shape != (K, K):
-            raise ValueError(f"h must have shape ({K}, {K}), not {h.shape}")
-        if c2 is not None:
-            c2 = np.asarray(c2, dtype=np.float64)
-            if c2.shape != (K,):
-                raise ValueError(f"c2 must have length K={K}, not shape {c2.shape}")
-            arrays["c2"] = c2
-        h = np.tril(h, -1)
-        arrays["h"] = h
-        for what, arr in arrays.items():
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{what} must hold finite numbers")
-        inputs = 1 if c2 is None else 2
+        c, T, h, d, c2 = _float_arrays(c, T, h, d, c2)
         if domain is not None:
-            dom = np.asarray(domain, dtype=np.float64)
-            if dom.shape != (inputs, 2):
-                raise ValueError(
-                    f"domain must be {inputs} pair(s) [lo, hi], not shape {dom.shape}"
-                )
-            if not np.all(np.isfinite(dom)) or np.any(dom[:, 0] >= dom[:, 1]):
-                raise ValueError(f"domain must hold finite pairs with lo < hi, not {dom.tolist()}")
-            domain = tuple((float(lo), float(hi)) for lo, hi in dom)
+            domain = _check_domain(domain, 1 if c2 is None else 2)
         self._name = name
-        self._K = K
+        self._K = c.size
         self._c = _frozen(c)
         self._c2 = None if c2 is None else _frozen(c2)
         self._T = _frozen(T)
@@ -193,45 +243,14 @@ class AmosUnit(UnitParameters):
     @classmethod
     def from_dict(cls, data, source="<dict>") -> AmosUnit:
         """Build a unit from a unit-file dict, raising :class:`UnitFileError` on any defect."""
-        if not isinstance(data, dict):
-            raise UnitFileError(source, None, "top level must be a JSON object")
-        for key in ("name", "K", "inputs", "domain", "c", "T", "h", "d"):
-            if key not in data:
-                raise UnitFileError(source, key, "missing")
-        name = data["name"]
-        if not isinstance(name, str) or not name:
-            raise UnitFileError(source, "name", f"must be a non-empty string, not {name!r}")
-        K = data["K"]
-        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-            raise UnitFileError(source, "K", f"must be a positive integer, not {K!r}")
-        inputs = data["inputs"]
-        if inputs not in (1, 2) or isinstance(inputs, bool):
-            raise UnitFileError(source, "inputs", f"must be 1 or 2, not {inputs!r}")
-        if inputs == 2 and "c2" not in data:
-            raise UnitFileError(source, "c2", "missing (a two-input unit needs it)")
-        if inputs == 1 and "c2" in data:
-            raise UnitFileError(source, "c2", "present in a one-input unit")
-
-        def vector(key, shape):
-            try:
-                arr = np.asarray(data[key], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise UnitFileError(source, key, "must hold numbers") from None
-            if arr.shape != shape:
-                raise UnitFileError(
-                    source, key, f"must have shape {list(shape)}, not {list(arr.shape)}"
-                )
-            if not np.all(np.isfinite(arr)):
-                raise UnitFileError(source, key, "holds a non-finite number")
-            return arr
-
-        domain = vector("domain", (inputs, 2))
+        name, K, inputs = _file_header(data, source)
+        domain = _file_vector(data, "domain", (inputs, 2), source)
         if np.any(domain[:, 0] >= domain[:, 1]):
             raise UnitFileError(source, "domain", f"needs lo < hi, not {domain.tolist()}")
-        arrays = {k: vector(k, (K,)) for k in ("c", "T", "d")}
-        arrays["h"] = vector("h", (K, K))
+        arrays = {k: _file_vector(data, k, (K,), source) for k in ("c", "T", "d")}
+        arrays["h"] = _file_vector(data, "h", (K, K), source)
         if inputs == 2:
-            arrays["c2"] = vector("c2", (K,))
+            arrays["c2"] = _file_vector(data, "c2", (K,), source)
         known = {"name", "K", "inputs", "domain", "c", "c2", "T", "h", "d"}
         meta = {k: v for k, v in data.items() if k not in known}
         return cls(name, domain=domain, meta=meta, **arrays)
