@@ -2,7 +2,8 @@
 
 ``python -m python_ref.convert --model resnet8 [--checkpoint PATH] [--data PATH] [--out STEM]``
 
-Steps (each a function here):
+Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` come from
+:mod:`python_ref.checkpoint`, which :mod:`python_ref.finetune` shares):
 
 1. :func:`load_checkpoint` reads ``{"arch", "state_dict", ...}`` and checks it against the model
    class (another architecture, a missing layer or a wrong shape is an error naming the layer).
@@ -27,14 +28,23 @@ Steps (each a function here):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import ir as _ir
+from .checkpoint import (
+    ZOO,
+    ConversionError,
+    check_state_dict,
+    float_graph,
+    load_checkpoint,
+    random_state_dict,
+)
+from .data import DataError, load_dataset
 from .snn import im2col
 
 __all__ = [
@@ -49,174 +59,15 @@ __all__ = [
     "ZOO",
 ]
 
-ZOO = Path(__file__).resolve().parent / "zoo"
 DEFAULT_K = 10
 DEFAULT_PERCENTILE = 99.99
 DEFAULT_CALIB = 2000
 CONVERTER_VERSION = 1
 
 
-class ConversionError(ValueError):
-    """A checkpoint cannot be converted; the message names the file or layer and the problem."""
-
-
 # ---------------------------------------------------------------------------------------------
-# 1. Checkpoints
+# 2. Running the float graph (steps 1 and 2 build it: python_ref.checkpoint)
 # ---------------------------------------------------------------------------------------------
-
-
-def _model_layers(arch: str) -> dict:
-    """Expected state_dict keys and shapes of ``arch`` (from the model class itself)."""
-    from .models import build_model
-
-    return {k: tuple(v.shape) for k, v in build_model(arch).state_dict().items()}
-
-
-def check_state_dict(arch: str, sd: dict, source: str = "checkpoint") -> None:
-    """Raise :class:`ConversionError` naming the first layer that is missing, unexpected or of
-    the wrong shape for ``arch``."""
-    want = _model_layers(arch)
-    extra = sorted(set(sd) - set(want))
-    if extra:
-        raise ConversionError(f"{source}: layer {extra[0].rsplit('.', 1)[0]!r} is not part of "
-                              f"{arch} ({len(extra)} unexpected key(s), e.g. {extra[0]!r}); "
-                              "is this a checkpoint of another architecture?")
-    for k, shape in want.items():
-        layer = k.rsplit(".", 1)[0]
-        if k not in sd:
-            raise ConversionError(f"{source}: layer {layer!r} is missing ({k!r} not in the "
-                                  f"state_dict of this {arch} checkpoint)")
-        got = tuple(sd[k].shape)
-        if got != shape:
-            raise ConversionError(f"{source}: layer {layer!r}: {k!r} has shape {got}, "
-                                  f"{arch} expects {shape}")
-
-
-def load_checkpoint(path, arch: str) -> tuple[dict, dict]:
-    """Load a checkpoint for ``arch``; returns ``(state_dict as float64 numpy, info)``."""
-    import torch
-
-    from .models import MODELS
-
-    path = Path(path)
-    if arch not in MODELS:
-        raise ConversionError(f"unknown model {arch!r}; known: {', '.join(MODELS)}")
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such checkpoint")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear message
-        raise ConversionError(f"{path}: cannot be read as a torch checkpoint ({e})") from None
-    if not isinstance(ck, dict) or "state_dict" not in ck:
-        raise ConversionError(f"{path}: not a python_ref checkpoint (a dict with 'arch' and "
-                              "'state_dict')")
-    got = ck.get("arch")
-    if got is not None and got != arch:
-        raise ConversionError(f"{path}: checkpoint is for architecture {got!r}, not {arch!r}")
-    sd = {k: v.detach().cpu().double().numpy() for k, v in ck["state_dict"].items()}
-    check_state_dict(arch, sd, str(path))
-    data = path.read_bytes()
-    info = {"checkpoint": path.name, "sha256": hashlib.sha256(data).hexdigest(),
-            "schedule": ck.get("schedule"), "seed": ck.get("seed")}
-    return sd, info
-
-
-def random_state_dict(arch: str, seed: int = 0) -> dict:
-    """A randomly initialised ``arch`` with random batch-norm statistics, as float64 numpy arrays
-    (for tests and hardware bring-up without a trained checkpoint)."""
-    import torch
-
-    from .models import build_model
-
-    torch.manual_seed(seed)
-    model = build_model(arch)
-    rng = np.random.default_rng(seed)
-    sd = {k: v.detach().double().numpy().copy() for k, v in model.state_dict().items()}
-    for k in sd:
-        if k.endswith("running_mean"):
-            sd[k] = rng.normal(0, 0.1, sd[k].shape)
-        elif k.endswith("running_var"):
-            sd[k] = rng.uniform(0.5, 2.0, sd[k].shape)
-        elif k.endswith(".bias") and sd[k].ndim == 1:
-            sd[k] = rng.normal(0, 0.1, sd[k].shape)
-        elif k.endswith(".weight") and sd[k].ndim == 1:
-            sd[k] = rng.uniform(0.5, 1.5, sd[k].shape)
-    return sd
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. Float graph with batch norm folded
-# ---------------------------------------------------------------------------------------------
-
-
-def _fold(sd: dict, conv: str, bn: str, eps: float = 1e-5):
-    """Conv weight ``(O, C, k, k)`` + batch norm -> float weight ``(O, k, k, C)`` and bias."""
-    w = sd[f"{conv}.weight"]
-    g, b = sd[f"{bn}.weight"], sd[f"{bn}.bias"]
-    m, v = sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"]
-    s = g / np.sqrt(v + eps)
-    return (w * s[:, None, None, None]).transpose(0, 2, 3, 1).copy(), b - m * s
-
-
-def float_graph(arch: str, sd: dict, input_shape=None) -> list:
-    """The float network as ops ``{"name", "op", "inputs", ...}`` in topological order.
-
-    Ops: ``input``, ``conv`` (``w`` ``(O, k, k, C)``, ``b``, ``stride``, ``padding``), ``dense``
-    (``w`` ``(O, I)``, ``b``), ``add``, ``relu``, ``gap`` (a sum; ``fc`` carries the 1/(H*W)).
-    """
-    from .models import MODELS
-
-    shape = list(input_shape or MODELS[arch]["input_shape"])
-    C, H, W = shape
-    ops = [{"name": "input", "op": "input", "inputs": [], "shape": [H, W, C]}]
-    if arch == "digits":
-        ops += [
-            {"name": "fc1", "op": "dense", "inputs": ["input"], "w": sd["fc1.weight"],
-             "b": sd["fc1.bias"]},
-            {"name": "act1", "op": "relu", "inputs": ["fc1"]},
-            {"name": "fc", "op": "dense", "inputs": ["act1"], "w": sd["fc2.weight"],
-             "b": sd["fc2.bias"]},
-        ]
-        return ops
-    if not arch.startswith("resnet"):
-        raise ConversionError(f"no converter for architecture {arch!r}")
-    from .models import build_model
-
-    strides = [int(blk.conv1.stride[0]) for blk in build_model(arch).blocks]
-    w, b = _fold(sd, "conv1", "bn1")
-    ops += [{"name": "stem.conv", "op": "conv", "inputs": ["input"], "w": w, "b": b, "stride": 1,
-             "padding": 1},
-            {"name": "stem.act", "op": "relu", "inputs": ["stem.conv"]}]
-    x = "stem.act"
-    i = 0
-    hw = H
-    while i < len(strides):
-        p = f"blocks.{i}"
-        q = f"block{i}"
-        proj = f"{p}.shortcut.0.weight" in sd
-        stride = strides[i]
-        w1, b1 = _fold(sd, f"{p}.conv1", f"{p}.bn1")
-        w2, b2 = _fold(sd, f"{p}.conv2", f"{p}.bn2")
-        ops += [{"name": f"{q}.conv1", "op": "conv", "inputs": [x], "w": w1, "b": b1,
-                 "stride": stride, "padding": 1},
-                {"name": f"{q}.act1", "op": "relu", "inputs": [f"{q}.conv1"]},
-                {"name": f"{q}.conv2", "op": "conv", "inputs": [f"{q}.act1"], "w": w2, "b": b2,
-                 "stride": 1, "padding": 1}]
-        skip = x
-        if proj:
-            ws, bs = _fold(sd, f"{p}.shortcut.0", f"{p}.shortcut.1")
-            ops.append({"name": f"{q}.shortcut", "op": "conv", "inputs": [x], "w": ws, "b": bs,
-                        "stride": stride, "padding": 0})
-            skip = f"{q}.shortcut"
-        ops += [{"name": f"{q}.add", "op": "add", "inputs": [f"{q}.conv2", skip]},
-                {"name": f"{q}.act2", "op": "relu", "inputs": [f"{q}.add"]}]
-        x = f"{q}.act2"
-        hw = (hw - 1) // stride + 1
-        i += 1
-    ops += [{"name": "gap", "op": "gap", "inputs": [x]},
-            {"name": "fc", "op": "dense", "inputs": ["gap"], "w": sd["fc.weight"] / (hw * hw),
-             "b": sd["fc.bias"]}]
-    return ops
 
 
 def _float_conv(a, w, b, stride, padding):
@@ -282,7 +133,7 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
 
     it = range(0, n, batch_size)
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # optional (the `train` extra), only for the progress bar
 
         it = tqdm(it, desc="calibrate", unit="batch", file=sys.stderr)
     for s in it:
@@ -351,9 +202,38 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         Neurons per ReLU unit.
     K_layers : dict, optional
         Per-layer override, ReLU name -> K.
+    name : str
+        The description's name.
+    input_bits, weight_bits : int
+        Bits of the input pixels and of the (symmetric) weights.
+
+    Returns
+    -------
+    Graph
+        Validated, every node carrying its inferred ``shape``.
     """
     K_layers = dict(K_layers or {})
-    byname = {o["name"]: o for o in ops}
+    _check_activations(ops, alphas, K_layers)
+    p = _plan_scales(ops, alphas, K, K_layers, input_bits, weight_bits)
+    arrays: dict[str, np.ndarray] = {}
+    units: dict[str, dict] = {}
+    nodes = []
+    for o in ops:  # integer arrays and IR nodes, in the float order
+        build = _NODE_BUILDERS.get(o["op"])
+        if build is None:
+            raise ConversionError(f"layer {o['name']!r}: unknown float op {o['op']!r}")
+        nodes.append(build(o, p, arrays, units))
+    outputs = [o["name"] for o in ops if not p.consumers[o["name"]]]
+    g = _ir.Graph(name=name, nodes=nodes, units=units, arrays=arrays, outputs=outputs,
+                  meta={"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits})
+    info = _ir.validate(g)
+    for n in g.nodes:
+        n["shape"] = list(info[n["name"]]["shape"])
+    return g
+
+
+def _check_activations(ops: list, alphas: dict, K_layers: dict) -> None:
+    """Every K override names a ReLU and every ReLU has a calibrated clipping level."""
     relus = [o["name"] for o in ops if o["op"] == "relu"]
     for k in K_layers:
         if k not in relus:
@@ -362,113 +242,145 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
     for k in relus:
         if k not in alphas:
             raise ConversionError(f"layer {k!r}: no calibrated clipping level")
-    qmax = 2 ** (weight_bits - 1) - 1
-    scale: dict[str, float] = {"input": 1.0 / (2**input_bits - 1)}
-    acc_scale: dict[str, float] = {}  # conv/dense op -> its accumulator scale
-    plan: dict[str, dict] = {}  # terminal (relu or output dense) -> decisions
+
+
+@dataclass
+class _Scales:
+    """What :func:`quantise` decides before it writes integers: the scale (real value of one
+    integer step) of every tensor and accumulator, and per ReLU its K, shift and skip shifts."""
+
+    byname: dict  # op name -> float op
+    consumers: dict  # op name -> names of the ops reading it
+    qmax: int  # largest integer weight
+    input_bits: int
+    weight_bits: int
+    scale: dict  # tensor -> its scale
+    acc_scale: dict  # conv/dense op -> its accumulator scale
+    relu: dict  # ReLU name -> {"K", "S", "s_acc", "lshift", "skips", "alpha_cal", "alpha"}
+
+
+def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: int,
+                 weight_bits: int) -> _Scales:
+    """Every tensor's scale, in the float order: the input's from its bits, each ReLU's from
+    its calibrated level and K, an output dense layer's from its weights."""
     consumers = {o["name"]: [] for o in ops}
     for o in ops:
         for i in o["inputs"]:
             consumers[i].append(o["name"])
-
-    def decide_acc(convs, skips, where):
-        s_min = max(scale[c["inputs"][0]] * float(np.abs(c["w"]).max()) / qmax for c in convs)
-        if s_min <= 0:
-            s_min = min(scale[c["inputs"][0]] for c in convs) / qmax  # all-zero weights
-        if not skips:
-            return s_min, []
-        s_ref = min(scale[s] for s in skips)
-        j = math.ceil(math.log2(s_min / s_ref) - 1e-12)
-        if j > 0:
-            raise ConversionError(f"layer {where!r}: the skip input's scale is finer than the "
-                                  "weights allow; cannot align the residual by a left shift")
-        s_acc = s_ref * 2.0**j
-        return s_acc, [_pow2_exp(scale[s] / s_acc) for s in skips]
-
+    p = _Scales(byname={o["name"]: o for o in ops}, consumers=consumers,
+                qmax=2 ** (weight_bits - 1) - 1, input_bits=input_bits, weight_bits=weight_bits,
+                scale={"input": 1.0 / (2**input_bits - 1)}, acc_scale={}, relu={})
     for o in ops:
         nm = o["name"]
         if o["op"] == "gap":
-            scale[nm] = scale[o["inputs"][0]]
+            p.scale[nm] = p.scale[o["inputs"][0]]
         elif o["op"] == "relu":
-            convs, skips = _terms(byname, o["inputs"][0])
-            s_acc, lsh = decide_acc(convs, skips, nm)
-            k = int(K_layers.get(nm, K))
-            s_target = alphas[nm] / 2**k
-            S = max(0, math.ceil(math.log2(s_target / s_acc) - 1e-12))
-            scale[nm] = s_acc * 2**S
-            for c in convs:
-                acc_scale[c["name"]] = s_acc
-            plan[nm] = {"K": k, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
-                        "alpha_cal": alphas[nm], "alpha": scale[nm] * 2**k}
+            _plan_relu(p, o, alphas[nm], K_layers.get(nm, K))
         elif o["op"] == "dense" and not consumers[nm]:
-            s_acc, _ = decide_acc([o], [], nm)
-            acc_scale[nm] = s_acc
-            scale[nm] = s_acc
-    # integer arrays and IR nodes, in the float order
-    arrays: dict[str, np.ndarray] = {}
-    units: dict[str, dict] = {}
-    nodes = []
-    for o in ops:
-        nm = o["name"]
-        if o["op"] == "input":
-            nodes.append({"name": nm, "op": "input", "inputs": [], "shape": o["shape"],
-                          "bits": input_bits, "scale": scale[nm]})
-        elif o["op"] in ("conv", "dense"):
-            if nm not in acc_scale:
-                raise ConversionError(f"layer {nm!r}: its output feeds no unit or output")
-            s_in, s_acc = scale[o["inputs"][0]], acc_scale[nm]
-            wq = np.rint(o["w"] * (s_in / s_acc))
-            if np.abs(wq).max(initial=0) > qmax:
-                raise ConversionError(f"layer {nm!r}: internal: weight exceeds {qmax}")
-            bq = np.rint(o["b"] / s_acc)
-            if np.abs(bq).max(initial=0) >= 2**31:
-                raise ConversionError(f"layer {nm!r}: bias does not fit in int32")
-            arrays[f"{nm}.weight"] = wq.astype(np.int8 if weight_bits <= 8 else np.int32)
-            arrays[f"{nm}.bias"] = bq.astype(np.int32)
-            node = {"name": nm, "op": o["op"], "inputs": list(o["inputs"]),
-                    "weight": f"{nm}.weight", "bias": f"{nm}.bias"}
-            if o["op"] == "conv":
-                node.update(kernel=int(o["w"].shape[1]), stride=int(o["stride"]),
-                            padding=int(o["padding"]), out_channels=int(o["w"].shape[0]))
-            else:
-                node.update(out_features=int(o["w"].shape[0]))
-            if weight_bits != 8:
-                node["weight_bits"] = weight_bits
-            node["scale"] = s_acc
-            nodes.append(node)
-        elif o["op"] == "add":
-            # the residual add: accumulator terms keep shift 0, skip activations shift left
-            term_shift = []
-            for i in o["inputs"]:
-                if byname[i]["op"] in ("conv", "dense", "add"):
-                    term_shift.append(0)
-            relu = consumers[nm][0]
-            p = plan[relu]
-            lsh = []
-            it = iter(p["lshift"])
-            for i in o["inputs"]:
-                lsh.append(0 if byname[i]["op"] in ("conv", "dense", "add") else next(it))
-            nodes.append({"name": nm, "op": "add", "inputs": list(o["inputs"]), "lshift": lsh,
-                          "scale": p["s_acc"]})
-        elif o["op"] == "relu":
-            p = plan[nm]
-            uname = f"relu_k{p['K']}"
-            units[uname] = {"kind": "relu", "K": p["K"]}
-            nodes.append({"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
-                          "rshift": [p["S"]], "scale": scale[nm],
-                          "alpha_cal": p["alpha_cal"], "alpha": p["alpha"]})
-        elif o["op"] == "gap":
-            nodes.append({"name": nm, "op": "gap", "inputs": list(o["inputs"]),
-                          "scale": scale[nm]})
-        else:
-            raise ConversionError(f"layer {nm!r}: unknown float op {o['op']!r}")
-    outputs = [o["name"] for o in ops if not consumers[o["name"]]]
-    g = _ir.Graph(name=name, nodes=nodes, units=units, arrays=arrays, outputs=outputs,
-                  meta={"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits})
-    info = _ir.validate(g)
-    for n in g.nodes:
-        n["shape"] = list(info[n["name"]]["shape"])
-    return g
+            s_acc, _ = _accumulator_scale(p, [o], [], nm)
+            p.acc_scale[nm] = s_acc
+            p.scale[nm] = s_acc
+    return p
+
+
+def _accumulator_scale(p: _Scales, convs: list, skips: list, where: str) -> tuple[float, list]:
+    """The accumulator scale of the terms ``convs`` (their largest weight maps to ``qmax``) and
+    skip activations ``skips`` (each must reach it by a left shift), and those shifts."""
+    scale, qmax = p.scale, p.qmax
+    s_min = max(scale[c["inputs"][0]] * float(np.abs(c["w"]).max()) / qmax for c in convs)
+    if s_min <= 0:
+        s_min = min(scale[c["inputs"][0]] for c in convs) / qmax  # all-zero weights
+    if not skips:
+        return s_min, []
+    s_ref = min(scale[s] for s in skips)
+    j = math.ceil(math.log2(s_min / s_ref) - 1e-12)
+    if j > 0:
+        raise ConversionError(f"layer {where!r}: the skip input's scale is finer than the "
+                              "weights allow; cannot align the residual by a left shift")
+    s_acc = s_ref * 2.0**j
+    return s_acc, [_pow2_exp(scale[s] / s_acc) for s in skips]
+
+
+def _plan_relu(p: _Scales, o: dict, alpha_cal: float, k) -> None:
+    """A ReLU's shift ``S``: its output scale ``s_acc * 2**S`` is the smallest power-of-two
+    multiple of the accumulator scale at or above ``alpha_cal / 2**K``."""
+    nm = o["name"]
+    convs, skips = _terms(p.byname, o["inputs"][0])
+    s_acc, lsh = _accumulator_scale(p, convs, skips, nm)
+    k = int(k)
+    s_target = alpha_cal / 2**k
+    S = max(0, math.ceil(math.log2(s_target / s_acc) - 1e-12))
+    p.scale[nm] = s_acc * 2**S
+    for c in convs:
+        p.acc_scale[c["name"]] = s_acc
+    p.relu[nm] = {"K": k, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
+                  "alpha_cal": alpha_cal, "alpha": p.scale[nm] * 2**k}
+
+
+# One function per float op: (op, scales, arrays, units) -> the IR node; a conv or dense layer
+# adds its integer arrays to ``arrays``, a ReLU its unit to ``units``.
+
+
+def _node_input(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    return {"name": o["name"], "op": "input", "inputs": [], "shape": o["shape"],
+            "bits": p.input_bits, "scale": p.scale[o["name"]]}
+
+
+def _node_weighted(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    nm = o["name"]
+    if nm not in p.acc_scale:
+        raise ConversionError(f"layer {nm!r}: its output feeds no unit or output")
+    s_in, s_acc = p.scale[o["inputs"][0]], p.acc_scale[nm]
+    wq = np.rint(o["w"] * (s_in / s_acc))
+    if np.abs(wq).max(initial=0) > p.qmax:
+        raise ConversionError(f"layer {nm!r}: internal: weight exceeds {p.qmax}")
+    bq = np.rint(o["b"] / s_acc)
+    if np.abs(bq).max(initial=0) >= 2**31:
+        raise ConversionError(f"layer {nm!r}: bias does not fit in int32")
+    arrays[f"{nm}.weight"] = wq.astype(np.int8 if p.weight_bits <= 8 else np.int32)
+    arrays[f"{nm}.bias"] = bq.astype(np.int32)
+    node = {"name": nm, "op": o["op"], "inputs": list(o["inputs"]),
+            "weight": f"{nm}.weight", "bias": f"{nm}.bias"}
+    if o["op"] == "conv":
+        node.update(kernel=int(o["w"].shape[1]), stride=int(o["stride"]),
+                    padding=int(o["padding"]), out_channels=int(o["w"].shape[0]))
+    else:
+        node.update(out_features=int(o["w"].shape[0]))
+    if p.weight_bits != 8:
+        node["weight_bits"] = p.weight_bits
+    node["scale"] = s_acc
+    return node
+
+
+def _node_add(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    """The residual add: accumulator terms keep shift 0, skip activations shift left."""
+    nm = o["name"]
+    relu = p.relu[p.consumers[nm][0]]
+    lsh = []
+    it = iter(relu["lshift"])
+    for i in o["inputs"]:
+        lsh.append(0 if p.byname[i]["op"] in ("conv", "dense", "add") else next(it))
+    return {"name": nm, "op": "add", "inputs": list(o["inputs"]), "lshift": lsh,
+            "scale": relu["s_acc"]}
+
+
+def _node_relu(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    nm = o["name"]
+    r = p.relu[nm]
+    uname = f"relu_k{r['K']}"
+    units[uname] = {"kind": "relu", "K": r["K"]}
+    return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
+            "rshift": [r["S"]], "scale": p.scale[nm],
+            "alpha_cal": r["alpha_cal"], "alpha": r["alpha"]}
+
+
+def _node_gap(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    return {"name": o["name"], "op": "gap", "inputs": list(o["inputs"]),
+            "scale": p.scale[o["name"]]}
+
+
+_NODE_BUILDERS = {"input": _node_input, "conv": _node_weighted, "dense": _node_weighted,
+                  "add": _node_add, "relu": _node_relu, "gap": _node_gap}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,8 +390,7 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
 
 def calibration_images(arch: str, data=None, n: int = DEFAULT_CALIB, seed: int = 0) -> np.ndarray:
     """``n`` training images drawn without replacement with a fixed seed."""
-    from .data import load_dataset
-    from .models import MODELS
+    from .models import MODELS  # imports torch; this module must import without it
 
     x, _ = load_dataset(MODELS[arch]["dataset"], "train", data)
     idx = np.random.default_rng(seed).permutation(len(x))[: min(n, len(x))]
@@ -524,8 +435,9 @@ def _parse_k_layers(items) -> dict:
     return out
 
 
-def main(argv=None):
-    from .data import DataError
+def _parser() -> argparse.ArgumentParser:
+    # the model classes import torch; this module must import without it (python_ref.evaluate
+    # and the torch-free tests import it)
     from .models import MODELS
 
     p = argparse.ArgumentParser(prog="python -m python_ref.convert",
@@ -543,13 +455,18 @@ def main(argv=None):
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="then fine-tune with the AMOS units in the loop for EPOCHS epochs "
                         "(python_ref.finetune; the plain conversion is kept as <out>_plain)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = _parser().parse_args(argv)
     out = Path(a.out) if a.out else ZOO / a.model
     try:
         g = convert(a.model, a.checkpoint, a.data, None, K=a.K,
                     K_layers=_parse_k_layers(a.K_layer), n_calib=a.calib_images,
                     percentile=a.percentile)
         if a.finetune > 0:
+            # python_ref.finetune imports torch at its top; this module must import without it
             from .finetune import finetune
 
             _ir.save(g, out.with_name(out.name + "_plain"))

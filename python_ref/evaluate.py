@@ -49,7 +49,7 @@ import numpy as np
 
 from . import ir as _ir
 from . import snn
-from .convert import ZOO, ConversionError
+from .checkpoint import ZOO, ConversionError, load_checkpoint
 from .data import DataError, load_dataset
 
 __all__ = ["PAPER_TABLE2", "PER_IMAGE_HELP", "subset", "parse_indices", "ann_logits",
@@ -155,7 +155,6 @@ def ann_logits(model_name: str, checkpoint, x: np.ndarray, batch_size: int = 500
     # torch (the optional `train` extra) is imported only where the float network runs
     import torch
 
-    from .convert import load_checkpoint
     from .models import build_model
 
     sd, _ = load_checkpoint(checkpoint, model_name)
