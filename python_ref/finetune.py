@@ -30,12 +30,20 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
 
 from . import ir as _ir
-from .convert import ZOO
+from .checkpoint import ZOO, float_graph, load_checkpoint
+from .data import DataError, load_dataset
+from .models import MODELS, build_model
+from .train import augment
 
 __all__ = ["build_net", "float_ops_from_graph", "export", "finetune", "main"]
 
@@ -52,97 +60,103 @@ def _scales(g: _ir.Graph) -> dict:
     return {n["name"]: float(n["scale"]) for n in g.nodes}
 
 
-def build_net(g: _ir.Graph, ops: list):
+def _output_shifts(g: _ir.Graph) -> dict:
+    """Accumulator (conv / dense, directly or through an add) -> the shift of the unit it
+    feeds."""
+    node = g.index()
+    shift = {}
+    for n in g.amos_nodes():
+        for i in n["inputs"]:
+            terms = node[i]["inputs"] if node[i]["op"] == "add" else [i]
+            for t in terms:
+                shift[t] = n["rshift"][0]
+    return shift
+
+
+class FakeQuantNet(nn.Module):
+    """The description's integer network with trainable float weights (see the module
+    docstring); :func:`build_net` makes one."""
+
+    def __init__(self, g: _ir.Graph, ops: list):
+        super().__init__()
+        self.g = g
+        sc = _scales(g)
+        fl = {o["name"]: o for o in ops}
+        self.w = nn.ParameterDict()
+        self.b = nn.ParameterDict()
+        self.bias_step = {}
+        # the shift after each accumulator: biases are trained in units of the output step
+        shift = _output_shifts(g)
+        for n in g.nodes:
+            if n["op"] in ("conv", "dense"):
+                self._add_layer(n, fl[n["name"]], sc, 2.0 ** shift.get(n["name"], 0))
+        self.out_scale = sc[g.outputs[0]]
+        self.K = {n["name"]: g.unit(n["unit"]).K for n in g.amos_nodes()}
+
+    def _add_layer(self, n: dict, o: dict, sc: dict, step: float) -> None:
+        """The trainable weight and bias of layer ``n`` from its float op ``o``."""
+        key = n["name"].replace(".", "_")
+        w = o["w"].transpose(0, 3, 1, 2) if n["op"] == "conv" else o["w"]
+        # parameters in integer units (one weight step = 1, one output step = 1), so one
+        # learning rate suits every layer whatever its scale
+        rw = sc[n["inputs"][0]] / sc[n["name"]]
+        self.w[key] = nn.Parameter(torch.tensor(np.ascontiguousarray(w) * rw,
+                                                dtype=torch.float32))
+        self.b[key] = nn.Parameter(torch.tensor(o["b"] / sc[n["name"]] / step,
+                                                dtype=torch.float32))
+        self.bias_step[n["name"]] = step
+
+    def qweights(self, name):
+        key = name.replace(".", "_")
+        wq = _ste_round(torch.clamp(self.w[key], -127, 127))
+        bq = _ste_round(self.b[key] * self.bias_step[name])
+        # the exported integers must fit their arrays: int8 weights, int32 biases
+        return wq, bq
+
+    def _layer(self, n: dict, ins: list, x):
+        """The output of layer ``n`` from its inputs' (``x``: the network's input)."""
+        op, name = n["op"], n["name"]
+        if op == "input":
+            return x
+        if op == "conv":
+            wq, bq = self.qweights(name)
+            return F.conv2d(ins[0], wq, bq, n["stride"], n["padding"])
+        if op == "dense":
+            wq, bq = self.qweights(name)
+            a = ins[0]
+            if a.ndim == 4:  # the IR flattens channels last
+                a = a.permute(0, 2, 3, 1)
+            return F.linear(a.flatten(1), wq, bq)
+        if op == "add":
+            return sum(t * float(2**s) for t, s in zip(ins, n["lshift"], strict=True))
+        if op == "gap":
+            return ins[0].sum(dim=(2, 3))
+        S = n["rshift"][0]
+        v = ins[0] if S == 0 else _ste_floor((ins[0] + 2.0 ** (S - 1)) / 2.0**S)
+        return torch.clamp(v, 0, 2 ** self.K[name] - 1)
+
+    def forward(self, x):
+        """``x``: integer pixels as float, NCHW. Returns logits in real units."""
+        vals = {}
+        for n in self.g.nodes:
+            vals[n["name"]] = self._layer(n, [vals[i] for i in n.get("inputs", [])], x)
+        return vals[self.g.outputs[0]] * self.out_scale
+
+
+def build_net(g: _ir.Graph, ops: list) -> FakeQuantNet:
     """The fake-quantised torch module for description ``g`` with float weights from ``ops``
-    (:func:`python_ref.convert.float_graph`). ``net(x)`` takes integer pixels as floats (NCHW)
-    and returns the logits in real units; ``net.double()`` makes the forward pass exact."""
-    import torch
-    from torch import nn
-
-    class FakeQuantNet(nn.Module):
-        """The description's integer network with trainable float weights (see module doc)."""
-
-        def __init__(self):
-            super().__init__()
-            self.g = g
-            sc = _scales(g)
-            fl = {o["name"]: o for o in ops}
-            self.w = nn.ParameterDict()
-            self.b = nn.ParameterDict()
-            self.bias_step = {}
-            node = g.index()
-            # the shift after each accumulator: biases are trained in units of the output step
-            shift = {}
-            for n in g.amos_nodes():
-                for i in n["inputs"]:
-                    terms = node[i]["inputs"] if node[i]["op"] == "add" else [i]
-                    for t in terms:
-                        shift[t] = n["rshift"][0]
-            for n in g.nodes:
-                if n["op"] in ("conv", "dense"):
-                    key = n["name"].replace(".", "_")
-                    o = fl[n["name"]]
-                    w = o["w"].transpose(0, 3, 1, 2) if n["op"] == "conv" else o["w"]
-                    # parameters in integer units (one weight step = 1, one output step = 1), so
-                    # one learning rate suits every layer whatever its scale
-                    rw = sc[n["inputs"][0]] / sc[n["name"]]
-                    step = 2.0 ** shift.get(n["name"], 0)
-                    self.w[key] = nn.Parameter(torch.tensor(np.ascontiguousarray(w) * rw,
-                                                            dtype=torch.float32))
-                    self.b[key] = nn.Parameter(torch.tensor(o["b"] / sc[n["name"]] / step,
-                                                            dtype=torch.float32))
-                    self.bias_step[n["name"]] = step
-            self.out_scale = sc[g.outputs[0]]
-            self.K = {n["name"]: g.unit(n["unit"]).K for n in g.amos_nodes()}
-
-        def qweights(self, name):
-            key = name.replace(".", "_")
-            wq = _ste_round(torch.clamp(self.w[key], -127, 127))
-            bq = _ste_round(self.b[key] * self.bias_step[name])
-            # the exported integers must fit their arrays: int8 weights, int32 biases
-            return wq, bq
-
-        def forward(self, x):
-            """``x``: integer pixels as float, NCHW. Returns logits in real units."""
-            import torch.nn.functional as F
-
-            vals = {}
-            for n in self.g.nodes:
-                op, name = n["op"], n["name"]
-                ins = [vals[i] for i in n.get("inputs", [])]
-                if op == "input":
-                    v = x
-                elif op == "conv":
-                    wq, bq = self.qweights(name)
-                    v = F.conv2d(ins[0], wq, bq, n["stride"], n["padding"])
-                elif op == "dense":
-                    wq, bq = self.qweights(name)
-                    a = ins[0]
-                    if a.ndim == 4:  # the IR flattens channels last
-                        a = a.permute(0, 2, 3, 1)
-                    v = F.linear(a.flatten(1), wq, bq)
-                elif op == "add":
-                    v = sum(t * float(2**s) for t, s in zip(ins, n["lshift"], strict=True))
-                elif op == "gap":
-                    v = ins[0].sum(dim=(2, 3))
-                else:
-                    S = n["rshift"][0]
-                    v = ins[0] if S == 0 else _ste_floor((ins[0] + 2.0 ** (S - 1)) / 2.0**S)
-                    v = torch.clamp(v, 0, 2 ** self.K[name] - 1)
-                vals[name] = v
-            return vals[self.g.outputs[0]] * self.out_scale
-
+    (:func:`python_ref.checkpoint.float_graph`). ``net(x)`` takes integer pixels as floats
+    (NCHW) and returns the logits in real units; ``net.double()`` makes the forward pass
+    exact."""
     for n in g.nodes:
         if n["op"] == "amos" and (g.units[n["unit"]]["kind"] != "relu" or len(n["inputs"]) != 1):
             raise ValueError(f"layer {n['name']!r}: fine-tuning supports ReLU units only")
-    return FakeQuantNet()
+    return FakeQuantNet(g, ops)
 
 
 def export(net, g: _ir.Graph) -> _ir.Graph:
     """A copy of ``g`` with the fine-tuned integer weights and biases (exactly the fake-quantised
     ones)."""
-    import torch
-
     h = g.copy()
     with torch.no_grad():
         for n in h.nodes:
@@ -173,20 +187,97 @@ def float_ops_from_graph(g: _ir.Graph) -> list:
     return ops
 
 
+@dataclass
+class _Loop:
+    """What one fine-tuning epoch reads and updates."""
+
+    net: FakeQuantNet
+    opt: torch.optim.Optimizer
+    teacher: torch.nn.Module | None
+    xt: torch.Tensor  # integer pixels as float, NCHW
+    yt: torch.Tensor
+    gen: torch.Generator
+    lr: float
+    steps: int  # over the whole run, for the cosine decay
+    batch_size: int
+    distill: float
+    augment: bool
+    step: int = 0
+
+
+def _start_net(model_name: str, g: _ir.Graph, sd: dict, init: str) -> FakeQuantNet:
+    """The network to train, from the checkpoint's float weights or the description's."""
+    if init == "checkpoint":
+        return build_net(g, float_graph(model_name, sd))
+    if init == "description":
+        return build_net(g, float_ops_from_graph(g))
+    raise ValueError(f"init must be 'checkpoint' or 'description', not {init!r}")
+
+
+def _training_set(dataset: str, data, limit: int | None, seed: int) -> tuple:
+    """The training images and labels, or a seeded random subset of ``limit`` of them."""
+    x, y = load_dataset(dataset, "train", data)
+    if limit:  # a seeded random subset (the training arrays may be sorted by class)
+        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
+        x, y = x[idx], y[idx]
+    return x, y
+
+
+def _teacher(model_name: str, sd: dict) -> torch.nn.Module:
+    """The float ANN of the checkpoint, in eval mode, to distil towards."""
+    teacher = build_model(model_name)
+    teacher.load_state_dict({k: torch.from_numpy(v).float() for k, v in sd.items()})
+    teacher.eval()
+    return teacher
+
+
+def _batch(loop: _Loop, idx) -> tuple:
+    """One optimiser step on the images ``idx``; returns the loss and the logits."""
+    for grp in loop.opt.param_groups:
+        grp["lr"] = loop.lr * 0.5 * (1 + math.cos(math.pi * loop.step / max(1, loop.steps)))
+    xb = loop.xt[idx]
+    if loop.augment:
+        # augment works on [0, 1] images; keep the pixels integers
+        xb = (augment(xb / 255.0, loop.gen) * 255.0).round()
+    logits = loop.net(xb)
+    loss = F.cross_entropy(logits, loop.yt[idx])
+    if loop.teacher is not None:  # distillation towards the float ANN on the same batch
+        with torch.no_grad():
+            t = loop.teacher(xb / 255.0)
+        loss = loss + loop.distill * F.kl_div(F.log_softmax(logits, 1), F.softmax(t, 1),
+                                              reduction="batchmean")
+    loop.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    loop.opt.step()
+    loop.step += 1
+    return loss, logits
+
+
+def _epoch(loop: _Loop, ep: int, desc: str | None) -> dict:
+    """One pass over the training set in a fresh random order (a progress bar titled
+    ``desc`` unless None); returns the epoch's record."""
+    bs = loop.batch_size
+    loop.net.train()
+    perm = torch.randperm(len(loop.xt), generator=loop.gen)
+    it = range(len(loop.xt) // bs)
+    if desc is not None:
+        it = tqdm(it, desc=desc, file=sys.stderr)
+    tot, ok, n = 0.0, 0, 0
+    for s in it:
+        idx = perm[s * bs:(s + 1) * bs]
+        loss, logits = _batch(loop, idx)
+        tot += float(loss.detach()) * len(idx)
+        ok += int((logits.argmax(1) == loop.yt[idx]).sum())
+        n += len(idx)
+    return {"epoch": ep + 1, "loss": tot / max(1, n), "train_acc": ok / max(1, n)}
+
+
 def finetune(model_name: str, description=None, checkpoint=None, data=None, epochs: int = 3,
              lr: float = 0.01, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
              limit: int | None = None, progress: bool = True, threads: int | None = None,
              init: str = "checkpoint"):
     """Fine-tune; returns ``(graph, history)``. ``limit`` uses a seeded random subset of the
     training images."""
-    import torch
-    import torch.nn.functional as F
-
-    from .convert import float_graph, load_checkpoint
-    from .data import load_dataset
-    from .models import MODELS, build_model
-    from .train import augment
-
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -194,63 +285,19 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
         _ir.load(description or ZOO / model_name)
     checkpoint = checkpoint or ZOO / f"{model_name}.pt"
     sd, _ = load_checkpoint(checkpoint, model_name)
-    if init == "checkpoint":
-        net = build_net(g, float_graph(model_name, sd))
-    elif init == "description":
-        net = build_net(g, float_ops_from_graph(g))
-    else:
-        raise ValueError(f"init must be 'checkpoint' or 'description', not {init!r}")
+    net = _start_net(model_name, g, sd, init)
     dataset = MODELS[model_name]["dataset"]
-    x, y = load_dataset(dataset, "train", data)
-    if limit:  # a seeded random subset (the training arrays may be sorted by class)
-        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
-        x, y = x[idx], y[idx]
-    teacher = None
-    if distill:
-        teacher = build_model(model_name)
-        teacher.load_state_dict({k: torch.from_numpy(v).float() for k, v in sd.items()})
-        teacher.eval()
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2).float()  # integer pixels
-    yt = torch.from_numpy(y)
-    params = list(net.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    steps = epochs * (len(x) // batch_size)
-    step = 0
+    x, y = _training_set(dataset, data, limit, seed)
+    teacher = _teacher(model_name, sd) if distill else None
+    loop = _Loop(net=net, opt=torch.optim.Adam(list(net.parameters()), lr=lr), teacher=teacher,
+                 xt=torch.from_numpy(x).permute(0, 3, 1, 2).float(),  # integer pixels
+                 yt=torch.from_numpy(y), gen=torch.Generator().manual_seed(seed), lr=lr,
+                 steps=epochs * (len(x) // batch_size), batch_size=batch_size, distill=distill,
+                 augment=dataset == "cifar10")
     history = []
-    do_aug = dataset == "cifar10"
     for ep in range(epochs):
-        net.train()
-        perm = torch.randperm(len(x), generator=gen)
-        it = range(len(x) // batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, desc=f"finetune {model_name} {ep + 1}/{epochs}", file=sys.stderr)
-        tot, ok, n = 0.0, 0, 0
-        for s in it:
-            for grp in opt.param_groups:
-                grp["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
-            idx = perm[s * batch_size:(s + 1) * batch_size]
-            xb = xt[idx]
-            if do_aug:
-                # augment works on [0, 1] images; keep the pixels integers
-                xb = (augment(xb / 255.0, gen) * 255.0).round()
-            logits = net(xb)
-            loss = F.cross_entropy(logits, yt[idx])
-            if teacher is not None:  # distillation towards the float ANN on the same batch
-                with torch.no_grad():
-                    t = teacher(xb / 255.0)
-                loss = loss + distill * F.kl_div(F.log_softmax(logits, 1), F.softmax(t, 1),
-                                                 reduction="batchmean")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            tot += float(loss.detach()) * len(idx)
-            ok += int((logits.argmax(1) == yt[idx]).sum())
-            n += len(idx)
-        rec = {"epoch": ep + 1, "loss": tot / max(1, n), "train_acc": ok / max(1, n)}
+        desc = f"finetune {model_name} {ep + 1}/{epochs}" if progress else None
+        rec = _epoch(loop, ep, desc)
         history.append(rec)
         print(json.dumps(rec), file=sys.stderr)
     h = export(net, g)
@@ -263,9 +310,6 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
 
 
 def main(argv=None):
-    from .data import DataError
-    from .models import MODELS
-
     p = argparse.ArgumentParser(prog="python -m python_ref.finetune",
                                 description="Fine-tune a converted network with the integer "
                                             "AMOS units in the loop.")

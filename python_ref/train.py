@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from .convert import ZOO
+from .checkpoint import ZOO
 from .data import DataError, load_dataset
 from .models import MODELS, build_model
 
@@ -49,8 +52,6 @@ SCHEDULES = {
 def _load_packed(path: Path):
     """Device-transfer format: ``train_{a,b}.xz`` hold planar uint8 images with a horizontal delta
     (lossless, about 2/3 of the raw size), ``train_{a,b}_y.npy`` the labels."""
-    import lzma
-
     xs, ys = [], []
     for part in ("a", "b"):
         raw = np.frombuffer(lzma.decompress((path / f"train_{part}.xz").read_bytes()), np.uint8)
@@ -63,8 +64,6 @@ def _load_packed(path: Path):
 def pack_for_device(x: np.ndarray, y: np.ndarray, out: Path) -> None:
     """Write ``x`` (uint8 NHWC) and ``y`` in the device-transfer format :func:`_load_packed` reads:
     two interleaved halves (images ``0::2`` and ``1::2``), each small enough to travel alone."""
-    import lzma
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for part, sel in (("a", slice(0, None, 2)), ("b", slice(1, None, 2))):
@@ -142,133 +141,206 @@ def lr_at(step: float, steps_per_epoch: int, cfg: dict) -> float:
     return cfg["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def train(model_name: str, data=None, out: Path | None = None, epochs: int | None = None,
-          seed: int = 0, resume: bool = False, device: str | None = None,
-          packed: Path | None = None,
-          eval_every: int = 10, progress: bool = True, time_budget_s: float | None = None,
-          overrides: dict | None = None, teacher: Path | None = None,
-          no_teacher: bool = False) -> dict:
-    from tqdm import tqdm
+@dataclass
+class _Run:
+    """A training run's state, as one epoch reads and updates it."""
 
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    cfg: dict
+    dev: torch.device
+    teacher: torch.nn.Module | None
+
+
+def _schedule(model_name: str, epochs: int | None, overrides: dict | None) -> dict:
+    """The model's schedule with the epoch count and the overrides given (None: keep)."""
     if model_name not in MODELS:
         raise SystemExit(f"error: unknown model {model_name!r}; known: {', '.join(MODELS)}")
     cfg = dict(SCHEDULES[model_name])
     if epochs is not None:
         cfg["epochs"] = epochs
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    dataset = MODELS[model_name]["dataset"]
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(out or f"runs/{model_name}")
-    out.mkdir(parents=True, exist_ok=True)
+    return cfg
 
+
+def _datasets(dataset: str, data, packed) -> tuple:
+    """``(x_train, y_train, x_test, y_test)``; no test set from the device-transfer format."""
     if packed is not None:
         xtr, ytr = _load_packed(Path(packed))
-        xte = yte = None
-    else:
-        xtr, ytr = load_dataset(dataset, "train", data)
-        xte, yte = load_dataset(dataset, "test", data)
+        return xtr, ytr, None, None
+    xtr, ytr = load_dataset(dataset, "train", data)
+    xte, yte = load_dataset(dataset, "test", data)
+    return xtr, ytr, xte, yte
 
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    teacher_model = None
+
+def _setup_teacher(cfg: dict, teacher, no_teacher: bool, dataset: str, dev):
+    """The distillation teacher (None without one): ``teacher``, else the schedule's own unless
+    ``no_teacher``; records it and the distillation defaults in ``cfg``."""
     if teacher is None and cfg.get("teacher") and not no_teacher:
         teacher = ZOO / f"{cfg['teacher']}.pt"  # the schedule's own teacher
     if no_teacher:
         for k in ("teacher", "kd_alpha", "kd_temperature"):
             cfg.pop(k, None)
-    if teacher is not None:
-        teacher_model, teacher_arch = load_teacher(Path(teacher), dataset, dev)
-        cfg.setdefault("kd_alpha", 0.9)
-        cfg.setdefault("kd_temperature", 4.0)
-        cfg["teacher"] = teacher_arch
-        cfg["teacher_checkpoint"] = Path(teacher).name
-    model = build_model(model_name).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    if teacher is None:
+        return None
+    teacher_model, teacher_arch = load_teacher(Path(teacher), dataset, dev)
+    cfg.setdefault("kd_alpha", 0.9)
+    cfg.setdefault("kd_temperature", 4.0)
+    cfg["teacher"] = teacher_arch
+    cfg["teacher_checkpoint"] = Path(teacher).name
+    return teacher_model
+
+
+def _optimiser(model, cfg: dict) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; weight decay on the weights, not on biases and norms."""
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True)
-    gen = torch.Generator().manual_seed(seed)
-    start_epoch = 0
-    ckpt = out / "last.pt"
-    if resume and ckpt.exists():
-        st = torch.load(ckpt, map_location=dev, weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
-        start_epoch = st["epoch"]
-        cfg = st["cfg"]  # the schedule the run started with (incl. a budget-fitted epoch count)
-        print(f"resuming {ckpt} at epoch {start_epoch}", file=sys.stderr)
+    return torch.optim.SGD([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True)
 
-    xt = to_tensor(xtr, dev)
-    yt = torch.from_numpy(ytr).to(dev)
-    n = len(xt)
+
+def _resume(ckpt: Path, run: _Run) -> int:
+    """Load ``ckpt`` (model, optimiser, generator, schedule) into ``run``; returns the epoch
+    to continue from."""
+    st = torch.load(ckpt, map_location=run.dev, weights_only=False)
+    run.model.load_state_dict(st["model"])
+    run.opt.load_state_dict(st["opt"])
+    run.gen.set_state(st["gen"])
+    run.cfg = st["cfg"]  # the schedule the run started with (incl. a budget-fitted epoch count)
+    print(f"resuming {ckpt} at epoch {st['epoch']}", file=sys.stderr)
+    return st["epoch"]
+
+
+def _step_loss(run: _Run, xb, yb):
+    """The forward pass of one batch: the logits and the loss (distilled with a teacher)."""
+    cfg = run.cfg
+    with torch.autocast(run.dev.type, dtype=torch.bfloat16, enabled=run.dev.type == "cuda"):
+        logits = run.model(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg["label_smoothing"])
+        if run.teacher is not None:
+            with torch.no_grad():
+                t_logits = run.teacher(xb).float()
+            loss = (1 - cfg["kd_alpha"]) * loss + cfg["kd_alpha"] * kd_loss(
+                logits.float(), t_logits, cfg["kd_temperature"])
+    return logits, loss
+
+
+def _train_epoch(run: _Run, epoch: int, xt, yt, it) -> tuple:
+    """One epoch over the batches ``it`` (of ``len(xt) // batch_size``, random order); returns
+    the summed loss and correct count as tensors on the device."""
+    cfg, dev = run.cfg, run.dev
     bs = cfg["batch_size"]
-    spe = n // bs  # drop the last partial batch: fixed step count per epoch
-    use_amp = dev.type == "cuda"
-    metrics_path = out / "metrics.jsonl"
-    t0 = time.time()
-    epoch = start_epoch
-    while epoch < cfg["epochs"]:
-        if time_budget_s and epoch == start_epoch + 3 and start_epoch == 0:
-            # Fit the schedule to a wall-clock budget (used on the lent GPU): the epoch count is
-            # fixed here, before the cosine decay starts to matter, and saved with the weights.
-            per_epoch = (time.time() - t0) / 3
-            cfg["epochs"] = max(epoch + 1, min(cfg["epochs"], int(time_budget_s / per_epoch)))
-            print(f"time budget {time_budget_s:.0f} s, {per_epoch:.2f} s/epoch: "
-                  f"{cfg['epochs']} epochs", file=sys.stderr)
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(dev)
-        tot_loss = torch.zeros((), device=dev)
-        tot_ok = torch.zeros((), device=dev)
-        it = range(spe)
-        if progress:
-            it = tqdm(it, desc=f"{model_name} epoch {epoch + 1}/{cfg['epochs']}", leave=False,
-                      file=sys.stderr)
-        for s in it:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(epoch * spe + s, spe, cfg)
-            idx = perm[s * bs:(s + 1) * bs]
-            xb, yb = xt[idx], yt[idx]
-            if cfg["augment"]:
-                xb = augment(xb, gen)
-            if dev.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg["label_smoothing"])
-                if teacher_model is not None:
-                    with torch.no_grad():
-                        t_logits = teacher_model(xb).float()
-                    loss = (1 - cfg["kd_alpha"]) * loss + cfg["kd_alpha"] * kd_loss(
-                        logits.float(), t_logits, cfg["kd_temperature"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_loss += loss.detach() * len(yb)
-            tot_ok += (logits.argmax(1) == yb).sum()
-        rec = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * spe, spe, cfg),
-               "train_loss": tot_loss.item() / (spe * bs), "train_acc": tot_ok.item() / (spe * bs),
-               "elapsed_s": round(time.time() - t0, 1)}
-        if xte is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg["epochs"]):
-            rec["test_acc"] = evaluate(model, xte, yte, dev)
-        with open(metrics_path, "a") as metrics_f:
-            metrics_f.write(json.dumps(rec) + "\n")
-        print(json.dumps(rec), file=sys.stderr)
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                    "epoch": epoch + 1, "cfg": cfg}, ckpt)
-        epoch += 1
+    spe = len(xt) // bs
+    run.model.train()
+    perm = torch.randperm(len(xt), generator=run.gen).to(dev)
+    tot_loss = torch.zeros((), device=dev)
+    tot_ok = torch.zeros((), device=dev)
+    for s in it:
+        for g in run.opt.param_groups:
+            g["lr"] = lr_at(epoch * spe + s, spe, cfg)
+        idx = perm[s * bs:(s + 1) * bs]
+        xb, yb = xt[idx], yt[idx]
+        if cfg["augment"]:
+            xb = augment(xb, run.gen)
+        if dev.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        logits, loss = _step_loss(run, xb, yb)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        tot_loss += loss.detach() * len(yb)
+        tot_ok += (logits.argmax(1) == yb).sum()
+    return tot_loss, tot_ok
+
+
+def _fit_budget(cfg: dict, epoch: int, per_epoch: float, time_budget_s: float) -> None:
+    """Fit the schedule to a wall-clock budget (used on the lent GPU): the epoch count is fixed
+    after three epochs, before the cosine decay starts to matter, and saved with the weights."""
+    cfg["epochs"] = max(epoch + 1, min(cfg["epochs"], int(time_budget_s / per_epoch)))
+    print(f"time budget {time_budget_s:.0f} s, {per_epoch:.2f} s/epoch: "
+          f"{cfg['epochs']} epochs", file=sys.stderr)
+
+
+def _finish(run: _Run, model_name: str, seed: int, out: Path, test) -> dict:
+    """Save the final checkpoint ``<out>/<model>.pt`` and report (test accuracy when ``test``
+    holds the test set)."""
+    model, cfg = run.model, run.cfg
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     final = {"arch": model_name, "state_dict": sd, "schedule": cfg, "seed": seed}
     torch.save(final, out / f"{model_name}.pt")
     res = {"model": model_name, "epochs": cfg["epochs"],
            "checkpoint": str(out / f"{model_name}.pt")}
-    if xte is not None:
-        res["test_acc"] = evaluate(model, xte, yte, dev)
+    if test is not None:
+        res["test_acc"] = evaluate(model, *test, run.dev)
     print(json.dumps(res))
     return res
+
+
+def _setup(model_name: str, cfg: dict, seed: int, dev, teacher, no_teacher: bool) -> _Run:
+    """Seed, the teacher, the model and its optimiser (in this order: the teacher's and the
+    model's construction draw from the seeded torch generator)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    teacher_model = _setup_teacher(cfg, teacher, no_teacher, MODELS[model_name]["dataset"], dev)
+    model = build_model(model_name).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return _Run(model=model, opt=_optimiser(model, cfg),
+                gen=torch.Generator().manual_seed(seed), cfg=cfg, dev=dev,
+                teacher=teacher_model)
+
+
+def train(model_name: str, data=None, out: Path | None = None, epochs: int | None = None,
+          seed: int = 0, resume: bool = False, device: str | None = None,
+          packed: Path | None = None,
+          eval_every: int = 10, progress: bool = True, time_budget_s: float | None = None,
+          overrides: dict | None = None, teacher: Path | None = None,
+          no_teacher: bool = False) -> dict:
+    """Train ``model_name`` from scratch (or resume) and save ``<out>/<model>.pt``.
+
+    Every epoch appends its record to ``<out>/metrics.jsonl`` and saves ``<out>/last.pt``;
+    the test accuracy is measured every ``eval_every`` epochs and at the end. Returns
+    ``{"model", "epochs", "checkpoint"}`` and, with a test set, ``"test_acc"``.
+    """
+    cfg = _schedule(model_name, epochs, overrides)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(out or f"runs/{model_name}")
+    out.mkdir(parents=True, exist_ok=True)
+    xtr, ytr, xte, yte = _datasets(MODELS[model_name]["dataset"], data, packed)
+    run = _setup(model_name, cfg, seed, dev, teacher, no_teacher)
+    start_epoch = 0
+    ckpt = out / "last.pt"
+    if resume and ckpt.exists():
+        start_epoch = _resume(ckpt, run)
+    xt = to_tensor(xtr, dev)
+    yt = torch.from_numpy(ytr).to(dev)
+    t0 = time.time()
+    epoch = start_epoch
+    while epoch < run.cfg["epochs"]:
+        cfg = run.cfg
+        if time_budget_s and epoch == start_epoch + 3 and start_epoch == 0:
+            _fit_budget(cfg, epoch, (time.time() - t0) / 3, time_budget_s)
+        spe = len(xt) // cfg["batch_size"]  # drop the last partial batch: fixed step count
+        it = range(spe)
+        if progress:
+            it = tqdm(it, desc=f"{model_name} epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+                      file=sys.stderr)
+        tot_loss, tot_ok = _train_epoch(run, epoch, xt, yt, it)
+        n = spe * cfg["batch_size"]
+        rec = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * spe, spe, cfg),
+               "train_loss": tot_loss.item() / n, "train_acc": tot_ok.item() / n,
+               "elapsed_s": round(time.time() - t0, 1)}
+        if xte is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg["epochs"]):
+            rec["test_acc"] = evaluate(run.model, xte, yte, dev)
+        with open(out / "metrics.jsonl", "a") as metrics_f:
+            metrics_f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), file=sys.stderr)
+        torch.save({"model": run.model.state_dict(), "opt": run.opt.state_dict(),
+                    "gen": run.gen.get_state(), "epoch": epoch + 1, "cfg": cfg}, ckpt)
+        epoch += 1
+    return _finish(run, model_name, seed, out, None if xte is None else (xte, yte))
 
 
 def main(argv=None):
