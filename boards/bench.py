@@ -5,10 +5,16 @@
     python -m boards.bench --board ulx3s-85f --model resnet8      (builds first)
     python -m boards.bench --board icebreaker --model digits --no-build
     python -m boards.bench --table-only
+    python -m boards.bench --sweep SWEEP.json [--scheduler ADDRESS]
 
 Writes ``docs/results/boards/<board>_<model>.json`` (the build report, without machine-specific
 paths) and regenerates the results page ``docs/results/README.md`` (``boards.results``), whose
 boards table reads every JSON file in ``docs/results/boards/``.
+
+``--sweep`` builds every combination of the boards, models, foldings and nextpnr seeds a sweep
+file lists, one task each on a local Dask cluster of this machine's cores (or the running one
+at ``--scheduler``), and writes ``docs/results/boards/sweeps/<sweep>.json`` with the median and
+minimum Fmax over the seeds (:mod:`boards.sweep`; needs the ``cluster`` extra).
 """
 from __future__ import annotations
 
@@ -17,10 +23,12 @@ import json
 import sys
 from pathlib import Path
 
+from amos_hw.backend.cluster import ClusterError
 from amos_hw.engines.carry import CARRY_FORMS, default_form
 from boards.board import BoardError, get_board
 from boards.build import ROUTERS, SEED, build, build_dir
 from boards.results import BOARD_RESULTS, REPO, write_page
+from boards.sweep import run_sweep
 
 __all__ = ["RESULTS", "load_results", "main", "save_result"]
 
@@ -54,7 +62,7 @@ def _variant_parts(report: dict) -> list[tuple[str, str]]:
     return parts
 
 
-def save_result(report: dict, variant: str | None = None) -> Path:
+def save_result(report: dict, variant: str | None = None, results: Path | None = None) -> Path:
     """Write a build report as the committed result of its board and model.
 
     Parameters
@@ -63,20 +71,23 @@ def save_result(report: dict, variant: str | None = None) -> Path:
         The build report (``build/<board>/<model>/build_report.json``).
     variant : str, optional
         Name of a build with a non-default folding, saved beside the default one.
+    results : Path, optional
+        The folder (default :data:`RESULTS`; a sweep saves its builds into its own).
 
     Returns
     -------
     Path
-        ``docs/results/boards/<board>_<model>[_<variant parts>].json``; the parts name the
+        ``<results>/<board>_<model>[_<variant parts>].json``; the parts name the
         variant, the PLL, the router, the seed, the timing target and the carry form where
         they differ from the default build, and the JSON's ``variant`` says them in words.
     """
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = Path(results) if results is not None else RESULTS
+    results.mkdir(parents=True, exist_ok=True)
     parts = _variant_parts(report)
     if variant:
         parts.insert(0, (_file_tag(variant), variant))
     tag = "".join(f"_{part}" for part, _ in parts)
-    out = RESULTS / f"{report['board']}_{report['model']}{tag}.json"
+    out = results / f"{report['board']}_{report['model']}{tag}.json"
     keep = {k: v for k, v in report.items() if k not in ("elaborate_wall_s",)}
     names = [words for _, words in parts]
     if names:
@@ -122,6 +133,17 @@ def _parser() -> argparse.ArgumentParser:
                          "saved with a _seed<N> suffix")
     ap.add_argument("--variant", default=None,
                     help="name of a non-default build, saved as <board>_<model>_<variant>.json")
+    sweep = ap.add_argument_group("sweeps (boards.sweep; the cluster extra)")
+    sweep.add_argument("--sweep", default=None, metavar="SWEEP.json",
+                       help="build every combination the sweep file lists, as tasks on a Dask "
+                            "cluster; results in docs/results/boards/sweeps/<sweep>.json")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="a running Dask scheduler (tcp://host:8786); default: a local "
+                            "cluster of this machine's cores")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="local cluster: worker processes (default: the machine's cores)")
+    sweep.add_argument("--retries", type=int, default=1,
+                       help="times a failed build is tried again (default 1)")
     return ap
 
 
@@ -157,6 +179,45 @@ def _report(args) -> dict:
                  timing_mhz=args.timing_mhz, seed=args.seed)
 
 
+def _sweep(args) -> int:
+    """Run the sweep of ``args.sweep``; the exit status (the page is rewritten either way)."""
+    try:
+        out = run_sweep(args.sweep, save_result, scheduler=args.scheduler,
+                        workers=args.workers, retries=args.retries)
+        print(f"wrote {_shown(out)}")
+        status = 0
+    except ClusterError as e:
+        print(f"error: the sweep did not complete: {e}", file=sys.stderr)
+        status = 1
+    print(f"wrote {_shown(write_page())}")
+    return status
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _check_args(ap, args) -> None:
+    if args.sweep is not None:
+        given = [f"--{k.replace('_', '-')}" for k in ("board", "model", "no_build", "table_only",
+                                                      "clock_mhz", "parallelism", "lut_fill",
+                                                      "carry", "router", "timing_mhz", "seed",
+                                                      "variant")
+                 if getattr(args, k) not in (None, False)]
+        if given:
+            ap.error(f"--sweep takes its boards, models, seeds, foldings and clock from the "
+                     f"sweep file: leave out {', '.join(given)}")
+        return
+    if args.scheduler is not None or args.workers is not None:
+        ap.error("--scheduler and --workers go with --sweep")
+    if args.parallelism is not None and not args.variant:
+        ap.error("--parallelism needs --variant NAME: the default result file holds the "
+                 "board's own folding")
+    if not args.table_only and (not args.board or not args.model):
+        ap.error("--board and --model are required (or --table-only, or --sweep)")
+
+
 def main(argv=None) -> int:
     """Build (or read) one board result, save it, regenerate the results page.
 
@@ -168,17 +229,15 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        0 on success, 2 when the board, the model or the build is at fault (the message goes
-        to standard error).
+        0 on success, 1 when a sweep did not complete, 2 when the board, the model, the sweep
+        file or the build is at fault (the message goes to standard error).
     """
     ap = _parser()
     args = ap.parse_args(argv)
-    if args.parallelism is not None and not args.variant:
-        ap.error("--parallelism needs --variant NAME: the default result file holds the "
-                 "board's own folding")
-    if not args.table_only and (not args.board or not args.model):
-        ap.error("--board and --model are required (or --table-only)")
+    _check_args(ap, args)
     try:
+        if args.sweep is not None:
+            return _sweep(args)
         if not args.table_only:
             out = save_result(_report(args), args.variant)
             print(f"wrote {out.relative_to(REPO)}")

@@ -5,11 +5,12 @@
     python -m boards.results            rewrite docs/results/README.md
     python -m boards.results --check    exit 1 when the committed page is not the generated one
 
-Four tables, each read from committed JSON only (no figure is typed in by hand): accuracy
+Five tables, each read from committed JSON only (no figure is typed in by hand): accuracy
 (``docs/results/<model>.json``, written by ``python -m python_ref.evaluate --json``), RTL runs
 (``docs/results/rtl_*.json``, ``python -m rtl_tests.network``), board builds
-(``docs/results/boards/*.json``, ``python -m boards.bench``) and engine synthesis probes
-(``docs/results/engine_synth_*.json``, ``python -m amos_hw.engines.synth_probe``).
+(``docs/results/boards/*.json``, ``python -m boards.bench``), bitstream sweeps over seeds and
+foldings (``docs/results/boards/sweeps/*.json``, ``python -m boards.bench --sweep``) and engine
+synthesis probes (``docs/results/engine_synth_*.json``, ``python -m amos_hw.engines.synth_probe``).
 
 The page lives in ``boards/`` because its board table (with the published anchors and the goals
 it is read against) belongs to the board benchmark, which rewrites the page after every build;
@@ -24,7 +25,7 @@ from pathlib import Path
 
 __all__ = ["ANCHORS", "BOARD_RESULTS", "GOALS", "PAGE", "RESULTS_DIR", "accuracy_table",
            "boards_table", "engine_probe_table", "main", "render_page", "rtl_table",
-           "write_page"]
+           "sweeps_table", "write_page"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "docs" / "results"
@@ -304,6 +305,65 @@ def boards_table(results: list[dict]) -> list[str]:
     return lines
 
 
+# --- sweeps -----------------------------------------------------------------------------------
+
+def _sweep_rows(name: str, doc: dict) -> list[list[str]]:
+    rows = []
+    for g in doc.get("summary", []):
+        fold = doc.get("foldings", {}).get(g["folding"])
+        folding = g["folding"] if fold is None else f"{g['folding']}: `{json.dumps(fold)}`"
+        ips = g.get("images_per_s_at_median_fmax")
+        rows.append([f"`{name}`", g["board"], g["model"], folding,
+                     ", ".join(str(s) for s in g["seeds"]), f"{g['fmax_mhz_median']:.1f}",
+                     f"{g['fmax_mhz_min']:.1f}", ", ".join(_int(v) for v in g["lut4"]),
+                     ", ".join(_int(v) for v in g["cycles_per_image"]),
+                     _NONE if ips is None else _rate(ips), f"`{doc['command']}`"])
+    return rows
+
+
+def sweeps_table(results: list[tuple[str, dict]]) -> list[str]:
+    """The sweeps section: one row per (board, model, folding) of each complete sweep, and a
+    line for each sweep that did not complete.
+
+    Parameters
+    ----------
+    results : list of (str, dict)
+        File name and contents of each ``docs/results/boards/sweeps/*.json``.
+
+    Returns
+    -------
+    list of str
+        The section's markdown lines.
+    """
+    lines = [
+        "## Bitstream sweeps: Fmax over nextpnr seeds and foldings",
+        "",
+        "Method: every combination of a sweep file's boards, models, foldings and nextpnr "
+        "seeds built as in the boards table, one build per task on a Dask cluster; per "
+        "(board, model, folding) the median and minimum post-route Fmax over the seeds, "
+        "images/s at the median Fmax; `board` is the board's own folding, `folding<i>` the "
+        "sweep file's i-th parallelism object. Each build's report is in the sweep's folder "
+        "beside its JSON.",
+        "",
+        "Command: the row's own (`python -m boards.bench --sweep SWEEP.json`, add "
+        f"`--scheduler ADDRESS` for a running cluster), then `{COMMAND}`.",
+        "",
+    ]
+    rows = [row for name, doc in results if doc.get("complete") for row in _sweep_rows(name, doc)]
+    lines += _table(
+        ["sweep", "board", "model", "folding", "seeds", "Fmax MHz median", "Fmax MHz min",
+         "LUT4", "cycles / image", "images/s at median Fmax", "command"],
+        ["l", "l", "l", "l", "l", "r", "r", "r", "r", "r", "l"], rows)
+    if not rows:
+        lines += ["", "No complete sweep yet."]
+    incomplete = [(name, doc) for name, doc in results if not doc.get("complete")]
+    if incomplete:
+        lines += ["", "Sweeps that did not complete (no summary):", ""]
+        lines += [f"- `{name}`: {len(doc['missing'])} builds missing "
+                  f"({', '.join(doc['missing'])})" for name, doc in incomplete]
+    return lines
+
+
 # --- engine synthesis probes ------------------------------------------------------------------
 
 def _probes(name: str, doc: dict) -> list[tuple[str, dict]]:
@@ -396,6 +456,8 @@ def render_page(results_dir: Path | None = None) -> str:
         *rtl_table(_load(d.glob("rtl_*.json"))),
         "",
         *boards_table(boards),
+        "",
+        *sweeps_table(_load((d / "boards" / "sweeps").glob("*.json"))),
         "",
         *engine_probe_table(_load(d.glob("engine_synth_*.json"))),
     ]
