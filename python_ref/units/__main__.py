@@ -15,6 +15,8 @@ import json
 import sys
 
 from . import TRAINED, load_unit, table3
+from .fit import fit_and_save, unit_errors
+from .report import FIGURES, RESULTS, plot, write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,8 +44,6 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "fit":
-            from .fit import fit_and_save
-
             if args.steps is not None and args.steps < 1:
                 raise ValueError(f"--steps must be a positive integer, not {args.steps}")
             u = fit_and_save(args.name, steps=args.steps, seed=args.seed,
@@ -54,8 +54,6 @@ def main(argv=None) -> int:
                               **{k: m[k] for k in ("mse", "max_abs_err", "mean_abs_err",
                                                    "seed", "steps", "fit_seconds")}}))
         elif args.cmd == "check":
-            from .fit import unit_errors
-
             for name in args.units:
                 u = load_unit(name)
                 print(json.dumps({"unit": str(name), "name": u.name, "K": u.K,
@@ -63,13 +61,9 @@ def main(argv=None) -> int:
         elif args.cmd == "table3":
             print(json.dumps(table3()))
         elif args.cmd == "plot":
-            from .report import FIGURES, plot
-
             for path in plot(args.out or FIGURES):
                 print(path)
         elif args.cmd == "report":
-            from .report import RESULTS, write_report
-
             rep = write_report(args.out or RESULTS)
             print(json.dumps({k: {"float_max_abs_err": v["float_fit"]["max_abs_err"],
                                   "int_vs_float_max_abs_err": v["vs_float"]["max_abs_err"]}

@@ -287,6 +287,8 @@ def fit_unit(spec: FitSpec, steps: int | None = None, seed: int | None = None,
     progress : bool
         Show a tqdm progress bar.
     """
+    # torch and tqdm (the `train` extra) only for fitting: the unit files, their evaluation
+    # and python_ref.units.report load without them
     import torch
 
     steps = spec.steps if steps is None else steps
@@ -300,6 +302,7 @@ def fit_unit(spec: FitSpec, steps: int | None = None, seed: int | None = None,
 
 
 def _train(spec: FitSpec, steps: int, seed: int, progress: bool) -> AmosUnit:
+    # the `train` extra, imported here only: see fit()
     import torch
     from tqdm import tqdm
 

@@ -194,6 +194,8 @@ def write_report(out_dir=RESULTS, progress: bool = True) -> dict:
 
 def plot(out_dir=FIGURES) -> list[Path]:
     """Regenerate the paper's Figs. 3-6 as PNG files in ``out_dir`` (Agg backend)."""
+    # matplotlib (the `train` extra) only for the figures; the backend must be chosen before
+    # pyplot is imported
     import matplotlib
 
     matplotlib.use("Agg")
