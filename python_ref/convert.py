@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import ir as _ir
 from .checkpoint import (
@@ -133,8 +134,6 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
 
     it = range(0, n, batch_size)
     if progress:
-        from tqdm import tqdm  # optional (the `train` extra), only for the progress bar
-
         it = tqdm(it, desc="calibrate", unit="batch", file=sys.stderr)
     for s in it:
         run_float(ops, x[s:s + batch_size], hook)

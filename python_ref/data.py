@@ -126,6 +126,7 @@ def load_digits(split: str = "test", test_fraction: float = 0.2, seed: int = 0):
     with a fixed, seeded, stratified split (``test_fraction`` of each class goes to ``"test"``)."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', not {split!r}")
+    # scikit-learn takes over a second to import and only the digits set needs it
     from sklearn.datasets import load_digits as _sk
 
     d = _sk()

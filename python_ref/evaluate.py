@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import ir as _ir
 from . import snn
@@ -164,8 +165,6 @@ def ann_logits(model_name: str, checkpoint, x: np.ndarray, batch_size: int = 500
     out = []
     it = range(0, len(x), batch_size)
     if progress:
-        from tqdm import tqdm  # optional (`train` extra), only for the progress bar
-
         it = tqdm(it, desc=f"ANN {model_name}", unit="batch", file=sys.stderr)
     with torch.no_grad():
         for s in it:

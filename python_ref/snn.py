@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from . import ir as _ir
 from .quant import IntAmosUnit, relu_int, relu_spikes, requant_shift
@@ -401,9 +402,6 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
     logits, spikes, traces = [], {}, {}
     it = range(0, len(x), batch_size)
     if progress:
-        # tqdm comes with the `train` extra; the reference itself runs on numpy alone
-        from tqdm import tqdm
-
         it = tqdm(it, desc=f"SNN {g.name}", unit="batch")
     for s in it:
         lo, sp, tr = _run_batch(g, units, x[s:s + batch_size], want, bitserial)

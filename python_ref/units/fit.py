@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from .core import AmosUnit, unit_path
 
@@ -287,8 +288,8 @@ def fit_unit(spec: FitSpec, steps: int | None = None, seed: int | None = None,
     progress : bool
         Show a tqdm progress bar.
     """
-    # torch and tqdm (the `train` extra) only for fitting: the unit files, their evaluation
-    # and python_ref.units.report load without them
+    # torch (the `train` extra) only for fitting: the unit files, their evaluation and
+    # python_ref.units.report load without it
     import torch
 
     steps = spec.steps if steps is None else steps
@@ -304,7 +305,6 @@ def fit_unit(spec: FitSpec, steps: int | None = None, seed: int | None = None,
 def _train(spec: FitSpec, steps: int, seed: int, progress: bool) -> AmosUnit:
     # the `train` extra, imported here only: see fit()
     import torch
-    from tqdm import tqdm
 
     from .torch_unit import TorchAmosUnit
 

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..quant import IntAmosUnit, quantize_unit, to_int_input
 from . import PAPER_K, load_unit, relu_unit
@@ -74,8 +75,6 @@ def compare_int_float(fu, iu: IntAmosUnit, rounding: str = "nearest", n1: int = 
 
 def report(n1: int = 20001, n2: int = 401, progress: bool = True) -> dict:
     """The ``docs/results/units.json`` content (see :func:`compare_int_float`)."""
-    from tqdm import tqdm
-
     out = {}
     for name in tqdm(("relu", "sigmoid", "swish", "mult"), desc="units report",
                      disable=not progress):
