@@ -300,9 +300,49 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
           no_teacher: bool = False) -> dict:
     """Train ``model_name`` from scratch (or resume) and save ``<out>/<model>.pt``.
 
-    Every epoch appends its record to ``<out>/metrics.jsonl`` and saves ``<out>/last.pt``;
-    the test accuracy is measured every ``eval_every`` epochs and at the end. Returns
-    ``{"model", "epochs", "checkpoint"}`` and, with a test set, ``"test_acc"``.
+    Every epoch appends its record to ``<out>/metrics.jsonl`` and saves ``<out>/last.pt``.
+
+    Parameters
+    ----------
+    model_name : str
+        A key of :data:`python_ref.models.MODELS`; its schedule is ``SCHEDULES[model_name]``.
+    data : path, optional
+        The data folder (see :func:`python_ref.data.load_dataset`).
+    out : path, optional
+        The run folder (default ``runs/<model>``).
+    epochs : int, optional
+        Overrides the schedule's epoch count.
+    seed : int
+        Seeds torch, numpy and the batch-order generator.
+    resume : bool
+        Continue from ``<out>/last.pt`` when it exists (with the schedule saved there).
+    device : str, optional
+        Torch device (default CUDA when available, else the CPU).
+    packed : path, optional
+        Read the training set from the device-transfer format (:func:`pack_for_device`); there
+        is then no test set.
+    eval_every : int
+        Measure the test accuracy every this many epochs (and after the last).
+    progress : bool
+        Show a progress bar per epoch.
+    time_budget_s : float, optional
+        Shorten a fresh run to fit this many seconds (fixed after three epochs).
+    overrides : dict, optional
+        Schedule fields to replace (None values are ignored).
+    teacher : path, optional
+        A checkpoint to distil from (default: the schedule's teacher, if any).
+    no_teacher : bool
+        Train without the schedule's teacher.
+
+    Returns
+    -------
+    dict
+        ``{"model", "epochs", "checkpoint"}`` and, with a test set, ``"test_acc"``.
+
+    Raises
+    ------
+    SystemExit
+        For an unknown model or an unusable teacher checkpoint.
     """
     cfg = _schedule(model_name, epochs, overrides)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
