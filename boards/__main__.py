@@ -12,7 +12,8 @@ import argparse
 import json
 import sys
 
-from boards.board import BoardError, board_names, get_board
+from boards.board import BoardError
+from boards.catalog import board_names, get_board
 
 
 def _parallelism(text):

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from amos_hw.backend.cluster import ClusterError
 from amos_hw.engines.carry import CARRY_FORMS, default_form
-from boards.board import BoardError, get_board
+from boards.board import BoardError
 from boards.build import ROUTERS, SEED, build, build_dir
+from boards.catalog import get_board
 from boards.results import BOARD_RESULTS, REPO, write_page
 from boards.sweep import run_sweep
 

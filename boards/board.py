@@ -1,5 +1,6 @@
 """What a board is to amos_hw: its amaranth-boards platform, device resources, UART, LED and
-programmer. Each board module (``boards.icebreaker``, ...) registers its boards here."""
+programmer. Each board module (``boards.icebreaker``, ...) lists its boards in ``BOARDS``;
+:mod:`boards.catalog` finds them by name."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["BOARDS", "Board", "BoardError", "Tool", "board_names", "get_board", "register"]
+__all__ = ["Board", "BoardError", "Tool"]
 
 
 class BoardError(ValueError):
@@ -117,34 +118,3 @@ class Board:
         if self.add_resources is not None:
             self.add_resources(plat)
         return plat
-
-
-BOARDS: dict[str, Board] = {}
-
-
-def register(*boards: Board) -> None:
-    for b in boards:
-        BOARDS[b.name] = b
-
-
-def _load_all() -> None:
-    # the board modules register themselves on import
-    from boards import hx8k, icebreaker, orangecrab, ulx3s  # noqa: F401
-
-
-def board_names() -> list[str]:
-    _load_all()
-    return sorted(BOARDS)
-
-
-def get_board(name: str) -> Board:
-    """The board called ``name``; an unknown name lists the known ones."""
-    _load_all()
-    key = str(name).strip().lower()
-    if key not in BOARDS:
-        carrying = sorted(n for n, b in BOARDS.items() if b.generator_device == key)
-        if carrying:  # a device name, as `python -m amos_hw.generate --board` takes
-            raise BoardError(f"{name!r} is a device, not a board: name the board that carries "
-                             f"it ({', '.join(carrying)})")
-        raise BoardError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}")
-    return BOARDS[key]

@@ -36,7 +36,8 @@ from amos_hw.flow import BudgetError, FlowConfig, FlowError, assemble_top, run_f
 from amos_hw.lib.bram import FAMILIES, MemShape, block_count, bram_budget, margin_note
 from amos_hw.passes.shared import flash_network
 from amos_hw.shared.engine import SharedNetwork
-from boards.board import Board, BoardError, get_board
+from boards.board import Board, BoardError
+from boards.catalog import get_board
 from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
 from boards.top import BoardTop
 
@@ -302,7 +303,7 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     Parameters
     ----------
     board_name : str
-        A name from :func:`boards.board.board_names`.
+        A name from :func:`boards.catalog.board_names`.
     model : str
         A zoo name (``digits``, ``resnet8``) or a description path.
     parallelism : dict, str or None

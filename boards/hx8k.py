@@ -1,7 +1,7 @@
 """iCE40-HX8K breakout board (iCE40HX8K-CT256): 12 MHz, FTDI UART (1 Mbaud), LED D2, iceprog."""
 from amaranth_boards.ice40_hx8k_b_evn import ICE40HX8KBEVNPlatform
 
-from boards.board import Board, Tool, register
+from boards.board import Board, Tool
 
 HX8K = Board(
     name="hx8k",
@@ -20,4 +20,4 @@ HX8K = Board(
     notes="Jumpers J6 1-2/3-4 as for SRAM programming; UART on the FTDI's second channel.",
 )
 
-register(HX8K)
+BOARDS = (HX8K,)

@@ -1,7 +1,7 @@
 """iCEBreaker (iCE40 UP5K, SG48): 12 MHz oscillator, FTDI UART (1 Mbaud), red LED, iceprog."""
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-from boards.board import Board, Tool, register
+from boards.board import Board, Tool
 
 ICEPROG = Tool("iceprog", "ICEPROG", "fpga-icestorm")
 
@@ -22,4 +22,4 @@ ICEBREAKER = Board(
     notes="UART on the FTDI's second channel (/dev/ttyUSB1 on Linux); LED: the red one.",
 )
 
-register(ICEBREAKER)
+BOARDS = (ICEBREAKER,)

@@ -8,7 +8,7 @@ from amaranth.build import Attrs, Pins, PinsN, Resource, Subsignal
 from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform, OrangeCrabR0_2_85FPlatform
 from amaranth_boards.resources import UARTResource
 
-from boards.board import Board, Tool, register
+from boards.board import Board, Tool
 
 
 def _add_uart(platform) -> None:
@@ -62,4 +62,4 @@ ORANGECRAB = {
     for size, (plat, lut, ebr, dsp) in _ECP5.items()
 }
 
-register(*ORANGECRAB.values())
+BOARDS = tuple(ORANGECRAB.values())

@@ -22,8 +22,8 @@ from amos_hw.backend.simbuild import cocotb_run
 from amos_hw.backend.verilog import to_verilog
 from amos_hw.lib import hostproto as hp
 from amos_hw.lib.spiflash import flash_contents
-from boards.board import get_board
 from boards.build import REPO, fit_check
+from boards.catalog import get_board
 from boards.top import UartNetworkTop
 
 __all__ = ["REQUEST_ENV", "board_top", "classify", "classify_top"]

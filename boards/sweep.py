@@ -33,8 +33,9 @@ from pathlib import Path
 
 from amos_hw.backend.cluster import ClusterError, Task, cluster, run_tasks
 from amos_hw.lib.checks import positive_int
-from boards.board import BoardError, board_names, get_board
+from boards.board import BoardError
 from boards.build import REPO, build
+from boards.catalog import board_names, get_board
 from boards.results import BOARD_RESULTS
 
 __all__ = ["BUILDS", "SWEEPS", "Combination", "build_one", "combinations", "load_sweep",

@@ -2,7 +2,7 @@
 openFPGALoader."""
 from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_45F_Platform, ULX3S_85F_Platform
 
-from boards.board import Board, Tool, register
+from boards.board import Board, Tool
 
 OPENFPGALOADER = Tool("openFPGALoader", "OPENFPGALOADER", "openfpgaloader")
 
@@ -38,4 +38,4 @@ ULX3S = {
     for size, (plat, lut, ebr, dsp) in _ECP5.items()
 }
 
-register(*ULX3S.values())
+BOARDS = tuple(ULX3S.values())

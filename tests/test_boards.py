@@ -11,7 +11,8 @@ from test_hostlink import IMAGE, IMAGE2, StandInNetwork
 from amos_hw.lib import hostproto as hp
 from amos_hw.lib.sim import run_simulation
 from boards import __main__ as cli
-from boards.board import BoardError, Tool, board_names, get_board
+from boards.board import BoardError, Tool
+from boards.catalog import board_names, get_board
 from boards.top import UartNetworkTop
 
 KNOWN = ("hx8k, icebreaker, orangecrab-25f, orangecrab-85f, ulx3s-25f, ulx3s-45f, ulx3s-85f")

@@ -12,8 +12,9 @@ import json
 import pytest
 from amaranth.hdl import Fragment
 
-from boards.board import BoardError, get_board
+from boards.board import BoardError
 from boards.build import REPO, build, fit_check, toolchain_env
+from boards.catalog import get_board
 
 BASELINE = REPO / "docs" / "results" / "boards" / "icebreaker_digits.json"
 TOLERANCE = 0.05

@@ -6,8 +6,9 @@ import pytest
 
 from boards import bench, results
 from boards import build as bb
-from boards.board import BoardError, get_board
+from boards.board import BoardError
 from boards.build import build, fit_check
+from boards.catalog import get_board
 
 
 def test_bench_unknown_board(capsys):

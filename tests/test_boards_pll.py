@@ -50,7 +50,7 @@ def _board_top_files(tmp_path, board_name: str, clock_mhz: float):
     pytest.importorskip("amaranth_boards")
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amos_hw.flow import build_network
-    from boards.board import get_board
+    from boards.catalog import get_board
     from boards.top import BoardTop
 
     board = get_board(board_name)

@@ -5,7 +5,8 @@ import pytest
 
 from amos_hw.devices import BOARD_DEVICES, DEVICES, device, device_name
 from amos_hw.passes.common import FlowError
-from boards.board import BoardError, board_names, get_board
+from boards.board import BoardError
+from boards.catalog import board_names, get_board
 
 
 def test_board_devices_match_the_boards():

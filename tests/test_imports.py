@@ -16,6 +16,8 @@ import ast
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: The packages, lowest layer first.
@@ -163,9 +165,10 @@ def test_walker_reads_the_project():
     assert "amos_hw.lib.checks" in graph["amos_hw.lib.hostlink"]
 
 
-def test_no_import_cycles_in_amos_hw():
-    found = cycles(import_graph(REPO, LAYERS), "amos_hw")
-    assert not found, f"import cycles among amos_hw modules:\n{_describe(found)}"
+@pytest.mark.parametrize("package", ["amos_hw", "python_ref", "boards"])
+def test_no_import_cycles(package):
+    found = cycles(import_graph(REPO, LAYERS), package)
+    assert not found, f"import cycles among {package} modules:\n{_describe(found)}"
 
 
 def test_imports_point_down_the_layers():
