@@ -162,7 +162,16 @@ def test_cli_converts_digits_like_the_zoo(tmp_path, capsys):
     cv.main(["--model", "digits", "--out", str(tmp_path / "d")])
     assert "320 neurons, 10 time steps" in capsys.readouterr().out
     fresh, zoo = ir.load(tmp_path / "d"), ir.load(cv.ZOO / "digits")
-    assert fresh.nodes == zoo.nodes and fresh.units == zoo.units
+    # alpha_cal (the float calibration level, recorded for information) comes from float32 sums
+    # whose last bits depend on the CPU's BLAS code path: equal to 1e-6 relative; everything the
+    # integer network is made of (every other field, every array) exactly equal
+    assert [{k: v for k, v in n.items() if k != "alpha_cal"} for n in fresh.nodes] == \
+        [{k: v for k, v in n.items() if k != "alpha_cal"} for n in zoo.nodes]
+    for a, b in zip(fresh.nodes, zoo.nodes, strict=True):
+        assert ("alpha_cal" in a) == ("alpha_cal" in b)
+        if "alpha_cal" in a:
+            assert math.isclose(a["alpha_cal"], b["alpha_cal"], rel_tol=1e-6), a["name"]
+    assert fresh.units == zoo.units
     assert fresh.arrays.keys() == zoo.arrays.keys()
     for k in zoo.arrays:
         assert np.array_equal(fresh.arrays[k], zoo.arrays[k]) and \
