@@ -4,14 +4,17 @@
 CIFAR-10 test set through the generated ResNet8 and writes ``docs/results/rtl_resnet8.json``
 (images run, mismatches against python_ref, measured cycles per image and latency, accuracy).
 
-The whole test set takes about 5 hours on one core (0.5 images/s). ``--shard I/N`` runs every
-``N``-th image starting at ``I`` (so each shard spans all classes) and writes
-``build/rtl_shards/<model>-<hash>-<I>of<N>-<sim>.json``; run the ``N`` shards side by side on ``N``
-cores, then ``--merge N`` adds them up into the result file once all ``N`` are there (same model
-hash and generator commit), as the run ``<sim>-full``::
+Many images run as tasks on Dask (:mod:`amos_hw.backend.cluster`, the ``cluster`` extra): the
+chosen images are split into chunks of at most ``--chunk`` (default 250), each chunk one task on
+a local cluster of this machine's cores (``--workers N`` for fewer) or on the running cluster at
+``--scheduler ADDRESS``, with a progress bar; the design is built once, by a first one-image
+task, and the chunks reuse the build. A chunk that fails (a mismatching image fails it) is
+retried (``--retries``), then the run fails naming it, and no result is written. The chunks'
+summaries are merged into one (:func:`merge_chunks`: the counts add up, the measured cycles per
+image must agree, the latency is the largest)::
 
-    for i in 0 1 2 3 4 5 6 7; do python -m rtl_tests.network --shard $i/8 & done; wait
-    python -m rtl_tests.network --merge 8
+    python -m rtl_tests.network --model resnet8 --images 10000
+    python -m rtl_tests.network --model resnet8 --images 10000 --scheduler tcp://host:8786
 """
 from __future__ import annotations
 
@@ -19,19 +22,23 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
+from amos_hw.backend.cluster import ClusterError, Task, cluster, run_tasks
 from amos_hw.devices import DEVICES
 from amos_hw.flow import FlowConfig, run_flow
+from amos_hw.lib.checks import positive_int
 from amos_hw.lib.spiflash import flash_contents
 from amos_hw.passes.emit import top_name
 from python_ref import ir, snn
 from python_ref.data import load_cifar10, load_digits
-from rtl_tests.harness import build_root, run_cocotb
+from rtl_tests.harness import RTLTestFailure, build_root, run_cocotb
 
-__all__ = ["CI_PARALLELISM", "pick_images", "run_network", "tiny_resnet", "main"]
+__all__ = ["CHUNK", "CI_PARALLELISM", "ChunkMergeError", "main", "merge_chunks", "pick_images",
+           "run_chunk", "run_chunked", "run_network", "split_images", "tiny_resnet"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -137,9 +144,11 @@ def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rtl_tests.network", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m rtl_tests.network", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet8")
-    p.add_argument("--images", type=int, default=10000)
+    p.add_argument("--images", type=int, default=10000,
+                   help="test images to run (all of them when this is more than the set has)")
     p.add_argument("--sim", default="verilator", choices=("verilator", "icarus"))
     p.add_argument("--seed", type=int, default=0, help="subset seed (when --images < all)")
     p.add_argument("--target-cycles", type=int, default=None,
@@ -155,10 +164,16 @@ def _parser() -> argparse.ArgumentParser:
                         "results go to rtl_<model>_<device>.json")
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="run every N-th test image from I (see the module docstring)")
-    p.add_argument("--merge", type=int, default=None, metavar="N",
-                   help="add up the N shards of build/rtl_shards into the result file")
+    run = p.add_argument_group("many images as tasks on Dask (the cluster extra)")
+    run.add_argument("--chunk", type=int, default=CHUNK,
+                     help=f"images per task (default {CHUNK})")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="a running Dask scheduler (tcp://host:8786); default: a local cluster "
+                          "of this machine's cores (none for a run of one chunk)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="local cluster: worker processes (default: the machine's cores)")
+    run.add_argument("--retries", type=int, default=1,
+                     help="times a failed chunk is tried again (default 1)")
     return p
 
 
@@ -179,91 +194,190 @@ def _flow_config(p, args) -> dict:
     return ci_config(Path(args.model).stem, args.target_cycles)
 
 
-def _shard(p, text) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        i, n = (int(v) for v in text.split("/"))
-        if not 0 <= i < n:
-            raise ValueError
-    except ValueError:
-        p.error(f"--shard must be I/N with 0 <= I < N, not {text!r}")
-    return i, n
-
-
-def _save_shard(res: dict, shard: tuple[int, int], sim: str) -> None:
-    res["shard"] = list(shard)
-    SHARDS.mkdir(parents=True, exist_ok=True)
-    f = SHARDS / (f"{res['model']}-{res['model_sha256'][:12]}-{shard[0]}of{shard[1]}-"
-                  f"{sim}.json")
-    f.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
-    print(json.dumps(res, indent=1, sort_keys=True))
-    print(f"wrote {f}; when all {shard[1]} shards are there: python -m rtl_tests.network "
-          f"--model {res['model']} --sim {sim} --merge {shard[1]}")
+def _check_run_args(p, args) -> None:
+    """The image count and the chunking options, checked."""
+    for what, v in (("--images", args.images), ("--chunk", args.chunk)) + (
+            (("--workers", args.workers),) if args.workers is not None else ()):
+        try:
+            positive_int(what, v)
+        except ValueError as e:
+            p.error(str(e))
+    if args.retries < 0:
+        p.error(f"--retries must be 0 or more, not {args.retries}")
 
 
 def main(argv=None) -> int:
+    """Run the chosen test images, in chunks on Dask, and write the merged result.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when every image matched python_ref, 1 when the run failed or did not complete (no
+        result is written then; the message goes to standard error).
+    """
     p = _parser()
     args = p.parse_args(argv)
     cfg = _flow_config(p, args)
+    _check_run_args(p, args)
     suffix = ("_shared" if args.architecture == "shared" else "") if args.board is None \
         else f"_{args.board}"
     out = (Path(args.out) if args.out
            else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}{suffix}.json")
-    if args.merge is not None:
-        try:
-            res = merge_shards(Path(args.model).stem, args.sim, args.merge)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        _write_result(out, res, f"{args.sim}-full")
-        return 0 if res["mismatches"] == 0 else 1
-    shard = _shard(p, args.shard)
-    res = run_network(args.model, args.images, args.sim, seed=args.seed, log_every=10,
-                      shard=shard, **cfg)
-    if shard is not None:
-        _save_shard(res, shard, args.sim)
-    else:
-        _write_result(out, res, args.sim)
+    x, y = pick_images(*dataset_for(Path(args.model).stem), args.images, args.seed)
+    t0 = time.perf_counter()
+    try:
+        res = run_chunked(args.model, args.sim, x, y, chunk=args.chunk,
+                          scheduler=args.scheduler, workers=args.workers, retries=args.retries,
+                          **cfg)
+    except (ClusterError, ChunkMergeError, RTLTestFailure) as e:
+        print(f"error: {e}\nno result written", file=sys.stderr)
+        return 1
+    res["run_wall_s"] = round(time.perf_counter() - t0, 1)
+    _write_result(out, res, args.sim)
     return 0 if res["mismatches"] == 0 else 1
 
 
-SHARDS = _REPO / "build" / "rtl_shards"
+#: Images per task of a many-image run (``--chunk``).
+CHUNK = 250
+#: Figures that add up over the chunks of a run.
+_SUMMED = ("images", "mismatches", "correct", "reference_correct", "sim_cycles", "flash_reads")
+#: Figures merged by their own rule in :func:`merge_chunks` (the others must agree).
+_MERGED = frozenset(_SUMMED) | {
+    "first_mismatches", "mismatch_indices", "accuracy", "reference_accuracy",
+    "cycles_per_image_measured", "cycles_per_image_intervals", "cycles_ok",
+    "latency_cycles_measured", "sim_wall_s", "sim_cpu_s", "sim_cycles_per_s",
+    "sim_images_per_s_per_core", "flash_errors"}
 
 
-def merge_shards(model: str, sim: str, n: int) -> dict:
-    """Add up the ``n`` shard results of ``model`` on ``sim`` (one model hash, one generator)."""
-    found = {}
-    for f in sorted(SHARDS.glob(f"{model}-*-*of{n}-{sim}.json")):
-        r = json.loads(f.read_text())
-        found.setdefault((r["model_sha256"], r.get("generator_git")), {})[r["shard"][0]] = r
-    if not found:
-        raise ValueError(f"no shards of {model} on {sim} split {n} ways in {SHARDS}")
-    (sha, git), shards = max(found.items(), key=lambda kv: len(kv[1]))
-    missing = sorted(set(range(n)) - set(shards))
-    if missing:
-        raise ValueError(f"shards {missing} of {n} ({model}, {sim}, model {sha[:12]}, generator "
-                         f"{git}) are not there yet; run them with --shard I/{n}")
-    rs = [shards[i] for i in range(n)]
-    images = sum(r["images"] for r in rs)
-    first = rs[0]
-    measured = {r["cycles_per_image_measured"] for r in rs}
-    res = {k: first[k] for k in ("model", "model_sha256", "simulator", "parallelism",
-                                 "est_lut4", "clock_mhz", "images_per_s_at_clock",
-                                 "cycles_per_image_report", "latency_cycles_report",
-                                 "generator_git")}
-    res.update({
-        "images": images,
-        "shards": n,
-        "mismatches": sum(r["mismatches"] for r in rs),
-        "first_mismatches": [m for r in rs for m in r["first_mismatches"]][:10],
-        "accuracy": round(sum(r["accuracy"] * r["images"] for r in rs) / images, 6),
-        "reference_accuracy": round(sum(r["reference_accuracy"] * r["images"] for r in rs)
-                                    / images, 6),
-        "cycles_per_image_measured": measured.pop() if len(measured) == 1 else sorted(measured),
-        "latency_cycles_measured": max(r["latency_cycles_measured"] for r in rs),
-    })
+class ChunkMergeError(ValueError):
+    """The chunks of one run disagree on what must be one figure (the design, its cycles)."""
+
+
+def split_images(count: int, chunk: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of ``count`` images: as few chunks of at most ``chunk``
+    images as it takes, their sizes within one of each other (no short last chunk)."""
+    positive_int("chunk", chunk)
+    n = max(1, -(-count // chunk))
+    size, extra = divmod(count, n)
+    edges = [0]
+    for k in range(n):
+        edges.append(edges[-1] + size + (k < extra))
+    return list(zip(edges, edges[1:], strict=False))
+
+
+def run_chunk(model: str, sim: str, x, y, first: int, cfg: dict) -> dict:
+    """One task of a chunked run, on a worker: images ``x`` (labels ``y``; the run's images
+    from index ``first`` on) through the design of ``model`` with the generator options
+    ``cfg``. The one place that names the simulation entry point."""
+    # seed=first: with every image of x taken, the seed only names the run's data folder
+    return run_network(model, len(x), sim, images=(x, y), seed=first, **cfg)
+
+
+def run_chunked(model: str, sim: str, x, y, *, chunk: int = CHUNK, scheduler: str | None = None,
+                workers: int | None = None, retries: int = 1, progress: bool = True,
+                **cfg) -> dict:
+    """Run images ``x`` (labels ``y``) in chunks of at most ``chunk``, one task each on Dask;
+    the merged summary (:func:`merge_chunks`).
+
+    The design is built once, by a first one-image task, before the chunks: they find it in
+    the build cache (whose builds are locked, so that no two processes build or write one
+    design at once). Without ``scheduler`` the tasks run on a local cluster of ``workers``
+    processes (default: the machine's cores), or in this process when there is one chunk.
+
+    Raises
+    ------
+    ClusterError
+        A chunk failed (mismatching images fail it) after its retries, or the scheduler cannot
+        be reached; the message names the chunk and its error.
+    ChunkMergeError
+        The chunks disagree on the design or its measured cycles per image.
+    """
+    spans = split_images(len(x), chunk)
+    if len(spans) == 1 and scheduler is None:
+        res = merge_chunks([run_chunk(model, sim, x, y, 0, cfg)], [0])
+        return res | {"chunks": 1}
+    name = Path(str(model)).stem
+    tasks = [Task(f"images {a}-{b - 1}", run_chunk, (model, sim, x[a:b], y[a:b], a, cfg))
+             for a, b in spans]
+    with cluster(scheduler, workers=workers) as client:
+        run_tasks(client, [Task(f"build {name} on {sim}", run_chunk,
+                                (model, sim, x[:1], y[:1], 0, cfg))],
+                  retries=retries, progress=False)
+        parts = run_tasks(client, tasks, retries=retries, progress=progress,
+                          desc=f"{name} on {sim}")
+    return merge_chunks(parts, [a for a, _ in spans]) | {"chunks": len(spans)}
+
+
+def _agreed(key: str, values: list, starts: list[int]):
+    """The one value the chunks share for ``key``, or :class:`ChunkMergeError`."""
+    if len({json.dumps(v, sort_keys=True) for v in values}) > 1:
+        each = ", ".join(f"from image {s}: {v!r}" for s, v in zip(starts, values, strict=True))
+        raise ChunkMergeError(f"the chunks of one run disagree on {key} ({each})")
+    return values[0]
+
+
+def _count(part: dict, key: str) -> int:
+    """Images counted by ``key`` ("correct"), or from its accuracy where the chunk has none."""
+    if key in part:
+        return part[key]
+    acc = "accuracy" if key == "correct" else "reference_accuracy"
+    return round(part[acc] * part["images"])
+
+
+def merge_chunks(parts: list[dict], starts: list[int]) -> dict:
+    """One run's summary from its chunks' (in image order; chunk ``k`` starts at image
+    ``starts[k]`` of the run).
+
+    Counts add up, mismatch indices are shifted to the run's, the accuracies are recounted,
+    the latency is the largest, the simulation times add up (core-seconds) and the speeds are
+    recomputed from them; everything else (the design, the report's figures, the measured
+    cycles per image) must be the same in every chunk, or it is a :class:`ChunkMergeError`.
+    """
+    if not parts or len(parts) != len(starts):
+        raise ChunkMergeError(f"{len(parts)} chunk summaries for {len(starts)} chunks")
+    res = {k: _agreed(k, [p.get(k) for p in parts], starts)
+           for k in sorted(set().union(*parts) - _MERGED)}
+    for k in _SUMMED:
+        if any(k in p for p in parts):
+            res[k] = sum(p.get(k, 0) for p in parts)
+    for k in ("first_mismatches", "mismatch_indices"):
+        if any(k in p for p in parts):
+            shifted = [s + i for s, p in zip(starts, parts, strict=True) for i in p.get(k, [])]
+            res[k] = shifted[:10] if k == "first_mismatches" else shifted
+    n = res["images"]
+    res["accuracy"] = sum(_count(p, "correct") for p in parts) / n
+    res["reference_accuracy"] = sum(_count(p, "reference_correct") for p in parts) / n
+    measured = [(s, p["cycles_per_image_measured"]) for s, p in zip(starts, parts, strict=True)
+                if p.get("cycles_per_image_measured") is not None]  # None: too few images
+    res["cycles_per_image_measured"] = (
+        _agreed("cycles_per_image_measured", [v for _, v in measured], [s for s, _ in measured])
+        if measured else None)
+    res["cycles_per_image_intervals"] = sorted(
+        {v for p in parts for v in p.get("cycles_per_image_intervals", [])})
+    res["latency_cycles_measured"] = max(p["latency_cycles_measured"] for p in parts)
+    _merge_extras(res, parts)
     return res
+
+
+def _merge_extras(res: dict, parts: list[dict]) -> None:
+    """The optional figures: cycle checks, simulation speed, SPI flash errors."""
+    if any("cycles_ok" in p for p in parts):
+        oks = [p.get("cycles_ok") for p in parts]
+        res["cycles_ok"] = False if False in oks else (True if all(oks) else None)
+    for k in ("sim_wall_s", "sim_cpu_s"):
+        if any(k in p for p in parts):
+            res[k] = round(sum(p.get(k, 0.0) for p in parts), 3)
+    if "sim_cycles" in res and res.get("sim_wall_s"):
+        res["sim_cycles_per_s"] = round(res["sim_cycles"] / res["sim_wall_s"])
+    if res.get("sim_cpu_s"):
+        res["sim_images_per_s_per_core"] = round(res["images"] / res["sim_cpu_s"], 3)
+    if any("flash_errors" in p for p in parts):
+        res["flash_errors"] = [e for p in parts for e in p.get("flash_errors", [])][:10]
 
 
 def _write_result(out: Path, res: dict, run_name: str) -> None:
