@@ -8,7 +8,7 @@ them to :func:`run_tasks` inside :func:`cluster`::
         results = run_tasks(client, [Task("a", f, (1,)), Task("b", f, (2,))])
 
 * :func:`cluster` starts a ``LocalCluster`` of the machine's cores (processes, one thread
-  each, no dashboard) or connects to a running scheduler (``scheduler="tcp://host:8786"``,
+  each, no dashboard, no per-worker memory cap) or connects to a running scheduler (``scheduler="tcp://host:8786"``,
   started with ``dask scheduler`` and ``dask worker ADDRESS --nthreads 1`` on each machine).
   A scheduler that does not answer, or has no worker, within ``timeout`` seconds is a
   :class:`ClusterError` naming its address.
@@ -154,8 +154,10 @@ def cluster(scheduler: str | None = None, *, workers: int | None = None,
             or allowed_failures < 0:
         raise ValueError(f"allowed_failures must be a non-negative integer, not "
                          f"{allowed_failures!r}")
+    # memory_limit=0: no per-worker memory cap; Dask's would pause or restart a worker whose
+    # task (a whole design elaborated in-process) needs more than its share of the machine
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0,
                          dashboard_address=None, silence_logs=logging.ERROR) as local, \
             Client(local) as client:
         yield client
