@@ -1,8 +1,13 @@
-"""Run a generated network under cocotb over real test images (pytest side and a CLI).
+"""Run a generated network in RTL over real test images (pytest side and a CLI).
 
 ``python -m rtl_tests.network --model resnet8 --images 10000 --sim verilator`` runs the whole
 CIFAR-10 test set through the generated ResNet8 and writes ``docs/results/rtl_resnet8.json``
-(images run, mismatches against python_ref, measured cycles per image and latency, accuracy).
+(images run, mismatches against python_ref, measured cycles per image and latency, accuracy,
+simulation speed).
+
+On Verilator the network runs on the native C++ bench of :mod:`rtl_tests.native` (no Python on
+the clock); on Icarus, and for the shared engine with its weights in an SPI flash (which the
+native bench does not model), under cocotb (:mod:`rtl_tests.tb_network`).
 
 Many images run as tasks on Dask (:mod:`amos_hw.backend.cluster`, the ``cluster`` extra): the
 chosen images are split into chunks of at most ``--chunk`` (default 250), each chunk one task on
@@ -35,6 +40,7 @@ from amos_hw.lib.spiflash import flash_contents
 from amos_hw.passes.emit import top_name
 from python_ref import ir, snn
 from python_ref.data import load_cifar10, load_digits
+from rtl_tests import native
 from rtl_tests.harness import RTLTestFailure, build_root, run_cocotb
 
 __all__ = ["CHUNK", "CI_PARALLELISM", "ChunkMergeError", "main", "merge_chunks", "pick_images",
@@ -94,6 +100,42 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
     x, y = images if images is not None else dataset_for(ctx.model_name)
     x, y = pick_images(x, y, count, seed, shard)
     ref = snn.run(ctx.graph, x, batch_size=200, progress=count > 1000)
+    if sim == "verilator" and not flash_contents(ctx.top):
+        out = _run_native(ctx, x, y, ref, warmup, check_cycles)
+    else:
+        out = _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, shard, log_every,
+                                  warmup, check_cycles)
+    out.update({"model": ctx.model_name, "simulator": sim, "model_sha256": ctx.model_hash,
+                "parallelism": ctx.report.get("parallelism"),
+                "architecture": ctx.report.get("architecture", "pipelined"),
+                "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
+                "images_per_s_at_clock": ctx.report["images_per_s"],
+                "ccu2c_cells": verilog.count("CCU2C #("),  # the ECP5 carry form's cells
+                "generator_git": git})
+    return out
+
+
+def _run_native(ctx, x, y, ref, warmup, check_cycles) -> dict:
+    """The Verilator run on the native bench; fails as the cocotb run does (mismatches,
+    cycles other than the report's)."""
+    res = native.simulate(ctx, x, y, ref, warmup=warmup)
+    del res["mismatch_indices"]  # first_mismatches is enough for a result file
+    res["bench"] = "native"
+    bad = res["first_mismatches"]
+    if bad:
+        raise RTLTestFailure(f"{res['mismatches']} of {len(x)} images differ from python_ref "
+                             f"on the native bench (first: {bad})")
+    if check_cycles and res["cycles_ok"] is False:
+        raise RTLTestFailure(
+            f"intervals between results {res['cycles_per_image_intervals']} != report.json's "
+            f"{res['cycles_per_image_report']} cycles per image (native bench)")
+    return res
+
+
+def _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, shard, log_every, warmup,
+                        check_cycles) -> dict:
+    """The cocotb run (:mod:`rtl_tests.tb_network`): Icarus, and the flash form on
+    Verilator."""
     tag = f"{ctx.model_hash[:8]}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
     if shard is not None:
         tag += f"-shard{shard[0]}of{shard[1]}"
@@ -114,13 +156,7 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
         else:
             os.environ["MAKEFLAGS"] = saved
     out = json.loads(summary.read_text())
-    out.update({"model": ctx.model_name, "simulator": sim, "model_sha256": ctx.model_hash,
-                "parallelism": ctx.report.get("parallelism"),
-                "architecture": ctx.report.get("architecture", "pipelined"),
-                "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
-                "images_per_s_at_clock": ctx.report["images_per_s"],
-                "ccu2c_cells": verilog.count("CCU2C #("),  # the ECP5 carry form's cells
-                "generator_git": git})
+    out["bench"] = "cocotb"
     return out
 
 

