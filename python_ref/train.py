@@ -51,14 +51,19 @@ SCHEDULES = {
 
 def _load_packed(path: Path):
     """Device-transfer format: ``train_{a,b}.xz`` hold planar uint8 images with a horizontal delta
-    (lossless, about 2/3 of the raw size), ``train_{a,b}_y.npy`` the labels."""
+    (lossless, about 2/3 of the raw size), ``train_{a,b}_y.npy`` the labels. The halves are
+    interleaved back into the original order (so a validation split is the same images as on
+    the unpacked set)."""
     xs, ys = [], []
     for part in ("a", "b"):
         raw = np.frombuffer(lzma.decompress((path / f"train_{part}.xz").read_bytes()), np.uint8)
         d = raw.reshape(-1, 3, 32, 32)
         xs.append(np.cumsum(d, axis=3, dtype=np.uint8).transpose(0, 2, 3, 1))
         ys.append(np.load(path / f"train_{part}_y.npy").astype(np.int64))
-    return np.concatenate(xs), np.concatenate(ys)
+    x = np.empty((len(xs[0]) + len(xs[1]), *xs[0].shape[1:]), np.uint8)
+    y = np.empty(len(x), np.int64)
+    x[0::2], x[1::2], y[0::2], y[1::2] = xs[0], xs[1], ys[0], ys[1]
+    return x, y
 
 
 def pack_for_device(x: np.ndarray, y: np.ndarray, out: Path) -> None:
@@ -162,6 +167,27 @@ def _schedule(model_name: str, epochs: int | None, overrides: dict | None) -> di
         cfg["epochs"] = epochs
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return cfg
+
+
+#: Seed of the validation split: every run holds out the same images.
+VAL_SEED = 20261204
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, n: int) -> tuple:
+    """Hold out ``n`` training images, the same number from every class (``n`` must be a
+    multiple of the class count), drawn with :data:`VAL_SEED`: ``(x_train, y_train, x_val,
+    y_val, val_indices)``. Runs are selected on the held-out images, never on the test set."""
+    classes = np.unique(y)
+    if n <= 0 or n % len(classes) or n // len(classes) > np.bincount(y).min():
+        raise DataError(f"--val {n}: hold out a positive multiple of the {len(classes)} classes, "
+                        f"at most {np.bincount(y).min()} images of each")
+    rng = np.random.default_rng(VAL_SEED)
+    per = n // len(classes)
+    val = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per, replace=False)
+                                  for c in classes]))
+    keep = np.ones(len(y), bool)
+    keep[val] = False
+    return x[keep], y[keep], x[val], y[val], val
 
 
 def _datasets(dataset: str, data, packed) -> tuple:
@@ -297,7 +323,7 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
           packed: Path | None = None,
           eval_every: int = 10, progress: bool = True, time_budget_s: float | None = None,
           overrides: dict | None = None, teacher: Path | None = None,
-          no_teacher: bool = False) -> dict:
+          no_teacher: bool = False, val: int = 0) -> dict:
     """Train ``model_name`` from scratch (or resume) and save ``<out>/<model>.pt``.
 
     Every epoch appends its record to ``<out>/metrics.jsonl`` and saves ``<out>/last.pt``.
@@ -333,6 +359,10 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
         A checkpoint to distil from (default: the schedule's teacher, if any).
     no_teacher : bool
         Train without the schedule's teacher.
+    val : int
+        Hold out this many training images (:func:`split_validation`) and measure the
+        accuracy on them (``val_acc``) instead of the test set's during training; the test
+        accuracy is then measured once, at the end.
 
     Returns
     -------
@@ -349,6 +379,11 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
     out = Path(out or f"runs/{model_name}")
     out.mkdir(parents=True, exist_ok=True)
     xtr, ytr, xte, yte = _datasets(MODELS[model_name]["dataset"], data, packed)
+    xev, yev, key = xte, yte, "test_acc"
+    if val:
+        xtr, ytr, xev, yev, _ = split_validation(xtr, ytr, val)
+        key = "val_acc"
+        cfg["val"] = {"images": val, "seed": VAL_SEED}
     run = _setup(model_name, cfg, seed, dev, teacher, no_teacher)
     start_epoch = 0
     ckpt = out / "last.pt"
@@ -372,15 +407,19 @@ def train(model_name: str, data=None, out: Path | None = None, epochs: int | Non
         rec = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * spe, spe, cfg),
                "train_loss": tot_loss.item() / n, "train_acc": tot_ok.item() / n,
                "elapsed_s": round(time.time() - t0, 1)}
-        if xte is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg["epochs"]):
-            rec["test_acc"] = evaluate(run.model, xte, yte, dev)
+        if xev is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg["epochs"]):
+            rec[key] = evaluate(run.model, xev, yev, dev)
         with open(out / "metrics.jsonl", "a") as metrics_f:
             metrics_f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), file=sys.stderr)
         torch.save({"model": run.model.state_dict(), "opt": run.opt.state_dict(),
                     "gen": run.gen.get_state(), "epoch": epoch + 1, "cfg": cfg}, ckpt)
         epoch += 1
-    return _finish(run, model_name, seed, out, None if xte is None else (xte, yte))
+    res = _finish(run, model_name, seed, out, None if xte is None else (xte, yte))
+    if val:
+        res["val_acc"] = evaluate(run.model, xev, yev, dev)
+        print(json.dumps({"val_acc": res["val_acc"]}))
+    return res
 
 
 def main(argv=None):
@@ -407,6 +446,9 @@ def main(argv=None):
                    help="weight of the distillation term (default 0.9 with --teacher)")
     p.add_argument("--kd-temperature", type=float, default=None,
                    help="softmax temperature of distillation (default 4)")
+    p.add_argument("--val", type=int, default=0, metavar="N",
+                   help="hold out N training images (the same from every class, a fixed "
+                        "seed) and measure on them during training; select runs on these")
     a = p.parse_args(argv)
     if a.teacher and a.no_teacher:
         p.error("--teacher and --no-teacher exclude each other")
@@ -415,7 +457,7 @@ def main(argv=None):
     try:
         train(a.model, a.data, a.out, a.epochs, a.seed, a.resume, a.device, a.packed,
               progress=not a.no_progress, time_budget_s=a.time_budget, overrides=overrides,
-              teacher=a.teacher, no_teacher=a.no_teacher)
+              teacher=a.teacher, no_teacher=a.no_teacher, val=a.val)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from python_ref import train as T  # noqa: E402
+from python_ref.data import DataError  # noqa: E402
 
 
 def test_kd_loss_matches_definition():
@@ -28,10 +29,9 @@ def test_packed_format_roundtrip(tmp_path):
     y = rng.integers(0, 10, 7).astype(np.uint8)
     T.pack_for_device(x, y, tmp_path)
     xs, ys = T._load_packed(tmp_path)
-    # halves are interleaved: a = 0::2, b = 1::2
-    order = np.r_[np.arange(0, 7, 2), np.arange(1, 7, 2)]
-    assert np.array_equal(xs, x[order])
-    assert np.array_equal(ys, y[order])
+    # halves a = 0::2 and b = 1::2, read back in the original order
+    assert np.array_equal(xs, x)
+    assert np.array_equal(ys, y)
 
 
 def test_short_digits_run_resumes(tmp_path):
@@ -80,3 +80,16 @@ def test_teacher_for_another_dataset_is_refused(tmp_path):
 def test_cli_rejects_teacher_and_no_teacher():
     with pytest.raises(SystemExit):
         T.main(["--model", "digits", "--teacher", "a.pt", "--no-teacher"])
+
+
+def test_validation_split_is_balanced_disjoint_and_fixed():
+    y = np.repeat(np.arange(10), 50)
+    x = np.arange(500)
+    xtr, ytr, xva, yva, idx = T.split_validation(x, y, 100)
+    assert np.bincount(yva).tolist() == [10] * 10
+    assert len(xtr) == 400 and not set(xtr.tolist()) & set(xva.tolist())
+    assert sorted(xtr.tolist() + xva.tolist()) == x.tolist()
+    assert np.array_equal(idx, T.split_validation(x, y, 100)[4])  # the same for every run
+    for bad in (0, 15, 510):
+        with pytest.raises(DataError, match=rf"--val {bad}: hold out a positive multiple"):
+            T.split_validation(x, y, bad)
