@@ -44,6 +44,8 @@ stamp = $(VENV)/.installed-$(subst $(comma),+,$(1))
 BOARD ?= ulx3s-85f
 MODEL ?= digits
 FPGA_EXTRAS := fpga
+# the bench also runs sweeps of builds as tasks on a Dask cluster (--sweep)
+BENCH_EXTRAS := fpga,cluster
 
 help:
 	@echo "make generate    create .venv, install, run the main job: $(GENERATE_CMD)"
@@ -130,5 +132,5 @@ bitstream: $(call stamp,$(FPGA_EXTRAS))
 flash: $(call stamp,$(FPGA_EXTRAS))
 	$(PY) -m boards flash --board $(BOARD) --model $(MODEL)
 
-bench: $(call stamp,$(FPGA_EXTRAS))
+bench: $(call stamp,$(BENCH_EXTRAS))
 	$(PY) -m boards.bench --board $(BOARD) --model $(MODEL) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
