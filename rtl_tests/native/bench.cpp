@@ -1,12 +1,14 @@
 // Native Verilator testbench for a whole generated network: no Python on the clock.
 //
 // Built and run by rtl_tests/native.py (see its docstring). The design is the Verilog of
-// amos_hw's NetworkTop or SharedNetwork (weights in memory), verilated with `--prefix Vtop`;
-// its ports: clk, rst, pixels__{payload,valid,ready} (payload: data[7:0], first[8], last[9]),
-// result__{payload,valid,ready} (payload: cls[3:0], then num_classes signed logits of
-// logit_width bits), and, on the shared engine, load__{payload,valid,ready} (tied off: the
-// weights are preloaded). Verilator escapes a double underscore in a port name as "___05F"
-// (pixels__valid is the member pixels___05Fvalid).
+// amos_hw's NetworkTop or SharedNetwork (weights in memory) inside native.py's bench top, which
+// ties the network's rst low (every register starts at its reset value), verilated with
+// `--prefix Vtop`. Its ports: clk, pixels__{payload,valid,ready} (payload:
+// data[7:0], first[8], last[9]), result__{payload,valid,ready} (payload: cls[3:0], then
+// num_classes signed logits of logit_width bits), and, on the shared engine,
+// load__{payload,valid,ready} (tied off: the weights are preloaded). Verilator escapes a
+// double underscore in a port name as "___05F" (pixels__valid is the member
+// pixels___05Fvalid).
 //
 // The geometry comes from the generator as defines: AMOS_IMAGE_SIZE (bytes per image),
 // AMOS_LOGIT_WIDTH, AMOS_NUM_CLASSES, and AMOS_HAS_LOAD (the shared engine's weight port).
@@ -187,7 +189,6 @@ int main(int argc, char** argv) {
     auto top = std::make_unique<Vtop>(ctx.get());
 
     top->clk = 0;
-    top->rst = 1;
     top->pixels___05Fvalid = 0;
     top->pixels___05Fpayload = 0;
     top->result___05Fready = 0;
@@ -196,13 +197,12 @@ int main(int argc, char** argv) {
     top->load___05Fpayload = 0;
 #endif
     top->eval();
-    for (int i = 0; i < 3; ++i) {  // a synchronous reset over a few clock edges
+    for (int i = 0; i < 2; ++i) {  // two idle clock edges before the first pixel
         top->clk = 1;
         top->eval();
         top->clk = 0;
         top->eval();
     }
-    top->rst = 0;
 
     Rng rng(a.seed);
     const uint64_t idle_t = threshold(a.idle), stall_t = threshold(a.stall);
@@ -219,7 +219,8 @@ int main(int argc, char** argv) {
         if (!offering && k < total) offering = idle_t == 0 || rng.next() >= idle_t;
         const uint64_t pos = k % AMOS_IMAGE_SIZE;
         if (offering)
-            top->pixels___05Fpayload = px[k] | ((pos == 0) << 8) | ((pos == AMOS_IMAGE_SIZE - 1) << 9);
+            top->pixels___05Fpayload =
+                px[k] | ((pos == 0) << 8) | ((pos == AMOS_IMAGE_SIZE - 1) << 9);
         top->pixels___05Fvalid = offering;
         top->result___05Fready = stall_t == 0 || rng.next() >= stall_t;
         top->clk = 0;
