@@ -1,6 +1,8 @@
 """cocotb module: a generated network (``amos_<model>``) over real test images, bit for bit.
 
-Started by :func:`rtl_tests.network.run_network` through :func:`rtl_tests.harness.run_cocotb`.
+Started by :func:`rtl_tests.network.run_network` through :func:`rtl_tests.harness.run_cocotb`
+for the Icarus runs and for the shared engine with its weights in an SPI flash (its flash model
+is cocotb's); the other Verilator runs go to the native bench (:mod:`rtl_tests.native`).
 The parameters name an ``.npz`` with the images (``x``, uint8, HWC), the reference logits and
 classes from :func:`python_ref.snn.run` (``logits``, ``classes``) and the labels (``y``), and
 a JSON path where the measured figures are written.
@@ -20,6 +22,8 @@ import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
+from amos_hw.lib.spiflash import SpiFlashModel
+from boards.tb_host import flash_pins
 from rtl_tests.harness import test_params
 from rtl_tests.streams import reset, start_clock
 
@@ -85,9 +89,6 @@ async def network_images(dut):
         dut.load__valid.value = 0
     flash = None
     if p.get("flash"):  # the weights in an SPI flash (weights="flash")
-        from amos_hw.lib.spiflash import SpiFlashModel
-        from boards.tb_host import flash_pins
-
         flash = SpiFlashModel(bytes.fromhex(p["flash"]["hex"]), base=p["flash"]["base"])
         dut.flash__cipo.value = 0
         cocotb.start_soon(flash_pins(dut, flash))

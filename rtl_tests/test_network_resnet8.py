@@ -1,6 +1,7 @@
-"""The generated ResNet8 under cocotb over real CIFAR-10 test images, bit for bit.
+"""The generated ResNet8 in RTL over real CIFAR-10 test images, bit for bit.
 
-Verilator runs 100 images (a seeded subset across the classes), Icarus 2 (marked slow); both
+Verilator runs 100 images (a seeded subset across the classes) on the native bench
+(:mod:`rtl_tests.native`), Icarus 2 under cocotb (marked slow); both
 check every logit and class against python_ref.snn and the measured interval between results against
 report.json's cycles per image. The folding is :data:`rtl_tests.network.CI_PARALLELISM`: small
 enough that Verilator compiles it in a few minutes on two cores. The whole test set:
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.skipif("resnet8" not in known_models(),
 
 
 def test_resnet8_cifar10_verilator(sim):
-    """100 images on Verilator: about 1.5 min of C++ build and 3 s per image on two busy cores."""
+    """100 images on Verilator's native bench: about 1 min of C++ build and 0.6 s of CPU per
+    image."""
     if sim != "verilator":
         pytest.skip("the 100 ResNet8 images run on Verilator (Icarus: 2, marked slow)")
     res = run_network("resnet8", 100, "verilator", **ci_config("resnet8"))
