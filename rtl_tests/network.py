@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from amos_hw.backend.cluster import ClusterError, Task, cluster, run_tasks
+from amos_hw.backend.manifest import git_state
 from amos_hw.devices import DEVICES
 from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.lib.checks import positive_int
@@ -163,8 +164,6 @@ def _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, shard, log_every, wa
 def _git_state() -> str:
     """Commit of the generator that emitted the simulated Verilog (``+dirty`` with local
     changes)."""
-    from amos_hw.backend.manifest import git_state
-
     return git_state(("amos_hw", "python_ref")) or "unknown"
 
 
