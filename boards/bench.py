@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from amos_hw.backend.cluster import ClusterError
+from amos_hw.backend.cluster import ClusterError, add_cluster_arguments
 from amos_hw.engines.carry import CARRY_FORMS, default_form
 from boards.board import BoardError
 from boards.build import ROUTERS, SEED, build, build_dir
@@ -138,13 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--sweep", default=None, metavar="SWEEP.json",
                        help="build every combination the sweep file lists, as tasks on a Dask "
                             "cluster; results in docs/results/boards/sweeps/<sweep>.json")
-    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="a running Dask scheduler (tcp://host:8786); default: a local "
-                            "cluster of this machine's cores")
-    sweep.add_argument("--workers", type=int, default=None,
-                       help="local cluster: worker processes (default: the machine's cores)")
-    sweep.add_argument("--retries", type=int, default=1,
-                       help="times a failed build is tried again (default 1)")
+    add_cluster_arguments(sweep, "build")
     return ap
 
 

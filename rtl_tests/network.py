@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amos_hw.backend.cluster import ClusterError, Task, cluster, run_tasks
+from amos_hw.backend.cluster import ClusterError, Task, add_cluster_arguments, cluster, run_tasks
 from amos_hw.backend.manifest import git_state
 from amos_hw.devices import DEVICES
 from amos_hw.flow import FlowConfig, run_flow
@@ -202,13 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("many images as tasks on Dask (the cluster extra)")
     run.add_argument("--chunk", type=int, default=CHUNK,
                      help=f"images per task (default {CHUNK})")
-    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="a running Dask scheduler (tcp://host:8786); default: a local cluster "
-                          "of this machine's cores (none for a run of one chunk)")
-    run.add_argument("--workers", type=int, default=None,
-                     help="local cluster: worker processes (default: the machine's cores)")
-    run.add_argument("--retries", type=int, default=1,
-                     help="times a failed chunk is tried again (default 1)")
+    add_cluster_arguments(run, "chunk")  # a run of one chunk runs here, without a cluster
     return p
 
 

@@ -52,7 +52,7 @@ try:  # the `cluster` extra: only long runs need it, not generation nor most tes
 except ImportError:  # cluster() says how to install it
     dask = None
 
-__all__ = ["ClusterError", "Task", "cluster", "run_tasks"]
+__all__ = ["ClusterError", "Task", "add_cluster_arguments", "cluster", "run_tasks"]
 
 #: How long a running scheduler has to answer, and to show a worker (seconds).
 TIMEOUT_S = 30.0
@@ -109,6 +109,19 @@ class ClusterError(RuntimeError):
         self.missing = list(missing)
 
 
+def add_cluster_arguments(group, what: str) -> None:
+    """The options every command that runs tasks on a cluster takes (``--scheduler``,
+    ``--workers``, ``--retries``), added to an argparse ``group``; ``what`` names one task in
+    the help ("build", "chunk")."""
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="a running Dask scheduler (tcp://host:8786); default: a local "
+                            "cluster of this machine's cores")
+    group.add_argument("--workers", type=int, default=None,
+                       help="local cluster: worker processes (default: the machine's cores)")
+    group.add_argument("--retries", type=int, default=1,
+                       help=f"times a failed {what} is tried again (default 1)")
+
+
 def _require_dask() -> None:
     if dask is None:
         raise ClusterError("Dask distributed is not installed: install the cluster extra "
@@ -155,10 +168,11 @@ def cluster(scheduler: str | None = None, *, workers: int | None = None,
         raise ValueError(f"allowed_failures must be a non-negative integer, not "
                          f"{allowed_failures!r}")
     # memory_limit=0: no per-worker memory cap; Dask's would pause or restart a worker whose
-    # task (a whole design elaborated in-process) needs more than its share of the machine
+    # task (a whole design elaborated in-process) needs more than its share of the machine;
+    # the dashboard on a free port: two local clusters on one machine must not collide
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0,
-                         dashboard_address=None, silence_logs=logging.ERROR) as local, \
+                         dashboard_address=":0", silence_logs=logging.ERROR) as local, \
             Client(local) as client:
         yield client
 
