@@ -34,7 +34,7 @@ comma := ,
 # One stamp per set of extras, remade when pyproject.toml changes: repeated runs do not reinstall.
 # `base` is the package without extras: generation needs no torch (the zoo ships converted models).
 GENERATE_EXTRAS := base
-TEST_EXTRAS     := sim,train,cluster
+TEST_EXTRAS     := sim,train,cluster,onnx
 stamp = $(VENV)/.installed-$(subst $(comma),+,$(1))
 
 .PHONY: help generate test sim test-heavy lint venv venv-generate system-deps clean distclean

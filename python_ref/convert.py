@@ -28,6 +28,7 @@ Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` com
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import sys
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ from .checkpoint import (
     random_state_dict,
 )
 from .data import DataError, load_dataset
+from .importers import (
+    ModelImportError,
+    fold_input_normalisation,
+    from_torch_ops,
+    import_onnx,
+)
 from .snn import im2col
 
 __all__ = [
@@ -56,6 +63,11 @@ __all__ = [
     "calibrate",
     "quantise",
     "convert",
+    "convert_ops",
+    "load_calibration",
+    "import_ops",
+    "from_torch",
+    "ModelImportError",
     "random_state_dict",
     "ZOO",
 ]
@@ -413,14 +425,102 @@ def convert(arch: str, checkpoint=None, data=None, out=None, K: int = DEFAULT_K,
         check_state_dict(arch, sd, "state_dict")
     ops = float_graph(arch, sd)
     x = calib_images if calib_images is not None else calibration_images(arch, data, n_calib)
+    return convert_ops(ops, x, name=arch, out=out, K=K, K_layers=K_layers,
+                       percentile=percentile, source=info, progress=progress)
+
+
+def convert_ops(ops: list, x: np.ndarray, name: str = "net", out=None, K: int = DEFAULT_K,
+                K_layers: dict | None = None, percentile: float = DEFAULT_PERCENTILE,
+                source: dict | None = None, split: str = "train",
+                progress: bool = True) -> _ir.Graph:
+    """Float ops (from :func:`float_graph` or an importer) -> validated
+    :class:`~python_ref.ir.Graph`: calibrate on the uint8 images ``x`` (N x H x W x C), then
+    quantise; saved to ``out`` when given. ``source`` and ``split`` go into ``meta``."""
+    want = tuple(ops[0]["shape"])
+    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise ConversionError(f"calibration images of shape {tuple(x.shape)}; the model takes "
+                              f"N x {' x '.join(map(str, want))} (N x H x W x C) pixels")
     alphas = calibrate(ops, x, percentile, progress=progress)
-    g = quantise(ops, alphas, K=K, K_layers=K_layers, name=arch)
-    g.meta.update({"source": info, "calibration": {
-        "images": int(len(x)), "split": "train", "percentile": percentile,
+    g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name)
+    g.meta.update({"source": dict(source or {}), "calibration": {
+        "images": int(len(x)), "split": split, "percentile": percentile,
         "rule": "percentile of every ReLU output element over the calibration images"}})
     if out is not None:
         _ir.save(g, out)
     return g
+
+
+def load_calibration(calib, n: int = DEFAULT_CALIB, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Calibration pixels (uint8, N x H x W x C) and a description of where they came from.
+
+    ``calib``: an array; an ``.npz`` with ``x`` (and optionally ``y``, unused here); the word
+    ``digits`` (the bundled 8x8 digits, training split); or a CIFAR-10 data folder the project
+    reads (:func:`python_ref.data.load_cifar10`, training split). At most ``n`` images are
+    taken, a fixed seeded draw.
+    """
+    if isinstance(calib, np.ndarray):
+        x, where = calib, "array"
+    elif str(calib) == "digits":
+        x, where = load_dataset("digits", "train")[0], "digits (train)"
+    else:
+        path = Path(calib)
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    x = z["x"]
+            except (OSError, ValueError, KeyError) as e:
+                raise ConversionError(f"{path}: not an .npz with an array 'x' "
+                                      f"(N x H x W x C uint8 pixels): {e}") from None
+        elif path.is_dir():
+            x = load_dataset("cifar10", "train", path)[0]
+        else:
+            raise ConversionError(f"{path}: no such calibration file or data folder")
+        where = str(path)
+    x = np.asarray(x)
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise ConversionError(f"calibration images from {where}: uint8 N x H x W x C wanted, "
+                              f"got {x.dtype} of shape {x.shape}")
+    if len(x) > n:
+        x = x[np.sort(np.random.default_rng(seed).permutation(len(x))[:n])]
+    return x, where
+
+
+def import_ops(model, input_scale: float = 1 / 255, mean=0.0, std=1.0) -> list:
+    """The float ops of an ONNX model (path or ``ModelProto``), the input normalisation folded
+    (:mod:`python_ref.importers`; needs the ``onnx`` extra)."""
+    return fold_input_normalisation(import_onnx(model), input_scale, mean, std)
+
+
+def from_torch(module, example_input, calib, out=None, name: str = "net", K: int = DEFAULT_K,
+               K_layers: dict | None = None, input_scale: float = 1 / 255, mean=0.0,
+               std=1.0, n_calib: int = DEFAULT_CALIB, percentile: float = DEFAULT_PERCENTILE,
+               progress: bool = True) -> _ir.Graph:
+    """A ``torch.nn.Module`` -> validated :class:`~python_ref.ir.Graph`, through
+    ``torch.export`` and the ONNX importer (the same float ops as its ONNX file).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The float network; its input is ``(x * input_scale - mean) / std``, channels first.
+    example_input : torch.Tensor
+        One input of the shape the module takes (``1 x C x H x W``), for tracing.
+    calib
+        Calibration pixels: see :func:`load_calibration`.
+    out : path, optional
+        Stem to save ``.json`` / ``.npz`` to.
+    name, K, K_layers, percentile
+        As for :func:`quantise` and :func:`calibrate`.
+    input_scale, mean, std
+        The input normalisation (one value or one per channel), folded into the first layers.
+    n_calib : int
+        At most this many calibration images (a fixed draw).
+    """
+    ops = fold_input_normalisation(from_torch_ops(module, example_input), input_scale, mean,
+                                   std)
+    x, where = load_calibration(calib, n_calib)
+    return convert_ops(ops, x, name=name, out=out, K=K, K_layers=K_layers,
+                       percentile=percentile, source={"torch": type(module).__name__},
+                       split=where, progress=progress)
 
 
 def _parse_k_layers(items) -> dict:
@@ -441,11 +541,25 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m python_ref.convert",
                                 description="Convert a trained network to an integer SNN "
-                                            "description (JSON graph + npz arrays).")
-    p.add_argument("--model", required=True, choices=sorted(MODELS))
+                                            "description (JSON graph + npz arrays): a zoo "
+                                            "architecture (--model) or your own ONNX model "
+                                            "(--onnx, docs/import.md).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", choices=sorted(MODELS))
+    src.add_argument("--onnx", metavar="MODEL.onnx", help="a float ONNX model (opset 13+)")
     p.add_argument("--checkpoint", default=None, help="default python_ref/zoo/<model>.pt")
     p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, ../shared)")
-    p.add_argument("--out", default=None, help="output stem (default python_ref/zoo/<model>)")
+    p.add_argument("--calib", default=None, metavar="CALIB",
+                   help="--onnx: calibration pixels, an .npz with x (N x H x W x C uint8), a "
+                        "CIFAR-10 data folder, or 'digits'")
+    p.add_argument("--input-scale", type=float, default=1 / 255, metavar="S",
+                   help="--onnx: the model's input is (x * S - mean) / std (default 1/255)")
+    p.add_argument("--mean", type=float, nargs="+", default=[0.0],
+                   help="--onnx: one value or one per channel (default 0)")
+    p.add_argument("--std", type=float, nargs="+", default=[1.0],
+                   help="--onnx: one value or one per channel (default 1)")
+    p.add_argument("--out", default=None, help="output stem (default python_ref/zoo/<model>; "
+                                               "required with --onnx)")
     p.add_argument("--K", type=int, default=DEFAULT_K, help="neurons per ReLU unit (default 10)")
     p.add_argument("--K-layer", action="append", metavar="NAME=K",
                    help="per-layer K, e.g. stem.act=8 (repeatable)")
@@ -457,13 +571,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
+    """The --onnx route: import, fold the normalisation, calibrate, quantise."""
+    if a.out is None or a.calib is None:
+        raise ConversionError("--onnx needs --calib CALIB and --out STEM")
+    if a.finetune:
+        raise ConversionError("--finetune works on the zoo architectures only (--model)")
+    out = Path(a.out)
+    ops = import_ops(a.onnx, a.input_scale, a.mean, a.std)
+    print(f"imported {a.onnx}: {len(ops) - 1} float ops "
+          f"({', '.join(f'{k} {v}' for k, v in _op_counts(ops).items())}); input "
+          f"{' x '.join(map(str, ops[0]['shape']))} pixels as (x * {a.input_scale:.6g} - "
+          f"{a.mean}) / {a.std}")
+    x, where = load_calibration(a.calib, a.calib_images)
+    print(f"calibrating on {len(x)} images from {where} ({a.percentile} percentile)")
+    data = Path(a.onnx).read_bytes()
+    src = {"onnx": Path(a.onnx).name, "sha256": hashlib.sha256(data).hexdigest(),
+           "input_scale": a.input_scale, "mean": a.mean, "std": a.std}
+    g = convert_ops(ops, x, name=out.name, K=a.K, K_layers=_parse_k_layers(a.K_layer),
+                    percentile=a.percentile, source=src, split=where)
+    return g, out
+
+
+def _op_counts(ops: list) -> dict:
+    counts: dict[str, int] = {}
+    for o in ops[1:]:
+        counts[o["op"]] = counts.get(o["op"], 0) + 1
+    return counts
+
+
 def main(argv=None):
     a = _parser().parse_args(argv)
-    out = Path(a.out) if a.out else ZOO / a.model
     try:
-        g = convert(a.model, a.checkpoint, a.data, None, K=a.K,
-                    K_layers=_parse_k_layers(a.K_layer), n_calib=a.calib_images,
-                    percentile=a.percentile)
+        if a.onnx:
+            g, out = _convert_onnx(a)
+        else:
+            out = Path(a.out) if a.out else ZOO / a.model
+            g = convert(a.model, a.checkpoint, a.data, None, K=a.K,
+                        K_layers=_parse_k_layers(a.K_layer), n_calib=a.calib_images,
+                        percentile=a.percentile)
         if a.finetune > 0:
             # python_ref.finetune imports torch at its top; this module must import without it
             from .finetune import finetune

@@ -1,0 +1,450 @@
+"""A float ONNX model (opsets 13 and newer, as ``torch.onnx.export`` writes them) to the
+converter's float ops (:func:`python_ref.checkpoint.float_graph`'s format).
+
+Steps: read and check the model (one input ``N x C x H x W``, one output); fold constants
+(initializers, ``Constant`` nodes, nodes whose inputs are all constant, ``Shape`` of a static
+tensor; nodes that only compute a ``Reshape``'s target shape are dropped); list every node whose
+op is not supported, all at once; then map node by node (one handler per op type, below).
+``docs/import.md`` is the reference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
+
+from .common import ModelImportError, sanitise_name, unique_name
+
+__all__ = ["SUPPORTED_OPS", "import_onnx"]
+
+#: ONNX op types the importer maps (what each becomes: docs/import.md).
+SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Clip",
+                 "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Identity", "Dropout")
+
+
+@dataclass
+class _Tensor:
+    """An activation: the float op that computes it and its shape without the batch.
+
+    ``shape`` is ``(C, H, W)`` or ``(F,)``; ``flat_from`` is the ``(C, H, W)`` a flat tensor
+    was flattened from (a dense layer reading it takes its columns in ``(H, W, C)`` order, the
+    float ops' layout); ``gap_hw`` is the H*W a ``gap`` (a sum) left for the next dense layer.
+    """
+
+    op: str
+    shape: tuple
+    flat_from: tuple | None = None
+    gap_hw: int = 0
+
+
+@dataclass
+class _State:
+    """The import in progress."""
+
+    consts: dict  # tensor name -> numpy array
+    shapes: dict  # tensor name -> static shape (from onnx shape inference), when known
+    consumers: dict  # tensor name -> number of nodes reading it
+    acts: dict = field(default_factory=dict)  # tensor name -> _Tensor
+    ops: list = field(default_factory=list)  # the float ops
+    byname: dict = field(default_factory=dict)  # float op name -> op
+    taken: set = field(default_factory=lambda: {"input"})
+
+
+def import_onnx(model) -> list:
+    """The float ops of an ONNX model (a path or an ``onnx.ModelProto``).
+
+    Returns
+    -------
+    list
+        ``[{"name": "input", "op": "input", "shape": [H, W, C]}, ...]`` in topological order,
+        layer names from the ONNX node names (:func:`~python_ref.importers.sanitise_name`).
+
+    Raises
+    ------
+    ModelImportError
+        A missing or unreadable file, a model with other than one input and one output, any
+        unsupported node (all of them listed), or an unsupported attribute (naming the node).
+    """
+    m = _read(model)
+    g = m.graph
+    st = _State(consts={t.name: numpy_helper.to_array(t).astype(np.float64)
+                        if numpy_helper.to_array(t).dtype.kind == "f"
+                        else numpy_helper.to_array(t) for t in g.initializer},
+                shapes=_static_shapes(m), consumers={})
+    for n in g.node:
+        for i in n.input:
+            st.consumers[i] = st.consumers.get(i, 0) + 1
+    _add_input(st, g)
+    nodes = _fold_constants(st, g)
+    _check_supported(nodes)
+    for k, n in enumerate(nodes):
+        _HANDLERS[n.op_type](st, n, _node_name(st, n, k))
+    return _finish(st, g)
+
+
+def _read(model) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ModelImportError(f"{path}: no such ONNX file")
+    try:
+        m = onnx.load(str(path))
+        onnx.checker.check_model(m)
+    except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear message
+        raise ModelImportError(f"{path}: cannot be read as an ONNX model ({e})") from None
+    return m
+
+
+def _static_shapes(m: onnx.ModelProto) -> dict:
+    """Tensor name -> shape tuple, ``None`` for a symbolic dimension (onnx shape inference)."""
+    try:
+        g = shape_inference.infer_shapes(m).graph
+    except Exception:  # noqa: BLE001 - shapes are a help for Shape/Reshape, not required
+        g = m.graph
+    out = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                 for d in t.shape.dim)
+    return out
+
+
+def _add_input(st: _State, g) -> None:
+    ins = [i for i in g.input if i.name not in st.consts]
+    if len(ins) != 1:
+        raise ModelImportError(f"the model has {len(ins)} inputs "
+                               f"({', '.join(i.name for i in ins)}); it must have one, the "
+                               "image (N x C x H x W)")
+    shape = st.shapes.get(ins[0].name)
+    if shape is None or len(shape) != 4 or any(d is None or d <= 0 for d in shape[1:]):
+        raise ModelImportError(f"input {ins[0].name!r}: shape {shape} must be N x C x H x W "
+                               "with C, H and W fixed (only the batch may be symbolic)")
+    C, H, W = (int(d) for d in shape[1:])
+    st.acts[ins[0].name] = _Tensor("input", (C, H, W))
+    op = {"name": "input", "op": "input", "inputs": [], "shape": [H, W, C]}
+    st.ops.append(op)
+    st.byname["input"] = op
+
+
+def _fold_constants(st: _State, g) -> list:
+    """Fold every node that computes a constant; return the other nodes, in order."""
+    shape_only = _shape_only_nodes(g)
+    rest = []
+    for n in g.node:
+        if n.op_type == "Constant":
+            st.consts[n.output[0]] = _eval(n, {})[0]
+        elif n.op_type == "Shape" and _static(st, n.input[0]):
+            st.consts[n.output[0]] = np.asarray(st.shapes[n.input[0]], np.int64)
+        elif n.input and all(i in st.consts or not i for i in n.input):
+            vals = _eval(n, {i: st.consts[i] for i in n.input if i})
+            st.consts.update(zip(n.output, vals, strict=False))
+        elif id(n) not in shape_only:
+            rest.append(n)
+    return rest
+
+
+def _static(st: _State, name: str) -> bool:
+    s = st.shapes.get(name)
+    return s is not None and all(d is not None for d in s)
+
+
+def _eval(n, feeds: dict) -> list:
+    try:
+        return [np.asarray(v) for v in ReferenceEvaluator(n).run(None, feeds)]
+    except Exception as e:  # noqa: BLE001 - names the node whatever failed
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): cannot fold this constant "
+                               f"({e})") from None
+
+
+def _shape_only_nodes(g) -> set:
+    """Nodes (by id) whose outputs only feed a Reshape's target shape (a dynamic batch)."""
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            readers.setdefault(i, []).append((n, k))
+    outputs = {o.name for o in g.output}
+    marked: set = set()
+    for n in reversed(g.node):
+        if n.op_type in ("Reshape",) or any(o in outputs for o in n.output):
+            continue
+        uses = [r for o in n.output for r in readers.get(o, [])]
+        if uses and all((u.op_type == "Reshape" and k == 1) or id(u) in marked
+                        for u, k in uses):
+            marked.add(id(n))
+    return marked
+
+
+def _check_supported(nodes: list) -> None:
+    bad = [n for n in nodes if n.op_type not in SUPPORTED_OPS]
+    if bad:
+        lines = "\n".join(f"  node {n.name!r}: {n.op_type}" for n in bad)
+        raise ModelImportError(f"{len(bad)} node(s) of an unsupported op type:\n{lines}\n"
+                               f"supported: {', '.join(SUPPORTED_OPS)}")
+
+
+def _node_name(st: _State, n, k: int) -> str:
+    return unique_name(sanitise_name(n.name, f"{n.op_type}_{k}"), st.taken)
+
+
+def _attrs(n) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+
+
+def _act(st: _State, n, i: int = 0) -> _Tensor:
+    name = n.input[i]
+    if name not in st.acts:
+        what = "a constant" if name in st.consts else "not computed by a supported node"
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): input {name!r} is {what}; "
+                               "an activation was expected")
+    return st.acts[name]
+
+
+def _const(st: _State, n, i: int, what: str) -> np.ndarray:
+    name = n.input[i] if i < len(n.input) else ""
+    if name not in st.consts:
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): its {what} ({name!r}) must be "
+                               "a constant (an initializer or folded)")
+    return st.consts[name]
+
+
+def _emit(st: _State, n, op: dict, shape: tuple, **kw) -> None:
+    st.ops.append(op)
+    st.byname[op["name"]] = op
+    st.acts[n.output[0]] = _Tensor(op["name"], shape, **kw)
+
+
+def _alias(st: _State, n) -> None:
+    """Identity / Dropout (inference): the output is the input."""
+    st.acts[n.output[0]] = _act(st, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# One handler per op type: (state, node, layer name)
+# ---------------------------------------------------------------------------------------------
+
+
+def _conv_geometry(n, a: dict, k: tuple) -> tuple[int, int]:
+    """``(stride, padding)`` of a Conv, refusing what the description cannot hold."""
+    where = f"node {n.name!r} (Conv)"
+    if a.get("group", 1) != 1:
+        raise ModelImportError(f"{where}: group = {a['group']} is not supported (only "
+                               "group = 1; depthwise convolutions come later)")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise ModelImportError(f"{where}: dilation {list(a['dilations'])} is not supported")
+    if len(k) != 2 or k[0] != k[1]:
+        raise ModelImportError(f"{where}: kernel {list(k)} must be square (k x k)")
+    strides = list(a.get("strides", [1, 1]))
+    if len(set(strides)) != 1:
+        raise ModelImportError(f"{where}: strides {strides} must be equal")
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID"):
+        raise ModelImportError(f"{where}: auto_pad {auto} is not supported; export with "
+                               "explicit pads")
+    pads = list(a.get("pads", [0, 0, 0, 0])) if auto == "NOTSET" else [0, 0, 0, 0]
+    if len(set(pads)) != 1:
+        raise ModelImportError(f"{where}: asymmetric padding {pads} (top, left, bottom, right) "
+                               "is not supported; the padding must be the same on every side")
+    return int(strides[0]), int(pads[0])
+
+
+def _conv(st: _State, n, name: str) -> None:
+    x = _act(st, n)
+    if len(x.shape) != 3:
+        raise ModelImportError(f"node {n.name!r} (Conv): its input is flat {x.shape}")
+    w = _const(st, n, 1, "weight")
+    stride, pad = _conv_geometry(n, _attrs(n), w.shape[2:])
+    O, C, k = w.shape[0], w.shape[1], w.shape[2]
+    if C != x.shape[0]:
+        raise ModelImportError(f"node {n.name!r} (Conv): weight has {C} input channels, the "
+                               f"input {x.shape[0]}")
+    b = _const(st, n, 2, "bias") if len(n.input) > 2 and n.input[2] else np.zeros(O)
+    H, W = ((d + 2 * pad - k) // stride + 1 for d in x.shape[1:])
+    op = {"name": name, "op": "conv", "inputs": [x.op], "w": w.transpose(0, 2, 3, 1).copy(),
+          "b": np.asarray(b, np.float64).reshape(O).copy(), "stride": stride, "padding": pad}
+    _emit(st, n, op, (O, H, W))
+
+
+def _dense(st: _State, n, name: str, x: _Tensor, w: np.ndarray, b: np.ndarray) -> None:
+    """A dense layer ``w`` ``(O, I)`` reading ``x``; columns reordered for a flattened map and
+    the pending 1/(H*W) of a ``gap`` folded in."""
+    if len(x.shape) != 1:
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): its input has shape {x.shape}; "
+                               "flatten it first (Flatten / Reshape)")
+    if w.shape[1] != x.shape[0]:
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): weight takes {w.shape[1]} "
+                               f"features, the input has {x.shape[0]}")
+    if x.flat_from is not None:
+        C, H, W = x.flat_from
+        w = w.reshape(-1, C, H, W).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+    if x.gap_hw:
+        w = w / x.gap_hw
+    O = w.shape[0]
+    op = {"name": name, "op": "dense", "inputs": [x.op], "w": np.array(w, np.float64),
+          "b": np.broadcast_to(np.asarray(b, np.float64), (O,)).copy()}
+    _emit(st, n, op, (O,))
+
+
+def _gemm(st: _State, n, name: str) -> None:
+    a = _attrs(n)
+    if a.get("transA", 0):
+        raise ModelImportError(f"node {n.name!r} (Gemm): transA = 1 is not supported")
+    w = _const(st, n, 1, "weight B")
+    w = (w if a.get("transB", 0) else w.T) * a.get("alpha", 1.0)
+    b = (_const(st, n, 2, "bias C").reshape(-1) * a.get("beta", 1.0)
+         if len(n.input) > 2 and n.input[2] else np.zeros(w.shape[0]))
+    _dense(st, n, name, _act(st, n), w, b)
+
+
+def _matmul(st: _State, n, name: str) -> None:
+    w = _const(st, n, 1, "weight (second input)")
+    if w.ndim != 2:
+        raise ModelImportError(f"node {n.name!r} (MatMul): weight must be 2-D, not {w.shape}")
+    _dense(st, n, name, _act(st, n), w.T, np.zeros(w.shape[1]))
+
+
+def _foldable(st: _State, n, x: _Tensor, what: str) -> dict:
+    """The conv / dense op computing ``x``, if ``n`` is its only reader; else an error."""
+    op = st.byname[x.op]
+    if op["op"] not in ("conv", "dense") or st.consumers.get(n.input[0], 0) != 1:
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): {what} cannot be folded: its "
+                               "input must be the output of a Conv / Gemm / MatMul that "
+                               "nothing else reads")
+    return op
+
+
+def _channel_vector(st: _State, n, v: np.ndarray, O: int, what: str) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    if v.size == 1 or (v.size == O and max(v.shape, default=1) == O):
+        return np.broadcast_to(v.reshape(-1), (O,)).copy()
+    raise ModelImportError(f"node {n.name!r} ({n.op_type}): {what} of shape {v.shape} is not "
+                           f"one value per channel ({O})")
+
+
+def _add(st: _State, n, name: str) -> None:
+    ins = list(n.input)
+    const = [i for i in ins if i in st.consts]
+    if len(const) == 2:
+        raise ModelImportError(f"node {n.name!r} (Add): both inputs are constants")
+    if const:  # a bias: folded into the conv / dense before
+        if ins[0] in st.consts:
+            n = onnx.helper.make_node("Add", ins[::-1], list(n.output), name=n.name)
+        x = _act(st, n)
+        op = _foldable(st, n, x, "the constant added")
+        op["b"] = op["b"] + _channel_vector(st, n, st.consts[n.input[1]], len(op["b"]), "bias")
+        st.acts[n.output[0]] = x
+        return
+    a, b = _act(st, n, 0), _act(st, n, 1)
+    if a.shape != b.shape or a.flat_from or b.flat_from or a.gap_hw or b.gap_hw:
+        raise ModelImportError(f"node {n.name!r} (Add): inputs of shapes {a.shape} and "
+                               f"{b.shape}; a residual add takes two maps of one shape")
+    _emit(st, n, {"name": name, "op": "add", "inputs": [a.op, b.op]}, a.shape)
+
+
+def _batchnorm(st: _State, n, name: str) -> None:
+    x = _act(st, n)
+    op = _foldable(st, n, x, "this BatchNormalization")
+    O = len(op["b"])
+    g, beta, mean, var = (_channel_vector(st, n, _const(st, n, i, what), O, what)
+                          for i, what in ((1, "scale"), (2, "bias"), (3, "mean"),
+                                          (4, "variance")))
+    s = g / np.sqrt(var + _attrs(n).get("epsilon", 1e-5))
+    op["w"] = op["w"] * s.reshape((O,) + (1,) * (op["w"].ndim - 1))
+    op["b"] = (op["b"] - mean) * s + beta
+    st.acts[n.output[0]] = x
+
+
+def _relu(st: _State, n, name: str) -> None:
+    x = _act(st, n)
+    _emit(st, n, {"name": name, "op": "relu", "inputs": [x.op]}, x.shape)
+
+
+def _clip(st: _State, n, name: str) -> None:
+    """Clip(0, +inf) is a ReLU; a finite cap (ReLU6) is refused: the float ops have no cap."""
+    a = _attrs(n)
+    lo = a.get("min", _const(st, n, 1, "min") if len(n.input) > 1 and n.input[1] else None)
+    hi = a.get("max", _const(st, n, 2, "max") if len(n.input) > 2 and n.input[2] else None)
+    if lo is None or float(lo) != 0.0:
+        raise ModelImportError(f"node {n.name!r} (Clip): min {lo} is not supported; only "
+                               "Clip(0, a) maps to a ReLU")
+    if hi is not None and np.isfinite(float(hi)):
+        raise ModelImportError(
+            f"node {n.name!r} (Clip): a cap of {float(hi)} (ReLU6 and the like) is not "
+            "supported yet. The float ops have no cap: an AMOS ReLU unit saturates at its "
+            "calibrated level alpha, which lies in [alpha_cal, 2 * alpha_cal), not at a chosen "
+            "value, so the integer network would not clip where the model does. Use ReLU")
+    _relu(st, n, name)
+
+
+def _gap(st: _State, n, name: str) -> None:
+    x = _act(st, n)
+    if len(x.shape) != 3:
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): input {x.shape} is not a map")
+    C, H, W = x.shape
+    _emit(st, n, {"name": name, "op": "gap", "inputs": [x.op]}, (C,), gap_hw=H * W)
+
+
+def _reduce_mean(st: _State, n, name: str) -> None:
+    a = _attrs(n)
+    axes = a.get("axes")
+    if axes is None and len(n.input) > 1 and n.input[1]:
+        axes = _const(st, n, 1, "axes")
+    if axes is None or sorted(int(v) % 4 for v in np.ravel(axes)) != [2, 3]:
+        raise ModelImportError(f"node {n.name!r} (ReduceMean): axes {axes} are not supported; "
+                               "only the mean over H and W (axes 2, 3)")
+    _gap(st, n, name)
+
+
+def _flatten(st: _State, n, name: str) -> None:
+    x = _act(st, n)
+    if n.op_type == "Flatten" and _attrs(n).get("axis", 1) != 1:
+        raise ModelImportError(f"node {n.name!r} (Flatten): only axis = 1 is supported")
+    if n.op_type == "Reshape":
+        _check_reshape(st, n, x)
+    if len(x.shape) == 1:
+        st.acts[n.output[0]] = x
+    elif x.shape[1:] == (1, 1):
+        st.acts[n.output[0]] = _Tensor(x.op, (x.shape[0],), gap_hw=x.gap_hw)
+    else:
+        st.acts[n.output[0]] = _Tensor(x.op, (int(np.prod(x.shape)),), flat_from=x.shape)
+
+
+def _check_reshape(st: _State, n, x: _Tensor) -> None:
+    """A Reshape must flatten to ``N x F`` (or keep a flat tensor flat)."""
+    F = int(np.prod(x.shape))
+    target = st.consts.get(n.input[1])
+    if target is None:
+        target = st.shapes.get(n.output[0])
+    ok = target is not None and len(target) == 2 and (
+        target[1] in (-1, F) or (target[1] is None and target[0] not in (None, -1)))
+    if not ok:
+        raise ModelImportError(f"node {n.name!r} (Reshape): target shape "
+                               f"{None if target is None else list(target)} is not supported; "
+                               f"only a flatten to N x {F} before the classifier")
+
+
+_HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add,
+             "BatchNormalization": _batchnorm, "Relu": _relu, "Clip": _clip,
+             "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean, "Flatten": _flatten,
+             "Reshape": _flatten, "Identity": lambda st, n, name: _alias(st, n),
+             "Dropout": lambda st, n, name: _alias(st, n)}
+
+
+def _finish(st: _State, g) -> list:
+    """Check the output: exactly one, computed by the last dense layer."""
+    if len(g.output) != 1:
+        raise ModelImportError(f"the model has {len(g.output)} outputs "
+                               f"({', '.join(o.name for o in g.output)}); it must have one, "
+                               "the logits")
+    out = g.output[0].name
+    x = st.acts.get(out)
+    if x is None or st.byname[x.op]["op"] != "dense" or x.op != st.ops[-1]["name"]:
+        raise ModelImportError(f"output {out!r}: must be the logits of the last Gemm / MatMul "
+                               "layer (the classifier)")
+    return st.ops
