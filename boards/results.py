@@ -186,7 +186,8 @@ def rtl_table(results: list[tuple[str, dict]]) -> list[str]:
         "",
         "Method: the emitted Verilog of the whole network, test images streamed in: on "
         "Verilator through the native bench (`rtl_tests/native`, since 2026-12-04; earlier "
-        "Verilator rows and every Icarus row under cocotb); mismatches: images whose outputs differ (`==`) from `python_ref.snn`; cycles per "
+        "Verilator rows and every Icarus row under cocotb); mismatches: images whose outputs "
+        "differ (`==`) from `python_ref.snn`; cycles per "
         "image and latency measured at the ports against the generator's `report.json`.",
         "",
         "Command: the row's own (it rewrites that simulator's run in the JSON), then "
