@@ -2,15 +2,18 @@
 
 :func:`load_checkpoint` reads ``{"arch", "state_dict", ...}`` and checks it against the model
 class (another architecture, a missing layer or a wrong shape is an error naming the layer);
-:func:`float_graph` folds batch norm into the convolutions and writes the network as a list of
-float ops named as the integer description's layers will be. :mod:`python_ref.convert` turns
-those ops into the integer description, :mod:`python_ref.finetune` trains them with the integer
-units in the loop; both import this module (the converter re-exports its names).
+:func:`float_graph` builds the model and takes it through the importer
+(:mod:`python_ref.importers`, the same path as a user's model), which folds batch norm and
+writes the network as a list of float ops, named as the shipped descriptions' layers.
+:mod:`python_ref.convert` turns those ops into the integer description,
+:mod:`python_ref.finetune` trains them with the integer units in the loop; both import this
+module (the converter re-exports its names).
 
 Importing this module does not import torch: :mod:`python_ref.convert` and
 :mod:`python_ref.evaluate`, which import it, must load without the ``train`` extra (the
 generator and the SNN reference run on numpy alone). The functions that need the model classes
-(:mod:`python_ref.models`, which imports torch) import them when they run.
+(:mod:`python_ref.models`, which imports torch) and the importer (torch and onnx) import them
+when they run.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ __all__ = [
     "load_checkpoint",
     "random_state_dict",
     "float_graph",
+    "zoo_names",
 ]
 
 #: The trained checkpoints and converted networks shipped with the package.
@@ -127,83 +131,53 @@ def random_state_dict(arch: str, seed: int = 0) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _fold(sd: dict, conv: str, bn: str, eps: float = 1e-5):
-    """Conv weight ``(O, C, k, k)`` + batch norm -> float weight ``(O, k, k, C)`` and bias."""
-    w = sd[f"{conv}.weight"]
-    g, b = sd[f"{bn}.weight"], sd[f"{bn}.bias"]
-    m, v = sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"]
-    s = g / np.sqrt(v + eps)
-    return (w * s[:, None, None, None]).transpose(0, 2, 3, 1).copy(), b - m * s
-
-
 def float_graph(arch: str, sd: dict, input_shape=None) -> list:
     """The float network as ops ``{"name", "op", "inputs", ...}`` in topological order.
 
-    Ops: ``input``, ``conv`` (``w`` ``(O, k, k, C)``, ``b``, ``stride``, ``padding``), ``dense``
-    (``w`` ``(O, I)``, ``b``), ``add``, ``relu``, ``gap`` (a sum; ``fc`` carries the 1/(H*W)).
+    Built through the importer, as a user's model is: the ``arch`` model, with ``sd`` loaded in
+    float64, goes through :func:`python_ref.importers.from_torch_ops` (``torch.export`` and the
+    ONNX importer fold batch norm and the pooling's 1/(H*W)); the layers then get the zoo's
+    names (:func:`zoo_names`). Ops: ``input``, ``conv`` (``w`` ``(O, k, k, C)``, ``b``,
+    ``stride``, ``padding``), ``dense`` (``w`` ``(O, I)``, ``b``), ``add``, ``relu``, ``gap``
+    (a sum; ``fc`` carries the 1/(H*W)).
     """
-    from .models import MODELS  # imports torch: see the module docstring
+    # torch, the model classes and the importer (the train / onnx extras): see the module
+    # docstring
+    import torch
 
-    shape = list(input_shape or MODELS[arch]["input_shape"])
-    C, H, W = shape
-    ops = [{"name": "input", "op": "input", "inputs": [], "shape": [H, W, C]}]
-    if arch == "digits":
-        return ops + _digits_ops(sd)
-    if not arch.startswith("resnet"):
+    from .importers import from_torch_ops
+    from .models import MODELS, build_model
+
+    if arch not in MODELS:
         raise ConversionError(f"no converter for architecture {arch!r}")
-    return ops + _resnet_ops(arch, sd, H)
+    model = build_model(arch).double()
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float64)).to(
+        model.state_dict()[k].dtype) for k, v in sd.items()})
+    shape = tuple(input_shape or MODELS[arch]["input_shape"])
+    ops = from_torch_ops(model, torch.zeros((1, *shape), dtype=torch.float64))
+    return _rename(ops, zoo_names(arch, model))
 
 
-def _digits_ops(sd: dict) -> list:
-    """The digits MLP after its input: dense, ReLU, dense."""
-    return [
-        {"name": "fc1", "op": "dense", "inputs": ["input"], "w": sd["fc1.weight"],
-         "b": sd["fc1.bias"]},
-        {"name": "act1", "op": "relu", "inputs": ["fc1"]},
-        {"name": "fc", "op": "dense", "inputs": ["act1"], "w": sd["fc2.weight"],
-         "b": sd["fc2.bias"]},
-    ]
+def zoo_names(arch: str, model) -> list:
+    """``(name, op)`` of every float op of a zoo architecture, in order: the names the shipped
+    descriptions use (``stem.conv``, ``block0.conv1``, ..., ``fc``)."""
+    if arch == "digits":
+        return [("input", "input"), ("fc1", "dense"), ("act1", "relu"), ("fc", "dense")]
+    out = [("input", "input"), ("stem.conv", "conv"), ("stem.act", "relu")]
+    for i, blk in enumerate(model.blocks):
+        q = f"block{i}"
+        out += [(f"{q}.conv1", "conv"), (f"{q}.act1", "relu"), (f"{q}.conv2", "conv")]
+        if blk.shortcut is not None:
+            out.append((f"{q}.shortcut", "conv"))
+        out += [(f"{q}.add", "add"), (f"{q}.act2", "relu")]
+    return out + [("gap", "gap"), ("fc", "dense")]
 
 
-def _resnet_ops(arch: str, sd: dict, hw: int) -> list:
-    """A CIFAR ResNet after its input (``hw`` pixels square): stem, residual blocks, pooling
-    and the classifier, which carries the pooling's 1/(H*W)."""
-    from .models import build_model  # imports torch: see the module docstring
-
-    strides = [int(blk.conv1.stride[0]) for blk in build_model(arch).blocks]
-    w, b = _fold(sd, "conv1", "bn1")
-    ops = [{"name": "stem.conv", "op": "conv", "inputs": ["input"], "w": w, "b": b, "stride": 1,
-            "padding": 1},
-           {"name": "stem.act", "op": "relu", "inputs": ["stem.conv"]}]
-    x = "stem.act"
-    for i, stride in enumerate(strides):
-        ops += _block_ops(sd, i, x, stride)
-        x = f"block{i}.act2"
-        hw = (hw - 1) // stride + 1
-    ops += [{"name": "gap", "op": "gap", "inputs": [x]},
-            {"name": "fc", "op": "dense", "inputs": ["gap"], "w": sd["fc.weight"] / (hw * hw),
-             "b": sd["fc.bias"]}]
-    return ops
-
-
-def _block_ops(sd: dict, i: int, x: str, stride: int) -> list:
-    """Residual block ``i`` reading tensor ``x``: two convolutions, the shortcut (a projection
-    when the checkpoint has one), the add and its ReLU ``block{i}.act2``."""
-    p = f"blocks.{i}"
-    q = f"block{i}"
-    w1, b1 = _fold(sd, f"{p}.conv1", f"{p}.bn1")
-    w2, b2 = _fold(sd, f"{p}.conv2", f"{p}.bn2")
-    ops = [{"name": f"{q}.conv1", "op": "conv", "inputs": [x], "w": w1, "b": b1,
-            "stride": stride, "padding": 1},
-           {"name": f"{q}.act1", "op": "relu", "inputs": [f"{q}.conv1"]},
-           {"name": f"{q}.conv2", "op": "conv", "inputs": [f"{q}.act1"], "w": w2, "b": b2,
-            "stride": 1, "padding": 1}]
-    skip = x
-    if f"{p}.shortcut.0.weight" in sd:
-        ws, bs = _fold(sd, f"{p}.shortcut.0", f"{p}.shortcut.1")
-        ops.append({"name": f"{q}.shortcut", "op": "conv", "inputs": [x], "w": ws, "b": bs,
-                    "stride": stride, "padding": 0})
-        skip = f"{q}.shortcut"
-    ops += [{"name": f"{q}.add", "op": "add", "inputs": [f"{q}.conv2", skip]},
-            {"name": f"{q}.act2", "op": "relu", "inputs": [f"{q}.add"]}]
-    return ops
+def _rename(ops: list, names: list) -> list:
+    """The imported ops under the zoo's names (an error if the structure is not the zoo's)."""
+    got = [o["op"] for o in ops]
+    if got != [op for _, op in names]:
+        raise ConversionError(f"internal: the imported network has ops {got}, the zoo "
+                              f"architecture {[op for _, op in names]}")
+    new = {o["name"]: nm for o, (nm, _) in zip(ops, names, strict=True)}
+    return [{**o, "name": new[o["name"]], "inputs": [new[i] for i in o["inputs"]]} for o in ops]

@@ -1,15 +1,21 @@
 """Convert a trained float network into an integer SNN description (AMOS conversion).
 
 ``python -m python_ref.convert --model resnet8 [--checkpoint PATH] [--data PATH] [--out STEM]``
+``python -m python_ref.convert --onnx MODEL.onnx --calib CALIB --out STEM`` (docs/import.md)
 
 Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` come from
-:mod:`python_ref.checkpoint`, which :mod:`python_ref.finetune` shares):
+:mod:`python_ref.checkpoint`, which :mod:`python_ref.finetune` shares, the importer from
+:mod:`python_ref.importers`):
 
 1. :func:`load_checkpoint` reads ``{"arch", "state_dict", ...}`` and checks it against the model
    class (another architecture, a missing layer or a wrong shape is an error naming the layer).
-2. :func:`float_graph` folds batch norm into the convolutions and writes the network as a list of
-   float ops with the same names the integer description will have (``stem.conv``,
-   ``block0.conv1``, ..., ``fc``); the 1/(H*W) of global average pooling is folded into ``fc``.
+   A user's model comes instead as an ONNX file (:func:`import_ops`) or a module
+   (:func:`from_torch`).
+2. The importer writes the network as a list of float ops, batch norm folded, the 1/(H*W) of
+   global average pooling folded into the classifier, the input normalisation folded into the
+   first layers: :func:`float_graph` takes the zoo's model through it (``torch.export`` and the
+   ONNX importer, as for a user's module) and names the layers as the shipped descriptions do
+   (``stem.conv``, ``block0.conv1``, ..., ``fc``); a user's layers keep their ONNX node names.
 3. :func:`calibrate` runs the float ops (numpy) on calibration images from the *training* set
    and takes, for every ReLU, the given percentile of its outputs (all elements, zeros included)
    as the clipping level ``alpha_cal``. Default: 2,000 images (a fixed, seeded draw), 99.99th

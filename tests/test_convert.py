@@ -7,6 +7,7 @@ import torch
 
 from python_ref import convert as cv
 from python_ref import ir
+from python_ref.data import DataError
 from python_ref.models import build_model
 
 
@@ -161,10 +162,14 @@ def test_cli_converts_digits_like_the_zoo(tmp_path, capsys):
     checkpoint (so the zoo is current)."""
     cv.main(["--model", "digits", "--out", str(tmp_path / "d")])
     assert "320 neurons, 10 time steps" in capsys.readouterr().out
-    fresh, zoo = ir.load(tmp_path / "d"), ir.load(cv.ZOO / "digits")
-    # alpha_cal (the float calibration level, recorded for information) comes from float32 sums
-    # whose last bits depend on the CPU's BLAS code path: equal to 1e-6 relative; everything the
-    # integer network is made of (every other field, every array) exactly equal
+    _assert_equivalent(ir.load(tmp_path / "d"), ir.load(cv.ZOO / "digits"))
+
+
+def _assert_equivalent(fresh, zoo):
+    """The same integer network: alpha_cal (the float calibration level, recorded for
+    information) comes from float32 sums whose last bits depend on the CPU's BLAS code path:
+    equal to 1e-6 relative; everything the integer network is made of (every other field,
+    every array) exactly equal."""
     assert [{k: v for k, v in n.items() if k != "alpha_cal"} for n in fresh.nodes] == \
         [{k: v for k, v in n.items() if k != "alpha_cal"} for n in zoo.nodes]
     for a, b in zip(fresh.nodes, zoo.nodes, strict=True):
@@ -176,6 +181,19 @@ def test_cli_converts_digits_like_the_zoo(tmp_path, capsys):
     for k in zoo.arrays:
         assert np.array_equal(fresh.arrays[k], zoo.arrays[k]) and \
             fresh.arrays[k].dtype == zoo.arrays[k].dtype
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,shipped", [("resnet8", "resnet8_plain"), ("resnet14", "resnet14")])
+def test_zoo_resnets_through_the_importer(arch, shipped):
+    """The shipped plain conversions are what the converter (now through torch.export and the
+    ONNX importer) makes from the committed checkpoints and 2,000 CIFAR-10 training images;
+    digits, the cheap sibling, is test_cli_converts_digits_like_the_zoo."""
+    try:
+        x = cv.calibration_images(arch)
+    except DataError as e:
+        pytest.skip(f"CIFAR-10 not found: {e}")
+    _assert_equivalent(cv.convert(arch, calib_images=x, progress=False), ir.load(cv.ZOO / shipped))
 
 
 def test_cli_errors(tmp_path):

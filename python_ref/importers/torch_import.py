@@ -33,7 +33,8 @@ def to_onnx(module: torch.nn.Module, example_input: torch.Tensor):
         # the exporter prints its progress and warns about optional torchvision ops
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            prog = torch.onnx.export(module, (x.float(),), dynamo=True, verbose=False)
+            prog = torch.onnx.export(module, (x if x.is_floating_point() else x.float(),),
+                                     dynamo=True, verbose=False)
     except Exception as e:  # noqa: BLE001 - any export failure becomes one clear message
         raise ModelImportError(f"torch.export could not trace the module "
                                f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
