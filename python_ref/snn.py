@@ -39,6 +39,8 @@ __all__ = [
     "conv2d_bitserial",
     "dense_bitserial",
     "input_spikes",
+    "conv_cover",
+    "fan_out",
     "run",
 ]
 
@@ -240,6 +242,83 @@ def dense_bitserial(z, d, w, bias=None) -> np.ndarray:
     return acc
 
 
+def conv_cover(n: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """How many output positions of a convolution read each input position, along one axis.
+
+    Output position ``o`` (``0 <= o < (n + 2*padding - kernel) // stride + 1``) reads the input
+    positions ``o*stride - padding .. o*stride - padding + kernel - 1`` that lie in ``0..n-1``
+    (the others are padding zeros), so the count is exact at the borders and for any stride.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+    """
+    cover = np.zeros(n, np.int64)
+    for o in range((n + 2 * padding - kernel) // stride + 1):
+        lo = o * stride - padding
+        cover[max(lo, 0):min(lo + kernel, n)] += 1
+    return cover
+
+
+def fan_out(shape, consumer: dict) -> np.ndarray:
+    """The fan-out of each element of a spike map read by one consumer layer.
+
+    The number of operations one spike at that element causes in ``consumer``: for a ``conv``,
+    the number of (output position, output channel) pairs whose window covers the element's
+    position, ``out_channels * conv_cover(H)[y] * conv_cover(W)[x]`` (each is one weight the
+    spike is multiplied with); for a ``dense``, ``out_features``; for an ``add``, a ``gap`` or
+    an ``amos`` layer, 1 (one addition). A map read by several consumers (or twice by one) has
+    the sum of their fan-outs (``docs/integer_semantics.md``, "Synaptic operations").
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The spike map's shape without the image axis (``(H, W, C)`` for a conv input).
+    consumer : dict
+        The consuming layer's node.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape ``shape``
+    """
+    shape = tuple(shape)
+    op = consumer["op"]
+    if op == "conv":
+        H, W, _ = shape
+        k, s, p = consumer["kernel"], consumer["stride"], consumer["padding"]
+        fan = (consumer["out_channels"] * conv_cover(H, k, s, p)[:, None, None]
+               * conv_cover(W, k, s, p)[None, :, None])
+        return np.broadcast_to(fan, shape).astype(np.int64)
+    if op == "dense":
+        return np.full(shape, consumer["out_features"], np.int64)
+    if op in ("add", "gap", "amos"):
+        return np.ones(shape, np.int64)
+    raise _ir.IRError(f"layer {consumer['name']!r}: op {op!r} does not read spikes")
+
+
+def _fan_outs(g: _ir.Graph) -> dict:
+    """Spike producer (the ``input`` or an ``amos`` layer) -> ``[(consumer, fan-out map)]``."""
+    shapes = {k: v["shape"] for k, v in _ir.validate(g).items()}
+    producers = {n["name"] for n in g.nodes if n["op"] in ("input", "amos")}
+    fans: dict[str, list] = {}
+    for n in g.nodes:
+        for i in n.get("inputs", []):
+            if i in producers:
+                fans.setdefault(i, []).append((n["name"], fan_out(shapes[i], n)))
+    return fans
+
+
+def _record_synops(state: dict, name: str, count: np.ndarray, into: str) -> None:
+    """Add each consumer's ``sum(count * fan-out)`` per image to ``state[into]``."""
+    fans = state.get("fans")
+    if not fans:
+        return
+    flat = count.reshape(len(count), -1).astype(np.int64)
+    for consumer, fan in fans.get(name, ()):
+        per = flat @ fan.reshape(-1)
+        state[into][consumer] = state[into].get(consumer, 0) + per
+
+
 @dataclass
 class SimResult:
     """What :func:`run` returns.
@@ -255,12 +334,22 @@ class SimResult:
         the layer's elements (``popcount(y)`` per element for ReLU units).
     traces : dict
         Layer name -> its integer output ``(N, ...)`` for the traced layers.
+    synops : dict
+        With ``run(..., synops=True)``: consuming layer name -> int64 ``(N,)``, the synaptic
+        operations it does per image on the spikes of the ``amos`` layers it reads, each spike
+        times its fan-out into that layer (:func:`fan_out`); layers reading no spikes are
+        absent. Empty otherwise.
+    input_synops : dict
+        The same for the input pixels' bits taken as spikes (``popcount`` of each pixel), which
+        ``spikes`` does not count.
     """
 
     logits: np.ndarray
     classes: np.ndarray
     spikes: dict = field(default_factory=dict)
     traces: dict = field(default_factory=dict)
+    synops: dict = field(default_factory=dict)
+    input_synops: dict = field(default_factory=dict)
 
     @property
     def spikes_per_image(self) -> np.ndarray:
@@ -313,11 +402,14 @@ def _weighted(g: _ir.Graph, n: dict, ins: list, spk: dict, bitserial: bool) -> n
 def _run_node(g: _ir.Graph, units: dict, n: dict, ins: list, x: np.ndarray, state: dict,
               bitserial: bool) -> np.ndarray:
     """One layer's output; records an ``amos`` layer's spike count per image in
-    ``state["spikes"]`` and, when ``bitserial``, the spikes a layer emits in ``state["spk"]``."""
+    ``state["spikes"]``, when ``bitserial`` the spikes a layer emits in ``state["spk"]`` and,
+    when ``state["fans"]`` holds the fan-outs, the synaptic operations of its consumers in
+    ``state["synops"]`` / ``state["input_synops"]``."""
     op, name = n["op"], n["name"]
     spk = state["spk"]
     if op == "input":
         out = x.astype(np.int64)
+        _record_synops(state, name, np.bitwise_count(out), "input_synops")
         if bitserial:
             spk[name] = input_spikes(out, n["bits"])
     elif op in ("conv", "dense"):
@@ -330,15 +422,19 @@ def _run_node(g: _ir.Graph, units: dict, n: dict, ins: list, x: np.ndarray, stat
         unit = units[n["unit"]]
         out, count = requant_unit(ins, n["rshift"], unit)
         state["spikes"][name] = count.reshape(len(x), -1).sum(1)
+        _record_synops(state, name, count, "synops")
         if bitserial:
             spk[name] = (unit_spikes(ins, n["rshift"], unit), unit.d)
     return out
 
 
-def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: bool):
+def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: bool,
+               fans: dict | None = None):
     vals: dict[str, np.ndarray] = {}
-    # spk: layer -> (spikes (..., K), d) for bit-serial consumers; spikes: count per image
-    state: dict[str, dict] = {"spk": {}, "spikes": {}}
+    # spk: layer -> (spikes (..., K), d) for bit-serial consumers; spikes: count per image;
+    # fans: producer -> [(consumer, fan-out map)] when SynOps are counted, into (input_)synops
+    state: dict[str, dict] = {"spk": {}, "spikes": {}, "fans": fans or {}, "synops": {},
+                              "input_synops": {}}
     consumers = _consumer_counts(g)
     keep = set(g.outputs) | (set(want_trace) if want_trace is not True else set(vals))
     for n in g.nodes:
@@ -354,7 +450,7 @@ def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: 
         traces = vals
     else:
         traces = {k: vals[k] for k in want_trace}
-    return vals[g.outputs[0]], state["spikes"], traces
+    return vals[g.outputs[0]], state, traces
 
 
 def _traced(g: _ir.Graph, trace):
@@ -369,7 +465,7 @@ def _traced(g: _ir.Graph, trace):
 
 
 def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool = False,
-        progress: bool = False, check: bool = True) -> SimResult:
+        progress: bool = False, check: bool = True, synops: bool = False) -> SimResult:
     """Run an integer SNN description on images.
 
     Parameters
@@ -387,6 +483,12 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
         through :func:`conv2d_bitserial` / :func:`dense_bitserial`, time step by time step.
     progress : bool
         Show a tqdm bar over batches.
+    check : bool
+        Validate ``g`` first.
+    synops : bool
+        Also count the synaptic operations (each spike times its fan-out) per consuming layer
+        and image, in integers, into ``SimResult.synops`` and ``SimResult.input_synops``;
+        nothing else in the result changes.
 
     Returns
     -------
@@ -399,20 +501,21 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
     x = _check_input(g, x)
     want = _traced(g, trace)
     units = {u: g.unit(u) for u in g.units}
-    logits, spikes, traces = [], {}, {}
+    fans = _fan_outs(g) if synops else None
+    logits = []
+    per: dict[str, dict] = {"spikes": {}, "traces": {}, "synops": {}, "input_synops": {}}
     it = range(0, len(x), batch_size)
     if progress:
         it = tqdm(it, desc=f"SNN {g.name}", unit="batch")
     for s in it:
-        lo, sp, tr = _run_batch(g, units, x[s:s + batch_size], want, bitserial)
+        lo, state, tr = _run_batch(g, units, x[s:s + batch_size], want, bitserial, fans)
         logits.append(lo)
-        for k, v in sp.items():
-            spikes.setdefault(k, []).append(v)
-        for k, v in tr.items():
-            traces.setdefault(k, []).append(v)
+        for key, got in (("spikes", state["spikes"]), ("traces", tr),
+                         ("synops", state["synops"]), ("input_synops", state["input_synops"])):
+            for k, v in got.items():
+                per[key].setdefault(k, []).append(v)
     if not logits:
         raise ValueError("run needs at least one image")
     logits = np.concatenate(logits)
-    return SimResult(logits=logits, classes=np.argmax(logits, axis=1).astype(np.int64),
-                     spikes={k: np.concatenate(v) for k, v in spikes.items()},
-                     traces={k: np.concatenate(v) for k, v in traces.items()})
+    cat = {key: {k: np.concatenate(v) for k, v in d.items()} for key, d in per.items()}
+    return SimResult(logits=logits, classes=np.argmax(logits, axis=1).astype(np.int64), **cat)
