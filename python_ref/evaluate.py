@@ -15,6 +15,20 @@ Definitions: ``neurons`` is the sum over all AMOS units of their K (from the des
 sum of K over the AMOS layers on any input-to-output path (each layer emits its K spikes on K
 consecutive steps, MSB first); pipelined, the network takes a new image every step.
 
+Operations (``docs/integer_semantics.md``, "Synaptic operations"; :func:`layer_ops`,
+:func:`per_layer`): ``synops_per_image`` is the mean over images of every AMOS spike times its
+fan-out (the number of weights it is multiplied with downstream: for a consuming conv
+``C_out`` times the number of output positions whose window covers the spike's position, exact at
+the borders and for any stride; for a dense consumer ``n_out``; for an ``add``, ``gap`` or
+``amos`` consumer 1), summed over the network from each image's own spike maps
+(``snn.run(..., synops=True)``); ``input_synops_per_image`` the same for the input pixels' bits
+(not in ``synops_per_image``, as they are not in ``spikes_per_image``). ``macs_per_image`` is
+the ANN's multiply-accumulates of the same network (``H_out*W_out*C_out*k*k*C_in`` per conv,
+``n_in*n_out`` per dense, padding zeros included) and ``adds_per_image`` its other additions
+(``(m-1)*E`` for an ``add`` of ``m`` maps of ``E`` elements, ``(H*W-1)*C`` for ``gap``).
+``per_layer`` lists, for every layer but the input, the spikes it emits, the SynOps it does
+on the AMOS spikes it reads, and its MACs and additions in the ANN (all per image).
+
 Which test images: all of them by default; ``--limit N`` a fixed, seeded draw of N across the
 classes (:func:`subset`); ``--indices SPEC`` the test-set indices listed, in the order given
 (:func:`parse_indices`): comma-separated indices and half-open ranges ``START:END`` (END
@@ -53,8 +67,9 @@ from . import snn
 from .checkpoint import ZOO, ConversionError, load_checkpoint
 from .data import DataError, load_dataset
 
-__all__ = ["PAPER_TABLE2", "PER_IMAGE_HELP", "subset", "parse_indices", "ann_logits",
-           "per_image_arrays", "write_per_image", "evaluate", "table_row", "main"]
+__all__ = ["PAPER_TABLE2", "PER_IMAGE_HELP", "DEFINITIONS", "subset", "parse_indices",
+           "ann_logits", "per_image_arrays", "write_per_image", "layer_ops", "per_layer",
+           "evaluate", "table_row", "ops_table", "main"]
 
 # Table 2 of the paper (ANN %, SNN %, neurons, spikes per image), for the printed comparison.
 PAPER_TABLE2 = {
@@ -75,6 +90,32 @@ PER_IMAGE_HELP = """\
   layers     str   (L,)           the names of the L amos layers, in the description's order
   spikes     int64 (N, L)         spikes of each image in each of those layers
 Read it with numpy.load(FILE)."""
+
+
+#: The result's ``definitions`` (the module docstring and ``docs/integer_semantics.md`` agree).
+DEFINITIONS = {
+    "neurons": "sum over all AMOS units of K",
+    "spikes_per_image": "mean over images of the spikes of all AMOS units "
+                        "(input pixel bits not counted)",
+    "time_steps": "latency of one image: the largest sum of K over the AMOS layers on an "
+                  "input-to-output path; pipelined throughput is one image per step",
+    "synops_per_image": "mean over images of the sum over every AMOS spike of its fan-out, "
+                        "from each image's spike maps: a spike at (y, x, c) read by a conv "
+                        "counts C_out times the number of output positions whose window covers "
+                        "(y, x) (exact at borders and for any stride), by a dense n_out, by an "
+                        "add, gap or amos layer 1; a map read by several layers adds their "
+                        "fan-outs (input pixel bits not counted)",
+    "input_synops_per_image": "the same for the input pixels' bits taken as spikes (popcount "
+                              "of each pixel times its fan-out); not in synops_per_image",
+    "macs_per_image": "the ANN's multiply-accumulates: H_out*W_out*C_out*k*k*C_in per conv "
+                      "(padding zeros included), n_in*n_out per dense",
+    "adds_per_image": "the ANN's other additions: (m-1)*E per add of m maps of E elements, "
+                      "(H*W-1)*C per gap; biases and requantisation not counted",
+    "per_layer": "every layer but the input, in the description's order: spikes it emits, "
+                 "synops it does on the AMOS spikes it reads (per image), macs and adds of "
+                 "the same layer in the ANN; layers reading accumulators (fc after gap) do "
+                 "their MACs on integers in the SNN too, which are not synops",
+}
 
 
 def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
@@ -214,6 +255,66 @@ def write_per_image(path, arrays: dict) -> Path:
     return path
 
 
+def layer_ops(g: _ir.Graph) -> dict:
+    """The ANN's operations per image, per layer, from the description's shapes.
+
+    Parameters
+    ----------
+    g : Graph
+
+    Returns
+    -------
+    dict
+        Layer name -> ``{"op", "macs", "adds"}`` for every layer but the input: ``macs`` is
+        ``H_out*W_out*C_out*k*k*C_in`` for a conv and ``n_in*n_out`` for a dense (0 otherwise);
+        ``adds`` is ``(m-1)*E`` for an add of ``m`` maps of ``E`` elements and ``(H*W-1)*C``
+        for a gap (0 otherwise).
+    """
+    shapes = {k: v["shape"] for k, v in _ir.validate(g).items()}
+    out = {}
+    for n in g.nodes[1:]:
+        op, ins = n["op"], n["inputs"]
+        macs = adds = 0
+        if op == "conv":
+            macs = int(np.prod(shapes[n["name"]])) * n["kernel"] ** 2 * shapes[ins[0]][-1]
+        elif op == "dense":
+            macs = int(np.prod(shapes[ins[0]])) * n["out_features"]
+        elif op == "add":
+            adds = (len(ins) - 1) * int(np.prod(shapes[n["name"]]))
+        elif op == "gap":
+            adds = int(np.prod(shapes[ins[0]])) - int(np.prod(shapes[n["name"]]))
+        out[n["name"]] = {"op": op, "macs": int(macs), "adds": int(adds)}
+    return out
+
+
+def per_layer(g: _ir.Graph, res: snn.SimResult) -> list:
+    """The per-layer table of a run (``per_layer`` in the result).
+
+    Parameters
+    ----------
+    g : Graph
+    res : SimResult
+        From ``snn.run(g, x, synops=True)``.
+
+    Returns
+    -------
+    list of dict
+        One row per layer but the input, in the description's order: ``name``, ``op``,
+        ``spikes`` (mean spikes the layer emits per image; 0 but for ``amos`` layers),
+        ``synops`` (mean SynOps the layer does per image on the AMOS spikes it reads),
+        ``macs`` and ``adds`` (:func:`layer_ops`).
+    """
+    rows = []
+    for name, ops in layer_ops(g).items():
+        spikes = res.spikes.get(name)
+        synops = res.synops.get(name)
+        rows.append({"name": name, "op": ops["op"],
+                     "spikes": float(spikes.mean()) if spikes is not None else 0.0,
+                     "synops": float(synops.mean()) if synops is not None else 0.0,
+                     "macs": ops["macs"], "adds": ops["adds"]})
+    return rows
+
+
 def _selection(n: int, limit, indices) -> np.ndarray:
     if limit is not None and indices is not None:
         raise ValueError("give limit (a seeded draw) or indices (the images listed), not both")
@@ -270,7 +371,7 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     t0 = time.time()
     ann = ann_logits(model_name, checkpoint or ZOO / f"{model_name}.pt", x, progress=progress)
     t1 = time.time()
-    res = snn.run(g, x, batch_size=batch_size, progress=progress)
+    res = snn.run(g, x, batch_size=batch_size, progress=progress, synops=True)
     t2 = time.time()
     out = _summary(model_name, dataset, g, y, ann, res)
     out["seconds"] = {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)}
@@ -292,6 +393,10 @@ def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimRe
     ann_top1 = float((ann.argmax(1) == y).mean())
     snn_top1 = float((res.classes == y).mean())
     spikes = res.spikes_per_image
+    rows = per_layer(g, res)
+    n = len(res.logits)
+    synops = sum(res.synops.values(), np.zeros(n, np.int64))
+    in_synops = sum(res.input_synops.values(), np.zeros(n, np.int64))
     return {
         "model": model_name,
         "dataset": dataset,
@@ -307,13 +412,12 @@ def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimRe
         "gap_points": round(100 * (ann_top1 - snn_top1), 4),
         "agreement": float((ann.argmax(1) == res.classes).mean()),
         "spikes_per_layer": {k: float(v.mean()) for k, v in res.spikes.items()},
-        "definitions": {
-            "neurons": "sum over all AMOS units of K",
-            "spikes_per_image": "mean over images of the spikes of all AMOS units "
-                                "(input pixel bits not counted)",
-            "time_steps": "latency of one image: the largest sum of K over the AMOS layers on an "
-                          "input-to-output path; pipelined throughput is one image per step",
-        },
+        "synops_per_image": float(synops.mean()),
+        "input_synops_per_image": float(in_synops.mean()),
+        "macs_per_image": sum(r["macs"] for r in rows),
+        "adds_per_image": sum(r["adds"] for r in rows),
+        "per_layer": rows,
+        "definitions": dict(DEFINITIONS),
         "source": {"checkpoint": g.meta.get("source", {}).get("checkpoint"),
                    "checkpoint_sha256": g.meta.get("source", {}).get("sha256"),
                    "calibration": g.meta.get("calibration"),
@@ -334,6 +438,22 @@ def table_row(r: dict) -> str:
                      f"{p['neurons']:>12,} {p['spikes_per_image']:>10,}")
     return "\n".join(lines)
 
+
+def ops_table(r: dict) -> str:
+    """The per-layer table of a result: spikes, SynOps, MACs and adds per image, and totals."""
+    head = (f"{'layer':<16} {'op':<5} {'spikes':>10} {'SynOps':>13} {'MACs':>13} "
+            f"{'adds':>9}")
+    lines = [head]
+    for row in r["per_layer"]:
+        lines.append(f"{row['name']:<16} {row['op']:<5} {row['spikes']:>10,.0f} "
+                     f"{row['synops']:>13,.0f} {row['macs']:>13,} {row['adds']:>9,}")
+    lines.append(f"{'total':<16} {'':<5} {r['spikes_per_image']:>10,.0f} "
+                 f"{r['synops_per_image']:>13,.0f} {r['macs_per_image']:>13,} "
+                 f"{r['adds_per_image']:>9,}")
+    ratio = r["synops_per_image"] / max(r["macs_per_image"], 1)
+    lines.append(f"SynOps / MACs = {ratio:.3f}; the input "
+                 f"bits add {r['input_synops_per_image']:,.0f} SynOps (not in the total)")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -366,6 +486,8 @@ def main(argv=None):
     except (DataError, ConversionError, _ir.IRError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(table_row(r))
+    print()
+    print(ops_table(r))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")

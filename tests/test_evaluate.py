@@ -32,8 +32,18 @@ def test_cli_recomputes_the_numbers(tmp_path, capsys):
     assert r["ann_top1"] == float((f.argmax(1) == y).mean())
     assert r["spikes_per_image"] == float(s.spikes_per_image.mean())
     assert r["neurons"] == 320 and r["K"] == 10 and r["time_steps"] == 10
+    # SynOps: each act1 spike meets fc's 10 weights; the input bits meet fc1's 32 (apart)
+    assert r["synops_per_image"] == float((10 * s.spikes["act1"]).mean())
+    assert r["input_synops_per_image"] == float(32 * np.bitwise_count(x).sum((1, 2, 3)).mean())
+    assert r["macs_per_image"] == 64 * 32 + 32 * 10 and r["adds_per_image"] == 0
+    assert [row["name"] for row in r["per_layer"]] == ["fc1", "act1", "fc"]
+    assert r["per_layer"][2]["synops"] == r["synops_per_image"]
+    assert r["per_layer"][1]["spikes"] == r["spikes_per_image"]
+    assert {"synops_per_image", "macs_per_image", "adds_per_image", "per_layer"} \
+        <= r["definitions"].keys()
     row = capsys.readouterr().out
     assert f"{100 * r['snn_top1']:.2f}%" in row and "# neurons" in row
+    assert "SynOps" in row and f"{r['synops_per_image']:,.0f}" in row
 
 
 def test_a_changed_description_changes_the_result(tmp_path):
