@@ -63,6 +63,11 @@ def _int(v) -> str:
     return _NONE if v is None else f"{v:,}"
 
 
+def _mega(v) -> str:
+    """A count per image in millions (``"19.71 M"``), or the no-value mark."""
+    return _NONE if v is None else f"{v / 1e6:,.2f} M"
+
+
 def _rate(v: float) -> str:
     """Images/s for the board table: whole numbers, one decimal below 100."""
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
@@ -106,11 +111,21 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
         The section's markdown lines.
     """
     defs = next((r["definitions"] for _, r in results if r.get("definitions")), {})
+    # the SynOps and MACs columns appear once a result has them (python_ref.evaluate writes them)
+    ops = any("synops_per_image" in r for _, r in results)
     rows = [[f"`{name}`", r["model"], _conversion(r), r.get("dataset_note", r["dataset"]),
              _int(r["n_images"]), _pct(r["ann_top1"]), _pct(r["snn_top1"]),
              f"{r['gap_points']:.2f}", _pct(r["agreement"]), f"{r['spikes_per_image']:,.1f}",
+             *([_mega(r.get("synops_per_image")), _mega(r.get("macs_per_image"))] if ops
+               else []),
              _int(r["neurons"]), _int(r["time_steps"]), _paper(r)]
             for name, r in results]
+    ops_head = ["SynOps / image", "ANN MACs / image"] if ops else []
+    ops_text = ("; SynOps: each AMOS spike times its fan-out (the weights it is multiplied with "
+                "downstream, 1 into an add or gap), from each image's spike maps; ANN MACs: "
+                "every weight use of the float network ([integer_semantics.md]"
+                "(../integer_semantics.md), \"Synaptic operations\"; the per-layer split is in "
+                "each JSON's `per_layer`)") if ops else ""
     lines = [
         "## Accuracy: float network (ANN) against the integer SNN",
         "",
@@ -118,7 +133,7 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
         "reference every hardware block equals bit for bit) on the same test images; "
         f"agreement: images where both give the same class; spikes per image: "
         f"{defs.get('spikes_per_image', 'see the JSON')}; time steps: "
-        f"{defs.get('time_steps', 'see the JSON')}.",
+        f"{defs.get('time_steps', 'see the JSON')}{ops_text}.",
         "",
         "Command: `python -m python_ref.evaluate --model MODEL --json docs/results/MODEL.json` "
         "(`resnet8_plain.json`: add `--description python_ref/zoo/resnet8_plain`, the "
@@ -128,9 +143,10 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
     ]
     lines += _table(
         ["result", "model", "conversion", "data", "test images", "ANN top-1", "SNN top-1",
-         "ANN - SNN (points)", "agreement", "spikes / image", "AMOS neurons", "time steps",
-         "paper ANN / SNN / spikes"],
-        ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "l"], rows)
+         "ANN - SNN (points)", "agreement", "spikes / image", *ops_head, "AMOS neurons",
+         "time steps", "paper ANN / SNN / spikes"],
+        ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", *("r" for _ in ops_head), "r", "r",
+         "l"], rows)
     return lines
 
 
