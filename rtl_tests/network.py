@@ -280,7 +280,7 @@ _MERGED = frozenset(_SUMMED) | {
     "first_mismatches", "mismatch_indices", "accuracy", "reference_accuracy",
     "cycles_per_image_measured", "cycles_per_image_intervals", "cycles_ok",
     "latency_cycles_measured", "sim_wall_s", "sim_cpu_s", "sim_cycles_per_s",
-    "sim_images_per_s_per_core", "flash_errors"}
+    "sim_images_per_s_per_core", "flash_errors", "generator_git"}
 
 
 class ChunkMergeError(ValueError):
@@ -389,8 +389,23 @@ def merge_chunks(parts: list[dict], starts: list[int]) -> dict:
     res["cycles_per_image_intervals"] = sorted(
         {v for p in parts for v in p.get("cycles_per_image_intervals", [])})
     res["latency_cycles_measured"] = max(p["latency_cycles_measured"] for p in parts)
+    _merge_git(res, parts, starts)
     _merge_extras(res, parts)
     return res
+
+
+def _merge_git(res: dict, parts: list[dict], starts: list[int]) -> None:
+    """The generator's commit. A commit landing during a long run changes the label, not the
+    design: when every chunk ran the same Verilog (``verilog_sha256``, checked above as a
+    figure that must agree), the run keeps the first chunk's label and lists the others;
+    without that hash the labels themselves must agree."""
+    gits = [p.get("generator_git") for p in parts]
+    if "verilog_sha256" not in res:
+        res["generator_git"] = _agreed("generator_git", gits, starts)
+        return
+    res["generator_git"] = gits[0]
+    if len(set(gits)) > 1:
+        res["generator_git_chunks"] = gits
 
 
 def _merge_extras(res: dict, parts: list[dict]) -> None:

@@ -46,6 +46,23 @@ def test_merge_refuses_chunks_that_disagree():
         N.merge_chunks([_part(4, 4), _part(4, 4, cycles=101)], [0, 4])
     with pytest.raises(N.ChunkMergeError, match="disagree on model_sha256"):
         N.merge_chunks([_part(4, 4), _part(4, 4, model_sha256="cd")], [0, 4])
+    with pytest.raises(N.ChunkMergeError, match="disagree on verilog_sha256"):
+        N.merge_chunks([_part(4, 4, verilog_sha256="v1"), _part(4, 4, verilog_sha256="v2")],
+                       [0, 4])
+
+
+def test_merge_keeps_the_label_of_a_commit_that_landed_mid_run():
+    """The same Verilog in every chunk, the repository's commit moved on: one design, its
+    first label kept and the others listed; without the Verilog's hash they must agree."""
+    same = [_part(4, 4, verilog_sha256="v", generator_git="aaa"),
+            _part(4, 4, verilog_sha256="v", generator_git="bbb+dirty")]
+    r = N.merge_chunks(same, [0, 4])
+    assert r["generator_git"] == "aaa" and r["generator_git_chunks"] == ["aaa", "bbb+dirty"]
+    assert "generator_git_chunks" not in N.merge_chunks(
+        [_part(4, 4, verilog_sha256="v", generator_git="aaa")] * 2, [0, 4])
+    with pytest.raises(N.ChunkMergeError, match="disagree on generator_git"):
+        N.merge_chunks([_part(4, 4, generator_git="aaa"), _part(4, 4, generator_git="bbb")],
+                       [0, 4])
 
 
 def test_cli_rejects_a_bad_chunk(capsys):
