@@ -149,12 +149,19 @@ def _simulate(top, images):
     return np.array([[int(v) for v in r.logits] for r in got], np.int64)
 
 
-def test_generator_and_hardware_bit_exact(user):
-    path = str(user["dir"] / "user.json")
-    ctx = run_flow(FlowConfig(model=path, quiet=True, stop_after="estimate"))
+def test_generator_estimate(user):
+    ctx = run_flow(FlowConfig(model=str(user["dir"] / "user.json"), quiet=True,
+                              stop_after="estimate"))
     assert ctx.graph.name == "user"
-    images = user["x"][:2]
-    logits = _simulate(build_network(path), images)
+
+
+@pytest.mark.parametrize("n", [1, pytest.param(4, marks=pytest.mark.slow)])
+def test_hardware_bit_exact(user, n):
+    """The generated network (every layer folded serially, the default) in the Amaranth
+    simulator against python_ref, bit for bit: one image (about 20 s) in the default run, four
+    in the slow one."""
+    images = user["x"][:n]
+    logits = _simulate(build_network(str(user["dir"] / "user.json")), images)
     assert (logits == snn.run(user["g"], images).logits).all()
 
 
@@ -295,3 +302,76 @@ def test_cli_errors_are_one_line(tmp_path):
         cv.main(["--onnx", str(tmp_path / "missing.onnx"), "--calib", "digits",
                  "--out", str(tmp_path / "m")])
     assert not (tmp_path / "m.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Other exports of the same ops: BatchNormalization nodes, MatMul + Add, Reshape of a map
+# ---------------------------------------------------------------------------------------------
+
+
+def _against_onnxruntime(model, shape):
+    """run_float of the imported model against onnxruntime on random pixels, per image."""
+    path_or_bytes = model if isinstance(model, str) else model.SerializeToString()
+    sess = ort.InferenceSession(path_or_bytes)
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(1).integers(0, 256, (4, *shape), dtype=np.uint8)
+    want = np.concatenate([sess.run(None, {name: _nchw(x[i:i + 1]).numpy()})[0]
+                           for i in range(len(x))])
+    got = cv.run_float(import_onnx(model), x,
+                       dtype=np.float64)
+    np.testing.assert_allclose(got, want, rtol=0, atol=FLOAT_ATOL)
+
+
+def test_batchnorm_nodes_folded(tmp_path):
+    """The TorchScript exporter with batch norm kept as BatchNormalization nodes."""
+    torch.manual_seed(1)
+    model = UserNet().eval()
+    for bn in (model.bn1, model.bn2):
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 2.0)
+    path = str(tmp_path / "bn.onnx")
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), path, dynamo=False,
+                          training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
+                          opset_version=13)
+    assert "BatchNormalization" in {n.op_type for n in onnx.load(path).graph.node}
+    _against_onnxruntime(path, (8, 8, 1))
+
+
+def test_matmul_add_and_reshape_of_a_map():
+    """A classifier on a flattened 2 x 2 x 3 map: the columns go from (C, H, W) to (H, W, C)."""
+    rng = np.random.default_rng(2)
+    m = _tiny([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+               helper.make_node("Relu", ["c"], ["r"], name="act"),
+               helper.make_node("Reshape", ["r", "shape"], ["f"], name="flat"),
+               helper.make_node("MatMul", ["f", "m"], ["mm"], name="fc"),
+               helper.make_node("Add", ["mm", "bias"], ["y"], name="fc_bias")],
+              {"w": rng.normal(size=(3, 1, 3, 3)), "m": rng.normal(size=(12, 10)),
+               "bias": rng.normal(size=10)})
+    m.graph.initializer.append(numpy_helper.from_array(np.array([1, 12], np.int64), "shape"))
+    ops = import_onnx(m)
+    assert [(o["name"], o["op"]) for o in ops][1:] == [("conv", "conv"), ("act", "relu"),
+                                                       ("fc", "dense")]
+    _against_onnxruntime(m, (4, 4, 1))
+
+
+def test_dynamic_spatial_dimension_refused():
+    m = _tiny([helper.make_node("Relu", ["x"], ["y"], name="act")], {}, shape=(1, 1, "H", 4))
+    with pytest.raises(ModelImportError, match=r"input 'x': shape \(1, 1, None, 4\) must be N x "
+                                               "C x H x W with C, H and W fixed"):
+        import_onnx(m)
+
+
+def test_cli_with_normalisation_prints_what_it_did(tmp_path, capsys):
+    onnx.save(_conv_net(), tmp_path / "m.onnx")
+    x = np.random.default_rng(3).integers(0, 256, (50, 4, 4, 1), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", x=x)
+    cv.main(["--onnx", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "c.npz"),
+             "--out", str(tmp_path / "m"), "--mean", "0.5", "--std", "0.25", "--K", "8"])
+    out = capsys.readouterr().out
+    assert "imported " in out and "4 float ops (conv 1, relu 1, gap 1, dense 1)" in out
+    assert "calibrating on 50 images from" in out and "wrote " in out
+    g = ir.load(tmp_path / "m")
+    assert g.units == {"relu_k8": {"kind": "relu", "K": 8}}
+    assert g.meta["source"]["mean"] == [0.5] and g.meta["source"]["std"] == [0.25]
