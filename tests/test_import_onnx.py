@@ -375,3 +375,17 @@ def test_cli_with_normalisation_prints_what_it_did(tmp_path, capsys):
     g = ir.load(tmp_path / "m")
     assert g.units == {"relu_k8": {"kind": "relu", "K": 8}}
     assert g.meta["source"]["mean"] == [0.5] and g.meta["source"]["std"] == [0.25]
+
+
+def test_layer_names_sanitised():
+    assert sanitise_name("/blocks.0/conv1/Conv", "x") == "blocks.0.conv1.Conv"
+    assert sanitise_name("a::b c", "x") == "a.b_c"
+    assert sanitise_name("", "Conv_3") == "Conv_3"
+    assert sanitise_name("3x", "x") == "n3x"
+    m = _tiny([helper.make_node("Conv", ["x", "w"], ["c"], name="input"),
+               helper.make_node("Relu", ["c"], ["r"], name=""),
+               helper.make_node("GlobalAveragePool", ["r"], ["g"], name="input"),
+               helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+               helper.make_node("Gemm", ["f", "fw"], ["y"], name="fc", transB=1)], _W)
+    assert [o["name"] for o in import_onnx(m)] == ["input", "input_2", "Relu_1", "input_3",
+                                                   "fc"]

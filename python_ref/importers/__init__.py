@@ -19,16 +19,25 @@ __all__ = ["ModelImportError", "fold_input_normalisation", "sanitise_name", "imp
            "from_torch_ops"]
 
 
+def _missing(e: ModuleNotFoundError) -> ModelImportError:
+    return ModelImportError(f"the model importer needs the onnx extra (pip install -e '.[onnx]'"
+                            f"): module {e.name!r} is not installed")
+
+
 def import_onnx(model, **kw):
     """:func:`python_ref.importers.onnx_import.import_onnx` (imports onnx when called)."""
-    from .onnx_import import import_onnx as _imp  # the `onnx` extra: optional, see above
-
+    try:
+        from .onnx_import import import_onnx as _imp  # the `onnx` extra: optional, see above
+    except ModuleNotFoundError as e:
+        raise _missing(e) from None
     return _imp(model, **kw)
 
 
 def from_torch_ops(module, example_input, **kw):
     """:func:`python_ref.importers.torch_import.torch_ops` (imports torch and onnx when
     called)."""
-    from .torch_import import torch_ops  # the `train` and `onnx` extras: optional, see above
-
+    try:
+        from .torch_import import torch_ops  # the `onnx` extra: optional, see above
+    except ModuleNotFoundError as e:
+        raise _missing(e) from None
     return torch_ops(module, example_input, **kw)

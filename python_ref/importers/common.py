@@ -27,7 +27,7 @@ def sanitise_name(name: str, fallback: str) -> str:
     s = name.strip().replace("::", ".").strip("/").replace("/", ".")
     s = _BAD.sub("_", s).strip(".")
     if not s:
-        s = fallback
+        s = fallback or "layer"
     if s[0].isdigit():
         s = "n" + s
     return s
