@@ -389,3 +389,18 @@ def test_layer_names_sanitised():
                helper.make_node("Gemm", ["f", "fw"], ["y"], name="fc", transB=1)], _W)
     assert [o["name"] for o in import_onnx(m)] == ["input", "input_2", "Relu_1", "input_3",
                                                    "fc"]
+
+
+def test_batchnorm_not_folded_into_a_conv_read_twice():
+    """Through an Identity, the conv's output is also read by a ReLU: folding the batch norm
+    would change what the ReLU sees, so it is refused."""
+    bn = {k: np.ones(2) for k in ("s", "b", "m", "v")}
+    m = _tiny([helper.make_node("Conv", ["x", "w"], ["c"], name="stem"),
+               helper.make_node("Identity", ["c"], ["i"], name="id"),
+               helper.make_node("BatchNormalization", ["i", "s", "b", "m", "v"], ["n"],
+                                name="bn"),
+               helper.make_node("Relu", ["c"], ["r"], name="act"),
+               helper.make_node("Add", ["n", "r"], ["y"], name="sum")], {**_W, **bn})
+    with pytest.raises(ModelImportError, match=r"node 'bn' \(BatchNormalization\): this "
+                                               "BatchNormalization cannot be folded"):
+        import_onnx(m)

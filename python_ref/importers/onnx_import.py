@@ -47,7 +47,8 @@ class _State:
 
     consts: dict  # tensor name -> numpy array
     shapes: dict  # tensor name -> static shape (from onnx shape inference), when known
-    consumers: dict  # tensor name -> number of nodes reading it
+    consumers: dict  # tensor name -> nodes reading it (through Identity / Dropout)
+    alias: dict = field(default_factory=dict)  # Identity / Dropout output -> the tensor it is
     acts: dict = field(default_factory=dict)  # tensor name -> _Tensor
     ops: list = field(default_factory=list)  # the float ops
     byname: dict = field(default_factory=dict)  # float op name -> op
@@ -75,15 +76,24 @@ def import_onnx(model) -> list:
                         if numpy_helper.to_array(t).dtype.kind == "f"
                         else numpy_helper.to_array(t) for t in g.initializer},
                 shapes=_static_shapes(m), consumers={})
-    for n in g.node:
-        for i in n.input:
-            st.consumers[i] = st.consumers.get(i, 0) + 1
     _add_input(st, g)
     nodes = _fold_constants(st, g)
+    _count_readers(st, nodes)
     _check_supported(nodes)
     for k, n in enumerate(nodes):
         _HANDLERS[n.op_type](st, n, _node_name(st, n, k))
     return _finish(st, g)
+
+
+def _count_readers(st: _State, nodes: list) -> None:
+    """How many nodes read each tensor, an Identity / Dropout chain counted as its source."""
+    for n in nodes:
+        if n.op_type in ("Identity", "Dropout"):
+            st.alias[n.output[0]] = st.alias.get(n.input[0], n.input[0])
+        else:
+            for i in n.input:
+                src = st.alias.get(i, i)
+                st.consumers[src] = st.consumers.get(src, 0) + 1
 
 
 def _read(model) -> onnx.ModelProto:
@@ -312,7 +322,8 @@ def _matmul(st: _State, n, name: str) -> None:
 def _foldable(st: _State, n, x: _Tensor, what: str) -> dict:
     """The conv / dense op computing ``x``, if ``n`` is its only reader; else an error."""
     op = st.byname[x.op]
-    if op["op"] not in ("conv", "dense") or st.consumers.get(n.input[0], 0) != 1:
+    if op["op"] not in ("conv", "dense") or st.consumers.get(
+            st.alias.get(n.input[0], n.input[0]), 0) != 1:
         raise ModelImportError(f"node {n.name!r} ({n.op_type}): {what} cannot be folded: its "
                                "input must be the output of a Conv / Gemm / MatMul that "
                                "nothing else reads")
