@@ -24,6 +24,7 @@ image must agree, the latency is the largest)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -112,6 +113,8 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
                 "est_lut4": ctx.report["est_lut4"], "clock_mhz": ctx.report["clock_mhz"],
                 "images_per_s_at_clock": ctx.report["images_per_s"],
                 "ccu2c_cells": verilog.count("CCU2C #("),  # the ECP5 carry form's cells
+                # what was simulated: chunks of one run must agree on it (merge_chunks)
+                "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(),
                 "generator_git": git})
     return out
 
