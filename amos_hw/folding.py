@@ -28,7 +28,7 @@ from amos_hw.devices import family
 from amos_hw.engines.carry import CARRY_FORMS, default_form
 from amos_hw.errors import BudgetError, FlowError
 from amos_hw.lib.checks import positive_int
-from amos_hw.plan import DenseLayer, Layer, NetworkPlan, PoolLayer
+from amos_hw.plan import DenseLayer, Layer, NetworkPlan
 
 __all__ = ["divisors", "options", "lane_cost", "choose_for_target", "carry_form", "read_user",
            "apply", "fits", "fit_device"]
@@ -40,7 +40,7 @@ def divisors(n: int) -> list[int]:
 
 def options(lay: Layer, plan: NetworkPlan | None = None) -> list[dict]:
     """Every folding a layer's engine takes."""
-    if isinstance(lay, (PoolLayer,)) or lay.FOLD_FIELDS == ("lanes",):
+    if lay.FOLD_FIELDS == ("lanes",):  # pooling and adds
         return [{"lanes": n} for n in divisors(lay.channels)]
     planes = divisors(lay.in_bits)
     if isinstance(lay, DenseLayer) and plan is not None and any(
@@ -150,7 +150,7 @@ def _check(lay: Layer, par: dict) -> None:
     name = lay.name
     for f, v in par.items():
         positive_int(f"layer {name!r}: {f}", v, error=FlowError)
-    if isinstance(lay, PoolLayer) or "lanes" in par:
+    if lay.FOLD_FIELDS == ("lanes",):
         if lay.channels % par["lanes"]:
             raise FlowError(f"layer {name!r}: lanes must divide the {lay.channels} "
                             f"channels, not {par['lanes']}")
