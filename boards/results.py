@@ -3,7 +3,9 @@
 ::
 
     python -m boards.results            rewrite docs/results/README.md
-    python -m boards.results --check    exit 1 when the committed page is not the generated one
+    python -m boards.results --check    exit 1 when a committed page is not the generated one
+
+It writes the paper's Table 2 side by side too (``docs/results/table2.md``, :mod:`boards.table2`).
 
 Five tables, each read from committed JSON only (no figure is typed in by hand): accuracy
 (``docs/results/<model>.json``, written by ``python -m python_ref.evaluate --json``), RTL runs
@@ -14,7 +16,8 @@ synthesis probes (``docs/results/engine_synth_*.json``, ``python -m amos_hw.engi
 
 The page lives in ``boards/`` because its board table (with the published anchors and the goals
 it is read against) belongs to the board benchmark, which rewrites the page after every build;
-``amos_hw`` imports nothing of ``boards``. This module imports the standard library only.
+``amos_hw`` imports nothing of ``boards``. This module imports the standard library and
+:mod:`boards.table2` (the same) only.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from boards import table2
 
 __all__ = ["ANCHORS", "BOARD_RESULTS", "GOALS", "PAGE", "RESULTS_DIR", "accuracy_table",
            "boards_table", "engine_probe_table", "main", "render_page", "rtl_table",
@@ -489,20 +494,28 @@ def write_page(results_dir: Path | None = None, page: Path | None = None) -> Pat
     return page
 
 
+def _stale() -> list[Path]:
+    """The committed pages that differ from the generated ones."""
+    pages = [(PAGE, render_page()), (table2.PAGE, table2.render_table2())]
+    return [p for p, text in pages if not (p.is_file() and p.read_text() == text)]
+
+
 def main(argv=None) -> int:
     """Rewrite the results page, or with ``--check`` only compare it; the exit status."""
     ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true",
-                    help="only check that docs/results/README.md is the generated page")
+                    help="only check that docs/results/README.md and table2.md are the generated "
+                         "pages")
     args = ap.parse_args(argv)
     if args.check:
-        if PAGE.is_file() and PAGE.read_text() == render_page():
-            return 0
-        print(f"{PAGE.relative_to(REPO)} is not the generated page: run {COMMAND}",
-              file=sys.stderr)
-        return 1
+        stale = _stale()
+        for p in stale:
+            print(f"{p.relative_to(REPO)} is not the generated page: run {COMMAND}",
+                  file=sys.stderr)
+        return 1 if stale else 0
     print(f"wrote {write_page().relative_to(REPO)}")
+    print(f"wrote {table2.write_page().relative_to(REPO)}")
     return 0
 
 

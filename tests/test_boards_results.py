@@ -1,7 +1,7 @@
 """boards.results: the committed results page is the generated one, and each table says how."""
 import json
 
-from boards import results
+from boards import results, table2
 
 
 def _sections(page: str) -> dict[str, list[str]]:
@@ -64,3 +64,33 @@ def test_rtl_command_from_the_file_name():
     assert results._rtl_command("rtl_resnet8.json", run) == (
         "`python -m rtl_tests.network --model resnet8 --target-cycles 65536 --images 100 "
         "--sim verilator`")
+
+
+def test_table2_is_generated_and_read_from_the_json(tmp_path):
+    assert table2.PAGE.read_text() == table2.render_table2(), (
+        "docs/results/table2.md is stale: run python -m boards.results")
+    paper = {"ann_top1": 0.8722, "snn_top1": 0.8705, "neurons": 737280,
+             "spikes_per_image": 103753}
+    (tmp_path / "resnet8.json").write_text(json.dumps({
+        "model": "resnet8", "n_images": 10000, "ann_top1": 0.5, "snn_top1": 0.25,
+        "neurons": 99, "spikes_per_image": 4321.25, "time_steps": 7, "paper": paper,
+        "synops_per_image": 2.5e6, "macs_per_image": 1.25e6}))
+    (tmp_path / "table2_estimates.json").write_text(json.dumps({"models": {"resnet8": {
+        "architecture": None, "cycles_per_image": 640, "images_per_s": 78125.0,
+        "clock_mhz": 50.0, "est_lut4": 1234, "est_bram_blocks": 5, "est_dsp": 0}}}))
+    page = table2.render_table2(tmp_path)
+    assert ("| resnet8 | 50.00 % / 87.22 % | 25.00 % / 87.05 % | 99 / 737,280 | "
+            "4,321 / 103,753 | 2.50 M | 1.25 M | 7 | 10,000 | layer-pipelined: 640 cycles, "
+            "78,125.0 images/s at 50 MHz, 1,234 LUT4, 5 DP16KD, 0 DSP |") in page
+    # the models without a result say so; the paper's ResNet50 row says why it is missing
+    assert "| ResNet50 | - / 92.99 % |" in page
+    assert "resnet14" not in page
+
+
+def test_check_names_each_stale_page(tmp_path, monkeypatch, capsys):
+    stale = tmp_path / "table2.md"
+    stale.write_text("old\n")
+    monkeypatch.setattr(table2, "PAGE", stale)
+    monkeypatch.setattr(results, "REPO", tmp_path)
+    assert results.main(["--check"]) == 1
+    assert "table2.md is not the generated page" in capsys.readouterr().err
