@@ -6,10 +6,11 @@ validates it and derives what the hardware needs from it (shapes, exact integer 
 tensor, neuron counts). It imports neither torch nor anything heavy: the generator runs on a fresh
 clone with numpy only.
 
-Version 1 knows six ops (``input``, ``conv``, ``dense``, ``add``, ``gap``, ``amos``) and two unit
-kinds (``relu``: the closed-form integer ReLU with ``K`` neurons; ``amos``: a general integer AMOS
-unit with explicit ``c``, ``c2``, ``T``, ``h``, ``d`` arrays, one or two inputs), so trained units
-(swish, sigmoid, multiplication) fit without a format change.
+Version 1 knows eight ops (``input``, ``conv`` (dense or depthwise), ``dense``, ``add``, ``gap``,
+``maxpool``, ``avgpool``, ``amos``) and two unit kinds (``relu``: the closed-form integer ReLU with
+``K`` neurons; ``amos``: a general integer AMOS unit with explicit ``c``, ``c2``, ``T``, ``h``,
+``d`` arrays, one or two inputs), so trained units (swish, sigmoid, multiplication) fit without a
+format change.
 """
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ __all__ = [
     "save",
     "validate",
     "make_unit",
+    "activation_bits",
+    "conv_groups",
 ]
 
 FORMAT = "amos_ir"
 IR_VERSION = 1
-OPS = ("input", "conv", "dense", "add", "gap", "amos")
+OPS = ("input", "conv", "dense", "add", "gap", "maxpool", "avgpool", "amos")
 UNIT_KINDS = ("relu", "amos")
 
 # Fields every node of an op must carry (beyond name/op/inputs) and their Python types.
@@ -49,10 +52,12 @@ _REQUIRED = {
     "dense": {"weight": str, "out_features": int},
     "add": {"lshift": list},
     "gap": {},
+    "maxpool": {"kernel": int, "stride": int, "padding": int},
+    "avgpool": {"kernel": int, "stride": int, "padding": int},
     "amos": {"unit": str, "rshift": list},
 }
 _N_INPUTS = {"input": (0, 0), "conv": (1, 1), "dense": (1, 1), "add": (2, 64), "gap": (1, 1),
-             "amos": (1, 2)}
+             "maxpool": (1, 1), "avgpool": (1, 1), "amos": (1, 2)}
 
 
 class IRError(ValueError):
@@ -298,9 +303,14 @@ def _weights(g: Graph, n: dict) -> np.ndarray:
     return w
 
 
+def conv_groups(n: dict) -> int:
+    """A ``conv`` node's ``groups`` (1 when the field is absent)."""
+    return n.get("groups", 1)
+
+
 def _conv_geometry(n: dict, s: dict, w: np.ndarray) -> tuple:
-    """A conv's output shape, its weights as ``(O, k*k*C)`` and the range of the values it reads
-    (zero padding included)."""
+    """A conv's output shape, its weights as ``(O, k*k*C)`` (``(C, k*k)`` when depthwise) and
+    the range of the values it reads (zero padding included)."""
     name = n["name"]
     if len(s["shape"]) != 3:
         raise IRError(f"layer {name!r}: conv needs an (H, W, C) input, "
@@ -309,9 +319,20 @@ def _conv_geometry(n: dict, s: dict, w: np.ndarray) -> tuple:
     k, st, p, co = n["kernel"], n["stride"], n["padding"], n["out_channels"]
     if k < 1 or st < 1 or p < 0:
         raise IRError(f"layer {name!r}: kernel/stride must be >= 1 and padding >= 0")
-    if w.shape != (co, k, k, C):
-        raise IRError(f"layer {name!r}: weight shape {w.shape} does not match "
-                      f"(out_channels, kernel, kernel, in_channels) = {(co, k, k, C)}")
+    groups = conv_groups(n)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups not in (1, C):
+        raise IRError(f"layer {name!r}: groups must be 1 or the input channels ({C}), "
+                      f"not {groups!r}")
+    if groups == 1:
+        want = (co, k, k, C)
+        what = "(out_channels, kernel, kernel, in_channels)"
+    else:
+        if co != C:
+            raise IRError(f"layer {name!r}: a depthwise conv (groups = {C}) needs out_channels "
+                          f"= in_channels = {C}, not {co}")
+        want, what = (C, k, k, 1), "(channels, kernel, kernel, 1) for a depthwise conv"
+    if w.shape != want:
+        raise IRError(f"layer {name!r}: weight shape {w.shape} does not match {what} = {want}")
     Ho, Wo = _conv_out(H, k, st, p), _conv_out(W, k, st, p)
     if Ho < 1 or Wo < 1:
         raise IRError(f"layer {name!r}: output would be empty ({Ho}x{Wo})")
@@ -408,8 +429,83 @@ def _infer_amos(g: Graph, n: dict, src: list) -> dict:
     return {"shape": src[0]["shape"], "lo": lo, "hi": hi}
 
 
+def _pool_window(n: dict, s: dict) -> tuple:
+    """A pool's output shape, once its input is a map and its window fields are in range."""
+    name, op = n["name"], n["op"]
+    if len(s["shape"]) != 3:
+        raise IRError(f"layer {name!r}: {op} needs an (H, W, C) input, not shape {s['shape']}")
+    H, W, C = s["shape"]
+    k, st, p = n["kernel"], n["stride"], n["padding"]
+    if k < 1:
+        raise IRError(f"layer {name!r}: kernel must be >= 1, not {k}")
+    if st < 1:
+        raise IRError(f"layer {name!r}: stride must be >= 1, not {st}")
+    if not 0 <= p < k:
+        raise IRError(f"layer {name!r}: padding must lie in 0..kernel-1 = 0..{k - 1}, not {p}")
+    Ho, Wo = _conv_out(H, k, st, p), _conv_out(W, k, st, p)
+    if Ho < 1 or Wo < 1:
+        raise IRError(f"layer {name!r}: output would be empty ({Ho}x{Wo})")
+    return (Ho, Wo, C)
+
+
+def _is_relu_layer(g: Graph, node: dict) -> bool:
+    return (node["op"] == "amos" and node.get("unit") in g.units
+            and g.units[node["unit"]].get("kind") == "relu")
+
+
+def _pool_source(g: Graph, n: dict, allowed: tuple) -> dict:
+    """The node a pool reads, once it is one of the ``allowed`` kinds (``"relu"``: an ``amos``
+    layer with a closed-form ReLU unit)."""
+    src = g.node[n["inputs"][0]]
+    kind = "relu" if _is_relu_layer(g, src) else src["op"]
+    if kind not in allowed:
+        what = f"op {src['op']!r}" if src["op"] != "amos" else "an amos layer with a non-ReLU unit"
+        raise IRError(f"layer {n['name']!r}: {n['op']} needs non-negative activations (one of: "
+                      f"{', '.join(allowed)}), but its input {src['name']!r} is {what}")
+    return src
+
+
+def activation_bits(g: Graph, name: str) -> int:
+    """The width in bits of the unsigned values a spike-map tensor carries.
+
+    ``input``: its ``bits``; an ``amos`` layer with a ReLU unit: the unit's ``K``; ``maxpool``:
+    its input's width; ``avgpool``: its input's width plus ``ceil(log2(kernel**2))``.
+
+    Raises
+    ------
+    IRError
+        When ``name`` is not such a tensor (naming it).
+    """
+    node = g.node.get(name)
+    if node is None:
+        raise IRError(f"layer {name!r}: no such layer")
+    if node["op"] == "input":
+        return int(node["bits"])
+    if _is_relu_layer(g, node):
+        return int(g.units[node["unit"]]["K"])
+    if node["op"] == "maxpool":
+        return activation_bits(g, node["inputs"][0])
+    if node["op"] == "avgpool":
+        k = node["kernel"]
+        return activation_bits(g, node["inputs"][0]) + math.ceil(math.log2(k * k))
+    raise IRError(f"layer {name!r}: op {node['op']!r} does not carry unsigned activations")
+
+
+def _infer_maxpool(g: Graph, n: dict, src: list) -> dict:
+    shape = _pool_window(n, src[0])
+    _pool_source(g, n, ("relu", "maxpool"))
+    return {"shape": shape, "lo": 0, "hi": src[0]["hi"]}
+
+
+def _infer_avgpool(g: Graph, n: dict, src: list) -> dict:
+    shape = _pool_window(n, src[0])
+    _pool_source(g, n, ("relu", "maxpool", "avgpool", "input"))
+    return {"shape": shape, "lo": 0, "hi": src[0]["hi"] * n["kernel"] ** 2}
+
+
 _INFER = {"input": _infer_input, "conv": _infer_weighted, "dense": _infer_weighted,
-          "add": _infer_add, "gap": _infer_gap, "amos": _infer_amos}
+          "add": _infer_add, "gap": _infer_gap, "maxpool": _infer_maxpool,
+          "avgpool": _infer_avgpool, "amos": _infer_amos}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,10 +3,10 @@
 This is the golden model of every hardware test. :func:`run` evaluates a whole network over a batch
 of images and returns logits, classes, spike counts per layer and (on request) every intermediate
 tensor. The per-op functions (:func:`conv2d`, :func:`dense`, :func:`add`, :func:`gap`,
-:func:`requant_unit`) evaluate single layers, and :func:`conv2d_bitserial` /
-:func:`dense_bitserial` evaluate a layer from its input spikes time step by time step (MSB first),
-which is how the hardware consumes them; ``run(..., bitserial=True)`` uses that path everywhere a
-layer reads spikes.
+:func:`maxpool2d`, :func:`avgpool2d`, :func:`requant_unit`) evaluate single layers, and
+:func:`conv2d_bitserial` / :func:`dense_bitserial` evaluate a layer from its input spikes time step
+by time step (MSB first), which is how the hardware consumes them; ``run(..., bitserial=True)`` uses
+that path everywhere a layer reads spikes.
 
 The integer semantics (requantisation, the units, their spikes) come from
 :mod:`python_ref.quant`; nothing here redefines them.
@@ -34,6 +34,8 @@ __all__ = [
     "dense",
     "add",
     "gap",
+    "maxpool2d",
+    "avgpool2d",
     "requant_unit",
     "unit_spikes",
     "conv2d_bitserial",
@@ -83,24 +85,28 @@ def _check_int(a, what: str) -> np.ndarray:
     return a
 
 
-def conv2d(a, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+def conv2d(a, w, bias=None, stride: int = 1, padding: int = 0, groups: int = 1) -> np.ndarray:
     """Integer 2-D convolution: ``acc = conv(a, W) + bias``, exact int64.
 
     A cross-correlation (the kernel is not flipped):
     ``acc[n, oy, ox, o] = bias[o] + sum_{ky, kx, c} w[o, ky, kx, c] *
     a_pad[n, oy*stride + ky, ox*stride + kx, c]``, with ``a_pad`` the input with ``padding``
-    zeros on all four sides (``docs/integer_semantics.md``).
+    zeros on all four sides (``docs/integer_semantics.md``). Depthwise (``groups = C``):
+    ``acc[n, oy, ox, c] = bias[c] + sum_{ky, kx} w[c, ky, kx, 0] *
+    a_pad[n, oy*stride + ky, ox*stride + kx, c]``.
 
     Parameters
     ----------
     a : array of int, shape (N, H, W, C)
         Input activations (channels last).
-    w : array of int, shape (O, k, k, C)
+    w : array of int, shape (O, k, k, C), or (C, k, k, 1) when depthwise
         Weights: output channel, kernel row, kernel column, input channel.
     bias : array of int, shape (O,), optional
         None adds nothing.
     stride, padding : int
         Stride in both directions; zeros added on each of the four sides.
+    groups : int
+        1, or ``C`` for a depthwise convolution.
 
     Returns
     -------
@@ -108,10 +114,21 @@ def conv2d(a, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
     """
     a = _check_int(a, "a")
     w = _check_int(w, "w")
-    if a.ndim != 4 or w.ndim != 4 or w.shape[1] != w.shape[2] or w.shape[3] != a.shape[3]:
-        raise ValueError(f"conv2d: input {a.shape} and weight {w.shape} (O, k, k, C) disagree")
+    depthwise = groups != 1
+    if depthwise and (a.ndim != 4 or groups != a.shape[3]):
+        raise ValueError(f"conv2d: groups must be 1 or the input channels, not {groups}")
+    want_c = 1 if depthwise else a.shape[-1]
+    if (a.ndim != 4 or w.ndim != 4 or w.shape[1] != w.shape[2] or w.shape[3] != want_c
+            or (depthwise and w.shape[0] != groups)):
+        raise ValueError(f"conv2d: input {a.shape} and weight {w.shape} "
+                         f"({'(C, k, k, 1)' if depthwise else '(O, k, k, C)'}) disagree")
     cols, (N, Ho, Wo) = im2col(a, w.shape[1], stride, padding)
-    out = _int_matmul(cols, w.reshape(w.shape[0], -1)).reshape(N, Ho, Wo, w.shape[0])
+    if depthwise:
+        kk, C = w.shape[1] * w.shape[2], w.shape[0]
+        out = np.einsum("mjc,cj->mc", cols.reshape(-1, kk, C).astype(np.int64, copy=False),
+                        w.reshape(C, kk).astype(np.int64)).reshape(N, Ho, Wo, C)
+    else:
+        out = _int_matmul(cols, w.reshape(w.shape[0], -1)).reshape(N, Ho, Wo, w.shape[0])
     if bias is not None:
         out += _check_int(bias, "bias").astype(np.int64)
     return out
@@ -148,6 +165,32 @@ def gap(a) -> np.ndarray:
     (the 1/(H*W) lives in the next layer's weights)."""
     a = _check_int(a, "a")
     return a.astype(np.int64).sum(axis=(1, 2))
+
+
+def _pool_windows(a, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """The ``kernel x kernel`` windows of a zero-padded ``(N, H, W, C)`` map as
+    ``(N, Ho, Wo, C, kernel*kernel)`` int64."""
+    a = _check_int(a, "a")
+    if a.ndim != 4:
+        raise ValueError(f"pool input must be (N, H, W, C), not shape {a.shape}")
+    N, _, _, C = a.shape
+    cols, (N, Ho, Wo) = im2col(a.astype(np.int64), kernel, stride, padding)
+    return cols.reshape(N, Ho, Wo, kernel * kernel, C).swapaxes(-1, -2)
+
+
+def maxpool2d(a, kernel: int, stride: int, padding: int = 0) -> np.ndarray:
+    """Max pooling of non-negative integers: ``out[n, oy, ox, c]`` is the largest of
+    ``a_pad[n, oy*stride + ky, ox*stride + kx, c]`` over ``ky, kx`` in ``0..kernel-1``, with
+    ``a_pad`` the input with ``padding`` zeros on all four sides; ``(N, Ho, Wo, C)`` int64 with
+    ``Ho`` as for :func:`conv2d`."""
+    return _pool_windows(a, kernel, stride, padding).max(-1)
+
+
+def avgpool2d(a, kernel: int, stride: int, padding: int = 0) -> np.ndarray:
+    """Average pooling as a window sum: ``out[n, oy, ox, c]`` is the sum of
+    ``a_pad[n, oy*stride + ky, ox*stride + kx, c]`` over ``ky, kx`` in ``0..kernel-1`` (padding
+    zeros counted, no division: the ``1/kernel**2`` lives in the next layer's weights)."""
+    return _pool_windows(a, kernel, stride, padding).sum(-1)
 
 
 def requant_unit(accs, rshifts, unit: IntAmosUnit, closed_form_relu: bool | None = None):
@@ -196,7 +239,8 @@ def input_spikes(x, bits: int) -> np.ndarray:
     return relu_spikes(x, bits), 2 ** np.arange(bits - 1, -1, -1, dtype=np.int64)
 
 
-def conv2d_bitserial(z, d, w, bias=None, stride: int = 1, padding: int = 0) -> np.ndarray:
+def conv2d_bitserial(z, d, w, bias=None, stride: int = 1, padding: int = 0,
+                     groups: int = 1) -> np.ndarray:
     """Convolution from input spikes, one time step at a time.
 
     ``acc = sum_t d[t] * conv(z[..., t], W) + bias``: at time step ``t`` the layer adds the
@@ -210,7 +254,7 @@ def conv2d_bitserial(z, d, w, bias=None, stride: int = 1, padding: int = 0) -> n
         Spikes, time step last (MSB first for ReLU).
     d : array of int, shape (K,)
         Output weights of the producing unit.
-    w, bias, stride, padding
+    w, bias, stride, padding, groups
         As :func:`conv2d`.
     """
     z = _check_int(z, "z")
@@ -219,7 +263,7 @@ def conv2d_bitserial(z, d, w, bias=None, stride: int = 1, padding: int = 0) -> n
         raise ValueError(f"spikes have {z.shape[-1]} time steps but d has {d.size}")
     acc = None
     for t in range(d.size):
-        part = conv2d(z[..., t], w, None, stride, padding)
+        part = conv2d(z[..., t], w, None, stride, padding, groups)
         acc = d[t] * part if acc is None else acc + d[t] * part
     if bias is not None:
         acc += _check_int(bias, "bias").astype(np.int64)
@@ -266,8 +310,11 @@ def fan_out(shape, consumer: dict) -> np.ndarray:
     The number of operations one spike at that element causes in ``consumer``: for a ``conv``,
     the number of (output position, output channel) pairs whose window covers the element's
     position, ``out_channels * conv_cover(H)[y] * conv_cover(W)[x]`` (each is one weight the
-    spike is multiplied with); for a ``dense``, ``out_features``; for an ``add``, a ``gap`` or
-    an ``amos`` layer, 1 (one addition). A map read by several consumers (or twice by one) has
+    spike is multiplied with), without the ``out_channels`` factor for a depthwise conv (one
+    output channel per input channel); for a ``maxpool`` or ``avgpool``, the number of windows
+    that cover the element, ``conv_cover(H)[y] * conv_cover(W)[x]``; for a ``dense``,
+    ``out_features``; for an ``add``, a ``gap`` or an ``amos`` layer, 1 (one addition). A map read
+    by several consumers (or twice by one) has
     the sum of their fan-outs (``docs/integer_semantics.md``, "Synaptic operations").
 
     Parameters
@@ -283,10 +330,11 @@ def fan_out(shape, consumer: dict) -> np.ndarray:
     """
     shape = tuple(shape)
     op = consumer["op"]
-    if op == "conv":
+    if op in ("conv", "maxpool", "avgpool"):
         H, W, _ = shape
         k, s, p = consumer["kernel"], consumer["stride"], consumer["padding"]
-        fan = (consumer["out_channels"] * conv_cover(H, k, s, p)[:, None, None]
+        per = consumer["out_channels"] if op == "conv" and _ir.conv_groups(consumer) == 1 else 1
+        fan = (per * conv_cover(H, k, s, p)[:, None, None]
                * conv_cover(W, k, s, p)[None, :, None])
         return np.broadcast_to(fan, shape).astype(np.int64)
     if op == "dense":
@@ -296,10 +344,14 @@ def fan_out(shape, consumer: dict) -> np.ndarray:
     raise _ir.IRError(f"layer {consumer['name']!r}: op {op!r} does not read spikes")
 
 
+_PRODUCERS = ("input", "amos", "maxpool", "avgpool")
+
+
 def _fan_outs(g: _ir.Graph) -> dict:
-    """Spike producer (the ``input`` or an ``amos`` layer) -> ``[(consumer, fan-out map)]``."""
+    """Spike producer (the ``input``, an ``amos``, ``maxpool`` or ``avgpool`` layer) ->
+    ``[(consumer, fan-out map)]``."""
     shapes = {k: v["shape"] for k, v in _ir.validate(g).items()}
-    producers = {n["name"] for n in g.nodes if n["op"] in ("input", "amos")}
+    producers = {n["name"] for n in g.nodes if n["op"] in _PRODUCERS}
     fans: dict[str, list] = {}
     for n in g.nodes:
         for i in n.get("inputs", []):
@@ -338,10 +390,13 @@ class SimResult:
         With ``run(..., synops=True)``: consuming layer name -> int64 ``(N,)``, the synaptic
         operations it does per image on the spikes of the ``amos`` layers it reads, each spike
         times its fan-out into that layer (:func:`fan_out`); layers reading no spikes are
-        absent. Empty otherwise.
+        absent. Empty otherwise. The output bits of a ``maxpool`` or ``avgpool`` count as
+        spikes (``popcount`` of each value) of a producer too, though ``spikes`` does not count
+        them.
     input_synops : dict
         The same for the input pixels' bits taken as spikes (``popcount`` of each pixel), which
-        ``spikes`` does not count.
+        ``spikes`` does not count, and for the output bits of pools that read the pixels
+        (through pools only).
     """
 
     logits: np.ndarray
@@ -392,11 +447,31 @@ def _weighted(g: _ir.Graph, n: dict, ins: list, spk: dict, bitserial: bool) -> n
     if bitserial and src in spk:
         z, d = spk[src]
         if conv:
-            return conv2d_bitserial(z, d, w, b, n["stride"], n["padding"])
+            return conv2d_bitserial(z, d, w, b, n["stride"], n["padding"], _ir.conv_groups(n))
         return dense_bitserial(z, d, w, b)
     if conv:
-        return conv2d(ins[0], w, b, n["stride"], n["padding"])
+        return conv2d(ins[0], w, b, n["stride"], n["padding"], _ir.conv_groups(n))
     return dense(ins[0], w, b)
+
+
+def _pool_root(g: _ir.Graph, n: dict) -> dict:
+    """The node a chain of pools starts from (``n`` itself when it is no pool)."""
+    while n["op"] in ("maxpool", "avgpool"):
+        n = g.node[n["inputs"][0]]
+    return n
+
+
+def _pool(g: _ir.Graph, n: dict, a: np.ndarray, state: dict, bitserial: bool) -> np.ndarray:
+    """A ``maxpool`` or ``avgpool`` layer: its output, the SynOps of its consumers (its output
+    bits are spikes, counted with the pixels' when the pools read the input) and, when
+    ``bitserial``, its output as spikes, MSB first, in ``state["spk"]``."""
+    pool = maxpool2d if n["op"] == "maxpool" else avgpool2d
+    out = pool(a, n["kernel"], n["stride"], n["padding"])
+    into = "input_synops" if _pool_root(g, n)["op"] == "input" else "synops"
+    _record_synops(state, n["name"], np.bitwise_count(out), into)
+    if bitserial:
+        state["spk"][n["name"]] = input_spikes(out, _ir.activation_bits(g, n["name"]))
+    return out
 
 
 def _run_node(g: _ir.Graph, units: dict, n: dict, ins: list, x: np.ndarray, state: dict,
@@ -418,6 +493,8 @@ def _run_node(g: _ir.Graph, units: dict, n: dict, ins: list, x: np.ndarray, stat
         out = add(ins, n["lshift"])
     elif op == "gap":
         out = gap(ins[0])
+    elif op in ("maxpool", "avgpool"):
+        out = _pool(g, n, ins[0], state, bitserial)
     else:  # amos
         unit = units[n["unit"]]
         out, count = requant_unit(ins, n["rshift"], unit)
@@ -479,8 +556,9 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
     trace : bool or list of str
         ``True``: return every layer's output; a list: those layers only.
     bitserial : bool
-        Feed every layer that reads spikes (the input pixels' bits and every AMOS layer's output)
-        through :func:`conv2d_bitserial` / :func:`dense_bitserial`, time step by time step.
+        Feed every layer that reads spikes (the input pixels' bits, every AMOS layer's output
+        and every pool's output bits, MSB first) through :func:`conv2d_bitserial` /
+        :func:`dense_bitserial`, time step by time step.
     progress : bool
         Show a tqdm bar over batches.
     check : bool
