@@ -1,0 +1,144 @@
+"""ResNet8's accuracy-for-speed trade-off over the activation width K (issue 17, point 4).
+
+::
+
+    python -m boards.pareto                      # K = 4 5 6 8 10 and the zoo model, ecp5-85f
+    python -m boards.pareto --K 6 10 --limit 500 # a quick look (not for docs/results)
+
+For each K: the shipped ResNet8 checkpoint converted plainly at that K
+(:func:`python_ref.convert.convert`, no fine-tuning), evaluated on the CIFAR-10 test set
+(:func:`python_ref.evaluate.evaluate`: ANN and integer SNN top-1, spikes per image), then the
+generator's estimate for the board (``python -m amos_hw.generate --model STEM.json --board B
+--stop-after estimate``: the folding the generator picks to fill the device, cycles per image,
+LUT4, FF, block RAM; nothing is built). The zoo's own description (K = 10, fine-tuned with the
+units in the loop) is a row too. Placed figures (Fmax over seeds, LUT4, FF, DP16KD, DSP, images/s
+on the board clock) come from bitstream builds (``python -m boards.bench``) and stay ``null``
+in a row until a build of that row's description is recorded.
+
+Writes ``docs/results/pareto_resnet8.json`` (one row per point) and
+``docs/figures/pareto_resnet8.png`` (test top-1 against the estimated images/s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from amos_hw import generate
+from python_ref import convert as _convert
+from python_ref import evaluate as _evaluate
+from python_ref.checkpoint import ZOO
+
+__all__ = ["FIGURE", "RESULT", "estimate", "main", "plot", "row"]
+
+REPO = Path(__file__).resolve().parent.parent
+RESULT = REPO / "docs" / "results" / "pareto_resnet8.json"
+FIGURE = REPO / "docs" / "figures" / "pareto_resnet8.png"
+MODEL = "resnet8"
+DEFAULT_K = (4, 5, 6, 8, 10)
+# the placed figures a bitstream build adds to a row (null until one is recorded)
+PLACED = ("fmax_mhz", "fmax_mhz_min", "lut4", "ff", "bram", "dsp", "images_per_s_board_clock")
+
+
+def estimate(stem: Path, board: str) -> dict:
+    """The generator's estimate step for the description ``stem`` on ``board``."""
+    with tempfile.TemporaryDirectory() as out:
+        rc = generate.main(["--model", f"{stem}.json", "--board", board, "--stop-after",
+                            "estimate", "--out", out, "--quiet"])
+        if rc:
+            raise RuntimeError(f"python -m amos_hw.generate --model {stem}.json --board {board} "
+                               f"--stop-after estimate failed with status {rc}")
+        step = json.loads(next(Path(out, "steps").glob("*_estimate.json")).read_text())
+    return {"est_architecture": step.get("architecture") or "pipelined",
+            "est_cycles_per_image": step["cycles_per_image"],
+            "est_clock_mhz": step["clock_mhz"],
+            "est_images_per_s": step["images_per_s"], "est_lut4": step["est_lut4"],
+            "est_ff": step["est_ff"], "est_bram": step["est_bram_blocks"],
+            "est_dsp": step["est_dsp"]}
+
+
+def row(name: str, stem: Path, conversion: str, board: str, data=None, limit=None,
+        progress: bool = True) -> dict:
+    """One point: the description ``stem`` evaluated on the test set and estimated on ``board``."""
+    r = _evaluate.evaluate(MODEL, data=data, limit=limit, description=stem, progress=progress)
+    return {"model": name, "K": r["K"], "conversion": conversion, "n_images": r["n_images"],
+            "ann_top1": r["ann_top1"], "snn_top1": r["snn_top1"],
+            "spikes_per_image": r["spikes_per_image"], "neurons": r["neurons"],
+            "board": board, **estimate(stem, board), **dict.fromkeys(PLACED)}
+
+
+def plot(rows: list, path: Path = FIGURE) -> Path:
+    """Test top-1 of each row against its estimated images/s, labelled with K."""
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for r in rows:
+        plain = r["conversion"] == "plain"
+        ax.scatter(r["est_images_per_s"], 100 * r["snn_top1"], marker="o" if plain else "*",
+                   s=40 if plain else 120, color="C0" if plain else "C3")
+        ax.annotate(f"K={r['K']}" + ("" if plain else " (zoo, fine-tuned)"),
+                    (r["est_images_per_s"], 100 * r["snn_top1"]), textcoords="offset points",
+                    xytext=(5, -10))
+    clock = rows[0]["est_clock_mhz"] if rows else 0
+    ax.set_xlabel(f"images/s, generator estimate at {clock:g} MHz ({rows[0]['board']})"
+                  if rows else "images/s")
+    ax.set_ylabel(f"SNN top-1 (%), {rows[0]['n_images']:,} CIFAR-10 test images" if rows
+                  else "SNN top-1 (%)")
+    ax.set_title("ResNet8: accuracy against throughput over K")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m boards.pareto", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--K", type=int, nargs="+", default=list(DEFAULT_K))
+    p.add_argument("--board", default="ecp5-85f")
+    p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, ../shared)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="N test images (a seeded draw); the results files need the full set")
+    p.add_argument("--work", default="build/pareto", help="folder for the converted variants")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    """The command line; the exit status."""
+    a = _parser().parse_args(argv)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0, rows, progress = time.time(), [], not a.no_progress
+    for k in a.K:
+        stem = work / f"{MODEL}_k{k}"
+        _convert.convert(MODEL, data=a.data, out=stem, K=k, progress=progress)
+        rows.append(row(f"{MODEL}_k{k}", stem, "plain", a.board, a.data, a.limit, progress))
+        print(f"K={k}: SNN {100 * rows[-1]['snn_top1']:.2f} %, "
+              f"{rows[-1]['est_images_per_s']:,.0f} images/s estimated", file=sys.stderr)
+    rows.append(row(MODEL, ZOO / MODEL, "fine-tuned (zoo)", a.board, a.data, a.limit, progress))
+    doc = {"command": "python -m boards.pareto " + " ".join(sys.argv[1:] if argv is None
+                                                              else argv),
+           "data": "CIFAR-10 test set (JPEG copy)", "seconds": round(time.time() - t0, 1),
+           "placed": "null until a bitstream build of the row is recorded (python -m "
+                     "boards.bench)", "rows": rows}
+    if a.limit is None:
+        RESULT.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {RESULT.relative_to(REPO)} and {plot(rows).relative_to(REPO)}")
+    else:
+        out = work / "pareto_resnet8.json"
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"--limit: wrote {out} and {plot(rows, work / 'pareto_resnet8.png')} "
+              "(not docs/results)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
