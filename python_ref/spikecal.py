@@ -12,12 +12,17 @@ at the price of resolution. This search multiplies each layer's ``alpha_cal`` by
 :data:`SCALES`:
 
 1. the baseline: every factor 1, its top-1 and spikes per image on the validation images;
-2. the layers in order of their baseline spikes (most first); for each, the factors from the
-   largest down, keeping the first whose network (with the factors already kept) still has a
-   validation top-1 of at least ``baseline - tolerance`` and fewer spikes per image than the
-   current choice; none kept: the factor stays 1.
+2. with ``--K-choices`` (none by default), the K pass: the layers in order of their baseline
+   spikes (most first); for each, the smaller K from the smallest up, keeping the first whose
+   network (with the choices already kept) still has a validation top-1 of at least
+   ``baseline - tolerance``: the per-layer K chosen from measured sensitivity;
+3. the scale pass: the layers in the same order; for each, the factors from the largest down,
+   keeping the first whose network still has a validation top-1 of at least
+   ``baseline - tolerance`` and fewer spikes per image than the current choice; none kept: the
+   factor stays 1.
 
-Each trial is a plain conversion (:func:`python_ref.convert.quantise`) and an integer SNN run
+The tolerance is one budget for the whole search, not per layer. Each trial is a plain
+conversion (:func:`python_ref.convert.quantise`) and an integer SNN run
 (:func:`python_ref.snn.run`) on the validation images: the fixed, class-balanced hold-out of the
 *training* set of :func:`python_ref.train.split_validation` (the test set is never read). The
 chosen description is saved like any conversion; evaluate it on the test set with
@@ -37,12 +42,19 @@ from tqdm import tqdm
 from . import ir as _ir
 from . import snn
 from .checkpoint import ZOO, ConversionError, float_graph, load_checkpoint
-from .convert import DEFAULT_K, calibrate, calibration_images, quantise
+from .convert import (
+    DEFAULT_CALIB,
+    DEFAULT_K,
+    DEFAULT_PERCENTILE,
+    calibrate,
+    calibration_images,
+    quantise,
+)
 from .data import DataError, load_dataset
 from .models import MODELS
 from .train import split_validation
 
-__all__ = ["SCALES", "Trial", "main", "search"]
+__all__ = ["SCALES", "Trial", "build", "main", "search"]
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 DEFAULT_VAL = 5000
@@ -50,19 +62,27 @@ DEFAULT_TOLERANCE = 0.002
 
 
 class Trial(dict):
-    """One evaluated choice: ``scales`` (layer -> factor), ``top1``, ``spikes_per_image``."""
+    """One evaluated choice: ``scales`` (layer -> factor), ``K_layers`` (layer -> K where not
+    the default), ``top1``, ``spikes_per_image``, ``spikes_per_layer``, ``neurons``."""
 
 
-def _measure(ops: list, alphas: dict, scales: dict, x, y, K: int, name: str) -> Trial:
-    g = quantise(ops, {k: a * scales.get(k, 1.0) for k, a in alphas.items()}, K=K, name=name)
+def build(ops: list, alphas: dict, trial: dict, K: int, name: str) -> _ir.Graph:
+    """The description of a trial's ``scales`` and ``K_layers`` (a plain conversion)."""
+    return quantise(ops, {k: a * trial["scales"].get(k, 1.0) for k, a in alphas.items()}, K=K,
+                    K_layers=trial["K_layers"], name=name)
+
+
+def _measure(ops: list, alphas: dict, scales: dict, ks: dict, x, y, K: int, name: str) -> Trial:
+    g = build(ops, alphas, {"scales": scales, "K_layers": ks}, K, name)
     r = snn.run(g, x, batch_size=250, check=False)
     per_layer = {k: float(v.mean()) for k, v in r.spikes.items()}
-    return Trial(scales=dict(scales), top1=float((r.classes == y).mean()),
-                 spikes_per_image=float(r.spikes_per_image.mean()), spikes_per_layer=per_layer)
+    return Trial(scales=dict(scales), K_layers=dict(ks), top1=float((r.classes == y).mean()),
+                 spikes_per_image=float(r.spikes_per_image.mean()), spikes_per_layer=per_layer,
+                 neurons=int(g.neurons()))
 
 
 def search(ops: list, alphas: dict, x_val, y_val, *, K: int = DEFAULT_K, name: str = "net",
-           scales=SCALES, tolerance: float = DEFAULT_TOLERANCE,
+           scales=SCALES, ks=(), tolerance: float = DEFAULT_TOLERANCE,
            progress: bool = True) -> tuple[Trial, Trial, list]:
     """The greedy search of the module docstring.
 
@@ -74,6 +94,10 @@ def search(ops: list, alphas: dict, x_val, y_val, *, K: int = DEFAULT_K, name: s
         Validation pixels (N x H x W x C uint8) and labels.
     scales : sequence of float
         The factors tried, each at least 1.
+    ks : sequence of int
+        Smaller K tried per layer before the factors (none by default): the K pass takes the
+        layers in the same order and keeps each layer's smallest K that stays within the
+        tolerance (fewer neurons and time steps, a narrower datapath in hardware).
     tolerance : float
         The validation top-1 the search may give up, as a fraction (0.002: 0.2 points).
 
@@ -86,18 +110,24 @@ def search(ops: list, alphas: dict, x_val, y_val, *, K: int = DEFAULT_K, name: s
         raise ConversionError(f"scales must be factors of at least 1, not {list(scales)}")
     if not 0 <= tolerance < 1:
         raise ConversionError(f"tolerance must lie in [0, 1), not {tolerance}")
-    base = _measure(ops, alphas, {}, x_val, y_val, K, name)
+    base = _measure(ops, alphas, {}, {}, x_val, y_val, K, name)
     best, trials = base, [base]
     order = sorted(base["spikes_per_layer"], key=lambda k: -base["spikes_per_layer"][k])
-    bar = tqdm(order, desc="spikecal", unit="layer", file=sys.stderr, disable=not progress)
-    for layer in bar:
-        for s in sorted((s for s in scales if s > 1), reverse=True):
-            t = _measure(ops, alphas, dict(best["scales"], **{layer: s}), x_val, y_val, K, name)
+    passes = [("K", layer, [k for k in sorted(ks) if k < K]) for layer in order]
+    passes += [("scale", layer, sorted((s for s in scales if s > 1), reverse=True))
+               for layer in order]
+    bar = tqdm(passes, desc="spikecal", unit="layer", file=sys.stderr, disable=not progress)
+    for what, layer, values in bar:
+        for v in values:
+            sc, kl = dict(best["scales"]), dict(best["K_layers"])
+            (sc if what == "scale" else kl)[layer] = v
+            t = _measure(ops, alphas, sc, kl, x_val, y_val, K, name)
             trials.append(t)
-            bar.set_postfix(layer=layer, scale=s, top1=f"{t['top1']:.4f}",
+            bar.set_postfix(layer=layer, **{what: v}, top1=f"{t['top1']:.4f}",
                             spikes=f"{t['spikes_per_image']:.0f}")
-            if (t["top1"] >= base["top1"] - tolerance
-                    and t["spikes_per_image"] < best["spikes_per_image"]):
+            better = (t["spikes_per_image"] < best["spikes_per_image"] if what == "scale"
+                      else t["neurons"] < best["neurons"])
+            if t["top1"] >= base["top1"] - tolerance and better:
                 best = t
                 break
     return base, best, trials
@@ -116,7 +146,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"validation images held out of the training set (default {DEFAULT_VAL})")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help="validation top-1 the search may give up, a fraction (default 0.002)")
-    p.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
+    p.add_argument("--scales", type=float, nargs="+", default=list(SCALES),
+                   help="factors of the calibrated clipping level tried per layer")
+    p.add_argument("--K-choices", type=int, nargs="+", default=[], metavar="K",
+                   help="smaller K tried per layer first (e.g. 6 8); none by default")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -133,15 +166,18 @@ def main(argv=None) -> int:
         _, _, x_val, y_val, _ = split_validation(x, y, a.val)
         alphas = calibrate(ops, calibration_images(a.model, a.data), progress=not a.no_progress)
         base, best, trials = search(ops, alphas, x_val, y_val, K=a.K, name=a.model,
-                                    scales=a.scales, tolerance=a.tolerance,
+                                    scales=a.scales, ks=a.K_choices, tolerance=a.tolerance,
                                     progress=not a.no_progress)
     except (ConversionError, DataError, _ir.IRError) as e:
         print(f"spikecal: {e}", file=sys.stderr)
         return 2
-    g = quantise(ops, {k: v * best["scales"].get(k, 1.0) for k, v in alphas.items()}, K=a.K,
-                 name=a.model)
-    g.meta.update({"source": info, "spikecal": {"scales": best["scales"],
-                                                "tolerance": a.tolerance, "val_images": a.val}})
+    g = build(ops, alphas, best, a.K, a.model)
+    g.meta.update({"source": info, "calibration": {
+        "images": DEFAULT_CALIB, "split": "train", "percentile": DEFAULT_PERCENTILE,
+        "rule": "percentile of every ReLU output element over the calibration images, times "
+                "the layer's spikecal factor"},
+        "spikecal": {"scales": best["scales"], "K_layers": best["K_layers"],
+                     "tolerance": a.tolerance, "val_images": a.val}})
     _ir.save(g, a.out)
     print(f"{a.model}: validation top-1 {base['top1']:.4f} -> {best['top1']:.4f}, spikes per "
           f"image {base['spikes_per_image']:,.0f} -> {best['spikes_per_image']:,.0f} "
@@ -151,6 +187,7 @@ def main(argv=None) -> int:
                    sys.argv[1:] if argv is None else argv),
                "val": {"images": a.val, "split": "train, python_ref.train.split_validation"},
                "K": a.K, "tolerance": a.tolerance, "scales_tried": a.scales,
+               "K_tried": a.K_choices,
                "baseline": base, "chosen": best, "trials": trials,
                "seconds": round(time.time() - t0, 1)}
         Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")

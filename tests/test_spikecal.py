@@ -25,7 +25,8 @@ def test_trials_are_plain_conversions_and_the_choice_keeps_accuracy(digits):
                                          tolerance=0.01, progress=False)
     assert trials[0] is base and base["scales"] == {}
     for t in (base, best, trials[-1]):
-        g = quantise(ops, {k: a * t["scales"].get(k, 1.0) for k, a in alphas.items()}, K=6)
+        g = quantise(ops, {k: a * t["scales"].get(k, 1.0) for k, a in alphas.items()}, K=6,
+                     K_layers=t["K_layers"])
         r = snn.run(g, x)
         assert t["top1"] == float((r.classes == y).mean())
         assert t["spikes_per_image"] == float(r.spikes_per_image.mean())
@@ -34,6 +35,18 @@ def test_trials_are_plain_conversions_and_the_choice_keeps_accuracy(digits):
     # a larger clipping level never adds spikes in the digits network's one ReLU layer
     assert trials[1]["scales"] == {"act1": 4} and trials[1]["spikes_per_image"] < \
         base["spikes_per_image"]
+
+
+def test_k_pass_keeps_the_smallest_k_within_the_tolerance(digits):
+    ops, alphas, x, y = digits
+    base, best, trials = spikecal.search(ops, alphas, x, y, K=8, scales=(1,), ks=(2, 4, 6),
+                                         tolerance=0.02, progress=False)
+    tried = [t["K_layers"].get("act1", 8) for t in trials[1:]]
+    assert tried == [2, 4, 6][:len(tried)]
+    ok = [t for t in trials[1:] if t["top1"] >= base["top1"] - 0.02]
+    assert best is (ok[0] if ok else base)
+    if ok:
+        assert best["neurons"] < base["neurons"] and best is trials[-1]
 
 
 @pytest.mark.parametrize(("kw", "msg"), [({"scales": (0.5, 2)}, "factors of at least 1"),
