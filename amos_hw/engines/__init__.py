@@ -9,16 +9,21 @@ and its static ``figures(...)`` (the constructor's arguments) gives the same num
 """
 from amos_hw.engines.conv import ConvEngine
 from amos_hw.engines.dense import DenseEngine
+from amos_hw.engines.depthwise import DepthwiseConvEngine
 from amos_hw.engines.figures import Figures
 from amos_hw.engines.gap import GlobalAvgPoolEngine
+from amos_hw.engines.pool import AvgPoolEngine, MaxPoolEngine
 from amos_hw.engines.residual import ResidualAddEngine
 from amos_hw.engines.window import SlidingWindow
 
 __all__ = [
+    "AvgPoolEngine",
     "ConvEngine",
     "DenseEngine",
+    "DepthwiseConvEngine",
     "Figures",
     "GlobalAvgPoolEngine",
+    "MaxPoolEngine",
     "ResidualAddEngine",
     "SlidingWindow",
 ]

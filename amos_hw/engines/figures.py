@@ -12,6 +12,9 @@ messages):
 * :class:`WindowParams`: :class:`~amos_hw.engines.window.SlidingWindow`;
 * :class:`ConvParams`: :class:`~amos_hw.engines.conv.ConvEngine` (a window, a skid buffer and a
   matrix-vector unit);
+* :class:`PoolParams`: :class:`~amos_hw.engines.pool.MaxPoolEngine` and
+  :class:`~amos_hw.engines.pool.AvgPoolEngine` (a window and a per-channel reducer);
+* :class:`DepthwiseParams`: :class:`~amos_hw.engines.depthwise.DepthwiseConvEngine`;
 * :class:`GapParams`: :class:`~amos_hw.engines.gap.GlobalAvgPoolEngine`;
 * :class:`AddParams`: :class:`~amos_hw.engines.residual.ResidualAddEngine`.
 
@@ -41,9 +44,11 @@ __all__ = [
     "BIAS_LIMIT",
     "ConvParams",
     "DenseParams",
+    "DepthwiseParams",
     "Figures",
     "GapParams",
     "LUT_ROM_DEPTH",
+    "PoolParams",
     "SKIP_REGS",
     "WEIGHT_LIMIT",
     "WindowParams",
@@ -580,6 +585,228 @@ class ConvParams:
         return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
                        flip_flops=self.flip_flops, memory_bits=self.memory_bits,
                        memories=self.memories, out_width=self.mvu.out_width)
+
+
+# -- windowed per-channel engines: max / average pooling, depthwise convolution -----------------
+
+
+def _reducer_counters(window: WindowParams) -> int:
+    """Flip-flops of the reducer's window-word counter (``k*k*CF`` words) and its flags."""
+    words = window.words_per_window
+    return max(1, math.ceil(math.log2(words + 1))) + 4
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """The checked arguments of a :class:`~amos_hw.engines.pool.MaxPoolEngine` (``op="max"``)
+    or :class:`~amos_hw.engines.pool.AvgPoolEngine` (``op="avg"``) and their figures: a sliding
+    window, a skid buffer and a per-channel reducer. Build it with :meth:`check`."""
+
+    name: str
+    op: str
+    window: WindowParams
+    in_bits: int
+    lanes: int
+
+    @classmethod
+    def check(cls, *, op, height, width, channels, kernel, stride=1, padding=0, in_bits,
+              lanes=1, name="pool") -> PoolParams:
+        """Check the engine's arguments, raising as its constructor does."""
+        _check_name(name)
+        if op not in ("max", "avg"):
+            raise ValueError(f"{name}: op must be 'max' or 'avg', not {op!r}")
+        in_bits = _pos(name, "in_bits", in_bits, 16)
+        lanes = _pos(name, "lanes", lanes)
+        window = WindowParams.check(height=height, width=width, channels=channels,
+                                    kernel=kernel, stride=stride, padding=padding, simd=lanes,
+                                    bits=in_bits, name=name)
+        return cls(name=name, op=op, window=window, in_bits=in_bits, lanes=lanes)
+
+    in_shape = property(
+        lambda self: (self.window.height, self.window.width, self.window.channels))
+    out_shape = property(
+        lambda self: (self.window.out_height, self.window.out_width, self.window.channels))
+
+    @property
+    def out_width(self) -> int:
+        """Bits of an output: the input's for a maximum, ``in_bits + ceil(log2(k*k))`` for a
+        window sum (its exact bound ``k*k*(2**in_bits - 1)`` fits)."""
+        k2 = self.window.kernel ** 2
+        return self.in_bits if self.op == "max" else self.in_bits + math.ceil(math.log2(k2))
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image: the window's words (``Ho*Wo*k*k*C/lanes``, one a cycle) or the
+        input's (``H*W*C/lanes``), the larger."""
+        w = self.window
+        return max(w.out_height * w.out_width * w.words_per_window, w.height * w.width * w.cf)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an image's first input word to its first output word: the window, the
+        skid buffer, the first channel group's ``k*k`` window words and the reducer's two
+        stages."""
+        w = self.window
+        return w.latency + SkidBuffer.latency + (w.kernel ** 2 - 1) * w.cf + 2
+
+    memories = property(lambda self: self.window.memories, doc="The line buffer.")
+    memory_bits = property(lambda self: self.window.memory_bits, doc="The line buffer's bits.")
+
+    @property
+    def flip_flops(self) -> int:
+        """The window, its skid buffer, the input register, the ring of ``C/lanes`` running
+        results, the output register and the counters."""
+        w = self.window
+        ff = w.flip_flops + SkidBuffer.flip_flops_for(self.lanes * self.in_bits)
+        ff += self.lanes * self.in_bits + (w.cf + 1) * self.lanes * self.out_width
+        return ff + _reducer_counters(w)
+
+    @property
+    def luts(self) -> int:
+        """The window, and per lane a comparator and multiplexer (max) or an adder and the
+        first-tap multiplexer (sum) of the output width."""
+        return self.window.luts + self.lanes * 2 * self.out_width + 20
+
+    def figures(self) -> Figures:
+        """The engine's :class:`Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.out_width)
+
+
+@dataclass(frozen=True, eq=False)
+class DepthwiseParams:
+    """The checked arguments of a :class:`~amos_hw.engines.depthwise.DepthwiseConvEngine`, the
+    widths they give and its figures: a sliding window, a skid buffer, per channel a
+    spike-gated multiply-accumulate into a ring of accumulators, the requantisation and the
+    ReLU AMOS unit. Build it with :meth:`check`."""
+
+    name: str
+    weights: np.ndarray  # (C, k, k, 1) int64, read-only
+    bias: np.ndarray  # (C,) int64, read-only
+    window: WindowParams
+    in_bits: int
+    shift: int
+    out_bits: int | None
+    lanes: int
+    w_width: int
+    b_width: int
+    acc_range: tuple
+    acc_width: int
+    v_width: int
+
+    @classmethod
+    def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
+              out_bits, lanes=1, name="dwconv") -> DepthwiseParams:
+        """Check the engine's arguments, raising as its constructor does."""
+        _check_name(name)
+        weights = _int_array(weights, "weights", 4, name)
+        c, k, k2, one = weights.shape
+        if k != k2 or one != 1:
+            raise ValueError(f"{name}: weights must be (C, k, k, 1), not {weights.shape}")
+        if np.abs(weights).max() > WEIGHT_LIMIT:
+            raise ValueError(
+                f"{name}: weights must lie in -{WEIGHT_LIMIT}..{WEIGHT_LIMIT} (int8, symmetric), "
+                f"not {int(weights.min())}..{int(weights.max())}"
+            )
+        bias = _int_array(bias, "bias", 1, name)
+        if bias.shape != (c,):
+            raise ValueError(f"{name}: bias must have shape ({c},), not {bias.shape}")
+        if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
+            raise ValueError(f"{name}: bias must lie in the int32 range")
+        in_bits = _pos(name, "in_bits", in_bits, 16)
+        shift = _nonneg(name, "shift", shift, 62)
+        if out_bits is not None:
+            out_bits = _pos(name, "out_bits", out_bits, 16)
+        lanes = _pos(name, "lanes", lanes)
+        window = WindowParams.check(height=height, width=width, channels=c, kernel=k,
+                                    stride=stride, padding=padding, simd=lanes, bits=in_bits,
+                                    name=name)
+        acc_range = accumulator_range(weights.reshape(c, k * k), bias, in_bits)
+        v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
+        return cls(name=name, weights=weights, bias=bias, window=window, in_bits=in_bits,
+                   shift=shift, out_bits=out_bits, lanes=lanes,
+                   w_width=signed_width(int(weights.min()), int(weights.max())),
+                   b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
+                   acc_range=acc_range, acc_width=signed_width(*acc_range),
+                   v_width=signed_width(v_lo, v_hi))
+
+    in_shape = property(
+        lambda self: (self.window.height, self.window.width, self.window.channels))
+    out_shape = property(
+        lambda self: (self.window.out_height, self.window.out_width, self.window.channels))
+    out_width = property(
+        lambda self: self.out_bits if self.out_bits is not None else self.v_width,
+        doc="Width of one output (unsigned spike word, or signed raw value).")
+    #: Weight words: one per window word (``k*k*C/lanes``), ``lanes`` weights each.
+    weight_words = property(lambda self: self.window.words_per_window)
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image, as :attr:`PoolParams.cycles`: one window word a cycle."""
+        w = self.window
+        return max(w.out_height * w.out_width * w.words_per_window, w.height * w.width * w.cf)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an image's first input word to its first output word: the window, the
+        skid buffer, the first channel group's window words, three stages (input and weight,
+        product, accumulator) and the AMOS unit's ``K + 2``."""
+        w = self.window
+        unit_latency, _ = _relu_unit_figures(self.out_bits, self.v_width, self.lanes)
+        return w.latency + SkidBuffer.latency + (w.kernel ** 2 - 1) * w.cf + 3 + unit_latency
+
+    @property
+    def memories(self) -> tuple:
+        """The line buffer, the weight ROM and the bias ROM."""
+        cf = self.window.cf
+        return self.window.memories + (
+            MemShape("weights", mem_depth(self.weight_words), self.lanes * self.w_width,
+                     rom=True),
+            MemShape("biases", mem_depth(cf), self.lanes * self.b_width, rom=True))
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the line buffer and the two ROMs."""
+        cf = self.window.cf
+        return (self.window.memory_bits
+                + mem_depth(self.weight_words) * self.lanes * self.w_width
+                + mem_depth(cf) * self.lanes * self.b_width)
+
+    @property
+    def flip_flops(self) -> int:
+        """The window and its skid buffer, the input register, the product, bias and
+        accumulator registers, the ring of ``C/lanes`` accumulators, the counters and the
+        AMOS unit."""
+        w, lanes = self.window, self.lanes
+        ff = w.flip_flops + SkidBuffer.flip_flops_for(lanes * self.in_bits)
+        ff += lanes * (self.in_bits + self.w_width + self.in_bits + 2 * self.b_width)
+        ff += (w.cf + 1) * lanes * self.acc_width + 3 * _reducer_counters(w)
+        _, unit_ff = _relu_unit_figures(self.out_bits, self.v_width, lanes)
+        return ff + unit_ff
+
+    @property
+    def luts(self) -> int:
+        """The window, and per lane the spike-gated product (one LUT4 per gate bit and per
+        adder bit), the accumulator with its bias multiplexer, the ReLU unit; shallow ROMs as
+        logic."""
+        lanes, ww, b = self.lanes, self.w_width, self.in_bits
+        per_lane = b * ww + (b - 1) * (ww + b)  # gates, then the shifted-weight adders
+        per_lane = per_lane * 6 // 5 + 2 * self.acc_width
+        if self.out_bits is not None:
+            per_lane += 2 * (self.out_bits + 1) * self.v_width
+        rom = 0
+        for depth, width in ((self.weight_words, lanes * ww),
+                             (self.window.cf, lanes * self.b_width)):
+            if depth <= LUT_ROM_DEPTH:
+                rom += width * math.ceil(depth / 16) * 5 // 4
+        return self.window.luts + lanes * per_lane + rom + 30
+
+    def figures(self) -> Figures:
+        """The engine's :class:`Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.out_width)
 
 
 # -- global average pooling ----------------------------------------------------------------------
