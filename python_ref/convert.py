@@ -89,22 +89,39 @@ CONVERTER_VERSION = 1
 # ---------------------------------------------------------------------------------------------
 
 
-def _float_conv(a, w, b, stride, padding):
+def _float_conv(a, w, b, stride, padding, groups=1):
     cols, (N, Ho, Wo) = im2col(a, w.shape[1], stride, padding)
-    out = cols @ w.reshape(w.shape[0], -1).T.astype(a.dtype)
+    if groups != 1:  # depthwise: w (C, k, k, 1)
+        C = w.shape[0]
+        out = np.einsum("mjc,cj->mc", cols.reshape(len(cols), -1, C),
+                        w.reshape(C, -1).astype(a.dtype))
+    else:
+        out = cols @ w.reshape(w.shape[0], -1).T.astype(a.dtype)
     return out.reshape(N, Ho, Wo, -1) + b.astype(a.dtype)
+
+
+def _float_pool(a, o):
+    """A ``maxpool`` (max) or ``avgpool`` (sum: the next layer carries the 1/(k*k)) of a map
+    of non-negative values, zero padded."""
+    k = o["kernel"]
+    cols, (N, Ho, Wo) = im2col(a, k, o["stride"], o["padding"])
+    win = cols.reshape(N, Ho, Wo, k * k, -1)
+    return win.max(axis=3) if o["op"] == "maxpool" else win.sum(axis=3)
 
 
 def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarray:
     """Run the float ops on uint8 images (real input ``x / 255``); ``hook(name, value)`` sees
-    every ReLU output. Returns the logits."""
+    every ReLU output (a ReLU with a ``cap`` clips at it). Returns the logits."""
     vals = {}
     for o in ops:
         ins = [vals[i] for i in o["inputs"]]
         if o["op"] == "input":
             v = x.astype(dtype) / dtype(255)
         elif o["op"] == "conv":
-            v = _float_conv(ins[0], o["w"], o["b"], o["stride"], o["padding"])
+            v = _float_conv(ins[0], o["w"], o["b"], o["stride"], o["padding"],
+                            o.get("groups", 1))
+        elif o["op"] in ("maxpool", "avgpool"):
+            v = _float_pool(ins[0], o)
         elif o["op"] == "dense":
             v = ins[0].reshape(len(ins[0]), -1) @ o["w"].T.astype(dtype) + o["b"].astype(dtype)
         elif o["op"] == "add":
@@ -113,6 +130,8 @@ def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarr
             v = ins[0].sum(axis=(1, 2))
         elif o["op"] == "relu":
             v = np.maximum(ins[0], 0)
+            if o.get("cap") is not None:
+                v = np.minimum(v, dtype(o["cap"]))
             if hook is not None:
                 hook(o["name"], v)
         else:
@@ -128,7 +147,8 @@ def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarr
 
 def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
               batch_size: int = 100, progress: bool = True) -> dict:
-    """ReLU name -> ``alpha_cal``: the ``percentile`` of its outputs over the images ``x``.
+    """ReLU name -> ``alpha_cal``: the ``percentile`` of its outputs over the images ``x``,
+    at most the ReLU's ``cap`` when it has one (Clip(0, a), ReLU6).
 
     Exact over all elements: the top ``ceil((1 - p/100) * count) + 1`` values of every layer are
     kept across batches and the percentile is read from them (linear interpolation as in
@@ -137,6 +157,7 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
     if not 0 < percentile <= 100:
         raise ConversionError(f"percentile must lie in (0, 100], not {percentile}")
     n = len(x)
+    caps = {o["name"]: float(o["cap"]) for o in ops if o.get("cap") is not None}
     tops: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
 
@@ -168,7 +189,7 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
         a = float(lo_v + (hi_v - lo_v) * frac)
         if not a > 0:
             a = float(top[-1]) if top[-1] > 0 else 1.0  # a dead layer: any positive level
-        alphas[name] = a
+        alphas[name] = min(a, caps.get(name, math.inf))
     return alphas
 
 
@@ -289,7 +310,7 @@ def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: in
                 scale={"input": 1.0 / (2**input_bits - 1)}, acc_scale={}, relu={})
     for o in ops:
         nm = o["name"]
-        if o["op"] == "gap":
+        if o["op"] in ("gap", "maxpool", "avgpool"):
             p.scale[nm] = p.scale[o["inputs"][0]]
         elif o["op"] == "relu":
             _plan_relu(p, o, alphas[nm], K_layers.get(nm, K))
@@ -361,6 +382,8 @@ def _node_weighted(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     if o["op"] == "conv":
         node.update(kernel=int(o["w"].shape[1]), stride=int(o["stride"]),
                     padding=int(o["padding"]), out_channels=int(o["w"].shape[0]))
+        if o.get("groups", 1) != 1:
+            node["groups"] = int(o["groups"])
     else:
         node.update(out_features=int(o["w"].shape[0]))
     if p.weight_bits != 8:
@@ -386,9 +409,12 @@ def _node_relu(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     r = p.relu[nm]
     uname = f"relu_k{r['K']}"
     units[uname] = {"kind": "relu", "K": r["K"]}
-    return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
+    node = {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
             "rshift": [r["S"]], "scale": p.scale[nm],
             "alpha_cal": r["alpha_cal"], "alpha": r["alpha"]}
+    if o.get("cap") is not None:
+        node["cap"] = float(o["cap"])
+    return node
 
 
 def _node_gap(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
@@ -396,8 +422,15 @@ def _node_gap(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
             "scale": p.scale[o["name"]]}
 
 
+def _node_pool(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    return {"name": o["name"], "op": o["op"], "inputs": list(o["inputs"]),
+            "kernel": int(o["kernel"]), "stride": int(o["stride"]),
+            "padding": int(o["padding"]), "scale": p.scale[o["name"]]}
+
+
 _NODE_BUILDERS = {"input": _node_input, "conv": _node_weighted, "dense": _node_weighted,
-                  "add": _node_add, "relu": _node_relu, "gap": _node_gap}
+                  "add": _node_add, "relu": _node_relu, "gap": _node_gap,
+                  "maxpool": _node_pool, "avgpool": _node_pool}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,9 +92,13 @@ def _fold_into(o: dict, a: np.ndarray, d: np.ndarray) -> dict:
                 "convolution on the input: the model pads the normalised input with 0, the "
                 "integer network pads the pixel 0, so the border outputs would differ. Use "
                 "--mean 0 (train with x * input_scale / std), or pad 0 in the first conv")
-        w = o["w"]  # (O, k, k, C)
-        o["b"] = o["b"] + np.einsum("okjc,c->o", w, d)
-        o["w"] = w * a
+        w = o["w"]  # (O, k, k, C), or (C, k, k, 1) when depthwise
+        if o.get("groups", 1) != 1:
+            o["b"] = o["b"] + w.sum(axis=(1, 2, 3)) * d
+            o["w"] = w * a[:, None, None, None]
+        else:
+            o["b"] = o["b"] + np.einsum("okjc,c->o", w, d)
+            o["w"] = w * a
     elif o["op"] == "dense":
         w = o["w"]  # (O, H*W*C), the input flattened channel-last
         chan = np.arange(w.shape[1]) % len(a)

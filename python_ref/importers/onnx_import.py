@@ -23,7 +23,8 @@ __all__ = ["SUPPORTED_OPS", "import_onnx"]
 
 #: ONNX op types the importer maps (what each becomes: docs/import.md).
 SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Clip",
-                 "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Identity", "Dropout")
+                 "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten",
+                 "Reshape", "Identity", "Dropout")
 
 
 @dataclass
@@ -32,13 +33,14 @@ class _Tensor:
 
     ``shape`` is ``(C, H, W)`` or ``(F,)``; ``flat_from`` is the ``(C, H, W)`` a flat tensor
     was flattened from (a dense layer reading it takes its columns in ``(H, W, C)`` order, the
-    float ops' layout); ``gap_hw`` is the H*W a ``gap`` (a sum) left for the next dense layer.
+    float ops' layout); ``div`` is the divisor a ``gap`` (its H*W) or an ``avgpool`` (its
+    k*k), both sums, left for the next conv or dense layer (1: none).
     """
 
     op: str
     shape: tuple
     flat_from: tuple | None = None
-    gap_hw: int = 0
+    div: int = 1
 
 
 @dataclass
@@ -52,6 +54,7 @@ class _State:
     acts: dict = field(default_factory=dict)  # tensor name -> _Tensor
     ops: list = field(default_factory=list)  # the float ops
     byname: dict = field(default_factory=dict)  # float op name -> op
+    origin: dict = field(default_factory=dict)  # float op name -> its ONNX node's name and type
     taken: set = field(default_factory=lambda: {"input"})
 
 
@@ -226,6 +229,7 @@ def _const(st: _State, n, i: int, what: str) -> np.ndarray:
 def _emit(st: _State, n, op: dict, shape: tuple, **kw) -> None:
     st.ops.append(op)
     st.byname[op["name"]] = op
+    st.origin[op["name"]] = f"node {n.name!r} ({n.op_type})"
     st.acts[n.output[0]] = _Tensor(op["name"], shape, **kw)
 
 
@@ -240,11 +244,8 @@ def _alias(st: _State, n) -> None:
 
 
 def _conv_geometry(n, a: dict, k: tuple) -> tuple[int, int]:
-    """``(stride, padding)`` of a Conv, refusing what the description cannot hold."""
-    where = f"node {n.name!r} (Conv)"
-    if a.get("group", 1) != 1:
-        raise ModelImportError(f"{where}: group = {a['group']} is not supported (only "
-                               "group = 1; depthwise convolutions come later)")
+    """``(stride, padding)`` of a Conv or a pool, refusing what the description cannot hold."""
+    where = f"node {n.name!r} ({n.op_type})"
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise ModelImportError(f"{where}: dilation {list(a['dilations'])} is not supported")
     if len(k) != 2 or k[0] != k[1]:
@@ -264,21 +265,72 @@ def _conv_geometry(n, a: dict, k: tuple) -> tuple[int, int]:
     return int(strides[0]), int(pads[0])
 
 
+def _conv_groups(n, a: dict, x: _Tensor, w: np.ndarray) -> int:
+    """A Conv's ``group``: 1, or the input channels with as many output channels
+    (depthwise)."""
+    group, C = int(a.get("group", 1)), x.shape[0]
+    if group == 1:
+        if w.shape[1] != C:
+            raise ModelImportError(f"node {n.name!r} (Conv): weight has {w.shape[1]} input "
+                                   f"channels, the input {C}")
+        return 1
+    if group != C:
+        raise ModelImportError(f"node {n.name!r} (Conv): group = {group} is not supported; "
+                               f"only 1 or the input channels ({C}, depthwise)")
+    if w.shape[:2] != (C, 1):
+        raise ModelImportError(f"node {n.name!r} (Conv): a depthwise conv (group = {C}) needs "
+                               f"{C} output channels, one per input channel, not weight "
+                               f"shape {list(w.shape)}")
+    return group
+
+
 def _conv(st: _State, n, name: str) -> None:
     x = _act(st, n)
     if len(x.shape) != 3:
         raise ModelImportError(f"node {n.name!r} (Conv): its input is flat {x.shape}")
     w = _const(st, n, 1, "weight")
-    stride, pad = _conv_geometry(n, _attrs(n), w.shape[2:])
-    O, C, k = w.shape[0], w.shape[1], w.shape[2]
-    if C != x.shape[0]:
-        raise ModelImportError(f"node {n.name!r} (Conv): weight has {C} input channels, the "
-                               f"input {x.shape[0]}")
+    a = _attrs(n)
+    stride, pad = _conv_geometry(n, a, w.shape[2:])
+    groups = _conv_groups(n, a, x, w)
+    O, k = w.shape[0], w.shape[2]
     b = _const(st, n, 2, "bias") if len(n.input) > 2 and n.input[2] else np.zeros(O)
     H, W = ((d + 2 * pad - k) // stride + 1 for d in x.shape[1:])
-    op = {"name": name, "op": "conv", "inputs": [x.op], "w": w.transpose(0, 2, 3, 1).copy(),
+    op = {"name": name, "op": "conv", "inputs": [x.op],
+          "w": w.transpose(0, 2, 3, 1) / x.div,
           "b": np.asarray(b, np.float64).reshape(O).copy(), "stride": stride, "padding": pad}
+    if groups != 1:
+        op["groups"] = groups
     _emit(st, n, op, (O, H, W))
+
+
+def _pool(st: _State, n, name: str) -> None:
+    """MaxPool and AveragePool (count_include_pad = 1 or no padding); an average pool is a
+    window sum whose 1/(k*k) the next conv or dense layer carries."""
+    x = _act(st, n)
+    where = f"node {n.name!r} ({n.op_type})"
+    if len(x.shape) != 3:
+        raise ModelImportError(f"{where}: its input is flat {x.shape}")
+    if len(n.output) > 1 and n.output[1]:
+        raise ModelImportError(f"{where}: the Indices output is not supported")
+    a = _attrs(n)
+    for key in ("ceil_mode", "storage_order"):
+        if a.get(key, 0):
+            raise ModelImportError(f"{where}: {key} = {a[key]} is not supported (only 0)")
+    k = list(a.get("kernel_shape", []))
+    stride, pad = _conv_geometry(n, a, k)
+    if not pad < k[0]:
+        raise ModelImportError(f"{where}: padding {pad} must be smaller than the kernel {k[0]}")
+    avg = n.op_type == "AveragePool"
+    if avg and pad and not a.get("count_include_pad", 0):
+        raise ModelImportError(f"{where}: count_include_pad = 0 with padding {pad} is not "
+                               "supported (the windows at the border would divide by fewer "
+                               "elements); export with count_include_pad = 1 or no padding")
+    H, W = ((d + 2 * pad - k[0]) // stride + 1 for d in x.shape[1:])
+    if H < 1 or W < 1:
+        raise ModelImportError(f"{where}: the output would be empty ({H}x{W})")
+    op = {"name": name, "op": "avgpool" if avg else "maxpool", "inputs": [x.op],
+          "kernel": int(k[0]), "stride": stride, "padding": pad}
+    _emit(st, n, op, (x.shape[0], H, W), div=x.div * (k[0] ** 2 if avg else 1))
 
 
 def _dense(st: _State, n, name: str, x: _Tensor, w: np.ndarray, b: np.ndarray) -> None:
@@ -293,8 +345,7 @@ def _dense(st: _State, n, name: str, x: _Tensor, w: np.ndarray, b: np.ndarray) -
     if x.flat_from is not None:
         C, H, W = x.flat_from
         w = w.reshape(-1, C, H, W).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-    if x.gap_hw:
-        w = w / x.gap_hw
+    w = w / x.div
     O = w.shape[0]
     op = {"name": name, "op": "dense", "inputs": [x.op], "w": np.array(w, np.float64),
           "b": np.broadcast_to(np.asarray(b, np.float64), (O,)).copy()}
@@ -352,7 +403,7 @@ def _add(st: _State, n, name: str) -> None:
         st.acts[n.output[0]] = x
         return
     a, b = _act(st, n, 0), _act(st, n, 1)
-    if a.shape != b.shape or a.flat_from or b.flat_from or a.gap_hw or b.gap_hw:
+    if a.shape != b.shape or a.flat_from or b.flat_from or a.div != 1 or b.div != 1:
         raise ModelImportError(f"node {n.name!r} (Add): inputs of shapes {a.shape} and "
                                f"{b.shape}; a residual add takes two maps of one shape")
     _emit(st, n, {"name": name, "op": "add", "inputs": [a.op, b.op]}, a.shape)
@@ -371,26 +422,66 @@ def _batchnorm(st: _State, n, name: str) -> None:
     st.acts[n.output[0]] = x
 
 
-def _relu(st: _State, n, name: str) -> None:
+def _non_negative(st: _State, op: dict) -> bool:
+    """Whether the float op's output is >= 0 for every input: a ReLU, or a pool or gap of
+    one."""
+    while op["op"] in ("maxpool", "avgpool", "gap"):
+        op = st.byname[op["inputs"][0]]
+    return op["op"] == "relu"
+
+
+def _relu(st: _State, n, name: str, cap: float | None = None) -> None:
+    """A ReLU (with ``cap``: a Clip(0, cap)). On a non-negative tensor an uncapped ReLU is the
+    identity and is dropped; after a MaxPool of a conv / add it moves before the MaxPool."""
     x = _act(st, n)
-    _emit(st, n, {"name": name, "op": "relu", "inputs": [x.op]}, x.shape)
+    src = st.byname[x.op]
+    if cap is None and _non_negative(st, src):
+        st.acts[n.output[0]] = x
+        return
+    if x.div != 1:
+        raise ModelImportError(f"{st.origin.get(x.op, x.op)} -> node {n.name!r} "
+                               f"({n.op_type}): an activation after an average pool is not "
+                               "supported; put it before the pool")
+    op = {"name": name, "op": "relu", "inputs": [x.op]}
+    if cap is not None:
+        op["cap"] = cap
+    if src["op"] == "maxpool" and not _non_negative(st, src):
+        _relu_before_maxpool(st, n, op, src)
+        return
+    _emit(st, n, op, x.shape)
+
+
+def _relu_before_maxpool(st: _State, n, relu: dict, mp: dict) -> None:
+    """Conv -> MaxPool -> ReLU becomes Conv -> ReLU -> MaxPool: max commutes with a monotone
+    unit, and ONNX's -inf padding equals zero padding once the values are >= 0."""
+    if st.consumers.get(st.alias.get(n.input[0], n.input[0]), 0) != 1:
+        raise ModelImportError(f"node {n.name!r} ({n.op_type}): the MaxPool before it "
+                               f"({st.origin[mp['name']]}) is also read elsewhere, so the "
+                               "activation cannot move before it; put the activation first")
+    relu["inputs"] = list(mp["inputs"])
+    st.ops.remove(mp)
+    st.ops += [relu, mp]
+    mp["inputs"] = [relu["name"]]
+    st.byname[relu["name"]] = relu
+    st.origin[relu["name"]] = f"node {n.name!r} ({n.op_type})"
+    st.acts[n.output[0]] = st.acts[n.input[0]]
 
 
 def _clip(st: _State, n, name: str) -> None:
-    """Clip(0, +inf) is a ReLU; a finite cap (ReLU6) is refused: the float ops have no cap."""
+    """Clip(0, +inf) is a ReLU; Clip(0, a) (ReLU6: a = 6) a ReLU whose calibrated clipping
+    level is capped at ``a``."""
     a = _attrs(n)
     lo = a.get("min", _const(st, n, 1, "min") if len(n.input) > 1 and n.input[1] else None)
     hi = a.get("max", _const(st, n, 2, "max") if len(n.input) > 2 and n.input[2] else None)
     if lo is None or float(lo) != 0.0:
         raise ModelImportError(f"node {n.name!r} (Clip): min {lo} is not supported; only "
                                "Clip(0, a) maps to a ReLU")
+    cap = None
     if hi is not None and np.isfinite(float(hi)):
-        raise ModelImportError(
-            f"node {n.name!r} (Clip): a cap of {float(hi)} (ReLU6 and the like) is not "
-            "supported yet. The float ops have no cap: an AMOS ReLU unit saturates at its "
-            "calibrated level alpha, which lies in [alpha_cal, 2 * alpha_cal), not at a chosen "
-            "value, so the integer network would not clip where the model does. Use ReLU")
-    _relu(st, n, name)
+        cap = float(hi)
+        if not cap > 0:
+            raise ModelImportError(f"node {n.name!r} (Clip): max {cap} must be positive")
+    _relu(st, n, name, cap)
 
 
 def _gap(st: _State, n, name: str) -> None:
@@ -398,7 +489,7 @@ def _gap(st: _State, n, name: str) -> None:
     if len(x.shape) != 3:
         raise ModelImportError(f"node {n.name!r} ({n.op_type}): input {x.shape} is not a map")
     C, H, W = x.shape
-    _emit(st, n, {"name": name, "op": "gap", "inputs": [x.op]}, (C,), gap_hw=H * W)
+    _emit(st, n, {"name": name, "op": "gap", "inputs": [x.op]}, (C,), div=x.div * H * W)
 
 
 def _reduce_mean(st: _State, n, name: str) -> None:
@@ -421,9 +512,10 @@ def _flatten(st: _State, n, name: str) -> None:
     if len(x.shape) == 1:
         st.acts[n.output[0]] = x
     elif x.shape[1:] == (1, 1):
-        st.acts[n.output[0]] = _Tensor(x.op, (x.shape[0],), gap_hw=x.gap_hw)
+        st.acts[n.output[0]] = _Tensor(x.op, (x.shape[0],), div=x.div)
     else:
-        st.acts[n.output[0]] = _Tensor(x.op, (int(np.prod(x.shape)),), flat_from=x.shape)
+        st.acts[n.output[0]] = _Tensor(x.op, (int(np.prod(x.shape)),), flat_from=x.shape,
+                                       div=x.div)
 
 
 def _check_reshape(st: _State, n, x: _Tensor) -> None:
@@ -442,13 +534,32 @@ def _check_reshape(st: _State, n, x: _Tensor) -> None:
 
 _HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add,
              "BatchNormalization": _batchnorm, "Relu": _relu, "Clip": _clip,
-             "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean, "Flatten": _flatten,
+             "MaxPool": _pool, "AveragePool": _pool, "GlobalAveragePool": _gap,
+             "ReduceMean": _reduce_mean, "Flatten": _flatten,
              "Reshape": _flatten, "Identity": lambda st, n, name: _alias(st, n),
              "Dropout": lambda st, n, name: _alias(st, n)}
 
 
+def _check_pools(st: _State) -> None:
+    """Every pool reads values that are >= 0: a MaxPool a ReLU (or a MaxPool), an AveragePool
+    those, another AveragePool or the input."""
+    allowed = {"maxpool": ("relu", "maxpool"), "avgpool": ("relu", "maxpool", "avgpool",
+                                                           "input")}
+    for o in st.ops:
+        if o["op"] in allowed:
+            src = st.byname[o["inputs"][0]]
+            if src["op"] not in allowed[o["op"]]:
+                what = st.origin.get(src["name"], "the input")
+                raise ModelImportError(
+                    f"{st.origin[o['name']]}: its input ({what}, {src['op']}) may be negative; "
+                    "a pool must read a ReLU / Clip(0, a) activation (or another pool, or for "
+                    "AveragePool the input image)")
+
+
 def _finish(st: _State, g) -> list:
-    """Check the output: exactly one, computed by the last dense layer."""
+    """Check the pools' inputs and the output: exactly one, computed by the last dense
+    layer."""
+    _check_pools(st)
     if len(g.output) != 1:
         raise ModelImportError(f"the model has {len(g.output)} outputs "
                                f"({', '.join(o.name for o in g.output)}); it must have one, "
