@@ -4,9 +4,12 @@ An outside implementer's version, written in plain numpy from the formulas of th
 only (explicit loops over kernel taps, no im2col, no python_ref helpers), is compared with the
 reference :func:`python_ref.snn.run` (every traced tensor, the logits, the classes and the spike
 counts, ``==``) on the shipped digits and ResNet8 descriptions, on CIFAR-10 test images when the
-data set is present (random images otherwise), and on a small network with general AMOS units,
-a missing bias and a two-input unit.
+data set is present (random images otherwise), on a small network with general AMOS units,
+a missing bias and a two-input unit, and on one with max and average pooling and a depthwise
+conv.
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -19,20 +22,48 @@ from python_ref.data import DataError, load_cifar10, load_digits
 # ---------------------------------------------------------------------------------------------
 
 
-def doc_conv(a, wt, bias, s, p):
-    """``acc[oy, ox, o] = bias[o] + sum Wt[o, ky, kx, c] * ap[oy*s + ky, ox*s + kx, c]``."""
+def doc_windows(a, k, s, p):
+    """``ap`` (``p`` zeros on all four sides) and, per tap ``(ky, kx)``, the ``(Ho, Wo, C)``
+    values ``ap[oy*s + ky, ox*s + kx, c]``."""
     H, W, C = a.shape
-    O, k, k2, C2 = wt.shape
-    assert k == k2 and C == C2
-    ap = np.zeros((H + 2 * p, W + 2 * p, C), np.int64)  # p zeros on all four sides
+    ap = np.zeros((H + 2 * p, W + 2 * p, C), np.int64)
     ap[p:p + H, p:p + W] = a
     Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-    acc = np.zeros((Ho, Wo, O), np.int64)
-    for ky in range(k):
-        for kx in range(k):
-            rows = ap[ky:ky + s * (Ho - 1) + 1:s, kx:kx + s * (Wo - 1) + 1:s]  # (Ho, Wo, C)
-            acc += rows @ wt[:, ky, kx, :].astype(np.int64).T
+    return {(ky, kx): ap[ky:ky + s * (Ho - 1) + 1:s, kx:kx + s * (Wo - 1) + 1:s]
+            for ky in range(k) for kx in range(k)}
+
+
+def doc_conv(a, wt, bias, s, p, groups=1):
+    """``acc[oy, ox, o] = bias[o] + sum Wt[o, ky, kx, c] * ap[oy*s + ky, ox*s + kx, c]``;
+    depthwise (``groups = C``): ``bias[c] + sum Wt[c, ky, kx, 0] * ap[.., .., c]``."""
+    C = a.shape[2]
+    O, k, k2, C2 = wt.shape
+    assert k == k2 and (C == C2 if groups == 1 else (groups == C == O and C2 == 1))
+    acc = 0
+    for (ky, kx), rows in doc_windows(a, k, s, p).items():  # rows: (Ho, Wo, C)
+        if groups == 1:
+            acc = acc + rows @ wt[:, ky, kx, :].astype(np.int64).T
+        else:
+            acc = acc + rows * wt[:, ky, kx, 0].astype(np.int64)
     return acc + (0 if bias is None else bias.astype(np.int64))
+
+
+def doc_pool(a, k, s, p, how):
+    """``maxpool``: the max over the window of ``ap``; ``avgpool``: the sum, no division."""
+    taps = list(doc_windows(a, k, s, p).values())
+    return np.max(taps, axis=0) if how == "maxpool" else np.sum(taps, axis=0)
+
+
+def doc_bits(doc, name):
+    """The width of an unsigned activation: input bits, a ReLU unit's K, a maxpool's input's,
+    an avgpool's input's + ceil(log2(k*k))."""
+    n = {m["name"]: m for m in doc["nodes"]}[name]
+    if n["op"] == "input":
+        return n["bits"]
+    if n["op"] == "amos":
+        return doc["units"][n["unit"]]["K"]
+    extra = math.ceil(math.log2(n["kernel"] ** 2)) if n["op"] == "avgpool" else 0
+    return doc_bits(doc, n["inputs"][0]) + extra
 
 
 def doc_dense(a, wt, bias):
@@ -92,7 +123,11 @@ def doc_run(doc, arrays, image):
         if n["op"] == "input":
             out = image.astype(np.int64)
         elif n["op"] == "conv":
-            out = doc_conv(ins[0], arrays[n["weight"]], bias, n["stride"], n["padding"])
+            out = doc_conv(ins[0], arrays[n["weight"]], bias, n["stride"], n["padding"],
+                           n.get("groups", 1))
+        elif n["op"] in ("maxpool", "avgpool"):
+            out = doc_pool(ins[0], n["kernel"], n["stride"], n["padding"], n["op"])
+            assert 0 <= out.min() and out.max() < 2 ** doc_bits(doc, n["name"])
         elif n["op"] == "dense":
             out = doc_dense(ins[0], arrays[n["weight"]], bias)
         elif n["op"] == "add":
@@ -281,3 +316,84 @@ def test_activation_within_half_a_step_below_saturation():
     below = r <= 2**K - 0.5
     assert np.abs(y[below] - np.maximum(r[below], 0)).max() == 0.5
     assert (y[~below] == 2**K - 1).all()
+
+
+def _pool_graph():
+    """Input 7x7x3 (8 bits) -> avgpool 2/1 (the pixels) -> conv 3x3 s1 p1 -> ReLU K=6 ->
+    maxpool 3/2 p1 -> depthwise conv 3x3 s2 p1 -> ReLU K=5 -> maxpool 1/1 -> avgpool 3/1 p1
+    -> dense."""
+    rng = np.random.default_rng(11)
+    arrays = {
+        "c.weight": rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8),
+        "c.bias": rng.integers(-3000, 3000, 4).astype(np.int32),
+        "dw.weight": rng.integers(-127, 128, (4, 3, 3, 1)).astype(np.int8),
+        "dw.bias": rng.integers(-300, 300, 4).astype(np.int32),
+        "fc.weight": rng.integers(-127, 128, (3, 2 * 2 * 4)).astype(np.int8),
+    }
+    nodes = [
+        {"name": "input", "op": "input", "inputs": [], "shape": [7, 7, 3], "bits": 8},
+        {"name": "ip", "op": "avgpool", "inputs": ["input"], "kernel": 2, "stride": 1,
+         "padding": 0},
+        {"name": "c", "op": "conv", "inputs": ["ip"], "weight": "c.weight", "bias": "c.bias",
+         "kernel": 3, "stride": 1, "padding": 1, "out_channels": 4},
+        {"name": "a", "op": "amos", "inputs": ["c"], "unit": "r6", "rshift": [9]},
+        {"name": "mp", "op": "maxpool", "inputs": ["a"], "kernel": 3, "stride": 2,
+         "padding": 1},
+        {"name": "dw", "op": "conv", "inputs": ["mp"], "weight": "dw.weight",
+         "bias": "dw.bias", "kernel": 3, "stride": 2, "padding": 1, "out_channels": 4,
+         "groups": 4},
+        {"name": "b", "op": "amos", "inputs": ["dw"], "unit": "r5", "rshift": [5]},
+        {"name": "mp1", "op": "maxpool", "inputs": ["b"], "kernel": 1, "stride": 1,
+         "padding": 0},
+        {"name": "ap", "op": "avgpool", "inputs": ["mp1"], "kernel": 3, "stride": 1,
+         "padding": 1},
+        {"name": "fc", "op": "dense", "inputs": ["ap"], "weight": "fc.weight",
+         "out_features": 3},
+    ]
+    units = {"r6": {"kind": "relu", "K": 6}, "r5": {"kind": "relu", "K": 5}}
+    return ir.Graph("pools", nodes, units, arrays, ["fc"])
+
+
+def test_pools_and_depthwise_conv_from_the_docs():
+    g = _pool_graph()
+    info = ir.validate(g)
+    assert info["ip"]["shape"] == (6, 6, 3) and info["mp"]["shape"] == (3, 3, 4)
+    assert info["dw"]["shape"] == (2, 2, 4) and info["ap"]["shape"] == (2, 2, 4)
+    doc = g.to_json()
+    for name in ("input", "ip", "a", "mp", "b", "mp1", "ap"):
+        assert doc_bits(doc, name) == ir.activation_bits(g, name), name
+    x = np.random.default_rng(4).integers(0, 256, (5, 7, 7, 3), dtype=np.uint8)
+    check_against_reference(g, x)
+    ref = snn.run(g, x, trace=["a", "b"])
+    assert ref.traces["a"].max() > 0 and ref.traces["b"].max() > 0  # not a dead network
+    assert np.array_equal(snn.run(g, x, bitserial=True).logits, ref.logits)
+
+
+def test_depthwise_conv_is_torch_grouped_conv():
+    """The documented depthwise conv is torch's conv2d with groups = C, the weight moved from
+    (C, 1, kh, kw) to (C, kh, kw, 1)."""
+    torch = pytest.importorskip("torch")  # the `train` extra
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (2, 8, 7, 3))
+    w = rng.integers(-127, 128, (3, 1, 3, 3))  # torch layout
+    for s, p in ((1, 1), (2, 1), (2, 0)):
+        t = torch.nn.functional.conv2d(torch.from_numpy(a).permute(0, 3, 1, 2).double(),
+                                       torch.from_numpy(w).double(), stride=s, padding=p,
+                                       groups=3)
+        want = t.permute(0, 2, 3, 1).numpy().astype(np.int64)
+        got = np.stack([doc_conv(im, w.transpose(0, 2, 3, 1), None, s, p, 3) for im in a])
+        assert np.array_equal(got, want), (s, p)
+
+
+def test_pools_are_torch_pools():
+    """maxpool is torch's max_pool2d (its -inf padding) on non-negative maps; avgpool is k*k
+    times torch's avg_pool2d with count_include_pad."""
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(2).integers(0, 64, (2, 7, 6, 3))
+    t = torch.from_numpy(a).permute(0, 3, 1, 2).double()
+    for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 1, 1)):
+        mx = torch.nn.functional.max_pool2d(t, k, s, p).permute(0, 2, 3, 1).numpy()
+        av = torch.nn.functional.avg_pool2d(t, k, s, p, count_include_pad=True)
+        av = np.rint(av.permute(0, 2, 3, 1).numpy() * k * k)
+        assert np.array_equal(np.stack([doc_pool(im, k, s, p, "maxpool") for im in a]), mx)
+        assert np.array_equal(np.stack([doc_pool(im, k, s, p, "avgpool") for im in a]), av)
