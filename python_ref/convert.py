@@ -558,7 +558,10 @@ def from_torch(module, example_input, calib, out=None, name: str = "net", K: int
                                    std)
     x, where = load_calibration(calib, n_calib)
     return convert_ops(ops, x, name=name, out=out, K=K, K_layers=K_layers,
-                       percentile=percentile, source={"torch": type(module).__name__},
+                       percentile=percentile,
+                       source={"torch": type(module).__name__, "input_scale": input_scale,
+                               "mean": np.asarray(mean, np.float64).reshape(-1).tolist(),
+                               "std": np.asarray(std, np.float64).reshape(-1).tolist()},
                        split=where, progress=progress)
 
 

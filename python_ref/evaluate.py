@@ -3,6 +3,14 @@
 ``python -m python_ref.evaluate --model resnet8 [--data PATH] [--limit N | --indices SPEC]
 [--json out.json] [--per-image FILE.npz]``
 
+``python -m python_ref.evaluate --description STEM --data DATA [--onnx MODEL.onnx] [...]``
+evaluates your own converted description (``STEM.json`` + ``STEM.npz``, from the importer,
+``docs/import.md``; :func:`evaluate_description`): ``DATA`` is an ``.npz`` with ``x`` (N x H x W x
+C uint8 test pixels) and ``y`` (labels), a CIFAR-10 data folder (test split) or ``digits``; the
+float ANN, when ``--onnx`` is given, is the ONNX model run by onnxruntime on
+``(x * input_scale - mean) / std`` with the normalisation the converter recorded (without
+``--onnx`` the ANN columns are empty).
+
 Both accuracies are recomputed on every run: the ANN from the checkpoint (torch), the SNN by
 running the integer description with :func:`python_ref.snn.run`. Prints a row in the style of the
 paper's Table 2 (model, ANN, SNN, # neurons, # spikes) and, with ``--json``, writes
@@ -25,7 +33,9 @@ the borders and for any stride; for a dense consumer ``n_out``; for an ``add``, 
 (not in ``synops_per_image``, as they are not in ``spikes_per_image``). ``macs_per_image`` is
 the ANN's multiply-accumulates of the same network (``H_out*W_out*C_out*k*k*C_in`` per conv,
 ``n_in*n_out`` per dense, padding zeros included) and ``adds_per_image`` its other additions
-(``(m-1)*E`` for an ``add`` of ``m`` maps of ``E`` elements, ``(H*W-1)*C`` for ``gap``).
+(``(m-1)*E`` for an ``add`` of ``m`` maps of ``E`` elements, ``(H*W-1)*C`` for ``gap``,
+``(k*k-1)`` per output element of a ``maxpool`` (comparisons) or ``avgpool``; a depthwise conv
+does ``H_out*W_out*C*k*k`` MACs).
 ``per_layer`` lists, for every layer but the input, the spikes it emits, the SynOps it does
 on the AMOS spikes it reads, and its MACs and additions in the ANN (all per image).
 
@@ -44,7 +54,7 @@ error naming the part.
 * ``snn_class`` int64 ``(N,)``: the class the integer SNN predicts (argmax of ``logits``,
   lowest index on ties);
 * ``logits`` int64 ``(N, classes)``: the integer SNN's logits (the output layer's accumulators);
-* ``ann_class`` int64 ``(N,)``: the class the float ANN predicts;
+* ``ann_class`` int64 ``(N,)``: the class the float ANN predicts (-1 without an ANN);
 * ``layers`` str ``(L,)``: the names of the L ``amos`` layers, in the description's order;
 * ``spikes`` int64 ``(N, L)``: the spikes each image made in each of those layers.
 
@@ -68,8 +78,9 @@ from .checkpoint import ZOO, ConversionError, load_checkpoint
 from .data import DataError, load_dataset
 
 __all__ = ["PAPER_TABLE2", "PER_IMAGE_HELP", "DEFINITIONS", "subset", "parse_indices",
-           "ann_logits", "per_image_arrays", "write_per_image", "layer_ops", "per_layer",
-           "evaluate", "table_row", "ops_table", "main"]
+           "ann_logits", "onnx_logits", "load_test_data", "per_image_arrays",
+           "write_per_image", "layer_ops", "per_layer", "evaluate", "evaluate_description",
+           "table_row", "ops_table", "main"]
 
 # Table 2 of the paper (ANN %, SNN %, neurons, spikes per image), for the printed comparison.
 PAPER_TABLE2 = {
@@ -86,7 +97,7 @@ PER_IMAGE_HELP = """\
   snn_class  int64 (N,)           the class the integer SNN predicts (argmax of logits,
                                   lowest index on ties)
   logits     int64 (N, classes)   the integer SNN's logits
-  ann_class  int64 (N,)           the class the float ANN predicts
+  ann_class  int64 (N,)           the class the float ANN predicts (-1: no ANN given)
   layers     str   (L,)           the names of the L amos layers, in the description's order
   spikes     int64 (N, L)         spikes of each image in each of those layers
 Read it with numpy.load(FILE)."""
@@ -108,9 +119,11 @@ DEFINITIONS = {
     "input_synops_per_image": "the same for the input pixels' bits taken as spikes (popcount "
                               "of each pixel times its fan-out); not in synops_per_image",
     "macs_per_image": "the ANN's multiply-accumulates: H_out*W_out*C_out*k*k*C_in per conv "
-                      "(padding zeros included), n_in*n_out per dense",
+                      "(H_out*W_out*C*k*k when depthwise; padding zeros included), n_in*n_out "
+                      "per dense",
     "adds_per_image": "the ANN's other additions: (m-1)*E per add of m maps of E elements, "
-                      "(H*W-1)*C per gap; biases and requantisation not counted",
+                      "(H*W-1)*C per gap, (k*k-1) per output element of a maxpool "
+                      "(comparisons) or avgpool; biases and requantisation not counted",
     "per_layer": "every layer but the input, in the description's order: spikes it emits, "
                  "synops it does on the AMOS spikes it reads (per image), macs and adds of "
                  "the same layer in the ANN; layers reading accumulators (fc after gap) do "
@@ -223,8 +236,8 @@ def per_image_arrays(index, label, res: snn.SimResult, ann: np.ndarray) -> dict:
         Test-set indices and true classes of the evaluated images, in evaluation order.
     res : SimResult
         The integer SNN's result on those images.
-    ann : array of float, shape (N, classes)
-        The float ANN's logits on them.
+    ann : array of float, shape (N, classes), or None
+        The float ANN's logits on them (None: no ANN, ``ann_class`` is -1).
 
     Returns
     -------
@@ -240,7 +253,8 @@ def per_image_arrays(index, label, res: snn.SimResult, ann: np.ndarray) -> dict:
         "label": np.asarray(label, dtype=np.int64),
         "snn_class": res.classes.astype(np.int64),
         "logits": res.logits.astype(np.int64),
-        "ann_class": np.argmax(ann, axis=1).astype(np.int64),
+        "ann_class": (np.argmax(ann, axis=1).astype(np.int64) if ann is not None
+                      else np.full(n, -1, np.int64)),
         "layers": np.asarray(layers, dtype=str),
         "spikes": spikes.astype(np.int64),
     }
@@ -267,8 +281,9 @@ def layer_ops(g: _ir.Graph) -> dict:
     dict
         Layer name -> ``{"op", "macs", "adds"}`` for every layer but the input: ``macs`` is
         ``H_out*W_out*C_out*k*k*C_in`` for a conv and ``n_in*n_out`` for a dense (0 otherwise);
-        ``adds`` is ``(m-1)*E`` for an add of ``m`` maps of ``E`` elements and ``(H*W-1)*C``
-        for a gap (0 otherwise).
+        ``adds`` is ``(m-1)*E`` for an add of ``m`` maps of ``E`` elements, ``(H*W-1)*C``
+        for a gap and ``(k*k-1)`` per output element of a pool (0 otherwise). A depthwise
+        conv's ``macs`` is ``H_out*W_out*C*k*k``.
     """
     shapes = {k: v["shape"] for k, v in _ir.validate(g).items()}
     out = {}
@@ -276,13 +291,16 @@ def layer_ops(g: _ir.Graph) -> dict:
         op, ins = n["op"], n["inputs"]
         macs = adds = 0
         if op == "conv":
-            macs = int(np.prod(shapes[n["name"]])) * n["kernel"] ** 2 * shapes[ins[0]][-1]
+            c_in = shapes[ins[0]][-1] if _ir.conv_groups(n) == 1 else 1
+            macs = int(np.prod(shapes[n["name"]])) * n["kernel"] ** 2 * c_in
         elif op == "dense":
             macs = int(np.prod(shapes[ins[0]])) * n["out_features"]
         elif op == "add":
             adds = (len(ins) - 1) * int(np.prod(shapes[n["name"]]))
         elif op == "gap":
             adds = int(np.prod(shapes[ins[0]])) - int(np.prod(shapes[n["name"]]))
+        elif op in ("maxpool", "avgpool"):
+            adds = (n["kernel"] ** 2 - 1) * int(np.prod(shapes[n["name"]]))
         out[n["name"]] = {"op": op, "macs": int(macs), "adds": int(adds)}
     return out
 
@@ -387,10 +405,124 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     return out
 
 
+def load_test_data(data) -> tuple[np.ndarray, np.ndarray, str]:
+    """Test pixels, labels and where they came from, for a user's description.
+
+    Parameters
+    ----------
+    data : str or path
+        ``digits`` (the bundled 8x8 digits, test split); an ``.npz`` with ``x`` (N x H x W x C
+        uint8) and ``y`` (N labels); or a CIFAR-10 data folder (test split).
+
+    Raises
+    ------
+    DataError
+        Naming the file or folder: missing, unreadable, without ``x`` / ``y``, or of the wrong
+        type or shape.
+    """
+    if data is None:
+        raise DataError("--data is needed with a description of your own: an .npz with x "
+                        "(N x H x W x C uint8) and y, a CIFAR-10 folder, or 'digits'")
+    if str(data) == "digits":
+        x, y = load_dataset("digits", "test")
+        return x, y, "digits (test)"
+    path = Path(data)
+    if path.is_dir():
+        x, y = load_dataset("cifar10", "test", path)
+        return x, y, f"{path} (CIFAR-10 test)"
+    if not path.is_file():
+        raise DataError(f"{path}: no such test-data file or folder")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not an .npz with arrays 'x' (N x H x W x C uint8 pixels) "
+                        f"and 'y' (labels): {e}") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or y.shape != (len(x),):
+        raise DataError(f"{path}: x must be uint8 N x H x W x C and y N labels, not x "
+                        f"{x.dtype} {x.shape} and y {y.shape}")
+    return x, y.astype(np.int64), str(path)
+
+
+def onnx_logits(model, x: np.ndarray, input_scale: float = 1 / 255, mean=0.0,
+                std=1.0) -> np.ndarray:
+    """Float logits of an ONNX model (onnxruntime, the ``onnx`` extra) on uint8 images
+    ``x`` (N x H x W x C), its input ``(x * input_scale - mean) / std``, channels first."""
+    import onnxruntime as ort  # the optional `onnx` extra, only where the ANN runs
+
+    path = Path(model)
+    if not path.is_file():
+        raise DataError(f"{path}: no such ONNX file")
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - any unreadable model becomes one clear message
+        raise DataError(f"{path}: cannot be read as an ONNX model ({e})") from None
+    inp = sess.get_inputs()[0]
+    C = x.shape[-1]
+    m = np.broadcast_to(np.asarray(mean, np.float64).reshape(-1), (C,))
+    sd = np.broadcast_to(np.asarray(std, np.float64).reshape(-1), (C,))
+    xin = ((x * float(input_scale) - m) / sd).transpose(0, 3, 1, 2).astype(np.float32)
+    step = 1 if inp.shape and inp.shape[0] == 1 else 500  # a model exported for batch 1
+    return np.concatenate([sess.run(None, {inp.name: xin[s:s + step]})[0]
+                           for s in range(0, len(xin), step)])
+
+
+def evaluate_description(description, data, limit: int | None = None, onnx=None,
+                         batch_size: int = 100, progress: bool = True,
+                         indices: str | None = None, per_image=None) -> dict:
+    """The SNN figures of a user's description (and the ANN's, from its ONNX model).
+
+    Parameters
+    ----------
+    description : path
+        ``STEM``, ``STEM.json`` or ``STEM.npz`` (:func:`python_ref.ir.load`).
+    data
+        Test images and labels (:func:`load_test_data`).
+    limit, indices, batch_size, progress, per_image
+        As for :func:`evaluate`.
+    onnx : path, optional
+        The float model the description was converted from; its input normalisation is the one
+        recorded in the description's ``meta["source"]`` (``input_scale``, ``mean``, ``std``;
+        default ``1/255``, 0, 1). Without it the ANN figures are None.
+
+    Returns
+    -------
+    dict
+        As :func:`evaluate`'s, ``model`` the description's name.
+    """
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    g = _ir.load(description)
+    x, y, where = load_test_data(data)
+    want = tuple(g.nodes[0]["shape"])
+    if tuple(x.shape[1:]) != want:
+        raise DataError(f"{where}: images of shape {x.shape[1:]}; description {g.name!r} "
+                        f"takes {want} (H x W x C)")
+    idx = _selection(len(y), limit, indices)
+    x, y = x[idx], y[idx]
+    t0 = time.time()
+    src = g.meta.get("source", {})
+    ann = (onnx_logits(onnx, x, src.get("input_scale", 1 / 255), src.get("mean", 0.0),
+                       src.get("std", 1.0)) if onnx is not None else None)
+    t1 = time.time()
+    res = snn.run(g, x, batch_size=batch_size, progress=progress, synops=True)
+    t2 = time.time()
+    out = _summary(g.name, where, g, y, ann, res)
+    out["dataset_note"] = f"test images from {where}"
+    out["description"] = str(description)
+    out["seconds"] = {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)}
+    if indices is not None:
+        out["indices"] = indices
+    if per_image is not None:
+        out["per_image"] = str(write_per_image(per_image, per_image_arrays(idx, y, res, ann)))
+    return out
+
+
 def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimResult) -> dict:
-    """The result dict's figures (everything but timings and the paper's row)."""
+    """The result dict's figures (everything but timings and the paper's row); without an ANN
+    (``ann`` None) its figures are None."""
     ks = sorted(set(g.K_values().values()))
-    ann_top1 = float((ann.argmax(1) == y).mean())
+    ann_top1 = float((ann.argmax(1) == y).mean()) if ann is not None else None
     snn_top1 = float((res.classes == y).mean())
     spikes = res.spikes_per_image
     rows = per_layer(g, res)
@@ -409,8 +541,8 @@ def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimRe
         "neurons": int(g.neurons()),
         "spikes_per_image": float(spikes.mean()),
         "time_steps": int(g.time_steps()),
-        "gap_points": round(100 * (ann_top1 - snn_top1), 4),
-        "agreement": float((ann.argmax(1) == res.classes).mean()),
+        "gap_points": round(100 * (ann_top1 - snn_top1), 4) if ann is not None else None,
+        "agreement": float((ann.argmax(1) == res.classes).mean()) if ann is not None else None,
         "spikes_per_layer": {k: float(v.mean()) for k, v in res.spikes.items()},
         "synops_per_image": float(synops.mean()),
         "input_synops_per_image": float(in_synops.mean()),
@@ -429,7 +561,8 @@ def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimRe
 def table_row(r: dict) -> str:
     """Header and row in the style of the paper's Table 2 (plus the paper's row if known)."""
     head = f"{'Model':<10} {'ANN':>8} {'SNN':>8} {'# neurons':>12} {'# spikes':>10} {'steps':>6}"
-    row = (f"{r['model']:<10} {100 * r['ann_top1']:>7.2f}% {100 * r['snn_top1']:>7.2f}% "
+    ann = f"{100 * r['ann_top1']:>7.2f}%" if r["ann_top1"] is not None else f"{'-':>8}"
+    row = (f"{r['model']:<10} {ann} {100 * r['snn_top1']:>7.2f}% "
            f"{r['neurons']:>12,} {r['spikes_per_image']:>10,.0f} {r['time_steps']:>6}")
     lines = [head, row]
     if "paper" in r:
@@ -463,16 +596,24 @@ def main(argv=None):
                                 description="ANN vs integer SNN top-1 on the test set.",
                                 epilog=PER_IMAGE_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=sorted(MODELS))
-    p.add_argument("--data", default=None, help="data folder (default: $AMOS_DATA, ../shared)")
+    p.add_argument("--model", choices=sorted(MODELS),
+                   help="a zoo network; without it, --description names your own")
+    p.add_argument("--data", default=None,
+                   help="data folder (default: $AMOS_DATA, ../shared); with your own "
+                        "description: an .npz with x (N x H x W x C uint8) and y, a CIFAR-10 "
+                        "folder, or 'digits'")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--limit", type=int, default=None,
                        help="N test images only (a fixed, seeded draw across all classes)")
     which.add_argument("--indices", default=None, metavar="SPEC",
                        help="these test images, in this order: comma-separated indices and "
                             "ranges START:END (END excluded), e.g. 9000:9200 or 0:100,150")
-    p.add_argument("--description", default=None, help="SNN description (default: the zoo's)")
+    p.add_argument("--description", default=None, metavar="STEM",
+                   help="SNN description STEM.json + STEM.npz (default: the zoo's)")
     p.add_argument("--checkpoint", default=None, help="float checkpoint (default: the zoo's)")
+    p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="without --model: the float model the description came from (the "
+                        "ANN, run by onnxruntime)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--per-image", default=None, metavar="FILE.npz",
@@ -480,9 +621,19 @@ def main(argv=None):
                         "class and spikes per layer here (arrays below)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    if a.model is None and a.description is None:
+        p.error("give --model (a zoo network) or --description STEM (your own)")
+    if a.model is not None and a.onnx is not None:
+        p.error("--onnx is for your own description (without --model); a zoo network's ANN "
+                "is its checkpoint (--checkpoint)")
     try:
-        r = evaluate(a.model, a.data, a.limit, a.description, a.checkpoint, a.batch_size,
-                     progress=not a.no_progress, indices=a.indices, per_image=a.per_image)
+        if a.model is None:
+            r = evaluate_description(a.description, a.data, a.limit, a.onnx, a.batch_size,
+                                     progress=not a.no_progress, indices=a.indices,
+                                     per_image=a.per_image)
+        else:
+            r = evaluate(a.model, a.data, a.limit, a.description, a.checkpoint, a.batch_size,
+                         progress=not a.no_progress, indices=a.indices, per_image=a.per_image)
     except (DataError, ConversionError, _ir.IRError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(table_row(r))
