@@ -24,7 +24,16 @@ from amos_hw.errors import FlowError
 from amos_hw.layer_engines import engine_figures
 from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
 from amos_hw.lib.skid import SkidBuffer
-from amos_hw.plan import INPUT, AddLayer, ConvLayer, DenseLayer, Layer, NetworkPlan, PoolLayer
+from amos_hw.plan import (
+    INPUT,
+    AddLayer,
+    ConvLayer,
+    DenseLayer,
+    Layer,
+    NetworkPlan,
+    PoolLayer,
+    WindowLayer,
+)
 
 __all__ = ["layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows", "glue", "latency",
            "totals", "check"]
@@ -45,6 +54,10 @@ def layer_cycles(lay: Layer, folding: dict) -> int:
         return lay.height * lay.width * lay.channels // folding["lanes"]
     if isinstance(lay, AddLayer):
         return math.prod(lay.out_shape) // folding["lanes"]
+    if isinstance(lay, WindowLayer):  # one window word a cycle, or the input's words
+        ho, wo, _ = lay.out_shape
+        words = lay.kernel ** 2 * lay.channels // folding["lanes"]
+        return max(ho * wo * words, lay.height * lay.width * lay.channels // folding["lanes"])
     raise ValueError(f"layer {lay.name!r}: no cycle model for kind {lay.kind!r}")
 
 
@@ -188,12 +201,13 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
         name = lay.name
         t0, rate = t[lay.inputs[0]]
         out_elems = math.prod(lay.out_shape)
-        if isinstance(lay, ConvLayer):
+        if isinstance(lay, (ConvLayer, WindowLayer)):
+            c_in = lay.c_in if isinstance(lay, ConvLayer) else lay.channels
             first_rows = min(lay.height, lay.kernel - lay.padding)
-            need = first_rows * lay.width * lay.c_in
-            in_elems = lay.height * lay.width * lay.c_in
-            mvu = row[name]["latency_cycles"] - (need // lay.simd + 1)
-            start = t0 + max(need / rate, need / lay.simd)
+            need = first_rows * lay.width * c_in
+            in_elems = lay.height * lay.width * c_in
+            mvu = row[name]["latency_cycles"] - (need // lay.in_lanes + 1)
+            start = t0 + max(need / rate, need / lay.in_lanes)
         elif isinstance(lay, DenseLayer):
             need = lay.n_in
             in_elems = need
@@ -212,10 +226,10 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
             start = max(t0, ts)
         own = out_elems / lay.cycles
         first = start + mvu
-        # a convolution streams at its input's pace; dense and pooling start once all of their
-        # input is in, then run at their own pace
+        # a convolution or a window op streams at its input's pace; dense and global pooling
+        # start once all of their input is in, then run at their own pace
         t[name] = (first, min(own, rate * out_elems / in_elems)
-                   if isinstance(lay, (ConvLayer, AddLayer)) else own)
+                   if isinstance(lay, (ConvLayer, WindowLayer, AddLayer)) else own)
     t0, rate = t[plan.output]
     out = plan.output_layer
     words = plan.num_classes // out.out_lanes

@@ -6,8 +6,26 @@ engine itself). A new op adds its plan class and one entry here.
 """
 from __future__ import annotations
 
-from amos_hw.engines import ConvEngine, DenseEngine, GlobalAvgPoolEngine, ResidualAddEngine
-from amos_hw.plan import AddLayer, ConvLayer, DenseLayer, Layer, PoolLayer
+from amos_hw.engines import (
+    AvgPoolEngine,
+    ConvEngine,
+    DenseEngine,
+    DepthwiseConvEngine,
+    GlobalAvgPoolEngine,
+    MaxPoolEngine,
+    ResidualAddEngine,
+)
+from amos_hw.plan import (
+    AddLayer,
+    AvgPoolLayer,
+    ConvLayer,
+    DenseLayer,
+    DepthwiseLayer,
+    Layer,
+    MaxPoolLayer,
+    PoolLayer,
+    WindowLayer,
+)
 
 __all__ = ["engine_class", "engine_args", "build_engine", "engine_figures"]
 
@@ -39,8 +57,24 @@ def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:
                 "skip_depth": lay.skip_depth, "skip_signed": lay.skip_signed, "name": lay.name}
 
 
+def _window_pool(lay: WindowLayer, arrays) -> tuple[tuple, dict]:
+    return (), {"height": lay.height, "width": lay.width, "channels": lay.channels,
+                "kernel": lay.kernel, "stride": lay.stride, "padding": lay.padding,
+                "in_bits": lay.in_bits, "lanes": lay.lanes, "name": lay.name}
+
+
+def _depthwise(lay: DepthwiseLayer, arrays) -> tuple[tuple, dict]:
+    return (lay.weights(arrays), lay.biases(arrays)), {
+        "height": lay.height, "width": lay.width, "stride": lay.stride,
+        "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
+        "out_bits": lay.out_bits, "lanes": lay.lanes, "name": lay.name}
+
+
 _ENGINES = {ConvLayer: (ConvEngine, _conv), DenseLayer: (DenseEngine, _dense),
-            PoolLayer: (GlobalAvgPoolEngine, _pool), AddLayer: (ResidualAddEngine, _add)}
+            PoolLayer: (GlobalAvgPoolEngine, _pool), AddLayer: (ResidualAddEngine, _add),
+            MaxPoolLayer: (MaxPoolEngine, _window_pool),
+            AvgPoolLayer: (AvgPoolEngine, _window_pool),
+            DepthwiseLayer: (DepthwiseConvEngine, _depthwise)}
 
 
 def engine_class(lay: Layer):

@@ -10,7 +10,11 @@ instruction group of the shared engine (:mod:`amos_hw.shared.program` reads the 
   feeds ``add`` ops or is the network output: the engine then emits signed accumulators;
 * :class:`AddLayer`: an ``add`` fused with the ReLU ``amos`` op after it. Its *main* input is
   the raw convolution on the longer path (more AMOS layers before it), the other the *skip*;
-* :class:`PoolLayer`: ``gap``, the per-channel sums (the next dense layer's inputs).
+* :class:`PoolLayer`: ``gap``, the per-channel sums (the next dense layer's inputs);
+* :class:`WindowLayer` s, per-channel ops over sliding windows: :class:`MaxPoolLayer`
+  (``maxpool``, spike words out), :class:`AvgPoolLayer` (``avgpool``, window sums out) and
+  :class:`DepthwiseLayer` (a ``conv`` with ``groups`` = its input channels, fused with its ReLU
+  ``amos`` op or raw, as :class:`ConvLayer`).
 
 Every layer states its stream widths (``in_bits``, ``out_width``, ``out_signed``) from the
 description alone, the way the engines derive them, so the plan is complete before any engine
@@ -40,7 +44,8 @@ from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
 
 __all__ = ["PlanError", "Layer", "ConvLayer", "DenseLayer", "PoolLayer", "AddLayer",
-           "NetworkPlan", "lower", "INPUT"]
+           "WindowLayer", "MaxPoolLayer", "AvgPoolLayer", "DepthwiseLayer", "NetworkPlan",
+           "lower", "INPUT"]
 
 #: The name by which layers refer to the network input (the pixel stream).
 INPUT = "input"
@@ -277,6 +282,79 @@ class PoolLayer(Layer):
 
 
 @dataclass
+class WindowLayer(Layer):
+    """A per-channel op over the ``kernel`` x ``kernel`` windows (``stride``, ``padding`` zeros
+    on all sides) of an ``height`` x ``width`` x ``channels`` map of ``in_bits``-bit unsigned
+    values: a sliding window and a reducer, ``lanes`` channels a cycle (``pe = simd = lanes``).
+    """
+
+    height: int = 0
+    width: int = 0
+    channels: int = 0
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    in_bits: int = 0
+    lanes: int = 1
+
+    @property
+    def in_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    def _fields(self) -> dict:
+        return {"height": self.height, "width": self.width, "channels": self.channels,
+                "kernel": self.kernel, "stride": self.stride, "padding": self.padding,
+                "in_bits": self.in_bits}
+
+    def _folded_fields(self) -> dict:
+        return {"lanes": self.lanes}
+
+
+@dataclass
+class MaxPoolLayer(WindowLayer):
+    """Max pooling of spike words: the output is a spike word of the same ``K``."""
+
+    kind: ClassVar[str] = "maxpool"
+
+
+@dataclass
+class AvgPoolLayer(WindowLayer):
+    """Average pooling as window sums of ``in_bits + ceil(log2(kernel**2))`` bits (the
+    division is folded into the next layer's weights)."""
+
+    kind: ClassVar[str] = "avgpool"
+
+
+@dataclass
+class DepthwiseLayer(WindowLayer):
+    """A depthwise convolution (``groups`` = channels, weights ``(C, k, k, 1)``) fused with its
+    ReLU ``amos`` op (``out_bits = K``, requantised by ``shift``), or raw (``out_bits = None``,
+    ``shift = 0``) like :class:`ConvLayer`."""
+
+    kind: ClassVar[str] = "dwconv"
+
+    weight: str = ""
+    bias: str | None = None
+    shift: int = 0
+
+    def weights(self, arrays) -> np.ndarray:
+        return np.asarray(arrays[self.weight], dtype=np.int64)
+
+    def biases(self, arrays) -> np.ndarray:
+        if self.bias is None:
+            return np.zeros(self.channels, np.int64)
+        return np.asarray(arrays[self.bias], dtype=np.int64)
+
+    def _fields(self) -> dict:
+        return {**super()._fields(), "weight": self.weight, "bias": self.bias,
+                "shift": self.shift}
+
+
+@dataclass
 class AddLayer(Layer):
     """A residual add fused with its ReLU AMOS unit: ``main`` (a raw convolution's
     accumulators) plus ``skip << skip_shift``, requantised by ``shift`` into ``K`` spikes."""
@@ -480,7 +558,11 @@ class _Lowering:
                   "out_width": out_width, "out_shape": list(self.info[out_name]["shape"]),
                   "depth": self.depth[out_name], "weight": n["weight"], "bias": bkey,
                   "in_bits": in_bits, "shift": shift}
-        if op == "conv":
+        if op == "conv" and ir.conv_groups(n) > 1:
+            H, W, C = self.info[n["inputs"][0]]["shape"]
+            layer = DepthwiseLayer(**common, height=H, width=W, channels=C, kernel=n["kernel"],
+                                   stride=n["stride"], padding=n["padding"])
+        elif op == "conv":
             H, W, C = self.info[n["inputs"][0]]["shape"]
             layer = ConvLayer(**common, height=H, width=W, c_in=C, c_out=w.shape[0],
                               kernel=n["kernel"], stride=n["stride"], padding=n["padding"])
@@ -528,6 +610,24 @@ class _Lowering:
                              depth=self.depth[name], height=H, width=W, channels=C,
                              in_bits=K), name)
 
+    def window_pool(self, n) -> None:
+        """A ``maxpool`` (spike words of its input's ``K`` out) or ``avgpool`` (window sums of
+        ``in_bits + ceil(log2(kernel**2))`` bits out)."""
+        name, op = n["name"], n["op"]
+        src = self.spikes_from(name, n["inputs"][0])
+        H, W, C = self.info[n["inputs"][0]]["shape"]
+        in_bits, k = src[1], n["kernel"]
+        if op == "maxpool":
+            cls, out_bits, out_width = MaxPoolLayer, in_bits, in_bits
+        else:
+            cls, out_bits = AvgPoolLayer, None
+            out_width = in_bits + math.ceil(math.log2(k * k))
+        self._emit(cls(name=name, ir_nodes=[name], inputs=[src[0]], out_bits=out_bits,
+                       out_signed=False, out_width=out_width,
+                       out_shape=list(self.info[name]["shape"]), depth=self.depth[name],
+                       height=H, width=W, channels=C, kernel=k, stride=n["stride"],
+                       padding=n["padding"], in_bits=in_bits), name)
+
     def run(self) -> NetworkPlan:
         g = self.g
         for n in g.nodes[1:]:
@@ -538,6 +638,8 @@ class _Lowering:
                 self.add(n)
             elif op == "gap":
                 self.gap(n)
+            elif op in ("maxpool", "avgpool"):
+                self.window_pool(n)
             elif op == "amos":
                 if n["name"] not in self.fused:
                     src = self.nodes[n["inputs"][0]]

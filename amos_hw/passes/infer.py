@@ -2,17 +2,29 @@
 exact widths, the hardware layers) and refuse what the layer-pipelined engines cannot build,
 naming the layer, before any hardware exists: a stride the conv engine does not support, a
 padding the sliding window cannot make, spike words or inputs wider than the engines take, an
-output that is not the raw logits of a dense layer, more classes than the result's 4-bit field.
+output that is not the raw logits of a dense layer, more classes than the result's 4-bit field,
+a window op (maxpool, avgpool, depthwise conv) inside a residual block's main path.
 """
 from __future__ import annotations
 
 from amos_hw.passes.common import FlowContext, FlowError
-from amos_hw.plan import INPUT, ConvLayer, NetworkPlan, PlanError, PoolLayer, lower
+from amos_hw.plan import (
+    INPUT,
+    AddLayer,
+    ConvLayer,
+    DepthwiseLayer,
+    NetworkPlan,
+    PlanError,
+    PoolLayer,
+    WindowLayer,
+    lower,
+)
 from python_ref import ir
 
 __all__ = ["infer", "check_pipelined", "SUPPORTED_STRIDES", "MAX_BITS"]
 
-#: Strides the sliding window / conv engine is verified for (rtl_tests/test_engine_conv.py).
+#: Strides the sliding window engines (conv, maxpool, avgpool, dwconv) are verified for
+#: (rtl_tests/test_engine_conv.py, rtl_tests/test_engine_pool_window.py).
 SUPPORTED_STRIDES = (1, 2)
 #: Largest spike word (in_bits / out_bits) the engines take.
 MAX_BITS = 16
@@ -22,10 +34,37 @@ def _err(name, msg):
     return FlowError(f"layer {name!r}: {msg}")
 
 
+def _check_residual_paths(plan: NetworkPlan) -> None:
+    """Window ops (:class:`~amos_hw.plan.WindowLayer`) inside a residual block: the skip FIFO
+    sizing (:mod:`amos_hw.buffers`) counts the line buffers of the convolutions on the main
+    path only, so a window op there (or a raw depthwise conv as the skip) is refused, naming
+    it, rather than built with a FIFO that could deadlock the block."""
+    by_name = plan.by_name()
+    for lay in plan.layers:
+        if isinstance(lay, DepthwiseLayer) and lay.out_bits is None:
+            raise _err(lay.ir_nodes[0], "a depthwise conv with raw outputs (feeding an add) "
+                                        "has no layer-pipelined form; follow it by a ReLU amos "
+                                        "op")
+        if not isinstance(lay, AddLayer):
+            continue
+        skip = by_name.get(lay.inputs[1])
+        fork = skip.inputs[0] if isinstance(skip, ConvLayer) and skip.out_signed else (
+            lay.inputs[1])
+        cur = by_name.get(lay.inputs[0])
+        while cur is not None:
+            if isinstance(cur, WindowLayer):
+                raise _err(cur.ir_nodes[0], f"a {cur.kind} on the main path of the residual "
+                                            f"add {lay.ir_nodes[0]!r} is not supported (the "
+                                            f"skip FIFO counts convolution line buffers only)")
+            src = cur.inputs[0]
+            cur = None if src == fork else by_name.get(src)
+
+
 def check_pipelined(plan: NetworkPlan, output_tensor: str) -> None:
     """Raise :class:`FlowError` for the first layer the layer engines cannot build."""
+    _check_residual_paths(plan)
     for lay in plan.layers:
-        if lay.kind in ("conv", "dense", "gap"):
+        if lay.kind in ("conv", "dense", "gap", "maxpool", "avgpool", "dwconv"):
             _, width = plan.source_width(lay.inputs[0])
             if width > MAX_BITS:
                 raise _err(lay.ir_nodes[0], f"its input is {width} bits wide, more than the "
@@ -33,10 +72,10 @@ def check_pipelined(plan: NetworkPlan, output_tensor: str) -> None:
         if lay.out_bits is not None and lay.out_bits > MAX_BITS:
             raise _err(lay.name, f"K={lay.out_bits} is more than the engines' {MAX_BITS} "
                                  f"spikes per value")
-        if isinstance(lay, ConvLayer):
+        if isinstance(lay, (ConvLayer, WindowLayer)):
             name, k, s, p = lay.ir_nodes[0], lay.kernel, lay.stride, lay.padding
             if s not in SUPPORTED_STRIDES:
-                raise _err(name, f"stride {s} is not supported by the conv engine "
+                raise _err(name, f"stride {s} is not supported by the {lay.kind} engine "
                                  f"(supported: {', '.join(map(str, SUPPORTED_STRIDES))})")
             if p >= k:
                 raise _err(name, f"padding {p} must be less than the kernel {k} for the "

@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from amos_hw.plan import INPUT, AddLayer, ConvLayer, DenseLayer, NetworkPlan, PlanError, PoolLayer
+from amos_hw.plan import (
+    INPUT,
+    AddLayer,
+    ConvLayer,
+    DenseLayer,
+    NetworkPlan,
+    PlanError,
+    PoolLayer,
+    WindowLayer,
+)
 from amos_hw.plan import lower as plan_lower
 from python_ref import ir, snn
 from python_ref.quant import relu_int, requant_shift, signed_width
@@ -287,6 +296,10 @@ class _Instructions:
         return Instr(out.name, None, osh, [src], out.biases(self.arrays), "logits")
 
     def program(self) -> Program:
+        for lay in self.plan.layers:
+            if isinstance(lay, WindowLayer):
+                raise _err(lay.ir_nodes[0], f"op {lay.kind!r} has no shared-engine instruction "
+                                            f"(the layer-pipelined architecture builds it)")
         instrs = [self.act(lay) for lay in self.plan.layers if lay.out_bits is not None]
         instrs.append(self.logits())
         if self.act_bits > WORD_BITS // 2:
