@@ -28,7 +28,9 @@ Operations (``docs/integer_semantics.md``, "Synaptic operations"; :func:`layer_o
 fan-out (the number of weights it is multiplied with downstream: for a consuming conv
 ``C_out`` times the number of output positions whose window covers the spike's position, exact at
 the borders and for any stride; for a dense consumer ``n_out``; for an ``add``, ``gap`` or
-``amos`` consumer 1), summed over the network from each image's own spike maps
+``amos`` consumer 1; for a depthwise conv, a ``maxpool`` or an ``avgpool`` the number of
+windows covering it; the output bits of a pool count as spikes), summed over the network from
+each image's own spike maps
 (``snn.run(..., synops=True)``); ``input_synops_per_image`` the same for the input pixels' bits
 (not in ``synops_per_image``, as they are not in ``spikes_per_image``). ``macs_per_image`` is
 the ANN's multiply-accumulates of the same network (``H_out*W_out*C_out*k*k*C_in`` per conv,
@@ -113,9 +115,11 @@ DEFINITIONS = {
     "synops_per_image": "mean over images of the sum over every AMOS spike of its fan-out, "
                         "from each image's spike maps: a spike at (y, x, c) read by a conv "
                         "counts C_out times the number of output positions whose window covers "
-                        "(y, x) (exact at borders and for any stride), by a dense n_out, by an "
-                        "add, gap or amos layer 1; a map read by several layers adds their "
-                        "fan-outs (input pixel bits not counted)",
+                        "(y, x) (exact at borders and for any stride; a depthwise conv or a "
+                        "pool: the number of windows only), by a dense n_out, by an add, gap or "
+                        "amos layer 1; a map read by several layers adds their fan-outs; the "
+                        "output bits of maxpool / avgpool layers count as spikes here too "
+                        "(input pixel bits not counted)",
     "input_synops_per_image": "the same for the input pixels' bits taken as spikes (popcount "
                               "of each pixel times its fan-out); not in synops_per_image",
     "macs_per_image": "the ANN's multiply-accumulates: H_out*W_out*C_out*k*k*C_in per conv "
