@@ -192,14 +192,29 @@ def glue(plan: NetworkPlan) -> dict:
             "est_dsp": 0}
 
 
+def _arrival(need: int, rate: float, burst: int | None) -> float:
+    """Cycles from a stream's first element to its ``need``-th: ``need / rate`` for a stream
+    that arrives evenly; for one that arrives a row (``burst`` elements) at a time (a window
+    op's output, or an op fed by one), the start of the row that holds it."""
+    if burst is None:
+        return need / rate
+    return (need - 1) // burst * burst / rate
+
+
 def latency(plan: NetworkPlan, rows: list[dict]) -> int:
-    """Estimated first-pixel-to-result cycles through an empty pipeline (module docstring)."""
+    """Estimated first-pixel-to-result cycles through an empty pipeline (module docstring).
+
+    A window op (:class:`~amos_hw.plan.WindowLayer`) emits an output row in a burst once the
+    input rows it needs are in, so its output (and what a conv, a window op or an add makes of
+    it) is counted as arriving row by row."""
     row = {r["name"]: r for r in rows}
     # tensor -> (time of its first element, elements per cycle it then arrives at)
     t = {INPUT: (0.0, 1.0)}
+    burst: dict[str, int] = {}  # tensors that arrive row by row -> elements per row
     for lay in plan.layers:
         name = lay.name
         t0, rate = t[lay.inputs[0]]
+        b = burst.get(lay.inputs[0])
         out_elems = math.prod(lay.out_shape)
         if isinstance(lay, (ConvLayer, WindowLayer)):
             c_in = lay.c_in if isinstance(lay, ConvLayer) else lay.channels
@@ -207,18 +222,18 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
             need = first_rows * lay.width * c_in
             in_elems = lay.height * lay.width * c_in
             mvu = row[name]["latency_cycles"] - (need // lay.in_lanes + 1)
-            start = t0 + max(need / rate, need / lay.in_lanes)
+            start = t0 + max(_arrival(need, rate, b), need / lay.in_lanes)
         elif isinstance(lay, DenseLayer):
             need = lay.n_in
             in_elems = need
             per_cycle = lay.simd / lay.passes
             mvu = row[name]["latency_cycles"] - int(need / per_cycle)
-            start = t0 + max(need / rate, need / per_cycle)
+            start = t0 + max(_arrival(need, rate, b), need / per_cycle)
         elif isinstance(lay, PoolLayer):
             in_elems = lay.height * lay.width * lay.channels
             need = in_elems - lay.channels + lay.lanes
             mvu = 1
-            start = t0 + max(need / rate, need / lay.lanes) - 1
+            start = t0 + max(_arrival(need, rate, b), need / lay.lanes) - 1
         else:
             ts, _ = t[lay.inputs[1]]
             in_elems = out_elems
@@ -228,8 +243,10 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
         first = start + mvu
         # a convolution or a window op streams at its input's pace; dense and global pooling
         # start once all of their input is in, then run at their own pace
-        t[name] = (first, min(own, rate * out_elems / in_elems)
-                   if isinstance(lay, (ConvLayer, WindowLayer, AddLayer)) else own)
+        streams = isinstance(lay, (ConvLayer, WindowLayer, AddLayer))
+        t[name] = (first, min(own, rate * out_elems / in_elems) if streams else own)
+        if streams and (isinstance(lay, WindowLayer) or b is not None):
+            burst[name] = math.prod(lay.out_shape[1:])
     t0, rate = t[plan.output]
     out = plan.output_layer
     words = plan.num_classes // out.out_lanes
