@@ -1,0 +1,2 @@
+"""A MobileNet-style CIFAR-10 network with depthwise-separable blocks and ReLU6 (``model.py``)
+and its training script."""
