@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from amos_hw.devices import LUT_FILL
+from amos_hw.engines.image_buffer import ImageBuffer
 from amos_hw.errors import FlowError
 from amos_hw.layer_engines import engine_figures
 from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
@@ -95,7 +96,8 @@ def pipeline_ii(plan: NetworkPlan) -> tuple[int, dict]:
             P = lay.passes
             sf = lay.n_in // lay.simd * P  # cycles of one output fold
             nf = lay.n_out // lay.pe
-            f0 = max(sf, int(round(s_in)) + P)
+            # behind an image buffer the first fold reads a complete image, one word a cycle
+            f0 = sf if plan.image_buffered(lay) else max(sf, int(round(s_in)) + P)
             busy = f0 + (nf - 1) * sf
             src = by_name.get(lay.inputs[0])
             if (isinstance(src, DenseLayer) and src.out_bits is not None
@@ -150,12 +152,18 @@ def layer_rows(plan: NetworkPlan, arrays: dict, family: str | None = None) -> li
         if fig.cycles != lay.cycles:  # the plan's formula must be the engine's
             raise FlowError(f"layer {lay.name!r}: planned {lay.cycles} cycles, the engine "
                             f"states {fig.cycles}")
+        mems, luts, ffs, bits = fig.memories, fig.luts, fig.flip_flops, fig.memory_bits
+        if plan.image_buffered(lay):  # its image buffer (amos_hw.top) counts with it
+            words, width = lay.n_in // lay.simd, lay.simd * lay.in_bits
+            buf = ImageBuffer.memory_for(width, words)
+            mems, bits = (*mems, buf), bits + buf.depth * buf.width
+            luts += ImageBuffer.luts_for(width, words)
+            ffs += ImageBuffer.flip_flops_for(width, words)
         rows.append({"name": lay.name, "kind": lay.kind, **lay.folding(),
                      "cycles_per_image": fig.cycles, "latency_cycles": fig.latency,
-                     "est_lut4": fig.luts, "est_ff": fig.flip_flops,
-                     "est_bram_bits": fig.memory_bits, "est_dsp": 0})
+                     "est_lut4": luts, "est_ff": ffs, "est_bram_bits": bits, "est_dsp": 0})
         if family is not None:
-            rows[-1]["est_bram_blocks"] = block_count(fig.memories, family)
+            rows[-1]["est_bram_blocks"] = block_count(mems, family)
     return rows
 
 
@@ -228,7 +236,10 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
             in_elems = need
             per_cycle = lay.simd / lay.passes
             mvu = row[name]["latency_cycles"] - int(need / per_cycle)
-            start = t0 + max(_arrival(need, rate, b), need / per_cycle)
+            if plan.image_buffered(lay):  # reads the image once it is all in
+                start = t0 + _arrival(need, rate, b) + ImageBuffer.latency + need / per_cycle
+            else:
+                start = t0 + max(_arrival(need, rate, b), need / per_cycle)
         elif isinstance(lay, PoolLayer):
             in_elems = lay.height * lay.width * lay.channels
             need = in_elems - lay.channels + lay.lanes

@@ -456,6 +456,15 @@ class NetworkPlan:
     def output_layer(self) -> Layer:
         return self.layer(self.output)
 
+    def image_buffered(self, lay: Layer) -> bool:
+        """Whether ``lay`` is a dense layer fed by a layer that emits a map row by row (a
+        convolution, a window op or an add): the assembly puts a whole-image buffer
+        (:class:`amos_hw.engines.image_buffer.ImageBuffer`) in front of it, so that its first
+        output fold does not wait on, and stall, that producer."""
+        if not isinstance(lay, DenseLayer) or lay.inputs[0] == INPUT:
+            return False
+        return isinstance(self.layer(lay.inputs[0]), (ConvLayer, WindowLayer, AddLayer))
+
     def source_width(self, src: str) -> tuple[int, int]:
         """Lanes and element width of the stream a layer reads from ``src``."""
         if src == INPUT:

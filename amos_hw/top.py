@@ -26,6 +26,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.engines.image_buffer import ImageBuffer
 from amos_hw.layer_engines import build_engine
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
@@ -383,6 +384,11 @@ class NetworkTop(wiring.Component):
                 target = getattr(eng, dport)
                 tag = f"{lay.name}_{dport}".replace(".", "_")
                 o = self._adapt(m, o, shape, lanes, want, tag)
+                if self._plan.image_buffered(lay):  # a dense layer fed by a map
+                    buf = ImageBuffer(data.ArrayLayout(shape, want), lay.n_in // want)
+                    m.submodules[f"image_buffer_{tag}"] = buf
+                    wiring.connect(m, o, buf.i)
+                    o = buf.o
                 wiring.connect(m, o, target)
         out_lay = self._plan.output_layer
         out_eng = self._engines[out_lay.name]
