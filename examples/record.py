@@ -35,9 +35,9 @@ def _read(path: Path, what: str) -> dict:
 
 
 def record(result: dict, report: dict | None = None, rtl: dict | None = None,
-           report_command: str | None = None) -> dict:
+           report_command: str | None = None, rtl_command: str | None = None) -> dict:
     """``result`` with ``estimate`` (from the generator's ``report``) and ``rtl`` (the runs
-    of an ``rtl_tests.network`` result) added.
+    of an ``rtl_tests.network`` result) added, each with the command that made it when given.
 
     Raises
     ------
@@ -63,7 +63,7 @@ def record(result: dict, report: dict | None = None, rtl: dict | None = None,
         if sha is not None and rtl.get("model_sha256") != sha:
             raise RecordError(f"--rtl ran the description {rtl.get('model_sha256')}, the report "
                               f"is of {sha}")
-        out["rtl"] = {"command": rtl.get("command"), "runs": rtl["runs"]}
+        out["rtl"] = {"command": rtl_command or rtl.get("command"), "runs": rtl["runs"]}
     return out
 
 
@@ -76,12 +76,14 @@ def main(argv=None) -> dict:
     p.add_argument("--report-command", default=None,
                    help="the generate command that wrote --report (recorded)")
     p.add_argument("--rtl", type=Path, default=None, help="rtl_tests.network's result")
+    p.add_argument("--rtl-command", default=None,
+                   help="the rtl_tests.network command that wrote --rtl (recorded)")
     a = p.parse_args(argv)
     try:
         result = _read(a.json, "--json")
         report = _read(a.report, "--report") if a.report else None
         rtl = _read(a.rtl, "--rtl") if a.rtl else None
-        out = record(result, report, rtl, a.report_command)
+        out = record(result, report, rtl, a.report_command, a.rtl_command)
     except RecordError as e:
         raise SystemExit(f"error: {e}") from None
     a.json.write_text(json.dumps(out, indent=1) + "\n")

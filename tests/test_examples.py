@@ -180,11 +180,13 @@ def test_record_merges_estimate_and_rtl(tmp_path):
     rtl = {"command": "c", "model_sha256": "ab", "runs": {"verilator": {"mismatches": 0}}}
     (tmp_path / "rtl.json").write_text(json.dumps(rtl))
     record.main(["--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "report.json"),
-                 "--report-command", "gen", "--rtl", str(tmp_path / "rtl.json")])
+                 "--report-command", "gen", "--rtl", str(tmp_path / "rtl.json"),
+                 "--rtl-command", "sim"])
     out = json.loads((tmp_path / "r.json").read_text())
     assert out["snn_top1"] == 0.5
     assert out["estimate"] == {k: REPORT[k] for k in record.ESTIMATE_FIELDS} | {"command": "gen"}
-    assert out["rtl"] == {"command": "c", "runs": rtl["runs"]}
+    assert out["rtl"] == {"command": "sim", "runs": rtl["runs"]}
+    assert record.record({"model": "net"}, rtl=rtl)["rtl"]["command"] == "c"
 
 
 @pytest.mark.parametrize("report, rtl, match", [
