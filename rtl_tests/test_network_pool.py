@@ -2,13 +2,15 @@
 avgpool -> dense, ``rtl_tests/pool_network.py``, random int8 weights) generated and run on both
 simulators (cocotb on Icarus, the native bench on Verilator): every logit and class equal to
 python_ref.snn, every measured interval between results equal to the report's cycles per
-image; and on Verilator the same images with idle input cycles and result backpressure."""
+image; and on Verilator the same images with idle input cycles and result backpressure. Also
+conv -> maxpool -> dense (a VGG's classifier, the dense layer behind an image buffer) with the
+dense layer and then the convolution the slowest."""
 import numpy as np
 import pytest
 
 from rtl_tests.native import run_images
 from rtl_tests.network import run_network
-from rtl_tests.pool_network import POOL_FOLDINGS, pool_network
+from rtl_tests.pool_network import CPD_FOLDINGS, POOL_FOLDINGS, conv_pool_dense, pool_network
 
 #: 3x3 windows with padding and stride 2 (max pool, depthwise conv), a 3x3 stride-1 average pool
 STRIDED = {"pool1": (3, 2, 1), "dw": (3, 2, 1), "pool2": (3, 1, 1)}
@@ -19,6 +21,7 @@ def nets(tmp_path_factory):
     root = tmp_path_factory.mktemp("pool")
     pool_network(root / "pool_net")
     pool_network(root / "strided", seed=3, **STRIDED)
+    conv_pool_dense(root / "cpd")
     x = np.random.default_rng(2).integers(0, 256, (8, 8, 8, 3)).astype(np.uint8)
     return root, (x, np.zeros(len(x), np.int64))
 
@@ -44,3 +47,12 @@ def test_pool_network_with_stalls(sim, nets):
                      parallelism=POOL_FOLDINGS[1])
     assert res["images"] == 8
     assert res["mismatches"] == 0, res["first_mismatches"]
+
+
+@pytest.mark.parametrize("k", range(len(CPD_FOLDINGS)), ids=["dense-bound", "conv-bound"])
+def test_dense_after_a_max_pool(sim, nets, k):
+    root, images = nets
+    res = run_network(str(root / "cpd.json"), 8, sim, images=images,
+                      parallelism=CPD_FOLDINGS[k])
+    assert res["mismatches"] == 0
+    assert res["cycles_per_image_measured"] == res["cycles_per_image_report"]

@@ -18,7 +18,7 @@ from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
 from amos_hw.passes.common import FlowConfig, FlowError
 from amos_hw.plan import AvgPoolLayer, DepthwiseLayer, MaxPoolLayer, lower
 from python_ref import ir, snn
-from rtl_tests.pool_network import POOL_FOLDINGS, pool_network
+from rtl_tests.pool_network import CPD_FOLDINGS, POOL_FOLDINGS, conv_pool_dense, pool_network
 
 #: A second shape of the network: 3x3 windows with padding and stride 2 everywhere but the
 #: average pool (3x3, stride 1, padding 1).
@@ -250,37 +250,13 @@ def test_network_cycles_per_image(net, k):
     assert outs[2] - outs[1] == top.cycles_per_image
 
 
-def _conv_pool_dense(path, classes=10, channels=8):
-    """conv 3x3 -> ReLU -> max pool 2x2/2 -> dense over the 4x4 map (a VGG's classifier):
-    the dense layer reads the map through an image buffer."""
-    rng = np.random.default_rng(9)
-    A = {"c.w": rng.integers(-127, 128, (channels, 3, 3, 3)),
-         "c.b": rng.integers(-2000, 2000, channels),
-         "fc.w": rng.integers(-127, 128, (classes, 16 * channels)),
-         "fc.b": rng.integers(-1000, 1000, classes)}
-    n = [{"name": "input", "op": "input", "inputs": [], "shape": [8, 8, 3], "bits": 8},
-         {"name": "c", "op": "conv", "inputs": ["input"], "weight": "c.w", "bias": "c.b",
-          "kernel": 3, "stride": 1, "padding": 1, "out_channels": channels},
-         {"name": "c.act", "op": "amos", "inputs": ["c"], "unit": "r", "rshift": [11]},
-         {"name": "m", "op": "maxpool", "inputs": ["c.act"], "kernel": 2, "stride": 2,
-          "padding": 0},
-         {"name": "fc", "op": "dense", "inputs": ["m"], "weight": "fc.w", "bias": "fc.b",
-          "out_features": classes}]
-    g = ir.Graph("conv_pool_dense", n, {"r": {"kind": "relu", "K": 4}}, A, ["fc"])
-    ir.save(g, path)
-    return g
-
-
-@pytest.mark.parametrize("par", [
-    {"c.act": {"pe": 8, "simd": 3}, "m": {"lanes": 2}},  # the dense layer is the slowest
-    {"c.act": {"pe": 2, "simd": 1}, "fc": {"pe": 2, "simd": 4}},  # the conv is
-], ids=["dense-bound", "conv-bound"])
+@pytest.mark.parametrize("par", CPD_FOLDINGS, ids=["dense-bound", "conv-bound"])
 def test_dense_after_a_map_is_exact(tmp_path, par):
     """A dense layer fed by a map reads it through an image buffer: bit-exact, and the result
     intervals equal the report whichever layer is the slowest (without the buffer the first
     fold waited on the whole upstream pipeline: 29,265 cycles measured against 20,480 reported
     on a VGG)."""
-    g = _conv_pool_dense(tmp_path / "cpd")
+    g = conv_pool_dense(tmp_path / "cpd")
     x = np.random.default_rng(4).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
     top = build_network(tmp_path / "cpd.json", parallelism=par)
     plan = lower(g)
