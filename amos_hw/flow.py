@@ -99,7 +99,13 @@ def run_flow(cfg: FlowConfig) -> FlowContext:
             return _run_flow(dataclasses.replace(cfg, architecture="pipelined"))
         except BudgetError as e:
             why = f"the layer-pipelined design does not fit: {e}"
-            return _run_flow(dataclasses.replace(cfg, why=why, **fallback))
+            try:
+                return _run_flow(dataclasses.replace(cfg, why=why, **fallback))
+            except FlowError as shared_error:  # both refuse: say why each does
+                if isinstance(shared_error, BudgetError):
+                    raise
+                raise FlowError(f"{why}; and the shared engine cannot build it: "
+                                f"{shared_error}") from None
     return _run_flow(cfg)
 
 

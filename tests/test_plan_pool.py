@@ -193,6 +193,17 @@ def test_shared_architecture_names_the_layer(tmp_path):
     assert "layer 'pool1': op 'maxpool' has no shared-engine instruction" in msg
 
 
+def test_no_architecture_fits_says_why_for_each(tmp_path):
+    """On the iCE40 UP5K a design that does not fit falls back to the shared engine; when that
+    cannot build it either, the error gives both reasons."""
+    msg = _flow_error(tmp_path, pool_network(size=32, channels=32), board="ice40-up5k")
+    assert msg.startswith("the layer-pipelined design does not fit: pool_net does not fit "
+                          "ice40-up5k even fully folded: ")
+    assert msg.endswith("; and the shared engine cannot build it: model 'pool_net' (shared "
+                        "engine): layer 'pool1': op 'maxpool' has no shared-engine instruction "
+                        "(the layer-pipelined architecture builds it)")
+
+
 def test_unsupported_stride_names_the_layer(tmp_path):
     msg = _flow_error(tmp_path, pool_network(size=9, pool1=(3, 3, 0)))
     assert msg == ("layer 'pool1': stride 3 is not supported by the maxpool engine "
