@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from amos_hw import generate
-from boards.table2 import BOARD, ESTIMATES, MODELS, REPO
+from boards.table2 import BOARD, ESTIMATES, MODELS, REPO, VARIANTS
 
 __all__ = ["estimate", "main", "write_estimates"]
 
@@ -47,7 +47,8 @@ def estimate(model: str, board: str = BOARD) -> dict:
 def write_estimates(models=MODELS, path: Path = ESTIMATES) -> Path:
     """Run :func:`estimate` for every model and write them to ``path``."""
     doc = {"board": BOARD, "command": "python -m boards.estimates",
-           "models": {m: estimate(m) for m in models}}
+           "models": {m: estimate(f"{REPO / VARIANTS[m][1]}.json" if m in VARIANTS else m)
+                      for m in models}}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
     return Path(path)
 

@@ -18,14 +18,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["BOARD", "ESTIMATES", "MISSING", "MODELS", "PAGE", "render_table2", "write_page"]
+__all__ = ["BOARD", "ESTIMATES", "MISSING", "MODELS", "PAGE", "VARIANTS", "render_table2",
+           "write_page"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "docs" / "results"
 PAGE = RESULTS_DIR / "table2.md"
 ESTIMATES = RESULTS_DIR / "table2_estimates.json"
 BOARD = "ecp5-85f"
-MODELS = ("resnet8", "resnet14", "resnet20")
+MODELS = ("resnet8", "resnet8_spikecal", "resnet14", "resnet20")
+# rows that are variants of a zoo model: result name -> (label, description stem for the
+# generator, relative to the repository)
+VARIANTS = {"resnet8_spikecal": (
+    "resnet8, spike-aware clipping (plain conversion, python -m python_ref.spikecal)",
+    "python_ref/zoo/resnet8_spikecal")}
 # the paper's rows that this project has no result for, and why; the figures are the paper's
 # Table 2 (Stöckl & Maass, ResNet50 row: ANN 92.99 %, SNN 92.42 %, 4,751,369 neurons, 647,245
 # spikes)
@@ -83,7 +89,8 @@ def render_table2(results_dir: Path | None = None) -> str:
         f = d / f"{m}.json"
         if f.is_file():
             r = json.loads(f.read_text())
-            rows.append(_row(r["model"], r, est.get(m)))
+            label = VARIANTS[m][0] if m in VARIANTS else r["model"]
+            rows.append(_row(label, r, est.get(m)))
             if "synops_per_image" not in r:
                 notes.append(f"`{m}.json` predates the SynOps count: rerun its evaluate "
                              "command to fill the SynOps and MACs columns.")
