@@ -88,9 +88,12 @@ def test_table2_is_generated_and_read_from_the_json(tmp_path):
 
 
 def test_check_names_each_stale_page(tmp_path, monkeypatch, capsys):
-    stale = tmp_path / "table2.md"
+    stale, current = tmp_path / "table2.md", tmp_path / "README.md"
     stale.write_text("old\n")
+    current.write_text(results.render_page())
     monkeypatch.setattr(table2, "PAGE", stale)
+    monkeypatch.setattr(results, "PAGE", current)
     monkeypatch.setattr(results, "REPO", tmp_path)
     assert results.main(["--check"]) == 1
-    assert "table2.md is not the generated page" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "table2.md is not the generated page" in err and "README.md" not in err
