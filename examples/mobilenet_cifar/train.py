@@ -13,7 +13,7 @@ from examples.common import main as train_main
 from examples.mobilenet_cifar.model import build
 
 #: Epochs of the committed checkpoint.
-EPOCHS = 7
+EPOCHS = 4
 
 
 def main(argv=None) -> dict:
