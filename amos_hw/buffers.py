@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from amos_hw.engines.figures import line_buffer_rows
 from amos_hw.errors import FlowError
-from amos_hw.plan import AddLayer, ConvLayer, NetworkPlan
+from amos_hw.plan import AddLayer, ConvLayer, NetworkPlan, WindowLayer
 
 __all__ = ["SLACK_ROWS", "SLACK_WORDS", "skip_depth", "assign_skip_fifos"]
 
@@ -32,7 +32,7 @@ def skip_depth(plan: NetworkPlan, lay: AddLayer) -> tuple[int, int]:
     rows = 0
     cur = main
     for _ in range(len(plan.layers) + 1):
-        if isinstance(cur, ConvLayer):
+        if isinstance(cur, (ConvLayer, WindowLayer)):  # a window op has the same line buffer
             rows += line_buffer_rows(cur.height, cur.kernel, cur.stride, cur.padding)
         src = cur.inputs[0]
         if src == fork:

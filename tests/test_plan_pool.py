@@ -129,10 +129,27 @@ def test_raw_depthwise_layer(tmp_path):
         "layer-pipelined form; follow it by a ReLU amos op")
 
 
-def test_window_op_on_a_residual_main_path_is_refused(tmp_path):
-    msg = _flow_error(tmp_path, _residual(pool_network(), main_dw=True))
-    assert msg == ("layer 'dw': a dwconv on the main path of the residual add 'sum' is not "
-                   "supported (the skip FIFO counts convolution line buffers only)")
+def test_window_op_on_a_residual_main_path_is_bit_exact(tmp_path):
+    """A depthwise conv and its ReLU on a residual block's main path (MobileNetV2's shape):
+    the skip FIFO counts the window op's line buffer; logits, classes under random stalls and
+    the result interval equal python_ref and the cycle model."""
+    g = _residual(pool_network(), main_dw=True)
+    rng = np.random.default_rng(6)
+    g.arrays.update({"head.w": rng.integers(-127, 128, (5, 4)), "head.b": rng.integers(-99, 99, 5)})
+    g.nodes += [{"name": "gap", "op": "gap", "inputs": ["sum.act"]},
+                {"name": "head", "op": "dense", "inputs": ["gap"], "weight": "head.w",
+                 "bias": "head.b", "out_features": 5}]
+    g.outputs = ["head"]
+    path = tmp_path / "residual"
+    ir.save(g, path)
+    x = np.random.default_rng(4).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    top = build_network(path.with_suffix(".json"))
+    ref = snn.run(g, x)
+    assert len(set(ref.logits.ravel().tolist())) > 1
+    logits, _ = simulate(top, x, idle=0.2, backpressure=0.3, seed=7)
+    assert (logits == ref.logits.reshape(len(x), -1)).all()
+    outs = result_cycles(top, x)
+    assert outs[2] - outs[1] == top.cycles_per_image
 
 
 @pytest.mark.parametrize("shape", [{}, STRIDED])

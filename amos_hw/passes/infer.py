@@ -10,7 +10,6 @@ from __future__ import annotations
 from amos_hw.passes.common import FlowContext, FlowError
 from amos_hw.plan import (
     INPUT,
-    AddLayer,
     ConvLayer,
     DepthwiseLayer,
     NetworkPlan,
@@ -35,29 +34,14 @@ def _err(name, msg):
 
 
 def _check_residual_paths(plan: NetworkPlan) -> None:
-    """Window ops (:class:`~amos_hw.plan.WindowLayer`) inside a residual block: the skip FIFO
-    sizing (:mod:`amos_hw.buffers`) counts the line buffers of the convolutions on the main
-    path only, so a window op there (or a raw depthwise conv as the skip) is refused, naming
-    it, rather than built with a FIFO that could deadlock the block."""
-    by_name = plan.by_name()
+    """A raw depthwise conv (signed accumulators feeding an add) has no engine form: refused,
+    naming it. Window ops on a residual block's main path are fine: the skip FIFO
+    (:mod:`amos_hw.buffers`) counts their line buffers as it counts the convolutions'."""
     for lay in plan.layers:
         if isinstance(lay, DepthwiseLayer) and lay.out_bits is None:
             raise _err(lay.ir_nodes[0], "a depthwise conv with raw outputs (feeding an add) "
                                         "has no layer-pipelined form; follow it by a ReLU amos "
                                         "op")
-        if not isinstance(lay, AddLayer):
-            continue
-        skip = by_name.get(lay.inputs[1])
-        fork = skip.inputs[0] if isinstance(skip, ConvLayer) and skip.out_signed else (
-            lay.inputs[1])
-        cur = by_name.get(lay.inputs[0])
-        while cur is not None:
-            if isinstance(cur, WindowLayer):
-                raise _err(cur.ir_nodes[0], f"a {cur.kind} on the main path of the residual "
-                                            f"add {lay.ir_nodes[0]!r} is not supported (the "
-                                            f"skip FIFO counts convolution line buffers only)")
-            src = cur.inputs[0]
-            cur = None if src == fork else by_name.get(src)
 
 
 def check_pipelined(plan: NetworkPlan, output_tensor: str) -> None:
