@@ -466,9 +466,10 @@ def _write_result(out: Path, res: dict, run_name: str) -> None:
         doc = json.loads(out.read_text())
         if doc.get("model_sha256") != res["model_sha256"]:
             doc = {}
+    spikes = " --spike-counts" if res.get("spike_layers") else ""
     doc.update({"model": res["model"], "model_sha256": res["model_sha256"],
                 "command": "python -m rtl_tests.network --model "
-                           f"{res['model']} --images N --sim {{verilator,icarus}}"})
+                           f"{res['model']} --images N --sim {{verilator,icarus}}{spikes}"})
     doc.setdefault("runs", {})[run_name] = res
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(json.dumps(res, indent=1, sort_keys=True))
