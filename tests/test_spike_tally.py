@@ -87,7 +87,7 @@ def digits():
 def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny_resnet"
     g = tiny_resnet(path)
-    x = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 3)).astype(np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
     return path, g, x
 
 
