@@ -64,14 +64,3 @@ def test_rtl_command_from_the_file_name():
     assert results._rtl_command("rtl_resnet8.json", run) == (
         "`python -m rtl_tests.network --model resnet8 --target-cycles 65536 --images 100 "
         "--sim verilator`")
-    assert results._rtl_command("rtl_resnet8_spikes.json", run) == (
-        "`python -m rtl_tests.network --model resnet8 --target-cycles 65536 --images 100 "
-        "--sim verilator --spike-counts`")
-    assert results._rtl_command("rtl_resnet8_ecp5-85f_spikes.json", run) == (
-        "`python -m rtl_tests.network --model resnet8 --board ecp5-85f --images 100 "
-        "--sim verilator --spike-counts`")
-    page = "\n".join(results.rtl_table([("rtl_resnet8_spikes.json", {"runs": {"verilator": dict(
-        run, architecture="pipelined", mismatches=0, spike_mismatches=2, accuracy=0.5,
-        reference_accuracy=0.5, cycles_per_image_measured=65536, latency_cycles_measured=9,
-        latency_cycles_report=10)}})]))
-    assert "| 0 (spikes: 2) |" in page
