@@ -116,6 +116,9 @@ def _check_options(cfg: FlowConfig) -> None:
     if cfg.weights is not None and cfg.weights not in WEIGHT_SOURCES:
         raise FlowError(f"--weights: unknown {cfg.weights!r}; known: "
                         f"{', '.join(WEIGHT_SOURCES)}")
+    if cfg.spike_counts and cfg.architecture == "shared":
+        raise FlowError("--spike-counts: the shared engine has no spike counters; they are "
+                        "built into the layer-pipelined top (--architecture pipelined)")
     if cfg.weights == "flash" and cfg.architecture != "shared":
         raise FlowError("--weights flash streams the weights into the shared engine: add "
                         "--architecture shared (the layer-pipelined engines keep their weights "
@@ -124,8 +127,8 @@ def _check_options(cfg: FlowConfig) -> None:
 
 def _fallback(cfg: FlowConfig) -> dict | None:
     """The shared-engine form to try when the pipelined design does not fit ``cfg.board``."""
-    if cfg.architecture is not None or cfg.board is None:
-        return None
+    if cfg.architecture is not None or cfg.board is None or cfg.spike_counts:
+        return None  # the spike counters are the layer-pipelined top's
     if cfg.board == "ice40-up5k":
         return {"architecture": "shared"}  # weights and maps in the SPRAM
     if cfg.board.startswith("ecp5") and cfg.parallelism is None and cfg.target_fps is None:

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                         "CCU2C carry cells with the spike gates folded in; needs an ECP5 or a "
                         "CCU2C simulation model). Default: ecp5 with an ECP5 --board, else "
                         "generic")
+    p.add_argument("--spike-counts", action="store_true",
+                   help="count each image's spikes in hardware: the result beat carries the "
+                        "image's spikes, a debug port the split per layer (layer-pipelined "
+                        "only; off by default, the Verilog is then unchanged)")
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="target clock (default: the board's, else 50)")
     p.add_argument("--stop-after", default=None, choices=STEP_NAMES, metavar="STEP",
@@ -60,7 +64,8 @@ def main(argv=None) -> int:
     cfg = FlowConfig(model=args.model, out=args.out, parallelism=args.parallelism,
                      target_fps=args.target_fps, board=args.board, clock_mhz=args.clock_mhz,
                      architecture=args.architecture, carry=args.carry, weights=args.weights,
-                     stop_after=args.stop_after, quiet=args.quiet, write=True)
+                     spike_counts=args.spike_counts, stop_after=args.stop_after,
+                     quiet=args.quiet, write=True)
     try:
         ctx = run_flow(cfg)
     except FlowError as e:
@@ -77,6 +82,10 @@ def main(argv=None) -> int:
         print(f"  estimates: {r['est_lut4']} LUT4, {r['est_ff']} FF, {r['est_bram_bits']} "
               f"block RAM bits{blocks}, {r['est_dsp']} DSP; {r['neurons']} neurons, "
               f"{r['time_steps']} time steps")
+        if "spike_tally" in r:
+            t = r["spike_tally"]
+            print(f"  spike counters: {len(t['layers'])} layers, {t['depth']} images in flight, "
+                  f"{t['est_lut4']} LUT4, {t['est_ff']} FF (in the estimates)")
     return 0
 
 

@@ -31,6 +31,13 @@ from amos_hw.layer_engines import build_engine
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.framer import PIXEL_LAYOUT, PixelFramer
 from amos_hw.lib.skid import SkidBuffer
+from amos_hw.lib.spike_tally import (
+    SPIKE_WIDTH,
+    SpikeTally,
+    spike_layers,
+    spike_result_layout,
+    tally_depth,
+)
 from amos_hw.plan import INPUT, DenseLayer, NetworkPlan
 
 __all__ = [
@@ -266,27 +273,43 @@ class NetworkTop(wiring.Component):
         estimate's ``cycles_per_image`` / ``latency_cycles``).
     arrays : dict
         The description's integer arrays (weights, biases).
+    spike_counts : bool
+        Count each image's spikes (:class:`amos_hw.lib.spike_tally.SpikeTally`): ``result``
+        gains ``spikes`` and the top the ``layer_spikes`` port; off by default.
 
     Members
     -------
     pixels : ``In(stream.Signature(PIXEL_LAYOUT))``
-    result : ``Out(stream.Signature(result_layout(logit_width, num_classes)))``
+    result : ``Out(stream.Signature(result_layout(logit_width, num_classes)))``, with
+        ``spike_counts`` also ``spikes`` (unsigned 32: the image's spikes in every AMOS layer)
     frame_errors : ``Out(unsigned(16))``, images repaired by the input framer (wrapping)
+    layer_spikes : ``Out(ArrayLayout(unsigned(32), len(spike_layers)))``, with
+        ``spike_counts`` only: the split of ``spikes`` per layer of :attr:`spike_layers`, valid
+        with ``result.valid``
     """
 
-    def __init__(self, plan: NetworkPlan, arrays: dict):
+    def __init__(self, plan: NetworkPlan, arrays: dict, *, spike_counts: bool = False):
         self._plan = plan
         self._layers = plan.layers
+        self._spike_layers = spike_layers(self._layers) if spike_counts else ()
+        if spike_counts and not self._spike_layers:
+            raise ValueError("spike_counts: the network has no AMOS layer to count")
         self._engines = {lay.name: build_engine(lay, arrays) for lay in self._layers}
         out = self._engines[plan.output]
         self._logit_width = out.out_width
         self._num_classes = plan.num_classes
         self._input_shape = tuple(plan.input_shape)
+        res = result_layout(self._logit_width, self._num_classes)
+        members = {}
+        if spike_counts:
+            res = spike_result_layout(res, len(self._spike_layers))
+            members["layer_spikes"] = Out(data.ArrayLayout(unsigned(SPIKE_WIDTH),
+                                                           len(self._spike_layers)))
         super().__init__({
             "pixels": In(stream.Signature(PIXEL_LAYOUT)),
-            "result": Out(stream.Signature(result_layout(self._logit_width,
-                                                         self._num_classes))),
+            "result": Out(stream.Signature(res)),
             "frame_errors": Out(unsigned(16)),
+            **members,
         })
 
     plan = property(lambda self: self._plan, doc="The hardware plan (NetworkPlan).")
@@ -294,6 +317,8 @@ class NetworkTop(wiring.Component):
     logit_width = property(lambda self: self._logit_width, doc="Signed width W of a logit.")
     num_classes = property(lambda self: self._num_classes)
     input_shape = property(lambda self: self._input_shape, doc="(H, W, C) of an image.")
+    spike_layers = property(lambda self: tuple(s.name for s in self._spike_layers),
+                            doc="The layers of ``layer_spikes`` (empty without spike counts).")
 
     @property
     def cycles_per_image(self) -> int:
@@ -314,9 +339,9 @@ class NetworkTop(wiring.Component):
                 consumers[src].append((lay.name, port))
         return consumers
 
-    def _sources(self, m) -> dict:
+    def _sources(self, m, tally=None) -> dict:
         """The output stream of every producer, as (stream, element shape, lanes); the pixel
-        input through its framer."""
+        input through its framer (and the spike tally's gate on the images in flight)."""
         sources = {}
         bits = self._plan.input_bits
         in_stream = stream.Signature(data.ArrayLayout(unsigned(bits), 1)).create(
@@ -324,10 +349,14 @@ class NetworkTop(wiring.Component):
         n_bytes = math.prod(self._input_shape)
         m.submodules.framer = framer = PixelFramer(n_bytes)
         wiring.connect(m, wiring.flipped(self.pixels), framer.i)
+        valid, ready = framer.o.valid, in_stream.ready
+        if tally is not None:
+            valid, ready = valid & tally.admit, ready & tally.admit
+            m.d.comb += tally.pixel_taken.eq(in_stream.valid & in_stream.ready)
         m.d.comb += [
-            in_stream.valid.eq(framer.o.valid),
+            in_stream.valid.eq(valid),
             in_stream.payload[0].eq(framer.o.payload),
-            framer.o.ready.eq(in_stream.ready),
+            framer.o.ready.eq(ready),
             self.frame_errors.eq(framer.frame_errors),
         ]
         sources[INPUT] = (in_stream, unsigned(bits), 1)
@@ -372,7 +401,13 @@ class NetworkTop(wiring.Component):
         consumers = self._consumers()
         for name, eng in self._engines.items():
             m.submodules[name.replace(".", "_")] = eng
-        sources = self._sources(m)
+        tally = None
+        if self._spike_layers:
+            m.submodules.spike_tally = tally = SpikeTally(
+                result_layout(self._logit_width, self._num_classes), self._spike_layers,
+                image_bytes=math.prod(self._input_shape),
+                depth=tally_depth(self.latency_cycles, self.cycles_per_image))
+        sources = self._sources(m, tally)
         ends = self._fan_out(m, consumers, sources)
         if self._plan.output not in consumers or consumers[self._plan.output]:
             raise ValueError("the output layer must not feed another layer")
@@ -395,7 +430,16 @@ class NetworkTop(wiring.Component):
         m.submodules.collect = coll = ResultCollector(self._logit_width, self._num_classes,
                                                       out_lay.out_lanes)
         wiring.connect(m, out_eng.o, coll.i)
-        wiring.connect(m, coll.o, wiring.flipped(self.result))
+        if tally is None:
+            wiring.connect(m, coll.o, wiring.flipped(self.result))
+            return m
+        wiring.connect(m, coll.o, tally.i)
+        wiring.connect(m, tally.o, wiring.flipped(self.result))
+        m.d.comb += self.layer_spikes.eq(tally.layer_spikes)
+        for k, s in enumerate(self._spike_layers):
+            eng = self._engines[s.name]
+            m.d.comb += [tally.counts[k].eq(eng.spike_count),
+                         tally.taken[k].eq(eng.o.valid & eng.o.ready)]
         return m
 
     @staticmethod

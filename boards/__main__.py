@@ -100,6 +100,9 @@ def main(argv=None) -> int:
             p.add_argument("--carry", choices=CARRY_FORMS, default=None,
                            help="the matrix-vector units' adders (default: ecp5 on an ECP5 "
                                 "board, else generic)")
+            p.add_argument("--spike-counts", action="store_true",
+                           help="count each image's spikes in hardware; the host link returns "
+                                "them with the class (layer-pipelined designs only)")
             p.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
             rep = build(args.board, args.model, parallelism=_parallelism(args.parallelism),
                         progress=not args.quiet, clock_mhz=args.clock_mhz,
                         lut_fill=args.lut_fill, router=args.router, carry=args.carry,
-                        seed=args.seed)
+                        seed=args.seed, spike_counts=args.spike_counts)
             out = build_dir(rep["board"], rep["model"]) / "build_report.json"
             print(f"{rep['board']} {rep['model']}: Fmax {rep['fmax_mhz']} MHz, "
                   f"{rep['lut4']} LUT4, {rep['ff']} FF, {rep['bram']['blocks']} BRAM, "

@@ -111,7 +111,7 @@ def toolchain_env(board: Board) -> tuple[dict, list]:
 
 def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None = None,
               shared_fallback: bool = False, architecture: str | None = None,
-              carry: str | None = None):
+              carry: str | None = None, spike_counts: bool = False):
     """Build the network for ``board`` and stop early when it cannot fit.
 
     Returns ``(network, estimate report)``. Raises :class:`BoardError` naming the resource that
@@ -123,15 +123,19 @@ def fit_check(board: Board, model: str, parallelism=None, lut_fill: float | None
     its weights read from the flash. ``architecture="shared"``:
     that design directly (``parallelism`` does not apply to it). ``carry``: the matrix-vector
     units' adders (:mod:`amos_hw.engines.carry`), default :func:`default_carry`.
+    ``spike_counts``: the network counts each image's spikes (layer-pipelined only, no
+    fallback to the shared engine; :class:`amos_hw.lib.spike_tally.SpikeTally`).
     """
     carry = carry or default_carry(board)
     weights = "flash" if board.weight_flash is not None and not board.spram_bits else None
     if architecture == "shared":
-        return _fit_check(board, model, None, lut_fill, "shared", weights=weights)
+        return _fit_check(board, model, None, lut_fill, "shared", weights=weights,
+                          spike_counts=spike_counts)
     try:
-        return _fit_check(board, model, parallelism, lut_fill, None, carry)
+        return _fit_check(board, model, parallelism, lut_fill, None, carry,
+                          spike_counts=spike_counts)
     except BoardError as e:
-        if not (shared_fallback and (board.spram_bits or weights)):
+        if spike_counts or not (shared_fallback and (board.spram_bits or weights)):
             raise
         why = str(e)
     net, rep = _fit_check(board, model, None, lut_fill, "shared", weights=weights)
@@ -146,7 +150,7 @@ def default_carry(board: Board) -> str:
 
 
 def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic",
-               weights=None):
+               weights=None, spike_counts=False):
     fill = LUT_FILL if lut_fill is None else lut_fill
     if not 0 < fill <= 1:
         raise BoardError(f"--lut-fill must lie in (0, 1], not {lut_fill!r}")
@@ -156,7 +160,7 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
                                   architecture=architecture, stop_after="estimate",
                                   carry=carry, weights=weights,
                                   lut_fill=lut_fill if architecture == "shared" else None,
-                                  quiet=True))
+                                  spike_counts=spike_counts, quiet=True))
     except BudgetError as e:
         raise BoardError(f"{model} does not fit {board.name} ({board.device}): {e}") from None
     except FlowError as e:
@@ -297,7 +301,7 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
           out: Path | None = None, clock_mhz: float | None = None,
           lut_fill: float | None = None, router: str | None = None,
           carry: str | None = None, timing_mhz: float | None = None,
-          seed: int | None = None) -> dict:
+          seed: int | None = None, spike_counts: bool = False) -> dict:
     """Build the bitstream of ``model`` for ``board_name``; return and write the report.
 
     Parameters
@@ -327,6 +331,9 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
         nextpnr's placement seed (default :data:`SEED`). On a large design the routed Fmax
         depends on it by several MHz (the critical path is mostly routing), so a seed other
         than the default is recorded in the report and the result's name.
+    spike_counts : bool, optional
+        The network counts each image's spikes and the host link returns them with the class
+        (``--spike-counts``; layer-pipelined designs only).
     timing_mhz : float, optional
         ECP5: the frequency nextpnr is asked to meet for the design clock, when it should differ
         from the clock itself (the oscillator pin's constraint is scaled so that the PLL's
@@ -357,7 +364,8 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
         raise BoardError(f"another build is running in {out}; wait for it, or give this one "
                          f"its own folder") from None
     try:
-        net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback, carry=carry)
+        net, est = fit_check(board, model, parallelism, lut_fill, shared_fallback, carry=carry,
+                             spike_counts=spike_counts)
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
                              clock_mhz, progress, router, carry, timing_mhz,
                              SEED if seed is None else seed)

@@ -15,8 +15,10 @@ cannot initialise. Send them once after each configuration (77,744 bytes: about 
 Images (PNG, JPEG, anything Pillow reads) are converted to the model's channels (grey for one,
 RGB for three) and resized to its input (asked from the board with ``CMD_INFO``, or taken from
 the model with ``--sim``). Each prints the class, a score (the softmax of the logits at the
-model's output scale, when the model description is at hand; else the raw top logit) and the
-time: the board's own cycle count converted at its clock, and the round trip through the link.
+model's output scale, when the model description is at hand; else the raw top logit), the
+time: the board's own cycle count converted at its clock, and the round trip through the link,
+and the image's spikes when the board was built with spike counters (``boards build
+--spike-counts``; ``classify --sim --spike-counts``); a board without them says so once.
 
 ``--sim`` runs the very board top (:class:`boards.top.UartNetworkTop`) under Verilator, with the
 UART lines driven and sampled bit by bit (:mod:`boards.sim`); nothing else differs.
@@ -65,6 +67,7 @@ class Classification:
     round_trip_s: float | None
     score: float
     score_kind: str
+    spikes: int | None = None
 
 
 def _pil():
@@ -240,14 +243,29 @@ class SerialClient:
         t0 = time.perf_counter()
         f = self.request(hp.CMD_CLASSIFY, pixels.tobytes(), hp.RSP_RESULT)
         dt = time.perf_counter() - t0
-        return hp.Result.from_payload(f.payload, info.num_classes, info.logit_bytes), dt
+        return hp.Result.from_payload(f.payload, info.num_classes, info.logit_bytes,
+                                      info.spike_counts), dt
+
+
+#: What ``classify`` prints once for a board built without spike counters.
+NO_SPIKES = ("note: this board's build has no spike counters, so no spikes per image (build "
+             "it with `python -m boards build --spike-counts`, or simulate it with `classify "
+             "--sim --spike-counts`)")
 
 
 def _print(c: Classification, info: hp.Info) -> None:
     rt = f", round trip {c.round_trip_s * 1e3:.1f} ms" if c.round_trip_s is not None else ""
     kind = "p" if c.score_kind == "softmax" else "top logit"
-    print(f"{c.image}: class {c.cls} ({kind} {c.score:.3f}); board {c.board_s * 1e6:.1f} us "
-          f"({c.cycles} cycles at {info.clk_hz / 1e6:g} MHz){rt}")
+    spikes = f"; {c.spikes} spikes" if c.spikes is not None else ""
+    print(f"{c.image}: class {c.cls} ({kind} {c.score:.3f}){spikes}; board "
+          f"{c.board_s * 1e6:.1f} us ({c.cycles} cycles at {info.clk_hz / 1e6:g} MHz){rt}")
+
+
+def _print_all(out: list[Classification], info: hp.Info) -> None:
+    if not info.spike_counts:
+        print(NO_SPIKES)
+    for c in out:
+        _print(c, info)
 
 
 def classify_port(port: str, baud: int, images: list[str]) -> list[Classification]:
@@ -255,13 +273,15 @@ def classify_port(port: str, baud: int, images: list[str]) -> list[Classificatio
     try:
         info = client.info()
         scale = output_scale(info.name)
+        if not info.spike_counts:
+            print(NO_SPIKES)
         out = []
         for path in images:
             px = load_image(path, info.input_shape)
             res, dt = client.classify(px, info)
             sc, kind = score(res.logits, scale)
             c = Classification(str(path), res.cls, res.logits, res.cycles,
-                               res.cycles / info.clk_hz, dt, sc, kind)
+                               res.cycles / info.clk_hz, dt, sc, kind, res.spikes)
             _print(c, info)
             out.append(c)
         return out
@@ -269,21 +289,21 @@ def classify_port(port: str, baud: int, images: list[str]) -> list[Classificatio
         client.close()
 
 
-def classify_sim(board: str, model: str, images: list[str], *,
-                 progress: bool = True) -> list[Classification]:
-    """Classify ``images`` on the Verilator simulation of ``board``'s top for ``model``."""
+def classify_sim(board: str, model: str, images: list[str], *, progress: bool = True,
+                 spike_counts: bool = False) -> list[Classification]:
+    """Classify ``images`` on the Verilator simulation of ``board``'s top for ``model`` (with
+    the spike counters built in: ``spike_counts``)."""
     opened = [open_image(p) for p in images]  # a bad file stops before any hardware is built
-    top = sim.board_top(board, model)
+    top = sim.board_top(board, model, spike_counts=spike_counts)
     arrays = [fit_image(im, top.info.input_shape) for im in opened]
     info, results = sim.classify_top(top, arrays, board_name=board, progress=progress)
     scale = output_scale(model)  # the description simulated, not a zoo entry of the same name
     out = []
     for path, (res, sim_s) in zip(images, results, strict=True):
         sc, kind = score(res.logits, scale)
-        c = Classification(str(path), res.cls, res.logits, res.cycles, res.cycles / info.clk_hz,
-                           sim_s, sc, kind)
-        _print(c, info)
-        out.append(c)
+        out.append(Classification(str(path), res.cls, res.logits, res.cycles,
+                                  res.cycles / info.clk_hz, sim_s, sc, kind, res.spikes))
+    _print_all(out, info)
     return out
 
 
@@ -319,6 +339,10 @@ def main(argv=None) -> int:
                    help="UART bit rate (1000000 on the FTDI boards, 115200 on the OrangeCrab)")
     p.add_argument("--board", default="icebreaker", help="with --sim: whose top to simulate")
     p.add_argument("--model", default="digits", help="with --sim: the model it carries")
+    p.add_argument("--spike-counts", action="store_true",
+                   help="with --sim: build the spike counters in (the board prints each "
+                        "image's spikes; a real board has them when built with "
+                        "`python -m boards build --spike-counts`)")
     p.add_argument("--json", help="also write the answers to this JSON file")
     args = ap.parse_args(argv)
     try:
@@ -339,8 +363,12 @@ def main(argv=None) -> int:
                 client.close()
             return 0
         if args.sim:
-            res = classify_sim(args.board, args.model, args.images)
+            res = classify_sim(args.board, args.model, args.images,
+                               spike_counts=args.spike_counts)
         else:
+            if args.spike_counts:
+                ap.error("--spike-counts builds the simulated board (--sim); a real board has "
+                         "the counters when its bitstream was built with them")
             res = classify_port(args.port, args.baud, args.images)
         if args.json:
             Path(args.json).write_text(json.dumps([c.__dict__ for c in res], indent=2) + "\n")

@@ -159,9 +159,12 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
 
 def _rtl_command(name: str, run: dict) -> str:
     """The ``rtl_tests.network`` command of one run, from the file-name rule of that CLI
-    (``rtl_<model>.json``, ``rtl_<model>_shared.json``, ``rtl_<model>_<device>.json``)."""
+    (``rtl_<model>.json``, ``rtl_<model>_shared.json``, ``rtl_<model>_<device>.json``, each
+    with ``_spikes`` after it for a run with the spike counters)."""
     model = run["model"]
     suffix = name[len(f"rtl_{model}"):-len(".json")].lstrip("_")
+    spikes = suffix == "spikes" or suffix.endswith("_spikes")
+    suffix = suffix[:-len("spikes")].rstrip("_") if spikes else suffix
     args = [f"--model {model}"]
     if suffix == "shared":
         args.append("--architecture shared")
@@ -170,6 +173,8 @@ def _rtl_command(name: str, run: dict) -> str:
     elif str(run.get("parallelism") or "").startswith("target"):
         args.append(f"--target-cycles {run['cycles_per_image_report']}")
     args += [f"--images {run['images']}", f"--sim {run['simulator']}"]
+    if spikes:
+        args.append("--spike-counts")
     return "`python -m rtl_tests.network " + " ".join(args) + "`"
 
 
@@ -197,7 +202,9 @@ def rtl_table(results: list[tuple[str, dict]]) -> list[str]:
             rows.append([
                 f"`{name}`", r["model"], r.get("architecture", _NONE),
                 r.get("parallelism") or _NONE, r["simulator"], _int(r["images"]),
-                _int(r["mismatches"]), f"{_pct(r['accuracy'])} / {_pct(r['reference_accuracy'])}",
+                _int(r["mismatches"]) + (f" (spikes: {_int(r['spike_mismatches'])})"
+                                         if "spike_mismatches" in r else ""),
+                f"{_pct(r['accuracy'])} / {_pct(r['reference_accuracy'])}",
                 _pair(r["cycles_per_image_measured"], r["cycles_per_image_report"]),
                 _pair(r["latency_cycles_measured"], r["latency_cycles_report"]),
                 f"`{r['generator_git']}`" if r.get("generator_git") else _NONE,
@@ -208,7 +215,8 @@ def rtl_table(results: list[tuple[str, dict]]) -> list[str]:
         "Method: the emitted Verilog of the whole network, test images streamed in: on "
         "Verilator through the native bench (`rtl_tests/native`, since 2026-12-04; earlier "
         "Verilator rows and every Icarus row under cocotb); mismatches: images whose outputs "
-        "differ (`==`) from `python_ref.snn`; cycles per "
+        "differ (`==`) from `python_ref.snn` (with `--spike-counts`, in brackets: images "
+        "whose spike counts, total or per layer, differ from `SimResult.spikes`); cycles per "
         "image and latency measured at the ports against the generator's `report.json`.",
         "",
         "Command: the row's own (it rewrites that simulator's run in the JSON), then "

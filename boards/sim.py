@@ -34,16 +34,20 @@ TOPLEVEL = "board_top"
 SIM = "verilator"
 
 
-def board_top(board_name: str, model: str, architecture: str | None = None) -> UartNetworkTop:
+def board_top(board_name: str, model: str, architecture: str | None = None,
+              spike_counts: bool = False) -> UartNetworkTop:
     """The :class:`~boards.top.UartNetworkTop` of ``model`` on ``board_name``, as
     :func:`boards.build.build` places it (``architecture="shared"`` forces the shared engine
-    on a board with SPRAM, as the build does for a model the pipelined design cannot fit)."""
+    on a board with SPRAM, as the build does for a model the pipelined design cannot fit;
+    ``spike_counts`` builds the spike counters in, as ``boards build --spike-counts``)."""
     board = get_board(board_name)
     fold = dict(board.fold) if board.fold is not None else None
     if architecture == "shared":
-        net, _ = fit_check(board, model, lut_fill=1.0, architecture="shared")
+        net, _ = fit_check(board, model, lut_fill=1.0, architecture="shared",
+                           spike_counts=spike_counts)
     else:
-        net, _ = fit_check(board, model, fold, shared_fallback=True)
+        net, _ = fit_check(board, model, fold, shared_fallback=True,
+                           spike_counts=spike_counts)
     clk_hz = int(board.make_platform().default_clk_frequency)
     name = Path(str(model)).stem
     return UartNetworkTop(net, clk_hz=clk_hz, baud=board.baud, name=name)
@@ -69,10 +73,10 @@ def _payloads(images, want_shape) -> list[list[int]]:
 
 
 def classify(board_name: str, model: str, images, *, progress: bool = True,
-             architecture: str | None = None):
+             architecture: str | None = None, spike_counts: bool = False):
     """Classify ``images`` (uint8 arrays of the model's input shape) on the simulated top of
     ``model`` on ``board_name`` (:func:`board_top`, then :func:`classify_top`)."""
-    top = board_top(board_name, model, architecture)
+    top = board_top(board_name, model, architecture, spike_counts)
     return classify_top(top, images, board_name=board_name, progress=progress)
 
 
@@ -137,6 +141,6 @@ def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool
     out = []
     for r in answer["results"]:
         res = hp.Result.from_payload(bytes.fromhex(r["payload"]), info.num_classes,
-                                     info.logit_bytes)
+                                     info.logit_bytes, info.spike_counts)
         out.append((res, r["round_trip_cycles"] / info.clk_hz))
     return info, out

@@ -34,6 +34,7 @@ def network_info(network, *, clk_hz: int, baud: int, name: str) -> Info:
         latency_cycles=int(network.latency_cycles),
         baud=int(baud),
         name=str(name)[:8],
+        spike_counts=bool(getattr(network, "spike_layers", ())),
     )
 
 

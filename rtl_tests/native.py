@@ -3,8 +3,10 @@
 The bench (``rtl_tests/native/bench.cpp``) streams images from a binary file into the
 generated top's ``pixels`` stream, takes every ``result`` beat, and writes per image the class,
 every logit, the cycles from the image's first pixel accepted to its result beat and the cycles
-since the previous result beat. The comparison with :mod:`python_ref.snn` stays here, in
-Python, on the whole file.
+since the previous result beat; for a network with spike counters (``--spike-counts``) also the
+image's spikes and their split per AMOS layer. The comparison with :mod:`python_ref.snn` stays
+here, in Python, on the whole file (the spikes against ``SimResult.spikes``:
+``spike_mismatches``).
 
 * :func:`run_images` is the entry point: generate the design, run ``python_ref``, build the
   bench (once per Verilog), simulate, compare, return the summary. It is deterministic and can
@@ -115,6 +117,8 @@ class Bench:
         SHA-256 of the Verilog it was built from (stored beside it as ``verilog.sha256``).
     image_size, logit_width, num_classes, threads : int
         The geometry it was built for, and Verilator's ``--threads``.
+    spike_layers : int
+        Elements of the design's ``layer_spikes`` port (0: no spike counters).
     """
 
     path: Path
@@ -123,6 +127,7 @@ class Bench:
     logit_width: int
     num_classes: int
     threads: int
+    spike_layers: int = 0
 
 
 def _sha256(text: str) -> str:
@@ -220,6 +225,9 @@ def build_bench(verilog: str, *, toplevel: str, image_size: int, logit_width: in
                "AMOS_NUM_CLASSES": num_classes}
     if "load__valid" in ports:
         defines["AMOS_HAS_LOAD"] = 1
+    spike_layers = _spike_layers(verilog, toplevel, ports)
+    if spike_layers:
+        defines["AMOS_SPIKE_LAYERS"] = spike_layers
     models = sim_models_for(verilog)
     args = [*VERILATOR_ARGS, *(("--threads", str(threads)) if threads > 1 else ())]
     key = digest(verilog, bench_top(verilog, toplevel), BENCH_SOURCE.read_text(), toplevel,
@@ -236,7 +244,19 @@ def build_bench(verilog: str, *, toplevel: str, image_size: int, logit_width: in
             (build_dir / "bench.json").write_text(json.dumps(
                 {**defines, "toplevel": toplevel, "threads": threads}, sort_keys=True) + "\n")
             (build_dir / ".amos-built").write_text(key + "\n")
-    return Bench(build_dir / "bench", sha, image_size, logit_width, num_classes, threads)
+    return Bench(build_dir / "bench", sha, image_size, logit_width, num_classes, threads,
+                 spike_layers)
+
+
+def _spike_layers(verilog: str, toplevel: str, ports: list[str]) -> int:
+    """Elements of the top's ``layer_spikes`` port (32 bits each; 0 without the port)."""
+    if "layer_spikes" not in ports:
+        return 0
+    for _, rng, name in _port_decls(verilog, toplevel):
+        if name == "layer_spikes":
+            hi = int(rng.strip()[1:].split(":")[0]) if rng else 0
+            return (hi + 1) // 32
+    raise NativeBenchError(f"{toplevel}: no declaration of its port layer_spikes")
 
 
 def _compile(verilog, build_dir: Path, toplevel, args, defines, models) -> None:
@@ -306,9 +326,11 @@ def write_images(path: Path, x: np.ndarray) -> None:
         f.write(x.tobytes())
 
 
-def read_results(path: Path, count: int, num_classes: int) -> dict:
+def read_results(path: Path, count: int, num_classes: int, spike_layers: int = 0) -> dict:
     """Read a bench's output: per-image ``classes``, ``logits`` (``(count, num_classes)``),
-    ``latency`` and ``interval`` (int64 arrays) and the run's ``cycles``.
+    ``latency`` and ``interval`` (int64 arrays) and the run's ``cycles``; with
+    ``spike_layers`` (a design with spike counters) also ``spikes`` (``(count,)``) and
+    ``layer_spikes`` (``(count, spike_layers)``).
 
     Raises
     ------
@@ -322,15 +344,19 @@ def read_results(path: Path, count: int, num_classes: int) -> dict:
                                f"({len(lines)} lines)")
     _, done, cycles = lines[-1].split()
     rows = [line.split() for line in lines[:-1]]
-    if int(done) != count or len(rows) != count or any(len(r) != 4 + num_classes
-                                                       for r in rows):
-        raise NativeBenchError(f"{path}: expected {count} images of {num_classes} logits, the "
-                               f"file has {len(rows)} result lines ('done {done}')")
-    a = np.array(rows, dtype=np.int64).reshape(count, 4 + num_classes)
+    cols = 4 + num_classes + (1 + spike_layers if spike_layers else 0)
+    if int(done) != count or len(rows) != count or any(len(r) != cols for r in rows):
+        spikes = f" and {spike_layers} layers' spikes" if spike_layers else ""
+        raise NativeBenchError(f"{path}: expected {count} images of {num_classes} logits"
+                               f"{spikes}, the file has {len(rows)} result lines ('done {done}')")
+    a = np.array(rows, dtype=np.int64).reshape(count, cols)
     if (a[:, 0] != np.arange(count)).any():
         raise NativeBenchError(f"{path}: result lines out of order")
-    return {"classes": a[:, 1], "latency": a[:, 2], "interval": a[:, 3],
-            "logits": a[:, 4:], "cycles": int(cycles)}
+    out = {"classes": a[:, 1], "latency": a[:, 2], "interval": a[:, 3],
+           "logits": a[:, 4:4 + num_classes], "cycles": int(cycles)}
+    if spike_layers:
+        out.update(spikes=a[:, 4 + num_classes], layer_spikes=a[:, 5 + num_classes:])
+    return out
 
 
 def run_bench(bench: Bench, verilog: str, images: Path, out: Path, *, seed: int = 0,
@@ -371,7 +397,7 @@ def run_bench(bench: Bench, verilog: str, images: Path, out: Path, *, seed: int 
             f"killed by signal {-proc.returncode}" if proc.returncode < 0 else "(no message)")
         raise NativeBenchError(f"the native bench {bench.path} failed with status "
                                f"{proc.returncode} on {images}: {message}")
-    res = read_results(out, count, bench.num_classes)
+    res = read_results(out, count, bench.num_classes, bench.spike_layers)
     res.update(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime)
     return res
 
@@ -418,8 +444,26 @@ def simulate(ctx, x: np.ndarray, y: np.ndarray, ref, *, sim_seed: int = 0, idle:
         write_images(images, x)
         got = run_bench(bench, ctx.verilog, images, Path(work) / "results.txt",
                         seed=sim_seed, idle=idle, stall=stall, watchdog=watchdog)
-    return _summary(got, ctx.report, y, ref, n, warmup, stalls=idle > 0 or stall > 0) | {
-        "sim_seed": sim_seed, "idle": idle, "stall": stall, "sim_threads": threads}
+    return _summary(got, ctx.report, y, ref, n, warmup, stalls=idle > 0 or stall > 0) | \
+        spike_summary(got, ref, getattr(top, "spike_layers", ())) | {
+            "sim_seed": sim_seed, "idle": idle, "stall": stall, "sim_threads": threads}
+
+
+def spike_summary(got: dict, ref, layers) -> dict:
+    """The hardware's spike counts against python_ref's (``ref.spikes``), for a design with
+    spike counters (``layers``: :attr:`amos_hw.top.NetworkTop.spike_layers`; nothing without
+    them): an image mismatches when its total or any layer's count differs."""
+    if not layers:
+        return {}
+    want = np.stack([ref.spikes[name] for name in layers], axis=1)
+    bad = np.flatnonzero((got["spikes"] != ref.spikes_per_image)
+                         | (got["layer_spikes"] != want).any(axis=1))
+    return {"spike_layers": list(layers), "spike_mismatches": int(len(bad)),
+            "first_spike_mismatches": [int(k) for k in bad[:10]],
+            "spikes_total": int(got["spikes"].sum()),
+            "layer_spikes_total": {name: int(v) for name, v in
+                                   zip(layers, got["layer_spikes"].sum(axis=0), strict=True)},
+            "spikes_per_image": float(got["spikes"].mean())}
 
 
 def _summary(got: dict, report: dict, y, ref, n: int, warmup: int, stalls: bool) -> dict:

@@ -20,6 +20,14 @@ image must agree, the latency is the largest)::
 
     python -m rtl_tests.network --model resnet8 --images 10000
     python -m rtl_tests.network --model resnet8 --images 10000 --scheduler tcp://host:8786
+
+``--spike-counts`` generates the network with its spike counters
+(:class:`amos_hw.lib.spike_tally.SpikeTally`) and compares every image's spikes, in total and
+per AMOS layer, with python_ref's (``SimResult.spikes``): ``spike_mismatches`` in the result,
+written to ``rtl_<model>_spikes.json``; a mismatching image fails the run as a mismatching
+logit does::
+
+    python -m rtl_tests.network --model resnet8 --images 200 --spike-counts
 """
 from __future__ import annotations
 
@@ -129,6 +137,10 @@ def _run_native(ctx, x, y, ref, warmup, check_cycles) -> dict:
     if bad:
         raise RTLTestFailure(f"{res['mismatches']} of {len(x)} images differ from python_ref "
                              f"on the native bench (first: {bad})")
+    if res.get("spike_mismatches"):
+        raise RTLTestFailure(f"the spike counts of {res['spike_mismatches']} of {len(x)} images "
+                             f"differ from python_ref on the native bench (first: "
+                             f"{res['first_spike_mismatches']})")
     if check_cycles and res["cycles_ok"] is False:
         raise RTLTestFailure(
             f"intervals between results {res['cycles_per_image_intervals']} != report.json's "
@@ -146,7 +158,10 @@ def _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, shard, log_every, wa
     work = build_root() / f"data-{ctx.model_name}-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "images.npz"
-    np.savez(data, x=x, y=y, logits=ref.logits, classes=ref.classes)
+    layers = list(getattr(ctx.top, "spike_layers", ()))
+    spikes = (np.stack([ref.spikes[name] for name in layers], axis=1) if layers
+              else np.zeros((len(x), 0), np.int64))
+    np.savez(data, x=x, y=y, logits=ref.logits, classes=ref.classes, layer_spikes=spikes)
     summary = work / f"summary-{sim}.json"
     summary.unlink(missing_ok=True)
     saved = os.environ.get("MAKEFLAGS")
@@ -178,7 +193,8 @@ def _run(verilog, ctx, sim, data, summary, log_every, warmup, check_cycles):
                        "latency_cycles": ctx.report["latency_cycles"],
                        "logit_width": ctx.top.logit_width, "num_classes": ctx.top.num_classes,
                        "log_every": log_every, "warmup": warmup, "check_cycles": check_cycles,
-                       "flash": flash_contents(ctx.top)})
+                       "flash": flash_contents(ctx.top),
+                       "spike_layers": list(getattr(ctx.top, "spike_layers", ()))})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -200,6 +216,10 @@ def _parser() -> argparse.ArgumentParser:
                         "ecp5-25f ResNet8 is the shared engine with its weights in an SPI flash, "
                         "modelled here); "
                         "results go to rtl_<model>_<device>.json")
+    p.add_argument("--spike-counts", action="store_true",
+                   help="generate the network with its spike counters and compare every "
+                        "image's spikes with python_ref's (results go to "
+                        "rtl_<model>_spikes.json)")
     p.add_argument("--out", default=None,
                    help="result JSON (default docs/results/rtl_<model>.json)")
     run = p.add_argument_group("many images as tasks on Dask (the cluster extra)")
@@ -258,6 +278,9 @@ def main(argv=None) -> int:
     _check_run_args(p, args)
     suffix = ("_shared" if args.architecture == "shared" else "") if args.board is None \
         else f"_{args.board}"
+    if args.spike_counts:
+        cfg["spike_counts"] = True
+        suffix += "_spikes"
     out = (Path(args.out) if args.out
            else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}{suffix}.json")
     x, y = pick_images(*dataset_for(Path(args.model).stem), args.images, args.seed)
@@ -277,13 +300,15 @@ def main(argv=None) -> int:
 #: Images per task of a many-image run (``--chunk``).
 CHUNK = 250
 #: Figures that add up over the chunks of a run.
-_SUMMED = ("images", "mismatches", "correct", "reference_correct", "sim_cycles", "flash_reads")
+_SUMMED = ("images", "mismatches", "correct", "reference_correct", "sim_cycles", "flash_reads",
+           "spike_mismatches", "spikes_total")
 #: Figures merged by their own rule in :func:`merge_chunks` (the others must agree).
 _MERGED = frozenset(_SUMMED) | {
     "first_mismatches", "mismatch_indices", "accuracy", "reference_accuracy",
     "cycles_per_image_measured", "cycles_per_image_intervals", "cycles_ok",
     "latency_cycles_measured", "sim_wall_s", "sim_cpu_s", "sim_cycles_per_s",
-    "sim_images_per_s_per_core", "flash_errors", "generator_git"}
+    "sim_images_per_s_per_core", "flash_errors", "generator_git", "first_spike_mismatches",
+    "layer_spikes_total", "spikes_per_image"}
 
 
 class ChunkMergeError(ValueError):
@@ -377,10 +402,10 @@ def merge_chunks(parts: list[dict], starts: list[int]) -> dict:
     for k in _SUMMED:
         if any(k in p for p in parts):
             res[k] = sum(p.get(k, 0) for p in parts)
-    for k in ("first_mismatches", "mismatch_indices"):
+    for k in ("first_mismatches", "mismatch_indices", "first_spike_mismatches"):
         if any(k in p for p in parts):
             shifted = [s + i for s, p in zip(starts, parts, strict=True) for i in p.get(k, [])]
-            res[k] = shifted[:10] if k == "first_mismatches" else shifted
+            res[k] = shifted if k == "mismatch_indices" else shifted[:10]
     n = res["images"]
     res["accuracy"] = sum(_count(p, "correct") for p in parts) / n
     res["reference_accuracy"] = sum(_count(p, "reference_correct") for p in parts) / n
@@ -425,6 +450,11 @@ def _merge_extras(res: dict, parts: list[dict]) -> None:
         res["sim_images_per_s_per_core"] = round(res["images"] / res["sim_cpu_s"], 3)
     if any("flash_errors" in p for p in parts):
         res["flash_errors"] = [e for p in parts for e in p.get("flash_errors", [])][:10]
+    if any("layer_spikes_total" in p for p in parts):
+        res["layer_spikes_total"] = {
+            name: sum(p["layer_spikes_total"][name] for p in parts)
+            for name in parts[0]["layer_spikes_total"]}
+        res["spikes_per_image"] = res["spikes_total"] / res["images"]
 
 
 def _write_result(out: Path, res: dict, run_name: str) -> None:
@@ -436,9 +466,10 @@ def _write_result(out: Path, res: dict, run_name: str) -> None:
         doc = json.loads(out.read_text())
         if doc.get("model_sha256") != res["model_sha256"]:
             doc = {}
+    spikes = " --spike-counts" if res.get("spike_layers") else ""
     doc.update({"model": res["model"], "model_sha256": res["model_sha256"],
                 "command": "python -m rtl_tests.network --model "
-                           f"{res['model']} --images N --sim {{verilator,icarus}}"})
+                           f"{res['model']} --images N --sim {{verilator,icarus}}{spikes}"})
     doc.setdefault("runs", {})[run_name] = res
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(json.dumps(res, indent=1, sort_keys=True))

@@ -5,7 +5,10 @@ for the Icarus runs and for the shared engine with its weights in an SPI flash (
 is cocotb's); the other Verilator runs go to the native bench (:mod:`rtl_tests.native`).
 The parameters name an ``.npz`` with the images (``x``, uint8, HWC), the reference logits and
 classes from :func:`python_ref.snn.run` (``logits``, ``classes``) and the labels (``y``), and
-a JSON path where the measured figures are written.
+a JSON path where the measured figures are written. For a network with spike counters
+(``spike_layers`` in the parameters) the ``.npz`` also holds python_ref's spikes per image and
+layer (``layer_spikes``), and every result beat's ``spikes`` and ``layer_spikes`` port are
+compared with them (``spike_mismatches``).
 
 The pixel stream is driven continuously (no idle) and the result is always ready, the condition
 under which ``report.json``'s ``cycles_per_image`` holds. To keep a long run cheap the driver
@@ -58,7 +61,18 @@ def unpack_result(bits: int, width: int, n: int) -> tuple[int, list[int]]:
     return cls, logits
 
 
-async def receive(dut, count: int, width: int, n: int, log_every: int, out: list) -> None:
+def read_spikes(dut, bits: int, width: int, n: int, layers: int) -> tuple:
+    """The image's spikes (after the logits in the result payload) and the ``layer_spikes``
+    port's 32-bit counts; ``()`` for a network without spike counters."""
+    if not layers:
+        return ()
+    split = int(dut.layer_spikes.value)
+    return ((bits >> (4 + n * width)) & 0xFFFFFFFF,
+            [(split >> (32 * k)) & 0xFFFFFFFF for k in range(layers)])
+
+
+async def receive(dut, count: int, width: int, n: int, log_every: int, out: list,
+                  layers: int = 0) -> None:
     clk, valid, payload = dut.clk, dut.result__valid, dut.result__payload
     dut.result__ready.value = 1
     t0 = time.monotonic()
@@ -68,7 +82,9 @@ async def receive(dut, count: int, width: int, n: int, log_every: int, out: list
         await FallingEdge(clk)
         if int(valid.value):
             cycle = int(get_sim_time(unit="ns")) // PERIOD_NS
-            out.append((cycle, *unpack_result(int(payload.value), width, n)))
+            bits = int(payload.value)
+            out.append((cycle, *unpack_result(bits, width, n),
+                        *read_spikes(dut, bits, width, n, layers)))
             if log_every and len(out) % log_every == 0:
                 rate = len(out) / max(1e-9, time.monotonic() - t0)
                 dut._log.info(f"{len(out)}/{count} images ({rate:.2f} images/s)")
@@ -97,11 +113,12 @@ async def network_images(dut):
     got: list = []
     cocotb.start_soon(drive_pixels(dut, x.reshape(-1), per_image))
     budget = (p["latency_cycles"] * 4 + p["cycles_per_image"] * (n + 4)) * PERIOD_NS
+    layers = len(p.get("spike_layers", []))
     await with_timeout(receive(dut, n, p["logit_width"], p["num_classes"], p.get("log_every", 0),
-                               got), budget, "ns")
-    cycles = [c for c, _, _ in got]
-    cls = np.array([c for _, c, _ in got], np.int64)
-    logits = np.array([lg for _, _, lg in got], np.int64)
+                               got, layers), budget, "ns")
+    cycles = [g[0] for g in got]
+    cls = np.array([g[1] for g in got], np.int64)
+    logits = np.array([g[2] for g in got], np.int64)
     bad = [k for k in range(n) if cls[k] != ref_cls[k] or (logits[k] != ref_logits[k]).any()]
     intervals = [b - a for a, b in zip(cycles, cycles[1:], strict=False)]
     steady = intervals[p.get("warmup", 1):]
@@ -120,10 +137,21 @@ async def network_images(dut):
     if flash is not None:
         summary["flash_errors"] = flash.errors[:10]
         summary["flash_reads"] = len(flash.reads)
+    spike_bad = []
+    if layers:
+        want = d["layer_spikes"]
+        spike_bad = [k for k in range(n) if got[k][3] != int(want[k].sum())
+                     or got[k][4] != [int(v) for v in want[k]]]
+        summary.update(spike_layers=p["spike_layers"], spike_mismatches=len(spike_bad),
+                       first_spike_mismatches=spike_bad[:10],
+                       spikes_total=int(sum(g[3] for g in got)),
+                       spikes_per_image=float(np.mean([g[3] for g in got])))
     with open(p["summary"], "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
     assert flash is None or not flash.errors, f"SPI flash protocol: {flash.errors[:3]}"
     assert not bad, f"{len(bad)} of {n} images differ from python_ref (first: {bad[:10]})"
+    assert not spike_bad, (f"the spike counts of {len(spike_bad)} of {n} images differ from "
+                           f"python_ref (first: {spike_bad[:10]})")
     if p.get("check_cycles", True):
         assert all(v == p["cycles_per_image"] for v in steady), (
             f"intervals between results {sorted(set(steady))} != report.json's "

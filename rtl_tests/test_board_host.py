@@ -39,6 +39,8 @@ def test_classify_sim_digits(digit_files, tmp_path, capsys):
     assert host.main(["classify", "--sim", "--board", "icebreaker", "--model", "digits",
                       *files, "--json", str(out)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0] == host.NO_SPIKES  # built without spike counters
+    printed = printed[1:]
     assert len(printed) == len(files)
     answers = json.loads(out.read_text())
     ref = snn.run(ir.load("python_ref/zoo/digits.json"), pixels)
@@ -47,6 +49,25 @@ def test_classify_sim_digits(digit_files, tmp_path, capsys):
     for a in answers:
         assert a["cycles"] > 0 and a["round_trip_s"] > 0
         assert f"class {a['cls']}" in printed[answers.index(a)]
+
+
+def test_classify_sim_digits_spikes(digit_files, tmp_path, capsys):
+    """``--spike-counts``: the board top with the spike counters; each image's spikes come
+    back through the UART and equal python_ref's."""
+    if "verilator" not in os.environ.get("SIM", "verilator"):
+        pytest.skip("SIM does not name verilator; --sim runs the board top under Verilator")
+    from python_ref import ir, snn
+    files, pixels = digit_files
+    out = tmp_path / "answers.json"
+    assert host.main(["classify", "--sim", "--board", "icebreaker", "--model", "digits",
+                      "--spike-counts", *files, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    answers = json.loads(out.read_text())
+    ref = snn.run(ir.load("python_ref/zoo/digits.json"), pixels)
+    assert [a["cls"] for a in answers] == ref.classes.tolist()
+    assert [a["spikes"] for a in answers] == ref.spikes_per_image.tolist()
+    assert [f"; {a['spikes']} spikes; " in line for a, line in zip(answers, printed,
+                                                                   strict=True)] == [True] * 4
 
 
 def test_classify_sim_bad_image(tmp_path, capsys):

@@ -378,3 +378,20 @@ def test_timing_target(tmp_path, monkeypatch):
                              "timing_mhz": 25.0})
     assert out.name == "ulx3s-85f_resnet8_pll75mhz_timing25.json"
     assert json.loads(out.read_text())["variant"] == "PLL 75 MHz, routed for 25 MHz"
+
+
+def test_fit_check_spike_counts():
+    """``spike_counts``: the network has its counters (and the board top says so in INFO);
+    a model that fits only on the shared engine is refused instead of falling back to it,
+    which has none."""
+    from boards.build import fit_check
+    net, rep = fit_check(get_board("icebreaker"), "digits", spike_counts=True)
+    assert net.spike_layers == ("act1",)
+    assert rep["spike_tally"]["layers"] == ["act1"]
+    top = UartNetworkTop(net, clk_hz=12_000_000, baud=1_000_000, name="digits")
+    assert top.info.spike_counts
+    Fragment.get(top, None)  # it elaborates (the link takes the result with its spikes)
+    with pytest.raises(BoardError, match="resnet8 does not fit icebreaker"):
+        fit_check(get_board("icebreaker"), "resnet8", shared_fallback=True, spike_counts=True)
+    with pytest.raises(BoardError, match="the shared engine has no spike counters"):
+        fit_check(get_board("icebreaker"), "digits", architecture="shared", spike_counts=True)

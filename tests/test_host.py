@@ -174,3 +174,57 @@ def test_load_weights_cli_errors(capsys):
     assert capsys.readouterr().err.startswith("error: cannot open /dev/does-not-exist")
     assert host.main(["load-weights", "--port", "/dev/x", "--model", "nosuch"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown model 'nosuch'; known models:")
+
+
+@pytest.mark.parametrize("spike_counts", [False, True])
+def test_classify_port_prints_spikes(tmp_path, capsys, spike_counts):
+    """``classify`` on a board with spike counters prints each image's spikes; on one without,
+    a note says why there are none."""
+    pytest.importorskip("serial")
+    from PIL import Image
+    master, slave = pty.openpty()
+    info = hp.Info((4, 4, 1), 3, 2, 12_000_000, 100, 150, 1_000_000, "toy",
+                   spike_counts=spike_counts)
+
+    def board():
+        dec = hp.FrameDecoder()
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            for f in dec.feed(data):
+                if f.cmd == hp.CMD_INFO:
+                    os.write(master, hp.encode_frame(hp.RSP_INFO, info.to_payload()))
+                elif f.cmd == hp.CMD_CLASSIFY:
+                    payload = bytes([1]) + b"".join(v.to_bytes(2, "little", signed=True)
+                                                    for v in (-1, 9, 2)) + (42).to_bytes(4,
+                                                                                         "little")
+                    if spike_counts:
+                        payload += (3 * sum(f.payload) + 100_000).to_bytes(4, "little")
+                    os.write(master, hp.encode_frame(hp.RSP_RESULT, payload))
+
+    t = threading.Thread(target=board, daemon=True)
+    t.start()
+    img = tmp_path / "i.png"
+    Image.fromarray(np.full((4, 4), 3, np.uint8)).save(img)
+    try:
+        (c,) = host.classify_port(os.ttyname(slave), 1_000_000, [str(img)])
+    finally:
+        os.close(master)
+        os.close(slave)
+    printed = capsys.readouterr().out
+    assert c.cls == 1
+    if spike_counts:
+        assert c.spikes == 3 * 48 + 100_000
+        assert "; 100144 spikes; board" in printed
+        assert host.NO_SPIKES not in printed
+    else:
+        assert c.spikes is None and "spikes;" not in printed
+        assert printed.startswith(host.NO_SPIKES + "\n")
+
+
+def test_spike_counts_needs_sim(capsys):
+    with pytest.raises(SystemExit):
+        host.main(["classify", "--port", "/dev/null", "--spike-counts", "x.png"])
+    assert "--spike-counts builds the simulated board (--sim)" in capsys.readouterr().err

@@ -27,10 +27,13 @@ class StandInNetwork(wiring.Component):
     """Tests only: ``logits[c] = sum of the pixels at indices k with k % classes == c, - 300``.
 
     Accepts a pixel on three cycles out of four, gives the result ``delay`` cycles after the last
-    pixel and holds it until taken.
+    pixel and holds it until taken. With ``spikes`` it has spike counters
+    (``spike_layers``) and its result beat carries ``spikes = 70000 + the pixels' sum``.
     """
 
-    def __init__(self, input_shape=(4, 4, 1), num_classes=10, logit_width=12, delay=7):
+    def __init__(self, input_shape=(4, 4, 1), num_classes=10, logit_width=12, delay=7,
+                 spikes=False):
+        self.spike_layers = ("stand-in",) if spikes else ()
         self.input_shape = input_shape
         self.num_classes = num_classes
         self.logit_width = logit_width
@@ -41,7 +44,7 @@ class StandInNetwork(wiring.Component):
         self.pixels_seen = 0
         super().__init__({
             "pixels": In(stream.Signature(pixel_layout())),
-            "result": Out(stream.Signature(result_layout(logit_width, num_classes))),
+            "result": Out(stream.Signature(result_layout(logit_width, num_classes, spikes))),
         })
 
     @staticmethod
@@ -83,6 +86,8 @@ class StandInNetwork(wiring.Component):
                 m.d.comb += self.result.payload.cls.eq(best_i)
                 for c in range(nc):
                     m.d.comb += self.result.payload.logits[c].eq(acc[c])
+                if self.spike_layers:
+                    m.d.comb += self.result.payload.spikes.eq(70000 + 300 * nc + sum(acc))
                 with m.If(self.result.ready):
                     m.d.sync += [a.eq(-300) for a in acc]
                     m.next = "IN"
@@ -97,7 +102,8 @@ class LinkBench(wiring.Component):
         self.registered_class = registered_class
         self.info = hp.Info(net.input_shape, net.num_classes, (net.logit_width + 7) // 8,
                             clk_hz=1_000_000, cycles_per_image=net.cycles_per_image,
-                            latency_cycles=net.latency_cycles, baud=250_000, name="standin")
+                            latency_cycles=net.latency_cycles, baud=250_000, name="standin",
+                            spike_counts=bool(getattr(net, "spike_layers", ())))
         self.frame_timeout = frame_timeout
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "pixel_beats": Out(16), "activity": Out(1)})
@@ -202,6 +208,31 @@ def test_info_and_classify(registered_class):
     res = expect_result(frames[3], IMAGE2)
     # 16 pixels at 3 of 4 cycles, the stand-in's delay, the collector: a fixed small count
     assert 16 <= res.cycles <= 40
+
+
+def test_result_with_spikes():
+    """A network with spike counters: INFO says so, every RESULT ends with the image's
+    spikes."""
+    net = StandInNetwork(spikes=True)
+    dut, frames, _ = run_link([
+        ("send", hp.encode_frame(hp.CMD_INFO)), ("expect", 1),
+        ("send", classify_frame(IMAGE)), ("expect", 2),
+        ("send", classify_frame(IMAGE2)), ("expect", 3),
+    ], net=net)
+    info = hp.Info.from_payload(frames[0].payload)
+    assert info.spike_counts and info == dut.info
+    for frame, image in zip(frames[1:], (IMAGE, IMAGE2), strict=True):
+        res = hp.Result.from_payload(frame.payload, 10, 2, spikes=True)
+        cls, logits = StandInNetwork.model(image)
+        assert (res.cls, list(res.logits)) == (cls, logits)
+        assert res.spikes == 70000 + sum(image)
+
+
+def test_spikes_need_the_argmax_link():
+    info = hp.Info((4, 4, 1), 10, 2, 1_000_000, 30, 30, 250_000, "x", spike_counts=True)
+    with pytest.raises(ValueError, match="^info.spike_counts: a network with a registered "
+                                         "class \\(the shared engine\\) has no spike counters$"):
+        HostLink(info, logit_width=12, frame_timeout=10, registered_class=True)
 
 
 def test_garbage_before_and_between_frames():

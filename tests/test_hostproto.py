@@ -40,7 +40,8 @@ def test_decoder_garbage_and_corruption():
 def test_info_roundtrip_and_errors():
     info = hp.Info((32, 32, 3), 10, 3, 25_000_000, 4096, 9000, 1_000_000, "resnet8")
     assert hp.Info.from_payload(info.to_payload()) == info
-    with pytest.raises(hp.ProtocolError, match="^INFO payload must be 32 bytes, not 3$"):
+    with pytest.raises(hp.ProtocolError, match=r"^INFO payload must be 32 bytes \(or 33 with "
+                                               r"the flags byte\), not 3$"):
         hp.Info.from_payload(b"abc")
     wrong = bytes([9]) + info.to_payload()[1:]
     with pytest.raises(hp.ProtocolError, match="^board speaks protocol version 9, this host 1$"):
@@ -50,6 +51,33 @@ def test_info_roundtrip_and_errors():
 def test_result_payload_errors():
     with pytest.raises(hp.ProtocolError, match="^RESULT payload must be 25 bytes, not 2$"):
         hp.Result.from_payload(b"ab", 10, 2)
+    with pytest.raises(hp.ProtocolError, match="^RESULT payload must be 29 bytes, not 25$"):
+        hp.Result.from_payload(bytes(25), 10, 2, spikes=True)
+
+
+def test_info_spike_counts_flag():
+    """A board with spike counters sends one flags byte more; without, the payload is the
+    32 bytes it always was."""
+    plain = hp.Info((8, 8, 1), 10, 3, 25_000_000, 2221, 2400, 1_000_000, "digits")
+    spk = hp.Info((8, 8, 1), 10, 3, 25_000_000, 2221, 2400, 1_000_000, "digits",
+                  spike_counts=True)
+    assert len(plain.to_payload()) == 32
+    assert spk.to_payload() == plain.to_payload() + bytes([hp.INFO_SPIKES])
+    assert hp.Info.from_payload(spk.to_payload()) == spk
+    assert hp.Info.from_payload(plain.to_payload()).spike_counts is False
+    with pytest.raises(hp.ProtocolError, match="^INFO flags byte 0x03 has bits this host does "
+                                               "not know"):
+        hp.Info.from_payload(plain.to_payload() + b"\x03")
+
+
+def test_result_with_spikes():
+    """The spike count follows the cycle count, 4 bytes little-endian."""
+    payload = bytes([7]) + (-5).to_bytes(2, "little", signed=True) + (300).to_bytes(
+        2, "little", signed=True) + (1234).to_bytes(4, "little") + (140693).to_bytes(4, "little")
+    assert hp.Result.payload_size(2, 2, spikes=True) == len(payload) == 13
+    r = hp.Result.from_payload(payload, 2, 2, spikes=True)
+    assert r == hp.Result(7, (-5, 300), 1234, 140693)
+    assert hp.Result.from_payload(payload[:9], 2, 2).spikes is None
 
 
 

@@ -15,10 +15,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from amaranth.lib import wiring
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, wiring
 
 from amos_hw.backend.verilog import to_verilog
 from amos_hw.lib.smoke import PipelinedCompare
+from amos_hw.lib.spike_tally import SpikeLayer, SpikeTally
 from amos_hw.shared.engine import SharedNetwork
 from amos_hw.shared.program import layout, lower
 from amos_hw.zoo import resolve
@@ -38,10 +40,18 @@ def _shared_digits():
     return SharedNetwork(layout(lower(ir.load(resolve("digits")))))
 
 
+def _spike_tally():
+    """The spike counters of a three-layer network (one layer of one word per image)."""
+    res = data.StructLayout({"cls": unsigned(4), "logits": data.ArrayLayout(signed(12), 3)})
+    return SpikeTally(res, [SpikeLayer("a", 96, 1920), SpikeLayer("b", 1, 40),
+                            SpikeLayer("c", 48, 960)], image_bytes=192, depth=4)
+
+
 #: Top-module name -> constructor of a representative instance, linted by ``make lint``.
 DESIGNS: dict[str, Callable[[], wiring.Component]] = {
     "smoke_compare8": _smoke,
     "shared_digits": _shared_digits,
+    "spike_tally": _spike_tally,
 }
 
 

@@ -81,10 +81,13 @@ def load_layout() -> data.StructLayout:
     return data.StructLayout({"data": unsigned(8), "first": unsigned(1)})
 
 
-def result_layout(logit_width: int, num_classes: int) -> data.StructLayout:
-    """Payload of the network's ``result`` stream."""
-    return data.StructLayout({"cls": unsigned(4),
-                              "logits": data.ArrayLayout(signed(logit_width), num_classes)})
+def result_layout(logit_width: int, num_classes: int, spikes: bool = False) -> data.StructLayout:
+    """Payload of the network's ``result`` stream (with ``spikes``: a network with spike
+    counters, whose beats also carry the image's 32-bit spike count)."""
+    fields = {"cls": unsigned(4), "logits": data.ArrayLayout(signed(logit_width), num_classes)}
+    if spikes:
+        fields["spikes"] = unsigned(32)
+    return data.StructLayout(fields)
 
 
 class HostLink(wiring.Component):
@@ -93,7 +96,9 @@ class HostLink(wiring.Component):
     Parameters
     ----------
     info : Info
-        What ``CMD_INFO`` answers; also fixes the image size, classes and logit width.
+        What ``CMD_INFO`` answers; also fixes the image size, classes and logit width, and
+        with ``info.spike_counts`` the network's ``result`` carries ``spikes``, which the link
+        sends after the cycle count.
     logit_width : int
         Width of the network's logits (``info.logit_bytes`` must be ``ceil(logit_width / 8)``).
     frame_timeout : int
@@ -150,6 +155,9 @@ class HostLink(wiring.Component):
             raise ValueError(f"info.logit_bytes must be {(logit_width + 7) // 8} for "
                              f"logit_width {logit_width}, not {info.logit_bytes}")
         positive_int("input size", info.input_size, at_most=MAX_PAYLOAD)
+        if info.spike_counts and registered_class:
+            raise ValueError("info.spike_counts: a network with a registered class (the shared "
+                             "engine) has no spike counters")
         self._info = info
         self._logit_width = logit_width
         self._frame_timeout = frame_timeout
@@ -161,7 +169,8 @@ class HostLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "pixels": Out(stream.Signature(pixel_layout())),
-            "result": In(stream.Signature(result_layout(logit_width, info.num_classes))),
+            "result": In(stream.Signature(result_layout(logit_width, info.num_classes,
+                                                        info.spike_counts))),
             "activity": Out(1),
         })
 
@@ -401,7 +410,7 @@ class HostLink(wiring.Component):
         info = self._info
         w.info_bytes = info.to_payload()
         w.lb = lb = info.logit_bytes
-        w.res_len = Result.payload_size(info.num_classes, lb)
+        w.res_len = Result.payload_size(info.num_classes, lb, info.spike_counts)
         w.max_len = max(w.res_len, len(w.info_bytes), 1)
         w.pay = Signal(8 * w.max_len)
         w.plen = Signal(16)
@@ -420,6 +429,7 @@ class HostLink(wiring.Component):
         w.sh = sh = Signal(8 * lb * nc)
         w.cur = sh[:8 * lb].as_signed()
         w.res_bytes = Cat(w.best_i, C(0, 4), *lg, w.cycles)
+        self._result_spikes(m, w)
 
         # The result is always taken: one image is in flight (``busy`` holds until its answer
         # is latched for sending), so the capture registers are free whenever a result comes.
@@ -456,6 +466,16 @@ class HostLink(wiring.Component):
                 m.next = "SEND"
             with m.State("SEND"):
                 self._tx_send(m, w)
+
+    def _result_spikes(self, m: Module, w: SimpleNamespace) -> None:
+        """With spike counters: the image's spike count, latched with the logits, after the
+        cycle count in the result's bytes."""
+        if not self._info.spike_counts:
+            return
+        spikes = Signal(32, name="spikes")
+        w.res_bytes = Cat(w.res_bytes, spikes)
+        with m.If(self.result.valid):
+            m.d.sync += spikes.eq(self.result.payload.spikes)
 
     def _tx_idle(self, m: Module, w: SimpleNamespace) -> None:
         """Transmitter state ``IDLE``: pick the next answer (result, NAK, LOADED, INFO)."""

@@ -16,7 +16,8 @@ Every message, in both directions, is one frame::
 * ``CMD_INFO`` (``LEN`` 0): the board answers ``RSP_INFO`` with an :class:`Info` payload (input
   shape, classes, logit width, clock, cycles per image, ...).
 * ``CMD_CLASSIFY`` (``LEN`` = H*W*C): the image, one byte per pixel in HWC order. The board answers
-  ``RSP_RESULT`` with a :class:`Result` payload (class, logits, measured cycles).
+  ``RSP_RESULT`` with a :class:`Result` payload (class, logits, measured cycles and, from a
+  board built with spike counters, the image's spikes).
 * ``CMD_LOAD`` (``LEN`` >= 2, only boards whose network takes its weights at run time: the
   shared engine on the iCE40 UP5K, whose SPRAM has no initial contents): one flags byte (bit 0:
   this chunk starts the weights at word 0) and the next bytes of the weight image. The bytes go
@@ -24,6 +25,12 @@ Every message, in both directions, is one frame::
   since the last start (4 bytes, little-endian). A chunk whose CRC fails is answered
   ``NAK_CRC`` after its bytes were written: the host restarts the load from the first chunk
   (:func:`load_chunks`). A board without run-time weights ignores the command (no answer).
+
+Spike counters (a network generated with ``--spike-counts``): the ``RSP_INFO`` payload has one
+more byte, :data:`INFO_SPIKES` in bit 0 (boards without the counters send the payload without
+it, as before), and every ``RSP_RESULT`` payload 4 more bytes at its end: the image's spikes
+(little-endian), summed over every AMOS layer, as :attr:`python_ref.snn.SimResult.spikes`
+counts them.
 
 Board to host, when a frame with a known command cannot be served: ``RSP_NAK`` with one byte,
 ``NAK_CRC`` (the frame arrived corrupted), ``NAK_LENGTH`` (``LEN`` is not what the command needs) or
@@ -50,6 +57,7 @@ __all__ = [
     "CMD_LOAD",
     "CRC_POLY",
     "FRAME_TIMEOUT_S",
+    "INFO_SPIKES",
     "LOAD_CHUNK",
     "MAX_PAYLOAD",
     "NAK_BUSY",
@@ -91,6 +99,8 @@ NAK_NAMES = {NAK_CRC: "CRC error", NAK_LENGTH: "wrong length", NAK_BUSY: "busy"}
 FRAME_TIMEOUT_S = 0.02
 CRC_POLY = 0x07
 MAX_PAYLOAD = 0xFFFF
+#: Bit of the ``RSP_INFO`` flags byte: the board returns each image's spikes with its result.
+INFO_SPIKES = 0x01
 
 
 class ProtocolError(ValueError):
@@ -211,6 +221,9 @@ class Info:
         The UART's bit rate.
     name : str
         Model name, at most 8 ASCII characters.
+    spike_counts : bool
+        The board returns each image's spikes with its result (``RSP_RESULT`` is 4 bytes
+        longer); sent as a flags byte after the others, only when set.
     """
 
     input_shape: tuple
@@ -221,6 +234,7 @@ class Info:
     latency_cycles: int
     baud: int
     name: str
+    spike_counts: bool = False
 
     @property
     def input_size(self) -> int:
@@ -229,11 +243,14 @@ class Info:
         return h * w * c
 
     def to_payload(self) -> bytes:
-        """The ``RSP_INFO`` payload (the name cut to 8 bytes)."""
+        """The ``RSP_INFO`` payload (the name cut to 8 bytes; the flags byte only with
+        ``spike_counts``)."""
         h, w, c = self.input_shape
         name = self.name.encode("ascii")[:8]
+        flags = bytes([INFO_SPIKES]) if self.spike_counts else b""
         return _INFO.pack(PROTOCOL_VERSION, h, w, c, self.num_classes, self.logit_bytes,
-                          self.clk_hz, self.cycles_per_image, self.latency_cycles, self.baud, name)
+                          self.clk_hz, self.cycles_per_image, self.latency_cycles, self.baud,
+                          name) + flags
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Info:
@@ -244,14 +261,20 @@ class Info:
         ProtocolError
             If the payload has the wrong length or another protocol version.
         """
-        if len(payload) != _INFO.size:
-            raise ProtocolError(f"INFO payload must be {_INFO.size} bytes, not {len(payload)}")
-        (version, h, w, c, classes, lb, clk, cpi, lat, baud, name) = _INFO.unpack(payload)
+        if len(payload) not in (_INFO.size, _INFO.size + 1):
+            raise ProtocolError(f"INFO payload must be {_INFO.size} bytes (or {_INFO.size + 1} "
+                                f"with the flags byte), not {len(payload)}")
+        (version, h, w, c, classes, lb, clk, cpi, lat, baud, name) = _INFO.unpack(
+            payload[:_INFO.size])
         if version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"board speaks protocol version {version}, this host {PROTOCOL_VERSION}")
+        flags = payload[_INFO.size] if len(payload) > _INFO.size else 0
+        if flags & ~INFO_SPIKES:
+            raise ProtocolError(f"INFO flags byte 0x{flags:02x} has bits this host does not "
+                                f"know (known: 0x{INFO_SPIKES:02x}, spike counts)")
         return cls((h, w, c), classes, lb, clk, cpi, lat, baud,
-                   name.rstrip(b"\0").decode("ascii", "replace"))
+                   name.rstrip(b"\0").decode("ascii", "replace"), bool(flags & INFO_SPIKES))
 
 
 @dataclass(frozen=True)
@@ -267,35 +290,43 @@ class Result:
     cycles : int
         Clock cycles from the first pixel entering the network to the result, measured on the
         board.
+    spikes : int or None
+        The image's spikes in every AMOS layer, from a board with spike counters; else None.
     """
 
     cls: int
     logits: tuple
     cycles: int
+    spikes: int | None = None
 
     @staticmethod
-    def payload_size(num_classes: int, logit_bytes: int) -> int:
-        """Bytes of an ``RSP_RESULT`` payload: the class, the logits, the 4-byte cycle count."""
-        return 1 + num_classes * logit_bytes + 4
+    def payload_size(num_classes: int, logit_bytes: int, spikes: bool = False) -> int:
+        """Bytes of an ``RSP_RESULT`` payload: the class, the logits, the 4-byte cycle count
+        (and, with ``spikes``, the 4-byte spike count)."""
+        return 1 + num_classes * logit_bytes + 4 + (4 if spikes else 0)
 
     @classmethod
-    def from_payload(cls, payload: bytes, num_classes: int, logit_bytes: int) -> Result:
-        """Decode an ``RSP_RESULT`` payload of a board with these classes and logit bytes.
+    def from_payload(cls, payload: bytes, num_classes: int, logit_bytes: int,
+                     spikes: bool = False) -> Result:
+        """Decode an ``RSP_RESULT`` payload of a board with these classes and logit bytes
+        (and spike counters, ``spikes``: :attr:`Info.spike_counts`).
 
         Raises
         ------
         ProtocolError
             If the payload does not have :meth:`payload_size` bytes.
         """
-        want = cls.payload_size(num_classes, logit_bytes)
+        want = cls.payload_size(num_classes, logit_bytes, spikes)
         if len(payload) != want:
             raise ProtocolError(f"RESULT payload must be {want} bytes, not {len(payload)}")
         logits = tuple(
             int.from_bytes(payload[1 + i * logit_bytes:1 + (i + 1) * logit_bytes], "little",
                            signed=True)
             for i in range(num_classes))
-        cycles = int.from_bytes(payload[-4:], "little")
-        return cls(payload[0], logits, cycles)
+        at = 1 + num_classes * logit_bytes
+        cycles = int.from_bytes(payload[at:at + 4], "little")
+        count = int.from_bytes(payload[at + 4:at + 8], "little") if spikes else None
+        return cls(payload[0], logits, cycles, count)
 
 
 def load_chunks(image: bytes, chunk: int = LOAD_CHUNK) -> list[bytes]:

@@ -44,6 +44,9 @@ class FlowConfig:
         Shared engine only: ``"memory"`` (the default: weights and maps in its main memory) or
         ``"flash"`` (the weights read from an SPI flash once per image,
         :mod:`amos_hw.lib.spiflash`; the memory holds the maps alone).
+    spike_counts : bool
+        Layer-pipelined only: count each image's spikes in hardware and return them with its
+        result (:class:`amos_hw.lib.spike_tally.SpikeTally`); off by default.
     stop_after : str or None
         Last step to run.
     quiet : bool
@@ -62,6 +65,7 @@ class FlowConfig:
     carry: str | None = None
     weights: str | None = None
     lut_fill: float | None = None  # shared engine: share of the LUT4s it may plan for (0.8)
+    spike_counts: bool = False
     why: str | None = None  # set by run_flow when it chose the architecture (not a parameter)
     stop_after: str | None = None
     quiet: bool = False
@@ -76,6 +80,8 @@ class FlowConfig:
              "architecture": self.architecture, "carry": self.carry}
         if self.weights is not None:
             d["weights"] = self.weights
+        if self.spike_counts:
+            d["spike_counts"] = True
         return d
 
 

@@ -1,10 +1,13 @@
 """Step ``estimate``: cycles, latency and resources per layer and in total, before synthesis
-(:func:`amos_hw.cost.totals`), and the device check when a board is given."""
+(:func:`amos_hw.cost.totals`), and the device check when a board is given. With
+``spike_counts`` the spike tally's figures (:meth:`amos_hw.lib.spike_tally.SpikeTally.figures`)
+are added to the totals (``spike_tally`` in the report)."""
 from __future__ import annotations
 
 from amos_hw import cost
 from amos_hw.devices import clock_mhz, device, family
-from amos_hw.passes.common import BudgetError, FlowContext
+from amos_hw.lib.spike_tally import SpikeTally, spike_layers, tally_depth
+from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 
 __all__ = ["estimate"]
 
@@ -13,6 +16,8 @@ def estimate(ctx: FlowContext) -> dict:
     cfg, plan = ctx.config, ctx.plan
     clock = clock_mhz(cfg)
     tot = cost.totals(plan, ctx.graph.arrays, clock, family(cfg.board))
+    if cfg.spike_counts:
+        _add_tally(tot, plan)
     plan.latency_cycles = tot["latency_cycles"]
     plan.cycles_per_image = tot["cycles_per_image"]
     report = {"model": ctx.model_name, "model_sha256": ctx.model_hash,
@@ -28,3 +33,17 @@ def estimate(ctx: FlowContext) -> dict:
             raise BudgetError(f"{ctx.model_name} does not fit {dev['name']}: {why}")
     ctx.report = report
     return report
+
+
+def _add_tally(tot: dict, plan) -> None:
+    """The spike tally's LUT4 / FF estimate into ``tot``."""
+    layers = spike_layers(plan.layers)
+    if not layers:
+        raise FlowError(f"--spike-counts: model {plan.name!r} has no AMOS layer whose spikes "
+                        f"could be counted")
+    depth = tally_depth(tot["latency_cycles"], tot["cycles_per_image"])
+    fig = SpikeTally.figures(layers, image_bytes=plan.input_elements, depth=depth)
+    tot["spike_tally"] = {"layers": [s.name for s in layers], "depth": depth,
+                          "est_lut4": fig["lut4"], "est_ff": fig["ff"]}
+    tot["est_lut4"] += fig["lut4"]
+    tot["est_ff"] += fig["ff"]

@@ -11,7 +11,10 @@
 // pixels___05Fvalid).
 //
 // The geometry comes from the generator as defines: AMOS_IMAGE_SIZE (bytes per image),
-// AMOS_LOGIT_WIDTH, AMOS_NUM_CLASSES, and AMOS_HAS_LOAD (the shared engine's weight port).
+// AMOS_LOGIT_WIDTH, AMOS_NUM_CLASSES, AMOS_HAS_LOAD (the shared engine's weight port) and
+// AMOS_SPIKE_LAYERS (a network generated with spike counters: the result payload ends with the
+// image's 32-bit spike count, and the layer_spikes port holds AMOS_SPIKE_LAYERS 32-bit counts,
+// the split per layer, valid with the result beat).
 //
 // Usage: bench IMAGES OUT [--seed N] [--idle P] [--stall P] [--watchdog CYCLES]
 //
@@ -23,8 +26,8 @@
 //
 // OUT: a text file, one line per image, "index cls latency interval logit0 ... logitN-1",
 // where latency is the cycles from the image's first pixel accepted to its result beat and
-// interval the cycles since the previous result beat (-1 for the first), then a last line
-// "done COUNT CYCLES". Exit status: 0 after all images, 2 on bad arguments or a bad image
+// interval the cycles since the previous result beat (-1 for the first); with AMOS_SPIKE_LAYERS
+// the line goes on with "spikes layer0 ... layerL-1"; then a last line "done COUNT CYCLES". Exit status: 0 after all images, 2 on bad arguments or a bad image
 // file, 3 when the watchdog fires; the message on stderr says which.
 
 #include <cerrno>
@@ -50,7 +53,12 @@ namespace {
 
 constexpr char kMagic[8] = {'A', 'M', 'O', 'S', 'I', 'M', 'G', '1'};
 constexpr size_t kHeader = 16;
+#ifdef AMOS_SPIKE_LAYERS
+constexpr int kPayloadBits = 4 + AMOS_NUM_CLASSES * AMOS_LOGIT_WIDTH + 32;
+constexpr int kLayerWords = AMOS_SPIKE_LAYERS + 2;
+#else
 constexpr int kPayloadBits = 4 + AMOS_NUM_CLASSES * AMOS_LOGIT_WIDTH;
+#endif
 constexpr int kPayloadWords = (kPayloadBits + 31) / 32 + 2;  // room for a 63-bit read
 
 [[noreturn]] void fail(int status, const std::string& msg) {
@@ -208,6 +216,9 @@ int main(int argc, char** argv) {
     const uint64_t idle_t = threshold(a.idle), stall_t = threshold(a.stall);
     std::vector<uint64_t> first_accept(count, 0);
     uint32_t w[kPayloadWords] = {0};
+#ifdef AMOS_SPIKE_LAYERS
+    uint32_t layers[kLayerWords] = {0};
+#endif
     uint64_t k = 0;           // next pixel to offer
     uint32_t done = 0;        // result beats received
     uint64_t cycle = 0;       // rising edges since reset
@@ -227,7 +238,12 @@ int main(int argc, char** argv) {
         top->eval();
         const bool px_fire = offering && top->pixels___05Fready;
         const bool res_fire = top->result___05Fvalid && top->result___05Fready;
-        if (res_fire) to_words(top->result___05Fpayload, w);
+        if (res_fire) {
+            to_words(top->result___05Fpayload, w);
+#ifdef AMOS_SPIKE_LAYERS
+            to_words(top->layer_spikes, layers);
+#endif
+        }
         top->clk = 1;
         top->eval();
         ++cycle;
@@ -246,6 +262,12 @@ int main(int argc, char** argv) {
                 if (v >> (AMOS_LOGIT_WIDTH - 1)) v -= static_cast<int64_t>(1) << AMOS_LOGIT_WIDTH;
                 std::fprintf(out, " %lld", static_cast<long long>(v));
             }
+#ifdef AMOS_SPIKE_LAYERS
+            std::fprintf(out, " %llu", static_cast<unsigned long long>(
+                                           bits(w, 4 + AMOS_NUM_CLASSES * AMOS_LOGIT_WIDTH, 32)));
+            for (int l = 0; l < AMOS_SPIKE_LAYERS; ++l)
+                std::fprintf(out, " %u", layers[l]);
+#endif
             std::fputc('\n', out);
             last_result = last_progress = cycle;
             ++done;
