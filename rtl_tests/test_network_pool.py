@@ -56,3 +56,14 @@ def test_dense_after_a_max_pool(sim, nets, k):
                       parallelism=CPD_FOLDINGS[k])
     assert res["mismatches"] == 0
     assert res["cycles_per_image_measured"] == res["cycles_per_image_report"]
+
+
+def test_pool_network_spike_counts(sim, nets):
+    """With --spike-counts the top reports each image's spikes: the two ReLU amos layers'
+    (stem, depthwise conv), equal to python_ref's per image; the pools add none."""
+    root, images = nets
+    res = run_network(str(root / "pool_net.json"), 8, sim, images=images,
+                      parallelism=POOL_FOLDINGS[1], spike_counts=True)
+    assert res["mismatches"] == 0
+    assert res["spike_mismatches"] == 0
+    assert res["spikes_per_image"] > 0
