@@ -1,9 +1,10 @@
 """Add the generator's estimate and an RTL run to an example's result file::
 
-    python -m examples.record --json docs/results/example_vgg_cifar.json \\
-        --report build/vgg_cifar/report.json --rtl build/examples/rtl_vgg_cifar.json
+    python -m examples.record --json build/examples/eval_vgg_cifar.json \\
+        --report build/vgg_cifar/report.json --rtl build/examples/rtl_vgg_cifar.json \\
+        --out docs/results/example_vgg_cifar.json
 
-``--json`` is the file ``python -m examples.evaluate`` wrote (ANN vs SNN); ``--report`` the
+``--json`` is the file ``python -m python_ref.evaluate`` wrote (ANN vs SNN); ``--report`` the
 ``report.json`` of ``python -m amos_hw.generate`` (its estimate goes in as ``estimate``);
 ``--rtl`` the result of ``python -m rtl_tests.network`` (its runs go in as ``rtl``). All three
 must be of the same description: the model SHA-256 of the report and of the RTL run must
@@ -35,9 +36,11 @@ def _read(path: Path, what: str) -> dict:
 
 
 def record(result: dict, report: dict | None = None, rtl: dict | None = None,
-           report_command: str | None = None, rtl_command: str | None = None) -> dict:
+           report_command: str | None = None, rtl_command: str | None = None,
+           command: str | None = None) -> dict:
     """``result`` with ``estimate`` (from the generator's ``report``) and ``rtl`` (the runs
-    of an ``rtl_tests.network`` result) added, each with the command that made it when given.
+    of an ``rtl_tests.network`` result) added, each with the command that made it when given
+    (``command``: the result's own, as ``command``).
 
     Raises
     ------
@@ -45,6 +48,8 @@ def record(result: dict, report: dict | None = None, rtl: dict | None = None,
         When the report, the RTL run and the result are not of one description.
     """
     out = dict(result)
+    if command:
+        out["command"] = command
     sha = None
     if report is not None:
         missing = [k for k in ESTIMATE_FIELDS if k not in report]
@@ -71,7 +76,10 @@ def main(argv=None) -> dict:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description="Add the generator's estimate and an RTL run to "
                                 "an example's result file.")
-    p.add_argument("--json", required=True, type=Path, help="the result to update")
+    p.add_argument("--json", required=True, type=Path,
+                   help="the result (python -m python_ref.evaluate --json)")
+    p.add_argument("--command", default=None, help="the command that wrote --json (recorded)")
+    p.add_argument("--out", type=Path, default=None, help="write here (default: --json)")
     p.add_argument("--report", type=Path, default=None, help="amos_hw.generate's report.json")
     p.add_argument("--report-command", default=None,
                    help="the generate command that wrote --report (recorded)")
@@ -83,10 +91,10 @@ def main(argv=None) -> dict:
         result = _read(a.json, "--json")
         report = _read(a.report, "--report") if a.report else None
         rtl = _read(a.rtl, "--rtl") if a.rtl else None
-        out = record(result, report, rtl, a.report_command, a.rtl_command)
+        out = record(result, report, rtl, a.report_command, a.rtl_command, a.command)
     except RecordError as e:
         raise SystemExit(f"error: {e}") from None
-    a.json.write_text(json.dumps(out, indent=1) + "\n")
+    (a.out or a.json).write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 

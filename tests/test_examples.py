@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from examples import common, record
-from examples import evaluate as ex_eval
 from examples.mobilenet_cifar import model as mobilenet
 from examples.mobilenet_cifar import train as mobilenet_train
 from examples.vgg_cifar import model as vgg
@@ -134,43 +133,6 @@ def test_from_torch_gives_the_same_description(example):
         np.testing.assert_array_equal(arrays[k], v)
 
 
-def test_ann_logits_equal_the_torch_model(example):
-    with torch.no_grad():
-        want = example["model"](_nchw(example["x"])).numpy()
-    got = ex_eval.ann_logits(example["onnx"], example["x"], batch_size=3)
-    np.testing.assert_allclose(got, want, rtol=0, atol=FLOAT_ATOL)
-
-
-def test_evaluate_on_given_images(example, monkeypatch):
-    x = example["x"]
-    y = np.arange(len(x)) % 10
-    monkeypatch.setattr(ex_eval, "load_cifar10", lambda data, split: (x, y))
-    r = ex_eval.evaluate(example["onnx"], example["dir"] / example["name"], progress=False)
-    res = snn.run(example["g"], x)
-    with torch.no_grad():
-        ann = example["model"](_nchw(x)).argmax(1).numpy()
-    assert r["n_images"] == len(x) and r["model"] == example["name"]
-    assert r["snn_top1"] == (res.classes == y).mean()
-    assert r["ann_top1"] == (ann == y).mean()
-    assert r["spikes_per_image"] == res.spikes_per_image.mean()
-    assert r["neurons"] == example["g"].neurons()
-
-
-def test_evaluate_errors(example, tmp_path, capsys):
-    stem = str(example["dir"] / example["name"])
-    with pytest.raises(SystemExit, match="--onnx .*nope.onnx: no such file"):
-        ex_eval.main(["--onnx", str(tmp_path / "nope.onnx"), "--description", stem])
-    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
-    with pytest.raises(SystemExit, match="bad.onnx: onnxruntime cannot load it"):
-        ex_eval.main(["--onnx", str(tmp_path / "bad.onnx"), "--description", stem])
-    with pytest.raises(SystemExit, match="nodesc.json: no such file"):
-        ex_eval.main(["--onnx", str(example["onnx"]), "--description",
-                      str(tmp_path / "nodesc")])
-    with pytest.raises(SystemExit):
-        ex_eval.main(["--onnx", str(example["onnx"]), "--description", stem, "--limit", "0"])
-    assert "--limit must be a positive number of images, not 0" in capsys.readouterr().err
-
-
 REPORT = {k: 1 for k in record.ESTIMATE_FIELDS} | {"model": "net", "model_sha256": "ab"}
 
 
@@ -181,12 +143,19 @@ def test_record_merges_estimate_and_rtl(tmp_path):
     (tmp_path / "rtl.json").write_text(json.dumps(rtl))
     record.main(["--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "report.json"),
                  "--report-command", "gen", "--rtl", str(tmp_path / "rtl.json"),
-                 "--rtl-command", "sim"])
-    out = json.loads((tmp_path / "r.json").read_text())
-    assert out["snn_top1"] == 0.5
+                 "--rtl-command", "sim", "--command", "eval", "--out", str(tmp_path / "o.json")])
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert json.loads((tmp_path / "r.json").read_text()) == {"model": "net", "snn_top1": 0.5}
+    assert out["snn_top1"] == 0.5 and out["command"] == "eval"
     assert out["estimate"] == {k: REPORT[k] for k in record.ESTIMATE_FIELDS} | {"command": "gen"}
     assert out["rtl"] == {"command": "sim", "runs": rtl["runs"]}
     assert record.record({"model": "net"}, rtl=rtl)["rtl"]["command"] == "c"
+
+
+def test_record_updates_the_result_in_place(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps({"model": "net"}))
+    record.main(["--json", str(tmp_path / "r.json"), "--command", "eval"])
+    assert json.loads((tmp_path / "r.json").read_text()) == {"model": "net", "command": "eval"}
 
 
 @pytest.mark.parametrize("report, rtl, match", [
