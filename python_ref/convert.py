@@ -1,7 +1,8 @@
 """Convert a trained float network into an integer SNN description (AMOS conversion).
 
 ``python -m python_ref.convert --model resnet8 [--checkpoint PATH] [--data PATH] [--out STEM]``
-``python -m python_ref.convert --onnx MODEL.onnx --calib CALIB --out STEM`` (docs/import.md)
+``python -m python_ref.convert --onnx MODEL.onnx --calib CALIB --out STEM [--finetune EPOCHS
+--train TRAIN]`` (docs/import.md)
 
 Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` come from
 :mod:`python_ref.checkpoint`, which :mod:`python_ref.finetune` shares, the importer from
@@ -30,6 +31,8 @@ Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` com
 6. Optionally (``--finetune EPOCHS``) :mod:`python_ref.finetune` trains the weights with the
    integer units in the loop, keeping every scale, shift and K; the shipped ResNet8 was made with
    ``--finetune 1`` because the plain conversion missed the 0.2-point target (0.26 points).
+   An imported model fine-tunes the same way on ``--train TRAIN``, distilling from its own float
+   ops (:func:`python_ref.finetune.finetune_ops`).
 """
 from __future__ import annotations
 
@@ -610,6 +613,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="then fine-tune with the AMOS units in the loop for EPOCHS epochs "
                         "(python_ref.finetune; the plain conversion is kept as <out>_plain)")
+    p.add_argument("--train", default=None, metavar="TRAIN",
+                   help="--onnx --finetune: training images, an .npz with x (N x H x W x C "
+                        "uint8) and y (labels), a CIFAR-10 data folder, or 'digits'")
     return p
 
 
@@ -617,8 +623,8 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
     """The --onnx route: import, fold the normalisation, calibrate, quantise."""
     if a.out is None or a.calib is None:
         raise ConversionError("--onnx needs --calib CALIB and --out STEM")
-    if a.finetune:
-        raise ConversionError("--finetune works on the zoo architectures only (--model)")
+    if a.finetune and a.train is None:
+        raise ConversionError("--onnx --finetune needs --train TRAIN (the training images)")
     out = Path(a.out)
     ops = import_ops(a.onnx, a.input_scale, a.mean, a.std)
     print(f"imported {a.onnx}: {len(ops) - 1} float ops "
@@ -632,6 +638,16 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
            "input_scale": a.input_scale, "mean": a.mean, "std": a.std}
     g = convert_ops(ops, x, name=out.name, K=a.K, K_layers=_parse_k_layers(a.K_layer),
                     percentile=a.percentile, source=src, split=where)
+    if a.finetune > 0:
+        # python_ref.finetune imports torch at its top; this module must import without it
+        from .finetune import finetune_ops, load_training
+
+        xt, yt, where, cifar = load_training(a.train)
+        print(f"fine-tuning {a.finetune} epoch(s) on {len(xt)} images from {where}")
+        tuned, _ = finetune_ops(g, ops, xt, yt, epochs=a.finetune, augment=cifar,
+                                source=where)
+        _ir.save(g, out.with_name(out.name + "_plain"))
+        g = tuned
     return g, out
 
 
@@ -648,11 +664,14 @@ def main(argv=None):
         if a.onnx:
             g, out = _convert_onnx(a)
         else:
+            if a.train is not None:
+                raise ConversionError("--train is for --onnx; the zoo architectures fine-tune "
+                                      "on their data set (--data)")
             out = Path(a.out) if a.out else ZOO / a.model
             g = convert(a.model, a.checkpoint, a.data, None, K=a.K,
                         K_layers=_parse_k_layers(a.K_layer), n_calib=a.calib_images,
                         percentile=a.percentile)
-        if a.finetune > 0:
+        if a.finetune > 0 and not a.onnx:
             # python_ref.finetune imports torch at its top; this module must import without it
             from .finetune import finetune
 

@@ -45,7 +45,8 @@ from .data import DataError, load_dataset
 from .models import MODELS, build_model
 from .train import augment
 
-__all__ = ["build_net", "float_ops_from_graph", "export", "finetune", "main"]
+__all__ = ["build_net", "float_ops_from_graph", "export", "finetune", "finetune_ops",
+           "load_training", "FloatNet", "main"]
 
 
 def _ste_round(t):
@@ -73,6 +74,21 @@ def _output_shifts(g: _ir.Graph) -> dict:
     return shift
 
 
+def _key(name: str) -> str:
+    """The parameter name of layer ``name`` (torch forbids dots in it)."""
+    return name.replace(".", "_")
+
+
+def _pool(a, op: str, kernel: int, stride: int, padding: int):
+    """A ``maxpool`` (max) or ``avgpool`` (window sum, the 1/(k*k) lives in the next layer) of
+    a non-negative NCHW map, zero padded as in ``docs/integer_semantics.md``."""
+    if padding:
+        a = F.pad(a, (padding,) * 4)
+    if op == "maxpool":
+        return F.max_pool2d(a, kernel, stride)
+    return F.avg_pool2d(a, kernel, stride, divisor_override=1)
+
+
 class FakeQuantNet(nn.Module):
     """The description's integer network with trainable float weights (see the module
     docstring); :func:`build_net` makes one."""
@@ -95,7 +111,10 @@ class FakeQuantNet(nn.Module):
 
     def _add_layer(self, n: dict, o: dict, sc: dict, step: float) -> None:
         """The trainable weight and bias of layer ``n`` from its float op ``o``."""
-        key = n["name"].replace(".", "_")
+        key = _key(n["name"])
+        if key in self.w:
+            raise ValueError(f"layer {n['name']!r}: its parameter name {key!r} is taken by "
+                             "another layer (rename one of them)")
         w = o["w"].transpose(0, 3, 1, 2) if n["op"] == "conv" else o["w"]
         # parameters in integer units (one weight step = 1, one output step = 1), so one
         # learning rate suits every layer whatever its scale
@@ -107,7 +126,7 @@ class FakeQuantNet(nn.Module):
         self.bias_step[n["name"]] = step
 
     def qweights(self, name):
-        key = name.replace(".", "_")
+        key = _key(name)
         wq = _ste_round(torch.clamp(self.w[key], -127, 127))
         bq = _ste_round(self.b[key] * self.bias_step[name])
         # the exported integers must fit their arrays: int8 weights, int32 biases
@@ -120,7 +139,10 @@ class FakeQuantNet(nn.Module):
             return x
         if op == "conv":
             wq, bq = self.qweights(name)
-            return F.conv2d(ins[0], wq, bq, n["stride"], n["padding"])
+            return F.conv2d(ins[0], wq, bq, n["stride"], n["padding"],
+                            groups=_ir.conv_groups(n))
+        if op in ("maxpool", "avgpool"):
+            return _pool(ins[0], op, n["kernel"], n["stride"], n["padding"])
         if op == "dense":
             wq, bq = self.qweights(name)
             a = ins[0]
@@ -143,15 +165,76 @@ class FakeQuantNet(nn.Module):
         return vals[self.g.outputs[0]] * self.out_scale
 
 
+#: the IR ops :class:`FakeQuantNet` runs
+_NET_OPS = ("input", "conv", "dense", "add", "gap", "maxpool", "avgpool", "amos")
+
+
 def build_net(g: _ir.Graph, ops: list) -> FakeQuantNet:
     """The fake-quantised torch module for description ``g`` with float weights from ``ops``
     (:func:`python_ref.checkpoint.float_graph`). ``net(x)`` takes integer pixels as floats
     (NCHW) and returns the logits in real units; ``net.double()`` makes the forward pass
     exact."""
     for n in g.nodes:
+        if n["op"] not in _NET_OPS:
+            raise ValueError(f"layer {n['name']!r}: fine-tuning does not support the op "
+                             f"{n['op']!r} (supported: {', '.join(_NET_OPS)})")
         if n["op"] == "amos" and (g.units[n["unit"]]["kind"] != "relu" or len(n["inputs"]) != 1):
             raise ValueError(f"layer {n['name']!r}: fine-tuning supports ReLU units only")
     return FakeQuantNet(g, ops)
+
+
+class FloatNet(nn.Module):
+    """The float network of a list of float ops (:func:`python_ref.convert.import_ops`, the
+    list the converter quantised) as a frozen torch module: the teacher of an imported model.
+
+    ``net(x)`` takes the pixels divided by 255 (NCHW, the input normalisation is folded into
+    the ops) and returns the logits; it computes what :func:`python_ref.convert.run_float`
+    does.
+    """
+
+    def __init__(self, ops: list):
+        super().__init__()
+        self.ops = ops
+        self.t = {}
+        for o in ops:
+            if o["op"] not in _FLOAT_OPS:
+                raise ValueError(f"layer {o['name']!r}: no float teacher for the op "
+                                 f"{o['op']!r} (supported: {', '.join(_FLOAT_OPS)})")
+            if o["op"] in ("conv", "dense"):
+                w = o["w"].transpose(0, 3, 1, 2) if o["op"] == "conv" else o["w"]
+                self.t[o["name"]] = (torch.tensor(np.ascontiguousarray(w), dtype=torch.float32),
+                                     torch.tensor(o["b"], dtype=torch.float32))
+
+    def _op(self, o: dict, ins: list, x):
+        op = o["op"]
+        if op == "input":
+            return x
+        if op == "conv":
+            return F.conv2d(ins[0], *self.t[o["name"]], o["stride"], o["padding"],
+                            groups=o.get("groups", 1))
+        if op == "dense":
+            a = ins[0]
+            if a.ndim == 4:  # the float ops flatten channels last
+                a = a.permute(0, 2, 3, 1)
+            return F.linear(a.flatten(1), *self.t[o["name"]])
+        if op in ("maxpool", "avgpool"):
+            return _pool(ins[0], op, o["kernel"], o["stride"], o["padding"])
+        if op == "add":
+            return sum(ins)
+        if op == "gap":
+            return ins[0].sum(dim=(2, 3))
+        v = F.relu(ins[0])
+        return v if o.get("cap") is None else torch.clamp(v, max=float(o["cap"]))
+
+    def forward(self, x):
+        vals = {}
+        for o in self.ops:
+            vals[o["name"]] = self._op(o, [vals[i] for i in o["inputs"]], x)
+        return vals[self.ops[-1]["name"]]
+
+
+#: the float ops :class:`FloatNet` runs (those the importers emit)
+_FLOAT_OPS = ("input", "conv", "dense", "add", "gap", "maxpool", "avgpool", "relu")
 
 
 def export(net, g: _ir.Graph) -> _ir.Graph:
@@ -272,6 +355,28 @@ def _epoch(loop: _Loop, ep: int, desc: str | None) -> dict:
     return {"epoch": ep + 1, "loss": tot / max(1, n), "train_acc": ok / max(1, n)}
 
 
+def _train(g: _ir.Graph, net: FakeQuantNet, x: np.ndarray, y: np.ndarray, teacher, cfg: dict,
+           title: str) -> tuple:
+    """Train ``net`` on the uint8 images ``x`` (N x H x W x C) and labels ``y`` for
+    ``cfg["epochs"]`` epochs; returns the exported description (``g`` with the trained integer
+    weights, meta unchanged) and the per-epoch history."""
+    bs = min(cfg["batch_size"], len(x))
+    loop = _Loop(net=net, opt=torch.optim.Adam(list(net.parameters()), lr=cfg["lr"]),
+                 teacher=teacher,
+                 xt=torch.from_numpy(x).permute(0, 3, 1, 2).float(),  # integer pixels
+                 yt=torch.from_numpy(np.asarray(y, np.int64)),
+                 gen=torch.Generator().manual_seed(cfg["seed"]), lr=cfg["lr"],
+                 steps=cfg["epochs"] * (len(x) // bs), batch_size=bs,
+                 distill=cfg["distill"], augment=cfg["augment"])
+    history = []
+    for ep in range(cfg["epochs"]):
+        desc = f"finetune {title} {ep + 1}/{cfg['epochs']}" if cfg["progress"] else None
+        rec = _epoch(loop, ep, desc)
+        history.append(rec)
+        print(json.dumps(rec), file=sys.stderr)
+    return export(net, g), history
+
+
 def finetune(model_name: str, description=None, checkpoint=None, data=None, epochs: int = 3,
              lr: float = 0.01, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
              limit: int | None = None, progress: bool = True, threads: int | None = None,
@@ -289,21 +394,90 @@ def finetune(model_name: str, description=None, checkpoint=None, data=None, epoc
     dataset = MODELS[model_name]["dataset"]
     x, y = _training_set(dataset, data, limit, seed)
     teacher = _teacher(model_name, sd) if distill else None
-    loop = _Loop(net=net, opt=torch.optim.Adam(list(net.parameters()), lr=lr), teacher=teacher,
-                 xt=torch.from_numpy(x).permute(0, 3, 1, 2).float(),  # integer pixels
-                 yt=torch.from_numpy(y), gen=torch.Generator().manual_seed(seed), lr=lr,
-                 steps=epochs * (len(x) // batch_size), batch_size=batch_size, distill=distill,
-                 augment=dataset == "cifar10")
-    history = []
-    for ep in range(epochs):
-        desc = f"finetune {model_name} {ep + 1}/{epochs}" if progress else None
-        rec = _epoch(loop, ep, desc)
-        history.append(rec)
-        print(json.dumps(rec), file=sys.stderr)
-    h = export(net, g)
+    cfg = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+           "distill": distill, "augment": dataset == "cifar10", "progress": progress}
+    h, history = _train(g, net, x, y, teacher, cfg, model_name)
     prev = g.meta.get("finetune")
     h.meta["finetune"] = {"init": init, "previous": prev, "epochs": epochs, "lr": lr,
                           "batch_size": batch_size, "seed": seed, "distill": distill,
+                          "train_images": int(len(x)), "history": history}
+    _ir.validate(h)
+    return h, history
+
+
+def load_training(train) -> tuple:
+    """Training images and labels for an imported model: ``(x, y, where, cifar10)``.
+
+    ``train``: an ``.npz`` with ``x`` (N x H x W x C uint8 pixels) and ``y`` (N integer
+    labels), the word ``digits`` (the bundled 8x8 digits, training split) or a CIFAR-10 data
+    folder the project reads (its training split; ``cifar10`` is True then, and the images are
+    augmented as in :mod:`python_ref.train`). Never a test split.
+    """
+    if str(train) == "digits":
+        x, y = load_dataset("digits", "train")
+        return x, y, "digits (train)", False
+    path = Path(train)
+    if path.is_dir():
+        x, y = load_dataset("cifar10", "train", path)
+        return x, y, f"{path} (CIFAR-10 train)", True
+    if not path.is_file():
+        raise DataError(f"--train {path}: no such training file or data folder")
+    try:
+        with np.load(path) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"--train {path}: not an .npz with arrays 'x' (N x H x W x C uint8 "
+                        f"pixels) and 'y' (N labels): {e}") from None
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise DataError(f"--train {path}: 'x' must be uint8 N x H x W x C, got {x.dtype} of "
+                        f"shape {x.shape}")
+    if y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise DataError(f"--train {path}: 'y' must hold {len(x)} integer labels, got {y.dtype} "
+                        f"of shape {y.shape}")
+    return x, y, str(path), False
+
+
+def finetune_ops(g: _ir.Graph, ops: list, x: np.ndarray, y: np.ndarray, epochs: int = 1,
+                 lr: float = 0.01, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
+                 augment: bool = False, progress: bool = True, source: str = "array"):
+    """Fine-tune the conversion ``g`` of an imported model; returns ``(graph, history)``.
+
+    Parameters
+    ----------
+    g : Graph
+        The plain conversion of ``ops`` (:func:`python_ref.convert.convert_ops`).
+    ops : list
+        The float ops the converter quantised (:func:`python_ref.convert.import_ops`): the
+        starting weights and, run as :class:`FloatNet`, the teacher distilled towards.
+    x, y : numpy.ndarray
+        Training images (uint8, N x H x W x C) and their integer labels.
+    epochs, lr, batch_size, distill, seed
+        As for :func:`finetune` (the batch is at most ``len(x)`` images).
+    augment : bool
+        Random crops and flips (:func:`python_ref.train.augment`), for CIFAR-10.
+    source : str
+        Where the training images came from, for ``meta``.
+    """
+    want = tuple(ops[0]["shape"])
+    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise DataError(f"training images from {source} of shape {tuple(x.shape)}; the model "
+                        f"takes N x {' x '.join(map(str, want))} (N x H x W x C) pixels")
+    classes = int(_ir.validate(g)[g.outputs[0]]["shape"][-1])
+    if len(x) == 0:
+        raise DataError(f"training images from {source}: none")
+    if len(y) != len(x) or y.min(initial=0) < 0 or y.max(initial=0) >= classes:
+        raise DataError(f"training labels from {source}: {len(x)} labels in 0..{classes - 1} "
+                        f"wanted (the model's {classes} outputs)")
+    torch.manual_seed(seed)
+    net = build_net(g, ops)
+    teacher = FloatNet(ops).eval() if distill else None
+    cfg = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+           "distill": distill, "augment": augment, "progress": progress}
+    h, history = _train(g, net, x, y, teacher, cfg, g.name)
+    h.meta["finetune"] = {"init": "float ops", "teacher": "float ops" if distill else None,
+                          "previous": g.meta.get("finetune"), "epochs": epochs, "lr": lr,
+                          "batch_size": min(batch_size, len(x)), "seed": seed,
+                          "distill": distill, "augment": augment, "train": source,
                           "train_images": int(len(x)), "history": history}
     _ir.validate(h)
     return h, history
