@@ -29,8 +29,8 @@ from pathlib import Path
 from boards import table2
 
 __all__ = ["ANCHORS", "BOARD_RESULTS", "GOALS", "PAGE", "RESULTS_DIR", "accuracy_table",
-           "boards_table", "engine_probe_table", "main", "render_page", "rtl_table",
-           "sweeps_table", "write_page"]
+           "boards_table", "engine_probe_table", "estimate_errors", "main", "render_page",
+           "rtl_table", "sweeps_table", "write_page"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "docs" / "results"
@@ -252,6 +252,40 @@ def _goal_status(r: dict) -> str:
     return "; ".join(parts)
 
 
+def _est(r: dict, key: str) -> str:
+    """The generator's estimate recorded with a build, or ``-``."""
+    v = (r.get("generator_estimate") or {}).get(key)
+    return _NONE if v is None else str(v)
+
+
+def estimate_errors(results: list[dict]) -> dict:
+    """``{"lut4": [...], "ff": [...]}``: each build's (estimate - placed) / placed, for the
+    builds that recorded the generator's estimate."""
+    out: dict[str, list[float]] = {"lut4": [], "ff": []}
+    for r in results:
+        est = r.get("generator_estimate") or {}
+        for k in out:
+            if est.get(f"est_{k}") is not None and r.get(k):
+                out[k].append((est[f"est_{k}"] - r[k]) / r[k])
+    return out
+
+
+_LABELS = {"lut4": "LUT4", "ff": "FF"}
+
+
+def _error_lines(results: list[dict]) -> list[str]:
+    lines = []
+    for k, errs in estimate_errors(results).items():
+        if errs:
+            e = sorted(errs)
+            mid = (e[(len(e) - 1) // 2] + e[len(e) // 2]) / 2
+            lines.append(f"- {_LABELS[k]}: over {len(e)} builds the "
+                         f"estimate errs by {100 * mid:+.1f} % (median), from "
+                         f"{100 * e[0]:+.1f} % to {100 * e[-1]:+.1f} % (estimate - placed, "
+                         f"over placed)")
+    return lines
+
+
 def _board_row(r: dict) -> str:
     cp = r.get("critical_path") or {}
     path = f"{cp.get('from')} -> {cp.get('to')}" if cp else ""
@@ -262,7 +296,8 @@ def _board_row(r: dict) -> str:
         f"| {r['board']} | {r['model']}"
         + (f" ({r['variant']})" if r.get("variant") else "")
         + f" | {r['fmax_mhz']:.1f} ({clock})"
-        f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {r['ff']} | "
+        f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {_est(r, 'est_lut4')} | "
+        f"{r['ff']} | {_est(r, 'est_ff')} | "
         f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {r['spram']['blocks']} | "
         f"{r['dsp']} | {r['cycles_per_image']} | {_rate(r['images_per_s'])} | "
         f"{_rate(r['images_per_s_board_clock'])} | "
@@ -323,13 +358,17 @@ def boards_table(results: list[dict]) -> list[str]:
         f"writes `docs/results/boards/<board>_<model>[_<variant>].json`; `{COMMAND}` "
         "rewrites this table.",
         "",
-        "| board | model | Fmax MHz (clock it runs at) | LUT4 | FF | BRAM blocks (kbit) | SPRAM "
+        "| board | model | Fmax MHz (clock it runs at) | LUT4 | LUT4 est. | FF | FF est. "
+        "| BRAM blocks (kbit) | SPRAM "
         "| DSP | cycles / image | images/s at Fmax | images/s as built | latency at Fmax "
         "| critical path | build | git |",
-        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- "
-        "| ---: | --- |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | --- | ---: | --- |",
     ]
     lines += [_board_row(r) for r in sorted(results, key=lambda r: (r["model"], r["board"]))]
+    lines += ["", "The generator's estimate against the placed design (`est.` columns, written by "
+              "the generator before the build; block RAM is estimated in used bits, not in "
+              "blocks, so it has no comparable column):", "", *_error_lines(results)]
     lines += ["", "Anchors (published, other devices):", "", *_anchor_lines()]
     lines += ["", "Goals (each against the build with the most images/s at Fmax):", "",
               *_goal_lines(results)]

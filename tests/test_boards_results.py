@@ -97,3 +97,15 @@ def test_check_names_each_stale_page(tmp_path, monkeypatch, capsys):
     assert results.main(["--check"]) == 1
     err = capsys.readouterr().err
     assert "table2.md is not the generated page" in err and "README.md" not in err
+
+
+def test_estimate_errors_against_the_placed_design():
+    builds = [{"lut4": 100, "ff": 200, "generator_estimate": {"est_lut4": 110, "est_ff": 150}},
+              {"lut4": 50, "ff": 80, "generator_estimate": {"est_lut4": 40}},
+              {"lut4": 70, "ff": 70}]
+    errs = results.estimate_errors(builds)
+    assert errs == {"lut4": [0.1, -0.2], "ff": [-0.25]}
+    lines = results._error_lines(builds)
+    assert lines[0].startswith("- LUT4: over 2 builds the estimate errs by -5.0 % (median), "
+                               "from -20.0 % to +10.0 %")
+    assert lines[1].startswith("- FF: over 1 builds")
