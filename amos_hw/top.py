@@ -419,7 +419,7 @@ class NetworkTop(wiring.Component):
                 target = getattr(eng, dport)
                 tag = f"{lay.name}_{dport}".replace(".", "_")
                 o = self._adapt(m, o, shape, lanes, want, tag)
-                if self._plan.image_buffered(lay):  # a dense layer fed by a map
+                if self._plan.image_buffered(lay):  # a dense layer fed by a map (or a pool)
                     buf = ImageBuffer(data.ArrayLayout(shape, want), lay.n_in // want)
                     m.submodules[f"image_buffer_{tag}"] = buf
                     wiring.connect(m, o, buf.i)
