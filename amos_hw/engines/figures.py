@@ -138,6 +138,28 @@ def _int_array(value, what: str, ndim: int, name: str) -> np.ndarray:
     return arr
 
 
+def _check_unit_layer(weights: np.ndarray, bias, n_out: int, in_bits, shift, out_bits,
+                      name: str) -> tuple:
+    """The checks a weighted layer with a requantising unit shares (dense, conv, depthwise):
+    int8 weights, an int32 bias of ``n_out`` values, the input width, the shift and the output
+    width. Returns ``(bias, in_bits, shift, out_bits)``, checked."""
+    if np.abs(weights).max() > WEIGHT_LIMIT:
+        raise ValueError(
+            f"{name}: weights must lie in -{WEIGHT_LIMIT}..{WEIGHT_LIMIT} (int8, symmetric), "
+            f"not {int(weights.min())}..{int(weights.max())}"
+        )
+    bias = _int_array(bias, "bias", 1, name)
+    if bias.shape != (n_out,):
+        raise ValueError(f"{name}: bias must have shape ({n_out},), not {bias.shape}")
+    if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
+        raise ValueError(f"{name}: bias must lie in the int32 range")
+    in_bits = _pos(name, "in_bits", in_bits, 16)
+    shift = _nonneg(name, "shift", shift, 62)
+    if out_bits is not None:
+        out_bits = _pos(name, "out_bits", out_bits, 16)
+    return bias, in_bits, shift, out_bits
+
+
 # -- shared formulas -----------------------------------------------------------------------------
 
 
@@ -243,20 +265,8 @@ class DenseParams:
         _check_name(name)
         weights = _int_array(weights, "weights", 2, name)
         n_out, n_in = weights.shape
-        if np.abs(weights).max() > WEIGHT_LIMIT:
-            raise ValueError(
-                f"{name}: weights must lie in -{WEIGHT_LIMIT}..{WEIGHT_LIMIT} (int8, symmetric), "
-                f"not {int(weights.min())}..{int(weights.max())}"
-            )
-        bias = _int_array(bias, "bias", 1, name)
-        if bias.shape != (n_out,):
-            raise ValueError(f"{name}: bias must have shape ({n_out},), not {bias.shape}")
-        if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
-            raise ValueError(f"{name}: bias must lie in the int32 range")
-        in_bits = _pos(name, "in_bits", in_bits, 16)
-        shift = _nonneg(name, "shift", shift, 62)
-        if out_bits is not None:
-            out_bits = _pos(name, "out_bits", out_bits, 16)
+        bias, in_bits, shift, out_bits = _check_unit_layer(weights, bias, n_out, in_bits, shift,
+                                                           out_bits, name)
         pe = _pos(name, "pe", pe)
         simd = _pos(name, "simd", simd)
         if n_out % pe:
@@ -704,20 +714,8 @@ class DepthwiseParams:
         c, k, k2, one = weights.shape
         if k != k2 or one != 1:
             raise ValueError(f"{name}: weights must be (C, k, k, 1), not {weights.shape}")
-        if np.abs(weights).max() > WEIGHT_LIMIT:
-            raise ValueError(
-                f"{name}: weights must lie in -{WEIGHT_LIMIT}..{WEIGHT_LIMIT} (int8, symmetric), "
-                f"not {int(weights.min())}..{int(weights.max())}"
-            )
-        bias = _int_array(bias, "bias", 1, name)
-        if bias.shape != (c,):
-            raise ValueError(f"{name}: bias must have shape ({c},), not {bias.shape}")
-        if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
-            raise ValueError(f"{name}: bias must lie in the int32 range")
-        in_bits = _pos(name, "in_bits", in_bits, 16)
-        shift = _nonneg(name, "shift", shift, 62)
-        if out_bits is not None:
-            out_bits = _pos(name, "out_bits", out_bits, 16)
+        bias, in_bits, shift, out_bits = _check_unit_layer(weights, bias, c, in_bits, shift,
+                                                           out_bits, name)
         lanes = _pos(name, "lanes", lanes)
         window = WindowParams.check(height=height, width=width, channels=c, kernel=k,
                                     stride=stride, padding=padding, simd=lanes, bits=in_bits,
