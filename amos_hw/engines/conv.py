@@ -8,7 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import DenseEngine
-from amos_hw.engines.figures import ConvParams, Figures
+from amos_hw.engines.figures import ConvParams, Figures, input_range
 from amos_hw.engines.window import SlidingWindow
 from amos_hw.lib.skid import SkidBuffer
 from python_ref import snn
@@ -41,15 +41,18 @@ class ConvEngine(wiring.Component):
         Input image size.
     stride, padding : int
         Convolution step and zero padding.
-    in_bits, shift, out_bits, pe, simd, planes, name, carry
+    in_bits, shift, out_bits, pe, simd, planes, name, carry, in_signed
         As :class:`~amos_hw.engines.dense.DenseEngine` (``simd`` must divide ``C_in``;
         ``planes`` spike planes per cycle, all of them by default; ``carry="ecp5"``: the first
-        adder level on ECP5 carry cells with the spike gates folded in).
+        adder level on ECP5 carry cells with the spike gates folded in; ``in_signed``: the
+        inputs are ``in_bits`` two's-complement words, the sign plane's weights subtracted).
+        The zero padding is the all-zero word, value 0 in either case.
 
     Members
     -------
-    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), simd)))``
-        Pixels in raster order, channels innermost, ``simd`` channels a word.
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits) or signed(in_bits), simd)))``
+        Pixels in raster order, channels innermost, ``simd`` channels a word (signed lanes with
+        ``in_signed``).
     o : ``Out(stream.Signature(ArrayLayout(..., pe)))``
         Output pixels in raster order, ``pe`` channels a word.
     spike_count : ``Out(32)``
@@ -57,35 +60,41 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-                 out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic"):
+                 out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
+                 in_signed=False):
         p = ConvParams.check(weights, bias, height=height, width=width, stride=stride,
                              padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
-                             pe=pe, simd=simd, planes=planes, name=name, carry=carry)
+                             pe=pe, simd=simd, planes=planes, name=name, carry=carry,
+                             in_signed=in_signed)
         self._p = p
         mvu = p.mvu
         out_shape = unsigned(mvu.out_bits) if mvu.out_bits is not None else signed(mvu.v_width)
+        in_shape = signed(mvu.in_bits) if mvu.in_signed else unsigned(mvu.in_bits)
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(mvu.in_bits), mvu.simd))),
+            "i": In(stream.Signature(data.ArrayLayout(in_shape, mvu.simd))),
             "o": Out(stream.Signature(data.ArrayLayout(out_shape, mvu.pe))),
             "spike_count": Out(32),
         })
 
     @staticmethod
     def figures(weights, bias, *, height, width, stride=1, padding=0, in_bits, shift, out_bits,
-                pe=1, simd=1, planes=None, name="conv", carry="generic") -> Figures:
+                pe=1, simd=1, planes=None, name="conv", carry="generic",
+                in_signed=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.ConvParams.figures`."""
         return ConvParams.check(weights, bias, height=height, width=width, stride=stride,
                                 padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
                                 pe=pe, simd=simd, planes=planes, name=name,
-                                carry=carry).figures()
+                                carry=carry, in_signed=in_signed).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (ConvParams).")
     name = property(lambda self: self._p.name)
     weights = property(lambda self: self._p.weights, doc="(C_out, k, k, C_in) int64, read-only.")
     bias = property(lambda self: self._p.mvu.bias)
     in_bits = property(lambda self: self._p.mvu.in_bits)
+    in_signed = property(lambda self: self._p.mvu.in_signed,
+                         doc="The inputs are two's-complement words.")
     out_bits = property(lambda self: self._p.mvu.out_bits)
     out_width = property(lambda self: self._p.mvu.out_width)
     shift = property(lambda self: self._p.mvu.shift)
@@ -115,14 +124,16 @@ class ConvEngine(wiring.Component):
         """Reference outputs for images ``a`` (``(N, H, W, C_in)``), ``(N, Ho, Wo, C_out)`` int64.
 
         :func:`python_ref.snn.conv2d`, then :func:`python_ref.snn.requant_unit` (ReLU) or
-        :func:`python_ref.quant.requant_shift` (raw).
+        :func:`python_ref.quant.requant_shift` (raw). The inputs must lie in
+        :func:`~amos_hw.engines.figures.input_range` (signed with ``in_signed``).
         """
         a = np.asarray(a, dtype=np.int64)
         if a.ndim != 4 or a.shape[1:] != self.in_shape:
             shape = ", ".join(map(str, self.in_shape))
             raise ValueError(f"{self._p.name}: images must have shape (N, {shape})")
-        if a.size and (a.min() < 0 or a.max() > 2**self.in_bits - 1):
-            raise ValueError(f"{self._p.name}: inputs must lie in 0..{2**self.in_bits - 1}")
+        a_lo, a_hi = input_range(self.in_bits, self.in_signed)
+        if a.size and (a.min() < a_lo or a.max() > a_hi):
+            raise ValueError(f"{self._p.name}: inputs must lie in {a_lo}..{a_hi}")
         acc = snn.conv2d(a, self._p.weights, self.bias, self.stride, self.padding)
         if self.out_bits is None:
             return requant_shift(acc, self.shift)
@@ -133,10 +144,11 @@ class ConvEngine(wiring.Component):
         p, mvu, win = self._p, self._p.mvu, self._p.window
         unit = DenseEngine(mvu.weights, mvu.bias, in_bits=mvu.in_bits, shift=mvu.shift,
                            out_bits=mvu.out_bits, pe=mvu.pe, simd=mvu.simd, planes=mvu.planes,
-                           name=p.name, carry=mvu.carry, credits=True)
+                           name=p.name, carry=mvu.carry, credits=True, in_signed=mvu.in_signed)
         window = SlidingWindow(height=win.height, width=win.width, channels=win.channels,
                                kernel=win.kernel, stride=win.stride, padding=win.padding,
-                               simd=win.simd, bits=win.bits, name=win.name)
+                               simd=win.simd, bits=win.bits, name=win.name,
+                               signed=mvu.in_signed)
         m.submodules.window = window
         m.submodules.mvu = unit
         # a skid buffer between the window and the matrix-vector unit: the unit's `ready`

@@ -18,6 +18,7 @@ from amos_hw.engines.figures import (
     DenseParams,
     Figures,
     accumulator_range,
+    input_range,
     mem_depth,
     tree_levels,
 )
@@ -77,22 +78,34 @@ def tree_sum(values):
     return values[0]
 
 
-def spike_product(w, a, bits: int):
+def spike_product(w, a, bits: int, *, signed: bool = False):
     """``w * a`` as spike-gated shifted weights: ``sum_t z_t * (w << (bits-1-t))``.
 
     ``a`` is the spike word of a ReLU AMOS unit (bit ``bits-1-t`` is the spike at time step
     ``t``), so the product needs no multiplier: each spike gates a shifted copy of the weight.
+    With ``signed``, ``a`` is a two's-complement word: its most significant bit weighs
+    ``-2**(bits-1)``, so that spike gates the negated shifted weight,
+    ``w * a = -z_0 * (w << (bits-1)) + sum_{t>0} z_t * (w << (bits-1-t))``.
     """
-    return tree_sum(Mux(a[b], w.shift_left(b), 0) for b in range(bits))
+    return tree_sum(Mux(a[b], -w.shift_left(b) if signed and b == bits - 1 else w.shift_left(b),
+                        0)
+                    for b in range(bits))
 
 
 class DenseEngine(wiring.Component):
     """Fully connected layer on AMOS spikes, folded over ``pe`` outputs and ``simd`` inputs.
 
     The engine computes, for each input vector ``a`` (``N_in`` activations, each the ``in_bits``
-    spike word of a ReLU AMOS unit), ``acc = W a + bias``, ``v = (acc + 2**(S-1)) >> S`` and
-    then either the ReLU AMOS unit's spikes ``clamp(v, 0, 2**out_bits - 1)`` or, with
-    ``out_bits=None``, the raw ``v`` (logits).
+    spike word of a ReLU AMOS unit, or with ``in_signed`` an ``in_bits`` two's-complement word),
+    ``acc = W a + bias``, ``v = (acc + 2**(S-1)) >> S`` and then either the ReLU AMOS unit's
+    spikes ``clamp(v, 0, 2**out_bits - 1)`` or, with ``out_bits=None``, the raw ``v`` (logits).
+
+    Signed inputs (``in_signed=True``, the output of a trained unit): a word's value is
+    ``-2**(in_bits-1) * bit[in_bits-1] + sum_{b<in_bits-1} 2**b * bit[b]``, so the most
+    significant plane (the first time step) gates the *negated* shifted weights: bit-parallel
+    its plane sum is subtracted in the plane adder; with several passes (the sign plane being
+    the first pass's most significant one) that plane's sum is negated on a word's first pass
+    only, before the Horner register ``h = (h << planes) + dot``. Same cycles, same latency.
 
     Schedule: bit-parallel over the spike lane. Each cycle it takes ``simd`` spike words and, for
     ``pe`` outputs at once, adds the weights shifted by each spike's time step
@@ -120,7 +133,8 @@ class DenseEngine(wiring.Component):
     bias : (N_out,) array of int
         int32, at the accumulator's scale.
     in_bits : int
-        Spikes per input activation (``K`` of the AMOS unit before), 1..16.
+        Spikes per input activation (``K`` of the AMOS unit before), 1..16; with ``in_signed``
+        the width of the two's-complement input word.
     shift : int
         Requantisation shift ``S``, 0..62.
     out_bits : int or None
@@ -153,11 +167,17 @@ class DenseEngine(wiring.Component):
         same interval when the output is always ready (under backpressure the engine can run
         up to the FIFO's depth of results ahead, so a stalled pipeline of them may move
         faster than the stalling one). The convolution engine uses it.
+    in_signed : bool
+        ``False``: inputs ``0..2**in_bits - 1`` (ReLU spike words). ``True``: two's-complement
+        inputs ``-2**(in_bits-1)..2**(in_bits-1) - 1``; the input lanes are then
+        ``signed(in_bits)`` and the accumulator is sized for that range
+        (:func:`~amos_hw.engines.figures.accumulator_range` with ``in_signed``).
 
     Members
     -------
-    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), simd)))``
-        Input words, ``simd`` activations each, in input order.
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits) or signed(in_bits), simd)))``
+        Input words, ``simd`` activations each, in input order (signed lanes with
+        ``in_signed``).
     o : ``Out(stream.Signature(ArrayLayout(unsigned(out_bits) or signed(out_width), pe)))``
         Output words, ``pe`` outputs each, in output order.
     spike_count : ``Out(32)``
@@ -165,15 +185,16 @@ class DenseEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-                 name="dense", carry="generic", credits=False):
+                 name="dense", carry="generic", credits=False, in_signed=False):
         p = DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                               pe=pe, simd=simd, planes=planes, name=name, carry=carry,
-                              credits=credits)
+                              credits=credits, in_signed=in_signed)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
+        in_shape = signed(p.in_bits) if p.in_signed else unsigned(p.in_bits)
         super().__init__(
             {
-                "i": In(stream.Signature(data.ArrayLayout(unsigned(p.in_bits), p.simd))),
+                "i": In(stream.Signature(data.ArrayLayout(in_shape, p.simd))),
                 "o": Out(stream.Signature(data.ArrayLayout(out_shape, p.pe))),
                 "spike_count": Out(32),
             }
@@ -181,13 +202,13 @@ class DenseEngine(wiring.Component):
 
     @staticmethod
     def figures(weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-                name="dense", carry="generic", credits=False) -> Figures:
+                name="dense", carry="generic", credits=False, in_signed=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.DenseParams.figures`."""
         return DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                                  pe=pe, simd=simd, planes=planes, name=name, carry=carry,
-                                 credits=credits).figures()
+                                 credits=credits, in_signed=in_signed).figures()
 
     # -- read-only properties ---------------------------------------------------------------
     params = property(lambda self: self._p, doc="The checked parameters (DenseParams).")
@@ -197,6 +218,8 @@ class DenseEngine(wiring.Component):
     n_in = property(lambda self: self._p.n_in)
     n_out = property(lambda self: self._p.n_out)
     in_bits = property(lambda self: self._p.in_bits)
+    in_signed = property(lambda self: self._p.in_signed,
+                         doc="The inputs are two's-complement words (see the class).")
     out_bits = property(lambda self: self._p.out_bits)
     shift = property(lambda self: self._p.shift)
     pe = property(lambda self: self._p.pe)
@@ -236,14 +259,17 @@ class DenseEngine(wiring.Component):
         """Reference outputs for input vectors ``a`` (shape ``(..., N_in)``), int64.
 
         :func:`python_ref.snn.dense` then :func:`python_ref.snn.requant_unit` with the ReLU unit
-        (or :func:`python_ref.quant.requant_shift` alone for raw outputs).
+        (or :func:`python_ref.quant.requant_shift` alone for raw outputs). The inputs must lie
+        in :func:`~amos_hw.engines.figures.input_range` (``0..2**in_bits - 1``, or with
+        ``in_signed`` ``-2**(in_bits-1)..2**(in_bits-1) - 1``).
         """
         p = self._p
         a = np.asarray(a, dtype=np.int64)
         if a.shape[-1:] != (p.n_in,):
             raise ValueError(f"{p.name}: input vectors must have {p.n_in} values")
-        if a.size and (a.min() < 0 or a.max() > 2**p.in_bits - 1):
-            raise ValueError(f"{p.name}: inputs must lie in 0..{2**p.in_bits - 1}")
+        a_lo, a_hi = input_range(p.in_bits, p.in_signed)
+        if a.size and (a.min() < a_lo or a.max() > a_hi):
+            raise ValueError(f"{p.name}: inputs must lie in {a_lo}..{a_hi}")
         acc = snn.dense(a.reshape(-1, p.n_in), p.weights, p.bias)
         if p.out_bits is None:
             out = requant_shift(acc, p.shift)
@@ -263,6 +289,13 @@ class DenseEngine(wiring.Component):
         b.accumulators()
         b.epilogue()
         return m
+
+
+def _product_range(w_lo: int, w_hi: int, a_lo: int, a_hi: int) -> tuple[int, int]:
+    """Range of ``w * a`` (and 0) for ``w`` in ``[w_lo, w_hi]`` and ``a`` in ``[a_lo, a_hi]``:
+    the extremes are at the corners."""
+    corners = [w * a for w in (w_lo, w_hi) for a in (a_lo, a_hi)]
+    return min(0, *corners), max(0, *corners)
 
 
 def _pack(values, width: int) -> int:
@@ -454,9 +487,14 @@ class _Datapath:
         # planes add with their powers of two. Every level is registered, so each adder is its
         # own carry chain (merged into one adder network, the tree cost twice the LUTs).
         depth = p.tree_depth
-        amax = 2**planes - 1  # one pass's planes
+        # one pass's planes: 0..2**planes - 1; with signed inputs the first pass's top plane
+        # is the sign plane, so a pass's value lies in -2**(planes-1)..2**planes - 1 (a
+        # bit-parallel word: the two's-complement range)
+        a_lo, a_hi = input_range(planes, p.in_signed)
+        if passes > 1:
+            a_hi = 2**planes - 1
         w_lo, w_hi = int(p.weights.min()), int(p.weights.max())
-        p_lo, p_hi = min(0, w_lo * amax), max(0, w_hi * amax)
+        p_lo, p_hi = _product_range(w_lo, w_hi, a_lo, a_hi)
         self.dot_shape = signed(signed_width(simd * p_lo, simd * p_hi))
         bb = p.b_width
         ctl = {stage: (Signal(name=f"valid_{stage}"), Signal(name=f"first_{stage}"),
@@ -470,12 +508,12 @@ class _Datapath:
             for stage in ctl:
                 m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)]
                 prev = ctl[stage]
-        self.ctl_last = ctl[f"t{depth - 1}"]
+        self.ctl, self.ctl_last = ctl, ctl[f"t{depth - 1}"]
         valid_t, first_t, last_t, bias_t, pfirst_t, plast_t = self.ctl_last
         if passes > 1:
             # stage H: the Horner register folds the passes of one input word; the word's sum
             # reaches the accumulator one cycle after its last pass
-            full_lo, full_hi = min(0, w_lo * (2**kin - 1)), max(0, w_hi * (2**kin - 1))
+            full_lo, full_hi = _product_range(w_lo, w_hi, *input_range(kin, p.in_signed))
             self.horner_shape = signed(signed_width(simd * full_lo, simd * full_hi))
             valid_h, first_h, last_h = Signal(), Signal(), Signal()
             bias_h = Signal(p.pe * bb)
@@ -527,7 +565,7 @@ class _Datapath:
             zs = [acts_r.word_select(s, planes)[b] for s in range(simd)]
             if not p.fused:
                 gated = [Mux(zs[s], ws[s], 0) for s in range(simd)]
-                root, _ = registered_tree(m, gated, en, f"pl_{q}_{b}")
+                root, levels = registered_tree(m, gated, en, f"pl_{q}_{b}")
             else:
                 # the first level: pair adders with one gate inside the carry cells
                 first = [registered(m, gated_pair_sum(m, zs[s], ws[s], self.t_r[q, s + 1, b],
@@ -536,7 +574,10 @@ class _Datapath:
                                     if s + 1 < simd else Mux(zs[s], ws[s], 0),
                                     en, f"pl_{q}_{b}_l0_{s // 2}")
                          for s in range(0, simd, 2)]
-                root, _ = registered_tree(m, first, en, f"pl_{q}_{b}_up")
+                root, levels = registered_tree(m, first, en, f"pl_{q}_{b}_up")
+                levels += 2  # stage G and the pair adders' register
+            if p.in_signed and b == planes - 1:
+                root = self._sign_plane(root, levels)
             plane_sums.append(root.shift_left(b) if b else root)
         root, _ = registered_tree(m, plane_sums, en, f"dot_{q}")
         dot = Signal(self.dot_shape, name=f"dot_{q}")
@@ -552,6 +593,16 @@ class _Datapath:
         with m.If(en & valid_last):
             m.d.sync += word_sum.eq(Mux(pfirst_last, 0, word_sum.shift_left(planes)) + dot)
         return word_sum
+
+    def _sign_plane(self, root, levels: int):
+        """Two's-complement inputs: the sum of the most significant plane's gated weights,
+        ``root`` (``levels`` registers after stage R), negated where that plane is the sign
+        plane: always when bit-parallel, on a word's first pass only with several passes (the
+        pass flag travels beside the tree, :meth:`pipeline_control`)."""
+        if self.p.passes == 1:
+            return -root
+        first_pass = self.ctl["r" if levels == 0 else f"t{levels - 1}"][4]
+        return Mux(first_pass, -root, root)
 
     def epilogue(self):
         """Stage C (the result register, or with credits the result FIFO's output register):

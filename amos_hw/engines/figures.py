@@ -53,6 +53,7 @@ __all__ = [
     "WEIGHT_LIMIT",
     "WindowParams",
     "accumulator_range",
+    "input_range",
     "line_buffer_rows",
     "mem_depth",
     "out_size",
@@ -124,6 +125,13 @@ def _nonneg(name: str, what: str, value, at_most: int | None = None) -> int:
     return int(value)
 
 
+def _check_bool(name: str, what: str, value) -> bool:
+    """``value`` when it is a bool (``numpy.bool_`` too), else a ValueError naming the layer."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: {what} must be a bool, not {value!r}")
+    return bool(value)
+
+
 def _int_array(value, what: str, ndim: int, name: str) -> np.ndarray:
     """``value`` as a new, read-only int64 array of ``ndim`` dimensions, not empty."""
     arr = np.asarray(value)
@@ -182,30 +190,46 @@ def _relu_unit_figures(out_bits: int | None, in_width: int, lanes: int) -> tuple
             AmosUnit.flip_flops_for(unit, in_width, lanes=lanes))
 
 
-def accumulator_range(weights, bias, in_bits: int) -> tuple[int, int]:
+def input_range(in_bits: int, in_signed: bool = False) -> tuple[int, int]:
+    """The values an ``in_bits`` input word can hold: ``0..2**in_bits - 1`` (a ReLU AMOS unit's
+    spike word) or, with ``in_signed``, the two's-complement ``-2**(in_bits-1)..2**(in_bits-1)
+    - 1`` (a trained unit's output, its most significant bit weighing ``-2**(in_bits-1)``)."""
+    if in_signed:
+        return -(2 ** (in_bits - 1)), 2 ** (in_bits - 1) - 1
+    return 0, 2**in_bits - 1
+
+
+def accumulator_range(weights, bias, in_bits: int, in_signed: bool = False) -> tuple[int, int]:
     """Exact range of every partial sum ``bias_k + sum_{i in prefix} w_ki * a_i``.
 
-    With ``0 <= a_i <= 2**in_bits - 1`` a partial sum over any subset of inputs lies in
-    ``[bias_k + sum_{w<0} w*amax, bias_k + sum_{w>0} w*amax]`` and both ends are reached (the
-    worst-case inputs: ``amax`` where ``w`` has the sign, 0 elsewhere). The accumulator is as wide
-    as the union over all outputs ``k`` (and the bias-free partial sums) needs, no wider.
+    Each input lies in ``[a_lo, a_hi]`` (:func:`input_range`: ``[0, 2**in_bits - 1]``, or with
+    ``in_signed`` ``[-2**(in_bits-1), 2**(in_bits-1) - 1]``), a range holding 0. A partial sum
+    over any subset of inputs then lies in ``[bias_k + sum_i min(w*a_lo, w*a_hi), bias_k +
+    sum_i max(w*a_lo, w*a_hi)]`` and both ends are reached (the worst-case inputs: each input
+    at the end of its range that gives its product the wanted sign, or 0 where ``w = 0``). The
+    accumulator is as wide as the union over all outputs ``k`` (and the bias-free partial sums)
+    needs, no wider. Unsigned inputs give ``[bias_k + sum_{w<0} w*amax, bias_k + sum_{w>0}
+    w*amax]``.
 
     Parameters
     ----------
     weights : (N_out, N_in) int array
     bias : (N_out,) int array
     in_bits : int
+    in_signed : bool
+        The inputs are ``in_bits``-bit two's-complement words.
 
     Returns
     -------
     (int, int)
         Inclusive range.
     """
-    amax = 2**in_bits - 1
+    a_lo, a_hi = input_range(in_bits, in_signed)
     w = np.asarray(weights, dtype=object)
     b = np.asarray(bias, dtype=object)
-    pos = (np.where(w > 0, w, 0) * amax).sum(axis=1)
-    neg = (np.where(w < 0, w, 0) * amax).sum(axis=1)
+    # each product's extremes: w*a_hi and w*a_lo (one of them <= 0 <= the other, a_lo <= 0)
+    pos = np.where(w > 0, w * a_hi, w * a_lo).sum(axis=1)
+    neg = np.where(w < 0, w * a_hi, w * a_lo).sum(axis=1)
     lo = min(int(v) for v in np.minimum(b, 0) + neg)
     hi = max(int(v) for v in np.maximum(b, 0) + pos)
     return lo, hi
@@ -251,6 +275,7 @@ class DenseParams:
     planes: int
     carry: str
     credits: bool
+    in_signed: bool  # the inputs are two's-complement words (the sign plane weighs negative)
     w_width: int  # signed width of a weight
     b_width: int  # signed width of a bias
     acc_range: tuple  # exact range of every partial sum (accumulator_range)
@@ -259,7 +284,7 @@ class DenseParams:
 
     @classmethod
     def check(cls, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-              name="dense", carry="generic", credits=False) -> DenseParams:
+              name="dense", carry="generic", credits=False, in_signed=False) -> DenseParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths."""
         _check_name(name)
@@ -280,12 +305,13 @@ class DenseParams:
         if carry not in CARRY_FORMS:
             raise ValueError(f"{name}: carry must be one of {', '.join(CARRY_FORMS)}, "
                              f"not {carry!r}")
-        acc_range = accumulator_range(weights, bias, in_bits)
+        in_signed = _check_bool(name, "in_signed", in_signed)
+        acc_range = accumulator_range(weights, bias, in_bits, in_signed)
         v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
         return cls(
             name=name, weights=weights, bias=bias, in_bits=in_bits, shift=shift,
             out_bits=out_bits, pe=pe, simd=simd, planes=planes, carry=carry,
-            credits=bool(credits),
+            credits=bool(credits), in_signed=in_signed,
             w_width=signed_width(int(weights.min()), int(weights.max())),
             b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
             acc_range=acc_range, acc_width=signed_width(*acc_range),
@@ -405,6 +431,10 @@ class DenseParams:
         8,654 LUT4 measured (``python -m amos_hw.engines.synth_probe --in-bits 10 --wrap --pe 2
         --simd 16``). With ``carry="ecp5"`` the gates cost no LUT4 of their own (6,175 measured,
         ``--carry ecp5``), only one shared reset-enable LUT4 per odd input and plane.
+        Two's-complement inputs (``in_signed``) subtract the sign plane instead of adding it:
+        bit-parallel that is the plane adder's subtraction (no LUT4 more); with several passes
+        the sign plane's sum is negated on a word's first pass only, a multiplexed negation
+        (two LUT4 per bit).
         """
         pe, simd, planes, ww = self.pe, self.simd, self.planes, self.w_width
         lg = max(0, math.ceil(math.log2(simd)))
@@ -420,6 +450,8 @@ class DenseParams:
         per_pe += 2 * self.acc_width
         if self.passes > 1:  # the Horner adder
             per_pe += 2 * (ww + self.in_bits + math.ceil(math.log2(simd + 1)))
+            if self.in_signed:  # the sign plane's sum negated on a word's first pass only
+                per_pe += 2 * (ww + lg + 1)
         if self.out_bits is not None:
             per_pe += 2 * (self.out_bits + 1) * self.v_width
         rom = 0
@@ -537,7 +569,8 @@ class ConvParams:
 
     @classmethod
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-              out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic") -> ConvParams:
+              out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
+              in_signed=False) -> ConvParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -549,7 +582,7 @@ class ConvParams:
             raise ValueError(f"{name}: simd must divide the {c_in} input channels, not {simd}")
         mvu = DenseParams.check(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
                                 shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
-                                name=name, carry=carry, credits=True)
+                                name=name, carry=carry, credits=True, in_signed=in_signed)
         window = WindowParams.check(height=height, width=width, channels=c_in, kernel=k,
                                     stride=stride, padding=padding, simd=simd, bits=in_bits,
                                     name=name)
@@ -559,6 +592,8 @@ class ConvParams:
         lambda self: (self.window.height, self.window.width, self.window.channels))
     out_shape = property(
         lambda self: (self.window.out_height, self.window.out_width, self.weights.shape[0]))
+    in_signed = property(lambda self: self.mvu.in_signed,
+                         doc="The inputs are two's-complement words (DenseParams.in_signed).")
 
     @property
     def cycles(self) -> int:
@@ -821,9 +856,11 @@ class GapParams:
     channels: int
     in_bits: int
     lanes: int
+    in_signed: bool = False
 
     @classmethod
-    def check(cls, *, height, width, channels, in_bits, lanes=1, name="gap") -> GapParams:
+    def check(cls, *, height, width, channels, in_bits, lanes=1, name="gap",
+              in_signed=False) -> GapParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         height, width, channels, lanes = (
@@ -833,14 +870,29 @@ class GapParams:
         in_bits = _pos(name, "in_bits", in_bits, 16)
         if channels % lanes:
             raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
+        in_signed = _check_bool(name, "in_signed", in_signed)
         return cls(name=name, height=height, width=width, channels=channels, in_bits=in_bits,
-                   lanes=lanes)
+                   lanes=lanes, in_signed=in_signed)
 
     words = property(lambda self: self.channels // self.lanes, doc="Words per pixel.")
+    out_signed = property(lambda self: self.in_signed,
+                          doc="The sums are two's-complement words (when the inputs are).")
+
+    @property
+    def sum_range(self) -> tuple[int, int]:
+        """Exact range of a sum: ``H*W`` times the input range (:func:`input_range`), both ends
+        reached (every input at that end)."""
+        lo, hi = input_range(self.in_bits, self.in_signed)
+        n = self.height * self.width
+        return n * lo, n * hi
 
     @property
     def sum_bits(self) -> int:
-        """Width of a sum (unsigned): the exact bound ``H*W*(2**in_bits - 1)``."""
+        """Width of a sum: unsigned, the exact bound ``H*W*(2**in_bits - 1)``; with
+        ``in_signed`` the signed width of :attr:`sum_range`, ``H*W*[-2**(in_bits-1),
+        2**(in_bits-1) - 1]``."""
+        if self.in_signed:
+            return signed_width(*self.sum_range)
         return (self.height * self.width * (2**self.in_bits - 1)).bit_length()
 
     @property

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import counter
-from amos_hw.engines.figures import Figures, GapParams
+from amos_hw.engines.figures import Figures, GapParams, input_range
 from python_ref import snn
 
 __all__ = ["GlobalAvgPoolEngine"]
@@ -23,6 +23,12 @@ class GlobalAvgPoolEngine(wiring.Component):
     Each output is ``sum_bits`` wide (the exact bound ``H*W*(2**in_bits - 1)``), which is the
     ``in_bits`` of the dense engine after it.
 
+    Signed inputs (``in_signed=True``, the two's-complement words of a trained unit,
+    ``-2**(in_bits-1)..2**(in_bits-1) - 1``): the words are sign-extended into the sums, and
+    each sum is a two's-complement word of ``sum_bits``, the signed width of the exact bound
+    ``H*W*[-2**(in_bits-1), 2**(in_bits-1) - 1]`` (:attr:`out_signed` is then true: the dense
+    engine after it takes ``in_bits=sum_bits, in_signed=True``).
+
     Throughput: one input word per cycle, :attr:`expected_cycles` per image. Latency: the first
     output is valid :attr:`latency` cycles after the image's first input word (input never idle).
 
@@ -36,39 +42,54 @@ class GlobalAvgPoolEngine(wiring.Component):
         Channels per word (input and output); must divide ``channels``.
     name : str
         Layer name for error messages.
+    in_signed : bool
+        The inputs are two's-complement words (and so are the sums).
 
     Members
     -------
-    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), lanes)))``
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits) or signed(in_bits), lanes)))``
         Pixels in raster order, channels innermost.
-    o : ``Out(stream.Signature(ArrayLayout(unsigned(sum_bits), lanes)))``
-        The ``channels`` sums, ``lanes`` a word.
+    o : ``Out(stream.Signature(ArrayLayout(unsigned(sum_bits) or signed(sum_bits), lanes)))``
+        The ``channels`` sums, ``lanes`` a word (signed with ``in_signed``).
     """
 
-    def __init__(self, *, height, width, channels, in_bits, lanes=1, name="gap"):
+    def __init__(self, *, height, width, channels, in_bits, lanes=1, name="gap",
+                 in_signed=False):
         p = GapParams.check(height=height, width=width, channels=channels, in_bits=in_bits,
-                            lanes=lanes, name=name)
+                            lanes=lanes, name=name, in_signed=in_signed)
         self._p = p
+        sig = p.in_signed
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(p.in_bits), p.lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(unsigned(p.sum_bits), p.lanes))),
+            "i": In(stream.Signature(data.ArrayLayout(Shape(p.in_bits, signed=sig), p.lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(Shape(p.sum_bits, signed=sig),
+                                                       p.lanes))),
         })
 
     @staticmethod
-    def figures(*, height, width, channels, in_bits, lanes=1, name="gap") -> Figures:
+    def figures(*, height, width, channels, in_bits, lanes=1, name="gap",
+                in_signed=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.GapParams.figures`."""
         return GapParams.check(height=height, width=width, channels=channels, in_bits=in_bits,
-                               lanes=lanes, name=name).figures()
+                               lanes=lanes, name=name, in_signed=in_signed).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (GapParams).")
     name = property(lambda self: self._p.name)
     lanes = property(lambda self: self._p.lanes)
     pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
     simd = property(lambda self: self._p.lanes, doc="Input lanes.")
-    sum_bits = property(lambda self: self._p.sum_bits, doc="Width of a sum (unsigned).")
-    out_width = property(lambda self: self._p.sum_bits)
+    in_bits = property(lambda self: self._p.in_bits)
+    in_signed = property(lambda self: self._p.in_signed,
+                         doc="The inputs are two's-complement words.")
+    out_signed = property(lambda self: self._p.out_signed,
+                          doc="The sums are two's-complement words (exactly when the inputs "
+                              "are): the next dense engine's ``in_signed``.")
+    sum_bits = property(lambda self: self._p.sum_bits,
+                        doc="Width of a sum (unsigned, or signed with ``in_signed``).")
+    sum_range = property(lambda self: self._p.sum_range, doc="Exact range of a sum.")
+    out_width = property(lambda self: self._p.sum_bits,
+                         doc="Width of a sum: the next dense engine's ``in_bits``.")
     # the figures: GapParams's formulas (see there)
     expected_cycles = property(lambda self: self._p.cycles,
                                doc="Cycles per image: one input word per cycle.")
@@ -83,13 +104,18 @@ class GlobalAvgPoolEngine(wiring.Component):
                     doc="LUT4 estimate: one adder of ``sum_bits`` per lane, counters.")
 
     def model(self, a):
-        """Reference: :func:`python_ref.snn.gap` of images ``(N, H, W, C)`` -> ``(N, C)``."""
+        """Reference: :func:`python_ref.snn.gap` of images ``(N, H, W, C)`` -> ``(N, C)``; the
+        inputs must lie in :func:`~amos_hw.engines.figures.input_range` (signed with
+        ``in_signed``)."""
         p = self._p
         a = np.asarray(a, np.int64)
         if a.ndim != 4 or a.shape[1:] != (p.height, p.width, p.channels):
             raise ValueError(
                 f"{p.name}: images must have shape (N, {p.height}, {p.width}, {p.channels})"
             )
+        a_lo, a_hi = input_range(p.in_bits, p.in_signed)
+        if a.size and (a.min() < a_lo or a.max() > a_hi):
+            raise ValueError(f"{p.name}: inputs must lie in {a_lo}..{a_hi}")
         return snn.gap(a)
 
     def elaborate(self, platform):
@@ -113,7 +139,10 @@ class GlobalAvgPoolEngine(wiring.Component):
         head = ring[0]
         new = Signal(width)
         for n in range(p.lanes):
-            old = Mux(first, 0, head.word_select(n, p.sum_bits))
+            old = head.word_select(n, p.sum_bits)
+            if p.in_signed:  # the input lane is signed(in_bits): sign-extended by the add
+                old = old.as_signed()
+            old = Mux(first, 0, old)
             m.d.comb += new.word_select(n, p.sum_bits).eq(old + self.i.payload[n])
         with m.If(en):
             m.d.sync += self.o.valid.eq(go & last)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -63,22 +63,30 @@ class SlidingWindow(wiring.Component):
         Bits per channel value.
     name : str
         Layer name for error messages.
+    signed : bool
+        The channel values are two's-complement words (``signed(bits)`` lanes). The window
+        only moves words, so this changes the ports' shape alone; a padding position is the
+        all-zero word, value 0 either way.
 
     Members
     -------
-    i : ``In(stream.Signature(ArrayLayout(unsigned(bits), simd)))``
-    o : ``Out(stream.Signature(ArrayLayout(unsigned(bits), simd)))``
+    i : ``In(stream.Signature(ArrayLayout(unsigned(bits) or signed(bits), simd)))``
+    o : ``Out(stream.Signature(ArrayLayout(unsigned(bits) or signed(bits), simd)))``
     """
 
     def __init__(self, *, height, width, channels, kernel, stride, padding, simd, bits,
-                 name="conv"):
+                 name="conv", signed=False):
         self._p = WindowParams.check(height=height, width=width, channels=channels,
                                      kernel=kernel, stride=stride, padding=padding, simd=simd,
                                      bits=bits, name=name)
-        word = data.ArrayLayout(unsigned(self._p.bits), self._p.simd)
+        if not isinstance(signed, bool):
+            raise ValueError(f"{name}: signed must be a bool, not {signed!r}")
+        self._signed = signed
+        word = data.ArrayLayout(Shape(self._p.bits, signed=signed), self._p.simd)
         super().__init__({"i": In(stream.Signature(word)), "o": Out(stream.Signature(word))})
 
     params = property(lambda self: self._p, doc="The checked parameters (WindowParams).")
+    signed = property(lambda self: self._signed, doc="Two's-complement lanes.")
     out_height = property(lambda self: self._p.out_height)
     out_width = property(lambda self: self._p.out_width)
     rows = property(lambda self: self._p.rows, doc="Image rows in the line buffer.")
