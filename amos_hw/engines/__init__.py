@@ -14,6 +14,7 @@ from amos_hw.engines.figures import Figures
 from amos_hw.engines.gap import GlobalAvgPoolEngine
 from amos_hw.engines.pool import AvgPoolEngine, MaxPoolEngine
 from amos_hw.engines.residual import ResidualAddEngine
+from amos_hw.engines.unit import UnitEngine
 from amos_hw.engines.window import SlidingWindow
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "MaxPoolEngine",
     "ResidualAddEngine",
     "SlidingWindow",
+    "UnitEngine",
 ]

@@ -1,0 +1,144 @@
+"""Unit engine: a trained one-input integer AMOS unit applied to a stream of raw values."""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from amos_hw.engines.figures import Figures
+from amos_hw.engines.unit_params import COUNT_WIDTH, UnitParams
+from amos_hw.lib.amos_unit import AmosUnit
+
+__all__ = ["UnitEngine"]
+
+
+class UnitEngine(wiring.Component):
+    """``y = sum_i d_i z_i(v)`` of a trained integer AMOS unit, value by value.
+
+    A convolution or dense layer followed by a non-ReLU one-input ``amos`` op emits its raw
+    requantised value ``v = (acc + 2**(S-1)) >> S`` (``out_bits=None``); this engine applies the
+    unit (:class:`python_ref.quant.IntAmosUnit`: ``v`` is first saturated to the unit's
+    ``in_range``, then the ``K`` neurons fire in turn, ``z_k = [c_k*v - sum_{j<k} h_kj z_j >=
+    T_k]``) and emits ``y = sum_i d_i z_i`` as a signed two's-complement word of ``y_width =
+    signed_width(sum of the negative d_i, sum of the positive d_i)`` bits, which the next engine
+    consumes bit-serially. Every lane of a word is one value, in stream order; the lanes are
+    independent copies of the unit.
+
+    The hardware is :class:`amos_hw.lib.amos_unit.AmosUnit`: ``K`` pipelined threshold stages
+    and the output register. The engine adds no register: ``i.ready`` follows ``o.ready``
+    combinationally, as the unit's does (the generator puts a skid buffer after every engine, so
+    the ready path ends at the next one).
+
+    Throughput: one word (``lanes`` values) per cycle, :attr:`expected_cycles` =
+    ``elements / lanes`` per image. Latency: the output word is valid :attr:`latency` =
+    ``K + 2`` cycles after its input word was accepted (output not stalled).
+
+    Parameters
+    ----------
+    unit : python_ref.quant.IntAmosUnit
+        The integer unit; one input.
+    in_width : int
+        Signed width of the raw value ``v`` on the input port (2..32).
+    lanes : int
+        Values per stream word.
+    name : str
+        Layer name for error messages.
+    elements : int, optional
+        Values of one image (for :attr:`expected_cycles`); ``lanes`` must divide it. Default:
+        one word (``lanes`` values).
+
+    Members
+    -------
+    i : ``In(stream.Signature(ArrayLayout(signed(in_width), lanes)))``
+        Raw values ``v``.
+    o : ``Out(stream.Signature(ArrayLayout(signed(y_width), lanes)))``
+        Outputs ``y``.
+    spike_count : ``Out(32)``
+        Spikes ``z`` of every output word handed on so far (wraps around); a transfer is
+        included two clock edges after it, as in every engine with an AMOS unit
+        (:mod:`amos_hw.lib.spike_tally`).
+    """
+
+    def __init__(self, unit, *, in_width, lanes=1, name="unit", elements=None):
+        p = UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name, elements=elements)
+        self._p = p
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(signed(p.in_width), p.lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(p.y_width), p.lanes))),
+            "spike_count": Out(COUNT_WIDTH),
+        })
+
+    @staticmethod
+    def figures(unit, *, in_width, lanes=1, name="unit", elements=None) -> Figures:
+        """The figures of the engine these arguments would build, without building it: the
+        constructor's arguments and checks (same errors), then
+        :meth:`amos_hw.engines.unit_params.UnitParams.figures`."""
+        return UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name,
+                                elements=elements).figures()
+
+    params = property(lambda self: self._p, doc="The checked parameters (UnitParams).")
+    name = property(lambda self: self._p.name)
+    unit = property(lambda self: self._p.unit, doc="The integer unit (IntAmosUnit).")
+    K = property(lambda self: self._p.K, doc="Neurons of the unit.")
+    lanes = property(lambda self: self._p.lanes)
+    pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
+    simd = property(lambda self: self._p.lanes, doc="Input lanes.")
+    elements = property(lambda self: self._p.elements, doc="Values of one image.")
+    in_width = property(lambda self: self._p.in_width, doc="Signed width of v.")
+    y_width = property(lambda self: self._p.y_width, doc="Signed width of y.")
+    out_width = property(lambda self: self._p.y_width, doc="Signed width of y.")
+    # the figures: UnitParams's formulas (see there)
+    expected_cycles = property(lambda self: self._p.cycles,
+                               doc="Cycles per image: one word per cycle.")
+    latency = property(lambda self: self._p.latency,
+                       doc="Cycles from an accepted input word to its output word: K + 2.")
+    memories = property(lambda self: list(self._p.memories), doc="None (:attr:`memory_bits`).")
+    memory_bits = property(lambda self: self._p.memory_bits,
+                           doc="No memory: the pipeline is registers.")
+    flip_flops = property(lambda self: self._p.flip_flops,
+                          doc="The AmosUnit's registers and counters.")
+    luts = property(lambda self: self._p.luts, doc="LUT4 estimate (UnitParams.luts).")
+
+    def model(self, v):
+        """Bit-exact reference: ``y`` of :class:`~python_ref.quant.IntAmosUnit` for the raw
+        values ``v`` (any shape; saturated to the unit's ``in_range``), int64, same shape.
+
+        Raises
+        ------
+        TypeError
+            ``v`` does not hold integers.
+        ValueError
+            A value does not fit the ``in_width``-bit signed input port.
+        """
+        p = self._p
+        v = np.asarray(v)
+        if v.dtype.kind not in "iu":
+            raise TypeError(f"{p.name}: inputs must be integers, not {v.dtype}")
+        lo, hi = -(2 ** (p.in_width - 1)), 2 ** (p.in_width - 1) - 1
+        if v.size and (int(v.min()) < lo or int(v.max()) > hi):
+            raise ValueError(f"{p.name}: inputs must lie in {lo}..{hi} (in_width "
+                             f"{p.in_width}, signed)")
+        return np.asarray(p.unit(v.astype(np.int64)), dtype=np.int64)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        m.submodules.amos = amos = AmosUnit(p.unit, p.in_width, lanes=p.lanes,
+                                            count_width=COUNT_WIDTH)
+        if amos.y_width != p.y_width:  # one formula in both; a change in one must show here
+            raise AssertionError(f"{p.name}: AmosUnit's y is {amos.y_width} bits, the engine's "
+                                 f"{p.y_width}")
+        m.d.comb += [
+            amos.i.valid.eq(self.i.valid),
+            self.i.ready.eq(amos.i.ready),
+            self.o.valid.eq(amos.o.valid),
+            amos.o.ready.eq(self.o.ready),
+            self.spike_count.eq(amos.spike_count),
+        ]
+        for n in range(p.lanes):
+            m.d.comb += [
+                amos.i.payload.x[n].eq(self.i.payload[n]),
+                self.o.payload[n].eq(amos.o.payload.y[n]),
+            ]
+        return m

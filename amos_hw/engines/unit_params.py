@@ -1,0 +1,166 @@
+"""What a :class:`~amos_hw.engines.unit.UnitEngine` costs, from its parameters alone.
+
+:class:`UnitParams` checks the engine's arguments exactly as its constructor does (same order,
+same messages, each naming the layer) and states its figures before synthesis, as the
+``...Params`` classes of :mod:`amos_hw.engines.figures` do for the other engines: the engine's
+properties and its static ``figures(...)`` read the same formulas.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+from amos_hw.engines.figures import Figures, _check_name, _pos
+from amos_hw.lib.amos_unit import AmosUnit, _widths
+from python_ref.quant import IntAmosUnit, signed_width
+
+__all__ = ["COUNT_WIDTH", "IN_WIDTH_RANGE", "UnitParams", "const_mul_adders"]
+
+#: Signed widths of the raw value ``v`` on the engine's input port (inclusive).
+IN_WIDTH_RANGE = (2, 32)
+#: Width of the spike counter (:attr:`AmosUnit.spike_count <amos_hw.lib.amos_unit.AmosUnit>`).
+COUNT_WIDTH = 32
+
+
+def const_mul_adders(c: int) -> int:
+    """Adders of a shift-and-add multiplication by the integer constant ``c``.
+
+    The canonical signed-digit form of ``|c|`` has ``n`` non-zero digits (``+-2**k``); the
+    product is their ``n - 1`` sums. ``0`` and ``+-2**k`` need none (a constant or a shift, as
+    :func:`amos_hw.lib.amos_unit.const_mul` builds them).
+    """
+    mag = abs(int(c))
+    digits = 0
+    while mag:
+        if mag & 1:
+            digits += 1
+            mag = mag + 1 if mag & 2 else mag - 1  # ...11 -> borrow (digit -1), ...01 -> +1
+        mag >>= 1
+    return max(0, digits - 1)
+
+
+def _check_in_width(name: str, in_width) -> int:
+    lo, hi = IN_WIDTH_RANGE
+    ok = (not isinstance(in_width, bool) and isinstance(in_width, numbers.Integral)
+          and lo <= in_width <= hi)
+    if not ok:
+        raise ValueError(f"{name}: in_width must be an integer in {lo}..{hi} (the signed width "
+                         f"of the raw value v), not {in_width!r}")
+    return int(in_width)
+
+
+@dataclass(frozen=True, eq=False)
+class UnitParams:
+    """The checked arguments of a :class:`~amos_hw.engines.unit.UnitEngine`, the widths they
+    give and the engine's figures. Build it with :meth:`check`; the fields after ``elements``
+    are derived."""
+
+    name: str
+    unit: IntAmosUnit  # one input
+    in_width: int  # signed width of v
+    lanes: int
+    elements: int  # values of one image
+    y_width: int  # signed width of y = sum_i d_i z_i: signed_width(sum d_i<0, sum d_i>0)
+    unit_flip_flops: int  # AmosUnit.flip_flops_for(unit, in_width, lanes=lanes)
+
+    @classmethod
+    def check(cls, unit, *, in_width, lanes=1, name="unit", elements=None) -> UnitParams:
+        """Check the engine's arguments (raising as its constructor does) and derive the
+        widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of one input),
+        ``in_width`` (``2..32``), ``lanes``, ``elements`` (``lanes`` must divide it; ``None``:
+        one word, ``lanes`` values) and that an ``in_width``-bit input reaches the unit's
+        ``in_range``."""
+        _check_name(name)
+        if not isinstance(unit, IntAmosUnit):
+            raise TypeError(f"{name}: unit must be a python_ref.quant.IntAmosUnit, "
+                            f"not {type(unit).__name__}")
+        if unit.inputs != 1:
+            raise ValueError(f"{name}: unit {unit.name!r} has {unit.inputs} inputs; the unit "
+                             "engine applies a one-input unit")
+        in_width = _check_in_width(name, in_width)
+        lanes = _pos(name, "lanes", lanes)
+        elements = lanes if elements is None else _pos(name, "elements", elements)
+        if elements % lanes:
+            raise ValueError(f"{name}: lanes must divide the {elements} elements of an image, "
+                             f"not {lanes}")
+        try:
+            unit_ff = AmosUnit.flip_flops_for(unit, in_width, lanes=lanes,
+                                              count_width=COUNT_WIDTH)
+        except ValueError as err:  # a port that cannot reach the unit's in_range
+            raise ValueError(f"{name}: {err}") from None
+        d = [int(v) for v in unit.d]
+        y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
+        return cls(name=name, unit=unit, in_width=in_width, lanes=lanes, elements=elements,
+                   y_width=y_width, unit_flip_flops=unit_ff)
+
+    K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
+    out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
+    words = property(lambda self: self.elements // self.lanes, doc="Words of one image.")
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image: one word (``lanes`` values) a cycle, ``elements / lanes``."""
+        return self.words
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted input word to its output word being valid (no stall): the
+        unit's ``K + 2`` (:meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`)."""
+        return AmosUnit.latency_for(self.unit)
+
+    memories = property(lambda self: (), doc="None: the pipeline is registers.")
+    memory_bits = property(lambda self: 0, doc="No memory: the pipeline is registers.")
+
+    @property
+    def flip_flops(self) -> int:
+        """The unit's pipeline registers, delay registers, output and counters
+        (:meth:`AmosUnit.flip_flops_for <amos_hw.lib.amos_unit.AmosUnit>`); the engine adds
+        none."""
+        return self.unit_flip_flops
+
+    @property
+    def luts(self) -> int:
+        """LUT4 estimate, one LUT4 per adder or comparator bit (carry chains), per lane:
+
+        * the saturation to ``in_range`` when the port reaches beyond it: two comparisons and
+          a multiplexer of ``in_width`` bits, ``3 * in_width``;
+        * stage 0, per neuron ``k``: ``c_k * x`` as shift-and-add (:func:`const_mul_adders`
+          adders) and ``- T_k`` (one adder when ``T_k != 0``), each of the membrane's width;
+        * stage ``s``, per later neuron ``k`` with ``h_ks != 0``: ``u_k - (z_s ? h_ks : 0)``,
+          one adder of the membrane's width (the gated constant folds into the adder's LUT);
+          the comparison with zero is the membrane's sign bit, free;
+        * with a shared residual (``c``, ``h`` columns constant: ReLU-like units) instead one
+          shift-and-add of ``c * x`` and per stage a comparison with ``T_s`` and the
+          subtraction of ``h``, each of the residual's width;
+        * the output ``y = sum_i d_i z_i``: an adder of ``y_width`` per non-zero ``d_i`` after
+          the first (none for the ReLU unit, whose spike word is ``y``).
+
+        Then the registered popcount of the ``K * lanes`` spikes (one LUT4 a spike), the 32-bit
+        spike counter and 8 of control. Checked on one synthesis (Yosys 0.70 ``synth_ecp5
+        -nodsp``, the swish unit quantised 8/8/8, ``in_width=10``, one lane): 454 LUT4 and 549
+        CCU2C, 1,552 LUT4 with two a carry cell, against 1,559 estimated. Synthesis may put the
+        constant multiplications into DSP blocks (ECP5), fewer LUT4 then.
+        """
+        unit, w = self.unit, _widths(self.unit, self.in_width, None)
+        K = unit.K
+        c = [int(v) for v in unit.c]
+        T = [int(v) for v in unit.T]
+        h = [[int(v) for v in row] for row in unit.h]
+        d = [int(v) for v in unit.d]
+        per_lane = 3 * self.in_width if w.x_clamp else 0
+        if w.shared:
+            per_lane += const_mul_adders(c[0]) * w.res_width
+            per_lane += sum((1 + (w.hcol[s] != 0)) * w.res_width for s in range(K))
+        else:
+            mw = w.mem_widths
+            per_lane += sum((const_mul_adders(c[k]) + (T[k] != 0)) * mw[k] for k in range(K))
+            per_lane += sum(mw[k] for k in range(K) for s in range(k) if h[k][s])
+        if not w.relu_like:
+            per_lane += max(0, sum(v != 0 for v in d) - 1) * self.y_width
+        return self.lanes * per_lane + K * self.lanes + COUNT_WIDTH + 8
+
+    def figures(self) -> Figures:
+        """The engine's :class:`~amos_hw.engines.figures.Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.out_width)
