@@ -33,6 +33,7 @@ from amos_hw.plan import (
     Layer,
     NetworkPlan,
     PoolLayer,
+    UnitLayer,
     WindowLayer,
 )
 
@@ -53,7 +54,7 @@ def layer_cycles(lay: Layer, folding: dict) -> int:
         return (lay.n_out // folding["pe"]) * (lay.n_in // folding["simd"]) * passes
     if isinstance(lay, PoolLayer):
         return lay.height * lay.width * lay.channels // folding["lanes"]
-    if isinstance(lay, AddLayer):
+    if isinstance(lay, (AddLayer, UnitLayer)):
         return math.prod(lay.out_shape) // folding["lanes"]
     if isinstance(lay, WindowLayer):  # one window word a cycle, or the input's words
         ho, wo, _ = lay.out_shape
@@ -106,6 +107,9 @@ def pipeline_ii(plan: NetworkPlan) -> tuple[int, dict]:
                 busy -= min(busy - ii[src.name], max(0, sf_p - (src.out_bits + 2)))
             ii[lay.name] = max(nf * sf, busy)
             span[lay.name] = ((nf - 1) * sf, float(sf), lay.out_lanes)
+        elif isinstance(lay, UnitLayer):  # value by value, at its input's pace
+            ii[lay.name] = lay.cycles
+            span[lay.name] = (s_in, max(1.0, d_in), lay.out_lanes)
         elif isinstance(lay, PoolLayer):
             ii[lay.name] = lay.cycles
             words = lay.channels // lay.lanes
@@ -245,6 +249,10 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
             need = in_elems - lay.channels + lay.lanes
             mvu = 1
             start = t0 + max(_arrival(need, rate, b), need / lay.lanes) - 1
+        elif isinstance(lay, UnitLayer):
+            in_elems = out_elems
+            mvu = row[name]["latency_cycles"]
+            start = t0
         else:
             ts, _ = t[lay.inputs[1]]
             in_elems = out_elems
@@ -254,7 +262,7 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
         first = start + mvu
         # a convolution or a window op streams at its input's pace; dense and global pooling
         # start once all of their input is in, then run at their own pace
-        streams = isinstance(lay, (ConvLayer, WindowLayer, AddLayer))
+        streams = isinstance(lay, (ConvLayer, WindowLayer, AddLayer, UnitLayer))
         t[name] = (first, min(own, rate * out_elems / in_elems) if streams else own)
         if streams and (isinstance(lay, WindowLayer) or b is not None):
             burst[name] = math.prod(lay.out_shape[1:])

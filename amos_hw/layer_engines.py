@@ -14,6 +14,7 @@ from amos_hw.engines import (
     GlobalAvgPoolEngine,
     MaxPoolEngine,
     ResidualAddEngine,
+    UnitEngine,
 )
 from amos_hw.plan import (
     AddLayer,
@@ -24,10 +25,18 @@ from amos_hw.plan import (
     Layer,
     MaxPoolLayer,
     PoolLayer,
+    UnitLayer,
     WindowLayer,
 )
+from python_ref import ir
 
 __all__ = ["engine_class", "engine_args", "build_engine", "engine_figures"]
+
+
+def _signed(lay) -> dict:
+    """``in_signed`` for an engine reading two's-complement words (absent otherwise, so the
+    arguments, and the Verilog, of the unsigned engines stay as they were)."""
+    return {"in_signed": True} if lay.in_signed else {}
 
 
 def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
@@ -35,19 +44,25 @@ def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
         "height": lay.height, "width": lay.width, "stride": lay.stride,
         "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
         "out_bits": lay.out_bits, "pe": lay.pe, "simd": lay.simd, "planes": lay.planes,
-        "name": lay.name, "carry": lay.carry or "generic"}
+        "name": lay.name, "carry": lay.carry or "generic", **_signed(lay)}
 
 
 def _dense(lay: DenseLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "in_bits": lay.in_bits, "shift": lay.shift, "out_bits": lay.out_bits, "pe": lay.pe,
         "simd": lay.simd, "planes": lay.planes, "name": lay.name,
-        "carry": lay.carry or "generic"}
+        "carry": lay.carry or "generic", **_signed(lay)}
 
 
 def _pool(lay: PoolLayer, arrays) -> tuple[tuple, dict]:
     return (), {"height": lay.height, "width": lay.width, "channels": lay.channels,
-                "in_bits": lay.in_bits, "lanes": lay.lanes, "name": lay.name}
+                "in_bits": lay.in_bits, "lanes": lay.lanes, "name": lay.name, **_signed(lay)}
+
+
+def _unit(lay: UnitLayer, arrays) -> tuple[tuple, dict]:
+    return (ir.make_unit(lay.unit, lay.spec, arrays),), {
+        "in_width": lay.in_width, "lanes": lay.lanes, "name": lay.name,
+        "elements": lay.elements}
 
 
 def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:
@@ -74,7 +89,7 @@ _ENGINES = {ConvLayer: (ConvEngine, _conv), DenseLayer: (DenseEngine, _dense),
             PoolLayer: (GlobalAvgPoolEngine, _pool), AddLayer: (ResidualAddEngine, _add),
             MaxPoolLayer: (MaxPoolEngine, _window_pool),
             AvgPoolLayer: (AvgPoolEngine, _window_pool),
-            DepthwiseLayer: (DepthwiseConvEngine, _depthwise)}
+            DepthwiseLayer: (DepthwiseConvEngine, _depthwise), UnitLayer: (UnitEngine, _unit)}
 
 
 def engine_class(lay: Layer):

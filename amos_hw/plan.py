@@ -11,6 +11,12 @@ instruction group of the shared engine (:mod:`amos_hw.shared.program` reads the 
 * :class:`AddLayer`: an ``add`` fused with the ReLU ``amos`` op after it. Its *main* input is
   the raw convolution on the longer path (more AMOS layers before it), the other the *skip*;
 * :class:`PoolLayer`: ``gap``, the per-channel sums (the next dense layer's inputs);
+* :class:`UnitLayer`: a trained one-input AMOS unit (an ``amos`` op whose unit is of kind
+  ``amos``: swish, sigmoid, ...) applied value by value to the raw requantised output of the
+  ``conv`` / ``dense`` before it (that layer is then raw with ``shift`` = the op's ``rshift``).
+  Its output ``y = sum_i d_i z_i`` is a two's-complement word (``out_bits = out_width``,
+  ``out_signed``) that the next ``conv``, ``dense`` or ``gap`` reads bit-serially like a ReLU
+  spike word, its most significant plane weighing ``-2**(out_bits-1)`` (``in_signed``);
 * :class:`WindowLayer` s, per-channel ops over sliding windows: :class:`MaxPoolLayer`
   (``maxpool``, spike words out), :class:`AvgPoolLayer` (``avgpool``, window sums out) and
   :class:`DepthwiseLayer` (a ``conv`` with ``groups`` = its input channels, fused with its ReLU
@@ -45,8 +51,8 @@ from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
 
 __all__ = ["PlanError", "Layer", "ConvLayer", "DenseLayer", "PoolLayer", "AddLayer",
-           "WindowLayer", "MaxPoolLayer", "AvgPoolLayer", "DepthwiseLayer", "NetworkPlan",
-           "lower", "INPUT"]
+           "UnitLayer", "WindowLayer", "MaxPoolLayer", "AvgPoolLayer", "DepthwiseLayer",
+           "NetworkPlan", "lower", "INPUT"]
 
 #: The name by which layers refer to the network input (the pixel stream).
 INPUT = "input"
@@ -156,6 +162,7 @@ class _MatrixLayer(Layer):
     in_bits: int = 0
     shift: int = 0
     carry: str | None = None  # the matrix-vector units' carry form (set by parallelism)
+    in_signed: bool = False  # input words are two's complement (a trained unit's output)
     pe: int = 1
     simd: int = 1
     planes: int | None = None  # spike planes per cycle (default: in_bits, bit-parallel)
@@ -197,6 +204,8 @@ class _MatrixLayer(Layer):
              "shift": self.shift}
         if self.carry is not None:
             d["carry"] = self.carry
+        if self.in_signed:
+            d["in_signed"] = True
         return d
 
     def _folded_fields(self) -> dict:
@@ -265,6 +274,7 @@ class PoolLayer(Layer):
     channels: int = 0
     in_bits: int = 0
     lanes: int = 1
+    in_signed: bool = False  # two's-complement input words: signed sums out
 
     @property
     def in_lanes(self) -> int:
@@ -275,8 +285,49 @@ class PoolLayer(Layer):
         return self.lanes
 
     def _fields(self) -> dict:
-        return {"height": self.height, "width": self.width, "channels": self.channels,
-                "in_bits": self.in_bits}
+        d = {"height": self.height, "width": self.width, "channels": self.channels,
+             "in_bits": self.in_bits}
+        if self.in_signed:
+            d["in_signed"] = True
+        return d
+
+    def _folded_fields(self) -> dict:
+        return {"lanes": self.lanes}
+
+
+@dataclass
+class UnitLayer(Layer):
+    """A trained one-input AMOS unit applied to each raw value ``v`` (``in_width`` signed bits)
+    of the layer before it, ``lanes`` values a cycle over the last axis (``channels``): the
+    unit's neurons fire as :class:`python_ref.quant.IntAmosUnit` says (``v`` saturated to its
+    ``in_range`` first) and ``y = sum_i d_i z_i`` leaves as an ``out_width``-bit
+    two's-complement word (``out_bits == out_width``, ``out_signed``)."""
+
+    kind: ClassVar[str] = "unit"
+
+    unit: str = ""  # the unit library's entry
+    spec: dict = field(default_factory=dict)  # that entry (python_ref.ir.make_unit reads it)
+    channels: int = 1
+    in_width: int = 0
+    K: int = 0
+    lanes: int = 1
+
+    @property
+    def in_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def elements(self) -> int:
+        """Values per image."""
+        return math.prod(self.out_shape)
+
+    def _fields(self) -> dict:
+        return {"unit": self.unit, "K": self.K, "channels": self.channels,
+                "in_width": self.in_width}
 
     def _folded_fields(self) -> dict:
         return {"lanes": self.lanes}
@@ -469,6 +520,8 @@ class NetworkPlan:
         if not isinstance(lay, DenseLayer) or lay.inputs[0] == INPUT:
             return False
         src = self.layer(lay.inputs[0])
+        while isinstance(src, UnitLayer) and src.inputs[0] != INPUT:  # passes its input on
+            src = self.layer(src.inputs[0])
         if isinstance(src, PoolLayer):
             return min(Fraction(src.out_lanes), self.peak_rate(src.inputs[0])) > Fraction(
                 lay.simd, lay.passes)
@@ -515,20 +568,29 @@ class NetworkPlan:
 
 # --- lowering -------------------------------------------------------------------------------
 
+def _is_trained(g, node) -> bool:
+    """Whether ``node`` is a one-input ``amos`` op with a trained (kind ``amos``) unit."""
+    return (node["op"] == "amos" and len(node["inputs"]) == 1
+            and g.units.get(node["unit"], {}).get("kind") == "amos"
+            and not g.units[node["unit"]].get("c2"))
+
+
 def _relu_K(g, node) -> int:
     spec = g.units.get(node["unit"], {})
     kind = spec.get("kind")
-    if kind != "relu":
-        raise _err(node["name"], f"unit {node['unit']!r} of kind {kind!r} has no hardware "
-                                 f"(the engines implement unit kind 'relu' only)")
     if len(node["inputs"]) != 1:
         raise _err(node["name"], "a two-input amos op has no hardware")
+    if kind != "relu":
+        raise _err(node["name"], f"unit {node['unit']!r} of kind {kind!r} cannot be fused "
+                                 f"here: a trained unit follows a conv or dense layer only")
     return int(spec["K"])
 
 
-def _raw_width(w2d, bias, in_bits) -> int:
-    lo, hi = accumulator_range(w2d, bias, in_bits)
-    v_lo, v_hi = (int(v) for v in requant_shift(np.array([lo, hi]), 0))
+def _raw_width(w2d, bias, in_bits, shift: int = 0, in_signed: bool = False) -> int:
+    """Signed width of ``(acc + 2**(shift-1)) >> shift`` over the exact accumulator range."""
+    kw = {"in_signed": True} if in_signed else {}
+    lo, hi = accumulator_range(w2d, bias, in_bits, **kw)
+    v_lo, v_hi = (int(v) for v in requant_shift(np.array([lo, hi]), shift))
     return signed_width(v_lo, v_hi)
 
 
@@ -550,8 +612,10 @@ class _Lowering:
         inp = g.nodes[0]
         self.input = inp
         self.layers: list[Layer] = []
-        #: description tensor -> (producing layer name, out_width, out_signed, kind)
-        self.produced: dict[str, tuple] = {inp["name"]: (INPUT, int(inp["bits"]), False, None)}
+        #: description tensor -> (producing layer name, out_width, raw, kind, signed words):
+        #: raw = signed accumulators (no spike words); signed words = two's-complement words
+        self.produced: dict[str, tuple] = {inp["name"]: (INPUT, int(inp["bits"]), False, None,
+                                                          False)}
         self.fused: set[str] = set()
 
     def spikes_from(self, name, src_tensor):
@@ -561,10 +625,19 @@ class _Lowering:
                              f"spike words (a ReLU amos op in between)")
         return src
 
+    def unsigned_from(self, name, op, src_tensor):
+        """:meth:`spikes_from` for the engines that take unsigned spike words only."""
+        src = self.spikes_from(name, src_tensor)
+        if src[4]:
+            raise _err(name, f"its input {src_tensor!r} is a trained unit's signed output; "
+                             f"the {op} engine takes unsigned (ReLU) spike words only")
+        return src
+
     def _emit(self, layer: Layer, *tensors) -> None:
         self.layers.append(layer)
+        raw = layer.out_signed and layer.out_bits is None and not isinstance(layer, PoolLayer)
         for t in tensors:
-            self.produced[t] = (layer.name, layer.out_width, layer.out_signed, layer.kind)
+            self.produced[t] = (layer.name, layer.out_width, raw, layer.kind, layer.out_signed)
 
     def matrix(self, n) -> None:
         g, name, op = self.g, n["name"], n["op"]
@@ -574,9 +647,15 @@ class _Lowering:
         bkey = n.get("bias") or None
         b = np.asarray(g.arrays[bkey], np.int64) if bkey else np.zeros(w.shape[0], np.int64)
         w2d = w.reshape(w.shape[0], -1)
-        in_bits = src[1]
+        in_bits, in_signed = src[1], src[4]
+        if in_signed and op == "conv" and ir.conv_groups(n) > 1:
+            self.unsigned_from(name, "depthwise conv", n["inputs"][0])
         follow = cons[0] if len(cons) == 1 else None
-        if follow is not None and follow["op"] == "amos":
+        if follow is not None and _is_trained(g, follow):
+            # raw, requantised by the unit's shift; the UnitLayer (self.unit) applies the unit
+            out_name, out_bits, shift = name, None, int(follow["rshift"][0])
+            out_signed, out_width = True, _raw_width(w2d, b, in_bits, shift, in_signed)
+        elif follow is not None and follow["op"] == "amos":
             K = _relu_K(g, follow)
             out_name, shift = follow["name"], int(follow["rshift"][0])
             self.fused.add(out_name)
@@ -584,7 +663,7 @@ class _Lowering:
         elif (cons and all(c["op"] == "add" for c in cons)) or (not cons
                                                                and name in g.outputs):
             out_name, out_bits, shift = name, None, 0
-            out_signed, out_width = True, _raw_width(w2d, b, in_bits)
+            out_signed, out_width = True, _raw_width(w2d, b, in_bits, 0, in_signed)
         else:
             raise _err(name, f"its output feeds {[c['name'] for c in cons]}; the engines "
                              f"need a {op} followed by one ReLU amos op, add ops, or a "
@@ -595,6 +674,8 @@ class _Lowering:
                   "out_width": out_width, "out_shape": list(self.info[out_name]["shape"]),
                   "depth": self.depth[out_name], "weight": n["weight"], "bias": bkey,
                   "in_bits": in_bits, "shift": shift}
+        if in_signed:
+            common["in_signed"] = True
         if op == "conv" and ir.conv_groups(n) > 1:
             H, W, C = self.info[n["inputs"][0]]["shape"]
             layer = DepthwiseLayer(**common, height=H, width=W, channels=C, kernel=n["kernel"],
@@ -618,6 +699,9 @@ class _Lowering:
         K = _relu_K(self.g, follow)
         self.fused.add(follow["name"])
         srcs = [self.produced[i] for i in n["inputs"]]
+        for i, s_ in zip(n["inputs"], srcs, strict=True):
+            if s_[4] and not s_[2]:
+                self.unsigned_from(name, "residual add", i)
         by_name = {lay.name: lay for lay in self.layers}
         mains = [k for k, s in enumerate(srcs)
                  if s[0] != INPUT and s[2] and s[3] == "conv" and n["lshift"][k] == 0]
@@ -640,18 +724,21 @@ class _Lowering:
         name = n["name"]
         src = self.spikes_from(name, n["inputs"][0])
         H, W, C = self.info[n["inputs"][0]]["shape"]
-        K = src[1]
-        sum_bits = (H * W * (2**K - 1)).bit_length()
+        K, in_signed = src[1], src[4]
+        if in_signed:  # sums of two's-complement words
+            sum_bits = signed_width(-H * W * 2 ** (K - 1), H * W * (2 ** (K - 1) - 1))
+        else:
+            sum_bits = (H * W * (2**K - 1)).bit_length()
         self._emit(PoolLayer(name=name, ir_nodes=[name], inputs=[src[0]], out_bits=None,
-                             out_signed=False, out_width=sum_bits, out_shape=[C],
+                             out_signed=in_signed, out_width=sum_bits, out_shape=[C],
                              depth=self.depth[name], height=H, width=W, channels=C,
-                             in_bits=K), name)
+                             in_bits=K, in_signed=in_signed), name)
 
     def window_pool(self, n) -> None:
         """A ``maxpool`` (spike words of its input's ``K`` out) or ``avgpool`` (window sums of
         ``in_bits + ceil(log2(kernel**2))`` bits out)."""
         name, op = n["name"], n["op"]
-        src = self.spikes_from(name, n["inputs"][0])
+        src = self.unsigned_from(name, op, n["inputs"][0])
         H, W, C = self.info[n["inputs"][0]]["shape"]
         in_bits, k = src[1], n["kernel"]
         if op == "maxpool":
@@ -664,6 +751,28 @@ class _Lowering:
                        out_shape=list(self.info[name]["shape"]), depth=self.depth[name],
                        height=H, width=W, channels=C, kernel=k, stride=n["stride"],
                        padding=n["padding"], in_bits=in_bits), name)
+
+    def unit(self, n) -> None:
+        """A trained one-input unit after the raw conv or dense layer that feeds only it."""
+        name, src_t = n["name"], n["inputs"][0]
+        src = self.produced.get(src_t)
+        node = self.nodes[src_t]
+        if src is None or node["op"] not in ("conv", "dense") or not src[2]:
+            raise _err(name, f"a trained unit must directly follow a conv or dense layer; it "
+                             f"follows {node['op']} {src_t!r}")
+        if node["op"] == "conv" and ir.conv_groups(node) > 1:
+            raise _err(name, f"a trained unit after the depthwise conv {src_t!r} has no "
+                             f"engine; the depthwise engine fuses ReLU units only")
+        unit = ir.make_unit(n["unit"], self.g.units[n["unit"]], self.g.arrays)
+        lo = int(np.clip(unit.d, None, 0).sum())
+        hi = int(np.clip(unit.d, 0, None).sum())
+        width = signed_width(lo, hi)
+        shape = list(self.info[name]["shape"])
+        self._emit(UnitLayer(name=name, ir_nodes=[name], inputs=[src[0]], out_bits=width,
+                             out_signed=True, out_width=width, out_shape=shape,
+                             depth=self.depth[name], unit=n["unit"],
+                             spec=dict(self.g.units[n["unit"]]), channels=shape[-1],
+                             in_width=src[1], K=unit.K), name)
 
     def run(self) -> NetworkPlan:
         g = self.g
@@ -678,7 +787,9 @@ class _Lowering:
             elif op in ("maxpool", "avgpool"):
                 self.window_pool(n)
             elif op == "amos":
-                if n["name"] not in self.fused:
+                if n["name"] not in self.fused and _is_trained(g, n):
+                    self.unit(n)
+                elif n["name"] not in self.fused:
                     src = self.nodes[n["inputs"][0]]
                     raise _err(n["name"], f"an amos op must directly follow a conv, dense or "
                                           f"add (the engines fuse them); it follows "

@@ -72,15 +72,37 @@ def test_unsupported_stride_names_layer(tmp_path):
         run_flow(cfg(path))
 
 
-def test_unit_kind_without_hardware(tmp_path):
+def _general_unit(tmp_path, c2=False):
     general = {"kind": "amos", "c": "u.c", "T": "u.T", "h": "u.h", "d": "u.d"}
+    if c2:
+        general["c2"] = "u.c2"
     path = conv_net(tmp_path, unit="swish", extra_units={"swish": general})
     arrays = dict(np.load(path.with_suffix(".npz")))
     arrays.update({"u.c": np.array([1, 1]), "u.T": np.array([2, 1]),
-                   "u.h": np.array([[0, 0], [2, 0]]), "u.d": np.array([2, 1])})
+                   "u.h": np.array([[0, 0], [2, 0]]), "u.d": np.array([2, -1]),
+                   "u.c2": np.array([1, 2])})
     np.savez(path.with_suffix(".npz"), **arrays)
-    with pytest.raises(FlowError, match=r"layer 'a1': unit 'swish' of kind 'amos' has no "
-                                        r"hardware"):
+    return path
+
+
+def test_trained_unit_plans_as_its_own_layer(tmp_path):
+    """A general (kind ``amos``) unit after a conv: the conv is raw, requantised by the unit's
+    shift, and a unit layer emits y (-1..2: three signed bits) to the dense layer."""
+    ctx = run_flow(cfg(_general_unit(tmp_path), stop_after="estimate"))
+    kinds = [(s.name, s.kind, s.out_bits, s.out_signed) for s in ctx.plan.layers]
+    assert kinds == [("c1", "conv", None, True), ("a1", "unit", 3, True),
+                     ("fc", "dense", None, True)]
+    assert ctx.plan.layer("c1").shift == 6 and ctx.plan.layer("fc").in_signed
+
+
+def test_two_input_unit_without_hardware(tmp_path):
+    path = _general_unit(tmp_path, c2=True).with_suffix(".json")
+    desc = json.loads(path.read_text())
+    c2 = {**desc["nodes"][1], "name": "c2"}  # a second conv of the input, the same weights
+    desc["nodes"].insert(2, c2)
+    desc["nodes"][3].update(inputs=["c1", "c2"], rshift=[6, 6])
+    path.write_text(json.dumps(desc))
+    with pytest.raises(FlowError, match=r"layer 'a1': a two-input amos op has no hardware"):
         run_flow(cfg(path))
 
 

@@ -241,8 +241,9 @@ class SpikeTally(wiring.Component):
 def spike_layers(layers) -> tuple[SpikeLayer, ...]:
     """The AMOS layers of a plan's ``layers``, in plan order: those whose output is a fused
     ``amos`` op (the layer is named after it, its first description op is the conv, dense or
-    add before it) emitting ``K``-bit spike words. A layer that passes spike words on without
-    a unit of its own (pooling) is not one.
+    add before it) emitting ``K``-bit spike words, and the trained units (``kind == "unit"``,
+    ``K`` neurons each; their engine counts the neurons' spikes, not the bits of ``y``). A
+    layer that passes spike words on without a unit of its own (pooling) is not one.
 
     Parameters
     ----------
@@ -252,10 +253,12 @@ def spike_layers(layers) -> tuple[SpikeLayer, ...]:
     """
     out = []
     for lay in layers:
-        if lay.out_bits is None or lay.name == lay.ir_nodes[0]:
+        unit = getattr(lay, "kind", "") == "unit"
+        if lay.out_bits is None or (lay.name == lay.ir_nodes[0] and not unit):
             continue
         elements = math.prod(lay.out_shape)
-        out.append(SpikeLayer(lay.name, elements // lay.out_lanes, elements * lay.out_bits))
+        K = lay.K if unit else lay.out_bits
+        out.append(SpikeLayer(lay.name, elements // lay.out_lanes, elements * K))
     return tuple(out)
 
 

@@ -40,6 +40,7 @@ from amos_hw.plan import (
     NetworkPlan,
     PlanError,
     PoolLayer,
+    UnitLayer,
     WindowLayer,
 )
 from amos_hw.plan import lower as plan_lower
@@ -297,8 +298,9 @@ class _Instructions:
 
     def program(self) -> Program:
         for lay in self.plan.layers:
-            if isinstance(lay, WindowLayer):
-                raise _err(lay.ir_nodes[0], f"op {lay.kind!r} has no shared-engine instruction "
+            if isinstance(lay, (WindowLayer, UnitLayer)):
+                what = "a trained AMOS unit" if isinstance(lay, UnitLayer) else f"op {lay.kind!r}"
+                raise _err(lay.ir_nodes[0], f"{what} has no shared-engine instruction "
                                             f"(the layer-pipelined architecture builds it)")
         instrs = [self.act(lay) for lay in self.plan.layers if lay.out_bits is not None]
         instrs.append(self.logits())

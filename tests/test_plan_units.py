@@ -1,0 +1,158 @@
+# amaranth: UnusedElaboratable=no
+"""Fast tier: trained AMOS units (swish, sigmoid) through the generator (issue 16): the plan's
+unit layers and signed words, cycles equal to the engines', the errors that name the layer, and
+the two small networks of ``rtl_tests/unit_network.py`` in the Amaranth simulator, logits and
+class equal to python_ref.snn under random stalls and result intervals equal to the report's
+cycles per image."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amos_hw import cost, folding
+from amos_hw.flow import build_network, run_flow
+from amos_hw.layer_engines import engine_figures
+from amos_hw.passes.common import FlowConfig, FlowError
+from amos_hw.plan import PlanError, UnitLayer, lower
+from python_ref import ir, snn
+from python_ref.quant import quantize_unit
+from python_ref.units import load_unit
+from rtl_tests.unit_network import UNIT_FOLDINGS, unit_network, unit_spec
+from tests.test_plan_pool import result_cycles, simulate
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("units")
+    for tail in ("dense", "gap"):
+        unit_network(root / tail, tail=tail)
+    x = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    return root, x
+
+
+def test_plan_unit_layers_and_signed_words():
+    plan = lower(unit_network(tail="dense"))
+    lays = plan.by_name()
+    assert [lay.kind for lay in plan.layers] == ["conv", "unit", "conv", "gap", "dense", "unit",
+                                                 "dense"]
+    c1, sw, c2, fc1, sg, fc = (lays[n] for n in ("c1", "c1.act", "c2.act", "fc1", "fc1.act",
+                                                 "fc"))
+    # the conv before a trained unit is raw, requantised by the unit's shift
+    g = unit_network(tail="dense")
+    assert (c1.out_bits, c1.out_signed, c1.shift) == (None, True, g.node["c1.act"]["rshift"][0])
+    assert isinstance(sw, UnitLayer) and sw.inputs == ["c1"] and sw.K == 12
+    assert (sw.in_width, sw.out_bits, sw.out_width, sw.out_signed) == (c1.out_width, 8, 8, True)
+    # y of the 6-bit d: lo = sum of negative d, hi = sum of positive d, in 8 signed bits
+    d = g.arrays["swish.d"]
+    assert -128 <= d[d < 0].sum() and d[d > 0].sum() <= 127
+    assert (c2.in_bits, c2.in_signed, c2.out_bits) == (8, True, 4)
+    assert (fc1.out_bits, fc1.shift, sg.K, sg.inputs) == (None, g.node["fc1.act"]["rshift"][0],
+                                                          8, ["fc1"])
+    assert (fc.in_bits, fc.in_signed) == (8, True)
+    assert c2.as_dict()["in_signed"] is True and "in_signed" not in c1.as_dict()
+
+
+def test_plan_signed_gap():
+    """A swish feeding the global pool: the sums are signed, and so are the dense layer's
+    inputs."""
+    plan = lower(unit_network(tail="gap"))
+    pool, fc = plan.layer("pool"), plan.layer("fc")
+    assert (pool.in_signed, pool.out_signed, pool.in_bits) == (True, True, 8)
+    # 4x4 sums of 8-bit two's-complement words: -16*128 .. 16*127 in 12 signed bits
+    assert pool.out_width == 12
+    assert (fc.in_bits, fc.in_signed) == (12, True)
+
+
+@pytest.mark.parametrize("tail", ["dense", "gap"])
+def test_layer_cycles_equal_the_engines_at_every_folding(tail):
+    g = unit_network(tail=tail)
+    plan = lower(g)
+    for lay in plan.layers:
+        opts = folding.options(lay, plan)
+        for o in opts[:6]:
+            lay.fold(o, cost.layer_cycles(lay, o))
+            fig = engine_figures(lay, g.arrays)
+            assert fig.cycles == lay.cycles, (lay.name, o)
+            assert fig.out_width == lay.out_width, lay.name
+
+
+def _flow_error(tmp_path, g, **cfg):
+    ir.save(g, tmp_path / "m")
+    with pytest.raises(FlowError) as e:
+        run_flow(FlowConfig(model=str(tmp_path / "m.json"), stop_after="estimate", write=False,
+                            quiet=True, **cfg))
+    return str(e.value)
+
+
+def test_shared_architecture_refuses_a_trained_unit(tmp_path):
+    msg = _flow_error(tmp_path, unit_network(), architecture="shared")
+    assert "layer 'c1.act': a trained AMOS unit has no shared-engine instruction" in msg
+
+
+def test_too_wide_unit_output_names_the_layer(tmp_path):
+    """d quantised to 12 bits: y needs 15 bits with K = 12 ... more than the consumers take
+    once d is wide enough; the message names the unit layer and says what to change."""
+    g = unit_network()
+    wide = quantize_unit(load_unit("swish"), 8, 8, 16)
+    g.units["swish"] = unit_spec(wide, "swish", g.arrays)
+    lo, hi = int(wide.d[wide.d < 0].sum()), int(wide.d[wide.d > 0].sum())
+    assert max(-lo, hi) >= 2 ** 16  # needs more than 16 signed bits
+    msg = _flow_error(tmp_path, g)
+    assert msg.startswith("layer 'c1.act': its unit's output y needs ")
+    assert msg.endswith("bits, more than the engines' 16; quantise the unit's d with fewer bits")
+
+
+def test_trained_unit_after_an_add_is_refused():
+    g = unit_network(tail="gap")
+    rng = np.random.default_rng(0)
+    g.arrays["p.w"] = rng.integers(-127, 128, (4, 1, 1, 4))
+    i = next(k for k, n in enumerate(g.nodes) if n["name"] == "c2.act")
+    g.nodes[i:i] = [{"name": "p", "op": "conv", "inputs": ["c1.act"], "weight": "p.w",
+                     "kernel": 1, "stride": 2, "padding": 0, "out_channels": 4},
+                    {"name": "sum", "op": "add", "inputs": ["c2", "p"], "lshift": [0, 0]}]
+    g.node["c2.act"]["inputs"] = ["sum"]
+    with pytest.raises(PlanError, match="layer 'c2.act': unit 'swish' of kind 'amos' cannot "
+                                        "be fused here"):
+        lower(ir.Graph(g.name, g.nodes, g.units, g.arrays, g.outputs))
+
+
+def test_signed_words_into_a_max_pool_are_refused():
+    g = unit_network(tail="dense")
+    i = next(k for k, n in enumerate(g.nodes) if n["name"] == "c2")
+    g.nodes.insert(i, {"name": "mp", "op": "maxpool", "inputs": ["c1.act"], "kernel": 2,
+                       "stride": 2, "padding": 0})
+    g.node["c2"]["inputs"] = ["mp"]
+    with pytest.raises((PlanError, ir.IRError), match="'mp'"):
+        lower(ir.Graph(g.name, g.nodes, g.units, g.arrays, g.outputs))
+
+
+@pytest.mark.parametrize("k", range(len(UNIT_FOLDINGS)))
+def test_network_bit_exact(nets, k):
+    """Random idle input cycles and backpressure: logits and class == python_ref.snn."""
+    root, x = nets
+    g = ir.load(root / "dense")
+    top = build_network(root / "dense.json", parallelism=UNIT_FOLDINGS[k])
+    ref = snn.run(g, x)
+    assert len(set(ref.logits[:, 0])) > 1
+    logits, cls = simulate(top, x, idle=0.2, backpressure=0.3, seed=k)
+    assert (logits == ref.logits).all()
+    assert (cls == ref.classes).all()
+
+
+def test_signed_gap_network_bit_exact_and_cycles(nets):
+    root, x = nets
+    g = ir.load(root / "gap")
+    top = build_network(root / "gap.json")
+    ref = snn.run(g, x)
+    logits, _ = simulate(top, x, idle=0.3, backpressure=0.3, seed=5)
+    assert (logits == ref.logits).all()
+    outs = result_cycles(top, x)
+    assert outs[2] - outs[1] == top.cycles_per_image
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_result_interval_equals_the_report(nets, k):
+    root, x = nets
+    top = build_network(root / "dense.json", parallelism=UNIT_FOLDINGS[k])
+    outs = result_cycles(top, x)
+    assert outs[2] - outs[1] == top.cycles_per_image
