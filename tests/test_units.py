@@ -423,3 +423,11 @@ def test_plot_writes_four_figures(tmp_path):
                                        "fig5_swish_k12.png", "fig6_mult_k40_error.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_integer_writes_the_hardware_units(tmp_path):
+    from python_ref.units.__main__ import main
+
+    assert main(["plot-int", "--out", str(tmp_path)]) == 0
+    for name in ("int_sigmoid_k8.png", "int_swish_k12.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

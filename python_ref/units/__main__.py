@@ -4,6 +4,7 @@
     python -m python_ref.units check PATH_OR_NAME...
     python -m python_ref.units table3
     python -m python_ref.units plot [--out DIR]
+    python -m python_ref.units plot-int [--out DIR]
     python -m python_ref.units report [--out DIR]
 
 Bad input (a malformed unit file, an impossible option) prints ``error: ...`` and exits 2.
@@ -16,7 +17,7 @@ import sys
 
 from . import TRAINED, load_unit, table3
 from .fit import fit_and_save, unit_errors
-from .report import FIGURES, RESULTS, plot, write_report
+from .report import FIGURES, RESULTS, plot, plot_integer, write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("table3", help="print Table 3 (K and parameter counts) as JSON")
     pl = sub.add_parser("plot", help="regenerate Figs. 3-6 into docs/figures")
     pl.add_argument("--out", default=None, help="output folder (default docs/figures)")
+    pi = sub.add_parser("plot-int", help="the integer sigmoid and swish units as the hardware "
+                                         "computes them, into docs/figures")
+    pi.add_argument("--out", default=None, help="output folder (default docs/figures)")
     r = sub.add_parser("report", help="integer-vs-float errors into docs/results/units.json")
     r.add_argument("--out", default=None, help="output folder (default docs/results)")
     return p
@@ -62,6 +66,9 @@ def main(argv=None) -> int:
             print(json.dumps(table3()))
         elif args.cmd == "plot":
             for path in plot(args.out or FIGURES):
+                print(path)
+        elif args.cmd == "plot-int":
+            for path in plot_integer(args.out or FIGURES):
                 print(path)
         elif args.cmd == "report":
             rep = write_report(args.out or RESULTS)

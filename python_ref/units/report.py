@@ -11,7 +11,8 @@ from ..quant import IntAmosUnit, quantize_unit, to_int_input
 from . import PAPER_K, load_unit, relu_unit
 from .fit import grid, target, unit_errors
 
-__all__ = ["DEFAULT_BITS", "integer_unit", "compare_int_float", "report", "write_report", "plot"]
+__all__ = ["DEFAULT_BITS", "HARDWARE_BITS", "integer_unit", "compare_int_float", "report",
+           "write_report", "plot", "plot_integer"]
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results"
@@ -243,4 +244,55 @@ def plot(out_dir=FIGURES) -> list[Path]:
     fig.savefig(path)
     plt.close(fig)
     written.append(path)
+    return written
+
+
+#: (in_bits, w_bits, d_bits) of the integer units drawn by :func:`plot_integer`: the 8/8/6 units
+#: of the hardware tests (``rtl_tests/unit_network.py``, y in 8 signed bits) and the report's
+#: 12/12/12.
+HARDWARE_BITS = ((8, 8, 6), (12, 12, 12))
+
+
+def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
+    """Sigmoid and swish as the hardware computes them: every integer input ``v`` of the unit's
+    ``in_range`` through :class:`~python_ref.quant.IntAmosUnit` (which the ``UnitEngine`` equals
+    bit for bit, ``tests/test_engines_unit.py``), ``y * out_scale`` against the target at
+    ``v * in_scale``, with the error below; one PNG per unit, ``int_<name>_k<K>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ("sigmoid", "swish"):
+        fu = load_unit(name)
+        fig, (ax, ae) = plt.subplots(2, 1, figsize=(5.5, 5), dpi=120, sharex=True,
+                                     gridspec_kw={"height_ratios": [2, 1]})
+        lo, hi = fu.domain[0]
+        xs = np.linspace(lo, hi, 2001)
+        ax.plot(xs, target(name, xs), color="red", lw=1.2, label=f"{name}(x)")
+        for b, colour in zip(bits, ("tab:blue", "tab:green"), strict=False):
+            iu = quantize_unit(fu, *b)
+            v = np.arange(iu.in_range[0], iu.in_range[1] + 1)
+            x, y = v * iu.in_scale, iu(v) * iu.out_scale
+            err = y - target(name, x)
+            tag = f"integer {b[0]}/{b[1]}/{b[2]} bits, y in {iu.widths['y']} bits"
+            ax.step(x, y, where="mid", color=colour, lw=0.9, label=tag)
+            ae.plot(x, err, color=colour, lw=0.8,
+                    label=f"max |err| {np.abs(err).max():.3g}")
+        ax.set_title(f"{name} AMOS unit, K = {fu.K}, as the hardware computes it\n"
+                     f"(integer v in, y = sum d_i z_i out, scaled back)", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ae.set_xlabel("x = v * in_scale")
+        ae.set_ylabel("error")
+        ae.legend(fontsize=7)
+        ae.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"int_{name}_k{fu.K}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
     return written
