@@ -20,13 +20,18 @@ Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` com
 3. :func:`calibrate` runs the float ops (numpy) on calibration images from the *training* set
    and takes, for every ReLU, the given percentile of its outputs (all elements, zeros included)
    as the clipping level ``alpha_cal``. Default: 2,000 images (a fixed, seeded draw), 99.99th
-   percentile.
+   percentile. For a trained unit (``sigmoid``, ``swish``: an imported Sigmoid or SiLU) it takes
+   the percentile of the absolute value of the unit's input, recorded as ``input_cal``.
 4. :func:`quantise` picks per layer one power-of-two requantisation shift and integer weights
    (``docs/integer_semantics.md``): the accumulator scale is set by the layer's largest |weight|
    mapping to 127, the output scale is the accumulator scale times ``2**S`` and lies in
    ``[alpha_cal, 2*alpha_cal) / 2**K``. Where an identity shortcut is added, the accumulator
    scale must also be ``2**-shift`` times the skip tensor's scale so that the skip is a left
    shift; there the weights use ``(63.5, 127]`` of the int8 range (at most one bit less).
+   A trained unit layer's shift makes the unit's fit domain span about ``in_bits`` signed bits
+   of its input, and the library unit is quantised for that input scale
+   (:func:`python_ref.quant.quantize_unit_for_input`); its output scale is the unit's
+   ``out_scale`` (``unit_bits``; ``docs/integer_semantics.md``, "Trained units").
 5. The :class:`~python_ref.ir.Graph` is validated and saved (``.json`` + ``.npz``).
 6. Optionally (``--finetune EPOCHS``) :mod:`python_ref.finetune` trains the weights with the
    integer units in the loop, keeping every scale, shift and K; the shipped ResNet8 was made with
@@ -62,7 +67,10 @@ from .importers import (
     from_torch_ops,
     import_onnx,
 )
+from .importers.common import UNIT_OPS
+from .quant import IntAmosUnit, quantize_unit_for_input
 from .snn import im2col
+from .units import load_unit
 
 __all__ = [
     "ConversionError",
@@ -84,6 +92,9 @@ __all__ = [
 DEFAULT_K = 10
 DEFAULT_PERCENTILE = 99.99
 DEFAULT_CALIB = 2000
+#: (in_bits, w_bits, d_bits) of a trained unit layer: signed bits of its input v over the unit's
+#: fit domain, of its input weights c and of its output weights d (``quantise``, step 4).
+DEFAULT_UNIT_BITS = (12, 10, 10)
 CONVERTER_VERSION = 1
 
 
@@ -112,9 +123,34 @@ def _float_pool(a, o):
     return win.max(axis=3) if o["op"] == "maxpool" else win.sum(axis=3)
 
 
+def _float_unit(op: str, a: np.ndarray) -> np.ndarray:
+    """The float function a trained unit op approximates: ``sigmoid(a)`` or ``a * sigmoid(a)``
+    (``sigmoid(a) = (1 + tanh(a/2)) / 2``, which cannot overflow)."""
+    sig = (1 + np.tanh(a * a.dtype.type(0.5))) * a.dtype.type(0.5)
+    return sig if op == "sigmoid" else a * sig
+
+
+def _float_activation(o: dict, a: np.ndarray, hook, dtype) -> np.ndarray:
+    """A ``relu`` (clipped at its ``cap``) or a trained unit op on ``a``; ``hook`` sees the
+    ReLU's output, the unit's ``|a|``."""
+    if o["op"] == "relu":
+        v = np.maximum(a, 0)
+        if o.get("cap") is not None:
+            v = np.minimum(v, dtype(o["cap"]))
+        seen = v
+    else:
+        v = _float_unit(o["op"], a)
+        seen = np.abs(a)
+    if hook is not None:
+        hook(o["name"], seen)
+    return v
+
+
 def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarray:
     """Run the float ops on uint8 images (real input ``x / 255``); ``hook(name, value)`` sees
-    every ReLU output (a ReLU with a ``cap`` clips at it). Returns the logits."""
+    every ReLU output (a ReLU with a ``cap`` clips at it) and, for a trained unit (``sigmoid``,
+    ``swish``: the exact float function), the absolute value of its input. Returns the
+    logits."""
     vals = {}
     for o in ops:
         ins = [vals[i] for i in o["inputs"]]
@@ -131,12 +167,8 @@ def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarr
             v = sum(ins)
         elif o["op"] == "gap":
             v = ins[0].sum(axis=(1, 2))
-        elif o["op"] == "relu":
-            v = np.maximum(ins[0], 0)
-            if o.get("cap") is not None:
-                v = np.minimum(v, dtype(o["cap"]))
-            if hook is not None:
-                hook(o["name"], v)
+        elif o["op"] == "relu" or o["op"] in UNIT_OPS:
+            v = _float_activation(o, ins[0], hook, dtype)
         else:
             raise ConversionError(f"layer {o['name']!r}: unknown float op {o['op']!r}")
         vals[o["name"]] = v
@@ -151,7 +183,9 @@ def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarr
 def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
               batch_size: int = 100, progress: bool = True) -> dict:
     """ReLU name -> ``alpha_cal``: the ``percentile`` of its outputs over the images ``x``,
-    at most the ReLU's ``cap`` when it has one (Clip(0, a), ReLU6).
+    at most the ReLU's ``cap`` when it has one (Clip(0, a), ReLU6); trained unit (``sigmoid``,
+    ``swish``) name -> the ``percentile`` of the absolute value of its input (recorded as the
+    layer's ``input_cal``; the unit's input range is its fit domain, see :func:`quantise`).
 
     Exact over all elements: the top ``ceil((1 - p/100) * count) + 1`` values of every layer are
     kept across batches and the percentile is read from them (linear interpolation as in
@@ -230,7 +264,8 @@ def _pow2_exp(r: float) -> int:
 
 
 def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None = None,
-             name: str = "net", input_bits: int = 8, weight_bits: int = 8) -> _ir.Graph:
+             name: str = "net", input_bits: int = 8, weight_bits: int = 8,
+             unit_bits: tuple = DEFAULT_UNIT_BITS) -> _ir.Graph:
     """Integer weights, biases, shifts and units for the float ops (see the module docstring).
 
     Parameters
@@ -238,15 +273,23 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
     ops : list
         From :func:`float_graph`.
     alphas : dict
-        ReLU name -> calibrated clipping level (from :func:`calibrate`).
+        ReLU name -> calibrated clipping level, trained unit name -> calibrated level of its
+        |input| (from :func:`calibrate`).
     K : int
-        Neurons per ReLU unit.
+        Neurons per ReLU unit (a trained unit has its library file's K).
     K_layers : dict, optional
         Per-layer override, ReLU name -> K.
     name : str
         The description's name.
     input_bits, weight_bits : int
         Bits of the input pixels and of the (symmetric) weights.
+    unit_bits : (int, int, int)
+        ``(in_bits, w_bits, d_bits)`` of every trained unit layer: its shift ``S`` is the
+        smallest ``S >= 0`` with ``s_acc * 2^S >= R / (2^(in_bits-1) - 1)``, ``R`` the largest
+        ``|bound|`` of the unit's fit domain, so the domain spans about ``in_bits`` signed bits
+        of ``v``; the unit is then :func:`~python_ref.quant.quantize_unit_for_input` of the
+        library unit for ``in_scale = s_acc * 2^S`` with ``w_bits`` and ``d_bits``, and its
+        output scale ``s_y`` is the scale the next layer's weights absorb.
 
     Returns
     -------
@@ -255,7 +298,8 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
     """
     K_layers = dict(K_layers or {})
     _check_activations(ops, alphas, K_layers)
-    p = _plan_scales(ops, alphas, K, K_layers, input_bits, weight_bits)
+    unit_bits = _check_unit_bits(unit_bits)
+    p = _plan_scales(ops, alphas, K, K_layers, input_bits, weight_bits, unit_bits)
     arrays: dict[str, np.ndarray] = {}
     units: dict[str, dict] = {}
     nodes = []
@@ -265,8 +309,11 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
             raise ConversionError(f"layer {o['name']!r}: unknown float op {o['op']!r}")
         nodes.append(build(o, p, arrays, units))
     outputs = [o["name"] for o in ops if not p.consumers[o["name"]]]
+    meta = {"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits}
+    if any(o["op"] in UNIT_OPS for o in ops):
+        meta["unit_bits"] = dict(zip(("in_bits", "w_bits", "d_bits"), unit_bits, strict=True))
     g = _ir.Graph(name=name, nodes=nodes, units=units, arrays=arrays, outputs=outputs,
-                  meta={"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits})
+                  meta=meta)
     info = _ir.validate(g)
     for n in g.nodes:
         n["shape"] = list(info[n["name"]]["shape"])
@@ -274,15 +321,33 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
 
 
 def _check_activations(ops: list, alphas: dict, K_layers: dict) -> None:
-    """Every K override names a ReLU and every ReLU has a calibrated clipping level."""
+    """Every K override names a ReLU and every ReLU and trained unit has a calibrated level."""
     relus = [o["name"] for o in ops if o["op"] == "relu"]
+    units = {o["name"]: o["op"] for o in ops if o["op"] in UNIT_OPS}
     for k in K_layers:
+        if k in units:
+            raise ConversionError(f"K override for {k!r}: the layer is a trained {units[k]} "
+                                  "unit, whose K is its library file's "
+                                  f"(python_ref/units/{units[k]}.json)")
         if k not in relus:
             raise ConversionError(f"K override for {k!r}: no such activation layer "
                                   f"(known: {', '.join(relus)})")
-    for k in relus:
+    for k in relus + list(units):
         if k not in alphas:
             raise ConversionError(f"layer {k!r}: no calibrated clipping level")
+
+
+def _check_unit_bits(bits) -> tuple[int, int, int]:
+    """``(in_bits, w_bits, d_bits)`` as integers, each in 2..16 (2..30 for ``in_bits``)."""
+    try:
+        b = tuple(int(v) for v in bits)
+    except (TypeError, ValueError):
+        raise ConversionError(f"unit_bits must be three integers (in_bits, w_bits, d_bits), "
+                              f"not {bits!r}") from None
+    if len(b) != 3 or not all(2 <= v <= hi for v, hi in zip(b, (30, 16, 16), strict=True)):
+        raise ConversionError(f"unit_bits {list(b)}: in_bits must lie in 2..30, w_bits and "
+                              "d_bits in 2..16")
+    return b
 
 
 @dataclass
@@ -295,13 +360,16 @@ class _Scales:
     qmax: int  # largest integer weight
     input_bits: int
     weight_bits: int
+    unit_bits: tuple  # (in_bits, w_bits, d_bits) of the trained units
     scale: dict  # tensor -> its scale
     acc_scale: dict  # conv/dense op -> its accumulator scale
-    relu: dict  # ReLU name -> {"K", "S", "s_acc", "lshift", "skips", "alpha_cal", "alpha"}
+    # activation (ReLU or trained unit) name -> {"K", "S", "s_acc", "lshift", "skips",
+    # "alpha_cal", and "alpha" (ReLU) or "unit" (the IntAmosUnit)}
+    act: dict
 
 
 def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: int,
-                 weight_bits: int) -> _Scales:
+                 weight_bits: int, unit_bits: tuple = DEFAULT_UNIT_BITS) -> _Scales:
     """Every tensor's scale, in the float order: the input's from its bits, each ReLU's from
     its calibrated level and K, an output dense layer's from its weights."""
     consumers = {o["name"]: [] for o in ops}
@@ -310,13 +378,16 @@ def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: in
             consumers[i].append(o["name"])
     p = _Scales(byname={o["name"]: o for o in ops}, consumers=consumers,
                 qmax=2 ** (weight_bits - 1) - 1, input_bits=input_bits, weight_bits=weight_bits,
-                scale={"input": 1.0 / (2**input_bits - 1)}, acc_scale={}, relu={})
+                unit_bits=tuple(unit_bits), scale={"input": 1.0 / (2**input_bits - 1)},
+                acc_scale={}, act={})
     for o in ops:
         nm = o["name"]
         if o["op"] in ("gap", "maxpool", "avgpool"):
             p.scale[nm] = p.scale[o["inputs"][0]]
         elif o["op"] == "relu":
             _plan_relu(p, o, alphas[nm], K_layers.get(nm, K))
+        elif o["op"] in UNIT_OPS:
+            _plan_unit(p, o, alphas[nm])
         elif o["op"] == "dense" and not consumers[nm]:
             s_acc, _ = _accumulator_scale(p, [o], [], nm)
             p.acc_scale[nm] = s_acc
@@ -354,8 +425,34 @@ def _plan_relu(p: _Scales, o: dict, alpha_cal: float, k) -> None:
     p.scale[nm] = s_acc * 2**S
     for c in convs:
         p.acc_scale[c["name"]] = s_acc
-    p.relu[nm] = {"K": k, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
-                  "alpha_cal": alpha_cal, "alpha": p.scale[nm] * 2**k}
+    p.act[nm] = {"K": k, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
+                 "alpha_cal": alpha_cal, "alpha": p.scale[nm] * 2**k}
+
+
+def _plan_unit(p: _Scales, o: dict, input_cal: float) -> None:
+    """A trained unit's shift ``S``, the smallest ``S >= 0`` whose step ``s_v = s_acc * 2**S``
+    is at least ``R / (2**(in_bits-1) - 1)`` (``R``: the largest |bound| of the unit's fit
+    domain), and the library unit quantised for that input scale; the layer's output scale is
+    the unit's ``out_scale``."""
+    nm = o["name"]
+    convs, skips = _terms(p.byname, o["inputs"][0])
+    s_acc, lsh = _accumulator_scale(p, convs, skips, nm)
+    in_bits, w_bits, d_bits = p.unit_bits
+    fu = load_unit(o["op"])
+    R = max(abs(v) for v in fu.domain[0])
+    S = max(0, math.ceil(math.log2(R / (2 ** (in_bits - 1) - 1) / s_acc) - 1e-12))
+    if S > 62:
+        raise ConversionError(f"layer {nm!r}: the {o['op']} unit would need a shift of {S} "
+                              "(more than 62); the accumulator scale is too fine")
+    try:
+        unit = quantize_unit_for_input(fu, s_acc * 2.0**S, w_bits, d_bits)
+    except ValueError as e:
+        raise ConversionError(f"layer {nm!r}: {e}") from None
+    p.scale[nm] = unit.out_scale
+    for c in convs:
+        p.acc_scale[c["name"]] = s_acc
+    p.act[nm] = {"K": unit.K, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
+                 "alpha_cal": input_cal, "unit": unit}
 
 
 # One function per float op: (op, scales, arrays, units) -> the IR node; a conv or dense layer
@@ -398,18 +495,18 @@ def _node_weighted(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
 def _node_add(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     """The residual add: accumulator terms keep shift 0, skip activations shift left."""
     nm = o["name"]
-    relu = p.relu[p.consumers[nm][0]]
+    act = p.act[p.consumers[nm][0]]
     lsh = []
-    it = iter(relu["lshift"])
+    it = iter(act["lshift"])
     for i in o["inputs"]:
         lsh.append(0 if p.byname[i]["op"] in ("conv", "dense", "add") else next(it))
     return {"name": nm, "op": "add", "inputs": list(o["inputs"]), "lshift": lsh,
-            "scale": relu["s_acc"]}
+            "scale": act["s_acc"]}
 
 
 def _node_relu(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     nm = o["name"]
-    r = p.relu[nm]
+    r = p.act[nm]
     uname = f"relu_k{r['K']}"
     units[uname] = {"kind": "relu", "K": r["K"]}
     node = {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
@@ -418,6 +515,24 @@ def _node_relu(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     if o.get("cap") is not None:
         node["cap"] = float(o["cap"])
     return node
+
+
+def _node_unit(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    """A trained unit layer: its integer unit (kind ``amos``, arrays ``<unit>.c``, ``.T``,
+    ``.h``, ``.d``) in the library under ``<op>_k<K>.<layer>`` and the ``amos`` node."""
+    nm = o["name"]
+    r = p.act[nm]
+    u: IntAmosUnit = r["unit"]
+    uname = f"{o['op']}_k{u.K}.{nm}"
+    for k in ("c", "T", "h", "d"):
+        arrays[f"{uname}.{k}"] = np.array(getattr(u, k), np.int64)
+    units[uname] = {"kind": "amos", "c": f"{uname}.c", "T": f"{uname}.T", "h": f"{uname}.h",
+                    "d": f"{uname}.d", "in_range": list(u.in_range), "in_scale": u.in_scale,
+                    "out_scale": u.out_scale, "source": u.name}
+    lo, hi = load_unit(o["op"]).domain[0]
+    return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
+            "rshift": [r["S"]], "scale": u.out_scale, "input_cal": r["alpha_cal"],
+            "domain": [lo, hi]}
 
 
 def _node_gap(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
@@ -433,7 +548,8 @@ def _node_pool(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
 
 _NODE_BUILDERS = {"input": _node_input, "conv": _node_weighted, "dense": _node_weighted,
                   "add": _node_add, "relu": _node_relu, "gap": _node_gap,
-                  "maxpool": _node_pool, "avgpool": _node_pool}
+                  "maxpool": _node_pool, "avgpool": _node_pool,
+                  **{op: _node_unit for op in UNIT_OPS}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,19 +590,23 @@ def convert(arch: str, checkpoint=None, data=None, out=None, K: int = DEFAULT_K,
 def convert_ops(ops: list, x: np.ndarray, name: str = "net", out=None, K: int = DEFAULT_K,
                 K_layers: dict | None = None, percentile: float = DEFAULT_PERCENTILE,
                 source: dict | None = None, split: str = "train",
-                progress: bool = True) -> _ir.Graph:
+                progress: bool = True, unit_bits: tuple = DEFAULT_UNIT_BITS) -> _ir.Graph:
     """Float ops (from :func:`float_graph` or an importer) -> validated
     :class:`~python_ref.ir.Graph`: calibrate on the uint8 images ``x`` (N x H x W x C), then
-    quantise; saved to ``out`` when given. ``source`` and ``split`` go into ``meta``."""
+    quantise (``unit_bits``: see :func:`quantise`); saved to ``out`` when given. ``source`` and
+    ``split`` go into ``meta``."""
     want = tuple(ops[0]["shape"])
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
         raise ConversionError(f"calibration images of shape {tuple(x.shape)}; the model takes "
                               f"N x {' x '.join(map(str, want))} (N x H x W x C) pixels")
     alphas = calibrate(ops, x, percentile, progress=progress)
-    g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name)
+    g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name, unit_bits=unit_bits)
+    rule = "percentile of every ReLU output element over the calibration images"
+    if any(o["op"] in UNIT_OPS for o in ops):
+        rule += ("; of the absolute value of every trained unit's input element (input_cal, "
+                 "recorded only: the unit's input range is its fit domain)")
     g.meta.update({"source": dict(source or {}), "calibration": {
-        "images": int(len(x)), "split": split, "percentile": percentile,
-        "rule": "percentile of every ReLU output element over the calibration images"}})
+        "images": int(len(x)), "split": split, "percentile": percentile, "rule": rule}})
     if out is not None:
         _ir.save(g, out)
     return g
@@ -536,7 +656,7 @@ def import_ops(model, input_scale: float = 1 / 255, mean=0.0, std=1.0) -> list:
 def from_torch(module, example_input, calib, out=None, name: str = "net", K: int = DEFAULT_K,
                K_layers: dict | None = None, input_scale: float = 1 / 255, mean=0.0,
                std=1.0, n_calib: int = DEFAULT_CALIB, percentile: float = DEFAULT_PERCENTILE,
-               progress: bool = True) -> _ir.Graph:
+               progress: bool = True, unit_bits: tuple = DEFAULT_UNIT_BITS) -> _ir.Graph:
     """A ``torch.nn.Module`` -> validated :class:`~python_ref.ir.Graph`, through
     ``torch.export`` and the ONNX importer (the same float ops as its ONNX file).
 
@@ -550,7 +670,7 @@ def from_torch(module, example_input, calib, out=None, name: str = "net", K: int
         Calibration pixels: see :func:`load_calibration`.
     out : path, optional
         Stem to save ``.json`` / ``.npz`` to.
-    name, K, K_layers, percentile
+    name, K, K_layers, percentile, unit_bits
         As for :func:`quantise` and :func:`calibrate`.
     input_scale, mean, std
         The input normalisation (one value or one per channel), folded into the first layers.
@@ -561,7 +681,7 @@ def from_torch(module, example_input, calib, out=None, name: str = "net", K: int
                                    std)
     x, where = load_calibration(calib, n_calib)
     return convert_ops(ops, x, name=name, out=out, K=K, K_layers=K_layers,
-                       percentile=percentile,
+                       percentile=percentile, unit_bits=unit_bits,
                        source={"torch": type(module).__name__, "input_scale": input_scale,
                                "mean": np.asarray(mean, np.float64).reshape(-1).tolist(),
                                "std": np.asarray(std, np.float64).reshape(-1).tolist()},
@@ -577,6 +697,17 @@ def _parse_k_layers(items) -> dict:
         except ValueError:
             raise SystemExit(f"error: --K-layer wants NAME=K, not {it!r}") from None
     return out
+
+
+def _parse_unit_bits(text: str) -> tuple:
+    try:
+        bits = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        bits = ()
+    if len(bits) != 3:
+        raise argparse.ArgumentTypeError(f"--unit-bits wants IN,W,D (three integers, e.g. "
+                                         f"12,10,8), not {text!r}")
+    return bits
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -608,6 +739,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--K", type=int, default=DEFAULT_K, help="neurons per ReLU unit (default 10)")
     p.add_argument("--K-layer", action="append", metavar="NAME=K",
                    help="per-layer K, e.g. stem.act=8 (repeatable)")
+    p.add_argument("--unit-bits", type=_parse_unit_bits, default=DEFAULT_UNIT_BITS,
+                   metavar="IN,W,D",
+                   help="--onnx, trained units (sigmoid, swish): signed bits of the unit's "
+                        "input over its fit domain, of its input weights and of its output "
+                        f"weights (default {','.join(map(str, DEFAULT_UNIT_BITS))})")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB)
     p.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE)
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
@@ -627,6 +763,11 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
         raise ConversionError("--onnx --finetune needs --train TRAIN (the training images)")
     out = Path(a.out)
     ops = import_ops(a.onnx, a.input_scale, a.mean, a.std)
+    units = [o for o in ops if o["op"] in UNIT_OPS]
+    if a.finetune and units:
+        raise ConversionError(f"layer {units[0]['name']!r} ({units[0]['op']}): fine-tuning "
+                              "with trained units is not supported yet; convert without "
+                              "--finetune")
     print(f"imported {a.onnx}: {len(ops) - 1} float ops "
           f"({', '.join(f'{k} {v}' for k, v in _op_counts(ops).items())}); input "
           f"{' x '.join(map(str, ops[0]['shape']))} pixels as (x * {a.input_scale:.6g} - "
@@ -637,7 +778,8 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
     src = {"onnx": Path(a.onnx).name, "sha256": hashlib.sha256(data).hexdigest(),
            "input_scale": a.input_scale, "mean": a.mean, "std": a.std}
     g = convert_ops(ops, x, name=out.name, K=a.K, K_layers=_parse_k_layers(a.K_layer),
-                    percentile=a.percentile, source=src, split=where)
+                    percentile=a.percentile, source=src, split=where, unit_bits=a.unit_bits)
+    _report_units(g)
     if a.finetune > 0:
         # python_ref.finetune imports torch at its top; this module must import without it
         from .finetune import finetune_ops, load_training
@@ -649,6 +791,33 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
         _ir.save(g, out.with_name(out.name + "_plain"))
         g = tuned
     return g, out
+
+
+def _report_units(g: _ir.Graph) -> None:
+    """One line per trained unit layer: its K, shift, input range and output width; a warning
+    when the calibrated |input| level lies so far outside the unit's fit domain that the
+    saturated output misses the function by more than the unit's fit error there."""
+    for n in g.amos_nodes():
+        if "domain" not in n:
+            continue
+        u = g.unit(n["unit"])
+        lo, hi = n["domain"]
+        print(f"  {n['name']}: {u.name} unit, K = {u.K}, rshift {n['rshift'][0]}, input "
+              f"{list(u.in_range)} (real [{lo:g}, {hi:g}]), output {u.widths['y']} signed bits")
+        miss = _saturation_error(u.name, n["input_cal"], lo, hi)
+        fit = float(load_unit(u.name).meta.get("max_abs_err", 0.0))
+        if miss > fit:
+            print(f"  warning: {n['name']}: the calibrated |input| level {n['input_cal']:.3g} "
+                  f"lies outside the {u.name} unit's fit domain [{lo:g}, {hi:g}]; inputs "
+                  f"beyond it saturate, missing {u.name} by up to {miss:.3g} (fit error "
+                  f"{fit:.3g})")
+
+
+def _saturation_error(op: str, level: float, lo: float, hi: float) -> float:
+    """``max |f(x) - f(clamp(x, lo, hi))|`` over ``|x| <= level`` for the monotone-beyond-the-
+    domain functions of :data:`UNIT_OPS` (reached at ``x = -level`` or ``+level``)."""
+    x = np.array([-level, level], np.float64)
+    return float(np.abs(_float_unit(op, x) - _float_unit(op, np.clip(x, lo, hi))).max())
 
 
 def _op_counts(ops: list) -> dict:

@@ -22,6 +22,7 @@ __all__ = [
     "requant_shift",
     "IntAmosUnit",
     "quantize_unit",
+    "quantize_unit_for_input",
     "to_int_input",
     "signed_width",
 ]
@@ -490,6 +491,70 @@ def quantize_unit(unit, in_bits: int = 12, w_bits: int = 12, d_bits: int = 12) -
         c2=c_int[1] if two else None,
         in_range=ranges[0], in2_range=ranges[1] if two else None,
         in_scale=scales[0], in2_scale=scales[1] if two else None, out_scale=s_y,
+    )
+
+
+def quantize_unit_for_input(unit, in_scale: float, w_bits: int = 10,
+                            d_bits: int = 10) -> IntAmosUnit:
+    """Fixed-point version of a trained one-input float unit for a *given* input scale.
+
+    A converted layer feeds the unit ``v = (acc + 2^(S-1)) >> S``, whose real value is
+    ``v * in_scale`` (``in_scale = s_acc * 2^S``, chosen by the converter); this is
+    :func:`quantize_unit` with that scale in place of the one derived from ``in_bits``
+    (roundings to nearest, ties to even, ``numpy.rint``):
+
+    * **Input.** ``s_v = in_scale``; the fit domain ``[lo, hi]`` becomes the integer range
+      ``in_range = [rint(lo / s_v), rint(hi / s_v)]``; inputs outside it saturate
+      (:class:`IntAmosUnit` clamps).
+    * **Membrane.** ``s_u = max_i |c_i| * s_v / (2^(w_bits-1) - 1)``;
+      ``c_int = rint(c * s_v / s_u)`` (so the largest ``|c_int|`` is ``2^(w_bits-1) - 1``),
+      ``T_int = rint(T / s_u)``, ``h_int = rint(h / s_u)`` (strict lower triangle).
+    * **Output.** ``s_y = max_i |d_i| / (2^(d_bits-1) - 1)``, ``d_int = rint(d / s_y)``; the
+      real output is ``y * s_y`` (``out_scale``), ``y = sum_i d_int_i z_i`` a signed integer.
+
+    Parameters
+    ----------
+    unit : AmosUnit
+        One-input float unit with a ``domain``.
+    in_scale : float
+        Real value of one step of the integer input ``v`` (positive, finite).
+    w_bits, d_bits : int
+        Signed widths of the input weights ``c`` and the output weights ``d`` (2..32).
+
+    Returns
+    -------
+    IntAmosUnit
+        Named as ``unit``, with ``in_scale``, ``out_scale`` and ``in_range`` as above.
+    """
+    w_bits = _check_pos_int(w_bits, "w_bits", 32)
+    d_bits = _check_pos_int(d_bits, "d_bits", 32)
+    for what, b in (("w_bits", w_bits), ("d_bits", d_bits)):
+        if b < 2:
+            raise ValueError(f"{what} must be at least 2, not {b}")
+    s_v = float(in_scale)
+    if not (math.isfinite(s_v) and s_v > 0):
+        raise ValueError(f"in_scale must be a positive finite number, not {in_scale!r}")
+    if unit.c2 is not None:
+        raise ValueError(f"unit {unit.name!r} has two inputs; quantize_unit_for_input takes "
+                         "one-input units")
+    if unit.domain is None:
+        raise ValueError(f"unit {unit.name!r} has no domain; cannot choose its input range")
+    c = np.asarray(unit.c, np.float64)
+    big_c = float(np.max(np.abs(c)))
+    if big_c == 0:
+        raise ValueError(f"unit {unit.name!r} has all input weights zero")
+    s_u = big_c * s_v / (2 ** (w_bits - 1) - 1)
+    lo, hi = unit.domain[0]
+    d = np.asarray(unit.d, np.float64)
+    big_d = float(np.max(np.abs(d)))
+    s_y = (big_d if big_d > 0 else 1.0) / (2 ** (d_bits - 1) - 1)
+    return IntAmosUnit(
+        unit.name, c=np.rint(c * s_v / s_u).astype(np.int64),
+        T=np.rint(np.asarray(unit.T) / s_u).astype(np.int64),
+        h=np.rint(np.tril(np.asarray(unit.h), -1) / s_u).astype(np.int64),
+        d=np.rint(d / s_y).astype(np.int64),
+        in_range=(int(np.rint(lo / s_v)), int(np.rint(hi / s_v))), in_scale=s_v,
+        out_scale=s_y,
     )
 
 

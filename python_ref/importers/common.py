@@ -10,7 +10,13 @@ import numpy as np
 
 from ..checkpoint import ConversionError
 
-__all__ = ["ModelImportError", "sanitise_name", "unique_name", "fold_input_normalisation"]
+__all__ = ["ModelImportError", "UNIT_OPS", "sanitise_name", "unique_name",
+           "fold_input_normalisation"]
+
+#: Float ops that an importer writes for a trained AMOS unit (``python_ref/units/<op>.json``):
+#: ONNX ``Sigmoid`` -> ``sigmoid``; ``Mul(x, Sigmoid(x))`` (PyTorch's ``nn.SiLU``) or ONNX
+#: ``Swish`` (alpha 1) -> ``swish``. Each reads one conv / dense / add output.
+UNIT_OPS = ("sigmoid", "swish")
 
 
 class ModelImportError(ConversionError):

@@ -17,14 +17,20 @@ import onnx
 from onnx import numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
-from .common import ModelImportError, sanitise_name, unique_name
+from .common import UNIT_OPS, ModelImportError, sanitise_name, unique_name
 
 __all__ = ["SUPPORTED_OPS", "import_onnx"]
 
 #: ONNX op types the importer maps (what each becomes: docs/import.md).
 SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Clip",
-                 "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten",
-                 "Reshape", "Identity", "Dropout")
+                 "Sigmoid", "Mul", "Swish", "MaxPool", "AveragePool", "GlobalAveragePool",
+                 "ReduceMean", "Flatten", "Reshape", "Identity", "Dropout")
+
+#: Why an op type that looks close to a supported one is refused (added to the error).
+_REFUSED_HINTS = {
+    "HardSwish": "no trained unit approximates it; use SiLU (x * Sigmoid(x)), the swish unit",
+    "HardSigmoid": "no trained unit approximates it; use Sigmoid, the sigmoid unit",
+}
 
 
 @dataclass
@@ -50,6 +56,8 @@ class _State:
     consts: dict  # tensor name -> numpy array
     shapes: dict  # tensor name -> static shape (from onnx shape inference), when known
     consumers: dict  # tensor name -> nodes reading it (through Identity / Dropout)
+    readers: dict = field(default_factory=dict)  # tensor name -> those nodes
+    silu: dict = field(default_factory=dict)  # Sigmoid output -> its input, for Mul(x, s)
     alias: dict = field(default_factory=dict)  # Identity / Dropout output -> the tensor it is
     acts: dict = field(default_factory=dict)  # tensor name -> _Tensor
     ops: list = field(default_factory=list)  # the float ops
@@ -97,6 +105,7 @@ def _count_readers(st: _State, nodes: list) -> None:
             for i in n.input:
                 src = st.alias.get(i, i)
                 st.consumers[src] = st.consumers.get(src, 0) + 1
+                st.readers.setdefault(src, []).append(n)
 
 
 def _read(model) -> onnx.ModelProto:
@@ -196,7 +205,9 @@ def _shape_only_nodes(g) -> set:
 def _check_supported(nodes: list) -> None:
     bad = [n for n in nodes if n.op_type not in SUPPORTED_OPS]
     if bad:
-        lines = "\n".join(f"  node {n.name!r}: {n.op_type}" for n in bad)
+        lines = "\n".join(f"  node {n.name!r}: {n.op_type}"
+                          + (f" ({_REFUSED_HINTS[n.op_type]})" if n.op_type in _REFUSED_HINTS
+                             else "") for n in bad)
         raise ModelImportError(f"{len(bad)} node(s) of an unsupported op type:\n{lines}\n"
                                f"supported: {', '.join(SUPPORTED_OPS)}")
 
@@ -427,7 +438,7 @@ def _non_negative(st: _State, op: dict) -> bool:
     one."""
     while op["op"] in ("maxpool", "avgpool", "gap"):
         op = st.byname[op["inputs"][0]]
-    return op["op"] == "relu"
+    return op["op"] in ("relu", "sigmoid")
 
 
 def _relu(st: _State, n, name: str, cap: float | None = None) -> None:
@@ -438,6 +449,10 @@ def _relu(st: _State, n, name: str, cap: float | None = None) -> None:
     if cap is None and _non_negative(st, src):
         st.acts[n.output[0]] = x
         return
+    if src["op"] in UNIT_OPS:
+        raise ModelImportError(f"{st.origin[src['name']]} -> node {n.name!r} ({n.op_type}): an "
+                               f"activation after a trained unit ({src['op']}) is not "
+                               "supported")
     if x.div != 1:
         raise ModelImportError(f"{st.origin.get(x.op, x.op)} -> node {n.name!r} "
                                f"({n.op_type}): an activation after an average pool is not "
@@ -482,6 +497,66 @@ def _clip(st: _State, n, name: str) -> None:
         if not cap > 0:
             raise ModelImportError(f"node {n.name!r} (Clip): max {cap} must be positive")
     _relu(st, n, name, cap)
+
+
+def _swish_mul(st: _State, n):
+    """The Mul that makes Sigmoid node ``n`` a SiLU: the only reader of its output, whose other
+    input is the Sigmoid's input (the same tensor, through Identity / Dropout); else None."""
+    out, x = (st.alias.get(t, t) for t in (n.output[0], n.input[0]))
+    readers = st.readers.get(out, [])
+    if len(readers) != 1 or readers[0].op_type != "Mul" or len(readers[0].input) != 2:
+        return None
+    ins = [st.alias.get(t, t) for t in readers[0].input]
+    return readers[0] if sorted(ins) == sorted([out, x]) and out != x else None
+
+
+def _sigmoid(st: _State, n, name: str) -> None:
+    """Sigmoid: the ``sigmoid`` unit; when a Mul multiplies its output by its own input (how
+    PyTorch exports ``nn.SiLU``), nothing yet: that Mul becomes the ``swish`` unit."""
+    x = _act(st, n)
+    if _swish_mul(st, n) is not None:
+        st.silu[st.alias.get(n.output[0], n.output[0])] = (st.alias.get(n.input[0], n.input[0]),
+                                                           n)
+        return
+    _unit(st, n, name, "sigmoid", x)
+
+
+def _mul(st: _State, n, name: str) -> None:
+    """``Mul(x, Sigmoid(x))`` (either order): the ``swish`` unit, named after the Mul."""
+    ins = [st.alias.get(t, t) for t in n.input]
+    for s, x in (ins, ins[::-1]):
+        if s in st.silu and st.silu[s][0] == x:
+            sig = st.silu[s][1]
+            _unit(st, n, name, "swish", _act(st, n, ins.index(x)),
+                  f"node {sig.name!r} (Sigmoid) and node {n.name!r} (Mul)")
+            return
+    raise ModelImportError(f"node {n.name!r} (Mul): only x * Sigmoid(x) (SiLU / swish: the "
+                           "same tensor x on both sides) is supported; another product (of two "
+                           "activations, as in squeeze-and-excitation, or by a constant) is not")
+
+
+def _swish(st: _State, n, name: str) -> None:
+    """ONNX ``Swish`` (opset 24: ``x * Sigmoid(alpha * x)``) with ``alpha = 1``."""
+    alpha = float(_attrs(n).get("alpha", 1.0))
+    if alpha != 1.0:
+        raise ModelImportError(f"node {n.name!r} (Swish): alpha = {alpha:g} is not supported; "
+                               "the swish unit is x * sigmoid(x) (alpha = 1)")
+    _unit(st, n, name, "swish", _act(st, n))
+
+
+def _unit(st: _State, n, name: str, kind: str, x: _Tensor, origin: str | None = None) -> None:
+    """A trained-unit op ``kind`` reading ``x``, which must be a conv / dense / add output."""
+    where = origin or f"node {n.name!r} ({n.op_type})"
+    if x.div != 1:
+        raise ModelImportError(f"{where}: an activation after an average pool is not "
+                               "supported; put it before the pool")
+    src = st.byname[x.op]
+    if src["op"] not in ("conv", "dense", "add"):
+        what = st.origin.get(src["name"], "the input image")
+        raise ModelImportError(f"{where}: the {kind} unit must read a Conv / Gemm / MatMul "
+                               f"(or a residual Add) output, not that of {what} ({src['op']})")
+    _emit(st, n, {"name": name, "op": kind, "inputs": [x.op]}, x.shape, flat_from=x.flat_from)
+    st.origin[name] = where
 
 
 def _gap(st: _State, n, name: str) -> None:
@@ -534,6 +609,7 @@ def _check_reshape(st: _State, n, x: _Tensor) -> None:
 
 _HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add,
              "BatchNormalization": _batchnorm, "Relu": _relu, "Clip": _clip,
+             "Sigmoid": _sigmoid, "Mul": _mul, "Swish": _swish,
              "MaxPool": _pool, "AveragePool": _pool, "GlobalAveragePool": _gap,
              "ReduceMean": _reduce_mean, "Flatten": _flatten,
              "Reshape": _flatten, "Identity": lambda st, n, name: _alias(st, n),
@@ -550,6 +626,11 @@ def _check_pools(st: _State) -> None:
             src = st.byname[o["inputs"][0]]
             if src["op"] not in allowed[o["op"]]:
                 what = st.origin.get(src["name"], "the input")
+                if src["op"] in UNIT_OPS:
+                    raise ModelImportError(
+                        f"{st.origin[o['name']]}: its input ({what}) is a trained "
+                        f"{src['op']} unit; a pool after a trained unit is not supported (a "
+                        "pool must read a ReLU / Clip(0, a) activation)")
                 raise ModelImportError(
                     f"{st.origin[o['name']]}: its input ({what}, {src['op']}) may be negative; "
                     "a pool must read a ReLU / Clip(0, a) activation (or another pool, or for "
