@@ -17,6 +17,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from amos_hw.flow import build_network
+from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
 from python_ref import convert as cv
 from python_ref import evaluate as ev
 from python_ref import ir, snn
@@ -262,6 +264,29 @@ def test_finetune_and_K_override_refused_for_units(net, tmp_path):
         cv.main(["--onnx", str(d / "m.onnx"), "--calib", str(d / "calib.npz"),
                  "--out", str(tmp_path / "f"), "--K-layer", "node_sigmoid=4"])
     assert not (tmp_path / "f.json").exists()
+
+
+def _simulate(top, images):
+    beats = [{"data": int(v), "first": int(k == 0), "last": int(k == img.size - 1)}
+             for img in images for k, v in enumerate(np.asarray(img).ravel())]
+    got = []
+
+    async def producer(ctx):
+        await stream_put_many(ctx, top.pixels, beats)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_many(ctx, top.result, len(images)))
+
+    run_simulation(top, producer, consumer, max_cycles=400_000)
+    return np.array([[int(v) for v in r.logits] for r in got], np.int64)
+
+
+def test_hardware_bit_exact(net):
+    """The generated network (the unit layers on amos_hw's unit engine) in the Amaranth
+    simulator against python_ref, bit for bit, on two images (a few seconds)."""
+    images = net["x"][:2]
+    logits = _simulate(build_network(str(net["dir"] / "m.json")), images)
+    assert np.array_equal(logits, snn.run(net["g"], images).logits)
 
 
 # ---------------------------------------------------------------------------------------------
