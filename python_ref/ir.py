@@ -410,7 +410,25 @@ def _layer_unit(g: Graph, n: dict) -> IntAmosUnit:
         raise IRError(f"layer {name!r}: {e}") from None
 
 
+def _check_gate_shapes(n: dict, src: list) -> None:
+    """A two-input ``amos`` layer ``[x, g]``: ``g`` has the shape of ``x`` or is one value per
+    channel, ``(C,)`` with ``C = x.shape[-1]``, broadcast over the leading axes of ``x``
+    (``x[h, w, c]`` pairs with ``g[c]``); the output has the shape of ``x``."""
+    if len(src) < 2:
+        return
+    xs, gs = src[0]["shape"], src[1]["shape"]
+    if gs == xs or (len(xs) > 1 and gs == (xs[-1],)):
+        return
+    raise IRError(f"layer {n['name']!r}: a two-input unit takes x and g = {n['inputs'][1]!r} "
+                  f"of the same shape or g of shape (C,) = ({xs[-1]},) broadcast over x's "
+                  f"leading axes; x = {n['inputs'][0]!r} has shape {xs}, g has shape {gs}")
+
+
 def _infer_amos(g: Graph, n: dict, src: list) -> dict:
+    """An ``amos`` layer: one input, or two ``[x, g]`` with ``g`` broadcast over ``x``
+    (:func:`_check_gate_shapes`); the output has ``x``'s shape. Bounds: a ReLU unit's
+    ``[0, 2**K - 1]``, a general unit's ``[sum of its negative d, sum of its positive d]``
+    (the range of ``y = sum_i d_i z_i`` over all spike patterns)."""
     name, unit_name = n["name"], n["unit"]
     unit = _layer_unit(g, n)
     if len(src) != unit.inputs:
@@ -419,8 +437,7 @@ def _infer_amos(g: Graph, n: dict, src: list) -> dict:
     rs = n["rshift"]
     if len(rs) != len(src) or any(not isinstance(v, int) or not 0 <= v <= 62 for v in rs):
         raise IRError(f"layer {name!r}: rshift must hold one integer 0..62 per input, not {rs!r}")
-    if len({s["shape"] for s in src}) != 1:
-        raise IRError(f"layer {name!r}: unit inputs have different shapes")
+    _check_gate_shapes(n, src)
     if g.units[unit_name]["kind"] == "relu":
         lo, hi = 0, 2 ** unit.K - 1
     else:

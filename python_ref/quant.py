@@ -23,6 +23,7 @@ __all__ = [
     "IntAmosUnit",
     "quantize_unit",
     "quantize_unit_for_input",
+    "quantize_unit_for_inputs",
     "to_int_input",
     "signed_width",
 ]
@@ -555,6 +556,95 @@ def quantize_unit_for_input(unit, in_scale: float, w_bits: int = 10,
         d=np.rint(d / s_y).astype(np.int64),
         in_range=(int(np.rint(lo / s_v)), int(np.rint(hi / s_v))), in_scale=s_v,
         out_scale=s_y,
+    )
+
+
+def _check_bits(**bits) -> None:
+    for what, b in bits.items():
+        _check_pos_int(b, what, 32)
+        if b < 2:
+            raise ValueError(f"{what} must be at least 2, not {b}")
+
+
+def _positive_pair(values, what: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be two positive finite numbers, not {values!r}") from None
+    for v in (a, b):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{what} must be two positive finite numbers, not {values!r}")
+    return a, b
+
+
+def quantize_unit_for_inputs(unit, in_scales, spans=(1.0, 1.0), w_bits: int = 10,
+                             d_bits: int = 10) -> IntAmosUnit:
+    """Fixed-point version of a trained two-input float unit for *given* input scales.
+
+    A converted two-input layer (the squeeze-and-excitation gate) feeds the unit
+    ``v_j = (a_j + 2^(S_j-1)) >> S_j`` (``j = 1, 2``), of real value ``v_j * in_scales[j]``. The
+    float unit works in its own units, its fit domain; ``spans[j]`` (``R_j``) is the real value
+    of one such unit on input ``j``, so the unit reads ``v_j * t_j`` with
+    ``t_j = in_scales[j] / R_j``. For a product unit (``mult``: ``u(a, b) ~ a*b``) the real
+    output is then ``R_1 * R_2 * u(x_1 / R_1, x_2 / R_2) ~ x_1 * x_2``, so the output scale
+    carries ``R_1 * R_2``. The rule, as :func:`quantize_unit_for_input` (roundings to nearest,
+    ties to even, ``numpy.rint``):
+
+    * **Inputs.** Input ``j``'s fit domain ``[lo_j, hi_j]`` becomes the integer range
+      ``[rint(lo_j / t_j), rint(hi_j / t_j)]`` (``in_range``, ``in2_range``); inputs outside it
+      saturate (:class:`IntAmosUnit` clamps).
+    * **Membrane.** ``s_u = max_j (max_i |c_ji| * t_j) / (2^(w_bits-1) - 1)``;
+      ``c_int = rint(c * t_1 / s_u)``, ``c2_int = rint(c2 * t_2 / s_u)`` (the largest of all
+      ``|c_int|``, ``|c2_int|`` is ``2^(w_bits-1) - 1``), ``T_int = rint(T / s_u)``,
+      ``h_int = rint(h / s_u)`` (strict lower triangle).
+    * **Output.** ``d_int = rint(d / s_d)`` with ``s_d = max_i |d_i| / (2^(d_bits-1) - 1)``;
+      the real output is ``y * s_y``, ``s_y = s_d * R_1 * R_2`` (``out_scale``),
+      ``y = sum_i d_int_i z_i`` a signed integer.
+
+    Parameters
+    ----------
+    unit : AmosUnit
+        Two-input float unit with a ``domain``.
+    in_scales : (float, float)
+        Real value of one step of ``v_1`` and of ``v_2`` (positive, finite).
+    spans : (float, float)
+        ``R_1, R_2`` as above (positive, finite; ``(1, 1)``: the unit's own units).
+    w_bits, d_bits : int
+        Signed widths of the input weights ``c``, ``c2`` and of the output weights ``d``
+        (2..32).
+
+    Returns
+    -------
+    IntAmosUnit
+        Named as ``unit``; ``in_scale``, ``in2_scale`` are ``in_scales`` and ``out_scale`` is
+        ``s_y``.
+    """
+    _check_bits(w_bits=w_bits, d_bits=d_bits)
+    s1, s2 = _positive_pair(in_scales, "in_scales")
+    r1, r2 = _positive_pair(spans, "spans")
+    if unit.c2 is None:
+        raise ValueError(f"unit {unit.name!r} has one input; quantize_unit_for_inputs takes "
+                         "two-input units (quantize_unit_for_input takes one)")
+    if unit.domain is None:
+        raise ValueError(f"unit {unit.name!r} has no domain; cannot choose its input ranges")
+    t = (s1 / r1, s2 / r2)
+    cs = (np.asarray(unit.c, np.float64), np.asarray(unit.c2, np.float64))
+    big_c = max(float(np.max(np.abs(c))) * tj for c, tj in zip(cs, t, strict=True))
+    if big_c == 0:
+        raise ValueError(f"unit {unit.name!r} has all input weights zero")
+    s_u = big_c / (2 ** (w_bits - 1) - 1)
+    c_int = [np.rint(c * tj / s_u).astype(np.int64) for c, tj in zip(cs, t, strict=True)]
+    ranges = [(int(np.rint(lo / tj)), int(np.rint(hi / tj)))
+              for (lo, hi), tj in zip(unit.domain, t, strict=True)]
+    d = np.asarray(unit.d, np.float64)
+    big_d = float(np.max(np.abs(d)))
+    s_d = (big_d if big_d > 0 else 1.0) / (2 ** (d_bits - 1) - 1)
+    return IntAmosUnit(
+        unit.name, c=c_int[0], c2=c_int[1],
+        T=np.rint(np.asarray(unit.T) / s_u).astype(np.int64),
+        h=np.rint(np.tril(np.asarray(unit.h), -1) / s_u).astype(np.int64),
+        d=np.rint(d / s_d).astype(np.int64), in_range=ranges[0], in2_range=ranges[1],
+        in_scale=s1, in2_scale=s2, out_scale=s_d * r1 * r2,
     )
 
 

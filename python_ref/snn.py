@@ -19,13 +19,14 @@ largest bound is ``1023 * 127 * 576 < 2**27``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
 from . import ir as _ir
-from .quant import IntAmosUnit, relu_int, relu_spikes, requant_shift
+from .quant import IntAmosUnit, relu_int, relu_spikes, requant_shift, signed_width
 
 __all__ = [
     "SimResult",
@@ -193,13 +194,48 @@ def avgpool2d(a, kernel: int, stride: int, padding: int = 0) -> np.ndarray:
     return _pool_windows(a, kernel, stride, padding).sum(-1)
 
 
+def requant_inputs(accs, rshifts) -> list:
+    """The inputs ``v_k = requant_shift(accs[k], rshifts[k])`` of a unit, the second one
+    broadcast against the first.
+
+    A two-input unit's second input ``g`` has the first's shape or fewer axes: with one axis
+    it pairs with the first input's last axis (numpy broadcasting: ``x[..., c]`` with
+    ``g[c]``); with two or more it keeps its first (image) axis and its other axes pair with
+    the first input's trailing axes, so ``g`` of shape ``(N, C)`` becomes ``(N, 1, 1, C)``
+    against ``x`` of shape ``(N, H, W, C)`` (``x[n, h, w, c]`` pairs with ``g[n, c]``, the
+    squeeze-and-excitation gate; ``docs/integer_semantics.md``).
+
+    Returns
+    -------
+    list of numpy.ndarray of int64
+        Not yet saturated to the unit's input ranges (:class:`~python_ref.quant.IntAmosUnit`
+        does that).
+    """
+    if len(accs) != len(rshifts):
+        raise ValueError(f"one rshift per unit input: {len(accs)} input(s), "
+                         f"{len(rshifts)} shift(s)")
+    v = [requant_shift(acc, S) for acc, S in zip(accs, rshifts, strict=True)]
+    if len(v) == 2 and 2 <= v[1].ndim < v[0].ndim:
+        g = v[1]
+        v[1] = g.reshape(g.shape[:1] + (1,) * (v[0].ndim - g.ndim) + g.shape[1:])
+    if len(v) == 2:
+        try:
+            np.broadcast_shapes(v[0].shape, v[1].shape)
+        except ValueError:
+            raise ValueError(f"unit inputs of shapes {v[0].shape} and {v[1].shape} do not "
+                             "broadcast") from None
+        v[1] = np.broadcast_to(v[1], v[0].shape)
+    return v
+
+
 def requant_unit(accs, rshifts, unit: IntAmosUnit, closed_form_relu: bool | None = None):
     """Requantise each input by its shift and apply the AMOS unit.
 
     Parameters
     ----------
     accs : list of int arrays
-        One accumulator tensor per unit input (1 or 2).
+        One accumulator tensor per unit input (1 or 2); for two, the second is broadcast
+        against the first (:func:`requant_inputs`; the outputs have the first's shape).
     rshifts : list of int
         The per-input power-of-two shift ``S`` (``(acc + 2**(S-1)) >> S``).
     unit : IntAmosUnit
@@ -216,7 +252,7 @@ def requant_unit(accs, rshifts, unit: IntAmosUnit, closed_form_relu: bool | None
     spikes : numpy.ndarray of int64
         Number of spikes each unit emitted (same shape).
     """
-    v = [requant_shift(acc, S) for acc, S in zip(accs, rshifts, strict=True)]
+    v = requant_inputs(accs, rshifts)
     if closed_form_relu is None:
         closed_form_relu = unit.name == "relu" and unit.inputs == 1
     if closed_form_relu:
@@ -227,11 +263,65 @@ def requant_unit(accs, rshifts, unit: IntAmosUnit, closed_form_relu: bool | None
 
 
 def unit_spikes(accs, rshifts, unit: IntAmosUnit) -> np.ndarray:
-    """Spikes ``(..., K)`` (time step last) of a unit after requantisation."""
-    v = [requant_shift(acc, S) for acc, S in zip(accs, rshifts, strict=True)]
+    """Spikes ``(..., K)`` (time step last) of a unit after requantisation (a second input
+    broadcast as in :func:`requant_inputs`)."""
+    v = requant_inputs(accs, rshifts)
     if unit.name == "relu" and unit.inputs == 1:
         return relu_spikes(relu_int(v[0], unit.K), unit.K)
     return unit.spikes(*v)
+
+
+def exact_gate(accs, rshifts, unit: IntAmosUnit) -> np.ndarray:
+    """A two-input unit's exact product in place of its spikes (reference-only evaluation).
+
+    ``v1, v2`` are the unit's inputs as the unit sees them (:func:`requant_inputs`, each
+    saturated to ``unit.in_range`` / ``unit.in2_range``); the output is
+    ``y = rint(v1 * v2 * (in_scale * in2_scale / out_scale))``, the real product
+    ``(v1 * in_scale) * (v2 * in2_scale)`` on the unit's output grid, computed in float64
+    (``v1 * v2`` is exact there when ``|v1 * v2| < 2**53``; one rounding of the product with the
+    scale ratio, then ``numpy.rint``, ties to even). This replaces only the trained
+    multiplication unit's approximation; the requantisation and the saturation of the inputs
+    are those of the unit. No hardware computes it (``run(..., exact_gates=True)``).
+
+    Returns
+    -------
+    numpy.ndarray of int64, the shape of the first input
+    """
+    if unit.inputs != 2:
+        raise ValueError(f"unit {unit.name!r} has one input; an exact gate needs two")
+    v1, v2 = requant_inputs(accs, rshifts)
+    v1 = np.clip(v1, *unit.in_range).astype(np.float64)
+    v2 = np.clip(v2, *unit.in2_range).astype(np.float64)
+    k = unit.in_scale * unit.in2_scale / unit.out_scale
+    return np.rint(v1 * v2 * k).astype(np.int64)
+
+
+def exact_gate_range(unit: IntAmosUnit) -> tuple[int, int]:
+    """The bounds ``(lo, hi)`` of :func:`exact_gate`'s output over the unit's input ranges
+    (its value at the corners of ``in_range x in2_range``, where a product is extreme)."""
+    vals = [int(exact_gate([np.int64(a), np.int64(b)], [0, 0], unit))
+            for a in unit.in_range for b in unit.in2_range]
+    return min(vals + [0]), max(vals + [0])
+
+
+def signed_spikes(y, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A signed integer as the spikes of its two's-complement word, MSB first.
+
+    Returns
+    -------
+    z : numpy.ndarray of uint8, shape ``y.shape + (width,)``
+        ``z[..., t]`` is bit ``width - 1 - t`` of ``y mod 2**width``.
+    d : numpy.ndarray of int64, shape (width,)
+        The bits' weights: ``-2**(width-1)``, then ``2**(width-2), ..., 1``, so
+        ``z @ d == y`` for every ``y`` in ``[-2**(width-1), 2**(width-1) - 1]``.
+    """
+    y = np.asarray(y, np.int64)
+    lo, hi = -(2 ** (width - 1)), 2 ** (width - 1) - 1
+    if y.size and (y.min() < lo or y.max() > hi):
+        raise ValueError(f"values outside [{lo}, {hi}] do not fit a {width}-bit word")
+    d = 2 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    d[0] = -d[0]
+    return relu_spikes(y & ((1 << width) - 1), width), d
 
 
 def input_spikes(x, bits: int) -> np.ndarray:
@@ -304,7 +394,7 @@ def conv_cover(n: int, kernel: int, stride: int, padding: int) -> np.ndarray:
     return cover
 
 
-def fan_out(shape, consumer: dict) -> np.ndarray:
+def fan_out(shape, consumer: dict, out_shape=None) -> np.ndarray:
     """The fan-out of each element of a spike map read by one consumer layer.
 
     The number of operations one spike at that element causes in ``consumer``: for a ``conv``,
@@ -313,9 +403,12 @@ def fan_out(shape, consumer: dict) -> np.ndarray:
     spike is multiplied with), without the ``out_channels`` factor for a depthwise conv (one
     output channel per input channel); for a ``maxpool`` or ``avgpool``, the number of windows
     that cover the element, ``conv_cover(H)[y] * conv_cover(W)[x]``; for a ``dense``,
-    ``out_features``; for an ``add``, a ``gap`` or an ``amos`` layer, 1 (one addition). A map read
-    by several consumers (or twice by one) has
-    the sum of their fan-outs (``docs/integer_semantics.md``, "Synaptic operations").
+    ``out_features``; for an ``add``, a ``gap`` or an ``amos`` layer, 1 (one addition), except
+    for the broadcast input ``g`` of a two-input ``amos`` layer (the squeeze-and-excitation gate,
+    ``g`` of shape ``(C,)`` against ``x`` of shape ``(H, W, C)``): each ``g[c]`` feeds the
+    ``H*W`` units of channel ``c``, one addition into each unit's membrane, so its fan-out is
+    ``prod(out_shape) / prod(shape)`` = ``H*W``. A map read by several consumers (or twice by
+    one) has the sum of their fan-outs (``docs/integer_semantics.md``, "Synaptic operations").
 
     Parameters
     ----------
@@ -323,6 +416,10 @@ def fan_out(shape, consumer: dict) -> np.ndarray:
         The spike map's shape without the image axis (``(H, W, C)`` for a conv input).
     consumer : dict
         The consuming layer's node.
+    out_shape : tuple of int, optional
+        The consumer's output shape without the image axis; needed only for an ``amos`` layer
+        whose input is smaller than its output (a broadcast ``g``), taken as ``shape``
+        when absent.
 
     Returns
     -------
@@ -339,6 +436,12 @@ def fan_out(shape, consumer: dict) -> np.ndarray:
         return np.broadcast_to(fan, shape).astype(np.int64)
     if op == "dense":
         return np.full(shape, consumer["out_features"], np.int64)
+    if op == "amos" and out_shape is not None and tuple(out_shape) != shape:
+        per = math.prod(out_shape) // math.prod(shape)
+        if per * math.prod(shape) != math.prod(out_shape):
+            raise _ir.IRError(f"layer {consumer['name']!r}: an input of shape {shape} does not "
+                              f"broadcast to the output shape {tuple(out_shape)}")
+        return np.full(shape, per, np.int64)
     if op in ("add", "gap", "amos"):
         return np.ones(shape, np.int64)
     raise _ir.IRError(f"layer {consumer['name']!r}: op {op!r} does not read spikes")
@@ -356,7 +459,8 @@ def _fan_outs(g: _ir.Graph) -> dict:
     for n in g.nodes:
         for i in n.get("inputs", []):
             if i in producers:
-                fans.setdefault(i, []).append((n["name"], fan_out(shapes[i], n)))
+                fans.setdefault(i, []).append((n["name"], fan_out(shapes[i], n,
+                                                                  shapes[n["name"]])))
     return fans
 
 
@@ -495,23 +599,46 @@ def _run_node(g: _ir.Graph, units: dict, n: dict, ins: list, x: np.ndarray, stat
         out = gap(ins[0])
     elif op in ("maxpool", "avgpool"):
         out = _pool(g, n, ins[0], state, bitserial)
-    else:  # amos
-        unit = units[n["unit"]]
+    else:
+        out = _amos(n, units[n["unit"]], ins, len(x), state, bitserial)
+    return out
+
+
+def _amos(n: dict, unit: IntAmosUnit, ins: list, batch: int, state: dict,
+          bitserial: bool) -> np.ndarray:
+    """An ``amos`` layer: its output, its spike count per image in ``state["spikes"]``, its
+    consumers' SynOps and, when ``bitserial``, its spikes in ``state["spk"]``. When
+    ``bitserial`` an input that arrives as spikes is rebuilt from them (``z @ d``), so a
+    two-input unit (the gate) reads the words its producers emit. With
+    ``state["exact_gates"]`` a two-input unit computes :func:`exact_gate` instead and emits
+    its output as a two's-complement word (:func:`signed_spikes`; its spikes are that word's
+    one bits)."""
+    name, spk = n["name"], state["spk"]
+    if bitserial:
+        ins = [spk[i][0].astype(np.int64) @ spk[i][1] if i in spk else a
+               for i, a in zip(n["inputs"], ins, strict=True)]
+    if unit.inputs == 2 and state.get("exact_gates"):
+        out = exact_gate(ins, n["rshift"], unit)
+        z, d = signed_spikes(out, signed_width(*exact_gate_range(unit)))
+        count = z.sum(-1, dtype=np.int64)
+    else:
         out, count = requant_unit(ins, n["rshift"], unit)
-        state["spikes"][name] = count.reshape(len(x), -1).sum(1)
-        _record_synops(state, name, count, "synops")
-        if bitserial:
-            spk[name] = (unit_spikes(ins, n["rshift"], unit), unit.d)
+        z, d = (unit_spikes(ins, n["rshift"], unit), unit.d) if bitserial else (None, None)
+    state["spikes"][name] = count.reshape(batch, -1).sum(1)
+    _record_synops(state, name, count, "synops")
+    if bitserial:
+        spk[name] = (z, d)
     return out
 
 
 def _run_batch(g: _ir.Graph, units: dict, x: np.ndarray, want_trace, bitserial: bool,
-               fans: dict | None = None):
+               fans: dict | None = None, exact_gates: bool = False):
     vals: dict[str, np.ndarray] = {}
     # spk: layer -> (spikes (..., K), d) for bit-serial consumers; spikes: count per image;
     # fans: producer -> [(consumer, fan-out map)] when SynOps are counted, into (input_)synops
-    state: dict[str, dict] = {"spk": {}, "spikes": {}, "fans": fans or {}, "synops": {},
-                              "input_synops": {}}
+    # exact_gates: two-input units compute exact_gate
+    state: dict = {"spk": {}, "spikes": {}, "fans": fans or {}, "synops": {},
+                   "input_synops": {}, "exact_gates": exact_gates}
     consumers = _consumer_counts(g)
     keep = set(g.outputs) | (set(want_trace) if want_trace is not True else set(vals))
     for n in g.nodes:
@@ -541,8 +668,21 @@ def _traced(g: _ir.Graph, trace):
     return True if trace is True else (trace or [])
 
 
+def _check_gate_scales(g: _ir.Graph) -> None:
+    """Every two-input unit an ``amos`` layer uses states the scales :func:`exact_gate`
+    needs."""
+    for n in g.amos_nodes():
+        spec = g.units[n["unit"]]
+        if spec.get("kind") == "amos" and spec.get("c2"):
+            missing = [k for k in ("in_scale", "in2_scale", "out_scale") if spec.get(k) is None]
+            if missing:
+                raise _ir.IRError(f"layer {n['name']!r}: exact_gates needs the unit "
+                                  f"{n['unit']!r} to give {', '.join(missing)}")
+
+
 def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool = False,
-        progress: bool = False, check: bool = True, synops: bool = False) -> SimResult:
+        progress: bool = False, check: bool = True, synops: bool = False,
+        exact_gates: bool = False) -> SimResult:
     """Run an integer SNN description on images.
 
     Parameters
@@ -567,6 +707,13 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
         Also count the synaptic operations (each spike times its fan-out) per consuming layer
         and image, in integers, into ``SimResult.synops`` and ``SimResult.input_synops``;
         nothing else in the result changes.
+    exact_gates : bool
+        Reference-only evaluation, no hardware mode: every two-input ``amos`` layer (the
+        squeeze-and-excitation gate) computes the exact product of its requantised, saturated
+        inputs on its output grid (:func:`exact_gate`) instead of its trained unit, so the
+        accuracy the multiplication unit costs can be measured. Each such unit must give
+        ``in_scale``, ``in2_scale`` and ``out_scale`` in the description. Its spikes (and the
+        SynOps of its consumers) are then the one bits of the output's two's-complement word.
 
     Returns
     -------
@@ -579,6 +726,8 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
     x = _check_input(g, x)
     want = _traced(g, trace)
     units = {u: g.unit(u) for u in g.units}
+    if exact_gates:
+        _check_gate_scales(g)
     fans = _fan_outs(g) if synops else None
     logits = []
     per: dict[str, dict] = {"spikes": {}, "traces": {}, "synops": {}, "input_synops": {}}
@@ -586,7 +735,8 @@ def run(g: _ir.Graph, x, *, batch_size: int = 100, trace=False, bitserial: bool 
     if progress:
         it = tqdm(it, desc=f"SNN {g.name}", unit="batch")
     for s in it:
-        lo, state, tr = _run_batch(g, units, x[s:s + batch_size], want, bitserial, fans)
+        lo, state, tr = _run_batch(g, units, x[s:s + batch_size], want, bitserial, fans,
+                                   exact_gates)
         logits.append(lo)
         for key, got in (("spikes", state["spikes"]), ("traces", tr),
                          ("synops", state["synops"]), ("input_synops", state["input_synops"])):
