@@ -12,6 +12,7 @@ from amos_hw.engines.dense import DenseEngine
 from amos_hw.engines.depthwise import DepthwiseConvEngine
 from amos_hw.engines.figures import Figures
 from amos_hw.engines.gap import GlobalAvgPoolEngine
+from amos_hw.engines.gate import GateEngine
 from amos_hw.engines.pool import AvgPoolEngine, MaxPoolEngine
 from amos_hw.engines.residual import ResidualAddEngine
 from amos_hw.engines.unit import UnitEngine
@@ -23,6 +24,7 @@ __all__ = [
     "DenseEngine",
     "DepthwiseConvEngine",
     "Figures",
+    "GateEngine",
     "GlobalAvgPoolEngine",
     "MaxPoolEngine",
     "ResidualAddEngine",

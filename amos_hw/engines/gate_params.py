@@ -1,0 +1,226 @@
+"""What a :class:`~amos_hw.engines.gate.GateEngine` costs, from its parameters alone.
+
+:class:`GateParams` checks the engine's arguments exactly as its constructor does (same order,
+same messages, each naming the layer) and states its figures before synthesis, as
+:class:`~amos_hw.engines.unit_params.UnitParams` does for the one-input unit engine: the
+engine's properties and its static ``figures(...)`` read the same formulas.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+from amos_hw.engines.figures import Figures, _check_bool, _check_name, _nonneg, _pos, mem_depth
+from amos_hw.engines.unit_params import COUNT_WIDTH, const_mul_adders
+from amos_hw.lib.amos_unit import AmosUnit, _widths
+from amos_hw.lib.bram import MemShape
+from python_ref.quant import IntAmosUnit, requant_shift, signed_width
+
+__all__ = ["GATE_LATENCY_EXTRA", "PORT_WIDTH_RANGE", "GateParams", "port_range"]
+
+#: Widths of a value on either input port (inclusive).
+PORT_WIDTH_RANGE = (1, 32)
+#: Cycles from the gate's last word to the unit's input: the start of the read (1), the
+#: memories' registered read ports (1) and the register of ``v1`` / ``v2`` (1).
+GATE_LATENCY_EXTRA = 3
+
+
+def port_range(width: int, is_signed: bool) -> tuple[int, int]:
+    """Inclusive range of a ``width``-bit port value, two's complement when ``is_signed``."""
+    if is_signed:
+        return -(2 ** (width - 1)), 2 ** (width - 1) - 1
+    return 0, 2 ** width - 1
+
+
+def _bits(n: int) -> int:
+    """Bits of a counter over ``0..n-1`` (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def _check_width(name: str, what: str, width) -> int:
+    lo, hi = PORT_WIDTH_RANGE
+    ok = (not isinstance(width, bool) and isinstance(width, numbers.Integral)
+          and lo <= width <= hi)
+    if not ok:
+        raise ValueError(f"{name}: {what} must be an integer in {lo}..{hi}, not {width!r}")
+    return int(width)
+
+
+def _requant_range(rng: tuple[int, int], S: int) -> tuple[int, int]:
+    """``requant_shift`` of an inclusive range (monotonic, so of its ends)."""
+    lo, hi = (int(v) for v in requant_shift([rng[0], rng[1]], S))
+    return lo, hi
+
+
+@dataclass(frozen=True, eq=False)
+class GateParams:
+    """The checked arguments of a :class:`~amos_hw.engines.gate.GateEngine`, the widths they
+    give and the engine's figures. Build it with :meth:`check`; the fields after ``shifts``
+    are derived."""
+
+    name: str
+    unit: IntAmosUnit  # two inputs
+    channels: int  # C: the gate vector's length, the map's last axis
+    elements: int  # values of one map (H * W * C)
+    lanes: int  # values a word, on both inputs and the output
+    x_width: int  # width of a map value (the port)
+    x_signed: bool
+    g_width: int  # width of a gate value
+    g_signed: bool
+    shifts: tuple  # (S1, S2): v1 = requant_shift(x, S1), v2 = requant_shift(g, S2)
+    v1_width: int  # signed width of v1 over the port's range
+    v2_width: int
+    y_width: int  # signed width of y: signed_width(sum d_i<0, sum d_i>0)
+    unit_flip_flops: int  # AmosUnit.flip_flops_for(unit, v1_width, in2_width=v2_width, ...)
+
+    @classmethod
+    def check(cls, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
+              x_signed=True, g_signed=True, name="gate") -> GateParams:
+        """Check the engine's arguments (raising as its constructor does) and derive the
+        widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of two inputs),
+        ``channels`` and ``elements`` (``channels`` divides ``elements``), ``lanes`` (divides
+        ``channels``), the port widths (``1..32``) and signedness, the shifts (two integers
+        ``0..62``) and that the requantised ports reach the unit's ``in_range`` /
+        ``in2_range``."""
+        _check_name(name)
+        if not isinstance(unit, IntAmosUnit):
+            raise TypeError(f"{name}: unit must be a python_ref.quant.IntAmosUnit, "
+                            f"not {type(unit).__name__}")
+        if unit.inputs != 2:
+            raise ValueError(f"{name}: unit {unit.name!r} has {unit.inputs} input; the gate "
+                             f"engine applies a two-input unit")
+        channels = _pos(name, "channels", channels)
+        elements = _pos(name, "elements", elements)
+        if elements % channels:
+            raise ValueError(f"{name}: the {elements} elements of a map are not a whole "
+                             f"number of {channels}-channel pixels")
+        lanes = _pos(name, "lanes", lanes)
+        if channels % lanes:
+            raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
+        x_width = _check_width(name, "x_width", x_width)
+        g_width = _check_width(name, "g_width", g_width)
+        x_signed = _check_bool(name, "x_signed", x_signed)
+        g_signed = _check_bool(name, "g_signed", g_signed)
+        if (isinstance(shifts, (str, bytes)) or not hasattr(shifts, "__len__")
+                or len(shifts) != 2):
+            raise ValueError(f"{name}: shifts must be two integers (S1, S2), not {shifts!r}")
+        shifts = tuple(_nonneg(name, f"shifts[{k}]", s, 62) for k, s in enumerate(shifts))
+        v1 = _requant_range(port_range(x_width, x_signed), shifts[0])
+        v2 = _requant_range(port_range(g_width, g_signed), shifts[1])
+        v1_width, v2_width = signed_width(*v1), signed_width(*v2)
+        try:
+            unit_ff = AmosUnit.flip_flops_for(unit, v1_width, in2_width=v2_width, lanes=lanes,
+                                              count_width=COUNT_WIDTH)
+        except ValueError as err:  # a port that cannot reach the unit's range
+            raise ValueError(f"{name}: {err}") from None
+        d = [int(v) for v in unit.d]
+        y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
+        return cls(name=name, unit=unit, channels=channels, elements=elements, lanes=lanes,
+                   x_width=x_width, x_signed=x_signed, g_width=g_width, g_signed=g_signed,
+                   shifts=shifts, v1_width=v1_width, v2_width=v2_width, y_width=y_width,
+                   unit_flip_flops=unit_ff)
+
+    K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
+    out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
+    words = property(lambda self: self.elements // self.lanes, doc="Words of one map.")
+    gate_words = property(lambda self: self.channels // self.lanes,
+                          doc="Words of one gate vector.")
+    map_depth = property(lambda self: 2 * self.words,
+                         doc="Words of the map memory: two maps.")
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per image: ``elements / lanes``. The map is written one word a cycle and
+        read one word a cycle, into and out of two maps' worth of memory, so the writes of one
+        image overlap the reads of the one before: ``max(words, words) = words``. The engine
+        keeps this interval while a map's gate arrives at most one interval after the map's
+        first word (the SE path's latency then fits in the second map's worth of memory);
+        a later gate stalls the map's producer."""
+        return self.words
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the transfer of an image's last gate word (its map complete in the
+        memory, the previous image read out, the output not stalled) to its first output
+        word being valid: ``3 + K + 2`` (:data:`GATE_LATENCY_EXTRA`, then the unit's
+        :meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`). A map's first word is
+        never read before the gate's last word is in, so this is the figure the network's
+        latency estimate (:func:`amos_hw.cost.latency`) adds to the later of the map's and the
+        gate's last word."""
+        return GATE_LATENCY_EXTRA + AmosUnit.latency_for(self.unit)
+
+    @property
+    def memories(self) -> tuple:
+        """The map memory (``2 * words`` words of ``lanes * x_width`` bits: two maps) and the
+        gate memory (two gate vectors, ``2 * channels / lanes`` words of ``lanes * g_width``
+        bits), as :class:`~amos_hw.lib.bram.MemShape`."""
+        return (MemShape("map", self.map_depth, self.lanes * self.x_width),
+                MemShape("gate", mem_depth(2 * self.gate_words), self.lanes * self.g_width))
+
+    @property
+    def memory_bits(self) -> int:
+        """``2 * elements * x_width + 2 * channels * g_width``: two maps and two gate
+        vectors."""
+        return 2 * self.elements * self.x_width + 2 * self.channels * self.g_width
+
+    @property
+    def flip_flops(self) -> int:
+        """The unit's registers (:meth:`AmosUnit.flip_flops_for
+        <amos_hw.lib.amos_unit.AmosUnit>`), the ``v1`` / ``v2`` registers of every lane, the
+        map's write and read addresses and fill count, the gate's write and read addresses,
+        the two gate flags, the count of complete maps, the read flag and two valid flags."""
+        addr, gaddr = _bits(self.map_depth), _bits(2 * self.gate_words)
+        fill = (self.map_depth).bit_length()
+        regs = self.lanes * (self.v1_width + self.v2_width)
+        return (self.unit_flip_flops + regs + 2 * addr + fill + gaddr + _bits(self.gate_words)
+                + 1 + 2 + 2 + 1 + 2)
+
+    def _unit_luts(self) -> int:
+        """LUT4 of one lane of the two-input unit: the formula of
+        :attr:`UnitParams.luts <amos_hw.engines.unit_params.UnitParams.luts>` with both input
+        terms (``c_k * v1 + c2_k * v2``: the two shift-and-add products and their sum) and both
+        saturations."""
+        unit = self.unit
+        w = _widths(unit, self.v1_width, self.v2_width)
+        K = unit.K
+        c = [int(v) for v in unit.c]
+        c2 = [int(v) for v in unit.c2]
+        T = [int(v) for v in unit.T]
+        h = [[int(v) for v in row] for row in unit.h]
+        d = [int(v) for v in unit.d]
+
+        def term(k):
+            return const_mul_adders(c[k]) + const_mul_adders(c2[k]) + (c[k] != 0 and c2[k] != 0)
+
+        lut = 3 * self.v1_width if w.x_clamp else 0
+        lut += 3 * self.v2_width if w.x2_clamp else 0
+        if w.shared:
+            lut += term(0) * w.res_width
+            lut += sum((1 + (w.hcol[s] != 0)) * w.res_width for s in range(K))
+        else:
+            mw = w.mem_widths
+            lut += sum((term(k) + (T[k] != 0)) * mw[k] for k in range(K))
+            lut += sum(mw[k] for k in range(K) for s in range(k) if h[k][s])
+        if not w.relu_like:
+            lut += max(0, sum(v != 0 for v in d) - 1) * self.y_width
+        return lut
+
+    @property
+    def luts(self) -> int:
+        """LUT4 estimate (not yet checked on a synthesis): per lane the requantisation adders
+        (``v1_width`` and ``v2_width`` bits, for a non-zero shift) and the unit
+        (:meth:`_unit_luts`); the registered popcount of the ``K * lanes`` spikes, the 32-bit
+        spike counter; two LUT4 a bit of each address and count (increment and compare) and
+        16 of control."""
+        S1, S2 = self.shifts
+        per_lane = (S1 != 0) * self.v1_width + (S2 != 0) * self.v2_width + self._unit_luts()
+        counters = (2 * _bits(self.map_depth) + self.map_depth.bit_length()
+                    + _bits(2 * self.gate_words) + _bits(self.gate_words))
+        return (self.lanes * per_lane + self.K * self.lanes + COUNT_WIDTH + 2 * counters + 16)
+
+    def figures(self) -> Figures:
+        """The engine's :class:`~amos_hw.engines.figures.Figures`."""
+        return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
+                       flip_flops=self.flip_flops, memory_bits=self.memory_bits,
+                       memories=self.memories, out_width=self.out_width)
+
