@@ -68,7 +68,7 @@ from .importers import (
     import_onnx,
 )
 from .importers.common import UNIT_OPS
-from .quant import IntAmosUnit, quantize_unit_for_input
+from .quant import IntAmosUnit, quantize_unit_for_input, quantize_unit_for_inputs
 from .snn import im2col
 from .units import load_unit
 
@@ -95,6 +95,10 @@ DEFAULT_CALIB = 2000
 #: (in_bits, w_bits, d_bits) of a trained unit layer: signed bits of its input v over the unit's
 #: fit domain, of its input weights c and of its output weights d (``quantise``, step 4).
 DEFAULT_UNIT_BITS = (12, 10, 10)
+#: The float op an importer writes for the squeeze-and-excitation gate ``Mul(x, s)``; it becomes
+#: a two-input ``amos`` layer with the library's ``mult`` unit (``python_ref/units/mult.json``).
+GATE_OP = "gate"
+GATE_UNIT = "mult"
 CONVERTER_VERSION = 1
 
 
@@ -146,10 +150,30 @@ def _float_activation(o: dict, a: np.ndarray, hook, dtype) -> np.ndarray:
     return v
 
 
+def _gate_key(name: str) -> str:
+    """The calibration key of a gate's second input ``g`` (``:`` never occurs in a layer
+    name); its first input ``x`` has the gate's name."""
+    return f"{name}:g"
+
+
+def _float_gate(o: dict, ins: list, hook) -> np.ndarray:
+    """The squeeze-and-excitation gate ``x * g``, ``g`` of shape ``(N, C)`` broadcast over the
+    ``(N, H, W, C)`` map ``x`` (or of ``x``'s shape); ``hook`` sees ``|x|`` under the gate's
+    name and ``|g|`` under :func:`_gate_key`."""
+    x, g = ins
+    if g.ndim < x.ndim:
+        g = g.reshape(g.shape[:1] + (1,) * (x.ndim - g.ndim) + g.shape[1:])
+    if hook is not None:
+        hook(o["name"], np.abs(x))
+        hook(_gate_key(o["name"]), np.abs(ins[1]))
+    return x * g
+
+
 def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarray:
     """Run the float ops on uint8 images (real input ``x / 255``); ``hook(name, value)`` sees
-    every ReLU output (a ReLU with a ``cap`` clips at it) and, for a trained unit (``sigmoid``,
-    ``swish``: the exact float function), the absolute value of its input. Returns the
+    every ReLU output (a ReLU with a ``cap`` clips at it), for a trained unit (``sigmoid``,
+    ``swish``: the exact float function) the absolute value of its input and for a ``gate``
+    (``x * g``, the exact product) ``|x|`` and ``|g|`` (:func:`_float_gate`). Returns the
     logits."""
     vals = {}
     for o in ops:
@@ -169,6 +193,8 @@ def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarr
             v = ins[0].sum(axis=(1, 2))
         elif o["op"] == "relu" or o["op"] in UNIT_OPS:
             v = _float_activation(o, ins[0], hook, dtype)
+        elif o["op"] == GATE_OP:
+            v = _float_gate(o, ins, hook)
         else:
             raise ConversionError(f"layer {o['name']!r}: unknown float op {o['op']!r}")
         vals[o["name"]] = v
@@ -185,7 +211,9 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
     """ReLU name -> ``alpha_cal``: the ``percentile`` of its outputs over the images ``x``,
     at most the ReLU's ``cap`` when it has one (Clip(0, a), ReLU6); trained unit (``sigmoid``,
     ``swish``) name -> the ``percentile`` of the absolute value of its input (recorded as the
-    layer's ``input_cal``; the unit's input range is its fit domain, see :func:`quantise`).
+    layer's ``input_cal``; the unit's input range is its fit domain, see :func:`quantise`);
+    gate name -> the ``percentile`` of ``|x|``, and ``<gate>:g`` -> that of ``|g|`` (the real
+    values its ``mult`` unit's domain bound 1 stands for, see :func:`quantise`).
 
     Exact over all elements: the top ``ceil((1 - p/100) * count) + 1`` values of every layer are
     kept across batches and the percentile is read from them (linear interpolation as in
@@ -289,7 +317,13 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         ``|bound|`` of the unit's fit domain, so the domain spans about ``in_bits`` signed bits
         of ``v``; the unit is then :func:`~python_ref.quant.quantize_unit_for_input` of the
         library unit for ``in_scale = s_acc * 2^S`` with ``w_bits`` and ``d_bits``, and its
-        output scale ``s_y`` is the scale the next layer's weights absorb.
+        output scale ``s_y`` is the scale the next layer's weights absorb. A ``gate``
+        (``x * g``) uses the library's ``mult`` unit with the same widths: for each input
+        ``j`` the real span ``R_j`` (the calibrated level of ``|x|`` or ``|g|``) stands for
+        the unit's domain bound 1, its shift ``S_j`` is the smallest ``S >= 0`` with
+        ``s_j * 2^S >= R_j / (2^(in_bits-1) - 1)`` (``s_j`` the input tensor's scale), and the
+        unit is :func:`~python_ref.quant.quantize_unit_for_inputs` for the input scales
+        ``s_j * 2^S_j`` and spans ``R_j``; its output scale carries ``R_1 * R_2``.
 
     Returns
     -------
@@ -310,7 +344,7 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         nodes.append(build(o, p, arrays, units))
     outputs = [o["name"] for o in ops if not p.consumers[o["name"]]]
     meta = {"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits}
-    if any(o["op"] in UNIT_OPS for o in ops):
+    if any(o["op"] in UNIT_OPS or o["op"] == GATE_OP for o in ops):
         meta["unit_bits"] = dict(zip(("in_bits", "w_bits", "d_bits"), unit_bits, strict=True))
     g = _ir.Graph(name=name, nodes=nodes, units=units, arrays=arrays, outputs=outputs,
                   meta=meta)
@@ -335,6 +369,10 @@ def _check_activations(ops: list, alphas: dict, K_layers: dict) -> None:
     for k in relus + list(units):
         if k not in alphas:
             raise ConversionError(f"layer {k!r}: no calibrated clipping level")
+    for o in ops:
+        if o["op"] == GATE_OP and not (o["name"] in alphas and _gate_key(o["name"]) in alphas):
+            raise ConversionError(f"layer {o['name']!r}: no calibrated level of its inputs "
+                                  f"(keys {o['name']!r} and {_gate_key(o['name'])!r})")
 
 
 def _check_unit_bits(bits) -> tuple[int, int, int]:
@@ -388,6 +426,8 @@ def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: in
             _plan_relu(p, o, alphas[nm], K_layers.get(nm, K))
         elif o["op"] in UNIT_OPS:
             _plan_unit(p, o, alphas[nm])
+        elif o["op"] == GATE_OP:
+            _plan_gate(p, o, (alphas[nm], alphas[_gate_key(nm)]))
         elif o["op"] == "dense" and not consumers[nm]:
             s_acc, _ = _accumulator_scale(p, [o], [], nm)
             p.acc_scale[nm] = s_acc
@@ -453,6 +493,33 @@ def _plan_unit(p: _Scales, o: dict, input_cal: float) -> None:
         p.acc_scale[c["name"]] = s_acc
     p.act[nm] = {"K": unit.K, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
                  "alpha_cal": input_cal, "unit": unit}
+
+
+def _plan_gate(p: _Scales, o: dict, spans: tuple) -> None:
+    """A gate's shifts ``[S_1, S_2]`` and its ``mult`` unit (see :func:`quantise`); the layer's
+    output scale is the unit's ``out_scale``."""
+    nm = o["name"]
+    in_bits, w_bits, d_bits = p.unit_bits
+    fu = load_unit(GATE_UNIT)
+    shifts, steps = [], []
+    for src, span, dom in zip(o["inputs"], spans, fu.domain, strict=True):
+        if src not in p.scale:
+            raise ConversionError(f"layer {nm!r}: its input {src!r} has no integer scale (a "
+                                  "gate reads activations: SiLU / Sigmoid outputs)")
+        s_in = p.scale[src]
+        reach = span * max(abs(v) for v in dom) / (2 ** (in_bits - 1) - 1)
+        S = max(0, math.ceil(math.log2(reach / s_in) - 1e-12))
+        if S > 62:
+            raise ConversionError(f"layer {nm!r}: input {src!r} would need a shift of {S} "
+                                  "(more than 62)")
+        shifts.append(S)
+        steps.append(s_in * 2.0**S)
+    try:
+        unit = quantize_unit_for_inputs(fu, steps, spans, w_bits, d_bits)
+    except ValueError as e:
+        raise ConversionError(f"layer {nm!r}: {e}") from None
+    p.scale[nm] = unit.out_scale
+    p.act[nm] = {"K": unit.K, "S": shifts, "unit": unit, "alpha_cal": list(spans)}
 
 
 # One function per float op: (op, scales, arrays, units) -> the IR node; a conv or dense layer
@@ -535,6 +602,24 @@ def _node_unit(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
             "domain": [lo, hi]}
 
 
+def _node_gate(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    """A gate: its two-input integer unit (kind ``amos``, arrays ``<unit>.c``, ``.c2``, ``.T``,
+    ``.h``, ``.d``) in the library under ``mult_k<K>.<layer>`` and the ``amos`` node with
+    inputs ``[x, g]`` and shifts ``[S_1, S_2]``."""
+    nm = o["name"]
+    r = p.act[nm]
+    u: IntAmosUnit = r["unit"]
+    uname = f"{GATE_UNIT}_k{u.K}.{nm}"
+    for k in ("c", "c2", "T", "h", "d"):
+        arrays[f"{uname}.{k}"] = np.array(getattr(u, k), np.int64)
+    units[uname] = {"kind": "amos", "c": f"{uname}.c", "c2": f"{uname}.c2", "T": f"{uname}.T",
+                    "h": f"{uname}.h", "d": f"{uname}.d", "in_range": list(u.in_range),
+                    "in2_range": list(u.in2_range), "in_scale": u.in_scale,
+                    "in2_scale": u.in2_scale, "out_scale": u.out_scale, "source": u.name}
+    return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
+            "rshift": list(r["S"]), "scale": u.out_scale, "gate_spans": r["alpha_cal"]}
+
+
 def _node_gap(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     return {"name": o["name"], "op": "gap", "inputs": list(o["inputs"]),
             "scale": p.scale[o["name"]]}
@@ -548,7 +633,7 @@ def _node_pool(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
 
 _NODE_BUILDERS = {"input": _node_input, "conv": _node_weighted, "dense": _node_weighted,
                   "add": _node_add, "relu": _node_relu, "gap": _node_gap,
-                  "maxpool": _node_pool, "avgpool": _node_pool,
+                  "maxpool": _node_pool, "avgpool": _node_pool, GATE_OP: _node_gate,
                   **{op: _node_unit for op in UNIT_OPS}}
 
 
@@ -602,6 +687,9 @@ def convert_ops(ops: list, x: np.ndarray, name: str = "net", out=None, K: int = 
     alphas = calibrate(ops, x, percentile, progress=progress)
     g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name, unit_bits=unit_bits)
     rule = "percentile of every ReLU output element over the calibration images"
+    if any(o["op"] == GATE_OP for o in ops):
+        rule += ("; of |x| and of |g| of every gate x * g (the real values its mult unit's "
+                 "domain bound 1 stands for, gate_spans)")
     if any(o["op"] in UNIT_OPS for o in ops):
         rule += ("; of the absolute value of every trained unit's input element (input_cal, "
                  "recorded only: the unit's input range is its fit domain)")
@@ -763,7 +851,7 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
         raise ConversionError("--onnx --finetune needs --train TRAIN (the training images)")
     out = Path(a.out)
     ops = import_ops(a.onnx, a.input_scale, a.mean, a.std)
-    units = [o for o in ops if o["op"] in UNIT_OPS]
+    units = [o for o in ops if o["op"] in UNIT_OPS or o["op"] == GATE_OP]
     if a.finetune and units:
         raise ConversionError(f"layer {units[0]['name']!r} ({units[0]['op']}): fine-tuning "
                               "with trained units is not supported yet; convert without "
@@ -798,6 +886,12 @@ def _report_units(g: _ir.Graph) -> None:
     when the calibrated |input| level lies so far outside the unit's fit domain that the
     saturated output misses the function by more than the unit's fit error there."""
     for n in g.amos_nodes():
+        if "gate_spans" in n:
+            u = g.unit(n["unit"])
+            print(f"  {n['name']}: gate {' x '.join(map(repr, n['inputs']))}, {u.name} unit, "
+                  f"K = {u.K}, rshift {n['rshift']}, inputs {list(u.in_range)} x "
+                  f"{list(u.in2_range)} (real spans {n['gate_spans'][0]:.3g}, "
+                  f"{n['gate_spans'][1]:.3g}), output {u.widths['y']} signed bits")
         if "domain" not in n:
             continue
         u = g.unit(n["unit"])

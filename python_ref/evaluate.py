@@ -471,9 +471,42 @@ def onnx_logits(model, x: np.ndarray, input_scale: float = 1 / 255, mean=0.0,
                            for s in range(0, len(xin), step)])
 
 
+def exact_gate_figures(g: _ir.Graph, x: np.ndarray, y: np.ndarray, classes: np.ndarray,
+                       batch_size: int = 100, progress: bool = False) -> dict:
+    """Top-1 of the description with its gates' products exact (reference only).
+
+    Runs ``snn.run(g, x, exact_gates=True)``: every two-input ``amos`` layer (the
+    squeeze-and-excitation gate) computes the exact product of its requantised, saturated
+    inputs on its output grid instead of its trained ``mult`` unit (:func:`python_ref.snn.
+    exact_gate`); everything else, swish and sigmoid units included, is unchanged. This is no
+    hardware mode: it shows what the multiplication unit costs.
+
+    Returns
+    -------
+    dict
+        ``snn_exact_mult_top1``: that top-1 on the labels ``y``; ``exact_mult_agreement``: the
+        fraction of images whose class equals ``classes`` (the plain SNN's);
+        ``exact_mult_gates``: the gate layers' names.
+
+    Raises
+    ------
+    ValueError
+        When the description has no two-input ``amos`` layer.
+    """
+    gates = [n["name"] for n in g.amos_nodes() if len(n["inputs"]) == 2]
+    if not gates:
+        raise ValueError(f"description {g.name!r} has no gate (two-input amos layer); "
+                         "--exact-gates has nothing to replace")
+    res = snn.run(g, x, batch_size=batch_size, progress=progress, exact_gates=True)
+    return {"snn_exact_mult_top1": float((res.classes == y).mean()),
+            "exact_mult_agreement": float((res.classes == classes).mean()),
+            "exact_mult_gates": gates}
+
+
 def evaluate_description(description, data, limit: int | None = None, onnx=None,
                          batch_size: int = 100, progress: bool = True,
-                         indices: str | None = None, per_image=None) -> dict:
+                         indices: str | None = None, per_image=None,
+                         exact_gates: bool = False) -> dict:
     """The SNN figures of a user's description (and the ANN's, from its ONNX model).
 
     Parameters
@@ -484,6 +517,9 @@ def evaluate_description(description, data, limit: int | None = None, onnx=None,
         Test images and labels (:func:`load_test_data`).
     limit, indices, batch_size, progress, per_image
         As for :func:`evaluate`.
+    exact_gates : bool
+        Also run the description with exact gate products and add
+        :func:`exact_gate_figures`'s ``snn_exact_mult_top1`` (reference only).
     onnx : path, optional
         The float model the description was converted from; its input normalisation is the one
         recorded in the description's ``meta["source"]`` (``input_scale``, ``mean``, ``std``;
@@ -515,6 +551,8 @@ def evaluate_description(description, data, limit: int | None = None, onnx=None,
     out["dataset_note"] = f"test images from {where}"
     out["description"] = str(description)
     out["seconds"] = {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)}
+    if exact_gates:
+        out.update(exact_gate_figures(g, x, y, res.classes, batch_size, progress))
     if indices is not None:
         out["indices"] = indices
     if per_image is not None:
@@ -624,7 +662,14 @@ def main(argv=None):
                    help="write each evaluated image's index, label, SNN class, logits, ANN "
                         "class and spikes per layer here (arrays below)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--exact-gates", action="store_true",
+                   help="with --description: also run the squeeze-and-excitation gates as exact "
+                        "products (reference only, no hardware mode) and report "
+                        "snn_exact_mult_top1, the cost of the trained multiplication unit")
     a = p.parse_args(argv)
+    if a.exact_gates and a.model is not None:
+        p.error("--exact-gates is for a description with gates (--description); the zoo "
+                "networks have none")
     if a.model is None and a.description is None:
         p.error("give --model (a zoo network) or --description STEM (your own)")
     if a.model is not None and a.onnx is not None:
@@ -634,13 +679,16 @@ def main(argv=None):
         if a.model is None:
             r = evaluate_description(a.description, a.data, a.limit, a.onnx, a.batch_size,
                                      progress=not a.no_progress, indices=a.indices,
-                                     per_image=a.per_image)
+                                     per_image=a.per_image, exact_gates=a.exact_gates)
         else:
             r = evaluate(a.model, a.data, a.limit, a.description, a.checkpoint, a.batch_size,
                          progress=not a.no_progress, indices=a.indices, per_image=a.per_image)
     except (DataError, ConversionError, _ir.IRError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(table_row(r))
+    if "snn_exact_mult_top1" in r:
+        print(f"exact gate products (reference only): SNN {100 * r['snn_exact_mult_top1']:.2f}% "
+              f"(agrees with the SNN on {100 * r['exact_mult_agreement']:.2f}% of images)")
     print()
     print(ops_table(r))
     if a.json:

@@ -136,6 +136,8 @@ def doc_run(doc, arrays, image):
             out = ins[0].sum(axis=(0, 1))
         else:  # amos
             vs = [doc_requant(x, S) for x, S in zip(ins, n["rshift"], strict=True)]
+            if len(vs) == 2:  # g of shape (C,) pairs x[h, w, c] with g[c]
+                vs[1] = np.broadcast_to(vs[1], vs[0].shape)
             out, count = doc_unit(doc["units"][n["unit"]], arrays, vs)
             spikes[n["name"]] = int(count.sum())
         vals[n["name"]] = out
@@ -281,6 +283,40 @@ def test_general_units_missing_bias_and_odd_sizes_from_the_docs():
     ref = snn.run(g, x, trace=["a", "b"])
     v = doc_requant(ref.traces["a"], 12)
     assert v.min() < -7 and v.max() > 9
+
+
+def _gate_graph():
+    """Input 5x5x2 -> conv -> one-input unit x (3 channels) -> gap -> dense -> one-input unit
+    g (3 values) -> the gate, a two-input unit [x, g] with g broadcast over x -> gap -> dense."""
+    g = _small_graph()
+    rng = np.random.default_rng(11)
+    g.arrays.update({"d.weight": rng.integers(-127, 128, (3, 3)).astype(np.int8),
+                     "d.bias": rng.integers(-300, 300, 3).astype(np.int32)})
+    g.nodes = g.nodes[:2] + [
+        {"name": "x", "op": "amos", "inputs": ["a"], "unit": "odd", "rshift": [14]},
+        {"name": "p", "op": "gap", "inputs": ["x"]},
+        {"name": "d", "op": "dense", "inputs": ["p"], "weight": "d.weight", "bias": "d.bias",
+         "out_features": 3},
+        {"name": "s", "op": "amos", "inputs": ["d"], "unit": "odd", "rshift": [11]},
+        {"name": "m", "op": "amos", "inputs": ["x", "s"], "unit": "mul", "rshift": [0, 1]},
+        {"name": "gap", "op": "gap", "inputs": ["m"]},
+        {"name": "fc", "op": "dense", "inputs": ["gap"], "weight": "fc.weight",
+         "out_features": 4},
+    ]
+    return g
+
+
+def test_gate_with_broadcast_from_the_docs():
+    g = _gate_graph()
+    info = ir.validate(g)
+    assert info["m"]["shape"] == info["x"]["shape"] == (3, 3, 3) and info["s"]["shape"] == (3,)
+    x = np.random.default_rng(5).integers(0, 256, (6, 5, 5, 2), dtype=np.uint8)
+    check_against_reference(g, x)
+    ref = snn.run(g, x, trace=["s", "m"])
+    # g differs between the channels of an image (so a wrong pairing would show) and the gate
+    # output is not constant
+    assert any(len(set(row.tolist())) > 1 for row in ref.traces["s"])
+    assert len(np.unique(ref.traces["m"])) > 2
 
 
 def test_argmax_lowest_index_on_ties():

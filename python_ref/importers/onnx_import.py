@@ -24,7 +24,7 @@ __all__ = ["SUPPORTED_OPS", "import_onnx"]
 #: ONNX op types the importer maps (what each becomes: docs/import.md).
 SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Clip",
                  "Sigmoid", "Mul", "Swish", "MaxPool", "AveragePool", "GlobalAveragePool",
-                 "ReduceMean", "Flatten", "Reshape", "Identity", "Dropout")
+                 "ReduceMean", "Flatten", "Reshape", "Unsqueeze", "Identity", "Dropout")
 
 #: Why an op type that looks close to a supported one is refused (added to the error).
 _REFUSED_HINTS = {
@@ -295,12 +295,32 @@ def _conv_groups(n, a: dict, x: _Tensor, w: np.ndarray) -> int:
     return group
 
 
+def _conv_on_vector(st: _State, n, name: str, x: _Tensor, w: np.ndarray, a: dict) -> None:
+    """A 1x1 Conv on a per-channel vector (``N x C x 1 x 1``, what a GlobalAveragePool or a
+    ReduceMean with keepdims gives, as in squeeze-and-excitation): a dense layer."""
+    where = f"node {n.name!r} (Conv)"
+    if x.flat_from is not None or w.ndim != 4 or w.shape[2:] != (1, 1):
+        raise ModelImportError(f"{where}: its input is flat {x.shape}; only a 1x1 Conv on a "
+                               "pooled N x C x 1 x 1 tensor is taken (as a dense layer)")
+    if int(a.get("group", 1)) != 1 or w.shape[1] != x.shape[0]:
+        raise ModelImportError(f"{where}: a 1x1 Conv on a pooled vector of {x.shape[0]} "
+                               f"channels needs group 1 and weight (O, {x.shape[0]}, 1, 1), "
+                               f"not group {a.get('group', 1)} and {list(w.shape)}")
+    stride, pad = _conv_geometry(n, a, w.shape[2:])
+    if pad != 0:
+        raise ModelImportError(f"{where}: padding {pad} on a 1 x 1 map is not supported")
+    O = w.shape[0]
+    b = _const(st, n, 2, "bias") if len(n.input) > 2 and n.input[2] else np.zeros(O)
+    _dense(st, n, name, x, w.reshape(O, -1), np.asarray(b, np.float64).reshape(O))
+
+
 def _conv(st: _State, n, name: str) -> None:
     x = _act(st, n)
-    if len(x.shape) != 3:
-        raise ModelImportError(f"node {n.name!r} (Conv): its input is flat {x.shape}")
     w = _const(st, n, 1, "weight")
     a = _attrs(n)
+    if len(x.shape) == 1:
+        _conv_on_vector(st, n, name, x, w, a)
+        return
     stride, pad = _conv_geometry(n, a, w.shape[2:])
     groups = _conv_groups(n, a, x, w)
     O, k = w.shape[0], w.shape[2]
@@ -521,8 +541,15 @@ def _sigmoid(st: _State, n, name: str) -> None:
     _unit(st, n, name, "sigmoid", x)
 
 
+_MUL_TAKEN = ("only x * Sigmoid(x) (SiLU / swish: the same tensor x on both sides) and the "
+              "squeeze-and-excitation gate x * s (x the map output of a SiLU or Sigmoid, s a "
+              "Sigmoid output of one value per channel, N x C x 1 x 1, or of x's shape) are "
+              "supported")
+
+
 def _mul(st: _State, n, name: str) -> None:
-    """``Mul(x, Sigmoid(x))`` (either order): the ``swish`` unit, named after the Mul."""
+    """``Mul(x, Sigmoid(x))`` (either order): the ``swish`` unit, named after the Mul; else the
+    squeeze-and-excitation gate (:func:`_gate`)."""
     ins = [st.alias.get(t, t) for t in n.input]
     for s, x in (ins, ins[::-1]):
         if s in st.silu and st.silu[s][0] == x:
@@ -530,9 +557,47 @@ def _mul(st: _State, n, name: str) -> None:
             _unit(st, n, name, "swish", _act(st, n, ins.index(x)),
                   f"node {sig.name!r} (Sigmoid) and node {n.name!r} (Mul)")
             return
-    raise ModelImportError(f"node {n.name!r} (Mul): only x * Sigmoid(x) (SiLU / swish: the "
-                           "same tensor x on both sides) is supported; another product (of two "
-                           "activations, as in squeeze-and-excitation, or by a constant) is not")
+    consts = [t for t in ins if t in st.consts]
+    if consts or len(ins) != 2:
+        raise ModelImportError(f"node {n.name!r} (Mul): {_MUL_TAKEN}; a product by a "
+                               f"constant ({', '.join(map(repr, consts))}) is not")
+    _gate(st, n, name)
+
+
+def _gate_operands(st: _State, n) -> tuple[_Tensor, _Tensor]:
+    """The map ``x`` and the gate ``s`` of a Mul of two activations (``s`` the per-channel
+    one when the shapes differ, else the Sigmoid output, else the second input), or an
+    error naming the node."""
+    a, b = _act(st, n, 0), _act(st, n, 1)
+    if len(a.shape) == 1 and len(b.shape) == 3:
+        a, b = b, a
+    elif a.shape == b.shape and st.byname[a.op]["op"] == "sigmoid" != st.byname[b.op]["op"]:
+        a, b = b, a
+    same = a.shape == b.shape
+    if not (same or (len(a.shape) == 3 and b.shape == (a.shape[0],))):
+        raise ModelImportError(f"node {n.name!r} (Mul): {_MUL_TAKEN}; not inputs of shapes "
+                               f"{a.shape} and {b.shape} (C x H x W, or C for N x C x 1 x 1)")
+    for t in (a, b):
+        if t.div != 1 or (t.flat_from is not None and not same):
+            raise ModelImportError(f"node {n.name!r} (Mul): {_MUL_TAKEN}; input {t.op!r} is a "
+                                   "pooled sum or a flattened map")
+    return a, b
+
+
+def _gate(st: _State, n, name: str) -> None:
+    """``Mul(x, s)`` of two activations: the squeeze-and-excitation gate, a ``gate`` op
+    ``[x, s]`` (the library's two-input ``mult`` unit); ``s`` is broadcast over ``x``'s H and
+    W when it is one value per channel (``N x C x 1 x 1``). ``x`` must be a SiLU or Sigmoid
+    output and ``s`` a Sigmoid output (the trained units' signed words the gate reads)."""
+    x, s = _gate_operands(st, n)
+    kinds = (st.byname[x.op]["op"], st.byname[s.op]["op"])
+    if kinds[0] not in UNIT_OPS or kinds[1] != "sigmoid":
+        raise ModelImportError(
+            f"node {n.name!r} (Mul): {_MUL_TAKEN}; here x is "
+            f"{st.origin.get(x.op, 'the input image')} ({kinds[0]}) and s is "
+            f"{st.origin.get(s.op, 'the input image')} ({kinds[1]})")
+    _emit(st, n, {"name": name, "op": "gate", "inputs": [x.op, s.op]}, x.shape,
+          flat_from=x.flat_from)
 
 
 def _swish(st: _State, n, name: str) -> None:
@@ -578,8 +643,38 @@ def _reduce_mean(st: _State, n, name: str) -> None:
     _gap(st, n, name)
 
 
+def _channel_view(st: _State, n) -> bool:
+    """Whether ``n`` (a Reshape or Unsqueeze) turns a per-channel vector ``N x C`` into
+    ``N x C x 1 x 1`` (how a squeeze-and-excitation gate computed by Gemm layers is broadcast
+    over the map); the vector is then kept as it is."""
+    x = _act(st, n)
+    if len(x.shape) != 1 or x.flat_from is not None:
+        return False
+    if n.op_type == "Unsqueeze":
+        axes = _attrs(n).get("axes")
+        if axes is None and len(n.input) > 1 and n.input[1] in st.consts:
+            axes = st.consts[n.input[1]]
+        return axes is not None and sorted(int(v) % 4 for v in np.ravel(axes)) == [2, 3]
+    target = st.consts.get(n.input[1]) if len(n.input) > 1 else None
+    if target is None:
+        target = st.shapes.get(n.output[0])
+    return (target is not None and len(target) == 4
+            and tuple(int(v) if v is not None else None for v in target[1:])
+            == (x.shape[0], 1, 1))
+
+
+def _unsqueeze(st: _State, n, name: str) -> None:
+    if not _channel_view(st, n):
+        raise ModelImportError(f"node {n.name!r} (Unsqueeze): only N x C -> N x C x 1 x 1 "
+                               "(axes 2, 3) of a pooled per-channel vector is supported")
+    st.acts[n.output[0]] = _act(st, n)
+
+
 def _flatten(st: _State, n, name: str) -> None:
     x = _act(st, n)
+    if n.op_type == "Reshape" and _channel_view(st, n):
+        st.acts[n.output[0]] = x
+        return
     if n.op_type == "Flatten" and _attrs(n).get("axis", 1) != 1:
         raise ModelImportError(f"node {n.name!r} (Flatten): only axis = 1 is supported")
     if n.op_type == "Reshape":
@@ -612,7 +707,8 @@ _HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add,
              "Sigmoid": _sigmoid, "Mul": _mul, "Swish": _swish,
              "MaxPool": _pool, "AveragePool": _pool, "GlobalAveragePool": _gap,
              "ReduceMean": _reduce_mean, "Flatten": _flatten,
-             "Reshape": _flatten, "Identity": lambda st, n, name: _alias(st, n),
+             "Reshape": _flatten, "Unsqueeze": _unsqueeze,
+             "Identity": lambda st, n, name: _alias(st, n),
              "Dropout": lambda st, n, name: _alias(st, n)}
 
 
