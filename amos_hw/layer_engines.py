@@ -82,7 +82,7 @@ def _depthwise(lay: DepthwiseLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "height": lay.height, "width": lay.width, "stride": lay.stride,
         "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
-        "out_bits": lay.out_bits, "lanes": lay.lanes, "name": lay.name}
+        "out_bits": lay.out_bits, "lanes": lay.lanes, "name": lay.name, **_signed(lay)}
 
 
 _ENGINES = {ConvLayer: (ConvEngine, _conv), DenseLayer: (DenseEngine, _dense),

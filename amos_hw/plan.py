@@ -384,14 +384,19 @@ class AvgPoolLayer(WindowLayer):
 @dataclass
 class DepthwiseLayer(WindowLayer):
     """A depthwise convolution (``groups`` = channels, weights ``(C, k, k, 1)``) fused with its
-    ReLU ``amos`` op (``out_bits = K``, requantised by ``shift``), or raw (``out_bits = None``,
-    ``shift = 0``) like :class:`ConvLayer`."""
+    ReLU ``amos`` op (``out_bits = K``, requantised by ``shift``), or raw (``out_bits = None``)
+    like :class:`ConvLayer`: before a trained unit (an MBConv block's swish) ``shift`` is the
+    unit's ``rshift`` and the :class:`UnitLayer` after it reads ``v = (acc + 2**(shift-1)) >>
+    shift`` (``out_width`` its exact signed width); feeding an add ``shift = 0``. With
+    ``in_signed`` its inputs are a trained unit's two's-complement words (``in_bits`` wide,
+    the most significant bit weighing ``-2**(in_bits-1)``)."""
 
     kind: ClassVar[str] = "dwconv"
 
     weight: str = ""
     bias: str | None = None
     shift: int = 0
+    in_signed: bool = False  # input words are two's complement (a trained unit's output)
 
     def weights(self, arrays) -> np.ndarray:
         return np.asarray(arrays[self.weight], dtype=np.int64)
@@ -402,8 +407,11 @@ class DepthwiseLayer(WindowLayer):
         return np.asarray(arrays[self.bias], dtype=np.int64)
 
     def _fields(self) -> dict:
-        return {**super()._fields(), "weight": self.weight, "bias": self.bias,
-                "shift": self.shift}
+        d = {**super()._fields(), "weight": self.weight, "bias": self.bias,
+             "shift": self.shift}
+        if self.in_signed:
+            d["in_signed"] = True
+        return d
 
 
 @dataclass
@@ -648,8 +656,6 @@ class _Lowering:
         b = np.asarray(g.arrays[bkey], np.int64) if bkey else np.zeros(w.shape[0], np.int64)
         w2d = w.reshape(w.shape[0], -1)
         in_bits, in_signed = src[1], src[4]
-        if in_signed and op == "conv" and ir.conv_groups(n) > 1:
-            self.unsigned_from(name, "depthwise conv", n["inputs"][0])
         follow = cons[0] if len(cons) == 1 else None
         if follow is not None and _is_trained(g, follow):
             # raw, requantised by the unit's shift; the UnitLayer (self.unit) applies the unit
@@ -760,9 +766,6 @@ class _Lowering:
         if src is None or node["op"] not in ("conv", "dense") or not src[2]:
             raise _err(name, f"a trained unit must directly follow a conv or dense layer; it "
                              f"follows {node['op']} {src_t!r}")
-        if node["op"] == "conv" and ir.conv_groups(node) > 1:
-            raise _err(name, f"a trained unit after the depthwise conv {src_t!r} has no "
-                             f"engine; the depthwise engine fuses ReLU units only")
         unit = ir.make_unit(n["unit"], self.g.units[n["unit"]], self.g.arrays)
         lo = int(np.clip(unit.d, None, 0).sum())
         hi = int(np.clip(unit.d, 0, None).sum())

@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import spike_product
-from amos_hw.engines.figures import DepthwiseParams, Figures, mem_depth
+from amos_hw.engines.figures import DepthwiseParams, Figures, input_range, mem_depth
 from amos_hw.engines.pool import WindowCounter, rotate_ring, window_front
 from amos_hw.lib.amos_unit import AmosUnit
 from python_ref import snn
@@ -44,6 +44,19 @@ class DepthwiseConvEngine(wiring.Component):
     group's first tap). A group's accumulator is complete on its last tap and goes on through
     the requantisation and the AMOS unit (``lanes`` units).
 
+    Signed inputs (``in_signed=True``, the two's-complement words ``y`` of a trained AMOS unit,
+    ``-2**(in_bits-1)..2**(in_bits-1) - 1``): a word's value is ``-2**(in_bits-1) *
+    bit[in_bits-1] + sum_{b<in_bits-1} 2**b * bit[b]``, so the most significant spike (the
+    first time step) gates the *negated* shifted weight (``spike_product(..., signed=True)``,
+    as in :class:`~amos_hw.engines.dense.DenseEngine`) and the accumulator is sized for that
+    range. The window only moves words (a padding position is the all-zero word, value 0).
+    Same cycles, same latency.
+
+    Raw outputs (``out_bits=None``): the requantised ``v = (acc + 2**(S-1)) >> S`` (``acc``
+    itself for ``S = 0``) leaves as a ``signed(out_width)`` word, ``out_width`` the exact
+    signed width of ``v`` over the accumulator's range: the input of a trained unit's engine
+    (:class:`~amos_hw.engines.unit.UnitEngine`, ``S`` its shift).
+
     Stages: 1. the window word, its weights and bias read (``k*k*C/lanes`` weight words of
     ``lanes`` weights, ``C/lanes`` bias words); 2. the spike-gated products; 3. the ring of
     accumulators and the result register; then requantisation and the AMOS unit. Backpressure
@@ -64,7 +77,8 @@ class DepthwiseConvEngine(wiring.Component):
     stride, padding : int
         Convolution step and zero padding (``padding < kernel``).
     in_bits : int
-        Spikes per input activation (or bits of an unsigned input), 1..16.
+        Spikes per input activation (or bits of an unsigned input), 1..16; with ``in_signed``
+        the width of the two's-complement input word.
     shift : int
         Requantisation shift ``S``, 0..62.
     out_bits : int or None
@@ -73,11 +87,14 @@ class DepthwiseConvEngine(wiring.Component):
         Channels per word, in and out (``pe = simd``); must divide ``C``.
     name : str
         Layer name for error messages.
+    in_signed : bool
+        ``False``: inputs ``0..2**in_bits - 1`` (ReLU spike words). ``True``: two's-complement
+        inputs ``-2**(in_bits-1)..2**(in_bits-1) - 1``, ``signed(in_bits)`` lanes.
 
     Members
     -------
-    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), lanes)))``
-        Pixels in raster order, channels innermost.
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits) or signed(in_bits), lanes)))``
+        Pixels in raster order, channels innermost (signed lanes with ``in_signed``).
     o : ``Out(stream.Signature(ArrayLayout(unsigned(out_bits) or signed(out_width), lanes)))``
         Output pixels in raster order, channels innermost.
     spike_count : ``Out(32)``
@@ -85,33 +102,38 @@ class DepthwiseConvEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-                 out_bits, lanes=1, name="dwconv"):
+                 out_bits, lanes=1, name="dwconv", in_signed=False):
         p = DepthwiseParams.check(weights, bias, height=height, width=width, stride=stride,
                                   padding=padding, in_bits=in_bits, shift=shift,
-                                  out_bits=out_bits, lanes=lanes, name=name)
+                                  out_bits=out_bits, lanes=lanes, name=name,
+                                  in_signed=in_signed)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
+        in_shape = signed(p.in_bits) if p.in_signed else unsigned(p.in_bits)
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(p.in_bits), p.lanes))),
+            "i": In(stream.Signature(data.ArrayLayout(in_shape, p.lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(out_shape, p.lanes))),
             "spike_count": Out(32),
         })
 
     @staticmethod
     def figures(weights, bias, *, height, width, stride=1, padding=0, in_bits, shift, out_bits,
-                lanes=1, name="dwconv") -> Figures:
+                lanes=1, name="dwconv", in_signed=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.DepthwiseParams.figures`."""
         return DepthwiseParams.check(weights, bias, height=height, width=width, stride=stride,
                                      padding=padding, in_bits=in_bits, shift=shift,
-                                     out_bits=out_bits, lanes=lanes, name=name).figures()
+                                     out_bits=out_bits, lanes=lanes, name=name,
+                                     in_signed=in_signed).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (DepthwiseParams).")
     name = property(lambda self: self._p.name)
     weights = property(lambda self: self._p.weights, doc="(C, k, k, 1) int64, read-only.")
     bias = property(lambda self: self._p.bias)
     in_bits = property(lambda self: self._p.in_bits)
+    in_signed = property(lambda self: self._p.in_signed,
+                         doc="The inputs are two's-complement words.")
     out_bits = property(lambda self: self._p.out_bits)
     out_width = property(lambda self: self._p.out_width)
     shift = property(lambda self: self._p.shift)
@@ -138,13 +160,16 @@ class DepthwiseConvEngine(wiring.Component):
     def model(self, a):
         """Reference outputs for images ``a`` (``(N, H, W, C)``), ``(N, Ho, Wo, C)`` int64:
         :func:`python_ref.snn.conv2d` with ``groups = C``, then
-        :func:`python_ref.snn.requant_unit` (ReLU) or :func:`python_ref.quant.requant_shift`."""
+        :func:`python_ref.snn.requant_unit` (ReLU) or :func:`python_ref.quant.requant_shift`.
+        The inputs must lie in :func:`~amos_hw.engines.figures.input_range` (signed with
+        ``in_signed``)."""
         a = np.asarray(a, dtype=np.int64)
         if a.ndim != 4 or a.shape[1:] != self.in_shape:
             shape = ", ".join(map(str, self.in_shape))
             raise ValueError(f"{self._p.name}: images must have shape (N, {shape})")
-        if a.size and (a.min() < 0 or a.max() > 2**self.in_bits - 1):
-            raise ValueError(f"{self._p.name}: inputs must lie in 0..{2**self.in_bits - 1}")
+        a_lo, a_hi = input_range(self.in_bits, self.in_signed)
+        if a.size and (a.min() < a_lo or a.max() > a_hi):
+            raise ValueError(f"{self._p.name}: inputs must lie in {a_lo}..{a_hi}")
         acc = snn.conv2d(a, self.weights, self.bias, self.stride, self.padding,
                          groups=self.in_shape[2])
         if self.out_bits is None:
@@ -166,11 +191,23 @@ class DepthwiseConvEngine(wiring.Component):
                                             depth=mem_depth(cf), init=b_init)
         return wmem.read_port(), bmem.read_port()
 
+    def _input_bits(self, m):
+        """The input port as the window front takes it: :attr:`i` itself for unsigned words;
+        for two's-complement words a stream of the same bits with unsigned lanes (the window and
+        the skid buffer only move the words, the products read their bits), wired to :attr:`i`."""
+        if not self._p.in_signed:
+            return self.i
+        sig = stream.Signature(data.ArrayLayout(unsigned(self._p.in_bits), self._p.lanes))
+        bits = sig.create()  # the source side, which window_front connects to the window
+        m.d.comb += [bits.valid.eq(self.i.valid), bits.payload.eq(self.i.payload.as_value()),
+                     self.i.ready.eq(bits.ready)]
+        return wiring.flipped(bits)
+
     def elaborate(self, platform):
         m = Module()
         p = self._p
         lanes, ib = p.lanes, p.in_bits
-        src = window_front(m, p.window, self.i)
+        src = window_front(m, p.window, self._input_bits(m))
         w_rd, b_rd = self._memories(m)
         ctr = WindowCounter(p.window)
         en = Signal()
@@ -189,7 +226,7 @@ class DepthwiseConvEngine(wiring.Component):
         prods = []
         for q in range(lanes):
             wq = w_rd.data.word_select(q, p.w_width).as_signed()
-            prod = spike_product(wq, a1.word_select(q, ib), ib)
+            prod = spike_product(wq, a1.word_select(q, ib), ib, signed=p.in_signed)
             prods.append(Signal(prod.shape(), name=f"prod_{q}"))
             with m.If(en):
                 m.d.sync += prods[q].eq(prod)

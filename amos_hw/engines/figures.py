@@ -724,7 +724,13 @@ class DepthwiseParams:
     """The checked arguments of a :class:`~amos_hw.engines.depthwise.DepthwiseConvEngine`, the
     widths they give and its figures: a sliding window, a skid buffer, per channel a
     spike-gated multiply-accumulate into a ring of accumulators, the requantisation and the
-    ReLU AMOS unit. Build it with :meth:`check`."""
+    ReLU AMOS unit. Build it with :meth:`check`.
+
+    With ``in_signed`` the inputs are ``in_bits``-bit two's-complement words (a trained unit's
+    ``y``, :func:`input_range`): the accumulator is sized for that range
+    (:func:`accumulator_range` with ``in_signed``); cycles, latency and the other formulas are
+    those of unsigned inputs (the sign plane's gated weight is subtracted in the product's
+    adder tree instead of added)."""
 
     name: str
     weights: np.ndarray  # (C, k, k, 1) int64, read-only
@@ -734,6 +740,7 @@ class DepthwiseParams:
     shift: int
     out_bits: int | None
     lanes: int
+    in_signed: bool  # the inputs are two's-complement words (the sign plane weighs negative)
     w_width: int
     b_width: int
     acc_range: tuple
@@ -742,7 +749,7 @@ class DepthwiseParams:
 
     @classmethod
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-              out_bits, lanes=1, name="dwconv") -> DepthwiseParams:
+              out_bits, lanes=1, name="dwconv", in_signed=False) -> DepthwiseParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -755,10 +762,11 @@ class DepthwiseParams:
         window = WindowParams.check(height=height, width=width, channels=c, kernel=k,
                                     stride=stride, padding=padding, simd=lanes, bits=in_bits,
                                     name=name)
-        acc_range = accumulator_range(weights.reshape(c, k * k), bias, in_bits)
+        in_signed = _check_bool(name, "in_signed", in_signed)
+        acc_range = accumulator_range(weights.reshape(c, k * k), bias, in_bits, in_signed)
         v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
         return cls(name=name, weights=weights, bias=bias, window=window, in_bits=in_bits,
-                   shift=shift, out_bits=out_bits, lanes=lanes,
+                   shift=shift, out_bits=out_bits, lanes=lanes, in_signed=in_signed,
                    w_width=signed_width(int(weights.min()), int(weights.max())),
                    b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
                    acc_range=acc_range, acc_width=signed_width(*acc_range),

@@ -15,6 +15,7 @@ from amos_hw.plan import (
     NetworkPlan,
     PlanError,
     PoolLayer,
+    UnitLayer,
     WindowLayer,
     lower,
 )
@@ -34,11 +35,16 @@ def _err(name, msg):
 
 
 def _check_residual_paths(plan: NetworkPlan) -> None:
-    """A raw depthwise conv (signed accumulators feeding an add) has no engine form: refused,
-    naming it. Window ops on a residual block's main path are fine: the skip FIFO
+    """A raw depthwise conv feeding an add (signed accumulators as an add's main input) has no
+    engine form: refused, naming it. A raw depthwise conv whose every consumer is a trained
+    unit (:class:`~amos_hw.plan.UnitLayer`, an MBConv block's swish: ``v`` requantised by the
+    unit's shift) is built. Window ops on a residual block's main path are fine: the skip FIFO
     (:mod:`amos_hw.buffers`) counts their line buffers as it counts the convolutions'."""
     for lay in plan.layers:
         if isinstance(lay, DepthwiseLayer) and lay.out_bits is None:
+            users = [u for u in plan.layers if lay.name in u.inputs]
+            if users and all(isinstance(u, UnitLayer) for u in users):
+                continue
             raise _err(lay.ir_nodes[0], "a depthwise conv with raw outputs (feeding an add) "
                                         "has no layer-pipelined form; follow it by a ReLU amos "
                                         "op")
