@@ -161,8 +161,9 @@ def timed(dut, xw, gw, images, gate_delay):
     (4, (3, 3), 1, 0), (4, (3, 3), 1, 30), (8, (2, 3), 2, 9), (6, (2, 2), 3, 5)])
 def test_cycles_and_latency_exact(C, hw, lanes, delay):
     """The map streams in without a single wait while fewer than ``words`` words of the next
-    map come up to the cycle of each gate's last word; the first output is ``K + 5`` cycles after the gate's last word;
-    each image's outputs leave one word a cycle, one image every ``elements / lanes``."""
+    map come up to the cycle of each gate's last word; the first output is ``K + 5`` cycles
+    after the gate's last word; each image's outputs leave one word a cycle, one image every
+    ``elements / lanes``."""
     unit = mult_unit()
     elements = C * hw[0] * hw[1]
     dut = GateEngine(unit, channels=C, elements=elements, x_width=8, g_width=8, lanes=lanes)

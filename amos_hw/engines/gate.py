@@ -45,8 +45,9 @@ class GateEngine(wiring.Component):
     pipeline cannot deadlock.
 
     Throughput: one word (``lanes`` values) a cycle in, one out; :attr:`expected_cycles` =
-    ``elements / lanes`` per image, while each gate arrives within one interval of its map's
-    first word (see :attr:`GateParams.cycles <amos_hw.engines.gate_params.GateParams.cycles>`).
+    ``elements / lanes`` per image, while fewer than ``words`` words of the next map arrive up
+    to each gate's last word (:attr:`GateParams.cycles
+    <amos_hw.engines.gate_params.GateParams.cycles>`).
     Latency: :attr:`latency` = ``K + 5`` cycles from the transfer of an image's last gate word
     (map complete, previous image read out, output ready) to its first output word.
 

@@ -132,10 +132,13 @@ class GateParams:
     def cycles(self) -> int:
         """Cycles per image: ``elements / lanes``. The map is written one word a cycle and
         read one word a cycle, into and out of two maps' worth of memory, so the writes of one
-        image overlap the reads of the one before: ``max(words, words) = words``. The engine
-        keeps this interval while a map's gate arrives at most one interval after the map's
-        first word (the SE path's latency then fits in the second map's worth of memory);
-        a later gate stalls the map's producer."""
+        image overlap the reads of the one before: ``max(words, words) = words``. A map word
+        is taken while fewer than ``2 * words`` are held (the image waiting for its gate and
+        the next map), so with the output not stalled the map's producer never waits as long
+        as fewer than ``words`` words of the next map arrive up to the cycle of each image's
+        last gate word (checked exactly in ``tests/test_engines_gate.py``): the squeeze-and-
+        excitation path's latency must stay below one map's worth of words; a later gate
+        holds the producer up (no deadlock: a gate needs only its own map)."""
         return self.words
 
     @property
