@@ -30,6 +30,7 @@ from amos_hw.plan import (
     AddLayer,
     ConvLayer,
     DenseLayer,
+    GateLayer,
     Layer,
     NetworkPlan,
     PoolLayer,
@@ -54,7 +55,7 @@ def layer_cycles(lay: Layer, folding: dict) -> int:
         return (lay.n_out // folding["pe"]) * (lay.n_in // folding["simd"]) * passes
     if isinstance(lay, PoolLayer):
         return lay.height * lay.width * lay.channels // folding["lanes"]
-    if isinstance(lay, (AddLayer, UnitLayer)):
+    if isinstance(lay, (AddLayer, UnitLayer, GateLayer)):
         return math.prod(lay.out_shape) // folding["lanes"]
     if isinstance(lay, WindowLayer):  # one window word a cycle, or the input's words
         ho, wo, _ = lay.out_shape
@@ -253,6 +254,14 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
             in_elems = out_elems
             mvu = row[name]["latency_cycles"]
             start = t0
+        elif isinstance(lay, GateLayer):
+            # the engine reads an image once its map and its whole gate vector are in; its
+            # latency counts from the later of the two last words (GateParams.latency)
+            ts, rate_g = t[lay.inputs[1]]
+            in_elems = out_elems
+            mvu = row[name]["latency_cycles"]
+            start = max(t0 + _arrival(in_elems, rate, b),
+                        ts + _arrival(lay.channels, rate_g, burst.get(lay.inputs[1])))
         else:
             ts, _ = t[lay.inputs[1]]
             in_elems = out_elems

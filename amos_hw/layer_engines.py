@@ -11,6 +11,7 @@ from amos_hw.engines import (
     ConvEngine,
     DenseEngine,
     DepthwiseConvEngine,
+    GateEngine,
     GlobalAvgPoolEngine,
     MaxPoolEngine,
     ResidualAddEngine,
@@ -22,6 +23,7 @@ from amos_hw.plan import (
     ConvLayer,
     DenseLayer,
     DepthwiseLayer,
+    GateLayer,
     Layer,
     MaxPoolLayer,
     PoolLayer,
@@ -65,6 +67,13 @@ def _unit(lay: UnitLayer, arrays) -> tuple[tuple, dict]:
         "elements": lay.elements}
 
 
+def _gate(lay: GateLayer, arrays) -> tuple[tuple, dict]:
+    return (ir.make_unit(lay.unit, lay.spec, arrays),), {
+        "channels": lay.channels, "elements": lay.elements, "x_width": lay.x_width,
+        "g_width": lay.g_width, "shifts": tuple(lay.shifts), "lanes": lay.lanes,
+        "x_signed": lay.x_signed, "g_signed": lay.g_signed, "name": lay.name}
+
+
 def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:
     return (), {"lanes": lay.lanes, "words_per_image": lay.words_per_image,
                 "main_width": lay.main_width, "skip_bits": lay.skip_bits,
@@ -89,7 +98,8 @@ _ENGINES = {ConvLayer: (ConvEngine, _conv), DenseLayer: (DenseEngine, _dense),
             PoolLayer: (GlobalAvgPoolEngine, _pool), AddLayer: (ResidualAddEngine, _add),
             MaxPoolLayer: (MaxPoolEngine, _window_pool),
             AvgPoolLayer: (AvgPoolEngine, _window_pool),
-            DepthwiseLayer: (DepthwiseConvEngine, _depthwise), UnitLayer: (UnitEngine, _unit)}
+            DepthwiseLayer: (DepthwiseConvEngine, _depthwise), UnitLayer: (UnitEngine, _unit),
+            GateLayer: (GateEngine, _gate)}
 
 
 def engine_class(lay: Layer):

@@ -17,6 +17,9 @@ instruction group of the shared engine (:mod:`amos_hw.shared.program` reads the 
   Its output ``y = sum_i d_i z_i`` is a two's-complement word (``out_bits = out_width``,
   ``out_signed``) that the next ``conv``, ``dense`` or ``gap`` reads bit-serially like a ReLU
   spike word, its most significant plane weighing ``-2**(out_bits-1)`` (``in_signed``);
+* :class:`GateLayer`: the squeeze-and-excitation gate, a two-input ``amos`` op ``[x, g]``
+  (a two-input trained unit, ``g`` one value a channel broadcast over the map ``x``): every
+  map value and its channel's gate through the unit, ``y`` out as a two's-complement word;
 * :class:`WindowLayer` s, per-channel ops over sliding windows: :class:`MaxPoolLayer`
   (``maxpool``, spike words out), :class:`AvgPoolLayer` (``avgpool``, window sums out) and
   :class:`DepthwiseLayer` (a ``conv`` with ``groups`` = its input channels, fused with its ReLU
@@ -51,8 +54,8 @@ from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
 
 __all__ = ["PlanError", "Layer", "ConvLayer", "DenseLayer", "PoolLayer", "AddLayer",
-           "UnitLayer", "WindowLayer", "MaxPoolLayer", "AvgPoolLayer", "DepthwiseLayer",
-           "NetworkPlan", "lower", "INPUT"]
+           "UnitLayer", "GateLayer", "WindowLayer", "MaxPoolLayer", "AvgPoolLayer",
+           "DepthwiseLayer", "NetworkPlan", "lower", "INPUT"]
 
 #: The name by which layers refer to the network input (the pixel stream).
 INPUT = "input"
@@ -334,6 +337,59 @@ class UnitLayer(Layer):
 
 
 @dataclass
+class GateLayer(Layer):
+    """The squeeze-and-excitation gate: a two-input ``amos`` op ``[x, g]`` whose ``g`` (one
+    value a channel, ``(channels,)``) is broadcast over the map ``x``: ``y[..., c] = sum_i d_i
+    z_i(v1, v2)`` with ``v1 = requant_shift(x[..., c], shifts[0])`` and ``v2 =
+    requant_shift(g[c], shifts[1])``, each saturated to the unit's ``in_range`` /
+    ``in2_range`` (:class:`python_ref.quant.IntAmosUnit` with two inputs). ``inputs`` are the
+    map's producer then the gate's (the engine's ports ``i`` and ``skip``); ``x_width`` /
+    ``g_width`` are their element widths, two's complement when ``x_signed`` / ``g_signed``
+    (a trained unit's ``y``). The output is a two's-complement word like a
+    :class:`UnitLayer`'s (``out_bits == out_width``, ``out_signed``); ``lanes`` values a word on
+    both inputs and the output."""
+
+    kind: ClassVar[str] = "gate"
+
+    unit: str = ""  # the unit library's entry (two inputs)
+    spec: dict = field(default_factory=dict)  # that entry (python_ref.ir.make_unit reads it)
+    channels: int = 1
+    x_width: int = 0
+    x_signed: bool = True
+    g_width: int = 0
+    g_signed: bool = True
+    shifts: list = field(default_factory=lambda: [0, 0])  # the op's rshift [S1, S2]
+    K: int = 0
+    lanes: int = 1
+
+    @property
+    def in_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def skip_lanes(self) -> int:
+        """Lanes of the gate vector's stream (the engine's ``skip`` port)."""
+        return self.lanes
+
+    @property
+    def elements(self) -> int:
+        """Values of one map."""
+        return math.prod(self.out_shape)
+
+    def _fields(self) -> dict:
+        return {"unit": self.unit, "K": self.K, "channels": self.channels,
+                "x_width": self.x_width, "x_signed": self.x_signed, "g_width": self.g_width,
+                "g_signed": self.g_signed, "shifts": list(self.shifts)}
+
+    def _folded_fields(self) -> dict:
+        return {"lanes": self.lanes, "skip_lanes": self.skip_lanes}
+
+
+@dataclass
 class WindowLayer(Layer):
     """A per-channel op over the ``kernel`` x ``kernel`` windows (``stride``, ``padding`` zeros
     on all sides) of an ``height`` x ``width`` x ``channels`` map of ``in_bits``-bit unsigned
@@ -541,7 +597,8 @@ class NetworkPlan:
         simd``), a dense layer ``pe`` every ``sf * passes``, a window op ``lanes`` every
         ``k*k`` cycles, an add or a global average pool ``lanes`` a cycle, or its inputs' pace
         when that is lower (an add waits on both, a pool's sums leave as its last pixel
-        arrives), the input one element a cycle."""
+        arrives), a gate ``lanes`` a cycle (it reads a stored map), the input one element a
+        cycle."""
         if src == INPUT:
             return Fraction(1)
         lay = self.layer(src)
@@ -552,6 +609,8 @@ class NetworkPlan:
             return Fraction(lay.pe, lay.n_in // lay.simd * lay.passes)
         if isinstance(lay, WindowLayer):
             return Fraction(lay.out_lanes, lay.kernel ** 2)
+        if isinstance(lay, GateLayer):  # reads a stored map out, one word a cycle
+            return Fraction(lay.out_lanes)
         return min([Fraction(lay.out_lanes), *map(self.peak_rate, lay.inputs)])
 
     def source_width(self, src: str) -> tuple[int, int]:
@@ -587,7 +646,9 @@ def _relu_K(g, node) -> int:
     spec = g.units.get(node["unit"], {})
     kind = spec.get("kind")
     if len(node["inputs"]) != 1:
-        raise _err(node["name"], "a two-input amos op has no hardware")
+        raise _err(node["name"], "a two-input amos op has no hardware reading a conv's or "
+                                 "dense's accumulators; the gate engine reads spike words or "
+                                 "trained units' outputs")
     if kind != "relu":
         raise _err(node["name"], f"unit {node['unit']!r} of kind {kind!r} cannot be fused "
                                  f"here: a trained unit follows a conv or dense layer only")
@@ -777,6 +838,31 @@ class _Lowering:
                              spec=dict(self.g.units[n["unit"]]), channels=shape[-1],
                              in_width=src[1], K=unit.K), name)
 
+    def gate(self, n) -> None:
+        """A two-input ``amos`` op ``[x, g]``, the squeeze-and-excitation gate: ``x`` a map (or
+        vector) of spike words or a trained unit's words, ``g`` one such word a channel."""
+        name, (x_t, g_t) = n["name"], n["inputs"]
+        spec = self.g.units[n["unit"]]
+        if spec.get("kind") != "amos":
+            raise _err(name, f"unit {n['unit']!r} of kind {spec.get('kind')!r} has no "
+                             f"two-input engine; the gate engine runs a trained two-input unit")
+        xs = list(self.info[x_t]["shape"])
+        gs = list(self.info[g_t]["shape"])
+        if gs != xs[-1:]:
+            raise _err(name, f"the gate engine broadcasts g = {g_t!r} of shape ({xs[-1]},) "
+                             f"over the map x = {x_t!r}; g of shape {gs} (an elementwise "
+                             f"two-input unit) has no engine")
+        src_x, src_g = self.spikes_from(name, x_t), self.spikes_from(name, g_t)
+        unit = ir.make_unit(n["unit"], spec, self.g.arrays)
+        width = signed_width(int(np.clip(unit.d, None, 0).sum()),
+                             int(np.clip(unit.d, 0, None).sum()))
+        self._emit(GateLayer(name=name, ir_nodes=[name], inputs=[src_x[0], src_g[0]],
+                             out_bits=width, out_signed=True, out_width=width, out_shape=xs,
+                             depth=self.depth[name], unit=n["unit"], spec=dict(spec),
+                             channels=xs[-1], x_width=src_x[1], x_signed=bool(src_x[4]),
+                             g_width=src_g[1], g_signed=bool(src_g[4]),
+                             shifts=[int(v) for v in n["rshift"]], K=unit.K), name)
+
     def run(self) -> NetworkPlan:
         g = self.g
         for n in g.nodes[1:]:
@@ -789,6 +875,8 @@ class _Lowering:
                 self.gap(n)
             elif op in ("maxpool", "avgpool"):
                 self.window_pool(n)
+            elif op == "amos" and len(n["inputs"]) == 2:
+                self.gate(n)
             elif op == "amos":
                 if n["name"] not in self.fused and _is_trained(g, n):
                     self.unit(n)

@@ -242,7 +242,8 @@ def spike_layers(layers) -> tuple[SpikeLayer, ...]:
     """The AMOS layers of a plan's ``layers``, in plan order: those whose output is a fused
     ``amos`` op (the layer is named after it, its first description op is the conv, dense or
     add before it) emitting ``K``-bit spike words, and the trained units (``kind == "unit"``,
-    ``K`` neurons each; their engine counts the neurons' spikes, not the bits of ``y``). A
+    and the squeeze-and-excitation gates, ``kind == "gate"``: ``K`` neurons each; their engine
+    counts the neurons' spikes, not the bits of ``y``). A
     layer that passes spike words on without a unit of its own (pooling) is not one.
 
     Parameters
@@ -253,7 +254,7 @@ def spike_layers(layers) -> tuple[SpikeLayer, ...]:
     """
     out = []
     for lay in layers:
-        unit = getattr(lay, "kind", "") == "unit"
+        unit = getattr(lay, "kind", "") in ("unit", "gate")
         if lay.out_bits is None or (lay.name == lay.ir_nodes[0] and not unit):
             continue
         elements = math.prod(lay.out_shape)

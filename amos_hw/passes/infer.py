@@ -60,7 +60,7 @@ def check_pipelined(plan: NetworkPlan, output_tensor: str) -> None:
                 raise _err(lay.ir_nodes[0], f"its input is {width} bits wide, more than the "
                                             f"engines' {MAX_BITS}")
         if lay.out_bits is not None and lay.out_bits > MAX_BITS:
-            if lay.kind == "unit":
+            if lay.kind in ("unit", "gate"):
                 raise _err(lay.name, f"its unit's output y needs {lay.out_bits} bits, more "
                                      f"than the engines' {MAX_BITS}; quantise the unit's d "
                                      f"with fewer bits")
