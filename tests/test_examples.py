@@ -1,4 +1,4 @@
-"""The two "bring your own model" examples (examples/): each network, defined outside the project
+"""The three "bring your own model" examples (examples/): each network, defined outside the project
 and untrained (seeded random weights and batch-norm statistics), exports to ONNX with the
 examples' own export and goes through the importer and the converter on a handful of random
 calibration images. No training here: examples/*/train.py is run by hand (examples/README.md)."""
@@ -18,6 +18,7 @@ import torch
 from examples import common, record
 from examples.mobilenet_cifar import model as mobilenet
 from examples.mobilenet_cifar import train as mobilenet_train
+from examples.swish_cifar import model as swish
 from examples.vgg_cifar import model as vgg
 from python_ref import convert as cv
 from python_ref import ir, snn
@@ -32,8 +33,10 @@ CALIB = 8
 EXPECTED_OPS = {
     "vgg_cifar": ["input"] + ["conv", "relu", "conv", "relu", "maxpool"] * 3 + ["dense"],
     "mobilenet_cifar": ["input", "conv", "relu"] + ["conv", "relu"] * 10 + ["gap", "dense"],
+    "swish_cifar": ["input"] + ["conv", "swish"] * 5 + ["gap", "dense", "sigmoid", "dense"],
 }
-BUILDERS = {"vgg_cifar": vgg.build, "mobilenet_cifar": mobilenet.build}
+BUILDERS = {"vgg_cifar": vgg.build, "mobilenet_cifar": mobilenet.build,
+            "swish_cifar": swish.build}
 
 
 def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator) -> None:
