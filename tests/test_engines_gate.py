@@ -90,6 +90,7 @@ CASES = [  # (channels, (H, W), lanes, x_width, x_signed, g_width, g_signed, shi
     (4, (2, 3), 2, 10, True, 9, True, (2, 1)),  # rounding shifts, saturation both sides
     (8, (2, 2), 2, 11, True, 7, False, (3, 0)),  # an unsigned gate (ReLU spike words)
     (6, (1, 1), 3, 6, False, 8, True, (0, 0)),  # a vector of C values, unsigned x
+    (8, (2, 2), 4, 8, True, 8, True, (0, 0)),  # K * lanes = 160 spikes counted per word
 ]
 
 

@@ -379,9 +379,12 @@ class AmosUnit(wiring.Component):
 
         # activity statistics
         spikes = Signal(range(K * self._lanes + 1))
-        m.d.comb += spikes.eq(
-            sum(self.o.payload.z[lane][b] for lane in range(self._lanes) for b in range(K))
-        )
+        z = self.o.payload.z
+        if K * self._lanes <= 128:
+            count = sum(z[lane][b] for lane in range(self._lanes) for b in range(K))
+        else:  # per lane first: a flat chain of K * lanes adds overflows Python's recursion
+            count = sum(sum(z[lane][b] for b in range(K)) for lane in range(self._lanes))
+        m.d.comb += spikes.eq(count)
         # The popcount is registered before the wide add: on ECP5 the popcount and a 32-bit carry
         # chain in one cycle were the critical path of a whole engine. Plain expressions, not
         # If/Elif: with `clear` tied off by a parent, Yosys would keep an incomplete case
