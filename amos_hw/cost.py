@@ -39,7 +39,7 @@ from amos_hw.plan import (
 )
 
 __all__ = ["layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows", "glue", "latency",
-           "totals", "check"]
+           "gate_delays", "totals", "check"]
 
 
 def layer_cycles(lay: Layer, folding: dict) -> int:
@@ -220,6 +220,31 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
     A window op (:class:`~amos_hw.plan.WindowLayer`) emits an output row in a burst once the
     input rows it needs are in, so its output (and what a conv, a window op or an add makes of
     it) is counted as arriving row by row."""
+    t, _ = _arrivals(plan, rows)
+    t0, rate = t[plan.output]
+    out = plan.output_layer
+    words = plan.num_classes // out.out_lanes
+    return int(math.ceil(t0 + (words - 1) * out.out_lanes / rate + 1))
+
+
+def gate_delays(plan: NetworkPlan, rows: list[dict]) -> dict:
+    """Gate layer -> estimated cycles from its map's last element to its gate vector's last
+    (the squeeze path's delay, :func:`latency`'s arrival model). The gate engine's interval is
+    exact while that stays below one image interval (``docs/architecture.md``)."""
+    t, burst = _arrivals(plan, rows)
+    out = {}
+    for lay in plan.layers:
+        if isinstance(lay, GateLayer):
+            (tx, rx), (tg, rg) = t[lay.inputs[0]], t[lay.inputs[1]]
+            last_x = tx + _arrival(math.prod(lay.out_shape), rx, burst.get(lay.inputs[0]))
+            last_g = tg + _arrival(lay.channels, rg, burst.get(lay.inputs[1]))
+            out[lay.name] = int(math.ceil(last_g - last_x))
+    return out
+
+
+def _arrivals(plan: NetworkPlan, rows: list[dict]) -> tuple[dict, dict]:
+    """Tensor -> (time of its first element, elements per cycle it then arrives at), and the
+    tensors that arrive row by row -> elements per row."""
     row = {r["name"]: r for r in rows}
     # tensor -> (time of its first element, elements per cycle it then arrives at)
     t = {INPUT: (0.0, 1.0)}
@@ -275,10 +300,7 @@ def latency(plan: NetworkPlan, rows: list[dict]) -> int:
         t[name] = (first, min(own, rate * out_elems / in_elems) if streams else own)
         if streams and (isinstance(lay, WindowLayer) or b is not None):
             burst[name] = math.prod(lay.out_shape[1:])
-    t0, rate = t[plan.output]
-    out = plan.output_layer
-    words = plan.num_classes // out.out_lanes
-    return int(math.ceil(t0 + (words - 1) * out.out_lanes / rate + 1))
+    return t, burst
 
 
 def totals(plan: NetworkPlan, arrays: dict, clock: float, family: str | None = None) -> dict:
@@ -295,8 +317,9 @@ def totals(plan: NetworkPlan, arrays: dict, clock: float, family: str | None = N
              for k in ("est_lut4", "est_ff", "est_bram_bits", "est_dsp")}
     if family is not None:
         total["est_bram_blocks"] = sum(r["est_bram_blocks"] for r in rows)
+    extra = {"gate_delay_cycles": gates} if (gates := gate_delays(plan, rows)) else {}
     return {"layers": rows, "glue": g, "cycles_per_image": ii,
-            "latency_cycles": latency(plan, rows), **total, "clock_mhz": clock,
+            "latency_cycles": latency(plan, rows), **extra, **total, "clock_mhz": clock,
             "images_per_s": round(clock * 1e6 / ii, 3),
             "bottleneck": ("pixel input" if ii == plan.input_elements
                            else max(rows, key=lambda r: r["cycles_per_image"])["name"])}

@@ -14,7 +14,7 @@ from amos_hw import cost, folding
 from amos_hw.flow import build_network, run_flow
 from amos_hw.layer_engines import engine_figures
 from amos_hw.lib.spike_tally import spike_layers
-from amos_hw.passes.common import FlowConfig
+from amos_hw.passes.common import FlowConfig, FlowError
 from amos_hw.plan import GateLayer, PlanError, lower
 from python_ref import ir, snn
 from rtl_tests.gate_network import GATE_FOLDINGS, gate_network
@@ -138,3 +138,23 @@ def test_result_interval_equals_the_report(net, k):
     # an estimate (1,336 measured against 1,672 at the third folding): the gate counts from
     # the later of its map's and its gate's last words
     assert 0.75 * top.latency_cycles <= outs[0] <= 1.2 * top.latency_cycles
+
+
+def test_a_late_gate_is_refused(tmp_path):
+    """The report states the squeeze path's delay; a folding whose gate vector arrives more
+    than one image interval after its map (the squeeze's dense layers one plane a cycle, the
+    map's layers 8 wide) is refused, naming the gate, instead of reporting an interval the
+    engine would not keep."""
+    gate_network(tmp_path / "g")
+    model = str(tmp_path / "g.json")
+    ok = run_flow(FlowConfig(model=model, stop_after="estimate", write=False, quiet=True,
+                             parallelism=GATE_FOLDINGS[2]))
+    delay = ok.report["gate_delay_cycles"]["gate"]
+    assert 0 < delay < ok.report["cycles_per_image"]
+    slow = {**GATE_FOLDINGS[2], "se.fc1": {"pe": 1, "simd": 1, "planes": 1},
+            "se.fc2": {"pe": 1, "simd": 1, "planes": 1}}
+    with pytest.raises(FlowError, match=r"layer 'gate': its gate vector arrives about \d+ "
+                                        r"cycles after the map's last element \(estimate\), "
+                                        r"not within one image interval \(576 cycles\)"):
+        run_flow(FlowConfig(model=model, stop_after="estimate", write=False, quiet=True,
+                            parallelism=slow))

@@ -18,6 +18,14 @@ def estimate(ctx: FlowContext) -> dict:
     tot = cost.totals(plan, ctx.graph.arrays, clock, family(cfg.board))
     if cfg.spike_counts:
         _add_tally(tot, plan)
+    for name, delay in tot.get("gate_delay_cycles", {}).items():
+        if delay >= tot["cycles_per_image"]:
+            raise FlowError(
+                f"layer {name!r}: its gate vector arrives about {delay} cycles after the map's "
+                f"last element (estimate), not within one image interval "
+                f"({tot['cycles_per_image']} cycles): the gate engine would hold up the map's "
+                f"producer and the reported interval would not be exact; fold the "
+                f"squeeze-and-excitation layers (their dense engines) wider")
     plan.latency_cycles = tot["latency_cycles"]
     plan.cycles_per_image = tot["cycles_per_image"]
     report = {"model": ctx.model_name, "model_sha256": ctx.model_hash,
