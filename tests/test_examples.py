@@ -1,4 +1,4 @@
-"""The three "bring your own model" examples (examples/): each network, defined outside the project
+"""The four "bring your own model" examples (examples/): each network, defined outside the project
 and untrained (seeded random weights and batch-norm statistics), exports to ONNX with the
 examples' own export and goes through the importer and the converter on a handful of random
 calibration images. No training here: examples/*/train.py is run by hand (examples/README.md)."""
@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from examples import common, record
+from examples.mbconv_cifar import model as mbconv
 from examples.mobilenet_cifar import model as mobilenet
 from examples.mobilenet_cifar import train as mobilenet_train
 from examples.swish_cifar import model as swish
@@ -34,9 +35,12 @@ EXPECTED_OPS = {
     "vgg_cifar": ["input"] + ["conv", "relu", "conv", "relu", "maxpool"] * 3 + ["dense"],
     "mobilenet_cifar": ["input", "conv", "relu"] + ["conv", "relu"] * 10 + ["gap", "dense"],
     "swish_cifar": ["input"] + ["conv", "swish"] * 5 + ["gap", "dense", "sigmoid", "dense"],
+    "mbconv_cifar": ["input", "conv", "swish"] + (["conv", "swish"] * 2 + [
+        "gap", "dense", "swish", "dense", "sigmoid", "gate", "conv", "swish"]) * 2
+    + ["gap", "dense"],
 }
 BUILDERS = {"vgg_cifar": vgg.build, "mobilenet_cifar": mobilenet.build,
-            "swish_cifar": swish.build}
+            "swish_cifar": swish.build, "mbconv_cifar": mbconv.build}
 
 
 def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator) -> None:
