@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from python_ref import ir, snn
+from python_ref import ir
 from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
-from rtl_tests.unit_network import unit_spec
+from rtl_tests.unit_network import calibrate, unit_spec
 
 __all__ = ["GATE_FOLDINGS", "gate_network", "gate_spec"]
 
@@ -48,29 +48,6 @@ def gate_spec(unit: IntAmosUnit, prefix: str, arrays: dict) -> dict:
     spec.update({"c2": f"{prefix}.c2", "in2_range": list(unit.in2_range),
                  "in2_scale": unit.in2_scale})
     return spec
-
-
-def _shift_for(values: np.ndarray, hi: int) -> int:
-    """The smallest shift that brings the 99th percentile of ``|values|`` within ``hi``."""
-    top = float(np.percentile(np.abs(values), 99)) if values.size else 0.0
-    s = 0
-    while top / 2**s > hi:
-        s += 1
-    return s
-
-
-def _calibrate(g: ir.Graph, x: np.ndarray) -> None:
-    """Set each ``amos`` op's ``rshift``, in order, from its inputs on ``x``."""
-    for n in g.nodes:
-        if n["op"] != "amos":
-            continue
-        tr = snn.run(g, x, trace=list(n["inputs"])).traces
-        spec = g.units[n["unit"]]
-        if spec["kind"] == "relu":
-            his = [2 ** spec["K"] - 1]
-        else:
-            his = [spec["in_range"][1], spec.get("in2_range", spec["in_range"])[1]]
-        n["rshift"] = [_shift_for(tr[t], hi) for t, hi in zip(n["inputs"], his, strict=False)]
 
 
 def gate_network(path=None, seed=0, *, channels=8, hidden=4, classes=3, K=4) -> ir.Graph:
@@ -115,7 +92,7 @@ def gate_network(path=None, seed=0, *, channels=8, hidden=4, classes=3, K=4) -> 
          {"name": "fc", "op": "dense", "inputs": ["pool"], "weight": "fc.w", "bias": "fc.b",
           "out_features": classes}]
     g = ir.Graph("gate_net", n, units, A, ["fc"])
-    _calibrate(g, rng.integers(0, 256, (16, 8, 8, 3)))
+    calibrate(g, rng.integers(0, 256, (16, 8, 8, 3)))
     ir.validate(g)
     if path is not None:
         ir.save(g, path)

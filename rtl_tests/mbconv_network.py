@@ -18,7 +18,7 @@ import numpy as np
 from python_ref import ir
 from python_ref.quant import quantize_unit
 from python_ref.units import load_unit
-from rtl_tests.unit_network import _calibrate, unit_spec
+from rtl_tests.unit_network import calibrate, unit_spec
 
 __all__ = ["MBCONV_FOLDINGS", "mbconv_network"]
 
@@ -74,7 +74,7 @@ def mbconv_network(path=None, seed=0, *, dw_stride=1, channels=8, expand=2, clas
          {"name": "fc", "op": "dense", "inputs": ["pool"], "weight": "fc.w", "bias": "fc.b",
           "out_features": classes}]
     g = ir.Graph(f"mbconv_s{dw_stride}", n, units, A, ["fc"])
-    _calibrate(g, rng.integers(0, 256, (16, 8, 8, 3)))
+    calibrate(g, rng.integers(0, 256, (16, 8, 8, 3)))
     ir.validate(g)
     if path is not None:
         ir.save(g, path)

@@ -17,7 +17,7 @@ from python_ref import ir, snn
 from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
 
-__all__ = ["UNIT_FOLDINGS", "unit_network", "unit_spec"]
+__all__ = ["UNIT_FOLDINGS", "calibrate", "unit_network", "unit_spec"]
 
 #: Foldings the tests run: fully folded, lanes on the units with lane adapters around them,
 #: and a wide one.
@@ -40,24 +40,28 @@ def unit_spec(unit: IntAmosUnit, prefix: str, arrays: dict) -> dict:
             "in_scale": unit.in_scale, "out_scale": unit.out_scale}
 
 
-def _shift_for(acc: np.ndarray, hi: int) -> int:
-    """The smallest shift that brings the 99th percentile of ``|acc|`` within ``hi``."""
-    top = float(np.percentile(np.abs(acc), 99)) if acc.size else 0.0
+def _shift_for(values: np.ndarray, hi: int) -> int:
+    """The smallest shift that brings the 99th percentile of ``|values|`` within ``hi``."""
+    top = float(np.percentile(np.abs(values), 99)) if values.size else 0.0
     s = 0
     while top / 2**s > hi:
         s += 1
     return s
 
 
-def _calibrate(g: ir.Graph, x: np.ndarray) -> None:
-    """Set each ``amos`` op's ``rshift``, in order, from the accumulators on ``x``."""
+def calibrate(g: ir.Graph, x: np.ndarray) -> None:
+    """Set each ``amos`` op's ``rshift``, in order, from its inputs on ``x`` (one shift per
+    input: a ReLU's ``2**K - 1``, a trained unit's ``in_range`` / ``in2_range``)."""
     for n in g.nodes:
         if n["op"] != "amos":
             continue
-        tr = snn.run(g, x, trace=[n["inputs"][0]]).traces
+        tr = snn.run(g, x, trace=list(n["inputs"])).traces
         spec = g.units[n["unit"]]
-        hi = 2 ** spec["K"] - 1 if spec["kind"] == "relu" else spec["in_range"][1]
-        n["rshift"] = [_shift_for(tr[n["inputs"][0]], hi)]
+        if spec["kind"] == "relu":
+            his = [2 ** spec["K"] - 1]
+        else:
+            his = [spec["in_range"][1], spec.get("in2_range", spec["in_range"])[1]]
+        n["rshift"] = [_shift_for(tr[t], hi) for t, hi in zip(n["inputs"], his, strict=False)]
 
 
 def unit_network(path=None, seed=0, *, tail="dense", channels=4, classes=3,
@@ -102,7 +106,7 @@ def unit_network(path=None, seed=0, *, tail="dense", channels=4, classes=3,
     n.append({"name": "fc", "op": "dense", "inputs": [last], "weight": "fc.w", "bias": "fc.b",
               "out_features": classes})
     g = ir.Graph(f"unit_net_{tail}", n, units, A, ["fc"])
-    _calibrate(g, rng.integers(0, 256, (16, 8, 8, 3)))
+    calibrate(g, rng.integers(0, 256, (16, 8, 8, 3)))
     ir.validate(g)
     if path is not None:
         ir.save(g, path)

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 from amos_hw import cost, folding
-from amos_hw.flow import build_network, run_flow
+from amos_hw.flow import build_network
 from amos_hw.layer_engines import engine_figures
-from amos_hw.passes.common import FlowConfig, FlowError
 from amos_hw.plan import PlanError, UnitLayer, lower
 from python_ref import ir, snn
 from python_ref.quant import quantize_unit
 from python_ref.units import load_unit
 from rtl_tests.unit_network import UNIT_FOLDINGS, unit_network, unit_spec
-from tests.test_plan_pool import result_cycles, simulate
+from tests.test_plan_pool import _flow_error, result_cycles, simulate
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +73,6 @@ def test_layer_cycles_equal_the_engines_at_every_folding(tail):
             fig = engine_figures(lay, g.arrays)
             assert fig.cycles == lay.cycles, (lay.name, o)
             assert fig.out_width == lay.out_width, lay.name
-
-
-def _flow_error(tmp_path, g, **cfg):
-    ir.save(g, tmp_path / "m")
-    with pytest.raises(FlowError) as e:
-        run_flow(FlowConfig(model=str(tmp_path / "m.json"), stop_after="estimate", write=False,
-                            quiet=True, **cfg))
-    return str(e.value)
 
 
 def test_shared_architecture_refuses_a_trained_unit(tmp_path):

@@ -1,6 +1,6 @@
 """Train the MBConv example on CIFAR-10 on one CPU thread and export ``model.onnx``::
 
-    python -m examples.mbconv_cifar.train            # about 15 minutes alone
+    python -m examples.mbconv_cifar.train            # about 6 minutes alone
 
 Writes ``examples/mbconv_cifar/mbconv_cifar.pt``, ``model.onnx`` and ``metrics.jsonl``
 (``--out`` for another folder); see ``examples/README.md`` for the conversion that follows.
