@@ -71,12 +71,8 @@ def dataset_for(model: str):
     return load_cifar10(split="test")
 
 
-def pick_images(x, y, count: int, seed: int = 0, shard: tuple[int, int] | None = None):
-    """``count`` test images: all of them, or a seeded subset across the (class-sorted) set;
-    with ``shard = (i, n)``, every ``n``-th image of the whole set from ``i`` (``count`` unused)."""
-    if shard is not None:
-        i, n = shard
-        return x[i::n], y[i::n]
+def pick_images(x, y, count: int, seed: int = 0):
+    """``count`` test images: all of them, or a seeded subset across the (class-sorted) set."""
     if count >= len(x):
         return x, y
     idx = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
@@ -100,7 +96,7 @@ VERILATOR_ARGS = ("--no-public-flat-rw", "--public-depth", "1")
 
 
 def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles=True,
-                log_every: int = 0, warmup: int = 2, images=None, shard=None, **cfg) -> dict:
+                log_every: int = 0, warmup: int = 2, images=None, **cfg) -> dict:
     """Generate, simulate ``count`` test images, compare with python_ref; return the summary.
 
     ``images``: ``(x, y)`` to use instead of the model's test set.
@@ -108,13 +104,13 @@ def run_network(model: str, count: int, sim: str, *, seed: int = 0, check_cycles
     git = _git_state()  # the generator that emits the Verilog, recorded before the long run
     ctx, verilog = design(model, **cfg)
     x, y = images if images is not None else dataset_for(ctx.model_name)
-    x, y = pick_images(x, y, count, seed, shard)
+    x, y = pick_images(x, y, count, seed)
     ref = snn.run(ctx.graph, x, batch_size=200, progress=count > 1000)
     if sim == "verilator" and not flash_contents(ctx.top):
         out = _run_native(ctx, x, y, ref, warmup, check_cycles)
     else:
-        out = _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, shard, log_every,
-                                  warmup, check_cycles)
+        out = _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, log_every, warmup,
+                                  check_cycles)
     out.update({"model": ctx.model_name, "simulator": sim, "model_sha256": ctx.model_hash,
                 "parallelism": ctx.report.get("parallelism"),
                 "architecture": ctx.report.get("architecture", "pipelined"),
@@ -148,13 +144,11 @@ def _run_native(ctx, x, y, ref, warmup, check_cycles) -> dict:
     return res
 
 
-def _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, shard, log_every, warmup,
+def _run_cocotb_network(ctx, verilog, x, y, ref, sim, seed, log_every, warmup,
                         check_cycles) -> dict:
     """The cocotb run (:mod:`rtl_tests.tb_network`): Icarus, and the flash form on
     Verilator."""
     tag = f"{ctx.model_hash[:8]}-{ctx.report['cycles_per_image']}-{len(x)}-{seed}"
-    if shard is not None:
-        tag += f"-shard{shard[0]}of{shard[1]}"
     work = build_root() / f"data-{ctx.model_name}-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "images.npz"
