@@ -443,14 +443,29 @@ def _probes(name: str, doc: dict) -> list[tuple[str, dict]]:
     return [(name, doc)]
 
 
+def _placed_or_synthesised(p: dict) -> tuple[dict, str]:
+    """The cell counts of a probe under the placed names, and its Fmax text: nextpnr's
+    utilisation, or, for a probe whose place and route was stopped (``utilization`` null), the
+    synthesised netlist's cells (``LUT4`` + 2 x ``CCU2C`` as ``TRELLIS_COMB``, marked ``*``)."""
+    if p.get("utilization") is not None:
+        fmax = ", ".join(f"{v:.1f}" for v in p["fmax_mhz"].values())
+        return p["utilization"], fmax
+    syn = p.get("synthesis") or {}
+    use = {"TRELLIS_COMB": syn.get("LUT4", 0) + 2 * syn.get("CCU2C", 0),
+           "TRELLIS_FF": syn.get("TRELLIS_FF"), "DP16KD": syn.get("DP16KD", 0),
+           "TRELLIS_RAMW": syn.get("TRELLIS_DPR16X4", 0),
+           "MULT18X18D": syn.get("MULT18X18D", 0)}
+    return use, "not routed*"
+
+
 def _probe_row(label: str, p: dict) -> list[str]:
-    use = p["utilization"]
-    fmax = ", ".join(f"{v:.1f}" for v in p["fmax_mhz"].values())
+    use, fmax = _placed_or_synthesised(p)
     est = p.get("estimate") or {}
     command = p.get("command", "")
     return [f"`{label}`", p["engine"], _int(use.get("TRELLIS_COMB")), _int(use.get("TRELLIS_FF")),
-            _int(use.get("DP16KD", 0)), _int(use.get("TRELLIS_RAMW", 0)), fmax,
-            f"{_int(est.get('luts'))} / {_int(est.get('flip_flops'))}",
+            _int(use.get("DP16KD", 0)), _int(use.get("TRELLIS_RAMW", 0)),
+            _int(use.get("MULT18X18D", 0)), fmax,
+            f"{_int(est.get('luts'))} / {_int(est.get('flip_flops'))}", _int(est.get("blocks")),
             f"`{command}`" if command else "not recorded"]
 
 
@@ -470,21 +485,23 @@ def engine_probe_table(results: list[tuple[str, dict]]) -> list[str]:
     probes = [pr for name, doc in results for pr in _probes(name, doc)]
     flows = sorted({p["flow"] for _, p in probes})
     lines = [
-        "## Engine synthesis probes: one matrix-vector unit alone on an ECP5-85F",
+        "## Engine synthesis probes: one engine alone on an ECP5-85F",
         "",
         "Method: one engine, wrapped in I/O where the engine column says so, synthesised and "
         "placed and routed on its own (flow: " + "; ".join(f"`{f}`" for f in flows) + "); "
-        "LUT4 = `TRELLIS_COMB` cells, FF = `TRELLIS_FF`, LUT RAM = `TRELLIS_RAMW`; the "
-        "estimate is the generator's for the same engine.",
+        "LUT4 = `TRELLIS_COMB` cells, FF = `TRELLIS_FF`, LUT RAM = `TRELLIS_RAMW`, DSP = "
+        "`MULT18X18D`; the estimate is the generator's for the same engine (its DP16KD: "
+        f"{_NONE} where the file did not record it). *: place and route stopped, the synthesised "
+        "netlist's cells (`LUT4` + 2 x `CCU2C`).",
         "",
         "Command: the row's own (`python -m amos_hw.engines.synth_probe ...`), then "
         f"`{COMMAND}`.",
         "",
     ]
     lines += _table(
-        ["result", "engine", "LUT4", "FF", "DP16KD", "LUT RAM", "Fmax MHz",
-         "estimate LUT4 / FF", "command"],
-        ["l", "l", "r", "r", "r", "r", "r", "r", "l"],
+        ["result", "engine", "LUT4", "FF", "DP16KD", "LUT RAM", "DSP", "Fmax MHz",
+         "estimate LUT4 / FF", "estimate DP16KD", "command"],
+        ["l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
         [_probe_row(label, p) for label, p in probes])
     notes = [(name, doc["what"]) for name, doc in results if doc.get("what")]
     if notes:
