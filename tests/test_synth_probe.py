@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from amos_hw.engines.dense import DenseEngine
 from amos_hw.engines.gate import GateEngine
@@ -27,6 +28,16 @@ REPORT = {"utilization": {"TRELLIS_COMB": {"used": 10, "available": 83640},
           "fmax": {"clk": {"achieved": 101.25, "constraint": 100.0}}}
 
 
+def _probes(*args, **kwargs):
+    """:func:`build_probes`, each engine elaborated once: they are created in synth_probe.py,
+    whose elaboratables must be used (Amaranth warns at garbage collection, which pytest turns
+    into an error in whatever test runs then)."""
+    probes = build_probes(*args, **kwargs)
+    for eng in {id(p[0]): p[0] for p in probes}.values():
+        Fragment.get(eng, None)
+    return probes
+
+
 def _same_unit(a, b):
     for field in ("c", "T", "d", "h"):
         assert np.array_equal(np.asarray(getattr(a, field)), np.asarray(getattr(b, field)))
@@ -34,7 +45,7 @@ def _same_unit(a, b):
 
 
 def test_unit_probe_is_the_examples_swish_unit():
-    probes = build_probes("unit")
+    probes = _probes("unit")
     assert [(wrap, nodsp) for _, _, wrap, nodsp in probes] == [(False, False), (False, True)]
     eng = probes[0][0]
     assert isinstance(eng, UnitEngine)
@@ -44,7 +55,7 @@ def test_unit_probe_is_the_examples_swish_unit():
 
 
 def test_gate_probe_arguments():
-    (eng, text, wrap, nodsp), second = build_probes("gate")
+    (eng, text, wrap, nodsp), second = _probes("gate")
     assert isinstance(eng, GateEngine) and not wrap and not nodsp and second[3]
     assert (eng.channels, eng.elements, eng.lanes) == (96, 8 * 8 * 96, 1)
     assert (eng.params.x_width, eng.params.g_width) == (10, 10)
@@ -54,7 +65,7 @@ def test_gate_probe_arguments():
 
 
 def test_dense_signed_probes_unsigned_then_signed_twin():
-    probes = build_probes("dense-signed", in_bits=10)
+    probes = _probes("dense-signed", in_bits=10)
     assert [type(e) for e, *_ in probes] == [DenseEngine, DenseEngine]
     assert [e.params.in_signed for e, *_ in probes] == [False, True]
     assert all(wrap and not nodsp for _, _, wrap, nodsp in probes)
@@ -65,7 +76,7 @@ def test_dense_signed_probes_unsigned_then_signed_twin():
 
 
 def test_default_probe_and_its_record_unchanged():
-    (eng, text, wrap, nodsp), = build_probes("dense")
+    (eng, text, wrap, nodsp), = _probes("dense")
     assert not wrap and not nodsp and eng.params.in_signed is False
     assert text == ("DenseEngine(144 -> 16, pe=4, simd=16, in_bits=4, out_bits=4, planes=4, "
                     "carry=generic)")
@@ -77,7 +88,7 @@ def test_default_probe_and_its_record_unchanged():
 
 
 def test_new_probe_record_without_place_and_route():
-    (eng, text, _, _), (_, text2, _, nodsp) = build_probes("gate")
+    (eng, text, _, _), (_, text2, _, nodsp) = _probes("gate")
     rec = probe_result(eng, text2, None, {"LUT4": 3, "DP16KD": 10}, 600, nodsp)
     assert rec["fmax_mhz"] is None and rec["utilization"] is None
     assert rec["synthesis"] == {"LUT4": 3, "DP16KD": 10}
