@@ -429,6 +429,43 @@ class IntAmosUnit(UnitParameters):
         return cls("relu", c=np.ones(K, np.int64), T=p, h=h, d=p, in_scale=scale,
                    out_scale=scale)
 
+    @classmethod
+    def identity(cls, K: int, scale: float = 1.0) -> IntAmosUnit:
+        """Closed-form signed identity unit: ``y = clamp(x, -2**(K-1), 2**(K-1) - 1)``, the
+        spikes being the ``K`` binary digits of ``y`` in two's complement, most significant
+        (the sign) first.
+
+        Neuron 0 is the sign: ``c_0 = -1``, ``T_0 = 1`` (it fires when ``x <= -1``),
+        ``d_0 = -2**(K-1)``. Neuron ``i >= 1`` weighs ``p_i = 2**(K-1-i)``: ``c_i = 1``,
+        ``T_i = d_i = p_i``, ``h_i0 = -2**(K-1)`` (a fired sign adds ``2**(K-1)`` back:
+        the rest codes ``x + 2**(K-1)`` in plain binary) and ``h_ij = p_j`` for ``1 <= j < i``.
+        Like :meth:`relu` it saturates by itself for every int32 ``x``. It is the unit of a
+        linear layer (no activation), whose output the next layer must read as spikes.
+
+        Parameters
+        ----------
+        K : int
+            Neurons, the sign included (2..30).
+        scale : float
+            ``in_scale = out_scale`` (the real value of one step).
+        """
+        K = _check_pos_int(K, "K", 30)
+        if K < 2:
+            raise ValueError(f"K of a signed identity unit must be at least 2, not {K}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, not {scale!r}")
+        p = 2 ** np.arange(K - 1, -1, -1, dtype=np.int64)
+        p[0] = 0
+        h = np.tril(np.broadcast_to(p[None, :], (K, K)), -1).copy()
+        h[1:, 0] = -(2 ** (K - 1))
+        c = np.ones(K, np.int64)
+        c[0] = -1
+        T = p.copy()
+        T[0] = 1
+        d = p.copy()
+        d[0] = -(2 ** (K - 1))
+        return cls("identity", c=c, T=T, h=h, d=d, in_scale=scale, out_scale=scale)
+
 
 def quantize_unit(unit, in_bits: int = 12, w_bits: int = 12, d_bits: int = 12) -> IntAmosUnit:
     """Fixed-point version of a trained float unit (:class:`python_ref.units.AmosUnit`).

@@ -39,6 +39,34 @@ def test_relu_unit_equals_closed_form(K):
     assert np.array_equal(spikes, digits)
 
 
+@pytest.mark.parametrize("K", range(2, 17))
+def test_identity_unit_equals_signed_clamp(K):
+    rng = np.random.default_rng(100 + K)
+    x = _edge_and_random(K, rng)
+    unit = IntAmosUnit.identity(K)
+    lo, hi = -(2 ** (K - 1)), 2 ** (K - 1) - 1
+    expected = np.array([min(max(int(v), lo), hi) for v in x], dtype=np.int64)
+    assert np.array_equal(unit(x), expected)
+    # the spikes are the K-bit two's complement digits of y, sign first, written out by hand
+    digits = np.array([[int(b) for b in format(int(v) & (2**K - 1), f"0{K}b")]
+                       for v in expected])
+    assert np.array_equal(unit.spikes(x), digits)
+    assert unit.name == "identity" and unit.K == K and unit.inputs == 1
+
+
+def test_identity_unit_parameters_and_errors():
+    u = IntAmosUnit.identity(4, scale=0.5)
+    assert list(u.c) == [-1, 1, 1, 1]
+    assert list(u.T) == [1, 4, 2, 1]
+    assert list(u.d) == [-8, 4, 2, 1]
+    assert u.h.tolist() == [[0, 0, 0, 0], [-8, 0, 0, 0], [-8, 4, 0, 0], [-8, 4, 2, 0]]
+    assert u.in_scale == u.out_scale == 0.5
+    with pytest.raises(ValueError, match="at least 2, not 1"):
+        IntAmosUnit.identity(1)
+    with pytest.raises(ValueError, match="scale must be a positive"):
+        IntAmosUnit.identity(4, scale=0.0)
+
+
 def test_relu_unit_parameters():
     u = IntAmosUnit.relu(4)
     assert list(u.c) == [1, 1, 1, 1]
