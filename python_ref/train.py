@@ -47,7 +47,7 @@ SCHEDULES = {
     "digits": dict(epochs=200, batch_size=64, lr=0.05, momentum=0.9, weight_decay=1e-4,
                    warmup_epochs=2, label_smoothing=0.0, augment=False),
     # not yet run in full (docs/training.md, "effnet_cifar"): the ResNets' SGD schedule with
-    # EfficientNet's label smoothing, 200 epochs (about 8 h on one CPU thread; --resume)
+    # EfficientNet's label smoothing, 200 epochs (about 12 h on one CPU thread; --resume)
     "effnet_cifar": dict(epochs=200, batch_size=256, lr=0.2, momentum=0.9, weight_decay=5e-4,
                          warmup_epochs=5, label_smoothing=0.1, augment=True),
 }
