@@ -155,14 +155,18 @@ def float_graph(arch: str, sd: dict, input_shape=None) -> list:
         model.state_dict()[k].dtype) for k, v in sd.items()})
     shape = tuple(input_shape or MODELS[arch]["input_shape"])
     ops = from_torch_ops(model, torch.zeros((1, *shape), dtype=torch.float64))
-    return _rename(ops, zoo_names(arch, model))
+    names = zoo_names(arch, model)
+    return ops if names is None else _rename(ops, names)
 
 
-def zoo_names(arch: str, model) -> list:
+def zoo_names(arch: str, model) -> list | None:
     """``(name, op)`` of every float op of a zoo architecture, in order: the names the shipped
-    descriptions use (``stem.conv``, ``block0.conv1``, ..., ``fc``)."""
+    descriptions use (``stem.conv``, ``block0.conv1``, ..., ``fc``; for ``effnet_cifar``
+    :func:`_effnet_names`)."""
     if arch == "digits":
         return [("input", "input"), ("fc1", "dense"), ("act1", "relu"), ("fc", "dense")]
+    if arch == "effnet_cifar":
+        return _effnet_names(model)
     out = [("input", "input"), ("stem.conv", "conv"), ("stem.act", "relu")]
     for i, blk in enumerate(model.blocks):
         q = f"block{i}"
@@ -171,6 +175,29 @@ def zoo_names(arch: str, model) -> list:
             out.append((f"{q}.shortcut", "conv"))
         out += [(f"{q}.add", "add"), (f"{q}.act2", "relu")]
     return out + [("gap", "gap"), ("fc", "dense")]
+
+
+def _effnet_names(model) -> list:
+    """The ``effnet_cifar`` ops' names: ``stem.conv``, ``stem.act``; per MBConv block ``i``
+    ``block{i}.expand`` / ``.expand.act`` (expansion > 1), ``.dw``, ``.dw.act``, the
+    squeeze-and-excitation's ``.se.gap``, ``.se.reduce``, ``.se.act``, ``.se.expand``,
+    ``.se.sigmoid``, ``.se.gate`` (where it has one), ``.project``, ``.add`` (identity skip);
+    then ``head.conv``, ``head.act``, ``gap``, ``fc``."""
+    out = [("input", "input"), ("stem.conv", "conv"), ("stem.act", "swish")]
+    for i, blk in enumerate(model.blocks):
+        q = f"block{i}"
+        if blk.expand is not None:
+            out += [(f"{q}.expand", "conv"), (f"{q}.expand.act", "swish")]
+        out += [(f"{q}.dw", "conv"), (f"{q}.dw.act", "swish")]
+        if blk.se is not None:
+            out += [(f"{q}.se.gap", "gap"), (f"{q}.se.reduce", "dense"),
+                    (f"{q}.se.act", "swish"), (f"{q}.se.expand", "dense"),
+                    (f"{q}.se.sigmoid", "sigmoid"), (f"{q}.se.gate", "gate")]
+        out.append((f"{q}.project", "conv"))
+        if blk.skip:
+            out.append((f"{q}.add", "add"))
+    return out + [("head.conv", "conv"), ("head.act", "swish"), ("gap", "gap"),
+                  ("fc", "dense")]
 
 
 def _rename(ops: list, names: list) -> list:

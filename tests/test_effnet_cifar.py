@@ -17,7 +17,7 @@ import torch
 
 from examples import common
 from python_ref import train as T
-from python_ref.checkpoint import random_state_dict
+from python_ref.checkpoint import float_graph, random_state_dict
 from python_ref.convert import run_float
 from python_ref.importers import import_onnx
 from python_ref.importers.onnx_import import SUPPORTED_OPS
@@ -190,3 +190,21 @@ def test_a_final_map_over_8x8_is_refused():
     with pytest.raises(ValueError, match=r"final pooling would average a 16 x 16 map, more "
                                          r"than 8 x 8; add a stride"):
         EffNetCifar(stages=((1, 16, 1, 1), (4, 24, 1, 2)))
+
+
+def test_float_graph_names_its_layers_by_block():
+    """The zoo conversion names effnet_cifar's ops by module (written out here for the first
+    two blocks and the tail), not by the exporter's node numbers."""
+    ops = float_graph("effnet_cifar", random_state_dict("effnet_cifar"))
+    got = [(o["name"], o["op"]) for o in ops]
+    assert got[:13] == [
+        ("input", "input"), ("stem.conv", "conv"), ("stem.act", "swish"),
+        ("block0.dw", "conv"), ("block0.dw.act", "swish"), ("block0.project", "conv"),
+        ("block0.add", "add"), ("block1.expand", "conv"), ("block1.expand.act", "swish"),
+        ("block1.dw", "conv"), ("block1.dw.act", "swish"), ("block1.project", "conv"),
+        ("block2.expand", "conv")]
+    byname = {o["name"]: o for o in ops}
+    assert byname["block0.add"]["inputs"] == ["stem.act", "block0.project"]
+    assert byname["block3.se.gate"]["inputs"] == ["block3.dw.act", "block3.se.sigmoid"]
+    assert got[-4:] == [("head.conv", "conv"), ("head.act", "swish"), ("gap", "gap"),
+                        ("fc", "dense")]
