@@ -17,11 +17,15 @@ Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` com
    first layers: :func:`float_graph` takes the zoo's model through it (``torch.export`` and the
    ONNX importer, as for a user's module) and names the layers as the shipped descriptions do
    (``stem.conv``, ``block0.conv1``, ..., ``fc``); a user's layers keep their ONNX node names.
+   Before calibration :func:`insert_identities` puts an ``identity`` op (``<layer>.id``) after
+   every linear output (a conv / dense / add with no activation) that a conv, dense, gap, gate
+   or a second reader takes: its spikes come from the signed identity unit.
 3. :func:`calibrate` runs the float ops (numpy) on calibration images from the *training* set
    and takes, for every ReLU, the given percentile of its outputs (all elements, zeros included)
    as the clipping level ``alpha_cal``. Default: 2,000 images (a fixed, seeded draw), 99.99th
    percentile. For a trained unit (``sigmoid``, ``swish``: an imported Sigmoid or SiLU) it takes
-   the percentile of the absolute value of the unit's input, recorded as ``input_cal``.
+   the percentile of the absolute value of the unit's input, recorded as ``input_cal``; for an
+   ``identity`` that of ``|v|``, its clipping level.
 4. :func:`quantise` picks per layer one power-of-two requantisation shift and integer weights
    (``docs/integer_semantics.md``): the accumulator scale is set by the layer's largest |weight|
    mapping to 127, the output scale is the accumulator scale times ``2**S`` and lies in
@@ -31,7 +35,9 @@ Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` com
    A trained unit layer's shift makes the unit's fit domain span about ``in_bits`` signed bits
    of its input, and the library unit is quantised for that input scale
    (:func:`python_ref.quant.quantize_unit_for_input`); its output scale is the unit's
-   ``out_scale`` (``unit_bits``; ``docs/integer_semantics.md``, "Trained units").
+   ``out_scale`` (``unit_bits``; ``docs/integer_semantics.md``, "Trained units"). An identity
+   is :meth:`python_ref.quant.IntAmosUnit.identity` with ``K = d_bits``, its shift the smallest
+   that fits the calibrated level in ``K`` signed bits.
 5. The :class:`~python_ref.ir.Graph` is validated and saved (``.json`` + ``.npz``).
 6. Optionally (``--finetune EPOCHS``) :mod:`python_ref.finetune` trains the weights with the
    integer units in the loop, keeping every scale, shift and K; the shipped ResNet8 was made with
@@ -67,7 +73,7 @@ from .importers import (
     from_torch_ops,
     import_onnx,
 )
-from .importers.common import UNIT_OPS
+from .importers.common import IDENTITY_OP, UNIT_OPS, insert_identities
 from .quant import IntAmosUnit, quantize_unit_for_input, quantize_unit_for_inputs
 from .snn import im2col
 from .units import load_unit
@@ -83,6 +89,7 @@ __all__ = [
     "convert_ops",
     "load_calibration",
     "import_ops",
+    "insert_identities",
     "from_torch",
     "ModelImportError",
     "random_state_dict",
@@ -135,9 +142,11 @@ def _float_unit(op: str, a: np.ndarray) -> np.ndarray:
 
 
 def _float_activation(o: dict, a: np.ndarray, hook, dtype) -> np.ndarray:
-    """A ``relu`` (clipped at its ``cap``) or a trained unit op on ``a``; ``hook`` sees the
-    ReLU's output, the unit's ``|a|``."""
-    if o["op"] == "relu":
+    """A ``relu`` (clipped at its ``cap``), an ``identity`` or a trained unit op on ``a``;
+    ``hook`` sees the ReLU's output, the identity's and the unit's ``|a|``."""
+    if o["op"] == IDENTITY_OP:
+        v, seen = a, np.abs(a)
+    elif o["op"] == "relu":
         v = np.maximum(a, 0)
         if o.get("cap") is not None:
             v = np.minimum(v, dtype(o["cap"]))
@@ -172,9 +181,9 @@ def _float_gate(o: dict, ins: list, hook) -> np.ndarray:
 def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarray:
     """Run the float ops on uint8 images (real input ``x / 255``); ``hook(name, value)`` sees
     every ReLU output (a ReLU with a ``cap`` clips at it), for a trained unit (``sigmoid``,
-    ``swish``: the exact float function) the absolute value of its input and for a ``gate``
-    (``x * g``, the exact product) ``|x|`` and ``|g|`` (:func:`_float_gate`). Returns the
-    logits."""
+    ``swish``: the exact float function) and for an ``identity`` (the identity function,
+    :func:`insert_identities`) the absolute value of its input and for a ``gate`` (``x * g``,
+    the exact product) ``|x|`` and ``|g|`` (:func:`_float_gate`). Returns the logits."""
     vals = {}
     for o in ops:
         ins = [vals[i] for i in o["inputs"]]
@@ -191,7 +200,7 @@ def run_float(ops: list, x: np.ndarray, hook=None, dtype=np.float32) -> np.ndarr
             v = sum(ins)
         elif o["op"] == "gap":
             v = ins[0].sum(axis=(1, 2))
-        elif o["op"] == "relu" or o["op"] in UNIT_OPS:
+        elif o["op"] in ("relu", IDENTITY_OP) or o["op"] in UNIT_OPS:
             v = _float_activation(o, ins[0], hook, dtype)
         elif o["op"] == GATE_OP:
             v = _float_gate(o, ins, hook)
@@ -213,7 +222,9 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
     ``swish``) name -> the ``percentile`` of the absolute value of its input (recorded as the
     layer's ``input_cal``; the unit's input range is its fit domain, see :func:`quantise`);
     gate name -> the ``percentile`` of ``|x|``, and ``<gate>:g`` -> that of ``|g|`` (the real
-    values its ``mult`` unit's domain bound 1 stands for, see :func:`quantise`).
+    values its ``mult`` unit's domain bound 1 stands for, see :func:`quantise`); identity name
+    -> the ``percentile`` of ``|v|``, the linear output it reads (its clipping level, see
+    :func:`quantise`). The ops go through :func:`insert_identities` first.
 
     Exact over all elements: the top ``ceil((1 - p/100) * count) + 1`` values of every layer are
     kept across batches and the percentile is read from them (linear interpolation as in
@@ -221,6 +232,7 @@ def calibrate(ops: list, x: np.ndarray, percentile: float = DEFAULT_PERCENTILE,
     """
     if not 0 < percentile <= 100:
         raise ConversionError(f"percentile must lie in (0, 100], not {percentile}")
+    ops = insert_identities(ops)
     n = len(x)
     caps = {o["name"]: float(o["cap"]) for o in ops if o.get("cap") is not None}
     tops: dict[str, np.ndarray] = {}
@@ -323,7 +335,13 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         the unit's domain bound 1, its shift ``S_j`` is the smallest ``S >= 0`` with
         ``s_j * 2^S >= R_j / (2^(in_bits-1) - 1)`` (``s_j`` the input tensor's scale), and the
         unit is :func:`~python_ref.quant.quantize_unit_for_inputs` for the input scales
-        ``s_j * 2^S_j`` and spans ``R_j``; its output scale carries ``R_1 * R_2``.
+        ``s_j * 2^S_j`` and spans ``R_j``; its output scale carries ``R_1 * R_2``. An
+        ``identity`` (a linear output another layer reads, :func:`insert_identities`) is the
+        signed identity unit :meth:`~python_ref.quant.IntAmosUnit.identity` with
+        ``K = d_bits``: its shift ``S`` is the smallest ``S >= 0`` with
+        ``s_acc * 2^S >= alpha_cal / (2^(K-1) - 1)`` (``alpha_cal``: the calibrated level of
+        ``|v|``), its scale (in and out) ``s_acc * 2^S``; it clamps ``v`` to
+        ``[-2^(K-1), 2^(K-1) - 1]``.
 
     Returns
     -------
@@ -331,6 +349,7 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         Validated, every node carrying its inferred ``shape``.
     """
     K_layers = dict(K_layers or {})
+    ops = insert_identities(ops)
     _check_activations(ops, alphas, K_layers)
     unit_bits = _check_unit_bits(unit_bits)
     p = _plan_scales(ops, alphas, K, K_layers, input_bits, weight_bits, unit_bits)
@@ -344,7 +363,7 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         nodes.append(build(o, p, arrays, units))
     outputs = [o["name"] for o in ops if not p.consumers[o["name"]]]
     meta = {"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits}
-    if any(o["op"] in UNIT_OPS or o["op"] == GATE_OP for o in ops):
+    if any(o["op"] in UNIT_OPS or o["op"] in (GATE_OP, IDENTITY_OP) for o in ops):
         meta["unit_bits"] = dict(zip(("in_bits", "w_bits", "d_bits"), unit_bits, strict=True))
     g = _ir.Graph(name=name, nodes=nodes, units=units, arrays=arrays, outputs=outputs,
                   meta=meta)
@@ -355,10 +374,16 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
 
 
 def _check_activations(ops: list, alphas: dict, K_layers: dict) -> None:
-    """Every K override names a ReLU and every ReLU and trained unit has a calibrated level."""
+    """Every K override names a ReLU and every ReLU, trained unit and identity has a calibrated
+    level."""
     relus = [o["name"] for o in ops if o["op"] == "relu"]
     units = {o["name"]: o["op"] for o in ops if o["op"] in UNIT_OPS}
+    idents = [o["name"] for o in ops if o["op"] == IDENTITY_OP]
     for k in K_layers:
+        if k in idents:
+            raise ConversionError(f"K override for {k!r}: the layer is the signed identity "
+                                  "unit of a linear output, whose K is the d_bits of "
+                                  "--unit-bits (unit_bits)")
         if k in units:
             raise ConversionError(f"K override for {k!r}: the layer is a trained {units[k]} "
                                   "unit, whose K is its library file's "
@@ -366,7 +391,7 @@ def _check_activations(ops: list, alphas: dict, K_layers: dict) -> None:
         if k not in relus:
             raise ConversionError(f"K override for {k!r}: no such activation layer "
                                   f"(known: {', '.join(relus)})")
-    for k in relus + list(units):
+    for k in relus + list(units) + idents:
         if k not in alphas:
             raise ConversionError(f"layer {k!r}: no calibrated clipping level")
     for o in ops:
@@ -426,6 +451,8 @@ def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: in
             _plan_relu(p, o, alphas[nm], K_layers.get(nm, K))
         elif o["op"] in UNIT_OPS:
             _plan_unit(p, o, alphas[nm])
+        elif o["op"] == IDENTITY_OP:
+            _plan_identity(p, o, alphas[nm])
         elif o["op"] == GATE_OP:
             _plan_gate(p, o, (alphas[nm], alphas[_gate_key(nm)]))
         elif o["op"] == "dense" and not consumers[nm]:
@@ -453,18 +480,32 @@ def _accumulator_scale(p: _Scales, convs: list, skips: list, where: str) -> tupl
     return s_acc, [_pow2_exp(scale[s] / s_acc) for s in skips]
 
 
+def _accumulator(p: _Scales, o: dict) -> tuple[list, list, float, list]:
+    """The accumulator a unit ``o`` reads: its conv / dense terms, skip activations, scale and
+    the skips' left shifts (:func:`_accumulator_scale`); the terms get that scale (a term that
+    another accumulator already gave a different scale is an internal error: after
+    :func:`insert_identities` a term has no other reader but units of the same accumulator)."""
+    convs, skips = _terms(p.byname, o["inputs"][0])
+    s_acc, lsh = _accumulator_scale(p, convs, skips, o["name"])
+    for c in convs:
+        if p.acc_scale.get(c["name"], s_acc) != s_acc:
+            raise ConversionError(f"internal: layer {c['name']!r} is read by two "
+                                  f"accumulators of different scales (one before "
+                                  f"{o['name']!r}); insert_identities should have given it an "
+                                  "identity")
+        p.acc_scale[c["name"]] = s_acc
+    return convs, skips, s_acc, lsh
+
+
 def _plan_relu(p: _Scales, o: dict, alpha_cal: float, k) -> None:
     """A ReLU's shift ``S``: its output scale ``s_acc * 2**S`` is the smallest power-of-two
     multiple of the accumulator scale at or above ``alpha_cal / 2**K``."""
     nm = o["name"]
-    convs, skips = _terms(p.byname, o["inputs"][0])
-    s_acc, lsh = _accumulator_scale(p, convs, skips, nm)
+    convs, skips, s_acc, lsh = _accumulator(p, o)
     k = int(k)
     s_target = alpha_cal / 2**k
     S = max(0, math.ceil(math.log2(s_target / s_acc) - 1e-12))
     p.scale[nm] = s_acc * 2**S
-    for c in convs:
-        p.acc_scale[c["name"]] = s_acc
     p.act[nm] = {"K": k, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
                  "alpha_cal": alpha_cal, "alpha": p.scale[nm] * 2**k}
 
@@ -475,8 +516,7 @@ def _plan_unit(p: _Scales, o: dict, input_cal: float) -> None:
     domain), and the library unit quantised for that input scale; the layer's output scale is
     the unit's ``out_scale``."""
     nm = o["name"]
-    convs, skips = _terms(p.byname, o["inputs"][0])
-    s_acc, lsh = _accumulator_scale(p, convs, skips, nm)
+    convs, skips, s_acc, lsh = _accumulator(p, o)
     in_bits, w_bits, d_bits = p.unit_bits
     fu = load_unit(o["op"])
     R = max(abs(v) for v in fu.domain[0])
@@ -489,10 +529,25 @@ def _plan_unit(p: _Scales, o: dict, input_cal: float) -> None:
     except ValueError as e:
         raise ConversionError(f"layer {nm!r}: {e}") from None
     p.scale[nm] = unit.out_scale
-    for c in convs:
-        p.acc_scale[c["name"]] = s_acc
     p.act[nm] = {"K": unit.K, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
                  "alpha_cal": input_cal, "unit": unit}
+
+
+def _plan_identity(p: _Scales, o: dict, alpha_cal: float) -> None:
+    """A linear output's signed identity unit (``K = d_bits``): the smallest shift ``S >= 0``
+    whose step ``s_acc * 2**S`` is at least ``alpha_cal / (2**(K-1) - 1)``, so the calibrated
+    level of ``|v|`` fits the unit's ``K`` signed bits; its scale is that step."""
+    nm = o["name"]
+    convs, skips, s_acc, lsh = _accumulator(p, o)
+    K = p.unit_bits[2]
+    S = max(0, math.ceil(math.log2(alpha_cal / (2 ** (K - 1) - 1) / s_acc) - 1e-12))
+    if S > 62:
+        raise ConversionError(f"layer {nm!r}: the identity unit would need a shift of {S} "
+                              "(more than 62); the accumulator scale is too fine")
+    unit = IntAmosUnit.identity(K, s_acc * 2.0**S)
+    p.scale[nm] = unit.out_scale
+    p.act[nm] = {"K": K, "S": S, "s_acc": s_acc, "lshift": lsh, "skips": skips,
+                 "alpha_cal": alpha_cal, "unit": unit}
 
 
 def _plan_gate(p: _Scales, o: dict, spans: tuple) -> None:
@@ -559,14 +614,26 @@ def _node_weighted(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     return node
 
 
+def _add_follower(p: _Scales, nm: str) -> dict:
+    """The plan of the unit that reads the add ``nm``'s accumulator (through further adds that
+    take it as a term)."""
+    for c in p.consumers[nm]:
+        if c in p.act:
+            return p.act[c]
+    for c in p.consumers[nm]:
+        if p.byname[c]["op"] == "add":
+            return _add_follower(p, c)
+    raise ConversionError(f"layer {nm!r}: its output feeds no unit")
+
+
 def _node_add(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
-    """The residual add: accumulator terms keep shift 0, skip activations shift left."""
+    """The residual add: accumulator terms keep shift 0, skip activations (a ReLU's unsigned
+    or a trained / identity unit's signed output) shift left by their planned amount."""
     nm = o["name"]
-    act = p.act[p.consumers[nm][0]]
-    lsh = []
-    it = iter(act["lshift"])
-    for i in o["inputs"]:
-        lsh.append(0 if p.byname[i]["op"] in ("conv", "dense", "add") else next(it))
+    act = _add_follower(p, nm)
+    shift = dict(zip(act["skips"], act["lshift"], strict=True))
+    lsh = [0 if p.byname[i]["op"] in ("conv", "dense", "add") else shift[i]
+           for i in o["inputs"]]
     return {"name": nm, "op": "add", "inputs": list(o["inputs"]), "lshift": lsh,
             "scale": act["s_acc"]}
 
@@ -591,15 +658,33 @@ def _node_unit(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     r = p.act[nm]
     u: IntAmosUnit = r["unit"]
     uname = f"{o['op']}_k{u.K}.{nm}"
+    _library_unit(uname, u, arrays, units)
+    lo, hi = load_unit(o["op"]).domain[0]
+    return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
+            "rshift": [r["S"]], "scale": u.out_scale, "input_cal": r["alpha_cal"],
+            "domain": [lo, hi]}
+
+
+def _library_unit(uname: str, u: IntAmosUnit, arrays: dict, units: dict) -> None:
+    """A one-input unit ``u`` in the library under ``uname`` (kind ``amos``, arrays
+    ``<uname>.c``, ``.T``, ``.h``, ``.d``)."""
     for k in ("c", "T", "h", "d"):
         arrays[f"{uname}.{k}"] = np.array(getattr(u, k), np.int64)
     units[uname] = {"kind": "amos", "c": f"{uname}.c", "T": f"{uname}.T", "h": f"{uname}.h",
                     "d": f"{uname}.d", "in_range": list(u.in_range), "in_scale": u.in_scale,
                     "out_scale": u.out_scale, "source": u.name}
-    lo, hi = load_unit(o["op"]).domain[0]
+
+
+def _node_identity(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
+    """A linear output's signed identity unit (:meth:`IntAmosUnit.identity`, ``source``
+    ``"identity"``) in the library under ``identity_k<K>.<layer>`` and the ``amos`` node; its
+    ``input_cal`` is the calibrated level of ``|v|``."""
+    nm = o["name"]
+    r = p.act[nm]
+    uname = f"{IDENTITY_OP}_k{r['K']}.{nm}"
+    _library_unit(uname, r["unit"], arrays, units)
     return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
-            "rshift": [r["S"]], "scale": u.out_scale, "input_cal": r["alpha_cal"],
-            "domain": [lo, hi]}
+            "rshift": [r["S"]], "scale": p.scale[nm], "input_cal": r["alpha_cal"]}
 
 
 def _node_gate(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
@@ -634,7 +719,7 @@ def _node_pool(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
 _NODE_BUILDERS = {"input": _node_input, "conv": _node_weighted, "dense": _node_weighted,
                   "add": _node_add, "relu": _node_relu, "gap": _node_gap,
                   "maxpool": _node_pool, "avgpool": _node_pool, GATE_OP: _node_gate,
-                  **{op: _node_unit for op in UNIT_OPS}}
+                  IDENTITY_OP: _node_identity, **{op: _node_unit for op in UNIT_OPS}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -684,6 +769,7 @@ def convert_ops(ops: list, x: np.ndarray, name: str = "net", out=None, K: int = 
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
         raise ConversionError(f"calibration images of shape {tuple(x.shape)}; the model takes "
                               f"N x {' x '.join(map(str, want))} (N x H x W x C) pixels")
+    ops = insert_identities(ops)
     alphas = calibrate(ops, x, percentile, progress=progress)
     g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name, unit_bits=unit_bits)
     rule = "percentile of every ReLU output element over the calibration images"
@@ -693,6 +779,9 @@ def convert_ops(ops: list, x: np.ndarray, name: str = "net", out=None, K: int = 
     if any(o["op"] in UNIT_OPS for o in ops):
         rule += ("; of the absolute value of every trained unit's input element (input_cal, "
                  "recorded only: the unit's input range is its fit domain)")
+    if any(o["op"] == IDENTITY_OP for o in ops):
+        rule += ("; of |v| of every linear output another layer reads (input_cal: its signed "
+                 "identity unit's clipping level)")
     g.meta.update({"source": dict(source or {}), "calibration": {
         "images": int(len(x)), "split": split, "percentile": percentile, "rule": rule}})
     if out is not None:
@@ -850,12 +939,14 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
     if a.finetune and a.train is None:
         raise ConversionError("--onnx --finetune needs --train TRAIN (the training images)")
     out = Path(a.out)
-    ops = import_ops(a.onnx, a.input_scale, a.mean, a.std)
-    units = [o for o in ops if o["op"] in UNIT_OPS or o["op"] == GATE_OP]
+    ops = insert_identities(import_ops(a.onnx, a.input_scale, a.mean, a.std))
+    units = [o for o in ops if o["op"] in UNIT_OPS or o["op"] in (GATE_OP, IDENTITY_OP)]
     if a.finetune and units:
-        raise ConversionError(f"layer {units[0]['name']!r} ({units[0]['op']}): fine-tuning "
-                              "with trained units is not supported yet; convert without "
-                              "--finetune")
+        what = (" (the signed identity unit of a linear output)"
+                if units[0]["op"] == IDENTITY_OP else "")
+        raise ConversionError(f"layer {units[0]['name']!r} ({units[0]['op']}){what}: "
+                              "fine-tuning with trained units is not supported yet; convert "
+                              "without --finetune")
     print(f"imported {a.onnx}: {len(ops) - 1} float ops "
           f"({', '.join(f'{k} {v}' for k, v in _op_counts(ops).items())}); input "
           f"{' x '.join(map(str, ops[0]['shape']))} pixels as (x * {a.input_scale:.6g} - "
@@ -892,6 +983,12 @@ def _report_units(g: _ir.Graph) -> None:
                   f"K = {u.K}, rshift {n['rshift']}, inputs {list(u.in_range)} x "
                   f"{list(u.in2_range)} (real spans {n['gate_spans'][0]:.3g}, "
                   f"{n['gate_spans'][1]:.3g}), output {u.widths['y']} signed bits")
+        if g.units[n["unit"]].get("source") == IDENTITY_OP:
+            K = g.unit(n["unit"]).K
+            print(f"  {n['name']}: identity unit (linear output), K = {K}, rshift "
+                  f"{n['rshift'][0]}, clamp to [{-(2 ** (K - 1))}, {2 ** (K - 1) - 1}] (real "
+                  f"+-{(2 ** (K - 1) - 1) * n['scale']:.3g}, calibrated |v| "
+                  f"{n['input_cal']:.3g})")
         if "domain" not in n:
             continue
         u = g.unit(n["unit"])

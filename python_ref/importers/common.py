@@ -10,13 +10,23 @@ import numpy as np
 
 from ..checkpoint import ConversionError
 
-__all__ = ["ModelImportError", "UNIT_OPS", "sanitise_name", "unique_name",
-           "fold_input_normalisation"]
+__all__ = ["ModelImportError", "UNIT_OPS", "IDENTITY_OP", "sanitise_name", "unique_name",
+           "fold_input_normalisation", "insert_identities"]
 
 #: Float ops that an importer writes for a trained AMOS unit (``python_ref/units/<op>.json``):
 #: ONNX ``Sigmoid`` -> ``sigmoid``; ``Mul(x, Sigmoid(x))`` (PyTorch's ``nn.SiLU``) or ONNX
 #: ``Swish`` (alpha 1) -> ``swish``. Each reads one conv / dense / add output.
 UNIT_OPS = ("sigmoid", "swish")
+
+#: The float op :func:`insert_identities` writes after a linear output (a conv / dense / add
+#: with no activation) that another layer reads: the identity function in float, the signed
+#: identity unit (:meth:`python_ref.quant.IntAmosUnit.identity`) once quantised.
+IDENTITY_OP = "identity"
+
+#: Ops whose output is an accumulator (a linear output when no activation follows).
+_LINEAR = ("conv", "dense", "add")
+#: Ops that read an accumulator itself (its units: the ReLU, the trained units, an identity).
+_ACC_READERS = ("relu", IDENTITY_OP) + UNIT_OPS
 
 
 class ModelImportError(ConversionError):
@@ -115,3 +125,54 @@ def _fold_into(o: dict, a: np.ndarray, d: np.ndarray) -> dict:
                                "an input normalisation other than x / 255 can only be folded "
                                "into a Conv or a Gemm / MatMul reading the input")
     return o
+
+
+def insert_identities(ops: list) -> list:
+    """The float ops with an ``identity`` op after every linear output another layer reads.
+
+    A conv / dense / add output ``P`` gets an op ``{"name": "<P>.id", "op": "identity",
+    "inputs": [P]}`` (``_2``, ``_3``, ... when the name is taken), placed right after ``P``, when
+    a reader of ``P`` that is not an activation (``relu``, a trained unit) needs its value as
+    spikes: a conv, dense, gap or gate, or an add when ``P`` has other readers too. Those
+    readers then read ``<P>.id``; the activations keep reading ``P``. An add that is ``P``'s
+    only reader takes ``P`` as an accumulator term (a ResNet's ``conv2``, its projection
+    shortcut, an add feeding a ReLU): nothing is inserted, and the network's output (the
+    classifier, read by nothing) gets none. Ops that already read an ``identity`` are kept as
+    they are, so the function is idempotent.
+
+    Raises
+    ------
+    ConversionError
+        A pool reading a linear output (pools need non-negative inputs), naming the pool.
+
+    Returns
+    -------
+    list
+        New ops; the ops it does not change are shared with ``ops``.
+    """
+    readers: dict[str, list] = {o["name"]: [] for o in ops}
+    for o in ops:
+        for i in o["inputs"]:
+            readers[i].append(o)
+    taken = {o["name"] for o in ops}
+    renamed: dict[str, dict] = {}  # reader name -> {P: P.id}
+    out = []
+    for o in ops:
+        out.append(o)
+        if o["op"] not in _LINEAR:
+            continue
+        rest = [r for r in readers[o["name"]] if r["op"] not in _ACC_READERS]
+        for r in rest:
+            if r["op"] in ("maxpool", "avgpool"):
+                raise ConversionError(
+                    f"layer {r['name']!r} ({r['op']}): its input {o['name']!r} is a linear "
+                    f"output ({o['op']}, no activation), which may be negative; a pool needs "
+                    "non-negative inputs: put a ReLU / Clip(0, a) before it")
+        if not rest or (len(readers[o["name"]]) == 1 and rest[0]["op"] == "add"):
+            continue
+        ident = unique_name(f"{o['name']}.id", taken)
+        out.append({"name": ident, "op": IDENTITY_OP, "inputs": [o["name"]]})
+        for r in rest:
+            renamed.setdefault(r["name"], {})[o["name"]] = ident
+    return [{**o, "inputs": [renamed[o["name"]].get(i, i) for i in o["inputs"]]}
+            if o["name"] in renamed else o for o in out]

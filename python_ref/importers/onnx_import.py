@@ -80,6 +80,13 @@ def import_onnx(model) -> list:
     ModelImportError
         A missing or unreadable file, a model with other than one input and one output, any
         unsupported node (all of them listed), or an unsupported attribute (naming the node).
+
+    Notes
+    -----
+    A linear output (a conv / dense / add with no activation) that another layer reads is left
+    as it is here; the converter puts an ``identity`` op after it
+    (:func:`python_ref.importers.common.insert_identities`, called by
+    :func:`python_ref.convert.calibrate` and :func:`python_ref.convert.quantise`).
     """
     m = _read(model)
     g = m.graph
