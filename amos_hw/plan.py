@@ -9,11 +9,16 @@ instruction group of the shared engine (:mod:`amos_hw.shared.program` reads the 
   ``K``-bit spike words, ``out_bits = K``), or *raw* (``out_bits = None``, ``shift = 0``) when it
   feeds ``add`` ops or is the network output: the engine then emits signed accumulators;
 * :class:`AddLayer`: an ``add`` fused with the ReLU ``amos`` op after it. Its *main* input is
-  the raw convolution on the longer path (more AMOS layers before it), the other the *skip*;
+  the raw convolution on the longer path (more AMOS layers before it), the other the *skip*
+  (spike words, a raw projection conv, or a trained unit's two's-complement words). Before a
+  trained one-input unit (the signed identity after a linear MBConv block) it is raw instead
+  (``out_bits = None``): it emits ``v = requant_shift(main + (skip << lshift), S)``, ``S`` the
+  unit's ``rshift``, and a :class:`UnitLayer` applies the unit;
 * :class:`PoolLayer`: ``gap``, the per-channel sums (the next dense layer's inputs);
 * :class:`UnitLayer`: a trained one-input AMOS unit (an ``amos`` op whose unit is of kind
-  ``amos``: swish, sigmoid, ...) applied value by value to the raw requantised output of the
-  ``conv`` / ``dense`` before it (that layer is then raw with ``shift`` = the op's ``rshift``).
+  ``amos``: swish, sigmoid, the signed identity, ...) applied value by value to the raw
+  requantised output of the ``conv`` / ``dense`` / ``add`` before it (that layer is then raw
+  with ``shift`` = the op's ``rshift``).
   Its output ``y = sum_i d_i z_i`` is a two's-complement word (``out_bits = out_width``,
   ``out_signed``) that the next ``conv``, ``dense`` or ``gap`` reads bit-serially like a ReLU
   spike word, its most significant plane weighing ``-2**(out_bits-1)`` (``in_signed``);
@@ -49,7 +54,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from amos_hw.engines.figures import accumulator_range
+from amos_hw.engines.figures import accumulator_range, add_v_width
 from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
 
@@ -472,8 +477,13 @@ class DepthwiseLayer(WindowLayer):
 
 @dataclass
 class AddLayer(Layer):
-    """A residual add fused with its ReLU AMOS unit: ``main`` (a raw convolution's
-    accumulators) plus ``skip << skip_shift``, requantised by ``shift`` into ``K`` spikes."""
+    """A residual add: ``main`` (a raw convolution's accumulators) plus ``skip <<
+    skip_shift`` (``skip_bits`` wide, two's complement when ``skip_signed``: a raw projection
+    conv or a trained unit's words), requantised by ``shift``. Fused with its ReLU AMOS unit
+    (named after that ``amos`` op) it emits ``K`` spikes (``out_bits = K``); raw (named after
+    the ``add``, ``out_bits = None``) it emits ``v = (sum + 2**(shift-1)) >> shift``, signed,
+    ``out_width`` bits (:func:`amos_hw.engines.figures.add_v_width`), for the trained unit's
+    :class:`UnitLayer` after it."""
 
     kind: ClassVar[str] = "add"
 
@@ -756,36 +766,63 @@ class _Lowering:
         self._emit(layer, *dict.fromkeys([out_name, name]))
 
     def add(self, n) -> None:
+        """A residual add and the one ``amos`` op after it: fused with a ReLU (``K`` spike
+        words out), or raw before a trained one-input unit (an identity unit after a linear
+        block): the add then emits ``v = requant_shift(main + (skip << lshift), S)``, ``S``
+        the unit's ``rshift``, and the :class:`UnitLayer` of :meth:`unit` applies the unit, as
+        after a raw conv. The skip may be spike words, a raw projection conv or a trained
+        unit's two's-complement words (``skip_signed``)."""
         name = n["name"]
         cons = self.consumers[name]
         if len(n["inputs"]) != 2:
             raise _err(name, f"the residual add engine takes 2 inputs, not {len(n['inputs'])}")
-        if len(cons) != 1 or cons[0]["op"] != "amos":
-            raise _err(name, "the residual add engine needs one ReLU amos op after the add")
+        if len(cons) != 1 or cons[0]["op"] != "amos" or len(cons[0]["inputs"]) != 1:
+            raise _err(name, "the residual add engine needs one one-input amos op after the "
+                             "add (a ReLU, or a trained unit such as the identity)")
         follow = cons[0]
-        K = _relu_K(self.g, follow)
-        self.fused.add(follow["name"])
+        raw = _is_trained(self.g, follow)
+        K = None if raw else _relu_K(self.g, follow)
         srcs = [self.produced[i] for i in n["inputs"]]
-        for i, s_ in zip(n["inputs"], srcs, strict=True):
-            if s_[4] and not s_[2]:
-                self.unsigned_from(name, "residual add", i)
         by_name = {lay.name: lay for lay in self.layers}
         mains = [k for k, s in enumerate(srcs)
                  if s[0] != INPUT and s[2] and s[3] == "conv" and n["lshift"][k] == 0]
         if not mains:
-            raise _err(name, "the residual add engine needs a raw convolution with lshift 0 "
-                             "on one input (the block's last conv)")
+            what = ", ".join(f"{i!r} ({self._describe(s)})"
+                             for i, s in zip(n["inputs"], srcs, strict=True))
+            raise _err(name, f"the residual add engine needs a raw convolution with lshift 0 "
+                             f"on one input (the block's last conv); its inputs are {what}")
         mk = max(mains, key=lambda k: (by_name[srcs[k][0]].depth, k))
         sk = 1 - mk
         main, skip = srcs[mk], srcs[sk]
         shape = list(self.info[name]["shape"])
-        layer = AddLayer(name=follow["name"], ir_nodes=[name, follow["name"]],
-                         inputs=[main[0], skip[0]], out_bits=K, out_signed=False, out_width=K,
-                         out_shape=shape, depth=self.depth[follow["name"]],
-                         main_width=main[1], skip_bits=skip[1], skip_signed=skip[2],
-                         skip_shift=int(n["lshift"][sk]), shift=int(follow["rshift"][0]),
-                         height=shape[0], width=shape[1], channels=shape[2], main_index=mk)
+        shift = int(follow["rshift"][0])
+        common = {"inputs": [main[0], skip[0]], "out_shape": shape, "main_width": main[1],
+                  "skip_bits": skip[1], "skip_signed": bool(skip[2] or skip[4]),
+                  "skip_shift": int(n["lshift"][sk]), "shift": shift, "height": shape[0],
+                  "width": shape[1], "channels": shape[2], "main_index": mk}
+        if raw:  # signed v out; the trained unit after it is a UnitLayer of its own
+            width = add_v_width(main[1], skip[1], common["skip_signed"],
+                                 common["skip_shift"], shift)
+            layer = AddLayer(name=name, ir_nodes=[name], out_bits=None, out_signed=True,
+                             out_width=width, depth=self.depth[name], **common)
+            self._emit(layer, name)
+            return
+        self.fused.add(follow["name"])
+        layer = AddLayer(name=follow["name"], ir_nodes=[name, follow["name"]], out_bits=K,
+                         out_signed=False, out_width=K, depth=self.depth[follow["name"]],
+                         **common)
         self._emit(layer, name, follow["name"])
+
+    @staticmethod
+    def _describe(src) -> str:
+        """What a produced tensor is, for the add's messages."""
+        if src[0] == INPUT:
+            return "the pixel input"
+        if src[2]:
+            return f"raw {src[3]} {src[0]!r}"
+        if src[4]:
+            return f"two's-complement words of {src[3]} {src[0]!r}"
+        return f"spike words of {src[3]} {src[0]!r}"
 
     def gap(self, n) -> None:
         name = n["name"]
@@ -820,13 +857,14 @@ class _Lowering:
                        padding=n["padding"], in_bits=in_bits), name)
 
     def unit(self, n) -> None:
-        """A trained one-input unit after the raw conv or dense layer that feeds only it."""
+        """A trained one-input unit after the raw conv, dense layer or add that feeds only
+        it (requantised by the unit's ``rshift`` there)."""
         name, src_t = n["name"], n["inputs"][0]
         src = self.produced.get(src_t)
         node = self.nodes[src_t]
-        if src is None or node["op"] not in ("conv", "dense") or not src[2]:
-            raise _err(name, f"a trained unit must directly follow a conv or dense layer; it "
-                             f"follows {node['op']} {src_t!r}")
+        if src is None or node["op"] not in ("conv", "dense", "add") or not src[2]:
+            raise _err(name, f"a trained unit must directly follow a conv, dense layer or add; "
+                             f"it follows {node['op']} {src_t!r}")
         unit = ir.make_unit(n["unit"], self.g.units[n["unit"]], self.g.arrays)
         lo = int(np.clip(unit.d, None, 0).sum())
         hi = int(np.clip(unit.d, 0, None).sum())

@@ -53,6 +53,8 @@ __all__ = [
     "WEIGHT_LIMIT",
     "WindowParams",
     "accumulator_range",
+    "add_sum_range",
+    "add_v_width",
     "input_range",
     "line_buffer_rows",
     "mem_depth",
@@ -937,6 +939,29 @@ class GapParams:
 # -- residual add --------------------------------------------------------------------------------
 
 
+def add_sum_range(main_width: int, skip_bits: int, skip_signed: bool,
+                  skip_shift: int) -> tuple[int, int]:
+    """Range of ``main + (skip << skip_shift)`` over the residual add's ports: ``main`` a
+    signed ``main_width``-bit accumulator, ``skip`` an unsigned ``skip_bits``-bit spike word
+    or, with ``skip_signed``, a two's-complement ``skip_bits``-bit value (a projection conv's
+    accumulator or a trained unit's word)."""
+    m_lo, m_hi = -(2 ** (main_width - 1)), 2 ** (main_width - 1) - 1
+    if skip_signed:
+        s_lo, s_hi = -(2 ** (skip_bits - 1)), 2 ** (skip_bits - 1) - 1
+    else:
+        s_lo, s_hi = 0, 2**skip_bits - 1
+    return m_lo + (s_lo << skip_shift), m_hi + (s_hi << skip_shift)
+
+
+def add_v_width(main_width: int, skip_bits: int, skip_signed: bool, skip_shift: int,
+                shift: int) -> int:
+    """Signed width of ``v = (sum + 2**(shift-1)) >> shift`` (``shift = 0``: the sum itself)
+    over :func:`add_sum_range`: the raw add engine's output element (``out_bits=None``)."""
+    lo, hi = add_sum_range(main_width, skip_bits, skip_signed, skip_shift)
+    v_lo, v_hi = (int(v) for v in requant_shift(np.array([lo, hi]), shift))
+    return signed_width(v_lo, v_hi)
+
+
 @dataclass(frozen=True)
 class AddParams:
     """The checked arguments of a :class:`~amos_hw.engines.residual.ResidualAddEngine`, the
@@ -976,22 +1001,17 @@ class AddParams:
 
     @property
     def sum_range(self) -> tuple[int, int]:
-        """Range of main + aligned skip."""
-        m_lo, m_hi = -(2 ** (self.main_width - 1)), 2 ** (self.main_width - 1) - 1
-        if self.skip_signed:
-            s_lo, s_hi = -(2 ** (self.skip_bits - 1)), 2 ** (self.skip_bits - 1) - 1
-        else:
-            s_lo, s_hi = 0, 2**self.skip_bits - 1
-        return m_lo + (s_lo << self.skip_shift), m_hi + (s_hi << self.skip_shift)
+        """Range of main + aligned skip (:func:`add_sum_range`)."""
+        return add_sum_range(self.main_width, self.skip_bits, self.skip_signed, self.skip_shift)
 
     sum_width = property(lambda self: signed_width(*self.sum_range),
                          doc="Width of main + aligned skip (signed).")
 
     @property
     def v_width(self) -> int:
-        """Signed width of a requantised sum."""
-        v_lo, v_hi = (int(v) for v in requant_shift(np.array(self.sum_range), self.shift))
-        return signed_width(v_lo, v_hi)
+        """Signed width of a requantised sum (:func:`add_v_width`)."""
+        return add_v_width(self.main_width, self.skip_bits, self.skip_signed, self.skip_shift,
+                           self.shift)
 
     out_width = property(
         lambda self: self.out_bits if self.out_bits is not None else self.v_width)

@@ -20,9 +20,15 @@ class ResidualAddEngine(wiring.Component):
 
     ``main`` is the raw accumulator stream of the block's last convolution (a
     :class:`~amos_hw.engines.conv.ConvEngine` with ``out_bits=None, shift=0``), ``skip`` the
-    block's input spike words (or the raw accumulators of a projection convolution,
-    ``skip_signed=True``). The skip stream leaves the block input long before the main path
-    produces the matching word, so it waits in a FIFO of ``skip_depth`` words: the skip path
+    block's input spike words, or, ``skip_signed=True``, two's-complement values: the raw
+    accumulators of a projection convolution or a trained unit's words ``y`` (an MBConv
+    block's input). With ``out_bits=None`` there is no AMOS unit: the engine emits ``v = (main
+    + (skip << skip_shift) + 2**(S-1)) >> S`` (``S = 0``: the sum itself), signed,
+    :attr:`out_width` bits, for a trained unit after the add (a
+    :class:`~amos_hw.engines.unit.UnitEngine`, the signed identity of a linear block).
+
+    The skip stream leaves the block input long before the main path produces the matching
+    word, so it waits in a FIFO of ``skip_depth`` words: the skip path
     delayed to align. ``skip_depth`` must cover the main path's latency in words (the generator
     sizes it from the engines' ``latency``); too small a FIFO stalls the fork that feeds both
     paths.
@@ -45,11 +51,14 @@ class ResidualAddEngine(wiring.Component):
     shift : int
         Requantisation shift ``S`` (0..62).
     out_bits : int or None
-        ``K`` of the ReLU AMOS unit after the add (1..16), or ``None`` for raw sums.
+        ``K`` of the ReLU AMOS unit after the add (1..16), or ``None`` for the requantised
+        sums ``v`` (signed, ``out_width`` =
+        :func:`~amos_hw.engines.figures.add_v_width` bits).
     skip_depth : int
         FIFO depth of the skip path, in words.
     skip_signed : bool
-        The skip values are signed accumulators (projection shortcut).
+        The skip values are two's complement (a projection shortcut's accumulators, a trained
+        unit's words).
     name : str
         Layer name for error messages.
 
@@ -57,8 +66,8 @@ class ResidualAddEngine(wiring.Component):
     -------
     i : ``In(stream.Signature(ArrayLayout(signed(main_width), lanes)))``
         Main path.
-    skip : ``In(stream.Signature(ArrayLayout(unsigned(skip_bits), lanes)))``
-        Skip path.
+    skip : ``In(stream.Signature(ArrayLayout(unsigned(skip_bits) or signed(skip_bits), lanes)))``
+        Skip path (signed with ``skip_signed``).
     o : ``Out(stream.Signature(ArrayLayout(unsigned(out_bits) or signed(...), lanes)))``
     spike_count : ``Out(32)``
     """

@@ -16,8 +16,9 @@ __all__ = ["UnitEngine"]
 class UnitEngine(wiring.Component):
     """``y = sum_i d_i z_i(v)`` of a trained integer AMOS unit, value by value.
 
-    A convolution or dense layer followed by a non-ReLU one-input ``amos`` op emits its raw
-    requantised value ``v = (acc + 2**(S-1)) >> S`` (``out_bits=None``); this engine applies the
+    A convolution, dense layer or residual add followed by a non-ReLU one-input ``amos`` op
+    (swish, sigmoid, the signed identity of a linear layer) emits its raw requantised value
+    ``v = (acc + 2**(S-1)) >> S`` (``out_bits=None``); this engine applies the
     unit (:class:`python_ref.quant.IntAmosUnit`: ``v`` is first saturated to the unit's
     ``in_range``, then the ``K`` neurons fire in turn, ``z_k = [c_k*v - sum_{j<k} h_kj z_j >=
     T_k]``) and emits ``y = sum_i d_i z_i`` as a signed two's-complement word of ``y_width =
