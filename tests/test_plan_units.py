@@ -93,7 +93,7 @@ def test_too_wide_unit_output_names_the_layer(tmp_path):
     assert msg.endswith("bits, more than the engines' 16; quantise the unit's d with fewer bits")
 
 
-def test_trained_unit_after_an_add_is_refused():
+def test_trained_unit_after_an_add_is_a_raw_add_then_a_unit():
     g = unit_network(tail="gap")
     rng = np.random.default_rng(0)
     g.arrays["p.w"] = rng.integers(-127, 128, (4, 1, 1, 4))
@@ -102,9 +102,11 @@ def test_trained_unit_after_an_add_is_refused():
                      "kernel": 1, "stride": 2, "padding": 0, "out_channels": 4},
                     {"name": "sum", "op": "add", "inputs": ["c2", "p"], "lshift": [0, 0]}]
     g.node["c2.act"]["inputs"] = ["sum"]
-    with pytest.raises(PlanError, match="layer 'c2.act': unit 'swish' of kind 'amos' cannot "
-                                        "be fused here"):
-        lower(ir.Graph(g.name, g.nodes, g.units, g.arrays, g.outputs))
+    plan = lower(ir.Graph(g.name, g.nodes, g.units, g.arrays, g.outputs))
+    add, unit = plan.layer("sum"), plan.layer("c2.act")
+    assert (add.kind, add.out_bits, add.out_signed) == ("add", None, True)
+    assert add.shift == g.node["c2.act"]["rshift"][0]
+    assert (unit.kind, unit.inputs, unit.in_width) == ("unit", ["sum"], add.out_width)
 
 
 def test_signed_words_into_a_max_pool_are_refused():
