@@ -245,3 +245,34 @@ def test_port_that_cannot_reach_the_range():
     with pytest.raises(ValueError, match=r"^act: unit 'far': a 4-bit signed input cannot reach "
                                          r"its range \(100, 200\)$"):
         UnitEngine(unit, in_width=4, name="act")
+
+
+@pytest.mark.parametrize(("K", "in_width", "lanes", "in_range"), [
+    (6, 9, 1, None),  # the port reaches beyond -32..31 on both sides
+    (8, 8, 2, None),  # the port is the identity's range
+    (5, 10, 3, (-9, 40)),  # in_range clamps below first, the identity above
+])
+def test_identity_unit_is_a_clamp(K, in_width, lanes, in_range):
+    """The signed identity (IntAmosUnit.identity) is built as a clamp: outputs and spike
+    counts equal python_ref's under gaps and stalls, latency 1, one word a cycle, and the
+    figures say so."""
+    ref = IntAmosUnit.identity(K)
+    unit = ref if in_range is None else IntAmosUnit("identity", c=ref.c, T=ref.T, h=ref.h,
+                                                    d=ref.d, in_range=in_range)
+    dut = UnitEngine(unit, in_width=in_width, lanes=lanes, name="proj.id")
+    assert dut.params.clamp and dut.latency == 1
+    rng = np.random.default_rng(K)
+    values = pad(stimulus(unit, in_width, rng, step=1), lanes)
+    hw, spikes = simulate(dut, values, seed=K)
+    lo, hi = -(2 ** (K - 1)), 2 ** (K - 1) - 1
+    if in_range is not None:
+        lo, hi = max(lo, in_range[0]), min(hi, in_range[1])
+    assert hw.tolist() == [min(max(int(v), lo), hi) for v in values]
+    assert spikes == int(unit.spikes(values).sum())
+    ins, outs = output_cycles(dut, to_words(values[: 4 * lanes], lanes), 4)
+    assert outs[0] - ins[0] == 1 and np.diff(outs).tolist() == [1, 1, 1]
+    fig = UnitEngine.figures(unit, in_width=in_width, lanes=lanes)
+    assert (fig.latency, fig.luts, fig.flip_flops) == (1, dut.luts, dut.flip_flops)
+    assert dut.luts == lanes * 3 * in_width + K * lanes + 40
+    general = IntAmosUnit("other", c=ref.c, T=ref.T, h=ref.h, d=ref.d + np.eye(K, dtype=int)[0])
+    assert not UnitEngine(general, in_width=in_width, lanes=lanes).params.clamp

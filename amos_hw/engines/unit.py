@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.figures import Figures
-from amos_hw.engines.unit_params import COUNT_WIDTH, UnitParams
+from amos_hw.engines.unit_params import COUNT_WIDTH, UnitParams, clamp_bounds
 from amos_hw.lib.amos_unit import AmosUnit
 
 __all__ = ["UnitEngine"]
@@ -29,11 +29,16 @@ class UnitEngine(wiring.Component):
     The hardware is :class:`amos_hw.lib.amos_unit.AmosUnit`: ``K`` pipelined threshold stages
     and the output register. The engine adds no register: ``i.ready`` follows ``o.ready``
     combinationally, as the unit's does (the generator puts a skid buffer after every engine, so
-    the ready path ends at the next one).
+    the ready path ends at the next one). The signed identity of a linear layer
+    (:meth:`IntAmosUnit.identity <python_ref.quant.IntAmosUnit.identity>`, recognised by its
+    arrays: :func:`~amos_hw.engines.unit_params.is_identity`) is built as what it computes, a
+    saturating clamp into the output register (:attr:`params` ``.clamp``), its spikes counted
+    as the ``K`` two's-complement digits of ``y``: no neuron stages.
 
     Throughput: one word (``lanes`` values) per cycle, :attr:`expected_cycles` =
     ``elements / lanes`` per image. Latency: the output word is valid :attr:`latency` =
-    ``K + 2`` cycles after its input word was accepted (output not stalled).
+    ``K + 2`` cycles (the clamp form: 1) after its input word was accepted (output not
+    stalled).
 
     Parameters
     ----------
@@ -93,7 +98,8 @@ class UnitEngine(wiring.Component):
     expected_cycles = property(lambda self: self._p.cycles,
                                doc="Cycles per image: one word per cycle.")
     latency = property(lambda self: self._p.latency,
-                       doc="Cycles from an accepted input word to its output word: K + 2.")
+                       doc="Cycles from an accepted input word to its output word: K + 2 "
+                           "(the clamp form: 1).")
     memories = property(lambda self: list(self._p.memories), doc="None (:attr:`memory_bits`).")
     memory_bits = property(lambda self: self._p.memory_bits,
                            doc="No memory: the pipeline is registers.")
@@ -123,6 +129,8 @@ class UnitEngine(wiring.Component):
         return np.asarray(p.unit(v.astype(np.int64)), dtype=np.int64)
 
     def elaborate(self, platform):
+        if self._p.clamp:
+            return self._elaborate_clamp()
         m = Module()
         p = self._p
         m.submodules.amos = amos = AmosUnit(p.unit, p.in_width, lanes=p.lanes,
@@ -142,4 +150,28 @@ class UnitEngine(wiring.Component):
                 amos.i.payload.x[n].eq(self.i.payload[n]),
                 self.o.payload[n].eq(amos.o.payload.y[n]),
             ]
+        return m
+
+    def _elaborate_clamp(self):
+        """The signed identity as ``y = clamp(v, a, b)`` (:func:`clamp_bounds`) into the output
+        register; its spikes, the ``K``-bit two's complement digits of ``y``, are counted as
+        :class:`AmosUnit` counts (the popcount registered, then added)."""
+        m = Module()
+        p = self._p
+        a, b = clamp_bounds(p.unit)
+        valid = Signal()
+        en = ~valid | self.o.ready
+        m.d.comb += [self.i.ready.eq(en), self.o.valid.eq(valid)]
+        with m.If(en):
+            m.d.sync += valid.eq(self.i.valid)
+            for n in range(p.lanes):
+                v = self.i.payload[n]
+                m.d.sync += self.o.payload[n].eq(Mux(v < a, a, Mux(v > b, b, v)))
+        spikes = Signal(range(p.K * p.lanes + 1))
+        m.d.comb += spikes.eq(sum(sum(self.o.payload[n][k] for k in range(p.K))
+                                  for n in range(p.lanes)))
+        taken = self.o.valid & self.o.ready
+        spikes_r = Signal.like(spikes)
+        m.d.sync += [spikes_r.eq(Mux(taken, spikes, 0)),
+                     self.spike_count.eq(self.spike_count + spikes_r)]
         return m

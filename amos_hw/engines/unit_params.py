@@ -14,7 +14,8 @@ from amos_hw.engines.figures import Figures, _check_name, _pos
 from amos_hw.lib.amos_unit import AmosUnit, _widths
 from python_ref.quant import IntAmosUnit, signed_width
 
-__all__ = ["COUNT_WIDTH", "IN_WIDTH_RANGE", "UnitParams", "const_mul_adders"]
+__all__ = ["COUNT_WIDTH", "IN_WIDTH_RANGE", "UnitParams", "clamp_bounds", "const_mul_adders",
+           "is_identity"]
 
 #: Signed widths of the raw value ``v`` on the engine's input port (inclusive).
 IN_WIDTH_RANGE = (2, 32)
@@ -37,6 +38,26 @@ def const_mul_adders(c: int) -> int:
             mag = mag + 1 if mag & 2 else mag - 1  # ...11 -> borrow (digit -1), ...01 -> +1
         mag >>= 1
     return max(0, digits - 1)
+
+
+def is_identity(unit: IntAmosUnit) -> bool:
+    """Whether ``unit`` is the closed-form signed identity of ``K`` neurons
+    (:meth:`IntAmosUnit.identity <python_ref.quant.IntAmosUnit.identity>`: its ``c``, ``T``,
+    ``h`` and ``d`` equal, whatever its scales and ``in_range``)."""
+    if unit.inputs != 1 or unit.K < 2:
+        return False
+    ref = IntAmosUnit.identity(unit.K)
+    return all((getattr(unit, k) == getattr(ref, k)).all() for k in ("c", "T", "h", "d"))
+
+
+def clamp_bounds(unit: IntAmosUnit) -> tuple[int, int]:
+    """``(a, b)`` with ``unit(v) == clamp(v, a, b)`` for every integer ``v``, for a signed
+    identity unit (:func:`is_identity`): the unit saturates ``v`` to its ``in_range``
+    ``[r_lo, r_hi]``, then the identity clamps to ``[-2**(K-1), 2**(K-1) - 1]``; both are
+    monotone, so the composition is one clamp to the ends of ``in_range`` clamped."""
+    lo, hi = -(2 ** (unit.K - 1)), 2 ** (unit.K - 1) - 1
+    r_lo, r_hi = unit.in_range
+    return min(max(r_lo, lo), hi), min(max(r_hi, lo), hi)
 
 
 def _check_in_width(name: str, in_width) -> int:
@@ -62,6 +83,7 @@ class UnitParams:
     elements: int  # values of one image
     y_width: int  # signed width of y = sum_i d_i z_i: signed_width(sum d_i<0, sum d_i>0)
     unit_flip_flops: int  # AmosUnit.flip_flops_for(unit, in_width, lanes=lanes)
+    clamp: bool = False  # the signed identity: built as a saturating clamp (is_identity)
 
     @classmethod
     def check(cls, unit, *, in_width, lanes=1, name="unit", elements=None) -> UnitParams:
@@ -91,7 +113,7 @@ class UnitParams:
         d = [int(v) for v in unit.d]
         y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
         return cls(name=name, unit=unit, in_width=in_width, lanes=lanes, elements=elements,
-                   y_width=y_width, unit_flip_flops=unit_ff)
+                   y_width=y_width, unit_flip_flops=unit_ff, clamp=is_identity(unit))
 
     K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
     out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
@@ -105,8 +127,9 @@ class UnitParams:
     @property
     def latency(self) -> int:
         """Cycles from an accepted input word to its output word being valid (no stall): the
-        unit's ``K + 2`` (:meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`)."""
-        return AmosUnit.latency_for(self.unit)
+        unit's ``K + 2`` (:meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`); 1
+        for the clamp form of the signed identity (its output register)."""
+        return 1 if self.clamp else AmosUnit.latency_for(self.unit)
 
     memories = property(lambda self: (), doc="None: the pipeline is registers.")
     memory_bits = property(lambda self: 0, doc="No memory: the pipeline is registers.")
@@ -115,7 +138,11 @@ class UnitParams:
     def flip_flops(self) -> int:
         """The unit's pipeline registers, delay registers, output and counters
         (:meth:`AmosUnit.flip_flops_for <amos_hw.lib.amos_unit.AmosUnit>`); the engine adds
-        none."""
+        none. The clamp form: its output register (``y_width`` a lane), the valid bit, the
+        registered popcount of the ``K * lanes`` spikes and the spike counter."""
+        if self.clamp:
+            return (self.lanes * self.y_width + 1 + (self.K * self.lanes).bit_length() + 1
+                    + COUNT_WIDTH)
         return self.unit_flip_flops
 
     @property
@@ -136,11 +163,15 @@ class UnitParams:
           the first (none for the ReLU unit, whose spike word is ``y``).
 
         Then the registered popcount of the ``K * lanes`` spikes (one LUT4 a spike), the 32-bit
-        spike counter and 8 of control. Checked on one synthesis (Yosys 0.70 ``synth_ecp5
+        spike counter and 8 of control. The clamp form of the signed identity
+        (:attr:`clamp`): ``3 * in_width`` a lane (two comparisons, a multiplexer), the
+        popcount, the counter and control. Checked on one synthesis (Yosys 0.70 ``synth_ecp5
         -nodsp``, the swish unit quantised 8/8/8, ``in_width=10``, one lane): 454 LUT4 and 549
         CCU2C, 1,552 LUT4 with two a carry cell, against 1,559 estimated. Synthesis may put the
         constant multiplications into DSP blocks (ECP5), fewer LUT4 then.
         """
+        if self.clamp:  # two comparisons and a multiplexer a lane, the popcount, the counter
+            return self.lanes * 3 * self.in_width + self.K * self.lanes + COUNT_WIDTH + 8
         unit, w = self.unit, _widths(self.unit, self.in_width, None)
         K = unit.K
         c = [int(v) for v in unit.c]
