@@ -60,6 +60,9 @@ DENSE = {
     "planes2_credits_relu": (4, 8, 2, 2, 6, 2, 3, 5, True),
     "planes3_odd_simd": (4, 9, 4, 3, 6, 3, None, 0, False),
     "one_bit": (4, 6, 2, 2, 1, None, None, 0, False),
+    # wider than 16 bits: a global pool's sums of unit outputs (MAX_IN_BITS = 24)
+    "wide18_parallel_raw": (4, 6, 2, 3, 18, None, None, 0, False),
+    "wide24_planes3_raw": (4, 6, 2, 2, 24, 3, None, 3, True),
 }
 
 

@@ -228,14 +228,15 @@ def test_unsupported_stride_names_the_layer(tmp_path):
 
 
 def test_too_wide_sums_name_the_layer(tmp_path):
-    """Sums of sums of 8-bit pixels: the third 3x3 average pool makes 20-bit sums, more than
-    the engines take, and the pool after it is refused."""
+    """Sums of sums of 8-bit pixels: five 3x3 average pools make 8 + 5 * 4 = 28-bit sums (each
+    window sum of nine values adds 4 bits), more than the engines take, and the pool after
+    them is refused."""
     nodes = [pool_network().nodes[0]]
-    for k, kk in enumerate((3, 3, 3, 2)):
+    for k, kk in enumerate((3, 3, 3, 3, 3, 2)):
         nodes.append({"name": f"p{k}", "op": "avgpool", "inputs": [nodes[-1]["name"]],
                       "kernel": kk, "stride": 1, "padding": kk // 2})
-    msg = _flow_error(tmp_path, ir.Graph("wide", nodes, {}, {}, ["p3"]))
-    assert msg == "layer 'p3': its input is 20 bits wide, more than the engines' 16"
+    msg = _flow_error(tmp_path, ir.Graph("wide", nodes, {}, {}, ["p5"]))
+    assert msg == "layer 'p5': its input is 28 bits wide, more than the engines' 24"
 
 
 def test_bad_lanes_name_the_layer(tmp_path):

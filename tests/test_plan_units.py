@@ -14,7 +14,7 @@ from amos_hw.flow import build_network
 from amos_hw.layer_engines import engine_figures
 from amos_hw.plan import PlanError, UnitLayer, lower
 from python_ref import ir, snn
-from python_ref.quant import quantize_unit
+from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
 from rtl_tests.unit_network import UNIT_FOLDINGS, unit_network, unit_spec
 from tests.test_plan_pool import _flow_error, result_cycles, simulate
@@ -81,16 +81,17 @@ def test_shared_architecture_refuses_a_trained_unit(tmp_path):
 
 
 def test_too_wide_unit_output_names_the_layer(tmp_path):
-    """d quantised to 12 bits: y needs 15 bits with K = 12 ... more than the consumers take
-    once d is wide enough; the message names the unit layer and says what to change."""
+    """A unit whose d (scaled by 2**10 from a 16-bit quantisation) makes y wider than the 24
+    bits the consumers take; the message names the unit layer and says what to change."""
     g = unit_network()
-    wide = quantize_unit(load_unit("swish"), 8, 8, 16)
+    q = quantize_unit(load_unit("swish"), 8, 8, 16)
+    wide = IntAmosUnit("swish", c=q.c, T=q.T, h=q.h, d=q.d * 2**10, in_range=q.in_range)
     g.units["swish"] = unit_spec(wide, "swish", g.arrays)
     lo, hi = int(wide.d[wide.d < 0].sum()), int(wide.d[wide.d > 0].sum())
-    assert max(-lo, hi) >= 2 ** 16  # needs more than 16 signed bits
+    assert max(-lo, hi) >= 2 ** 24  # needs more than 24 signed bits
     msg = _flow_error(tmp_path, g)
     assert msg.startswith("layer 'c1.act': its unit's output y needs ")
-    assert msg.endswith("bits, more than the engines' 16; quantise the unit's d with fewer bits")
+    assert msg.endswith("bits, more than the engines' 24; quantise the unit's d with fewer bits")
 
 
 def test_trained_unit_after_an_add_is_a_raw_add_then_a_unit():

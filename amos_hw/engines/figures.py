@@ -40,6 +40,7 @@ from amos_hw.lib.skid import SkidBuffer
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
 __all__ = [
+    "MAX_IN_BITS",
     "AddParams",
     "BIAS_LIMIT",
     "ConvParams",
@@ -64,6 +65,11 @@ __all__ = [
 
 WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
 BIAS_LIMIT = 2**31  # int32
+#: Widest input word (``in_bits``) the engines take: an unsigned ReLU spike word, a trained
+#: unit's two's-complement output, or a global pool's sum of them (an 8 x 8 pool of 12-bit unit
+#: outputs needs 18 bits); a bit-serial engine spends one spike plane per bit. ``K`` of a ReLU
+#: unit (``out_bits``, spikes per value) stays at most 16.
+MAX_IN_BITS = 24
 #: ROMs up to this depth are built from LUTs by synthesis (see DenseParams.luts).
 LUT_ROM_DEPTH = 64
 #: Skip words held in flip-flops between the residual add's skip FIFO and its adder.
@@ -163,7 +169,7 @@ def _check_unit_layer(weights: np.ndarray, bias, n_out: int, in_bits, shift, out
         raise ValueError(f"{name}: bias must have shape ({n_out},), not {bias.shape}")
     if bias.min() < -BIAS_LIMIT or bias.max() > BIAS_LIMIT - 1:
         raise ValueError(f"{name}: bias must lie in the int32 range")
-    in_bits = _pos(name, "in_bits", in_bits, 16)
+    in_bits = _pos(name, "in_bits", in_bits, MAX_IN_BITS)
     shift = _nonneg(name, "shift", shift, 62)
     if out_bits is not None:
         out_bits = _pos(name, "out_bits", out_bits, 16)
@@ -662,7 +668,7 @@ class PoolParams:
         _check_name(name)
         if op not in ("max", "avg"):
             raise ValueError(f"{name}: op must be 'max' or 'avg', not {op!r}")
-        in_bits = _pos(name, "in_bits", in_bits, 16)
+        in_bits = _pos(name, "in_bits", in_bits, MAX_IN_BITS)
         lanes = _pos(name, "lanes", lanes)
         window = WindowParams.check(height=height, width=width, channels=channels,
                                     kernel=kernel, stride=stride, padding=padding, simd=lanes,
@@ -877,7 +883,7 @@ class GapParams:
             _pos(name, what, value)
             for what, value in (("height", height), ("width", width), ("channels", channels),
                                 ("lanes", lanes)))
-        in_bits = _pos(name, "in_bits", in_bits, 16)
+        in_bits = _pos(name, "in_bits", in_bits, MAX_IN_BITS)
         if channels % lanes:
             raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
         in_signed = _check_bool(name, "in_signed", in_signed)

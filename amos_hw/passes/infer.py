@@ -7,6 +7,7 @@ a window op (maxpool, avgpool, depthwise conv) inside a residual block's main pa
 """
 from __future__ import annotations
 
+from amos_hw.engines.figures import MAX_IN_BITS
 from amos_hw.passes.common import FlowContext, FlowError
 from amos_hw.plan import (
     INPUT,
@@ -26,7 +27,7 @@ __all__ = ["infer", "check_pipelined", "SUPPORTED_STRIDES", "MAX_BITS"]
 #: Strides the sliding window engines (conv, maxpool, avgpool, dwconv) are verified for
 #: (rtl_tests/test_engine_conv.py, rtl_tests/test_engine_pool_window.py).
 SUPPORTED_STRIDES = (1, 2)
-#: Largest spike word (in_bits / out_bits) the engines take.
+#: Largest K (spikes per value, ``out_bits``) of a ReLU unit the engines build.
 MAX_BITS = 16
 
 
@@ -56,14 +57,15 @@ def check_pipelined(plan: NetworkPlan, output_tensor: str) -> None:
     for lay in plan.layers:
         if lay.kind in ("conv", "dense", "gap", "maxpool", "avgpool", "dwconv"):
             _, width = plan.source_width(lay.inputs[0])
-            if width > MAX_BITS:
+            if width > MAX_IN_BITS:
                 raise _err(lay.ir_nodes[0], f"its input is {width} bits wide, more than the "
-                                            f"engines' {MAX_BITS}")
-        if lay.out_bits is not None and lay.out_bits > MAX_BITS:
-            if lay.kind in ("unit", "gate"):
-                raise _err(lay.name, f"its unit's output y needs {lay.out_bits} bits, more "
-                                     f"than the engines' {MAX_BITS}; quantise the unit's d "
-                                     f"with fewer bits")
+                                            f"engines' {MAX_IN_BITS}")
+        if lay.kind in ("unit", "gate") and lay.out_bits > MAX_IN_BITS:
+            raise _err(lay.name, f"its unit's output y needs {lay.out_bits} bits, more "
+                                 f"than the engines' {MAX_IN_BITS}; quantise the unit's d "
+                                 f"with fewer bits")
+        if lay.kind not in ("unit", "gate") and lay.out_bits is not None \
+                and lay.out_bits > MAX_BITS:
             raise _err(lay.name, f"K={lay.out_bits} is more than the engines' {MAX_BITS} "
                                  f"spikes per value")
         if isinstance(lay, (ConvLayer, WindowLayer)):
