@@ -2,7 +2,8 @@
 
 The integer semantics are fixed by :class:`python_ref.quant.IntAmosUnit` (see
 ``docs/integer_semantics.md``); :meth:`SerialAmosUnit.model` calls it and tests compare the
-hardware with it bit for bit. ``docs/architecture.md``, "The time-serial AMOS unit", describes the schedule and the costs.
+hardware with it bit for bit. ``docs/architecture.md``, "The time-serial AMOS unit",
+describes the schedule and the costs.
 """
 from __future__ import annotations
 
