@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amos_hw.engines.figures import Figures
 from amos_hw.engines.unit_params import COUNT_WIDTH, UnitParams, clamp_bounds
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.serial_unit import SerialAmosUnit
 
 __all__ = ["UnitEngine"]
 
@@ -40,6 +41,18 @@ class UnitEngine(wiring.Component):
     ``K + 2`` cycles (the clamp form: 1) after its input word was accepted (output not
     stalled).
 
+    The serial form (``serial=n``): ``n`` :class:`~amos_hw.lib.serial_unit.SerialAmosUnit` s
+    of ``depth`` ``D`` slots, one a lane (the word is ``n`` values, ``lanes = n``), evaluating
+    one neuron a cycle each. They see the same valid and ready and so stay in lockstep: the
+    first unit's handshake is the engine's. A pacer lets a word in at most every ``K`` cycles
+    (``K`` cycles after the last accepted one); with ``gcd(K, D) = 1`` (checked; default ``D``:
+    :func:`~amos_hw.engines.unit_params.serial_depth`) the units are then always free when it
+    opens, so a word offered every cycle is accepted exactly every ``K`` cycles, never in
+    bursts: :attr:`expected_cycles` = ``K * elements / lanes`` per image, one output word
+    every ``K`` cycles, :attr:`latency` = ``K * D + 1``. Under input gaps the word waits for a
+    free slot (at most ``D - 1`` cycles); order is kept, nothing is lost under stalls. The
+    spike count is the sum of the units' counters. Not for the signed identity (a clamp).
+
     Parameters
     ----------
     unit : python_ref.quant.IntAmosUnit
@@ -53,6 +66,11 @@ class UnitEngine(wiring.Component):
     elements : int, optional
         Values of one image (for :attr:`expected_cycles`); ``lanes`` must divide it. Default:
         one word (``lanes`` values).
+    serial : int, optional
+        ``n``: build ``n`` serial units (one a lane; ``lanes`` 1 or ``n``) instead of the
+        pipelined :class:`~amos_hw.lib.amos_unit.AmosUnit`. Default ``None``: pipelined.
+    depth : int, optional
+        ``D`` of each serial unit (1..16, ``gcd(K, D) = 1``); serial form only.
 
     Members
     -------
@@ -66,8 +84,10 @@ class UnitEngine(wiring.Component):
         (:mod:`amos_hw.lib.spike_tally`).
     """
 
-    def __init__(self, unit, *, in_width, lanes=1, name="unit", elements=None):
-        p = UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name, elements=elements)
+    def __init__(self, unit, *, in_width, lanes=1, name="unit", elements=None, serial=None,
+                 depth=None):
+        p = UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name, elements=elements,
+                             serial=serial, depth=depth)
         self._p = p
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(signed(p.in_width), p.lanes))),
@@ -76,18 +96,22 @@ class UnitEngine(wiring.Component):
         })
 
     @staticmethod
-    def figures(unit, *, in_width, lanes=1, name="unit", elements=None) -> Figures:
+    def figures(unit, *, in_width, lanes=1, name="unit", elements=None, serial=None,
+                depth=None) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.unit_params.UnitParams.figures`."""
         return UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name,
-                                elements=elements).figures()
+                                elements=elements, serial=serial, depth=depth).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (UnitParams).")
     name = property(lambda self: self._p.name)
     unit = property(lambda self: self._p.unit, doc="The integer unit (IntAmosUnit).")
     K = property(lambda self: self._p.K, doc="Neurons of the unit.")
     lanes = property(lambda self: self._p.lanes)
+    serial = property(lambda self: self._p.serial,
+                      doc="Serial units (one a lane), or None: the pipelined form.")
+    depth = property(lambda self: self._p.depth, doc="D of the serial units (or None).")
     pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
     simd = property(lambda self: self._p.lanes, doc="Input lanes.")
     elements = property(lambda self: self._p.elements, doc="Values of one image.")
@@ -96,10 +120,10 @@ class UnitEngine(wiring.Component):
     out_width = property(lambda self: self._p.y_width, doc="Signed width of y.")
     # the figures: UnitParams's formulas (see there)
     expected_cycles = property(lambda self: self._p.cycles,
-                               doc="Cycles per image: one word per cycle.")
+                               doc="Cycles per image: one word per cycle (serial: per K).")
     latency = property(lambda self: self._p.latency,
                        doc="Cycles from an accepted input word to its output word: K + 2 "
-                           "(the clamp form: 1).")
+                           "(the clamp form: 1, the serial form K * D + 1).")
     memories = property(lambda self: list(self._p.memories), doc="None (:attr:`memory_bits`).")
     memory_bits = property(lambda self: self._p.memory_bits,
                            doc="No memory: the pipeline is registers.")
@@ -129,6 +153,8 @@ class UnitEngine(wiring.Component):
         return np.asarray(p.unit(v.astype(np.int64)), dtype=np.int64)
 
     def elaborate(self, platform):
+        if self._p.serial:
+            return self._elaborate_serial()
         if self._p.clamp:
             return self._elaborate_clamp()
         m = Module()
@@ -150,6 +176,36 @@ class UnitEngine(wiring.Component):
                 amos.i.payload.x[n].eq(self.i.payload[n]),
                 self.o.payload[n].eq(amos.o.payload.y[n]),
             ]
+        return m
+
+    def _elaborate_serial(self):
+        """``n`` serial units in lockstep behind a pacer (see the class docstring)."""
+        m = Module()
+        p = self._p
+        units = []
+        for n in range(p.lanes):
+            u = SerialAmosUnit(p.unit, p.in_width, depth=p.depth, count_width=COUNT_WIDTH)
+            m.submodules[f"serial{n}"] = u
+            if u.y_width != p.y_width:  # one formula in both; a change in one must show here
+                raise AssertionError(f"{p.name}: SerialAmosUnit's y is {u.y_width} bits, the "
+                                     f"engine's {p.y_width}")
+            units.append(u)
+        wait = Signal(range(p.K), name="pace")  # cycles until the next word may enter
+        open_ = wait == 0
+        m.d.comb += [self.i.ready.eq(open_ & units[0].i.ready), self.o.valid.eq(units[0].o.valid)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += wait.eq(p.K - 1)
+        with m.Elif(~open_):
+            m.d.sync += wait.eq(wait - 1)
+        for n, u in enumerate(units):
+            m.d.comb += [
+                u.i.valid.eq(self.i.valid & open_),
+                u.i.payload.x[0].eq(self.i.payload[n]),
+                self.o.payload[n].eq(u.o.payload.y[0]),
+                u.o.ready.eq(self.o.ready),
+            ]
+        m.d.comb += self.spike_count.eq(sum((u.spike_count for u in units[1:]),
+                                            units[0].spike_count)[:COUNT_WIDTH])
         return m
 
     def _elaborate_clamp(self):

@@ -7,15 +7,17 @@ properties and its static ``figures(...)`` read the same formulas.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
 from amos_hw.engines.figures import Figures, _check_name, _pos
 from amos_hw.lib.amos_unit import AmosUnit, _widths
+from amos_hw.lib.serial_unit import MAX_DEPTH, SerialAmosUnit
 from python_ref.quant import IntAmosUnit, signed_width
 
-__all__ = ["COUNT_WIDTH", "IN_WIDTH_RANGE", "UnitParams", "clamp_bounds", "const_mul_adders",
-           "is_identity"]
+__all__ = ["COUNT_WIDTH", "IN_WIDTH_RANGE", "UnitParams", "check_serial", "clamp_bounds",
+           "const_mul_adders", "is_identity", "serial_depth", "serial_figures"]
 
 #: Signed widths of the raw value ``v`` on the engine's input port (inclusive).
 IN_WIDTH_RANGE = (2, 32)
@@ -60,6 +62,65 @@ def clamp_bounds(unit: IntAmosUnit) -> tuple[int, int]:
     return min(max(r_lo, lo), hi), min(max(r_hi, lo), hi)
 
 
+def serial_depth(K: int) -> int:
+    """The default ``depth`` ``D`` of a serial unit of ``K`` neurons: the smallest ``D >= 3``
+    with ``gcd(K, D) = 1`` (3 unless 3 divides ``K``). The engine paces its input to one word
+    every ``K`` cycles; with ``gcd(K, D) = 1`` the slot at the ring's turn is free at every
+    such cycle (value ``j`` enters slot ``jK mod D``, and no two of ``D`` consecutive values
+    share a slot), so the pace is exact."""
+    D = 3
+    while math.gcd(K, D) != 1:
+        D += 1
+    return D
+
+
+def serial_figures(unit: IntAmosUnit, in_width: int, depth: int, *,
+                   in2_width: int | None = None) -> tuple[int, int]:
+    """``(LUT4, flip-flops)`` that one serial unit adds to an engine of ``n`` of them: its
+    :meth:`SerialAmosUnit.luts_for <amos_hw.lib.serial_unit.SerialAmosUnit.luts_for>`
+    (``dsp=False``) and :meth:`~amos_hw.lib.serial_unit.SerialAmosUnit.flip_flops_for` less
+    its output counter (``COUNT_WIDTH`` LUT4 and flip-flops: the engine reads only
+    ``spike_count``, synthesis removes the unread counter), plus ``COUNT_WIDTH`` LUT4 for adding
+    its spike count to the others' (the first unit's sum is its own: the engine subtracts
+    that one adder)."""
+    kw = {"in2_width": in2_width, "depth": depth, "count_width": COUNT_WIDTH}
+    luts = SerialAmosUnit.luts_for(unit, in_width, **kw)  # - output counter + spike adder
+    ffs = SerialAmosUnit.flip_flops_for(unit, in_width, **kw) - COUNT_WIDTH
+    return luts, ffs
+
+
+def _pacer_bits(K: int) -> int:
+    """Bits of the engine's pacer (cycles left until the next accepted word, ``0..K-1``)."""
+    return max(1, (K - 1).bit_length())
+
+
+def check_serial(name: str, unit: IntAmosUnit, serial, depth, lanes) -> tuple:
+    """``(serial, depth, lanes)`` checked: ``serial`` ``None`` (the pipelined form; ``depth``
+    must then be ``None``) or ``n >= 1`` serial units, one a lane (``lanes`` left at 1 or equal
+    to ``n``), ``depth`` ``1..MAX_DEPTH`` with ``gcd(K, depth) = 1`` (default
+    :func:`serial_depth`); not for the signed identity, which is a clamp."""
+    if serial is None:
+        if depth is not None:
+            raise ValueError(f"{name}: depth is a parameter of the serial form; give serial too")
+        return None, None, lanes
+    serial = _pos(name, "serial", serial)
+    if is_identity(unit):
+        raise ValueError(f"{name}: the signed identity unit is built as a clamp; it has no "
+                         "serial form")
+    if lanes not in (1, serial):
+        raise ValueError(f"{name}: serial={serial} units take a word of {serial} values; lanes "
+                         f"must be 1 (default) or {serial}, not {lanes}")
+    K = unit.K
+    if depth is None:
+        depth = serial_depth(K)
+    depth = _pos(name, "depth", depth)
+    if depth > MAX_DEPTH or math.gcd(K, depth) != 1:
+        raise ValueError(f"{name}: depth must be in 1..{MAX_DEPTH} and have no common divisor "
+                         f"with K = {K} (the exact pace of one word every K cycles needs it; "
+                         f"e.g. {serial_depth(K)}), not {depth}")
+    return serial, depth, serial
+
+
 def _check_in_width(name: str, in_width) -> int:
     lo, hi = IN_WIDTH_RANGE
     ok = (not isinstance(in_width, bool) and isinstance(in_width, numbers.Integral)
@@ -84,14 +145,17 @@ class UnitParams:
     y_width: int  # signed width of y = sum_i d_i z_i: signed_width(sum d_i<0, sum d_i>0)
     unit_flip_flops: int  # AmosUnit.flip_flops_for(unit, in_width, lanes=lanes)
     clamp: bool = False  # the signed identity: built as a saturating clamp (is_identity)
+    serial: int | None = None  # n serial units (one a lane), or None: the pipelined AmosUnit
+    depth: int | None = None  # D of each serial unit (serial form only)
 
     @classmethod
-    def check(cls, unit, *, in_width, lanes=1, name="unit", elements=None) -> UnitParams:
+    def check(cls, unit, *, in_width, lanes=1, name="unit", elements=None, serial=None,
+              depth=None) -> UnitParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of one input),
-        ``in_width`` (``2..32``), ``lanes``, ``elements`` (``lanes`` must divide it; ``None``:
-        one word, ``lanes`` values) and that an ``in_width``-bit input reaches the unit's
-        ``in_range``."""
+        ``in_width`` (``2..32``), ``lanes``, the serial form (:func:`check_serial`: ``serial``
+        sets ``lanes``), ``elements`` (``lanes`` must divide it; ``None``: one word, ``lanes``
+        values) and that an ``in_width``-bit input reaches the unit's ``in_range``."""
         _check_name(name)
         if not isinstance(unit, IntAmosUnit):
             raise TypeError(f"{name}: unit must be a python_ref.quant.IntAmosUnit, "
@@ -101,6 +165,7 @@ class UnitParams:
                              "engine applies a one-input unit")
         in_width = _check_in_width(name, in_width)
         lanes = _pos(name, "lanes", lanes)
+        serial, depth, lanes = check_serial(name, unit, serial, depth, lanes)
         elements = lanes if elements is None else _pos(name, "elements", elements)
         if elements % lanes:
             raise ValueError(f"{name}: lanes must divide the {elements} elements of an image, "
@@ -113,7 +178,8 @@ class UnitParams:
         d = [int(v) for v in unit.d]
         y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
         return cls(name=name, unit=unit, in_width=in_width, lanes=lanes, elements=elements,
-                   y_width=y_width, unit_flip_flops=unit_ff, clamp=is_identity(unit))
+                   y_width=y_width, unit_flip_flops=unit_ff, clamp=is_identity(unit),
+                   serial=serial, depth=depth)
 
     K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
     out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
@@ -121,14 +187,19 @@ class UnitParams:
 
     @property
     def cycles(self) -> int:
-        """Cycles per image: one word (``lanes`` values) a cycle, ``elements / lanes``."""
-        return self.words
+        """Cycles per image: one word (``lanes`` values) a cycle, ``elements / lanes``; the
+        serial form one word every ``K`` cycles, ``K * elements / lanes``."""
+        return self.words * (self.K if self.serial else 1)
 
     @property
     def latency(self) -> int:
         """Cycles from an accepted input word to its output word being valid (no stall): the
         unit's ``K + 2`` (:meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`); 1
-        for the clamp form of the signed identity (its output register)."""
+        for the clamp form of the signed identity (its output register); ``K * D + 1`` for the
+        serial form (:meth:`SerialAmosUnit.latency_for
+        <amos_hw.lib.serial_unit.SerialAmosUnit.latency_for>`)."""
+        if self.serial:
+            return SerialAmosUnit.latency_for(self.unit, self.depth)
         return 1 if self.clamp else AmosUnit.latency_for(self.unit)
 
     memories = property(lambda self: (), doc="None: the pipeline is registers.")
@@ -139,7 +210,12 @@ class UnitParams:
         """The unit's pipeline registers, delay registers, output and counters
         (:meth:`AmosUnit.flip_flops_for <amos_hw.lib.amos_unit.AmosUnit>`); the engine adds
         none. The clamp form: its output register (``y_width`` a lane), the valid bit, the
-        registered popcount of the ``K * lanes`` spikes and the spike counter."""
+        registered popcount of the ``K * lanes`` spikes and the spike counter. The serial
+        form: ``n`` times :func:`serial_figures`'s flip-flops and the pacer (``bit_length(K -
+        1)`` bits, at least 1)."""
+        if self.serial:
+            return (self.serial * serial_figures(self.unit, self.in_width, self.depth)[1]
+                    + _pacer_bits(self.K))
         if self.clamp:
             return (self.lanes * self.y_width + 1 + (self.K * self.lanes).bit_length() + 1
                     + COUNT_WIDTH)
@@ -169,7 +245,16 @@ class UnitParams:
         -nodsp``, the swish unit quantised 8/8/8, ``in_width=10``, one lane): 454 LUT4 and 549
         CCU2C, 1,552 LUT4 with two a carry cell, against 1,559 estimated. Synthesis may put the
         constant multiplications into DSP blocks (ECP5), fewer LUT4 then.
+
+        The serial form: ``n`` times :func:`serial_figures`'s LUT4 less one ``COUNT_WIDTH``
+        adder (``n - 1`` adders sum the units' spike counts) and the pacer (``bit_length(K -
+        1) + 2``: its decrement and the zero test). Its products ``c_s * x`` are counted in
+        LUTs (``dsp=False``); Yosys's default ECP5 mapping puts each variable one into a
+        ``MULT18X18D``, fewer LUT4 then.
         """
+        if self.serial:
+            return (self.serial * serial_figures(self.unit, self.in_width, self.depth)[0]
+                    - COUNT_WIDTH + _pacer_bits(self.K) + 2)
         if self.clamp:  # two comparisons and a multiplexer a lane, the popcount, the counter
             return self.lanes * 3 * self.in_width + self.K * self.lanes + COUNT_WIDTH + 8
         unit, w = self.unit, _widths(self.unit, self.in_width, None)
