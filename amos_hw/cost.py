@@ -55,6 +55,8 @@ def layer_cycles(lay: Layer, folding: dict) -> int:
         return (lay.n_out // folding["pe"]) * (lay.n_in // folding["simd"]) * passes
     if isinstance(lay, PoolLayer):
         return lay.height * lay.width * lay.channels // folding["lanes"]
+    if isinstance(lay, UnitLayer) and "serial" in folding:  # one word every K cycles
+        return math.prod(lay.out_shape) // folding["serial"] * lay.K
     if isinstance(lay, (AddLayer, UnitLayer, GateLayer)):
         return math.prod(lay.out_shape) // folding["lanes"]
     if isinstance(lay, WindowLayer):  # one window word a cycle, or the input's words
@@ -110,7 +112,12 @@ def pipeline_ii(plan: NetworkPlan) -> tuple[int, dict]:
             span[lay.name] = ((nf - 1) * sf, float(sf), lay.out_lanes)
         elif isinstance(lay, UnitLayer):  # value by value, at its input's pace
             ii[lay.name] = lay.cycles
-            span[lay.name] = (s_in, max(1.0, d_in), lay.out_lanes)
+            if lay.serial:  # a word every K cycles at most
+                words = lay.elements // lay.lanes
+                d = max(float(lay.K), d_in)
+                span[lay.name] = (max(s_in, (words - 1) * d), d, lay.out_lanes)
+            else:
+                span[lay.name] = (s_in, max(1.0, d_in), lay.out_lanes)
         elif isinstance(lay, PoolLayer):
             ii[lay.name] = lay.cycles
             words = lay.channels // lay.lanes

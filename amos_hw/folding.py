@@ -4,7 +4,9 @@ pooling or add engine does.
 
 * :func:`read_user`: a per-layer JSON object ``{"layer": {"pe": 4, "simd": 2}}`` (``lanes`` for
   ``gap`` / ``add`` layers; conv and dense layers also take ``planes``, a divisor of the layer's
-  ``in_bits``: all of them, bit-parallel, by default), as a file path or JSON text; a layer may
+  ``in_bits``: all of them, bit-parallel, by default; a trained unit layer takes ``lanes``
+  pipelined units or ``serial``: that many time-serial units, one a lane, one word every ``K``
+  cycles, optionally with their ``depth``), as a file path or JSON text; a layer may
   be named by its hardware name or any description op fused into it; unnamed layers get 1;
 * :func:`choose_for_target`: for a target initiation interval ``T`` cycles, every layer gets
   the cheapest folding (by :func:`lane_cost`) whose cycles per image are at most ``T``, over
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 
@@ -26,12 +29,14 @@ from amos_hw import cost
 from amos_hw.buffers import assign_skip_fifos
 from amos_hw.devices import family
 from amos_hw.engines.carry import CARRY_FORMS, default_form
+from amos_hw.engines.unit_params import serial_depth
 from amos_hw.errors import BudgetError, FlowError
 from amos_hw.lib.checks import positive_int
-from amos_hw.plan import DenseLayer, Layer, NetworkPlan
+from amos_hw.lib.serial_unit import MAX_DEPTH
+from amos_hw.plan import ConvLayer, DenseLayer, Layer, NetworkPlan, UnitLayer
 
 __all__ = ["divisors", "options", "lane_cost", "choose_for_target", "carry_form", "read_user",
-           "apply", "fits", "fit_device"]
+           "apply", "serial_buffer", "fits", "fit_device"]
 
 
 def divisors(n: int) -> list[int]:
@@ -39,7 +44,13 @@ def divisors(n: int) -> list[int]:
 
 
 def options(lay: Layer, plan: NetworkPlan | None = None) -> list[dict]:
-    """Every folding a layer's engine takes."""
+    """Every folding a layer's engine takes (a unit layer's serial forms at their default
+    ``depth``)."""
+    if isinstance(lay, UnitLayer):
+        lanes = divisors(lay.channels)
+        serial = [{"serial": n, "depth": serial_depth(lay.K)} for n in lanes
+                  if lay.serial_ok and lay.serial_lut4]
+        return [{"lanes": n} for n in lanes] + serial
     if lay.FOLD_FIELDS == ("lanes",):  # pooling and adds
         return [{"lanes": n} for n in divisors(lay.channels)]
     planes = divisors(lay.in_bits)
@@ -57,7 +68,15 @@ def lane_cost(lay: Layer, par: dict) -> float:
     (``python -m amos_hw.engines.synth_probe --wrap``, K = 10, 144 -> 16 at 72 to 80 cycles per
     vector): bit-parallel 32 lanes 10.5K LUT4 / 2.4K FF, two planes 144 lanes 11.5K / 6.7K,
     one plane 288 lanes 12.2K / 7.0K. So a folding uses fewer planes only where it must: below
-    ``pe = simd = 1`` (the smallest designs) or where the divisors leave no other way."""
+    ``pe = simd = 1`` (the smallest designs) or where the divisors leave no other way.
+
+    A trained unit layer's cost is its engine's LUT4 (``lane_lut4`` a pipelined lane,
+    ``serial_lut4`` a serial unit, :class:`~amos_hw.plan.UnitLayer`), so its pipelined and
+    serial forms compare fairly (a layer of no other kind is compared with it)."""
+    if isinstance(lay, UnitLayer) and lay.lane_lut4:
+        if "serial" in par:
+            return float(par["serial"] * lay.serial_lut4)
+        return float(par["lanes"] * lay.lane_lut4)
     if "lanes" in par:
         return float(par["lanes"])
     lanes = par["pe"] * par["simd"]
@@ -66,6 +85,8 @@ def lane_cost(lay: Layer, par: dict) -> float:
 
 
 def _cost(par: dict, lay: Layer) -> tuple:
+    if isinstance(lay, UnitLayer):
+        return (lane_cost(lay, par), par.get("lanes", par.get("serial")))
     if "lanes" in par:
         return (par["lanes"],)
     return (lane_cost(lay, par), par["pe"])
@@ -140,16 +161,54 @@ def read_user(value, plan: NetworkPlan) -> dict:
         lay = plan.layer(alias[name])
         fields = lay.FOLD_FIELDS
         if not isinstance(par, dict) or set(par) - set(fields):
-            raise FlowError(f"--parallelism: layer {name!r} ({lay.kind}) takes "
-                            f"{' and '.join(fields)}, not {par!r}")
+            what = ("lanes, or serial (and depth)" if isinstance(lay, UnitLayer)
+                    else " and ".join(fields))
+            raise FlowError(f"--parallelism: layer {name!r} ({lay.kind}) takes {what}, "
+                            f"not {par!r}")
         out[lay.name] = dict(par)
     return out
+
+
+def _merged(lay: Layer, user: dict) -> dict:
+    """The layer's default folding updated by the user's fields (a unit layer's ``serial``
+    form replaces its default ``lanes``)."""
+    if isinstance(lay, UnitLayer) and "serial" in user:
+        if "lanes" in user:
+            raise FlowError(f"layer {lay.name!r}: takes lanes (pipelined units) or serial "
+                            f"(serial units, one a lane), not both: {user!r}")
+        return {"depth": serial_depth(lay.K), **user}
+    return {**lay.default_folding(), **user}
+
+
+def _check_unit(lay: UnitLayer, par: dict) -> None:
+    name = lay.name
+    if "depth" in par and "serial" not in par:
+        raise FlowError(f"layer {name!r}: depth is a parameter of the serial form; give serial "
+                        f"too, not {par!r}")
+    n = par.get("serial", par.get("lanes"))
+    field = "serial" if "serial" in par else "lanes"
+    if lay.channels % n:
+        raise FlowError(f"layer {name!r}: {field} must divide the {lay.channels} channels, "
+                        f"not {n}")
+    if "serial" not in par:
+        return
+    if not lay.serial_ok:
+        raise FlowError(f"layer {name!r}: its signed identity unit is built as a clamp; it has "
+                        f"no serial form (use lanes)")
+    D = par["depth"]
+    if D > MAX_DEPTH or math.gcd(D, lay.K) != 1:
+        raise FlowError(f"layer {name!r}: depth must be in 1..{MAX_DEPTH} and have no common "
+                        f"divisor with the unit's K = {lay.K} (e.g. {serial_depth(lay.K)}), "
+                        f"not {D}")
 
 
 def _check(lay: Layer, par: dict) -> None:
     name = lay.name
     for f, v in par.items():
         positive_int(f"layer {name!r}: {f}", v, error=FlowError)
+    if isinstance(lay, UnitLayer):
+        _check_unit(lay, par)
+        return
     if lay.FOLD_FIELDS == ("lanes",):
         if lay.channels % par["lanes"]:
             raise FlowError(f"layer {name!r}: lanes must divide the {lay.channels} "
@@ -167,13 +226,30 @@ def _check(lay: Layer, par: dict) -> None:
                         f"spikes of an input (in_bits), not {par['planes']}")
 
 
+def serial_buffer(plan: NetworkPlan, lay: UnitLayer) -> int:
+    """Words of the input FIFO of a serial unit layer: none behind a conv or dense engine
+    (each output word takes it ``sf`` cycles: they come evenly), one pixel's words (``channels
+    / serial``, at least 3: a ``SyncFIFOBuffered`` of ``B >= 3`` words takes ``B + 1``
+    back to back) behind any other producer (a depthwise conv or pooling window emits
+    a pixel's channel groups back to back and stalls its whole pipeline while one waits; an add
+    or a gate passes its input's bursts on). Measured on ``rtl_tests/mbconv_network.py``: a
+    depthwise conv (2 lanes, 72 cycles a pixel) before a 4-unit serial swish (K = 12) without
+    the FIFO took 82 cycles a pixel."""
+    src = plan.by_name().get(lay.inputs[0])
+    if not lay.serial or isinstance(src, (ConvLayer, DenseLayer)):
+        return 0
+    return max(3, lay.channels // lay.serial)
+
+
 def apply(plan: NetworkPlan, folding: dict) -> NetworkPlan:
-    """Write a folding into the plan's layers (checked), returning the plan."""
+    """Write a folding into the plan's layers (checked), returning the plan; a serial unit
+    layer gets its input FIFO (:func:`serial_buffer`)."""
     for lay in plan.layers:
-        par = lay.default_folding()
-        par.update(folding.get(lay.name, {}))
+        par = _merged(lay, folding.get(lay.name, {}))
         _check(lay, par)
         lay.fold(par, cost.layer_cycles(lay, par))
+        if isinstance(lay, UnitLayer):
+            lay.buffer = serial_buffer(plan, lay)
     return plan
 
 

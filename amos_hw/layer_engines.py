@@ -62,9 +62,11 @@ def _pool(lay: PoolLayer, arrays) -> tuple[tuple, dict]:
 
 
 def _unit(lay: UnitLayer, arrays) -> tuple[tuple, dict]:
+    serial = ({"serial": lay.serial, "depth": lay.depth_serial, "buffer": lay.buffer}
+              if lay.serial else {})
     return (ir.make_unit(lay.unit, lay.spec, arrays),), {
         "in_width": lay.in_width, "lanes": lay.lanes, "name": lay.name,
-        "elements": lay.elements}
+        "elements": lay.elements, **serial}
 
 
 def _gate(lay: GateLayer, arrays) -> tuple[tuple, dict]:

@@ -55,6 +55,7 @@ from typing import ClassVar
 import numpy as np
 
 from amos_hw.engines.figures import accumulator_range, add_v_width
+from amos_hw.engines.unit_params import UnitParams, is_identity
 from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
 
@@ -312,6 +313,10 @@ class UnitLayer(Layer):
     two's-complement word (``out_bits == out_width``, ``out_signed``)."""
 
     kind: ClassVar[str] = "unit"
+    #: ``{"lanes": n}``: ``n`` pipelined units (one value each a cycle); or ``{"serial": n}``
+    #: (optionally with ``"depth": D``): ``n`` time-serial units, one a lane, one word every
+    #: ``K`` cycles (:class:`~amos_hw.engines.unit.UnitEngine`'s serial form).
+    FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("lanes", "serial", "depth")
 
     unit: str = ""  # the unit library's entry
     spec: dict = field(default_factory=dict)  # that entry (python_ref.ir.make_unit reads it)
@@ -319,6 +324,15 @@ class UnitLayer(Layer):
     in_width: int = 0
     K: int = 0
     lanes: int = 1
+    serial: int = 0  # 0: pipelined; n: n serial units (lanes == n)
+    depth_serial: int = 0  # D of the serial units (serial form only)
+    buffer: int = 0  # words of the serial units' input FIFO (set by folding.apply)
+    # set by lower() from the unit's arrays: whether it may be serial (not the signed identity,
+    # a clamp) and the LUT4 of one pipelined lane and of one serial unit at its default D
+    # (UnitParams), which choose_for_target compares
+    serial_ok: bool = True
+    lane_lut4: int = 0
+    serial_lut4: int = 0
 
     @property
     def in_lanes(self) -> int:
@@ -333,12 +347,43 @@ class UnitLayer(Layer):
         """Values per image."""
         return math.prod(self.out_shape)
 
+    def default_folding(self) -> dict:
+        return {"lanes": 1}
+
+    def folding(self) -> dict:
+        """``{"lanes": n}``, or ``{"serial": n, "depth": D}`` for the serial form."""
+        if self.serial:
+            return {"serial": self.serial, "depth": self.depth_serial}
+        return {"lanes": self.lanes}
+
+    def fold(self, folding: dict, cycles: int) -> None:
+        """Set the folding (already checked: ``lanes``, or ``serial`` and ``depth``)."""
+        self.serial = int(folding.get("serial", 0))
+        self.lanes = self.serial or int(folding["lanes"])
+        self.depth_serial = int(folding.get("depth", 0)) if self.serial else 0
+        self.buffer = 0
+        self.cycles = cycles
+
     def _fields(self) -> dict:
         return {"unit": self.unit, "K": self.K, "channels": self.channels,
                 "in_width": self.in_width}
 
     def _folded_fields(self) -> dict:
-        return {"lanes": self.lanes}
+        return {"lanes": self.lanes, **({"serial": self.serial, "depth": self.depth_serial,
+                                         "buffer": self.buffer} if self.serial else {})}
+
+
+def _unit_costs(unit, in_width: int) -> dict:
+    """:class:`UnitLayer`'s ``serial_ok``, ``lane_lut4`` and ``serial_lut4`` for ``unit`` on an
+    ``in_width``-bit port (zero costs where the engine would refuse the port: the generator
+    reports that later, naming the layer)."""
+    try:
+        lane = UnitParams.check(unit, in_width=in_width).luts
+        ok = not is_identity(unit)
+        ser = UnitParams.check(unit, in_width=in_width, serial=1).luts if ok else 0
+    except (TypeError, ValueError):
+        return {"serial_ok": not is_identity(unit), "lane_lut4": 0, "serial_lut4": 0}
+    return {"serial_ok": ok, "lane_lut4": lane, "serial_lut4": ser}
 
 
 @dataclass
@@ -874,7 +919,7 @@ class _Lowering:
                              out_signed=True, out_width=width, out_shape=shape,
                              depth=self.depth[name], unit=n["unit"],
                              spec=dict(self.g.units[n["unit"]]), channels=shape[-1],
-                             in_width=src[1], K=unit.K), name)
+                             in_width=src[1], K=unit.K, **_unit_costs(unit, src[1])), name)
 
     def gate(self, n) -> None:
         """A two-input ``amos`` op ``[x, g]``, the squeeze-and-excitation gate: ``x`` a map (or

@@ -30,7 +30,8 @@ from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
 from rtl_tests.unit_network import calibrate, unit_spec
 
-__all__ = ["LINEAR_FOLDINGS", "MBCONV_FOLDINGS", "SKIP_FOLDINGS", "mbconv_network"]
+__all__ = ["LINEAR_FOLDINGS", "MBCONV_FOLDINGS", "SERIAL_FOLDINGS", "SKIP_FOLDINGS",
+           "mbconv_network"]
 
 #: Foldings the tests run, lanes on the depthwise conv and the units: the same lanes on the
 #: depthwise conv and the swish units, the depthwise conv the slowest layer; and different
@@ -63,6 +64,25 @@ LINEAR_FOLDINGS = [
     {"stem.act": {"pe": 8, "simd": 3}, "exp": {"pe": 4, "simd": 4}, "exp.act": {"lanes": 4},
      "dw": {"lanes": 8}, "dw.act": {"lanes": 1}, "proj": {"pe": 2, "simd": 4},
      "proj.act": {"lanes": 4}, "head.act": {"pe": 2, "simd": 4}, "pool": {"lanes": 2}},
+]
+
+#: Foldings with serial swish units (``{"serial": n}``), as ``(mbconv_network keywords,
+#: folding)``: the depthwise conv (2 lanes, a pixel's 8 channel groups back to back) before a
+#: 2-unit serial swish, the slowest layer, which its input FIFO keeps from stalling the
+#: depthwise conv; the same with a 4-unit serial swish, the depthwise conv the slowest; and
+#: the skip block with three serial swish units, the identity unit in lanes.
+SERIAL_FOLDINGS = [
+    ({}, {"stem.act": {"pe": 8, "simd": 3}, "exp": {"pe": 4, "simd": 2},
+          "exp.act": {"serial": 4}, "dw": {"lanes": 2}, "dw.act": {"serial": 2},
+          "proj.act": {"pe": 2, "simd": 2}}),
+    ({}, {"stem.act": {"pe": 8, "simd": 3}, "exp": {"pe": 4, "simd": 2},
+          "exp.act": {"serial": 4}, "dw": {"lanes": 2}, "dw.act": {"serial": 4},
+          "proj.act": {"pe": 2, "simd": 2}}),
+    ({"skip": True}, {"stem": {"pe": 8, "simd": 3}, "stem.act": {"serial": 4},
+                      "exp": {"pe": 4, "simd": 4}, "exp.act": {"serial": 8}, "dw": {"lanes": 8},
+                      "dw.act": {"serial": 4}, "proj": {"pe": 2, "simd": 4},
+                      "sum": {"lanes": 2}, "sum.act": {"lanes": 4},
+                      "head.act": {"pe": 2, "simd": 4}, "pool": {"lanes": 2}}),
 ]
 
 

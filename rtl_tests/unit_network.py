@@ -17,7 +17,7 @@ from python_ref import ir, snn
 from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
 
-__all__ = ["UNIT_FOLDINGS", "calibrate", "unit_network", "unit_spec"]
+__all__ = ["SERIAL_FOLDINGS", "UNIT_FOLDINGS", "calibrate", "unit_network", "unit_spec"]
 
 #: Foldings the tests run: fully folded, lanes on the units with lane adapters around them,
 #: and a wide one.
@@ -28,6 +28,17 @@ UNIT_FOLDINGS = [
     {"c1": {"pe": 4, "simd": 3}, "c1.act": {"lanes": 4}, "c2.act": {"pe": 4, "simd": 2},
      "pool": {"lanes": 4}, "fc1": {"pe": 4, "simd": 4}, "fc1.act": {"lanes": 2},
      "fc": {"pe": 3, "simd": 2}},
+]
+
+#: Foldings with serial units (``{"serial": n}``, one word every ``K`` cycles): ``tail="dense"``
+#: with both units serial, the swish (4 units behind a 4-lane conv) the slowest layer; and
+#: ``tail="gap"`` with the swish serial (2 units, depth 7) behind a 4-lane conv.
+SERIAL_FOLDINGS = [
+    ("dense", {"c1": {"pe": 4, "simd": 3}, "c1.act": {"serial": 4},
+               "c2.act": {"pe": 4, "simd": 2}, "pool": {"lanes": 4}, "fc1": {"pe": 4, "simd": 4},
+               "fc1.act": {"serial": 2}, "fc": {"pe": 3, "simd": 2}}),
+    ("gap", {"c1.act": {"pe": 4, "simd": 3}, "c2": {"pe": 4, "simd": 4},
+             "c2.act": {"serial": 2, "depth": 7}, "pool": {"lanes": 2}}),
 ]
 
 

@@ -168,3 +168,45 @@ def test_bad_serial_parameters(bad, error, message):
         UnitEngine(unit, **kw)
     with pytest.raises(error, match=message):
         UnitParams.check(unit, **kw)
+
+
+@pytest.mark.parametrize(("buffer", "extra"), [(1, 1), (3, 2), (6, 2)])
+def test_serial_input_fifo(buffer, extra):
+    """``buffer=B``: a FIFO in front of the pacer takes a burst of ``B`` words at once (the
+    producer never waits on the units while it fits), adds ``min(B, 2)`` cycles of latency,
+    keeps the pace of one word every ``K`` cycles and the values bit-exact; its memory is in
+    the figures."""
+    unit = UNITS["sigmoid"]()  # K = 8
+    kw = {"in_width": 12, "serial": 2, "depth": 3, "elements": 12, "buffer": buffer}
+    dut = UnitEngine(unit, **kw)
+    assert dut.latency == 8 * 3 + 1 + extra
+    values = np.random.default_rng(buffer).integers(*port_range(12), 36, endpoint=True)
+    ins, outs = output_cycles(dut, to_words(values, 2), 18)
+    assert outs[0] - ins[0] == dut.latency
+    assert np.diff(outs).tolist() == [8] * 17
+    if buffer >= 3:  # a burst of B + 1 words goes in back to back (SyncFIFOBuffered of 1 or
+        # 2 words does not read and write its memory in one cycle)
+        assert ins[: buffer + 1] == list(range(buffer + 1))
+    fig = UnitEngine.figures(unit, **kw)
+    assert (fig.latency, fig.cycles, fig.luts, fig.flip_flops) == (
+        dut.latency, dut.expected_cycles, dut.luts, dut.flip_flops) and fig.cycles == 48
+    assert fig.memory_bits == buffer * 2 * 12
+    assert [(m.depth, m.width) for m in fig.memories] == ([(buffer - 1, 24)] if buffer > 1
+                                                          else [])
+    plain = UnitEngine.figures(unit, **{**kw, "buffer": 0})
+    levels = {1: 1, 3: 2, 6: 3}[buffer]  # ceil(log2(B + 1))
+    assert fig.flip_flops - plain.flip_flops == 24 + 2 * levels + 4
+    hw, spikes = simulate(dut, pad(stimulus(unit, 12, np.random.default_rng(9), step=97), 2),
+                          seed=buffer, idle=0.3, backpressure=0.5)
+    want = pad(stimulus(unit, 12, np.random.default_rng(9), step=97), 2)
+    assert hw.tolist() == unit(want).tolist()
+    assert spikes == int(unit.spikes(want).sum())
+
+
+def test_buffer_needs_the_serial_form():
+    with pytest.raises(ValueError, match=r"^act: buffer is a parameter of the serial form; "
+                                         r"give serial too$"):
+        UnitEngine(UNITS["sigmoid"](), in_width=12, buffer=2, name="act")
+    with pytest.raises(ValueError, match=r"^act: buffer must be a non-negative integer of at "
+                                         r"most 4096, not -1$"):
+        UnitEngine(UNITS["sigmoid"](), in_width=12, serial=1, buffer=-1, name="act")

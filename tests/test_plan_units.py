@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 
 from amos_hw import cost, folding
+from amos_hw.engines import UnitEngine
+from amos_hw.errors import FlowError
 from amos_hw.flow import build_network
 from amos_hw.layer_engines import engine_figures
 from amos_hw.plan import PlanError, UnitLayer, lower
 from python_ref import ir, snn
 from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
-from rtl_tests.unit_network import UNIT_FOLDINGS, unit_network, unit_spec
+from rtl_tests.mbconv_network import SERIAL_FOLDINGS as MB_SERIAL
+from rtl_tests.mbconv_network import mbconv_network
+from rtl_tests.unit_network import SERIAL_FOLDINGS, UNIT_FOLDINGS, unit_network, unit_spec
 from tests.test_plan_pool import _flow_error, result_cycles, simulate
 
 
@@ -150,3 +154,126 @@ def test_result_interval_equals_the_report(nets, k):
     top = build_network(root / "dense.json", parallelism=UNIT_FOLDINGS[k])
     outs = result_cycles(top, x)
     assert outs[2] - outs[1] == top.cycles_per_image
+
+
+# -- serial unit layers ({"serial": n}) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", range(len(SERIAL_FOLDINGS)))
+def test_serial_network_bit_exact_and_interval(nets, k):
+    """Serial units: logits and class == python_ref.snn under random gaps and stalls; images
+    back to back: one result every ``cycles_per_image`` of the report; the unit layers'
+    cycles ``K * elements / n``, those of their engines."""
+    root, x = nets
+    tail, fold = SERIAL_FOLDINGS[k]
+    g = ir.load(root / tail)
+    top = build_network(root / f"{tail}.json", parallelism=fold)
+    for lay in top.plan.layers:
+        assert top.engines[lay.name].expected_cycles == lay.cycles, lay.name
+        if isinstance(lay, UnitLayer) and lay.serial:
+            assert lay.cycles == lay.elements // lay.serial * lay.K
+            assert top.engines[lay.name].serial == lay.serial == fold[lay.name]["serial"]
+    ref = snn.run(g, x)
+    logits, cls = simulate(top, x, idle=0.2, backpressure=0.3, seed=40 + k)
+    assert (logits == ref.logits).all()
+    assert (cls == ref.classes).all()
+    outs = result_cycles(top, x)
+    assert outs[2] - outs[1] == outs[1] - outs[0] == top.cycles_per_image
+
+
+@pytest.mark.parametrize("k", range(len(MB_SERIAL)))
+def test_serial_mbconv_bit_exact_and_interval(tmp_path, k):
+    """The MBConv block with serial swish units, the depthwise conv's bursts into one:
+    python_ref.snn bit for bit under gaps and stalls, the measured interval the report's."""
+    kw, fold = MB_SERIAL[k]
+    g = mbconv_network(tmp_path / "m", **kw)
+    top = build_network(tmp_path / "m.json", parallelism=fold)
+    dw_act = top.plan.layer("dw.act")
+    assert dw_act.serial and dw_act.buffer == max(3, dw_act.channels // dw_act.serial)
+    assert top.plan.layer("exp.act").buffer == 0  # behind a conv: no FIFO
+    x = np.random.default_rng(2).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    ref = snn.run(g, x)
+    logits, cls = simulate(top, x, idle=0.2, backpressure=0.3, seed=50 + k)
+    assert (logits == ref.logits).all()
+    assert (cls == ref.classes).all()
+    outs = result_cycles(top, x)
+    assert outs[2] - outs[1] == outs[1] - outs[0] == top.cycles_per_image
+    assert max(lay.cycles for lay in top.plan.layers) == top.cycles_per_image
+
+
+def test_serial_options_costs_and_cycles():
+    """A unit layer's options: lanes and serial (at the default depth), each costed by its
+    engine's LUT4; the cycles of every option those of the engine."""
+    g = unit_network(tail="dense")
+    plan = lower(g)
+    sw = plan.layer("c1.act")
+    opts = folding.options(sw, plan)
+    assert {"serial": 1, "depth": 5} in opts and {"serial": 4, "depth": 5} in opts  # K = 12
+    assert {"lanes": 2} in opts
+    unit = ir.make_unit(sw.unit, sw.spec, g.arrays)
+    lane = UnitEngine.figures(unit, in_width=sw.in_width).luts
+    ser = UnitEngine.figures(unit, in_width=sw.in_width, serial=1).luts
+    assert (sw.lane_lut4, sw.serial_lut4) == (lane, ser) and ser < lane
+    assert folding.lane_cost(sw, {"serial": 2, "depth": 5}) == 2 * ser
+    assert folding.lane_cost(sw, {"lanes": 3}) == 3 * lane
+    for o in opts:
+        sw.fold(o, cost.layer_cycles(sw, o))
+        fig = engine_figures(sw, g.arrays)
+        assert fig.cycles == sw.cycles == (sw.elements // o.get("serial", o.get("lanes"))
+                                           * (sw.K if "serial" in o else 1)), o
+
+
+def test_choose_for_target_takes_serial_where_it_is_cheaper():
+    """Fully folded, every trained unit layer is one serial unit (cheaper by its engine's LUT4,
+    and ``K * elements`` cycles still within the target); at a tighter target two serial units
+    where they are cheaper than one pipelined lane, else the lane."""
+    plan = lower(unit_network(tail="dense"))
+    sw = plan.layer("c1.act")  # 256 values, K = 12, 4 channels
+    assert sw.serial_lut4 < sw.lane_lut4 / 2 < 2 * sw.serial_lut4
+    slow = folding.choose_for_target(plan, 10**6)
+    assert slow["c1.act"] == {"serial": 1, "depth": 5} and slow["fc1.act"]["serial"] == 1
+    mid = folding.choose_for_target(plan, 1600)
+    assert mid["c1.act"] == {"serial": 2, "depth": 5}  # 1536 cycles
+    tight = folding.choose_for_target(plan, 1000)  # 4 serial units (768) cost more than a lane
+    assert tight["c1.act"] == {"lanes": 1}
+    fast = folding.choose_for_target(plan, 200)
+    assert fast["c1.act"] == {"lanes": 2}  # 128 cycles
+
+
+def test_serial_folding_errors(tmp_path):
+    g = unit_network(tail="dense")
+    plan = lower(g)
+    for fold, msg in [
+        ({"c1.act": {"serial": 3}}, "layer 'c1.act': serial must divide the 4 channels, not 3"),
+        ({"c1.act": {"serial": 2, "depth": 4}},
+         "layer 'c1.act': depth must be in 1..16 and have no common divisor with the unit's "
+         "K = 12 (e.g. 5), not 4"),
+        ({"c1.act": {"serial": 2, "lanes": 2}},
+         "layer 'c1.act': takes lanes (pipelined units) or serial (serial units, one a lane), "
+         "not both: {'serial': 2, 'lanes': 2}"),
+        ({"c1.act": {"depth": 5}}, "layer 'c1.act': depth is a parameter of the serial form; "
+                                   "give serial too, not {'lanes': 1, 'depth': 5}"),
+        ({"c1.act": {"serial": 0}}, "layer 'c1.act': serial must be a positive integer, not 0"),
+    ]:
+        with pytest.raises(FlowError) as e:
+            folding.apply(lower(g), folding.read_user(fold, plan))
+        assert str(e.value) == msg
+    with pytest.raises(FlowError) as e:
+        folding.read_user({"c1.act": {"pe": 2}}, plan)
+    assert str(e.value) == ("--parallelism: layer 'c1.act' (unit) takes lanes, or serial (and "
+                            "depth), not {'pe': 2}")
+
+
+def test_identity_unit_has_no_serial_form(tmp_path):
+    """The linear MBConv's signed identity is a clamp: no serial option, and a serial folding
+    of it is refused naming the layer."""
+    g = mbconv_network(linear=True)
+    plan = lower(g)
+    ident = plan.layer("proj.act")
+    assert not ident.serial_ok
+    assert all("serial" not in o for o in folding.options(ident, plan))
+    assert folding.choose_for_target(plan, 10**6)["proj.act"] == {"lanes": 1}
+    with pytest.raises(FlowError) as e:
+        folding.apply(plan, {"proj.act": {"serial": 1}})
+    assert str(e.value) == ("layer 'proj.act': its signed identity unit is built as a clamp; "
+                            "it has no serial form (use lanes)")

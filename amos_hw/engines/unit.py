@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.figures import Figures
@@ -52,6 +53,12 @@ class UnitEngine(wiring.Component):
     every ``K`` cycles, :attr:`latency` = ``K * D + 1``. Under input gaps the word waits for a
     free slot (at most ``D - 1`` cycles); order is kept, nothing is lost under stalls. The
     spike count is the sum of the units' counters. Not for the signed identity (a clamp).
+    With ``buffer=B`` a FIFO of ``B`` words (``SyncFIFOBuffered``) sits in front of the
+    pacer, ``min(B, 2)`` more cycles of latency: a producer that emits its words in bursts (a
+    depthwise conv emits a pixel's ``C / lanes`` channel groups back to back and stalls its whole
+    pipeline while its output waits) then never waits on the units as long as a burst fits;
+    the generator gives a serial unit layer fed by such an engine one pixel's words
+    (:func:`amos_hw.folding.apply`).
 
     Parameters
     ----------
@@ -71,6 +78,8 @@ class UnitEngine(wiring.Component):
         pipelined :class:`~amos_hw.lib.amos_unit.AmosUnit`. Default ``None``: pipelined.
     depth : int, optional
         ``D`` of each serial unit (1..16, ``gcd(K, D) = 1``); serial form only.
+    buffer : int
+        Words of the serial form's input FIFO (0..4096), default 0: none.
 
     Members
     -------
@@ -85,9 +94,9 @@ class UnitEngine(wiring.Component):
     """
 
     def __init__(self, unit, *, in_width, lanes=1, name="unit", elements=None, serial=None,
-                 depth=None):
+                 depth=None, buffer=0):
         p = UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name, elements=elements,
-                             serial=serial, depth=depth)
+                             serial=serial, depth=depth, buffer=buffer)
         self._p = p
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(signed(p.in_width), p.lanes))),
@@ -97,12 +106,13 @@ class UnitEngine(wiring.Component):
 
     @staticmethod
     def figures(unit, *, in_width, lanes=1, name="unit", elements=None, serial=None,
-                depth=None) -> Figures:
+                depth=None, buffer=0) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.unit_params.UnitParams.figures`."""
         return UnitParams.check(unit, in_width=in_width, lanes=lanes, name=name,
-                                elements=elements, serial=serial, depth=depth).figures()
+                                elements=elements, serial=serial, depth=depth,
+                                buffer=buffer).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (UnitParams).")
     name = property(lambda self: self._p.name)
@@ -112,6 +122,7 @@ class UnitEngine(wiring.Component):
     serial = property(lambda self: self._p.serial,
                       doc="Serial units (one a lane), or None: the pipelined form.")
     depth = property(lambda self: self._p.depth, doc="D of the serial units (or None).")
+    buffer = property(lambda self: self._p.buffer, doc="Words of the serial input FIFO.")
     pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
     simd = property(lambda self: self._p.lanes, doc="Input lanes.")
     elements = property(lambda self: self._p.elements, doc="Values of one image.")
@@ -124,9 +135,11 @@ class UnitEngine(wiring.Component):
     latency = property(lambda self: self._p.latency,
                        doc="Cycles from an accepted input word to its output word: K + 2 "
                            "(the clamp form: 1, the serial form K * D + 1).")
-    memories = property(lambda self: list(self._p.memories), doc="None (:attr:`memory_bits`).")
+    memories = property(lambda self: list(self._p.memories),
+                        doc="None but the serial form's input FIFO (:attr:`memory_bits`).")
     memory_bits = property(lambda self: self._p.memory_bits,
-                           doc="No memory: the pipeline is registers.")
+                           doc="No memory (the pipeline is registers) but the serial input "
+                               "FIFO.")
     flip_flops = property(lambda self: self._p.flip_flops,
                           doc="The AmosUnit's registers and counters.")
     luts = property(lambda self: self._p.luts, doc="LUT4 estimate (UnitParams.luts).")
@@ -190,17 +203,25 @@ class UnitEngine(wiring.Component):
                 raise AssertionError(f"{p.name}: SerialAmosUnit's y is {u.y_width} bits, the "
                                      f"engine's {p.y_width}")
             units.append(u)
+        valid, ready, payload = self.i.valid, self.i.ready, self.i.payload
+        if p.buffer:
+            width = p.lanes * p.in_width
+            m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=p.buffer)
+            m.d.comb += [fifo.w_data.eq(self.i.payload.as_value()), fifo.w_en.eq(self.i.valid),
+                         self.i.ready.eq(fifo.w_rdy)]
+            valid, ready = fifo.r_rdy, fifo.r_en
+            payload = data.ArrayLayout(signed(p.in_width), p.lanes)(fifo.r_data)
         wait = Signal(range(p.K), name="pace")  # cycles until the next word may enter
         open_ = wait == 0
-        m.d.comb += [self.i.ready.eq(open_ & units[0].i.ready), self.o.valid.eq(units[0].o.valid)]
-        with m.If(self.i.valid & self.i.ready):
+        m.d.comb += [ready.eq(open_ & units[0].i.ready), self.o.valid.eq(units[0].o.valid)]
+        with m.If(valid & ready):
             m.d.sync += wait.eq(p.K - 1)
         with m.Elif(~open_):
             m.d.sync += wait.eq(wait - 1)
         for n, u in enumerate(units):
             m.d.comb += [
-                u.i.valid.eq(self.i.valid & open_),
-                u.i.payload.x[0].eq(self.i.payload[n]),
+                u.i.valid.eq(valid & open_),
+                u.i.payload.x[0].eq(payload[n]),
                 self.o.payload[n].eq(u.o.payload.y[0]),
                 u.o.ready.eq(self.o.ready),
             ]

@@ -11,8 +11,9 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from amos_hw.engines.figures import Figures, _check_name, _pos
+from amos_hw.engines.figures import Figures, _check_name, _nonneg, _pos
 from amos_hw.lib.amos_unit import AmosUnit, _widths
+from amos_hw.lib.bram import MemShape
 from amos_hw.lib.serial_unit import MAX_DEPTH, SerialAmosUnit
 from python_ref.quant import IntAmosUnit, signed_width
 
@@ -147,15 +148,17 @@ class UnitParams:
     clamp: bool = False  # the signed identity: built as a saturating clamp (is_identity)
     serial: int | None = None  # n serial units (one a lane), or None: the pipelined AmosUnit
     depth: int | None = None  # D of each serial unit (serial form only)
+    buffer: int = 0  # words of the input FIFO in front of the serial units (0: none)
 
     @classmethod
     def check(cls, unit, *, in_width, lanes=1, name="unit", elements=None, serial=None,
-              depth=None) -> UnitParams:
+              depth=None, buffer=0) -> UnitParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of one input),
         ``in_width`` (``2..32``), ``lanes``, the serial form (:func:`check_serial`: ``serial``
         sets ``lanes``), ``elements`` (``lanes`` must divide it; ``None``: one word, ``lanes``
-        values) and that an ``in_width``-bit input reaches the unit's ``in_range``."""
+        values), ``buffer`` (serial form only, ``0..4096`` words) and that an ``in_width``-bit
+        input reaches the unit's ``in_range``."""
         _check_name(name)
         if not isinstance(unit, IntAmosUnit):
             raise TypeError(f"{name}: unit must be a python_ref.quant.IntAmosUnit, "
@@ -166,6 +169,9 @@ class UnitParams:
         in_width = _check_in_width(name, in_width)
         lanes = _pos(name, "lanes", lanes)
         serial, depth, lanes = check_serial(name, unit, serial, depth, lanes)
+        buffer = _nonneg(name, "buffer", buffer, at_most=4096)
+        if buffer and not serial:
+            raise ValueError(f"{name}: buffer is a parameter of the serial form; give serial too")
         elements = lanes if elements is None else _pos(name, "elements", elements)
         if elements % lanes:
             raise ValueError(f"{name}: lanes must divide the {elements} elements of an image, "
@@ -179,7 +185,7 @@ class UnitParams:
         y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
         return cls(name=name, unit=unit, in_width=in_width, lanes=lanes, elements=elements,
                    y_width=y_width, unit_flip_flops=unit_ff, clamp=is_identity(unit),
-                   serial=serial, depth=depth)
+                   serial=serial, depth=depth, buffer=buffer)
 
     K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
     out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
@@ -197,13 +203,33 @@ class UnitParams:
         unit's ``K + 2`` (:meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`); 1
         for the clamp form of the signed identity (its output register); ``K * D + 1`` for the
         serial form (:meth:`SerialAmosUnit.latency_for
-        <amos_hw.lib.serial_unit.SerialAmosUnit.latency_for>`)."""
+        <amos_hw.lib.serial_unit.SerialAmosUnit.latency_for>`), plus its input FIFO's
+        ``min(buffer, 2)`` (measured: an empty ``SyncFIFOBuffered`` of one word passes a word
+        on after one cycle, a deeper one after two)."""
         if self.serial:
-            return SerialAmosUnit.latency_for(self.unit, self.depth)
+            fifo = min(self.buffer, 2)  # SyncFIFOBuffered: its register, and its memory
+            return SerialAmosUnit.latency_for(self.unit, self.depth) + fifo
         return 1 if self.clamp else AmosUnit.latency_for(self.unit)
 
-    memories = property(lambda self: (), doc="None: the pipeline is registers.")
-    memory_bits = property(lambda self: 0, doc="No memory: the pipeline is registers.")
+    @property
+    def memories(self) -> tuple:
+        """None (the pipeline is registers) but the serial form's input FIFO (a
+        ``SyncFIFOBuffered``, its memory ``buffer - 1`` words of ``lanes * in_width`` bits)."""
+        if self.buffer > 1:
+            return (MemShape("unit_fifo", self.buffer - 1, self.lanes * self.in_width),)
+        return ()
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the serial form's input FIFO (``buffer * lanes * in_width``), else 0."""
+        return self.buffer * self.lanes * self.in_width
+
+    def _fifo_ff_lut(self) -> tuple[int, int]:
+        """Flip-flops and LUT4 of the input FIFO's control and output register."""
+        if not self.buffer:
+            return 0, 0
+        bits = max(1, math.ceil(math.log2(self.buffer + 1)))
+        return self.lanes * self.in_width + 2 * bits + 4, 4 * bits + 8
 
     @property
     def flip_flops(self) -> int:
@@ -212,10 +238,11 @@ class UnitParams:
         none. The clamp form: its output register (``y_width`` a lane), the valid bit, the
         registered popcount of the ``K * lanes`` spikes and the spike counter. The serial
         form: ``n`` times :func:`serial_figures`'s flip-flops and the pacer (``bit_length(K -
-        1)`` bits, at least 1)."""
+        1)`` bits, at least 1) and with a ``buffer`` its FIFO's output register (``lanes *
+        in_width``), levels and control (``2 * ceil(log2(buffer + 1)) + 4``)."""
         if self.serial:
             return (self.serial * serial_figures(self.unit, self.in_width, self.depth)[1]
-                    + _pacer_bits(self.K))
+                    + _pacer_bits(self.K) + self._fifo_ff_lut()[0])
         if self.clamp:
             return (self.lanes * self.y_width + 1 + (self.K * self.lanes).bit_length() + 1
                     + COUNT_WIDTH)
@@ -248,13 +275,14 @@ class UnitParams:
 
         The serial form: ``n`` times :func:`serial_figures`'s LUT4 less one ``COUNT_WIDTH``
         adder (``n - 1`` adders sum the units' spike counts) and the pacer (``bit_length(K -
-        1) + 2``: its decrement and the zero test). Its products ``c_s * x`` are counted in
+        1) + 2``: its decrement and the zero test), with a ``buffer`` its FIFO's counters and
+        control (``4 * ceil(log2(buffer + 1)) + 8``). Its products ``c_s * x`` are counted in
         LUTs (``dsp=False``); Yosys's default ECP5 mapping puts each variable one into a
         ``MULT18X18D``, fewer LUT4 then.
         """
         if self.serial:
             return (self.serial * serial_figures(self.unit, self.in_width, self.depth)[0]
-                    - COUNT_WIDTH + _pacer_bits(self.K) + 2)
+                    - COUNT_WIDTH + _pacer_bits(self.K) + 2 + self._fifo_ff_lut()[1])
         if self.clamp:  # two comparisons and a multiplexer a lane, the popcount, the counter
             return self.lanes * 3 * self.in_width + self.K * self.lanes + COUNT_WIDTH + 8
         unit, w = self.unit, _widths(self.unit, self.in_width, None)
