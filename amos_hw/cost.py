@@ -55,7 +55,7 @@ def layer_cycles(lay: Layer, folding: dict) -> int:
         return (lay.n_out // folding["pe"]) * (lay.n_in // folding["simd"]) * passes
     if isinstance(lay, PoolLayer):
         return lay.height * lay.width * lay.channels // folding["lanes"]
-    if isinstance(lay, UnitLayer) and "serial" in folding:  # one word every K cycles
+    if isinstance(lay, (UnitLayer, GateLayer)) and "serial" in folding:  # a word per K cycles
         return math.prod(lay.out_shape) // folding["serial"] * lay.K
     if isinstance(lay, (AddLayer, UnitLayer, GateLayer)):
         return math.prod(lay.out_shape) // folding["lanes"]

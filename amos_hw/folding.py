@@ -33,7 +33,10 @@ from amos_hw.engines.unit_params import serial_depth
 from amos_hw.errors import BudgetError, FlowError
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.serial_unit import MAX_DEPTH
-from amos_hw.plan import ConvLayer, DenseLayer, Layer, NetworkPlan, UnitLayer
+from amos_hw.plan import ConvLayer, DenseLayer, GateLayer, Layer, NetworkPlan, UnitLayer
+
+#: Layers with trained AMOS units: folded by lanes or serial units (plan._SerialFolding).
+_UNITS = (UnitLayer, GateLayer)
 
 __all__ = ["divisors", "options", "lane_cost", "choose_for_target", "carry_form", "read_user",
            "apply", "serial_buffer", "fits", "fit_device"]
@@ -46,7 +49,7 @@ def divisors(n: int) -> list[int]:
 def options(lay: Layer, plan: NetworkPlan | None = None) -> list[dict]:
     """Every folding a layer's engine takes (a unit layer's serial forms at their default
     ``depth``)."""
-    if isinstance(lay, UnitLayer):
+    if isinstance(lay, _UNITS):
         lanes = divisors(lay.channels)
         serial = [{"serial": n, "depth": serial_depth(lay.K)} for n in lanes
                   if lay.serial_ok and lay.serial_lut4]
@@ -70,10 +73,10 @@ def lane_cost(lay: Layer, par: dict) -> float:
     one plane 288 lanes 12.2K / 7.0K. So a folding uses fewer planes only where it must: below
     ``pe = simd = 1`` (the smallest designs) or where the divisors leave no other way.
 
-    A trained unit layer's cost is its engine's LUT4 (``lane_lut4`` a pipelined lane,
+    A trained unit or gate layer's cost is its engine's LUT4 (``lane_lut4`` a pipelined lane,
     ``serial_lut4`` a serial unit, :class:`~amos_hw.plan.UnitLayer`), so its pipelined and
     serial forms compare fairly (a layer of no other kind is compared with it)."""
-    if isinstance(lay, UnitLayer) and lay.lane_lut4:
+    if isinstance(lay, _UNITS) and lay.lane_lut4:
         if "serial" in par:
             return float(par["serial"] * lay.serial_lut4)
         return float(par["lanes"] * lay.lane_lut4)
@@ -85,7 +88,7 @@ def lane_cost(lay: Layer, par: dict) -> float:
 
 
 def _cost(par: dict, lay: Layer) -> tuple:
-    if isinstance(lay, UnitLayer):
+    if isinstance(lay, _UNITS):
         return (lane_cost(lay, par), par.get("lanes", par.get("serial")))
     if "lanes" in par:
         return (par["lanes"],)
@@ -161,7 +164,7 @@ def read_user(value, plan: NetworkPlan) -> dict:
         lay = plan.layer(alias[name])
         fields = lay.FOLD_FIELDS
         if not isinstance(par, dict) or set(par) - set(fields):
-            what = ("lanes, or serial (and depth)" if isinstance(lay, UnitLayer)
+            what = ("lanes, or serial (and depth)" if isinstance(lay, _UNITS)
                     else " and ".join(fields))
             raise FlowError(f"--parallelism: layer {name!r} ({lay.kind}) takes {what}, "
                             f"not {par!r}")
@@ -172,7 +175,7 @@ def read_user(value, plan: NetworkPlan) -> dict:
 def _merged(lay: Layer, user: dict) -> dict:
     """The layer's default folding updated by the user's fields (a unit layer's ``serial``
     form replaces its default ``lanes``)."""
-    if isinstance(lay, UnitLayer) and "serial" in user:
+    if isinstance(lay, _UNITS) and "serial" in user:
         if "lanes" in user:
             raise FlowError(f"layer {lay.name!r}: takes lanes (pipelined units) or serial "
                             f"(serial units, one a lane), not both: {user!r}")
@@ -180,7 +183,7 @@ def _merged(lay: Layer, user: dict) -> dict:
     return {**lay.default_folding(), **user}
 
 
-def _check_unit(lay: UnitLayer, par: dict) -> None:
+def _check_unit(lay: UnitLayer | GateLayer, par: dict) -> None:
     name = lay.name
     if "depth" in par and "serial" not in par:
         raise FlowError(f"layer {name!r}: depth is a parameter of the serial form; give serial "
@@ -206,7 +209,7 @@ def _check(lay: Layer, par: dict) -> None:
     name = lay.name
     for f, v in par.items():
         positive_int(f"layer {name!r}: {f}", v, error=FlowError)
-    if isinstance(lay, UnitLayer):
+    if isinstance(lay, _UNITS):
         _check_unit(lay, par)
         return
     if lay.FOLD_FIELDS == ("lanes",):

@@ -73,7 +73,8 @@ def _gate(lay: GateLayer, arrays) -> tuple[tuple, dict]:
     return (ir.make_unit(lay.unit, lay.spec, arrays),), {
         "channels": lay.channels, "elements": lay.elements, "x_width": lay.x_width,
         "g_width": lay.g_width, "shifts": tuple(lay.shifts), "lanes": lay.lanes,
-        "x_signed": lay.x_signed, "g_signed": lay.g_signed, "name": lay.name}
+        "x_signed": lay.x_signed, "g_signed": lay.g_signed, "name": lay.name,
+        **({"serial": lay.serial, "depth": lay.depth_serial} if lay.serial else {})}
 
 
 def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:

@@ -55,6 +55,7 @@ from typing import ClassVar
 import numpy as np
 
 from amos_hw.engines.figures import accumulator_range, add_v_width
+from amos_hw.engines.gate_params import GateParams
 from amos_hw.engines.unit_params import UnitParams, is_identity
 from python_ref import ir
 from python_ref.quant import requant_shift, signed_width
@@ -304,19 +305,50 @@ class PoolLayer(Layer):
         return {"lanes": self.lanes}
 
 
+class _SerialFolding:
+    """The folding of a layer with trained AMOS units (:class:`UnitLayer`, :class:`GateLayer`):
+    ``{"lanes": n}``, ``n`` pipelined units (one value each a cycle), or ``{"serial": n,
+    "depth": D}``, ``n`` time-serial units, one a lane, one word every ``K`` cycles
+    (:class:`~amos_hw.engines.unit.SerialLanes`). Fields ``lanes``, ``serial`` (0: pipelined),
+    ``depth_serial``; ``serial_ok``, ``lane_lut4`` and ``serial_lut4`` are set by
+    :func:`lower` from the unit's arrays (whether it may be serial, not being the signed
+    identity, a clamp; the engine's LUT4 with one pipelined lane and with one serial unit at
+    its default ``D``), which :func:`amos_hw.folding.choose_for_target` compares."""
+
+    #: ``lanes``; or ``serial``, optionally with ``depth``.
+    FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("lanes", "serial", "depth")
+
+    def default_folding(self) -> dict:
+        return {"lanes": 1}
+
+    def folding(self) -> dict:
+        """``{"lanes": n}``, or ``{"serial": n, "depth": D}`` for the serial form."""
+        if self.serial:
+            return {"serial": self.serial, "depth": self.depth_serial}
+        return {"lanes": self.lanes}
+
+    def fold(self, folding: dict, cycles: int) -> None:
+        """Set the folding (already checked: ``lanes``, or ``serial`` and ``depth``)."""
+        self.serial = int(folding.get("serial", 0))
+        self.lanes = self.serial or int(folding["lanes"])
+        self.depth_serial = int(folding.get("depth", 0)) if self.serial else 0
+        self.cycles = cycles
+
+    def _serial_fields(self) -> dict:
+        return {"serial": self.serial, "depth": self.depth_serial} if self.serial else {}
+
+
 @dataclass
-class UnitLayer(Layer):
+class UnitLayer(_SerialFolding, Layer):
     """A trained one-input AMOS unit applied to each raw value ``v`` (``in_width`` signed bits)
     of the layer before it, ``lanes`` values a cycle over the last axis (``channels``): the
     unit's neurons fire as :class:`python_ref.quant.IntAmosUnit` says (``v`` saturated to its
     ``in_range`` first) and ``y = sum_i d_i z_i`` leaves as an ``out_width``-bit
-    two's-complement word (``out_bits == out_width``, ``out_signed``)."""
+    two's-complement word (``out_bits == out_width``, ``out_signed``). Folded as
+    :class:`_SerialFolding` says; a serial one has an input FIFO of ``buffer`` words
+    (:func:`amos_hw.folding.serial_buffer`)."""
 
     kind: ClassVar[str] = "unit"
-    #: ``{"lanes": n}``: ``n`` pipelined units (one value each a cycle); or ``{"serial": n}``
-    #: (optionally with ``"depth": D``): ``n`` time-serial units, one a lane, one word every
-    #: ``K`` cycles (:class:`~amos_hw.engines.unit.UnitEngine`'s serial form).
-    FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("lanes", "serial", "depth")
 
     unit: str = ""  # the unit library's entry
     spec: dict = field(default_factory=dict)  # that entry (python_ref.ir.make_unit reads it)
@@ -327,9 +359,6 @@ class UnitLayer(Layer):
     serial: int = 0  # 0: pipelined; n: n serial units (lanes == n)
     depth_serial: int = 0  # D of the serial units (serial form only)
     buffer: int = 0  # words of the serial units' input FIFO (set by folding.apply)
-    # set by lower() from the unit's arrays: whether it may be serial (not the signed identity,
-    # a clamp) and the LUT4 of one pipelined lane and of one serial unit at its default D
-    # (UnitParams), which choose_for_target compares
     serial_ok: bool = True
     lane_lut4: int = 0
     serial_lut4: int = 0
@@ -347,30 +376,17 @@ class UnitLayer(Layer):
         """Values per image."""
         return math.prod(self.out_shape)
 
-    def default_folding(self) -> dict:
-        return {"lanes": 1}
-
-    def folding(self) -> dict:
-        """``{"lanes": n}``, or ``{"serial": n, "depth": D}`` for the serial form."""
-        if self.serial:
-            return {"serial": self.serial, "depth": self.depth_serial}
-        return {"lanes": self.lanes}
-
     def fold(self, folding: dict, cycles: int) -> None:
-        """Set the folding (already checked: ``lanes``, or ``serial`` and ``depth``)."""
-        self.serial = int(folding.get("serial", 0))
-        self.lanes = self.serial or int(folding["lanes"])
-        self.depth_serial = int(folding.get("depth", 0)) if self.serial else 0
-        self.buffer = 0
-        self.cycles = cycles
+        super().fold(folding, cycles)
+        self.buffer = 0  # folding.apply sets it
 
     def _fields(self) -> dict:
         return {"unit": self.unit, "K": self.K, "channels": self.channels,
                 "in_width": self.in_width}
 
     def _folded_fields(self) -> dict:
-        return {"lanes": self.lanes, **({"serial": self.serial, "depth": self.depth_serial,
-                                         "buffer": self.buffer} if self.serial else {})}
+        extra = {"buffer": self.buffer} if self.serial else {}
+        return {"lanes": self.lanes, **self._serial_fields(), **extra}
 
 
 def _unit_costs(unit, in_width: int) -> dict:
@@ -386,8 +402,20 @@ def _unit_costs(unit, in_width: int) -> dict:
     return {"serial_ok": ok, "lane_lut4": lane, "serial_lut4": ser}
 
 
+def _gate_costs(unit, elements: int, kw: dict) -> dict:
+    """:class:`GateLayer`'s ``lane_lut4`` and ``serial_lut4`` (GateParams; zero where the
+    engine would refuse: the generator reports that later, naming the layer)."""
+    kw = {**kw, "shifts": tuple(kw["shifts"]), "elements": elements}
+    try:
+        lane = GateParams.check(unit, **kw).luts
+        ser = GateParams.check(unit, serial=1, **kw).luts
+    except (TypeError, ValueError):
+        return {"lane_lut4": 0, "serial_lut4": 0}
+    return {"lane_lut4": lane, "serial_lut4": ser}
+
+
 @dataclass
-class GateLayer(Layer):
+class GateLayer(_SerialFolding, Layer):
     """The squeeze-and-excitation gate: a two-input ``amos`` op ``[x, g]`` whose ``g`` (one
     value a channel, ``(channels,)``) is broadcast over the map ``x``: ``y[..., c] = sum_i d_i
     z_i(v1, v2)`` with ``v1 = requant_shift(x[..., c], shifts[0])`` and ``v2 =
@@ -397,7 +425,7 @@ class GateLayer(Layer):
     ``g_width`` are their element widths, two's complement when ``x_signed`` / ``g_signed``
     (a trained unit's ``y``). The output is a two's-complement word like a
     :class:`UnitLayer`'s (``out_bits == out_width``, ``out_signed``); ``lanes`` values a word on
-    both inputs and the output."""
+    both inputs and the output. Folded as :class:`_SerialFolding` says."""
 
     kind: ClassVar[str] = "gate"
 
@@ -411,6 +439,11 @@ class GateLayer(Layer):
     shifts: list = field(default_factory=lambda: [0, 0])  # the op's rshift [S1, S2]
     K: int = 0
     lanes: int = 1
+    serial: int = 0  # 0: pipelined; n: n serial units (lanes == n)
+    depth_serial: int = 0  # D of the serial units (serial form only)
+    serial_ok: bool = True
+    lane_lut4: int = 0
+    serial_lut4: int = 0
 
     @property
     def in_lanes(self) -> int:
@@ -436,7 +469,7 @@ class GateLayer(Layer):
                 "g_signed": self.g_signed, "shifts": list(self.shifts)}
 
     def _folded_fields(self) -> dict:
-        return {"lanes": self.lanes, "skip_lanes": self.skip_lanes}
+        return {"lanes": self.lanes, "skip_lanes": self.skip_lanes, **self._serial_fields()}
 
 
 @dataclass
@@ -939,12 +972,13 @@ class _Lowering:
         unit = ir.make_unit(n["unit"], spec, self.g.arrays)
         width = signed_width(int(np.clip(unit.d, None, 0).sum()),
                              int(np.clip(unit.d, 0, None).sum()))
+        kw = {"channels": xs[-1], "x_width": src_x[1], "x_signed": bool(src_x[4]),
+              "g_width": src_g[1], "g_signed": bool(src_g[4]),
+              "shifts": [int(v) for v in n["rshift"]]}
         self._emit(GateLayer(name=name, ir_nodes=[name], inputs=[src_x[0], src_g[0]],
                              out_bits=width, out_signed=True, out_width=width, out_shape=xs,
-                             depth=self.depth[name], unit=n["unit"], spec=dict(spec),
-                             channels=xs[-1], x_width=src_x[1], x_signed=bool(src_x[4]),
-                             g_width=src_g[1], g_signed=bool(src_g[4]),
-                             shifts=[int(v) for v in n["rshift"]], K=unit.K), name)
+                             depth=self.depth[name], unit=n["unit"], spec=dict(spec), K=unit.K,
+                             **kw, **_gate_costs(unit, math.prod(xs), kw)), name)
 
     def run(self) -> NetworkPlan:
         g = self.g

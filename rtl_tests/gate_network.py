@@ -20,7 +20,7 @@ from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
 from rtl_tests.unit_network import calibrate, unit_spec
 
-__all__ = ["GATE_FOLDINGS", "gate_network", "gate_spec"]
+__all__ = ["GATE_FOLDINGS", "SERIAL_FOLDINGS", "gate_network", "gate_spec"]
 
 #: Foldings the tests run: fully folded; lanes on the map's units, the pool and the gate with
 #: lane adapters between them (the map leaves the swish 4 a word, the gate takes 2); and one
@@ -37,6 +37,19 @@ GATE_FOLDINGS = [
      "se.fc1": {"pe": 4, "simd": 8}, "se.fc2": {"pe": 8, "simd": 4}, "c2.act": {"pe": 8,
                                                                                  "simd": 2},
      "pool": {"lanes": 2}, "fc": {"pe": 3, "simd": 8}},
+]
+
+#: Foldings with serial units (``{"serial": n}``): the gate (8 serial K = 40 units, the slowest
+#: layer) after a 4-unit serial swish, the sigmoid of the gate vector one serial unit; and the
+#: gate in 4 serial units behind the pipelined swish, lane adapters around it.
+SERIAL_FOLDINGS = [
+    {"c1": {"pe": 4, "simd": 3}, "c1.act": {"serial": 4}, "se.pool": {"lanes": 4},
+     "se.fc1": {"pe": 2, "simd": 2}, "se.fc2": {"pe": 4, "simd": 1},
+     "se.fc2.act": {"serial": 1}, "gate": {"serial": 8}, "c2.act": {"pe": 4, "simd": 2},
+     "pool": {"lanes": 2}, "fc": {"pe": 3, "simd": 2}},
+    {"c1": {"pe": 8, "simd": 3}, "c1.act": {"lanes": 8}, "se.pool": {"lanes": 8},
+     "se.fc1": {"pe": 4, "simd": 8}, "se.fc2": {"pe": 8, "simd": 4}, "gate": {"serial": 4},
+     "c2.act": {"pe": 8, "simd": 2}, "pool": {"lanes": 2}, "fc": {"pe": 3, "simd": 8}},
 ]
 
 

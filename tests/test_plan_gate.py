@@ -17,7 +17,7 @@ from amos_hw.lib.spike_tally import spike_layers
 from amos_hw.passes.common import FlowConfig, FlowError
 from amos_hw.plan import GateLayer, PlanError, lower
 from python_ref import ir, snn
-from rtl_tests.gate_network import GATE_FOLDINGS, gate_network
+from rtl_tests.gate_network import GATE_FOLDINGS, SERIAL_FOLDINGS, gate_network
 from tests.test_plan_pool import result_cycles, simulate
 
 
@@ -59,7 +59,13 @@ def test_layer_cycles_equal_the_engine_at_every_folding():
     plan = lower(g)
     gate = plan.layer("gate")
     opts = folding.options(gate, plan)
-    assert [o["lanes"] for o in opts] == [1, 2, 4, 8]
+    assert [o["lanes"] for o in opts if "lanes" in o] == [1, 2, 4, 8]
+    assert [o for o in opts if "serial" in o] == [{"serial": n, "depth": 3} for n in (1, 2, 4, 8)]
+    for o in opts[4:]:  # the serial forms: K = 40 cycles a word
+        gate.fold(o, cost.layer_cycles(gate, o))
+        fig = engine_figures(gate, g.arrays)
+        assert fig.cycles == gate.cycles == 512 // o["serial"] * 40
+        assert fig.latency == 3 + 40 * 3 + 1
     for o in opts[:3]:  # K * lanes spikes in the AmosUnit's popcount: 320 is too deep for it
         gate.fold(o, cost.layer_cycles(gate, o))
         fig = engine_figures(gate, g.arrays)
@@ -158,3 +164,39 @@ def test_a_late_gate_is_refused(tmp_path):
                                         r"not within one image interval \(576 cycles\)"):
         run_flow(FlowConfig(model=model, stop_after="estimate", write=False, quiet=True,
                             parallelism=slow))
+
+
+@pytest.mark.parametrize("k", range(len(SERIAL_FOLDINGS)))
+def test_serial_gate_network_bit_exact_and_interval(net, k):
+    """The gate in serial units (``{"serial": n}``, its map read one word every ``K`` cycles):
+    logits and class == python_ref.snn under random gaps and stalls; images back to back: one
+    result every ``cycles_per_image`` of the report, the gate the slowest layer."""
+    root, x = net
+    g = ir.load(root / "gate")
+    top = build_network(root / "gate.json", parallelism=SERIAL_FOLDINGS[k])
+    gate = top.plan.layer("gate")
+    n = SERIAL_FOLDINGS[k]["gate"]["serial"]
+    assert (gate.serial, gate.lanes, gate.cycles) == (n, n, 512 // n * 40)
+    assert top.engines["gate"].expected_cycles == gate.cycles == top.cycles_per_image
+    ref = snn.run(g, x)
+    logits, cls = simulate(top, x, idle=0.2, backpressure=0.3, seed=30 + k)
+    assert (logits == ref.logits).all()
+    assert (cls == ref.classes).all()
+    outs = result_cycles(top, x)
+    assert outs[2] - outs[1] == outs[1] - outs[0] == top.cycles_per_image
+
+
+def test_choose_for_target_takes_the_serial_gate():
+    """Fully folded, the gate is one serial unit (far fewer LUT4 than a pipelined lane, its
+    20,480 cycles within the target); at a target below that, the fewest serial units that
+    meet it; below 512 * 40 / 8, lanes."""
+    plan = lower(gate_network())
+    gate = plan.layer("gate")
+    assert 0 < gate.serial_lut4 < gate.lane_lut4 / 3
+    assert folding.choose_for_target(plan, 10**6)["gate"] == {"serial": 1, "depth": 3}
+    assert folding.choose_for_target(plan, 6000)["gate"] == {"serial": 4, "depth": 3}
+    assert folding.choose_for_target(plan, 2000)["gate"] == {"lanes": 1}
+    with pytest.raises(FlowError) as e:
+        folding.apply(lower(gate_network()), {"gate": {"serial": 2, "depth": 4}})
+    assert str(e.value) == ("layer 'gate': depth must be in 1..16 and have no common divisor "
+                            "with the unit's K = 40 (e.g. 3), not 4")

@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import counter
 from amos_hw.engines.gate_params import GateParams, port_range
+from amos_hw.engines.unit import SerialLanes
 from amos_hw.engines.unit_params import COUNT_WIDTH
 from amos_hw.lib.amos_unit import AmosUnit
 from python_ref.quant import requant_shift
@@ -51,6 +52,12 @@ class GateEngine(wiring.Component):
     Latency: :attr:`latency` = ``K + 5`` cycles from the transfer of an image's last gate word
     (map complete, previous image read out, output ready) to its first output word.
 
+    The serial form (``serial=n``): the unit is :class:`~amos_hw.engines.unit.SerialLanes`,
+    ``n`` time-serial units (one a lane, ``lanes = n``) behind a pacer that takes a word every
+    ``K`` cycles; the read side issues a word only when the unit takes one (its pipeline holds
+    on the unit's ready), so the map is read one word every ``K`` cycles:
+    :attr:`expected_cycles` = ``K * elements / lanes``, :attr:`latency` = ``3 + K * D + 1``.
+
     Parameters
     ----------
     unit : python_ref.quant.IntAmosUnit
@@ -70,6 +77,11 @@ class GateEngine(wiring.Component):
         (ReLU spike words). Default: signed.
     name : str
         Layer name for error messages.
+    serial : int, optional
+        ``n``: ``n`` serial units (``lanes`` 1 or ``n``) instead of the pipelined
+        :class:`~amos_hw.lib.amos_unit.AmosUnit`. Default ``None``.
+    depth : int, optional
+        ``D`` of each serial unit (1..16, ``gcd(K, D) = 1``); serial form only.
 
     Members
     -------
@@ -86,10 +98,10 @@ class GateEngine(wiring.Component):
     """
 
     def __init__(self, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
-                 x_signed=True, g_signed=True, name="gate"):
+                 x_signed=True, g_signed=True, name="gate", serial=None, depth=None):
         p = GateParams.check(unit, channels=channels, elements=elements, x_width=x_width,
                              g_width=g_width, shifts=shifts, lanes=lanes, x_signed=x_signed,
-                             g_signed=g_signed, name=name)
+                             g_signed=g_signed, name=name, serial=serial, depth=depth)
         self._p = p
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(_shape(p.x_width, p.x_signed), p.lanes))),
@@ -101,19 +113,23 @@ class GateEngine(wiring.Component):
 
     @staticmethod
     def figures(unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
-                x_signed=True, g_signed=True, name="gate"):
+                x_signed=True, g_signed=True, name="gate", serial=None, depth=None):
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.gate_params.GateParams.figures`."""
         return GateParams.check(unit, channels=channels, elements=elements, x_width=x_width,
                                 g_width=g_width, shifts=shifts, lanes=lanes, x_signed=x_signed,
-                                g_signed=g_signed, name=name).figures()
+                                g_signed=g_signed, name=name, serial=serial,
+                                depth=depth).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (GateParams).")
     name = property(lambda self: self._p.name)
     unit = property(lambda self: self._p.unit, doc="The integer unit (IntAmosUnit).")
     K = property(lambda self: self._p.K, doc="Neurons of the unit.")
     lanes = property(lambda self: self._p.lanes)
+    serial = property(lambda self: self._p.serial,
+                      doc="Serial units (one a lane), or None: the pipelined form.")
+    depth = property(lambda self: self._p.depth, doc="D of the serial units (or None).")
     pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
     simd = property(lambda self: self._p.lanes, doc="Input lanes.")
     channels = property(lambda self: self._p.channels)
@@ -225,8 +241,13 @@ class GateEngine(wiring.Component):
                                               init=[])
         m_wr, m_rd = mmem.write_port(), mmem.read_port()
         g_wr, g_rd = gmem.write_port(), gmem.read_port()
-        m.submodules.amos = amos = AmosUnit(p.unit, p.v1_width, in2_width=p.v2_width, lanes=L,
-                                            count_width=COUNT_WIDTH)
+        if p.serial:
+            amos = SerialLanes(p.unit, p.v1_width, in2_width=p.v2_width, lanes=L,
+                               depth=p.depth)
+        else:
+            amos = AmosUnit(p.unit, p.v1_width, in2_width=p.v2_width, lanes=L,
+                            count_width=COUNT_WIDTH)
+        m.submodules.amos = amos
         if amos.y_width != p.y_width:  # one formula in both; a change in one must show here
             raise AssertionError(f"{p.name}: AmosUnit's y is {amos.y_width} bits, the engine's "
                                  f"{p.y_width}")

@@ -11,9 +11,16 @@ import numbers
 from dataclasses import dataclass
 
 from amos_hw.engines.figures import Figures, _check_bool, _check_name, _nonneg, _pos, mem_depth
-from amos_hw.engines.unit_params import COUNT_WIDTH, const_mul_adders
+from amos_hw.engines.unit_params import (
+    COUNT_WIDTH,
+    _pacer_bits,
+    check_serial,
+    const_mul_adders,
+    serial_figures,
+)
 from amos_hw.lib.amos_unit import AmosUnit, _widths
 from amos_hw.lib.bram import MemShape
+from amos_hw.lib.serial_unit import SerialAmosUnit
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
 __all__ = ["GATE_LATENCY_EXTRA", "PORT_WIDTH_RANGE", "GateParams", "port_range"]
@@ -72,14 +79,18 @@ class GateParams:
     v2_width: int
     y_width: int  # signed width of y: signed_width(sum d_i<0, sum d_i>0)
     unit_flip_flops: int  # AmosUnit.flip_flops_for(unit, v1_width, in2_width=v2_width, ...)
+    serial: int | None = None  # n serial units (one a lane), or None: the pipelined AmosUnit
+    depth: int | None = None  # D of each serial unit (serial form only)
 
     @classmethod
     def check(cls, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
-              x_signed=True, g_signed=True, name="gate") -> GateParams:
+              x_signed=True, g_signed=True, name="gate", serial=None,
+              depth=None) -> GateParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of two inputs),
         ``channels`` and ``elements`` (``channels`` divides ``elements``), ``lanes`` (divides
-        ``channels``), the port widths (``1..32``) and signedness, the shifts (two integers
+        ``channels``; ``serial`` sets it, :func:`~amos_hw.engines.unit_params.check_serial`),
+        the port widths (``1..32``) and signedness, the shifts (two integers
         ``0..62``) and that the requantised ports reach the unit's ``in_range`` /
         ``in2_range``."""
         _check_name(name)
@@ -95,6 +106,7 @@ class GateParams:
             raise ValueError(f"{name}: the {elements} elements of a map are not a whole "
                              f"number of {channels}-channel pixels")
         lanes = _pos(name, "lanes", lanes)
+        serial, depth, lanes = check_serial(name, unit, serial, depth, lanes)
         if channels % lanes:
             raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
         x_width = _check_width(name, "x_width", x_width)
@@ -118,7 +130,7 @@ class GateParams:
         return cls(name=name, unit=unit, channels=channels, elements=elements, lanes=lanes,
                    x_width=x_width, x_signed=x_signed, g_width=g_width, g_signed=g_signed,
                    shifts=shifts, v1_width=v1_width, v2_width=v2_width, y_width=y_width,
-                   unit_flip_flops=unit_ff)
+                   unit_flip_flops=unit_ff, serial=serial, depth=depth)
 
     K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
     out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
@@ -138,8 +150,12 @@ class GateParams:
         as fewer than ``words`` words of the next map arrive up to the cycle of each image's
         last gate word (checked exactly in ``tests/test_engines_gate.py``): the squeeze-and-
         excitation path's latency must stay below one map's worth of words; a later gate
-        holds the producer up (no deadlock: a gate needs only its own map)."""
-        return self.words
+        holds the producer up (no deadlock: a gate needs only its own map).
+
+        The serial form (``serial=n``, :class:`~amos_hw.engines.unit.SerialLanes`): the reads
+        are paced by the units, one word every ``K`` cycles: ``K * elements / lanes``; the
+        writes stay one word a cycle, so the producer runs up to a map ahead."""
+        return self.words * (self.K if self.serial else 1)
 
     @property
     def latency(self) -> int:
@@ -149,7 +165,12 @@ class GateParams:
         :meth:`AmosUnit.latency_for <amos_hw.lib.amos_unit.AmosUnit>`). A map's first word is
         never read before the gate's last word is in, so this is the figure the network's
         latency estimate (:func:`amos_hw.cost.latency`) adds to the later of the map's and the
-        gate's last word."""
+        gate's last word. The serial form: ``3 + K * D + 1``
+        (:meth:`SerialAmosUnit.latency_for
+        <amos_hw.lib.serial_unit.SerialAmosUnit.latency_for>`), the pacer open (the unit idle
+        for ``K`` cycles before)."""
+        if self.serial:
+            return GATE_LATENCY_EXTRA + SerialAmosUnit.latency_for(self.unit, self.depth)
         return GATE_LATENCY_EXTRA + AmosUnit.latency_for(self.unit)
 
     @property
@@ -171,12 +192,20 @@ class GateParams:
         """The unit's registers (:meth:`AmosUnit.flip_flops_for
         <amos_hw.lib.amos_unit.AmosUnit>`), the ``v1`` / ``v2`` registers of every lane, the
         map's write and read addresses and fill count, the gate's write and read addresses,
-        the two gate flags, the count of complete maps, the read flag and two valid flags."""
+        the two gate flags, the count of complete maps, the read flag and two valid flags. The
+        serial form: ``n`` serial units (:func:`~amos_hw.engines.unit_params.serial_figures`)
+        and the pacer in place of the unit's registers."""
         addr, gaddr = _bits(self.map_depth), _bits(2 * self.gate_words)
         fill = (self.map_depth).bit_length()
         regs = self.lanes * (self.v1_width + self.v2_width)
-        return (self.unit_flip_flops + regs + 2 * addr + fill + gaddr + _bits(self.gate_words)
+        unit_ff = self.unit_flip_flops
+        if self.serial:
+            unit_ff = (self.serial * self._serial_figures()[1]) + _pacer_bits(self.K)
+        return (unit_ff + regs + 2 * addr + fill + gaddr + _bits(self.gate_words)
                 + 1 + 2 + 2 + 1 + 2)
+
+    def _serial_figures(self) -> tuple[int, int]:
+        return serial_figures(self.unit, self.v1_width, self.depth, in2_width=self.v2_width)
 
     def _unit_luts(self) -> int:
         """LUT4 of one lane of the two-input unit: the formula of
@@ -214,12 +243,21 @@ class GateParams:
         (``v1_width`` and ``v2_width`` bits, for a non-zero shift) and the unit
         (:meth:`_unit_luts`); the registered popcount of the ``K * lanes`` spikes, the 32-bit
         spike counter; two LUT4 a bit of each address and count (increment and compare) and
-        16 of control."""
+        16 of control. The serial form: ``n`` serial units
+        (:func:`~amos_hw.engines.unit_params.serial_figures`, LUT multipliers) less one spike
+        count adder, and the pacer (``bit_length(K - 1) + 2``), in place of the unit, its
+        popcount and counter."""
         S1, S2 = self.shifts
-        per_lane = (S1 != 0) * self.v1_width + (S2 != 0) * self.v2_width + self._unit_luts()
+        per_lane = (S1 != 0) * self.v1_width + (S2 != 0) * self.v2_width
         counters = (2 * _bits(self.map_depth) + self.map_depth.bit_length()
                     + _bits(2 * self.gate_words) + _bits(self.gate_words))
-        return (self.lanes * per_lane + self.K * self.lanes + COUNT_WIDTH + 2 * counters + 16)
+        if self.serial:
+            unit = (self.serial * self._serial_figures()[0] - COUNT_WIDTH
+                    + _pacer_bits(self.K) + 2)
+        else:
+            per_lane += self._unit_luts()
+            unit = self.K * self.lanes + COUNT_WIDTH
+        return self.lanes * per_lane + unit + 2 * counters + 16
 
     def figures(self) -> Figures:
         """The engine's :class:`~amos_hw.engines.figures.Figures`."""

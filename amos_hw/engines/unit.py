@@ -12,7 +12,82 @@ from amos_hw.engines.unit_params import COUNT_WIDTH, UnitParams, clamp_bounds
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.serial_unit import SerialAmosUnit
 
-__all__ = ["UnitEngine"]
+__all__ = ["SerialLanes", "UnitEngine"]
+
+
+class SerialLanes(wiring.Component):
+    """``lanes`` :class:`~amos_hw.lib.serial_unit.SerialAmosUnit` s in lockstep behind a pacer,
+    with :class:`~amos_hw.lib.amos_unit.AmosUnit`'s ports (``i.payload.x[n]`` and, for a
+    two-input unit, ``x2[n]``; ``o.payload.y[n]``; ``spike_count``), so that an engine built
+    around an ``AmosUnit`` takes it in its place.
+
+    The units see the same valid and ready and so stay in lockstep: the first unit's handshake
+    is the block's. The pacer lets a word in at most every ``K`` cycles (``K`` cycles after the
+    last accepted one); with ``gcd(K, depth) = 1`` (the caller's check,
+    :func:`~amos_hw.engines.unit_params.check_serial`) the units are then always free when it
+    opens, so a word offered every cycle is accepted exactly every ``K`` cycles, never in
+    bursts. Latency ``K * depth + 1`` (the units'); ``spike_count`` is the sum of the units'
+    counters (a transfer counted two clock edges after it). The flip-flops and LUT4 are
+    :attr:`UnitParams.flip_flops <amos_hw.engines.unit_params.UnitParams.flip_flops>`'s and
+    :attr:`~amos_hw.engines.unit_params.UnitParams.luts`'s serial terms.
+
+    Parameters
+    ----------
+    unit : python_ref.quant.IntAmosUnit
+        One or two inputs.
+    in_width, in2_width : int
+        Signed widths of ``x`` and ``x2`` (``in2_width`` for a two-input unit only).
+    lanes : int
+        Serial units, one a lane.
+    depth : int
+        ``D`` of each unit.
+    """
+
+    def __init__(self, unit, in_width, *, in2_width=None, lanes=1, depth=3):
+        self._unit, self._in_width, self._in2_width = unit, in_width, in2_width
+        self._lanes, self._depth = lanes, depth
+        self._units = [SerialAmosUnit(unit, in_width, in2_width=in2_width, depth=depth,
+                                      count_width=COUNT_WIDTH) for _ in range(lanes)]
+        u = self._units[0]
+        fields = {"x": data.ArrayLayout(signed(in_width), lanes)}
+        if unit.inputs == 2:
+            fields["x2"] = data.ArrayLayout(signed(in2_width), lanes)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout(fields))),
+            "o": Out(stream.Signature(data.StructLayout(
+                {"y": data.ArrayLayout(signed(u.y_width), lanes)}))),
+            "spike_count": Out(COUNT_WIDTH),
+        })
+
+    y_width = property(lambda self: self._units[0].y_width, doc="Signed width of y.")
+    latency = property(lambda self: self._units[0].latency,
+                       doc="Cycles from an accepted word to its output word: K * D + 1.")
+
+    def elaborate(self, platform):
+        m = Module()
+        units, K = self._units, self._unit.K
+        for n, u in enumerate(units):
+            m.submodules[f"serial{n}"] = u
+        wait = Signal(range(K), name="pace")  # cycles until the next word may enter
+        open_ = wait == 0
+        m.d.comb += [self.i.ready.eq(open_ & units[0].i.ready),
+                     self.o.valid.eq(units[0].o.valid)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += wait.eq(K - 1)
+        with m.Elif(~open_):
+            m.d.sync += wait.eq(wait - 1)
+        for n, u in enumerate(units):
+            m.d.comb += [
+                u.i.valid.eq(self.i.valid & open_),
+                u.i.payload.x[0].eq(self.i.payload.x[n]),
+                self.o.payload.y[n].eq(u.o.payload.y[0]),
+                u.o.ready.eq(self.o.ready),
+            ]
+            if self._unit.inputs == 2:
+                m.d.comb += u.i.payload.x2[0].eq(self.i.payload.x2[n])
+        m.d.comb += self.spike_count.eq(sum((u.spike_count for u in units[1:]),
+                                            units[0].spike_count)[:COUNT_WIDTH])
+        return m
 
 
 class UnitEngine(wiring.Component):
@@ -192,17 +267,15 @@ class UnitEngine(wiring.Component):
         return m
 
     def _elaborate_serial(self):
-        """``n`` serial units in lockstep behind a pacer (see the class docstring)."""
+        """``n`` serial units in lockstep behind a pacer (:class:`SerialLanes`), behind the
+        input FIFO when ``buffer`` (see the class docstring)."""
         m = Module()
         p = self._p
-        units = []
-        for n in range(p.lanes):
-            u = SerialAmosUnit(p.unit, p.in_width, depth=p.depth, count_width=COUNT_WIDTH)
-            m.submodules[f"serial{n}"] = u
-            if u.y_width != p.y_width:  # one formula in both; a change in one must show here
-                raise AssertionError(f"{p.name}: SerialAmosUnit's y is {u.y_width} bits, the "
-                                     f"engine's {p.y_width}")
-            units.append(u)
+        m.submodules.serial = ser = SerialLanes(p.unit, p.in_width, lanes=p.lanes,
+                                                depth=p.depth)
+        if ser.y_width != p.y_width:  # one formula in both; a change in one must show here
+            raise AssertionError(f"{p.name}: SerialAmosUnit's y is {ser.y_width} bits, the "
+                                 f"engine's {p.y_width}")
         valid, ready, payload = self.i.valid, self.i.ready, self.i.payload
         if p.buffer:
             width = p.lanes * p.in_width
@@ -211,22 +284,16 @@ class UnitEngine(wiring.Component):
                          self.i.ready.eq(fifo.w_rdy)]
             valid, ready = fifo.r_rdy, fifo.r_en
             payload = data.ArrayLayout(signed(p.in_width), p.lanes)(fifo.r_data)
-        wait = Signal(range(p.K), name="pace")  # cycles until the next word may enter
-        open_ = wait == 0
-        m.d.comb += [ready.eq(open_ & units[0].i.ready), self.o.valid.eq(units[0].o.valid)]
-        with m.If(valid & ready):
-            m.d.sync += wait.eq(p.K - 1)
-        with m.Elif(~open_):
-            m.d.sync += wait.eq(wait - 1)
-        for n, u in enumerate(units):
-            m.d.comb += [
-                u.i.valid.eq(valid & open_),
-                u.i.payload.x[0].eq(payload[n]),
-                self.o.payload[n].eq(u.o.payload.y[0]),
-                u.o.ready.eq(self.o.ready),
-            ]
-        m.d.comb += self.spike_count.eq(sum((u.spike_count for u in units[1:]),
-                                            units[0].spike_count)[:COUNT_WIDTH])
+        m.d.comb += [
+            ser.i.valid.eq(valid),
+            ready.eq(ser.i.ready),
+            self.o.valid.eq(ser.o.valid),
+            ser.o.ready.eq(self.o.ready),
+            self.spike_count.eq(ser.spike_count),
+        ]
+        for n in range(p.lanes):
+            m.d.comb += [ser.i.payload.x[n].eq(payload[n]),
+                         self.o.payload[n].eq(ser.o.payload.y[n])]
         return m
 
     def _elaborate_clamp(self):
