@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from amos_hw.lib.checks import positive_int
 from python_ref.quant import IntAmosUnit, signed_width
 
-__all__ = ["AmosUnit", "const_mul"]
+__all__ = ["AmosUnit", "clamped", "const_mul", "count_activity", "unit_model"]
 
 
 def const_mul(x, c: int):
@@ -72,6 +72,40 @@ def _effective_range(unit, width: int, rng) -> tuple[tuple[int, int], bool]:
         )
     clamp = lo > -(2 ** (width - 1)) or hi < 2 ** (width - 1) - 1
     return (lo, hi), clamp
+
+
+def clamped(v, rng, clamp: bool):
+    """``v`` saturated to ``rng = (lo, hi)`` when ``clamp`` (the port reaches beyond it)."""
+    if not clamp:
+        return v
+    lo, hi = rng
+    return Mux(v < lo, lo, Mux(v > hi, hi, v))
+
+
+def unit_model(unit, x, x2=None):
+    """Bit-exact reference of a unit's output port: the spike words (bit ``K-1-i`` is ``z_i``)
+    and the outputs ``y`` of :class:`IntAmosUnit` for ``x`` (and ``x2``), both int64."""
+    z = unit.spikes(x, x2).astype(np.int64)
+    weights = np.int64(1) << np.arange(unit.K - 1, -1, -1, dtype=np.int64)
+    return z @ weights, unit(x, x2)
+
+
+def count_activity(m, unit, spikes) -> None:
+    """The activity counters of a unit component ``unit`` (its ``o``, ``clear``,
+    ``spike_count``, ``output_count``): ``spikes`` (the spikes of the output word) and one
+    output are added two clock edges after a transfer. The popcount is registered before the
+    wide add: on ECP5 the popcount and a 32-bit carry chain in one cycle were the critical path
+    of a whole engine. Plain expressions, not If/Elif: with ``clear`` tied off by a parent,
+    Yosys would keep an incomplete case statement that Verilator's lint reports."""
+    taken = unit.o.valid & unit.o.ready
+    spikes_r = Signal.like(spikes)
+    taken_r = Signal()
+    m.d.sync += [
+        spikes_r.eq(Mux(taken & ~unit.clear, spikes, 0)),
+        taken_r.eq(taken & ~unit.clear),
+        unit.spike_count.eq(Mux(unit.clear, 0, unit.spike_count + spikes_r)),
+        unit.output_count.eq(Mux(unit.clear, 0, unit.output_count + taken_r)),
+    ]
 
 
 @dataclass(frozen=True)
@@ -288,17 +322,9 @@ class AmosUnit(wiring.Component):
         (numpy.ndarray, numpy.ndarray)
             Spike words (bit ``K-1-i`` is ``z_i``) and outputs ``y``, both int64.
         """
-        z = self._unit.spikes(x, x2).astype(np.int64)
-        weights = np.int64(1) << np.arange(self._K - 1, -1, -1, dtype=np.int64)
-        return z @ weights, self._unit(x, x2)
+        return unit_model(self._unit, x, x2)
 
     # -- hardware ---------------------------------------------------------------------------
-    def _clamped(self, v, rng, clamp):
-        if not clamp:
-            return v
-        lo, hi = rng
-        return Mux(v < lo, lo, Mux(v > hi, hi, v))
-
     def elaborate(self, platform):
         m = Module()
         K, unit = self._K, self._unit
@@ -320,10 +346,10 @@ class AmosUnit(wiring.Component):
             m.d.sync += [valid[s + 1].eq(valid[s]) for s in range(K + 1)]
 
         for lane in range(self._lanes):
-            x = self._clamped(self.i.payload.x[lane], self._w.x_range, self._w.x_clamp)
+            x = clamped(self.i.payload.x[lane], self._w.x_range, self._w.x_clamp)
             x2 = None
             if c2 is not None:
-                x2 = self._clamped(self.i.payload.x2[lane], self._w.x2_range, self._w.x2_clamp)
+                x2 = clamped(self.i.payload.x2[lane], self._w.x2_range, self._w.x2_clamp)
 
             def input_term(k, x=x, x2=x2):
                 t = const_mul(x, c[k])
@@ -385,17 +411,5 @@ class AmosUnit(wiring.Component):
         else:  # per lane first: a flat chain of K * lanes adds overflows Python's recursion
             count = sum(sum(z[lane][b] for b in range(K)) for lane in range(self._lanes))
         m.d.comb += spikes.eq(count)
-        # The popcount is registered before the wide add: on ECP5 the popcount and a 32-bit carry
-        # chain in one cycle were the critical path of a whole engine. Plain expressions, not
-        # If/Elif: with `clear` tied off by a parent, Yosys would keep an incomplete case
-        # statement that Verilator's lint reports.
-        taken = self.o.valid & self.o.ready
-        spikes_r = Signal.like(spikes)
-        taken_r = Signal()
-        m.d.sync += [
-            spikes_r.eq(Mux(taken & ~self.clear, spikes, 0)),
-            taken_r.eq(taken & ~self.clear),
-            self.spike_count.eq(Mux(self.clear, 0, self.spike_count + spikes_r)),
-            self.output_count.eq(Mux(self.clear, 0, self.output_count + taken_r)),
-        ]
+        count_activity(m, self, spikes)
         return m

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from amos_hw.lib.amos_unit import _effective_range, const_mul
+from amos_hw.lib.amos_unit import (
+    _effective_range,
+    clamped,
+    const_mul,
+    count_activity,
+    unit_model,
+)
 from amos_hw.lib.checks import positive_int
 from python_ref.quant import IntAmosUnit, signed_width
 
@@ -396,9 +401,7 @@ class SerialAmosUnit(wiring.Component):
         (numpy.ndarray, numpy.ndarray)
             Spike words (bit ``K-1-i`` is ``z_i``) and outputs ``y``, both int64.
         """
-        z = self._unit.spikes(x, x2).astype(np.int64)
-        weights = np.int64(1) << np.arange(self._K - 1, -1, -1, dtype=np.int64)
-        return z @ weights, self._unit(x, x2)
+        return unit_model(self._unit, x, x2)
 
     # -- hardware ---------------------------------------------------------------------------
     def _slot(self, name):
@@ -463,12 +466,6 @@ class SerialAmosUnit(wiring.Component):
         assert stage == p.depth - 1 and len(nodes) == 1
         return nodes[0]
 
-    def _clamped(self, v, rng, clamp):
-        if not clamp:
-            return v
-        lo, hi = rng
-        return Mux(v < lo, lo, Mux(v > hi, hi, v))
-
     def _turn(self, m, en, ring, fire):
         """The last stage's update, the output register and the loading of stage 0."""
         p, K = self._p, self._K
@@ -498,10 +495,10 @@ class SerialAmosUnit(wiring.Component):
                              self.o.payload.y[0].eq(y)]
             with m.If(self.i.valid & free):
                 m.d.sync += [first["busy"].eq(1), first["s"].eq(0), first["z"].eq(0),
-                             first["x"].eq(self._clamped(self.i.payload.x[0], p.x_range,
+                             first["x"].eq(clamped(self.i.payload.x[0], p.x_range,
                                                          p.x_clamp))]
                 if "x2" in first:
-                    m.d.sync += first["x2"].eq(self._clamped(self.i.payload.x2[0], p.x2_range,
+                    m.d.sync += first["x2"].eq(clamped(self.i.payload.x2[0], p.x2_range,
                                                              p.x2_clamp))
                 if "y" in first:
                     m.d.sync += first["y"].eq(0)
@@ -518,15 +515,7 @@ class SerialAmosUnit(wiring.Component):
         K = self._K
         spikes = Signal(range(K + 1))
         m.d.comb += spikes.eq(sum((self.o.payload.z[0][b] for b in range(K)), Const(0, 1)))
-        taken = self.o.valid & self.o.ready
-        spikes_r = Signal.like(spikes)
-        taken_r = Signal()
-        m.d.sync += [
-            spikes_r.eq(Mux(taken & ~self.clear, spikes, 0)),
-            taken_r.eq(taken & ~self.clear),
-            self.spike_count.eq(Mux(self.clear, 0, self.spike_count + spikes_r)),
-            self.output_count.eq(Mux(self.clear, 0, self.output_count + taken_r)),
-        ]
+        count_activity(m, self, spikes)
 
     def elaborate(self, platform):
         m = Module()
