@@ -64,6 +64,20 @@ def test_gate_probe_arguments():
     assert eng.unit.in2_range == quantize_unit(load_unit("mult"), 10, 8, 8).in2_range
 
 
+def test_serial_probes_are_the_unit_and_gate_probes_folded_in_time():
+    """``unit-serial`` / ``gate-serial``: the same units and ports as ``unit`` / ``gate``, one
+    serial unit; the text names the form (a unit probe's text says ``lanes=1``)."""
+    for engine, cls, K, depth in (("unit-serial", UnitEngine, 12, 5),
+                                  ("gate-serial", GateEngine, 40, 3)):
+        (eng, text, wrap, nodsp), second = _probes(engine)
+        plain = _probes(engine.removesuffix("-serial"))[0]
+        assert isinstance(eng, cls) and not wrap and not nodsp and second[3]
+        assert eng.params.serial == 1 and eng.params.depth == depth and eng.unit.K == K
+        _same_unit(eng.unit, plain[0].unit)
+        assert text == plain[1].replace("lanes=1", f"serial=1, depth={depth}")
+        assert eng.expected_cycles == K * plain[0].expected_cycles
+
+
 def test_dense_signed_probes_unsigned_then_signed_twin():
     probes = _probes("dense-signed", in_bits=10)
     assert [type(e) for e, *_ in probes] == [DenseEngine, DenseEngine]

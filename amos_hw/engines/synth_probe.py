@@ -17,13 +17,15 @@ Fmax is. About five minutes on two cores.
 * ``gate``: a :class:`~amos_hw.engines.gate.GateEngine` with the two-input ``mult`` unit
   quantised 10/8/8, 96 channels, an 8 x 8 x 96 map, 10-bit map and gate words, one lane
   (:func:`gate_probe_arguments`);
+* ``unit-serial``, ``gate-serial``: the same two engines in the time-serial form (``serial=1``:
+  one :class:`~amos_hw.lib.serial_unit.SerialAmosUnit`, one value every ``K`` cycles);
 * ``dense-signed``: the dense unit above (``--in-bits``, ``--pe``, ``--simd``, ``--planes``,
   ``--carry``) twice, with unsigned and with two's-complement input words (``in_signed``),
   always wrapped (``--wrap``); the file holds both probes.
 
-``unit`` and ``gate`` are synthesised twice: with Yosys's default mapping, which puts the
-unit's constant multiplications ``c_k * v`` into ``MULT18X18D`` blocks, and with
-``synth_ecp5 -nodsp`` (adders, as the LUT4 estimate counts them).
+``unit``, ``gate`` and their serial forms are synthesised twice: with Yosys's default
+mapping, which puts the unit's multiplications ``c_k * v`` into ``MULT18X18D`` blocks, and
+with ``synth_ecp5 -nodsp`` (adders, as the LUT4 estimate counts them).
 
 These record, beside the placed figures, the cells of the synthesised netlist (``LUT4``,
 ``CCU2C``, ``TRELLIS_FF``, ``DP16KD``, ``MULT18X18D``, ...) and the estimated blocks of block
@@ -58,7 +60,7 @@ __all__ = ["ENGINES", "probe_arguments", "probe_engine", "unit_probe_arguments",
            "gate_probe_arguments", "build_probes", "main"]
 
 #: What ``--engine`` may probe; ``dense`` is the default.
-ENGINES = ("dense", "unit", "gate", "dense-signed")
+ENGINES = ("dense", "unit", "gate", "dense-signed", "unit-serial", "gate-serial")
 
 #: The ``what`` of each result file but the default one.
 WHAT = {
@@ -69,6 +71,12 @@ WHAT = {
     "gate": "GateEngine: the squeeze-and-excitation gate with the trained two-input mult unit "
             "(K = 40) quantised 10/8/8 on an 8 x 8 x 96 map (two maps and two gate vectors in "
             "block RAM), one lane; with and without DSP mapping as for the unit",
+    "unit-serial": "UnitEngine in the time-serial form (serial=1: one SerialAmosUnit, one value "
+                   "every K = 12 cycles) with the unit probe's swish unit and port; with and "
+                   "without DSP mapping as for the unit",
+    "gate-serial": "GateEngine in the time-serial form (serial=1: one SerialAmosUnit, one value "
+                   "every K = 40 cycles) with the gate probe's mult unit and map; with and "
+                   "without DSP mapping as for the unit",
     "dense-signed": "b1c1-sized matrix-vector unit (144 -> 16, K = 10) with unsigned (ReLU spike "
                     "words) and with two's-complement input words (in_signed: a trained unit's y, "
                     "the sign plane weighing -2**(K-1)); the estimate is the same for both",
@@ -139,7 +147,8 @@ def build_probes(engine: str = "dense", in_bits: int = 4, pe: int = 4, simd: int
     ``dense``: :func:`probe_engine` (``wrap`` as asked); ``dense-signed``: the same engine with
     unsigned, then with two's-complement input words, both wrapped; ``unit``: the engine of
     :func:`unit_probe_arguments`; ``gate``: the engine of :func:`gate_probe_arguments` (these two
-    have few ports and are never wrapped), each with and without DSP blocks (``nodsp``).
+    have few ports and are never wrapped), each with and without DSP blocks (``nodsp``);
+    ``unit-serial`` / ``gate-serial``: the same in the time-serial form (``serial=1``).
     Raises ``ValueError`` for an unknown ``engine`` or
     bad dense arguments.
     """
@@ -149,18 +158,20 @@ def build_probes(engine: str = "dense", in_bits: int = 4, pe: int = 4, simd: int
     if engine == "dense-signed":
         engs = [probe_engine(in_bits, pe, simd, planes, carry, s) for s in (False, True)]
         return [(e, _dense_text(e, carry, True), True, False) for e in engs]
-    if engine == "unit":
+    serial = {"serial": 1} if engine.endswith("-serial") else {}
+    if engine in ("unit", "unit-serial"):
         unit, kw = unit_probe_arguments()
-        eng = UnitEngine(unit, **kw)
-        text = (f"UnitEngine(swish quantised 12/10/8, K={unit.K}, in_width=12, lanes=1, "
-                f"y_width={eng.y_width})")
-    elif engine == "gate":
+        eng = UnitEngine(unit, **kw, **serial)
+        text = f"UnitEngine(swish quantised 12/10/8, K={unit.K}, in_width=12"
+    elif engine in ("gate", "gate-serial"):
         unit, kw = gate_probe_arguments()
-        eng = GateEngine(unit, **kw)
+        eng = GateEngine(unit, **kw, **serial)
         text = (f"GateEngine(mult quantised 10/8/8, K={unit.K}, channels=96, "
-                f"elements=8*8*96, x_width=10, g_width=10, lanes=1, y_width={eng.y_width})")
+                f"elements=8*8*96, x_width=10, g_width=10")
     else:
         raise ValueError(f"unknown --engine {engine!r}; known: {', '.join(ENGINES)}")
+    form = f"serial=1, depth={eng.params.depth}" if serial else "lanes=1"
+    text += f", {form}, y_width={eng.y_width})"
     return [(eng, text, False, False), (eng, text + ", synth_ecp5 -nodsp", False, True)]
 
 
@@ -270,7 +281,8 @@ def main(argv=None) -> int:
                         help="what is probed (default: the dense matrix-vector unit)")
     parser.add_argument("--out", default=None,
                         help="result file (default: docs/results/engine_synth_ecp5.json for "
-                             "dense, engine_synth_ecp5_<unit|gate|signed>.json otherwise)")
+                             "dense, engine_synth_ecp5_<unit|gate|signed|unit-serial|gate-serial>"
+                             ".json otherwise)")
     parser.add_argument("--in-bits", type=int, default=4, help="K of the spike words (4)")
     parser.add_argument("--pe", type=int, default=4)
     parser.add_argument("--simd", type=int, default=16)
