@@ -137,7 +137,7 @@ OK = {"height": 6, "width": 6, "stride": 1, "padding": 1, "in_bits": 4, "shift":
         ((W4, B2), {"height": 2, "padding": 0},
          "c1: a 3x3 window with padding 0 does not fit a 2x6 image"),
         ((W4, B2), {"pe": 4}, "c1: pe must divide the 2 outputs, not 4"),
-        ((W4, B2), {"in_bits": 0}, "c1: in_bits must be a positive integer of at most 16, not 0"),
+        ((W4, B2), {"in_bits": 0}, "c1: in_bits must be a positive integer of at most 24, not 0"),
         ((W4 * 200, B2), {}, "c1: weights must lie in -127..127 (int8, symmetric), not 200..200"),
     ],
 )

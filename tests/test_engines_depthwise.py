@@ -110,7 +110,7 @@ def test_spike_count():
          "d: weights must be a non-empty 4-D array, not shape (2, 3, 3)"),
         ({"bias": np.zeros(3, np.int64)}, "d: bias must have shape (2,), not (3,)"),
         ({"bias": np.array([2**31, 0])}, "d: bias must lie in the int32 range"),
-        ({"in_bits": 0}, "d: in_bits must be a positive integer of at most 16, not 0"),
+        ({"in_bits": 0}, "d: in_bits must be a positive integer of at most 24, not 0"),
         ({"shift": -1}, "d: shift must be a non-negative integer of at most 62, not -1"),
         ({"out_bits": 17}, "d: out_bits must be a positive integer of at most 16, not 17"),
         ({"lanes": 3}, "d: simd must divide the 2 input channels, not 3"),

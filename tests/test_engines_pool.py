@@ -107,7 +107,7 @@ def test_maxpool_keeps_the_spike_word():
         ({"padding": -1}, "p: padding must be a non-negative integer, not -1"),
         ({"lanes": 3}, "p: simd must divide the 4 input channels, not 3"),
         ({"lanes": 0}, "p: lanes must be a positive integer, not 0"),
-        ({"in_bits": 17}, "p: in_bits must be a positive integer of at most 16, not 17"),
+        ({"in_bits": 25}, "p: in_bits must be a positive integer of at most 24, not 25"),
         ({"kernel": 5, "padding": 0}, "p: a 5x5 window with padding 0 does not fit a 4x4 image"),
     ],
 )

@@ -55,7 +55,7 @@ def test_gap_worst_case_sum_width():
         ({"width": "2"}, "g: width must be a positive integer, not '2'"),
         ({"channels": 0}, "g: channels must be a positive integer, not 0"),
         ({"lanes": 3}, "g: lanes must divide the 4 channels, not 3"),
-        ({"in_bits": 17}, "g: in_bits must be a positive integer of at most 16, not 17"),
+        ({"in_bits": 25}, "g: in_bits must be a positive integer of at most 24, not 25"),
     ],
 )
 def test_gap_bad_parameters(kwargs, message):
