@@ -1,6 +1,7 @@
 """Slow tier: global average pooling and residual add engines as Verilog, under cocotb.
 
-One bank, one build per simulator (``rtl_tests/tb_engine.py``): a GAP engine, a residual add with
+One bank, one build per simulator (``rtl_tests/tb_engine.py``): two GAP engines (the second's
+sums in a memory, ``amos_hw.lib.ring``), a residual add with
 the ReLU unit after it, and a projection-style add (signed skip) with raw outputs.
 """
 from __future__ import annotations
@@ -30,6 +31,13 @@ def pool_add_bank():
     a = rng.integers(0, 16, (3, 3, 4, 4))
     duts["gap"] = gap
     specs.append(engine_spec("gap", gap, [("i", 2, 4, a)], snn.gap(a), images=3,
+                             out_signed=False))
+    # 128 sums of 18 bits: the ring of sums in a memory (amos_hw.lib.ring)
+    gapm = GlobalAvgPoolEngine(height=2, width=2, channels=128, in_bits=16, name="gapm")
+    assert gapm.memories[0].name == "sums"
+    a = rng.integers(0, 2**16, (2, 2, 2, 128))
+    duts["gapm"] = gapm
+    specs.append(engine_spec("gapm", gapm, [("i", 1, 16, a)], snn.gap(a), images=2,
                              out_signed=False))
     for name, (lanes, wpi, mw, sb, ssh, S, K, sgn) in {
         "addrelu": (2, 6, 12, 4, 5, 6, 4, False),

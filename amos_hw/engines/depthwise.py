@@ -14,8 +14,9 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import spike_product
 from amos_hw.engines.figures import DepthwiseParams, Figures, input_range, mem_depth
-from amos_hw.engines.pool import WindowCounter, rotate_ring, window_front
+from amos_hw.engines.pool import WindowCounter, window_front
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.ring import AccumulatorRing
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift
 
@@ -235,18 +236,18 @@ class DepthwiseConvEngine(wiring.Component):
                          bias2.eq(b_rd.data)]
         # stage 3: the ring of accumulators and the result register
         aw = p.acc_width
-        ring = [Signal(lanes * aw, name=f"ring_{n}") for n in range(p.window.cf)]
+        ring = AccumulatorRing(m, p.window.cf, lanes * aw, "accs")
         new = Signal(lanes * aw)
         res = Signal(lanes * aw)
         valid_c = Signal()
         for q in range(lanes):
             start = Mux(first2, bias2.word_select(q, p.b_width).as_signed(),
-                        ring[0].word_select(q, aw).as_signed())
+                        ring.head.word_select(q, aw).as_signed())
             m.d.comb += new.word_select(q, aw).eq(start + prods[q])
         with m.If(en):
             m.d.sync += valid_c.eq(valid2 & last2)
+        ring.step(en & valid2, new)
         with m.If(en & valid2):
-            rotate_ring(m, ring, new)
             m.d.sync += res.eq(new)
         self._epilogue(m, en, valid_c, [res.word_select(q, aw).as_signed()
                                         for q in range(lanes)])

@@ -36,6 +36,7 @@ from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.bram import MemShape
 from amos_hw.lib.checks import positive_int
+from amos_hw.lib.ring import ring_flip_flops, ring_memories
 from amos_hw.lib.skid import SkidBuffer
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
@@ -702,16 +703,26 @@ class PoolParams:
         w = self.window
         return w.latency + SkidBuffer.latency + (w.kernel ** 2 - 1) * w.cf + 2
 
-    memories = property(lambda self: self.window.memories, doc="The line buffer.")
-    memory_bits = property(lambda self: self.window.memory_bits, doc="The line buffer's bits.")
+    @property
+    def memories(self) -> tuple:
+        """The line buffer, and the ring of running results when it is a memory
+        (:func:`~amos_hw.lib.ring.in_memory`)."""
+        return self.window.memories + ring_memories(self.window.cf,
+                                                    self.lanes * self.out_width, "accs")
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of :attr:`memories`."""
+        return sum(mem.bits for mem in self.memories)
 
     @property
     def flip_flops(self) -> int:
         """The window, its skid buffer, the input register, the ring of ``C/lanes`` running
-        results, the output register and the counters."""
-        w = self.window
+        results (:func:`~amos_hw.lib.ring.ring_flip_flops`), the output register and the
+        counters."""
+        w, width = self.window, self.lanes * self.out_width
         ff = w.flip_flops + SkidBuffer.flip_flops_for(self.lanes * self.in_bits)
-        ff += self.lanes * self.in_bits + (w.cf + 1) * self.lanes * self.out_width
+        ff += self.lanes * self.in_bits + ring_flip_flops(w.cf, width) + width
         return ff + _reducer_counters(w)
 
     @property
@@ -807,30 +818,30 @@ class DepthwiseParams:
 
     @property
     def memories(self) -> tuple:
-        """The line buffer, the weight ROM and the bias ROM."""
+        """The line buffer, the weight ROM, the bias ROM and, when it is a memory
+        (:func:`~amos_hw.lib.ring.in_memory`), the ring of accumulators."""
         cf = self.window.cf
         return self.window.memories + (
             MemShape("weights", mem_depth(self.weight_words), self.lanes * self.w_width,
                      rom=True),
-            MemShape("biases", mem_depth(cf), self.lanes * self.b_width, rom=True))
+            MemShape("biases", mem_depth(cf), self.lanes * self.b_width, rom=True),
+            *ring_memories(cf, self.lanes * self.acc_width, "accs"))
 
     @property
     def memory_bits(self) -> int:
-        """Bits of the line buffer and the two ROMs."""
-        cf = self.window.cf
-        return (self.window.memory_bits
-                + mem_depth(self.weight_words) * self.lanes * self.w_width
-                + mem_depth(cf) * self.lanes * self.b_width)
+        """Bits of :attr:`memories`."""
+        return sum(mem.bits for mem in self.memories)
 
     @property
     def flip_flops(self) -> int:
         """The window and its skid buffer, the input register, the product, bias and
-        accumulator registers, the ring of ``C/lanes`` accumulators, the counters and the
-        AMOS unit."""
+        result registers, the ring of ``C/lanes`` accumulators
+        (:func:`~amos_hw.lib.ring.ring_flip_flops`), the counters and the AMOS unit."""
         w, lanes = self.window, self.lanes
         ff = w.flip_flops + SkidBuffer.flip_flops_for(lanes * self.in_bits)
         ff += lanes * (self.in_bits + self.w_width + self.in_bits + 2 * self.b_width)
-        ff += (w.cf + 1) * lanes * self.acc_width + 3 * _reducer_counters(w)
+        ff += ring_flip_flops(w.cf, lanes * self.acc_width) + lanes * self.acc_width
+        ff += 3 * _reducer_counters(w)
         _, unit_ff = _relu_unit_figures(self.out_bits, self.v_width, lanes)
         return ff + unit_ff
 
@@ -921,14 +932,24 @@ class GapParams:
         """Cycles from the first input word to the first output word."""
         return (self.height * self.width - 1) * self.words + 1
 
-    memories = property(lambda self: (), doc="None: the running sums are registers.")
-    memory_bits = property(lambda self: 0, doc="No memory: the sums are a ring of registers.")
+    @property
+    def memories(self) -> tuple:
+        """The ring of running sums when it is a memory (:func:`~amos_hw.lib.ring.in_memory`),
+        else none."""
+        return ring_memories(self.words, self.lanes * self.sum_bits, "sums")
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of :attr:`memories`."""
+        return sum(mem.bits for mem in self.memories)
 
     @property
     def flip_flops(self) -> int:
-        """The ring of running sums, the output register and the counters."""
+        """The ring of running sums (:func:`~amos_hw.lib.ring.ring_flip_flops`), the output
+        register and the counters."""
         ctr = max(1, math.ceil(math.log2(self.height * self.width * self.words + 1)))
-        return (self.words + 1) * self.lanes * self.sum_bits + ctr + 2
+        width = self.lanes * self.sum_bits
+        return ring_flip_flops(self.words, width) + width + ctr + 2
 
     @property
     def luts(self) -> int:

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import counter
 from amos_hw.engines.figures import Figures, GapParams, input_range
+from amos_hw.lib.ring import AccumulatorRing
 from python_ref import snn
 
 __all__ = ["GlobalAvgPoolEngine"]
@@ -17,8 +18,9 @@ class GlobalAvgPoolEngine(wiring.Component):
     """Sum every channel over the ``height x width`` positions of an image (``1/(H*W)`` is folded
     into the next dense layer's weights, ``docs/integer_semantics.md``).
 
-    The ``C / lanes`` running sums of ``lanes`` channels each rotate through a ring of registers,
-    one word per input word, so a sum is ready exactly when the image's last pixel arrives: the
+    The ``C / lanes`` running sums of ``lanes`` channels each rotate through a ring
+    (:class:`~amos_hw.lib.ring.AccumulatorRing`: registers, or a block RAM when large), one word
+    per input word, so a sum is ready exactly when the image's last pixel arrives: the
     outputs leave while the last pixel streams in, and the next image follows without a gap.
     Each output is ``sum_bits`` wide (the exact bound ``H*W*(2**in_bits - 1)``), which is the
     ``in_bits`` of the dense engine after it.
@@ -95,11 +97,13 @@ class GlobalAvgPoolEngine(wiring.Component):
                                doc="Cycles per image: one input word per cycle.")
     latency = property(lambda self: self._p.latency,
                        doc="Cycles from the first input word to the first output word.")
-    memories = property(lambda self: list(self._p.memories), doc="None (:attr:`memory_bits`).")
+    memories = property(lambda self: list(self._p.memories),
+                        doc="The ring of sums when it is a memory, else none.")
     memory_bits = property(lambda self: self._p.memory_bits,
-                           doc="No memory: the running sums are a ring of registers.")
+                           doc="Bits of the ring of sums when it is a memory, else 0.")
     flip_flops = property(lambda self: self._p.flip_flops,
-                          doc="The ring of running sums, the output register and the counters.")
+                          doc="The ring of running sums (registers, or the memory form's "
+                              "pointer and read word), the output register and the counters.")
     luts = property(lambda self: self._p.luts,
                     doc="LUT4 estimate: one adder of ``sum_bits`` per lane, counters.")
 
@@ -124,7 +128,7 @@ class GlobalAvgPoolEngine(wiring.Component):
         words = p.words
         pixels = p.height * p.width
         width = p.lanes * p.sum_bits
-        ring = [Signal(width, name=f"ring_{n}") for n in range(words)]
+        ring = AccumulatorRing(m, words, width, "sums")
         word = counter(words, "word")
         pixel = counter(pixels, "pixel")
         en = Signal()
@@ -136,7 +140,7 @@ class GlobalAvgPoolEngine(wiring.Component):
         ]
         first = pixel == 0
         last = pixel == pixels - 1
-        head = ring[0]
+        head = ring.head
         new = Signal(width)
         for n in range(p.lanes):
             old = head.word_select(n, p.sum_bits)
@@ -146,9 +150,8 @@ class GlobalAvgPoolEngine(wiring.Component):
             m.d.comb += new.word_select(n, p.sum_bits).eq(old + self.i.payload[n])
         with m.If(en):
             m.d.sync += self.o.valid.eq(go & last)
+        ring.step(go, new)
         with m.If(go):
-            m.d.sync += [ring[n].eq(ring[n + 1]) for n in range(words - 1)]
-            m.d.sync += ring[words - 1].eq(new)
             m.d.sync += self.o.payload.as_value().eq(new)
             m.d.sync += word.eq(Mux(word == words - 1, 0, word + 1))
             with m.If(word == words - 1):

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from amos_hw.engines.dense import counter
 from amos_hw.engines.figures import Figures, PoolParams, WindowParams
 from amos_hw.engines.window import SlidingWindow
+from amos_hw.lib.ring import AccumulatorRing
 from amos_hw.lib.skid import SkidBuffer
 from python_ref import snn
 
@@ -56,12 +57,6 @@ class WindowCounter:
         with m.If(take):
             m.d.sync += self.index.eq(Mux(self.index == self.words - 1, 0, self.index + 1))
             m.d.sync += self.group.eq(Mux(self.group == self.cf - 1, 0, self.group + 1))
-
-
-def rotate_ring(m, ring, new) -> None:
-    """Rotate a ring of registers by one (``ring[n] <= ring[n+1]``), ``new`` into the last."""
-    m.d.sync += [ring[n].eq(ring[n + 1]) for n in range(len(ring) - 1)]
-    m.d.sync += ring[-1].eq(new)
 
 
 class _PoolEngine(wiring.Component):
@@ -139,16 +134,16 @@ class _PoolEngine(wiring.Component):
         with m.If(en):  # stage 1: the window word and its position
             m.d.sync += [valid1.eq(src.valid), a1.eq(src.payload.as_value()),
                          first1.eq(ctr.first), last1.eq(ctr.last)]
-        ring = [Signal(lanes * ow, name=f"ring_{n}") for n in range(p.window.cf)]
+        ring = AccumulatorRing(m, p.window.cf, lanes * ow, "accs")
         new = Signal(lanes * ow)
         for q in range(lanes):
             x = a1.word_select(q, ib)
-            head = ring[0].word_select(q, ow)
+            head = ring.head.word_select(q, ow)
             m.d.comb += new.word_select(q, ow).eq(self._reduce(x, head, first1))
         with m.If(en):  # stage 2: the ring and the output register
             m.d.sync += self.o.valid.eq(valid1 & last1)
+        ring.step(en & valid1, new)
         with m.If(en & valid1):
-            rotate_ring(m, ring, new)
             m.d.sync += self.o.payload.as_value().eq(new)
         return m
 
