@@ -1,4 +1,5 @@
-"""Sizing the skip FIFOs of residual adds (the generator's ``memory`` step).
+"""Sizing the skip FIFOs of residual adds and the map memories of gates (the generator's
+``memory`` step).
 
 A residual block's input is broadcast to its main path (one or two convolutions) and to its skip
 path (directly, or through a 1x1 projection convolution); the add engine takes one word of each
@@ -8,17 +9,28 @@ buffer lets it read ahead of its output by at most its :func:`~amos_hw.engines.w
 those rows over the main path, plus two rows of pipeline slack; the FIFO holds that many rows of
 the add's stream (a smaller FIFO would stall the broadcast and deadlock the block). The
 projection case counts its rows at the add's (output) resolution, which over-provisions.
+
+A squeeze-and-excitation gate holds its map until the gate computed from that whole map comes
+in; meanwhile the next map arrives. Its memory holds one map and the estimated backlog of the
+next (:func:`amos_hw.cost.gate_backlog`) with a margin (:func:`gate_map_words`), at most two
+maps. A smaller backlog than estimated costs no correctness: the map's producer waits.
 """
 from __future__ import annotations
 
+import math
+
+from amos_hw import cost
 from amos_hw.engines.figures import line_buffer_rows
 from amos_hw.errors import FlowError
-from amos_hw.plan import AddLayer, ConvLayer, NetworkPlan, WindowLayer
+from amos_hw.plan import AddLayer, ConvLayer, GateLayer, NetworkPlan, WindowLayer
 
-__all__ = ["SLACK_ROWS", "SLACK_WORDS", "skip_depth", "assign_skip_fifos"]
+__all__ = ["SLACK_ROWS", "SLACK_WORDS", "BACKLOG_MARGIN", "skip_depth", "assign_skip_fifos",
+           "gate_map_words", "assign_gate_buffers"]
 
 SLACK_ROWS = 2
 SLACK_WORDS = 16
+#: The gate's backlog estimate is multiplied by this (and :data:`SLACK_WORDS` added).
+BACKLOG_MARGIN = 1.25
 
 
 def skip_depth(plan: NetworkPlan, lay: AddLayer) -> tuple[int, int]:
@@ -57,4 +69,27 @@ def assign_skip_fifos(plan: NetworkPlan) -> dict:
             lay.skip_depth = depth
             out[lay.name] = {"skip_depth_words": depth, "skip_rows": rows,
                              "skip_bits": depth * lay.lanes * lay.skip_bits}
+    return out
+
+
+def gate_map_words(lay: GateLayer, backlog: float) -> int:
+    """Words of a gate's map memory: one map and ``backlog`` words (times
+    :data:`BACKLOG_MARGIN`, plus :data:`SLACK_WORDS`), at most two maps."""
+    words = lay.elements // lay.lanes
+    return min(2 * words, words + math.ceil(backlog * BACKLOG_MARGIN) + SLACK_WORDS)
+
+
+def assign_gate_buffers(plan: NetworkPlan, arrays: dict) -> dict:
+    """Set ``map_words`` of every gate layer of a folded plan (skip FIFOs assigned); return a
+    summary."""
+    gates = [lay for lay in plan.layers if isinstance(lay, GateLayer)]
+    if not gates:
+        return {}
+    for lay in gates:  # the estimate's rows with two maps: the memory moves no latency
+        lay.map_words = 0
+    backlog = cost.gate_backlog(plan, cost.layer_rows(plan, arrays))
+    out = {}
+    for lay in gates:
+        lay.map_words = gate_map_words(lay, backlog[lay.name])
+        out[lay.name] = {"map_words": lay.map_words, "map_backlog_words": round(backlog[lay.name])}
     return out

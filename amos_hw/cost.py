@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from amos_hw.devices import LUT_FILL
+from amos_hw.engines.gate_params import GATE_LATENCY_EXTRA
 from amos_hw.engines.image_buffer import ImageBuffer
 from amos_hw.errors import FlowError
 from amos_hw.layer_engines import engine_figures
@@ -39,7 +40,7 @@ from amos_hw.plan import (
 )
 
 __all__ = ["layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows", "glue", "latency",
-           "gate_delays", "totals", "check"]
+           "gate_delays", "gate_backlog", "totals", "check"]
 
 
 def layer_cycles(lay: Layer, folding: dict) -> int:
@@ -246,6 +247,38 @@ def gate_delays(plan: NetworkPlan, rows: list[dict]) -> dict:
             last_x = tx + _arrival(math.prod(lay.out_shape), rx, burst.get(lay.inputs[0]))
             last_g = tg + _arrival(lay.channels, rg, burst.get(lay.inputs[1]))
             out[lay.name] = int(math.ceil(last_g - last_x))
+    return out
+
+
+def gate_backlog(plan: NetworkPlan, rows: list[dict]) -> dict:
+    """Gate layer -> estimated peak of the next map's words held beside one map: the words of
+    image ``n + 1`` that arrive (its first one interval after image ``n``'s, at its producer's
+    rate; a row-burst producer's at up to one word a cycle) less the words of image ``n`` read
+    out (from :data:`~amos_hw.engines.gate_params.GATE_LATENCY_EXTRA` cycles after its gate's
+    last word: one word a cycle, every ``K`` cycles in the serial form), at the most. The map
+    memory holds one map and this backlog (:func:`amos_hw.buffers.assign_gate_buffers`)."""
+    t, burst = _arrivals(plan, rows)
+    interval, _ = pipeline_ii(plan)
+    delays = gate_delays(plan, rows)
+    out = {}
+    for lay in plan.layers:
+        if not isinstance(lay, GateLayer):
+            continue
+        words = lay.elements // lay.lanes
+        tx, rx = t[lay.inputs[0]]
+        b = burst.get(lay.inputs[0])
+        last_x = tx + _arrival(lay.elements, rx, b)
+        start = tx + interval  # the next map's first word
+        rate = 1.0 if b is not None else min(1.0, rx / lay.lanes)
+        read = last_x + delays[lay.name] + GATE_LATENCY_EXTRA
+        q = 1.0 / lay.K if lay.serial else 1.0
+
+        def held(at, start=start, rate=rate, read=read, q=q, words=words):
+            came = min(words, max(0.0, (at - start) * rate))
+            return came - min(words, max(0.0, (at - read) * q))
+
+        out[lay.name] = max(0.0, *(held(at) for at in (
+            start, start + words / rate, read, read + words / q)))
     return out
 
 

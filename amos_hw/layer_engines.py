@@ -74,7 +74,8 @@ def _gate(lay: GateLayer, arrays) -> tuple[tuple, dict]:
         "channels": lay.channels, "elements": lay.elements, "x_width": lay.x_width,
         "g_width": lay.g_width, "shifts": tuple(lay.shifts), "lanes": lay.lanes,
         "x_signed": lay.x_signed, "g_signed": lay.g_signed, "name": lay.name,
-        **({"serial": lay.serial, "depth": lay.depth_serial} if lay.serial else {})}
+        **({"serial": lay.serial, "depth": lay.depth_serial} if lay.serial else {}),
+        **({"map_words": lay.map_words} if lay.map_words else {})}
 
 
 def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:

@@ -444,6 +444,7 @@ class GateLayer(_SerialFolding, Layer):
     serial_ok: bool = True
     lane_lut4: int = 0
     serial_lut4: int = 0
+    map_words: int = 0  # words of the map memory (amos_hw.buffers); 0: two maps
 
     @property
     def in_lanes(self) -> int:
@@ -469,7 +470,8 @@ class GateLayer(_SerialFolding, Layer):
                 "g_signed": self.g_signed, "shifts": list(self.shifts)}
 
     def _folded_fields(self) -> dict:
-        return {"lanes": self.lanes, "skip_lanes": self.skip_lanes, **self._serial_fields()}
+        return {"lanes": self.lanes, "skip_lanes": self.skip_lanes, **self._serial_fields(),
+                **({"map_words": self.map_words} if self.map_words else {})}
 
 
 @dataclass

@@ -197,6 +197,41 @@ def test_late_gate_holds_the_map_but_stays_exact():
     assert got.tolist() == reference(unit, x, g, 0, 0)[0].ravel().tolist()
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_one_map_memory_against_reference(lanes):
+    """``map_words`` = one map: the producer waits for each gate, the outputs stay exact under
+    random gaps and stalls."""
+    unit = mult_unit()
+    dut = GateEngine(unit, channels=4, elements=36, x_width=8, g_width=8, lanes=lanes,
+                     map_words=36 // lanes)
+    assert dut.params.map_depth == 36 // lanes
+    x, g = data_for(dut, 3, (3, 3), np.random.default_rng(lanes))
+    got, count = simulate(dut, x, g, seed=20 + lanes)
+    want, spikes = reference(unit, x, g, 0, 0)
+    assert got.tolist() == want.tolist() and count == spikes
+
+
+def test_map_words_of_one_map_and_the_delay():
+    """One map and the next map's words that come before the gate is in and read (here the
+    map one word a cycle, so ``delay + CW`` words and the 3 cycles to the first read): the
+    producer is never held up and the interval is one map; with one map it is held up."""
+    unit = mult_unit()
+    C, hw, delay = 4, (3, 3), 5
+    W, CW, images = 36, 4, 4
+    x, g = data_for(GateEngine(unit, channels=C, elements=W, x_width=8, g_width=8), images,
+                    hw, np.random.default_rng(9))
+    want = reference(unit, x, g, 0, 0)[0].ravel().tolist()
+    for slack, held in ((delay + CW + 4, False), (0, True)):
+        dut = GateEngine(unit, channels=C, elements=W, x_width=8, g_width=8,
+                         map_words=W + slack)
+        ins, _, outs, got = timed(dut, to_words(x, 1), to_words(g, 1), images, delay)
+        assert got.tolist() == want
+        assert (max(np.diff(ins)) > 1) == held
+        if not held:
+            firsts = outs[::W]
+            assert np.diff(firsts[1:]).tolist() == [W] * (images - 2)
+
+
 def test_widths_ports_and_figures(built):
     unit = mult_unit()
     kw = {"channels": 8, "elements": 8 * 6, "x_width": 10, "g_width": 9, "shifts": (2, 1),
@@ -255,6 +290,9 @@ BAD = [
     ({"shifts": (0, 63)}, ValueError, r"^se: shifts\[1\] must be a non-negative integer of at "
                                       r"most 62, not 63$"),
     ({"name": ""}, ValueError, r"^name must be a non-empty string, not ''$"),
+    ({"map_words": 7}, ValueError, r"^se: map_words must hold one map \(8 words\), not 7$"),
+    ({"map_words": 17}, ValueError, r"^se: map_words must be a positive integer of at most "
+                                    r"16, not 17$"),
 ]
 
 

@@ -36,7 +36,7 @@ class GateEngine(wiring.Component):
 
     In a squeeze-and-excitation block the gate of an image is computed from the whole map (a
     global average pool, two dense layers), so it arrives after the map's last word. The engine
-    therefore writes each map into a memory of two maps (a ring of ``2 * words`` words, written
+    therefore writes each map into a ring of ``map_words`` words (by default two maps; written
     one word a cycle while a word is free) and the gate into a memory of two gate vectors; an
     image is read out, one word a cycle, once its map and its whole gate are in, each word with
     the gate word of its channels (``lanes`` divides ``channels``, so a word's lanes are
@@ -82,6 +82,10 @@ class GateEngine(wiring.Component):
         :class:`~amos_hw.lib.amos_unit.AmosUnit`. Default ``None``.
     depth : int, optional
         ``D`` of each serial unit (1..16, ``gcd(K, D) = 1``); serial form only.
+    map_words : int, optional
+        Words of the map memory, one map (``elements / lanes``) to two (the default): one
+        map and the words of the next that arrive before its gate is in and its reading
+        catches up (:func:`amos_hw.buffers.gate_map_words`).
 
     Members
     -------
@@ -98,10 +102,12 @@ class GateEngine(wiring.Component):
     """
 
     def __init__(self, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
-                 x_signed=True, g_signed=True, name="gate", serial=None, depth=None):
+                 x_signed=True, g_signed=True, name="gate", serial=None, depth=None,
+                 map_words=None):
         p = GateParams.check(unit, channels=channels, elements=elements, x_width=x_width,
                              g_width=g_width, shifts=shifts, lanes=lanes, x_signed=x_signed,
-                             g_signed=g_signed, name=name, serial=serial, depth=depth)
+                             g_signed=g_signed, name=name, serial=serial, depth=depth,
+                             map_words=map_words)
         self._p = p
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(_shape(p.x_width, p.x_signed), p.lanes))),
@@ -113,14 +119,15 @@ class GateEngine(wiring.Component):
 
     @staticmethod
     def figures(unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
-                x_signed=True, g_signed=True, name="gate", serial=None, depth=None):
+                x_signed=True, g_signed=True, name="gate", serial=None, depth=None,
+                map_words=None):
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.gate_params.GateParams.figures`."""
         return GateParams.check(unit, channels=channels, elements=elements, x_width=x_width,
                                 g_width=g_width, shifts=shifts, lanes=lanes, x_signed=x_signed,
                                 g_signed=g_signed, name=name, serial=serial,
-                                depth=depth).figures()
+                                depth=depth, map_words=map_words).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (GateParams).")
     name = property(lambda self: self._p.name)
@@ -197,6 +204,7 @@ class GateEngine(wiring.Component):
         p = self._p
         D, W = p.map_depth, p.words
         waddr = counter(D, "map_waddr")
+        wword = counter(W, "map_wword")  # word of the map being written
         take = Signal()
         m.d.comb += [
             take.eq(self.i.valid & self.i.ready),
@@ -206,7 +214,8 @@ class GateEngine(wiring.Component):
         ]
         with m.If(take):
             m.d.sync += waddr.eq(Mux(waddr == D - 1, 0, waddr + 1))
-        done = take & ((waddr == W - 1) | (waddr == D - 1))
+            m.d.sync += wword.eq(Mux(wword == W - 1, 0, wword + 1))
+        done = take & (wword == W - 1)
         return take, done
 
     def _write_gate(self, m, wr, gfull):
@@ -261,6 +270,7 @@ class GateEngine(wiring.Component):
         # the read side: issue a word's reads (map and gate), register them (the memories'
         # read ports), register v1 / v2, then the unit; the whole pipeline holds while stalled
         raddr = counter(D, "map_raddr")
+        rword = counter(W, "map_rword")  # word of the map being read
         rcnt = counter(CW, "gate_rcnt")  # channel group of the next word
         rbank = Signal(name="gate_rbank")
         mid = Signal()  # an image is being read (its first word issued, not its last)
@@ -271,7 +281,7 @@ class GateEngine(wiring.Component):
             en.eq(~valid_v | amos.i.ready),
             issue.eq(en & (mid | ((maps != 0) & gfull.bit_select(rbank, 1)))),
             first.eq(issue & ~mid),
-            last.eq(issue & ((raddr == W - 1) | (raddr == D - 1))),
+            last.eq(issue & (rword == W - 1)),
             m_rd.en.eq(en),
             m_rd.addr.eq(raddr),
             g_rd.en.eq(en),
@@ -280,6 +290,7 @@ class GateEngine(wiring.Component):
         with m.If(issue):
             m.d.sync += [
                 raddr.eq(Mux(raddr == D - 1, 0, raddr + 1)),
+                rword.eq(Mux(rword == W - 1, 0, rword + 1)),
                 rcnt.eq(Mux(rcnt == CW - 1, 0, rcnt + 1)),
                 mid.eq(~last),
             ]

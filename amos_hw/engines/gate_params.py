@@ -81,18 +81,19 @@ class GateParams:
     unit_flip_flops: int  # AmosUnit.flip_flops_for(unit, v1_width, in2_width=v2_width, ...)
     serial: int | None = None  # n serial units (one a lane), or None: the pipelined AmosUnit
     depth: int | None = None  # D of each serial unit (serial form only)
+    map_words: int | None = None  # words of the map memory; None: two maps
 
     @classmethod
     def check(cls, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
               x_signed=True, g_signed=True, name="gate", serial=None,
-              depth=None) -> GateParams:
+              depth=None, map_words=None) -> GateParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of two inputs),
         ``channels`` and ``elements`` (``channels`` divides ``elements``), ``lanes`` (divides
         ``channels``; ``serial`` sets it, :func:`~amos_hw.engines.unit_params.check_serial`),
         the port widths (``1..32``) and signedness, the shifts (two integers
-        ``0..62``) and that the requantised ports reach the unit's ``in_range`` /
-        ``in2_range``."""
+        ``0..62``), that the requantised ports reach the unit's ``in_range`` /
+        ``in2_range``, and ``map_words`` (``None``, or ``words..2 * words``)."""
         _check_name(name)
         if not isinstance(unit, IntAmosUnit):
             raise TypeError(f"{name}: unit must be a python_ref.quant.IntAmosUnit, "
@@ -127,18 +128,24 @@ class GateParams:
             raise ValueError(f"{name}: {err}") from None
         d = [int(v) for v in unit.d]
         y_width = signed_width(sum(min(0, v) for v in d), sum(max(0, v) for v in d))
+        if map_words is not None:
+            words = elements // lanes
+            map_words = _pos(name, "map_words", map_words, 2 * words)
+            if map_words < words:
+                raise ValueError(f"{name}: map_words must hold one map ({words} words), "
+                                 f"not {map_words}")
         return cls(name=name, unit=unit, channels=channels, elements=elements, lanes=lanes,
                    x_width=x_width, x_signed=x_signed, g_width=g_width, g_signed=g_signed,
                    shifts=shifts, v1_width=v1_width, v2_width=v2_width, y_width=y_width,
-                   unit_flip_flops=unit_ff, serial=serial, depth=depth)
+                   unit_flip_flops=unit_ff, serial=serial, depth=depth, map_words=map_words)
 
     K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
     out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
     words = property(lambda self: self.elements // self.lanes, doc="Words of one map.")
     gate_words = property(lambda self: self.channels // self.lanes,
                           doc="Words of one gate vector.")
-    map_depth = property(lambda self: 2 * self.words,
-                         doc="Words of the map memory: two maps.")
+    map_depth = property(lambda self: self.map_words or 2 * self.words,
+                         doc="Words of the map memory: ``map_words``, by default two maps.")
 
     @property
     def cycles(self) -> int:
@@ -150,7 +157,10 @@ class GateParams:
         as fewer than ``words`` words of the next map arrive up to the cycle of each image's
         last gate word (checked exactly in ``tests/test_engines_gate.py``): the squeeze-and-
         excitation path's latency must stay below one map's worth of words; a later gate
-        holds the producer up (no deadlock: a gate needs only its own map).
+        holds the producer up (no deadlock: a gate needs only its own map). With
+        ``map_words = words + s``, the words of the next map held at any time, less the
+        words of this one already read, must stay at most ``s`` (the generator sizes ``s``
+        so, :func:`amos_hw.buffers.gate_map_words`).
 
         The serial form (``serial=n``, :class:`~amos_hw.engines.unit.SerialLanes`): the reads
         are paced by the units, one word every ``K`` cycles: ``K * elements / lanes``; the
@@ -175,7 +185,7 @@ class GateParams:
 
     @property
     def memories(self) -> tuple:
-        """The map memory (``2 * words`` words of ``lanes * x_width`` bits: two maps) and the
+        """The map memory (:attr:`map_depth` words of ``lanes * x_width`` bits) and the
         gate memory (two gate vectors, ``2 * channels / lanes`` words of ``lanes * g_width``
         bits), as :class:`~amos_hw.lib.bram.MemShape`."""
         return (MemShape("map", self.map_depth, self.lanes * self.x_width),
@@ -183,20 +193,21 @@ class GateParams:
 
     @property
     def memory_bits(self) -> int:
-        """``2 * elements * x_width + 2 * channels * g_width``: two maps and two gate
-        vectors."""
-        return 2 * self.elements * self.x_width + 2 * self.channels * self.g_width
+        """``map_depth * lanes * x_width + 2 * channels * g_width``: the map memory and two
+        gate vectors."""
+        return self.map_depth * self.lanes * self.x_width + 2 * self.channels * self.g_width
 
     @property
     def flip_flops(self) -> int:
         """The unit's registers (:meth:`AmosUnit.flip_flops_for
         <amos_hw.lib.amos_unit.AmosUnit>`), the ``v1`` / ``v2`` registers of every lane, the
-        map's write and read addresses and fill count, the gate's write and read addresses,
+        map's write and read addresses, fill count and word-in-map counters, the gate's write
+        and read addresses,
         the two gate flags, the count of complete maps, the read flag and two valid flags. The
         serial form: ``n`` serial units (:func:`~amos_hw.engines.unit_params.serial_figures`)
         and the pacer in place of the unit's registers."""
         addr, gaddr = _bits(self.map_depth), _bits(2 * self.gate_words)
-        fill = (self.map_depth).bit_length()
+        fill = (self.map_depth).bit_length() + 2 * _bits(self.words)
         regs = self.lanes * (self.v1_width + self.v2_width)
         unit_ff = self.unit_flip_flops
         if self.serial:
@@ -250,7 +261,8 @@ class GateParams:
         S1, S2 = self.shifts
         per_lane = (S1 != 0) * self.v1_width + (S2 != 0) * self.v2_width
         counters = (2 * _bits(self.map_depth) + self.map_depth.bit_length()
-                    + _bits(2 * self.gate_words) + _bits(self.gate_words))
+                    + 2 * _bits(self.words) + _bits(2 * self.gate_words)
+                    + _bits(self.gate_words))
         if self.serial:
             unit = (self.serial * self._serial_figures()[0] - COUNT_WIDTH
                     + _pacer_bits(self.K) + 2)
