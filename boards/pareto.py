@@ -12,16 +12,19 @@ generator's estimate for the board (``python -m amos_hw.generate --model STEM.js
 --stop-after estimate``: the folding the generator picks to fill the device, cycles per image,
 LUT4, FF, block RAM; nothing is built). The zoo's own description (K = 10, fine-tuned with the
 units in the loop) is a row too. Placed figures (Fmax over seeds, LUT4, FF, DP16KD, DSP, images/s
-on the board clock) come from bitstream builds (``python -m boards.bench``) and stay ``null``
-in a row until a build of that row's description is recorded.
+on the board clock) come from the recorded bitstream builds of the row's description
+(``python -m boards.bench``, matched by ``model_sha256``; :func:`placed`) and stay ``null`` in
+a row until one is recorded; ``python -m boards.pareto --placed`` refills them alone.
 
 Writes ``docs/results/pareto_resnet8.json`` (one row per point) and
-``docs/figures/pareto_resnet8.png`` (test top-1 against the estimated images/s).
+``docs/figures/pareto_resnet8.png`` (test top-1 against the estimated images/s, and against the
+images/s on the board clock where a build is recorded).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from amos_hw import generate
+from amos_hw.devices import device_name
 from python_ref import convert as _convert
 from python_ref import evaluate as _evaluate
 from python_ref.checkpoint import ZOO
@@ -43,7 +47,50 @@ FIGURE = REPO / "docs" / "figures" / "pareto_resnet8.png"
 MODEL = "resnet8"
 DEFAULT_K = (4, 5, 6, 8, 10)
 # the placed figures a bitstream build adds to a row (null until one is recorded)
-PLACED = ("fmax_mhz", "fmax_mhz_min", "lut4", "ff", "bram", "dsp", "images_per_s_board_clock")
+PLACED = ("fmax_mhz", "fmax_mhz_min", "lut4", "ff", "bram", "dsp", "images_per_s_board_clock",
+          "placed_builds")
+BOARDS = REPO / "docs" / "results" / "boards"
+
+
+def _plain_build(rep: dict) -> bool:
+    """A build of the board's own folding, ECP5 carry, router1 and no timing target: one that
+    differs from the default build by its PLL clock and nextpnr seed at most."""
+    words = [w for w in (rep.get("variant") or "").split(", ") if w]
+    return (str(rep.get("parallelism", "")).startswith("largest that fits")
+            and rep.get("router") == "router1" and rep.get("timing_mhz") is None
+            and rep.get("carry") in (None, "ecp5")
+            and all(w.startswith(("PLL ", "nextpnr seed ")) for w in words))
+
+
+def placed(row: dict, boards: Path = BOARDS) -> dict:
+    """The placed figures of a row from the recorded bitstream builds (``boards/*.json``) of
+    the same description (``model_sha256``) on a board of the row's device, plain builds only
+    (:func:`_plain_build`). LUT4, FF, DP16KD, DSP and images/s on the board clock are those of
+    the fastest build that meets its clock; Fmax is the median and the minimum over the builds
+    that target the same clock (``fmax_constraint_mhz``: nextpnr seeds), listed in
+    ``placed_builds``. All ``None`` when there is no such build; without a build that meets
+    its clock, the Fmax of the builds of the highest target alone."""
+    reps = []
+    for path in sorted(boards.glob("*.json")):
+        rep = json.loads(path.read_text())
+        if (rep.get("model_sha256") == row.get("model_sha256") and _plain_build(rep)
+                and device_name(rep["board"]) == device_name(row["board"])):
+            reps.append((path.name, rep))
+    out = dict.fromkeys(PLACED)
+    if not reps:
+        return out
+    meets = [rep for _, rep in reps if rep.get("meets_board_clock")]
+    best = max(meets, key=lambda rep: rep["images_per_s_board_clock"]) if meets else None
+    target = (best or max((rep for _, rep in reps),
+                          key=lambda rep: rep["fmax_constraint_mhz"]))["fmax_constraint_mhz"]
+    group = [(name, rep) for name, rep in reps if rep["fmax_constraint_mhz"] == target]
+    fmax = sorted(rep["fmax_mhz"] for _, rep in group)
+    out.update(fmax_mhz=round(statistics.median(fmax), 2), fmax_mhz_min=fmax[0],
+               placed_builds=[name for name, _ in group])
+    if best is not None:
+        out.update(lut4=best["lut4"], ff=best["ff"], bram=best["bram"]["blocks"],
+                   dsp=best["dsp"], images_per_s_board_clock=best["images_per_s_board_clock"])
+    return out
 
 
 def estimate(stem: Path, board: str) -> dict:
@@ -55,7 +102,8 @@ def estimate(stem: Path, board: str) -> dict:
             raise RuntimeError(f"python -m amos_hw.generate --model {stem}.json --board {board} "
                                f"--stop-after estimate failed with status {rc}")
         step = json.loads(next(Path(out, "steps").glob("*_estimate.json")).read_text())
-    return {"est_architecture": step.get("architecture") or "pipelined",
+    return {"model_sha256": step["model_sha256"],
+            "est_architecture": step.get("architecture") or "pipelined",
             "est_cycles_per_image": step["cycles_per_image"],
             "est_clock_mhz": step["clock_mhz"],
             "est_images_per_s": step["images_per_s"], "est_lut4": step["est_lut4"],
@@ -70,7 +118,7 @@ def row(name: str, stem: Path, conversion: str, board: str, data=None, limit=Non
     return {"model": name, "K": r["K"], "conversion": conversion, "n_images": r["n_images"],
             "ann_top1": r["ann_top1"], "snn_top1": r["snn_top1"],
             "spikes_per_image": r["spikes_per_image"], "neurons": r["neurons"],
-            "board": board, **estimate(stem, board), **dict.fromkeys(PLACED)}
+            "board": board, **(est := estimate(stem, board)), **placed({**est, "board": board})}
 
 
 def plot(rows: list, path: Path = FIGURE) -> Path:
@@ -85,6 +133,11 @@ def plot(rows: list, path: Path = FIGURE) -> Path:
         ax.annotate(f"K={r['K']}" + ("" if plain else " (zoo, fine-tuned)"),
                     (r["est_images_per_s"], 100 * r["snn_top1"]), textcoords="offset points",
                     xytext=(5, -10))
+        if r.get("images_per_s_board_clock"):  # the placed build, on its board clock
+            ax.scatter(r["images_per_s_board_clock"], 100 * r["snn_top1"], marker="s",
+                       s=40, facecolors="none", edgecolors="C2")
+            ax.plot([r["est_images_per_s"], r["images_per_s_board_clock"]],
+                    [100 * r["snn_top1"]] * 2, color="C2", lw=0.8, ls=":")
     clock = rows[0]["est_clock_mhz"] if rows else 0
     ax.set_xlabel(f"images/s, generator estimate at {clock:g} MHz ({rows[0]['board']})"
                   if rows else "images/s")
@@ -108,12 +161,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="N test images (a seeded draw); the results files need the full set")
     p.add_argument("--work", default="build/pareto", help="folder for the converted variants")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--placed", action="store_true",
+                   help="only refill the placed figures of docs/results/pareto_resnet8.json from "
+                        "the recorded builds (docs/results/boards/), and redraw the figure")
     return p
+
+
+def refill(path: Path = RESULT, boards: Path = BOARDS) -> list:
+    """Refill the placed figures of every row of the results file ``path``; the rows."""
+    doc = json.loads(path.read_text())
+    for r in doc["rows"]:
+        if "model_sha256" not in r:
+            raise SystemExit(f"{path}: row {r['model']!r} has no model_sha256 (written before "
+                             f"it was recorded): rerun python -m boards.pareto")
+        r.update(placed(r, boards))
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return doc["rows"]
 
 
 def main(argv=None) -> int:
     """The command line; the exit status."""
     a = _parser().parse_args(argv)
+    if a.placed:
+        rows = refill()
+        print(f"wrote {RESULT.relative_to(REPO)} and {plot(rows).relative_to(REPO)}: "
+              f"{sum(r['fmax_mhz'] is not None for r in rows)} rows with builds")
+        return 0
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     t0, rows, progress = time.time(), [], not a.no_progress

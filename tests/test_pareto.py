@@ -1,4 +1,5 @@
-"""boards.pareto: a row reads the evaluation and the generator's estimate; the figure is drawn."""
+"""boards.pareto: a row reads the evaluation, the generator's estimate and the recorded builds
+of its description; the figure is drawn."""
 import json
 
 from boards import pareto
@@ -12,6 +13,39 @@ def test_row_holds_the_evaluation_the_estimate_and_null_placed_figures(tmp_path)
     # the shipped ResNet8 on the ecp5-85f: the figures of its committed board result
     board = json.loads((pareto.REPO / "docs/results/boards/ulx3s-85f_resnet8.json").read_text())
     assert r["est_cycles_per_image"] == board["cycles_per_image"]
-    assert all(r[k] is None for k in pareto.PLACED)
+    # its placed figures: the committed PLL 85 MHz build (the fastest that meets its clock)
+    assert r["model_sha256"] == board["model_sha256"]
+    assert r["images_per_s_board_clock"] == 1152.886 and r["fmax_mhz"] == 85.45
+    assert r["placed_builds"] == ["ulx3s-85f_resnet8_pll85mhz_seed2.json"]
     png = pareto.plot([r, dict(r, conversion="plain", K=6)], tmp_path / "p.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _build(tmp, name, **kw):
+    rep = {"model_sha256": "aa", "board": "ulx3s-85f", "parallelism": "largest that fits x",
+           "router": "router1", "timing_mhz": None, "carry": "ecp5", "variant": None,
+           "fmax_constraint_mhz": 90.0, "fmax_mhz": 91.0, "meets_board_clock": True,
+           "images_per_s_board_clock": 2000.0, "lut4": 1, "ff": 2, "bram": {"blocks": 3},
+           "dsp": 0, **kw}
+    (tmp / f"{name}.json").write_text(json.dumps(rep))
+
+
+def test_placed_figures_come_from_plain_builds_of_the_same_description(tmp_path):
+    """Seeds at the fastest build's clock target give the median and minimum Fmax; builds of
+    another description, device, router or folding, or of another clock target, do not."""
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    assert all(v is None for v in pareto.placed(row, tmp_path).values())
+    _build(tmp_path, "a_seed1", fmax_mhz=92.0, images_per_s_board_clock=2400.0, lut4=50)
+    _build(tmp_path, "a_seed2", fmax_mhz=89.5, meets_board_clock=False,
+           variant="PLL 90 MHz, nextpnr seed 2")
+    _build(tmp_path, "a_seed3", fmax_mhz=95.0, variant="nextpnr seed 3")
+    _build(tmp_path, "slow_target", fmax_constraint_mhz=75.0, fmax_mhz=70.0)
+    _build(tmp_path, "router2", router="router2", fmax_mhz=120.0)
+    _build(tmp_path, "other_model", model_sha256="bb", fmax_mhz=130.0)
+    _build(tmp_path, "other_device", board="ulx3s-25f", fmax_mhz=140.0)
+    _build(tmp_path, "folded", parallelism="explicit", fmax_mhz=150.0)
+    _build(tmp_path, "old_generator", variant="generator 92d89da", fmax_mhz=160.0)
+    got = pareto.placed(row, tmp_path)
+    assert got == {"fmax_mhz": 92.0, "fmax_mhz_min": 89.5, "lut4": 50, "ff": 2, "bram": 3,
+                   "dsp": 0, "images_per_s_board_clock": 2400.0,
+                   "placed_builds": ["a_seed1.json", "a_seed2.json", "a_seed3.json"]}
