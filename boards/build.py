@@ -507,8 +507,8 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
             n_bytes(net) + 6 + 6 + 5 + net.num_classes * ((net.logit_width + 7) // 8)), 1),
         "parallelism": est.get("parallelism"),
         "generator_estimate": {k: est.get(k) for k in ("est_lut4", "est_ff", "est_bram_bits",
-                                                       "est_dsp", "bottleneck",
-                                                       "parallelism")},
+                                                       "est_bram_blocks", "est_dsp",
+                                                       "bottleneck", "parallelism")},
         "seed": SEED,
         "tools": {
             "yosys": _tool_version(env["YOSYS"], "-V"),

@@ -157,10 +157,11 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
 
 # --- RTL runs ---------------------------------------------------------------------------------
 
-def _rtl_command(name: str, run: dict) -> str:
+def _rtl_command(name: str, run: dict, key: str = "") -> str:
     """The ``rtl_tests.network`` command of one run, from the file-name rule of that CLI
     (``rtl_<model>.json``, ``rtl_<model>_shared.json``, ``rtl_<model>_<device>.json``, each
-    with ``_spikes`` after it for a run with the spike counters)."""
+    with ``_spikes`` after it for a run with the spike counters) and the run's key in the file
+    (``<simulator>-<form>-carry`` for a board's folding in another carry form)."""
     model = run["model"]
     suffix = name[len(f"rtl_{model}"):-len(".json")].lstrip("_")
     spikes = suffix == "spikes" or suffix.endswith("_spikes")
@@ -173,6 +174,8 @@ def _rtl_command(name: str, run: dict) -> str:
     elif str(run.get("parallelism") or "").startswith("target"):
         args.append(f"--target-cycles {run['cycles_per_image_report']}")
     args += [f"--images {run['images']}", f"--sim {run['simulator']}"]
+    if key.endswith("-carry"):
+        args.append(f"--carry {key.split('-')[-2]}")
     if spikes:
         args.append("--spike-counts")
     return "`python -m rtl_tests.network " + " ".join(args) + "`"
@@ -201,14 +204,16 @@ def rtl_table(results: list[tuple[str, dict]]) -> list[str]:
             r = doc["runs"][sim]
             rows.append([
                 f"`{name}`", r["model"], r.get("architecture", _NONE),
-                r.get("parallelism") or _NONE, r["simulator"], _int(r["images"]),
+                (r.get("parallelism") or _NONE)
+                + (f" ({sim.split('-')[-2]} carry)" if sim.endswith("-carry") else ""),
+                r["simulator"], _int(r["images"]),
                 _int(r["mismatches"]) + (f" (spikes: {_int(r['spike_mismatches'])})"
                                          if "spike_mismatches" in r else ""),
                 f"{_pct(r['accuracy'])} / {_pct(r['reference_accuracy'])}",
                 _pair(r["cycles_per_image_measured"], r["cycles_per_image_report"]),
                 _pair(r["latency_cycles_measured"], r["latency_cycles_report"]),
                 f"`{r['generator_git']}`" if r.get("generator_git") else _NONE,
-                _rtl_command(name, r)])
+                _rtl_command(name, r, sim)])
     lines = [
         "## RTL runs: the generated network's Verilog against the integer reference",
         "",
@@ -258,19 +263,25 @@ def _est(r: dict, key: str) -> str:
     return _NONE if v is None else str(v)
 
 
+def _placed(r: dict, key: str):
+    """A build's placed LUT4, FF or block RAM count (``bram``: blocks)."""
+    return r.get("bram", {}).get("blocks") if key == "bram_blocks" else r.get(key)
+
+
 def estimate_errors(results: list[dict]) -> dict:
-    """``{"lut4": [...], "ff": [...]}``: each build's (estimate - placed) / placed, for the
-    builds that recorded the generator's estimate."""
-    out: dict[str, list[float]] = {"lut4": [], "ff": []}
+    """``{"lut4": [...], "ff": [...], "bram_blocks": [...]}``: each build's (estimate - placed)
+    / placed, for the builds that recorded the generator's estimate (block RAMs: those built
+    since the estimate records its block count)."""
+    out: dict[str, list[float]] = {"lut4": [], "ff": [], "bram_blocks": []}
     for r in results:
         est = r.get("generator_estimate") or {}
         for k in out:
-            if est.get(f"est_{k}") is not None and r.get(k):
-                out[k].append((est[f"est_{k}"] - r[k]) / r[k])
+            if est.get(f"est_{k}") is not None and _placed(r, k):
+                out[k].append((est[f"est_{k}"] - _placed(r, k)) / _placed(r, k))
     return out
 
 
-_LABELS = {"lut4": "LUT4", "ff": "FF"}
+_LABELS = {"lut4": "LUT4", "ff": "FF", "bram_blocks": "block RAMs"}
 
 
 def _error_lines(results: list[dict]) -> list[str]:
@@ -298,7 +309,8 @@ def _board_row(r: dict) -> str:
         + f" | {r['fmax_mhz']:.1f} ({clock})"
         f"{meets} | {r['lut4']} ({r['utilisation_pct']['lut4']:.0f}%) | {_est(r, 'est_lut4')} | "
         f"{r['ff']} | {_est(r, 'est_ff')} | "
-        f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {r['spram']['blocks']} | "
+        f"{r['bram']['blocks']} ({r['bram']['bits'] // 1024}) | {_est(r, 'est_bram_blocks')} | "
+        f"{r['spram']['blocks']} | "
         f"{r['dsp']} | {r['cycles_per_image']} | {_rate(r['images_per_s'])} | "
         f"{_rate(r['images_per_s_board_clock'])} | "
         f"{r['latency_us_at_fmax']:.1f} us | `{path}` | {r['build_wall_s']:.0f} s | {git} |")
@@ -359,16 +371,17 @@ def boards_table(results: list[dict]) -> list[str]:
         "rewrites this table.",
         "",
         "| board | model | Fmax MHz (clock it runs at) | LUT4 | LUT4 est. | FF | FF est. "
-        "| BRAM blocks (kbit) | SPRAM "
+        "| BRAM blocks (kbit) | BRAM est. | SPRAM "
         "| DSP | cycles / image | images/s at Fmax | images/s as built | latency at Fmax "
         "| critical path | build | git |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: "
+        "| ---: "
         "| ---: | --- | ---: | --- |",
     ]
     lines += [_board_row(r) for r in sorted(results, key=lambda r: (r["model"], r["board"]))]
     lines += ["", "The generator's estimate against the placed design (`est.` columns, written by "
-              "the generator before the build; block RAM is estimated in used bits, not in "
-              "blocks, so it has no comparable column):", "", *_error_lines(results)]
+              "the generator before the build; block RAM blocks recorded by builds since "
+              "2026-12-05):", "", *_error_lines(results)]
     lines += ["", "Anchors (published, other devices):", "", *_anchor_lines()]
     lines += ["", "Goals (each against the build with the most images/s at Fmax):", "",
               *_goal_lines(results)]

@@ -44,6 +44,7 @@ import numpy as np
 from amos_hw.backend.cluster import ClusterError, Task, add_cluster_arguments, cluster, run_tasks
 from amos_hw.backend.manifest import git_state
 from amos_hw.devices import DEVICES
+from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.spiflash import flash_contents
@@ -210,6 +211,11 @@ def _parser() -> argparse.ArgumentParser:
                         "ecp5-25f ResNet8 is the shared engine with its weights in an SPI flash, "
                         "modelled here); "
                         "results go to rtl_<model>_<device>.json")
+    p.add_argument("--carry", default=None, choices=CARRY_FORMS,
+                   help="with --board: the matrix-vector adders' carry form instead of the "
+                        "board build's (generic: the same folding and schedule in portable "
+                        "Verilog, which Verilator runs several times faster than the CCU2C "
+                        "cells; the run is kept as verilator-generic-carry)")
     p.add_argument("--spike-counts", action="store_true",
                    help="generate the network with its spike counters and compare every "
                         "image's spikes with python_ref's (results go to "
@@ -231,7 +237,9 @@ def _flow_config(p, args) -> dict:
                     "--target-cycles and --architecture")
         if args.board not in DEVICES:
             p.error(f"--board: unknown device {args.board!r}; known: {', '.join(DEVICES)}")
-        return {"board": args.board}
+        return {"board": args.board, **({"carry": args.carry} if args.carry else {})}
+    if args.carry is not None:
+        p.error("--carry chooses the carry form of a board build's network: it needs --board")
     if args.architecture == "shared":
         if args.target_cycles is not None:
             p.error("--target-cycles folds the pipelined engines; the shared engine has one "
@@ -287,7 +295,7 @@ def main(argv=None) -> int:
         print(f"error: {e}\nno result written", file=sys.stderr)
         return 1
     res["run_wall_s"] = round(time.perf_counter() - t0, 1)
-    _write_result(out, res, args.sim)
+    _write_result(out, res, args.sim + (f"-{args.carry}-carry" if args.carry else ""))
     return 0 if res["mismatches"] == 0 else 1
 
 

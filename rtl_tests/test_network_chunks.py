@@ -71,6 +71,16 @@ def test_cli_rejects_a_bad_chunk(capsys):
     assert "--chunk must be a positive integer, not 0" in capsys.readouterr().err
 
 
+def test_cli_carry_needs_a_board(capsys):
+    with pytest.raises(SystemExit):
+        N.main(["--model", "resnet8", "--carry", "generic"])
+    assert "--carry chooses the carry form of a board build's network: it needs --board" in \
+        capsys.readouterr().err
+    p = N._parser()
+    args = p.parse_args(["--board", "ecp5-85f", "--carry", "generic"])
+    assert N._flow_config(p, args) == {"board": "ecp5-85f", "carry": "generic"}
+
+
 def test_digits_in_three_chunks_equal_one_run(sim):
     pytest.importorskip("distributed", reason="the cluster extra is not installed")
     x, y = N.pick_images(*load_digits("test"), 24, seed=3)

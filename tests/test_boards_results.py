@@ -100,11 +100,13 @@ def test_check_names_each_stale_page(tmp_path, monkeypatch, capsys):
 
 
 def test_estimate_errors_against_the_placed_design():
-    builds = [{"lut4": 100, "ff": 200, "generator_estimate": {"est_lut4": 110, "est_ff": 150}},
-              {"lut4": 50, "ff": 80, "generator_estimate": {"est_lut4": 40}},
+    builds = [{"lut4": 100, "ff": 200, "bram": {"blocks": 20},
+               "generator_estimate": {"est_lut4": 110, "est_ff": 150, "est_bram_blocks": 25}},
+              {"lut4": 50, "ff": 80, "bram": {"blocks": 8},
+               "generator_estimate": {"est_lut4": 40}},
               {"lut4": 70, "ff": 70}]
     errs = results.estimate_errors(builds)
-    assert errs == {"lut4": [0.1, -0.2], "ff": [-0.25]}
+    assert errs == {"lut4": [0.1, -0.2], "ff": [-0.25], "bram_blocks": [0.25]}
     lines = results._error_lines(builds)
     assert lines[0].startswith("- LUT4: over 2 builds the estimate errs by -5.0 % (median), "
                                "from -20.0 % to +10.0 %")
