@@ -251,14 +251,23 @@ def gate_delays(plan: NetworkPlan, rows: list[dict]) -> dict:
 
 
 def gate_backlog(plan: NetworkPlan, rows: list[dict]) -> dict:
-    """Gate layer -> estimated peak of the next map's words held beside one map: the words of
-    image ``n + 1`` that arrive (its first one interval after image ``n``'s, at its producer's
-    rate; a row-burst producer's at up to one word a cycle) less the words of image ``n`` read
-    out (from :data:`~amos_hw.engines.gate_params.GATE_LATENCY_EXTRA` cycles after its gate's
-    last word: one word a cycle, every ``K`` cycles in the serial form), at the most. The map
-    memory holds one map and this backlog (:func:`amos_hw.buffers.assign_gate_buffers`)."""
+    """Gate layer -> estimated words of the next map its memory must hold beside one map, the
+    larger of two needs:
+
+    * the map's producer never waits: the words of image ``n + 1`` that arrive (its first one
+      interval after image ``n``'s, at its producer's rate; a row-burst producer's at up to one
+      word a cycle) less the words of image ``n`` read out (from
+      :data:`~amos_hw.engines.gate_params.GATE_LATENCY_EXTRA` cycles after its gate's last
+      word, one word a cycle, every ``K`` cycles in the serial form), at the most;
+    * where the gate's reader is slower (it takes ``cycles`` an image, the reads follow at
+      ``words / cycles``), the producer may wait, but image ``n + 1``'s map must be complete a
+      squeeze-path delay (``gate_delay_cycles``) before image ``n`` is read out, or the reader
+      waits for that gate: the words read in that delay.
+
+    The map memory holds one map and this backlog (:func:`amos_hw.buffers.assign_gate_buffers`).
+    """
     t, burst = _arrivals(plan, rows)
-    interval, _ = pipeline_ii(plan)
+    interval, per_layer = pipeline_ii(plan)
     delays = gate_delays(plan, rows)
     out = {}
     for lay in plan.layers:
@@ -277,7 +286,9 @@ def gate_backlog(plan: NetworkPlan, rows: list[dict]) -> dict:
             came = min(words, max(0.0, (at - start) * rate))
             return came - min(words, max(0.0, (at - read) * q))
 
-        out[lay.name] = max(0.0, *(held(at) for at in (
+        readers = [per_layer[r.name] for r in plan.layers if lay.name in r.inputs]
+        slow = min(q, words / max(readers, default=1)) * max(0, delays[lay.name])
+        out[lay.name] = max(0.0, slow, *(held(at) for at in (
             start, start + words / rate, read, read + words / q)))
     return out
 
