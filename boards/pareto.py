@@ -69,7 +69,8 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     the fastest build that meets its clock; Fmax is the median and the minimum over the builds
     that target the same clock (``fmax_constraint_mhz``: nextpnr seeds), listed in
     ``placed_builds``. All ``None`` when there is no such build; without a build that meets
-    its clock, the Fmax of the builds of the highest target alone."""
+    its clock, the builds of the highest target give Fmax and the sizes (of the fastest of
+    them), and images/s on the board clock stays ``None``."""
     reps = []
     for path in sorted(boards.glob("*.json")):
         rep = json.loads(path.read_text())
@@ -87,9 +88,10 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     fmax = sorted(rep["fmax_mhz"] for _, rep in group)
     out.update(fmax_mhz=round(statistics.median(fmax), 2), fmax_mhz_min=fmax[0],
                placed_builds=[name for name, _ in group])
+    size = best or max((rep for _, rep in group), key=lambda rep: rep["fmax_mhz"])
+    out.update(lut4=size["lut4"], ff=size["ff"], bram=size["bram"]["blocks"], dsp=size["dsp"])
     if best is not None:
-        out.update(lut4=best["lut4"], ff=best["ff"], bram=best["bram"]["blocks"],
-                   dsp=best["dsp"], images_per_s_board_clock=best["images_per_s_board_clock"])
+        out["images_per_s_board_clock"] = best["images_per_s_board_clock"]
     return out
 
 
@@ -139,8 +141,8 @@ def plot(rows: list, path: Path = FIGURE) -> Path:
             ax.plot([r["est_images_per_s"], r["images_per_s_board_clock"]],
                     [100 * r["snn_top1"]] * 2, color="C2", lw=0.8, ls=":")
     clock = rows[0]["est_clock_mhz"] if rows else 0
-    ax.set_xlabel(f"images/s, generator estimate at {clock:g} MHz ({rows[0]['board']})"
-                  if rows else "images/s")
+    ax.set_xlabel(f"images/s: generator estimate at {clock:g} MHz ({rows[0]['board']}); "
+                  "squares: placed build on its board clock" if rows else "images/s")
     ax.set_ylabel(f"SNN top-1 (%), {rows[0]['n_images']:,} CIFAR-10 test images" if rows
                   else "SNN top-1 (%)")
     ax.set_title("ResNet8: accuracy against throughput over K")

@@ -49,3 +49,14 @@ def test_placed_figures_come_from_plain_builds_of_the_same_description(tmp_path)
     assert got == {"fmax_mhz": 92.0, "fmax_mhz_min": 89.5, "lut4": 50, "ff": 2, "bram": 3,
                    "dsp": 0, "images_per_s_board_clock": 2400.0,
                    "placed_builds": ["a_seed1.json", "a_seed2.json", "a_seed3.json"]}
+
+
+def test_placed_without_a_build_that_meets_its_clock(tmp_path):
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    _build(tmp_path, "s1", fmax_mhz=89.0, meets_board_clock=False, lut4=7)
+    _build(tmp_path, "s2", fmax_mhz=87.0, meets_board_clock=False, lut4=8)
+    _build(tmp_path, "low", fmax_constraint_mhz=25.0, fmax_mhz=80.0, meets_board_clock=False)
+    got = pareto.placed(row, tmp_path)
+    assert got == {"fmax_mhz": 88.0, "fmax_mhz_min": 87.0, "lut4": 7, "ff": 2, "bram": 3,
+                   "dsp": 0, "images_per_s_board_clock": None,
+                   "placed_builds": ["s1.json", "s2.json"]}
