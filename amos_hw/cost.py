@@ -239,7 +239,11 @@ def gate_delays(plan: NetworkPlan, rows: list[dict]) -> dict:
     """Gate layer -> estimated cycles from its map's last element to its gate vector's last
     (the squeeze path's delay, :func:`latency`'s arrival model). The gate engine's interval is
     exact while that stays below one image interval (``docs/architecture.md``)."""
-    t, burst = _arrivals(plan, rows)
+    return _gate_delays(plan, *_arrivals(plan, rows))
+
+
+def _gate_delays(plan: NetworkPlan, t: dict, burst: dict) -> dict:
+    """:func:`gate_delays` from the arrivals of :func:`_arrivals`."""
     out = {}
     for lay in plan.layers:
         if isinstance(lay, GateLayer):
@@ -268,7 +272,7 @@ def gate_backlog(plan: NetworkPlan, rows: list[dict]) -> dict:
     """
     t, burst = _arrivals(plan, rows)
     interval, per_layer = pipeline_ii(plan)
-    delays = gate_delays(plan, rows)
+    delays = _gate_delays(plan, t, burst)
     out = {}
     for lay in plan.layers:
         if not isinstance(lay, GateLayer):
