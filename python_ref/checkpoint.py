@@ -161,11 +161,11 @@ def float_graph(arch: str, sd: dict, input_shape=None) -> list:
 
 def zoo_names(arch: str, model) -> list | None:
     """``(name, op)`` of every float op of a zoo architecture, in order: the names the shipped
-    descriptions use (``stem.conv``, ``block0.conv1``, ..., ``fc``; for ``effnet_cifar``
+    descriptions use (``stem.conv``, ``block0.conv1``, ..., ``fc``; for ``effnet_cifar(_l)``
     :func:`_effnet_names`)."""
     if arch == "digits":
         return [("input", "input"), ("fc1", "dense"), ("act1", "relu"), ("fc", "dense")]
-    if arch == "effnet_cifar":
+    if arch.startswith("effnet_cifar"):
         return _effnet_names(model)
     out = [("input", "input"), ("stem.conv", "conv"), ("stem.act", "relu")]
     for i, blk in enumerate(model.blocks):

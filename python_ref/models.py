@@ -9,7 +9,8 @@
 * ``digits``: a small MLP for the 8x8 digits (64-32-10), small enough to unroll on an iCE40.
 * ``effnet_cifar``: an EfficientNet-B0-style network for CIFAR-10 (:class:`EffNetCifar`): MBConv
   blocks with squeeze-and-excitation, SiLU (swish) units, linear projections and identity skips,
-  228,908 parameters (issue 16).
+  123,700 parameters, sized for the ECP5-85F's block RAM (issue 16); ``effnet_cifar_l`` the
+  same with a wider last stage and head (228,908 parameters, :data:`EFFNET_L_STAGES`).
 
 Inputs are raw pixels scaled by 1/255 (no mean subtraction), so the zero padding of the first
 convolution is the pixel value 0 and the integer network can consume the 8-bit pixels as they are.
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 __all__ = ["BasicBlock", "ResNetCifar", "DigitsMLP", "ConvBN", "SqueezeExcite", "MBConv",
-           "EffNetCifar", "EFFNET_STAGES", "SE_MAX_MAP", "MODELS", "build_model",
+           "EffNetCifar", "EFFNET_STAGES", "EFFNET_L_STAGES", "SE_MAX_MAP", "MODELS", "build_model",
            "count_relu_gates"]
 
 
@@ -92,11 +93,17 @@ class DigitsMLP(nn.Module):
 #: at most 16-bit inputs, and a sum of 10-bit unit outputs over 8 x 8 positions needs 16 bits.
 SE_MAX_MAP = 8
 
-#: EffNetCifar's stages after the stem, as in EfficientNet-B0's table: ``(expansion, output
-#: channels, blocks, stride of the first block)``. B0's first four stages with expansion 4
-#: instead of 6 (a CPU epoch costs 1.6 times less) and without their third stride (the maps stay
-#: 8 x 8, the largest the pooling may average; see :data:`SE_MAX_MAP`).
-EFFNET_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 80, 3, 1))
+#: ``effnet_cifar_l``'s stages after the stem, as in EfficientNet-B0's table: ``(expansion,
+#: output channels, blocks, stride of the first block)``. B0's first four stages with expansion
+#: 4 instead of 6 (a CPU epoch costs 1.6 times less) and without their third stride (the maps
+#: stay 8 x 8, the largest the pooling may average; see :data:`SE_MAX_MAP`).
+EFFNET_L_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 80, 3, 1))
+
+#: ``effnet_cifar``'s stages (:class:`EffNetCifar`'s default): :data:`EFFNET_L_STAGES` with a
+#: last stage of two blocks of 64 channels instead of three of 80. With the 256-channel head it
+#: halves the weights (123,700 parameters against 228,908): the larger network's estimate needs
+#: 343 of the ECP5-85F's 208 DP16KD, about 100 of them for its 8-bit weights alone.
+EFFNET_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 40, 2, 2), (4, 64, 2, 1))
 
 
 class ConvBN(nn.Module):
@@ -164,7 +171,9 @@ class EffNetCifar(nn.Module):
     Stem: 3x3 convolution, stride 1, 3 -> 16 channels, batch norm, SiLU. Then the MBConv blocks
     of ``stages`` (:data:`EFFNET_STAGES`; :class:`MBConv`); head: 1x1 convolution to
     ``head_channels``, batch norm, SiLU; global average pooling; a dense layer to the logits.
-    The input is ``pixel / 255``, channels first. With the defaults (228,908 parameters):
+    The input is ``pixel / 255``, channels first. With the defaults (123,700 parameters; the
+    ``effnet_cifar_l`` of :data:`MODELS` has blocks 5 to 7 of 80 channels and a 320-channel
+    head, 228,908 parameters):
 
     ======  =====================  =========  ============  ==================
     block   in -> out (expansion)  stride     output map    squeeze-excitation
@@ -175,9 +184,9 @@ class EffNetCifar(nn.Module):
     2       24 -> 24 (4), skip     1          16 x 16       no
     3       24 -> 40 (4)           2          8 x 8         yes (96 -> 6)
     4       40 -> 40 (4), skip     1          8 x 8         yes (160 -> 10)
-    5       40 -> 80 (4)           1          8 x 8         yes (160 -> 10)
-    6, 7    80 -> 80 (4), skip     1          8 x 8         yes (320 -> 20)
-    head    80 -> 320              1          8 x 8         -
+    5       40 -> 64 (4)           1          8 x 8         yes (160 -> 10)
+    6       64 -> 64 (4), skip     1          8 x 8         yes (256 -> 16)
+    head    64 -> 256              1          8 x 8         -
     ======  =====================  =========  ============  ==================
 
     Hardware constraints the design keeps:
@@ -196,7 +205,7 @@ class EffNetCifar(nn.Module):
       has no ``act`` argument: there are no ReLU gates (:func:`count_relu_gates` refuses).
     """
 
-    def __init__(self, stages=EFFNET_STAGES, stem_channels: int = 16, head_channels: int = 320,
+    def __init__(self, stages=EFFNET_STAGES, stem_channels: int = 16, head_channels: int = 256,
                  num_classes: int = 10):
         super().__init__()
         self.stem = ConvBN(3, stem_channels, 3)
@@ -230,6 +239,8 @@ MODELS = {
     "digits": dict(factory=lambda: DigitsMLP(), dataset="digits", input_shape=(1, 8, 8)),
     "effnet_cifar": dict(factory=lambda: EffNetCifar(), dataset="cifar10",
                          input_shape=(3, 32, 32)),
+    "effnet_cifar_l": dict(factory=lambda: EffNetCifar(EFFNET_L_STAGES, head_channels=320),
+                           dataset="cifar10", input_shape=(3, 32, 32)),
 }
 
 

@@ -23,10 +23,12 @@ from python_ref.importers import import_onnx
 from python_ref.importers.onnx_import import SUPPORTED_OPS
 from python_ref.models import EffNetCifar, build_model, count_relu_gates
 
-#: (cin, cout, expansion, squeezed channels or 0, output side) of the eight blocks, from the
+#: (cin, cout, expansion, squeezed channels or 0, output side) of the seven blocks, from the
 #: architecture table of the EffNetCifar docstring (EfficientNet-B0's stages 1-4, expansion 4)
 BLOCKS = [(16, 16, 1, 0, 32), (16, 24, 4, 0, 16), (24, 24, 4, 0, 16), (24, 40, 4, 6, 8),
-          (40, 40, 4, 10, 8), (40, 80, 4, 10, 8), (80, 80, 4, 20, 8), (80, 80, 4, 20, 8)]
+          (40, 40, 4, 10, 8), (40, 64, 4, 10, 8), (64, 64, 4, 16, 8)]
+#: the same for effnet_cifar_l: blocks 5 to 7 of 80 channels, a 320-channel head
+BLOCKS_L = BLOCKS[:5] + [(40, 80, 4, 10, 8), (80, 80, 4, 20, 8), (80, 80, 4, 20, 8)]
 
 
 def _bn(c):
@@ -41,13 +43,15 @@ def _block_params(cin, cout, e, r):
     return expand + dw + se + mid * cout + _bn(cout)
 
 
-def test_parameter_count_is_the_architectures_and_under_300k():
+@pytest.mark.parametrize("name, blocks, head, count", [
+    ("effnet_cifar", BLOCKS, 256, 123_700), ("effnet_cifar_l", BLOCKS_L, 320, 228_908)])
+def test_parameter_count_is_the_architectures_and_under_300k(name, blocks, head, count):
     stem = 3 * 16 * 9 + _bn(16)
-    head = 80 * 320 + _bn(320)
-    fc = 320 * 10 + 10
-    want = stem + sum(_block_params(*b[:4]) for b in BLOCKS) + head + fc
-    got = sum(p.numel() for p in build_model("effnet_cifar").parameters())
-    assert got == want == 228_908
+    cin = blocks[-1][1]
+    want = stem + sum(_block_params(*b[:4]) for b in blocks) + cin * head + _bn(head) \
+        + head * 10 + 10
+    got = sum(p.numel() for p in build_model(name).parameters())
+    assert got == want == count
     assert got <= 300_000
 
 
@@ -78,12 +82,12 @@ def test_maps_pools_and_block_semantics():
     model.eval()
     logits, rec, pools = _traced(model, torch.rand(2, 3, 32, 32))
     assert logits.shape == (2, 10)
-    assert [tuple(rec[k]["out"].shape[1:]) for k in range(8)] == [
+    assert [tuple(rec[k]["out"].shape[1:]) for k in range(len(BLOCKS))] == [
         (cout, side, side) for _, cout, _, _, side in BLOCKS]
-    # five squeeze-and-excitations (blocks 3-7) and the final pooling, all over 8 x 8 maps
+    # four squeeze-and-excitations (blocks 3-6) and the final pooling, all over 8 x 8 maps
     assert [m.se.reduce.out_channels if m.se else 0 for m in model.blocks] == [
         b[3] for b in BLOCKS]
-    assert pools == [(2, c * 4, 8, 8) for c in (24, 40, 40, 80, 80)] + [(2, 320, 8, 8)]
+    assert pools == [(2, c * 4, 8, 8) for c in (24, 40, 40, 64)] + [(2, 256, 8, 8)]
     for k, (cin, cout, _, _, side) in enumerate(BLOCKS):
         r = rec[k]
         # the projection is linear: its output is its batch norm's, negative values kept
@@ -122,9 +126,9 @@ def test_export_uses_only_imported_op_types(exported):
     assert set(types) <= set(SUPPORTED_OPS), sorted(set(types) - set(SUPPORTED_OPS))
     assert {"Conv", "Sigmoid", "Mul", "Add", "Gemm"} <= set(types)
     assert "Relu" not in types and "Dropout" not in types
-    assert types.count("Add") == 5  # the identity skips of blocks 0, 2, 4, 6, 7
+    assert types.count("Add") == 4  # the identity skips of blocks 0, 2, 4, 6
     pools = types.count("GlobalAveragePool") + types.count("ReduceMean")
-    assert pools == 6
+    assert pools == 5
 
 
 def test_export_equals_torch_in_onnxruntime(exported):
@@ -141,7 +145,7 @@ def test_export_equals_torch_in_onnxruntime(exported):
 def test_imported_float_ops_equal_onnxruntime(exported):
     _, path, x = exported
     ops = import_onnx(str(path))
-    assert sum(o["op"] == "add" for o in ops) == 5 and sum(o["op"] == "gate" for o in ops) == 5
+    assert sum(o["op"] == "add" for o in ops) == 4 and sum(o["op"] == "gate" for o in ops) == 4
     sess = ort.InferenceSession(str(path))
     want = sess.run(None, {sess.get_inputs()[0].name:
                            (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).numpy()})[0]
@@ -151,7 +155,7 @@ def test_imported_float_ops_equal_onnxruntime(exported):
 
 def test_training_steps_change_the_weights():
     cfg = T._schedule("effnet_cifar", None, {"batch_size": 4})
-    assert cfg["augment"] and cfg["label_smoothing"] == 0.1
+    assert cfg["augment"] and cfg["teacher"] == "resnet20"
     run = T._setup("effnet_cifar", cfg, 0, torch.device("cpu"), None, True)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     g = torch.Generator().manual_seed(0)
@@ -161,8 +165,8 @@ def test_training_steps_change_the_weights():
     loss, ok = T._train_epoch(run, 10, xt, yt, range(2))
     assert torch.isfinite(loss) and 0 <= ok.item() <= 8
     after = run.model.state_dict()
-    for k in ("stem.conv.weight", "blocks.3.se.reduce.weight", "blocks.7.project.conv.weight",
-              "blocks.7.dw.bn.running_mean", "fc.weight"):
+    for k in ("stem.conv.weight", "blocks.3.se.reduce.weight", "blocks.6.project.conv.weight",
+              "blocks.6.dw.bn.running_mean", "fc.weight"):
         assert not torch.equal(before[k], after[k]), k
 
 
