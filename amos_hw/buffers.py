@@ -5,9 +5,13 @@ A residual block's input is broadcast to its main path (one or two convolutions)
 path (directly, or through a 1x1 projection convolution); the add engine takes one word of each
 at a time, so the skip words wait in a FIFO while the main path works. Each convolution's line
 buffer lets it read ahead of its output by at most its :func:`~amos_hw.engines.window
-.line_buffer_rows` rows, so the skip path can run ahead of the main path by at most the sum of
-those rows over the main path, plus two rows of pipeline slack; the FIFO holds that many rows of
-the add's stream (a smaller FIFO would stall the broadcast and deadlock the block). The
+.line_buffer_rows` rows (a pointwise convolution's FIFO two pixels, counted as whole rows:
+:func:`~amos_hw.engines.figures.window_held_rows`), so the skip path can run ahead of the main
+path by at most the sum of those rows over the main path, plus two rows of pipeline slack; the
+FIFO holds that many rows of the add's stream (a smaller FIFO would stall the broadcast and
+deadlock the block). A squeeze-and-excitation gate on the main path emits nothing before its
+whole map is in, so there the FIFO holds at least the whole image (its height in rows) plus the
+slack: the image's next rows then wait upstream while the gate waits for its gate vector. The
 projection case counts its rows at the add's (output) resolution, which over-provisions.
 
 A squeeze-and-excitation gate holds its map until the gate computed from that whole map comes
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 
 from amos_hw import cost
-from amos_hw.engines.figures import line_buffer_rows
+from amos_hw.engines.figures import window_held_rows
 from amos_hw.errors import FlowError
 from amos_hw.plan import AddLayer, ConvLayer, GateLayer, NetworkPlan, WindowLayer
 
@@ -42,10 +46,13 @@ def skip_depth(plan: NetworkPlan, lay: AddLayer) -> tuple[int, int]:
     if isinstance(by_name.get(skip_src), ConvLayer) and by_name[skip_src].out_signed:
         fork = by_name[skip_src].inputs[0]  # the projection reads the block input
     rows = 0
+    whole = False  # a gate on the main path: it holds a whole map before its first output
     cur = main
     for _ in range(len(plan.layers) + 1):
         if isinstance(cur, (ConvLayer, WindowLayer)):  # a window op has the same line buffer
-            rows += line_buffer_rows(cur.height, cur.kernel, cur.stride, cur.padding)
+            rows += window_held_rows(cur.height, cur.width, cur.kernel, cur.stride,
+                                     cur.padding)
+        whole |= isinstance(cur, GateLayer)
         src = cur.inputs[0]
         if src == fork:
             break
@@ -55,6 +62,8 @@ def skip_depth(plan: NetworkPlan, lay: AddLayer) -> tuple[int, int]:
         cur = by_name[src]
     else:  # pragma: no cover - a plan is a DAG
         raise FlowError(f"layer {lay.name!r}: cannot trace the main path")
+    if whole:  # the skip holds all of an image before the main path's first word comes
+        rows = max(rows, lay.out_shape[0])
     rows += SLACK_ROWS
     row_words = lay.width * lay.channels // lay.lanes
     return rows * row_words + SLACK_WORDS, rows

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from amos_hw.devices import LUT_FILL
+from amos_hw.engines.figures import window_first_words
 from amos_hw.engines.gate_params import GATE_LATENCY_EXTRA
 from amos_hw.engines.image_buffer import ImageBuffer
 from amos_hw.errors import FlowError
@@ -311,8 +312,8 @@ def _arrivals(plan: NetworkPlan, rows: list[dict]) -> tuple[dict, dict]:
         out_elems = math.prod(lay.out_shape)
         if isinstance(lay, (ConvLayer, WindowLayer)):
             c_in = lay.c_in if isinstance(lay, ConvLayer) else lay.channels
-            first_rows = min(lay.height, lay.kernel - lay.padding)
-            need = first_rows * lay.width * c_in
+            need = lay.in_lanes * window_first_words(lay.height, lay.width, c_in // lay.in_lanes,
+                                                     lay.kernel, lay.stride, lay.padding)
             in_elems = lay.height * lay.width * c_in
             mvu = row[name]["latency_cycles"] - (need // lay.in_lanes + 1)
             start = t0 + max(_arrival(need, rate, b), need / lay.in_lanes)

@@ -1,7 +1,8 @@
 """Slow tier: convolution engines emitted as Verilog, run by cocotb (``rtl_tests/tb_engine.py``).
 
 One bank, one build per simulator: 3x3 stride 1 with padding (ReLU), 3x3 stride 2 with padding
-(raw outputs), and 1x1 stride 2 (input-bound), each with its own PE/SIMD folding.
+(raw outputs), 1x1 stride 2 (input-bound) and 1x1 stride 1 (the pointwise window's FIFO, 8
+output folds), each with its own PE/SIMD folding.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ CONFIGS = {
     "c3s1": (5, 6, 2, 4, 3, 1, 1, 2, 1, 4, "generic"),
     "c3s2": (6, 5, 4, 2, 3, 2, 1, 1, 2, None, "generic"),
     "c1s2": (6, 6, 2, 2, 1, 2, 0, 1, 1, 3, "generic"),
+    "c1s1": (4, 3, 4, 8, 1, 1, 0, 1, 2, 3, "generic"),
     "c3s1ecp5": (5, 6, 4, 4, 3, 1, 1, 2, 4, 4, "ecp5"),  # CCU2C cells, their sim model
 }
 

@@ -10,7 +10,9 @@ import pytest
 from amaranth.hdl import Fragment
 
 from amos_hw.engines.conv import ConvEngine
+from amos_hw.engines.figures import window_held_rows
 from amos_hw.engines.window import SlidingWindow, line_buffer_rows
+from amos_hw.lib.bram import MemShape, blocks_for
 from amos_hw.lib.engine_sim import output_cycles, run_engine, to_words
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift
@@ -20,6 +22,9 @@ CONFIGS = {
     "3x3s1p1": (5, 6, 2, 4, 3, 1, 1, 2, 1, 4),
     "3x3s2p1_raw": (6, 5, 4, 2, 3, 2, 1, 1, 2, None),
     "1x1s1": (4, 4, 2, 2, 1, 1, 0, 2, 2, 3),
+    # pointwise (a FIFO, no line buffer) with 8 output folds: the next pixel must come in
+    # while the matrix-vector unit reads the last one from its buffer
+    "1x1s1_folds": (4, 3, 4, 8, 1, 1, 0, 1, 2, 3),
     "1x1s2": (6, 6, 2, 2, 1, 2, 0, 1, 1, 3),
     "3x3s1p0": (5, 5, 1, 2, 3, 1, 0, 2, 1, 3),
     "3x3s2p0": (7, 5, 2, 4, 3, 2, 0, 4, 2, 3),
@@ -103,6 +108,26 @@ def test_line_buffer_rows():
     assert line_buffer_rows(32, 3, 2, 1) == 5
     assert line_buffer_rows(32, 1, 1, 0) == 2
     assert line_buffer_rows(5, 3, 1, 0) == 6
+
+
+def test_pointwise_window_is_a_two_pixel_fifo():
+    """1x1, stride 1, no padding: no line buffer, a FIFO of two pixels' words; its first word
+    leaves two cycles after it came (the measured latency: test_expected_cycles_and_latency_
+    exact["1x1s1_folds"]). A strided or padded 1x1 window keeps its rows."""
+    win = SlidingWindow(height=8, width=8, channels=256, kernel=1, stride=1, padding=0, simd=2,
+                        bits=12)
+    assert win.params.pointwise and win.params.fifo_words == 256
+    assert win.memories == [MemShape("fifo", 256, 24)] and win.memory_bits == 256 * 24
+    assert win.latency == 2
+    assert window_held_rows(8, 8, 1, 1, 0) == 1 and window_held_rows(8, 1, 1, 1, 0) == 2
+    strided = SlidingWindow(height=8, width=8, channels=256, kernel=1, stride=2, padding=0,
+                            simd=2, bits=12)
+    assert not strided.params.pointwise
+    assert strided.memories == [MemShape("lines", 3 * 8 * 128, 24)]
+    assert strided.latency == 8 * 128 + 1
+    # against the line buffer it replaced (2 rows of 8 pixels): 2 DP16KD fewer
+    assert blocks_for(256, 24) == 1 and blocks_for(2 * 8 * 128, 24) == 3
+    Fragment.get(win, None)
 
 
 def test_estimates():

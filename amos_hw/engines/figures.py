@@ -58,10 +58,14 @@ __all__ = [
     "add_sum_range",
     "add_v_width",
     "input_range",
+    "is_pointwise",
     "line_buffer_rows",
     "mem_depth",
     "out_size",
+    "pointwise_fifo_words",
     "tree_levels",
+    "window_first_words",
+    "window_held_rows",
 ]
 
 WEIGHT_LIMIT = 127  # int8, symmetric (docs/integer_semantics.md)
@@ -247,6 +251,37 @@ def accumulator_range(weights, bias, in_bits: int, in_signed: bool = False) -> t
 def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output extent of a convolution along one axis."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def is_pointwise(kernel: int, stride: int, padding: int) -> bool:
+    """A 1x1 window of stride 1 without padding: its output words are its input words, in the
+    same order, so :class:`~amos_hw.engines.window.SlidingWindow` is a FIFO of
+    :func:`pointwise_fifo_words` words instead of a line buffer."""
+    return kernel == 1 and stride == 1 and padding == 0
+
+
+def pointwise_fifo_words(cf: int) -> int:
+    """Words a pointwise window's FIFO holds: two pixels of ``cf`` words, so that the next
+    pixel is written while the matrix-vector unit works through the output folds of the one
+    before (it takes a pixel's words during its first fold only)."""
+    return 2 * cf
+
+
+def window_first_words(height: int, width: int, cf: int, kernel: int, stride: int,
+                       padding: int) -> int:
+    """Input words a window takes in before it emits its first output word (its latency is one
+    cycle more): the rows the first output row needs, or a pointwise window's first word."""
+    if is_pointwise(kernel, stride, padding):
+        return 1
+    return min(height, kernel - padding) * width * cf
+
+
+def window_held_rows(height: int, width: int, kernel: int, stride: int, padding: int) -> int:
+    """Input rows a window may hold ahead of its output: its line buffer's
+    (:func:`line_buffer_rows`), or a pointwise window's FIFO in whole rows."""
+    if is_pointwise(kernel, stride, padding):
+        return math.ceil(pointwise_fifo_words(1) / width)
+    return line_buffer_rows(height, kernel, stride, padding)
 
 
 def line_buffer_rows(height: int, kernel: int, stride: int, padding: int) -> int:
@@ -532,35 +567,54 @@ class WindowParams:
         lambda self: out_size(self.width, self.kernel, self.stride, self.padding))
     rows = property(
         lambda self: line_buffer_rows(self.height, self.kernel, self.stride, self.padding),
-        doc="Image rows in the line buffer.")
+        doc="Image rows in the line buffer (none in the pointwise form).")
     words_per_window = property(lambda self: self.kernel * self.kernel * self.cf)
+    pointwise = property(lambda self: is_pointwise(self.kernel, self.stride, self.padding),
+                         doc="A FIFO of :attr:`fifo_words` words, no line buffer "
+                             "(:func:`is_pointwise`).")
+    fifo_words = property(lambda self: pointwise_fifo_words(self.cf),
+                          doc="The pointwise form's FIFO: words its memory holds.")
 
     @property
     def latency(self) -> int:
-        """Cycles from an image's first input word to its first output word (input never idle)."""
-        first_rows = min(self.height, self.kernel - self.padding)
-        return first_rows * self.width * self.cf + 1
+        """Cycles from an image's first input word to its first output word (input never
+        idle): :func:`window_first_words` and one (the line buffer's read; the pointwise
+        FIFO's ``SyncFIFOBuffered`` passes its first word on after two cycles)."""
+        return window_first_words(self.height, self.width, self.cf, self.kernel, self.stride,
+                                  self.padding) + 1
 
     @property
     def memories(self) -> tuple:
-        """The line buffer, as :class:`~amos_hw.lib.bram.MemShape`."""
+        """The line buffer, or the pointwise FIFO's memory (a ``SyncFIFOBuffered`` of
+        ``fifo_words + 1``: its output register holds the last word), as
+        :class:`~amos_hw.lib.bram.MemShape`."""
+        if self.pointwise:
+            return (MemShape("fifo", self.fifo_words, self.simd * self.bits),)
         return (MemShape("lines", self.rows * self.width * self.cf, self.simd * self.bits),)
 
     @property
     def memory_bits(self) -> int:
-        """Bits of the line buffer."""
-        return self.rows * self.width * self.cf * self.simd * self.bits
+        """Bits of the line buffer (or of the pointwise FIFO)."""
+        return sum(mem.bits for mem in self.memories)
 
     @property
     def flip_flops(self) -> int:
-        """Counters, address registers and the output stage."""
+        """Counters, address registers and the output stage (the pointwise FIFO: its two
+        pointers, its level and its output register)."""
+        if self.pointwise:
+            a = max(1, math.ceil(math.log2(self.fifo_words + 2)))
+            return 3 * a + self.simd * self.bits + 2
         a = max(1, math.ceil(math.log2(self.rows * self.width * self.cf + 1)))
         span = max(1, math.ceil(math.log2(max(self.height, self.width) + 2 * self.kernel)))
         return 4 * a + 8 * span + 4
 
     @property
     def luts(self) -> int:
-        """LUT4 estimate: address adders and comparisons, the padding zero mux."""
+        """LUT4 estimate: address adders and comparisons, the padding zero mux (the pointwise
+        FIFO: its pointer and level arithmetic, the output register's mux)."""
+        if self.pointwise:
+            a = max(1, math.ceil(math.log2(self.fifo_words + 2)))
+            return 6 * a + self.simd * self.bits + 8
         a = max(1, math.ceil(math.log2(self.rows * self.width * self.cf + 1)))
         return 8 * a + self.simd * self.bits + 60
 

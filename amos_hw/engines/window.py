@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -42,7 +43,10 @@ class SlidingWindow(wiring.Component):
     again ``C / simd`` words per window pixel; positions outside the image (zero padding) give
     zero words.
 
-    The line buffer is an :class:`amaranth.lib.memory.Memory` of :attr:`rows` image rows, written
+    A pointwise window (1x1, stride 1, no padding: :func:`~amos_hw.engines.figures.is_pointwise`)
+    passes its input words on unchanged through a ``SyncFIFOBuffered`` of two pixels
+    (:attr:`~amos_hw.engines.figures.WindowParams.fifo_words`); every other window keeps a line
+    buffer, an :class:`amaranth.lib.memory.Memory` of :attr:`rows` image rows, written
     as a ring in input order. An output row is read once every input row it needs has been
     written; an input row is written once the row it replaces is no longer needed. Images follow
     each other without a gap.
@@ -105,6 +109,18 @@ class SlidingWindow(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P = self._p
+        if P.pointwise:  # output words = input words: a FIFO decouples the two sides
+            m.submodules.fifo = q = SyncFIFOBuffered(width=P.simd * P.bits,
+                                                     depth=P.fifo_words + 1)
+            m.d.comb += [
+                q.w_data.eq(self.i.payload.as_value()),
+                q.w_en.eq(self.i.valid),
+                self.i.ready.eq(q.w_rdy),
+                self.o.payload.eq(q.r_data),
+                self.o.valid.eq(q.r_rdy),
+                q.r_en.eq(self.o.ready),
+            ]
+            return m
         depth = P.rows * P.width * P.cf
         m.submodules.lines = mem = Memory(shape=unsigned(P.simd * P.bits), depth=depth, init=[])
         wr = mem.write_port()
