@@ -20,6 +20,13 @@ block input ``x``, two's-complement words), and ``sum = add(proj, x)`` (``x`` sh
 by ``lshift``, the power of two that brings ``x`` to the projection's accumulator scale on the
 calibration images) goes through the identity unit into the ``head`` conv. The identity's
 shift is calibrated as for the other units, against its ``K``-bit output range.
+
+With ``se=True`` (implies ``skip``) the block is EfficientNet's whole: squeeze-and-excitation
+between the depthwise swish and the projection, ``gap -> dense (channels / 2) -> swish -> dense
+(expanded channels) -> sigmoid`` and the gate (the library's trained two-input multiplication
+unit, K = 40) of the depthwise swish's map by that vector, which the projection reads: the
+zoo's ``effnet_cifar`` blocks 4 and 6, where the skip FIFO must hold the whole image while the
+gate waits for its map (:func:`amos_hw.buffers.skip_depth`).
 """
 from __future__ import annotations
 
@@ -28,10 +35,11 @@ import numpy as np
 from python_ref import ir, snn
 from python_ref.quant import IntAmosUnit, quantize_unit
 from python_ref.units import load_unit
+from rtl_tests.gate_network import gate_spec
 from rtl_tests.unit_network import calibrate, unit_spec
 
-__all__ = ["LINEAR_FOLDINGS", "MBCONV_FOLDINGS", "SERIAL_FOLDINGS", "SKIP_FOLDINGS",
-           "mbconv_network"]
+__all__ = ["LINEAR_FOLDINGS", "MBCONV_FOLDINGS", "SERIAL_FOLDINGS", "SE_FOLDINGS",
+           "SKIP_FOLDINGS", "mbconv_network"]
 
 #: Foldings the tests run, lanes on the depthwise conv and the units: the same lanes on the
 #: depthwise conv and the swish units, the depthwise conv the slowest layer; and different
@@ -56,6 +64,17 @@ SKIP_FOLDINGS = [
      "exp.act": {"lanes": 4}, "dw": {"lanes": 8}, "dw.act": {"lanes": 1},
      "proj": {"pe": 2, "simd": 4}, "sum": {"lanes": 2}, "sum.act": {"lanes": 4},
      "head.act": {"pe": 2, "simd": 4}, "pool": {"lanes": 2}},
+]
+#: Foldings of the squeeze-and-excitation variant (``se=True``): fully folded but the stem, the
+#: expansion and the depthwise conv; and lanes on the map's path, the gate in 2 serial units,
+#: the squeeze path's dense layers with a few outputs a cycle.
+SE_FOLDINGS = [
+    {"stem": {"pe": 8, "simd": 3}, "exp": {"pe": 4, "simd": 2}, "dw": {"lanes": 2}},
+    {"stem": {"pe": 8, "simd": 3}, "stem.act": {"lanes": 2}, "exp": {"pe": 4, "simd": 4},
+     "exp.act": {"lanes": 4}, "dw": {"lanes": 8}, "dw.act": {"lanes": 2},
+     "se.pool": {"lanes": 2}, "se.fc1": {"pe": 2, "simd": 4}, "se.fc2": {"pe": 4, "simd": 2},
+     "gate": {"serial": 2}, "proj": {"pe": 2, "simd": 4}, "sum": {"lanes": 2},
+     "sum.act": {"lanes": 4}, "head.act": {"pe": 2, "simd": 4}, "pool": {"lanes": 2}},
 ]
 #: The same two for the linear variant (``linear=True``: the stem fused with its ReLU, the
 #: identity unit ``proj.act`` after the raw projection).
@@ -87,12 +106,14 @@ SERIAL_FOLDINGS = [
 
 
 def mbconv_network(path=None, seed=0, *, dw_stride=1, channels=8, expand=2, classes=3,
-                   unit_bits=(8, 8, 6), K=4, linear=False, skip=False) -> ir.Graph:
+                   unit_bits=(8, 8, 6), K=4, linear=False, skip=False,
+                   se=False) -> ir.Graph:
     """The description, with random int8 weights and biases; written to ``path`` (a stem)
     when given. ``dw_stride`` is the depthwise conv's stride (1 or 2), ``expand`` the expansion
     ratio (``channels * expand`` channels between the 1x1 convs), ``K`` the ReLU units'.
     ``linear``: a linear projection through the identity unit; ``skip``: and the identity skip
-    (module docstring)."""
+    (module docstring); ``se``: and squeeze-and-excitation (implies ``skip``)."""
+    skip = skip or se
     if skip and dw_stride != 1:
         raise ValueError("an identity skip needs dw_stride=1 (the block keeps its map size)")
     linear = linear or skip
@@ -103,6 +124,15 @@ def mbconv_network(path=None, seed=0, *, dw_stride=1, channels=8, expand=2, clas
     if linear:
         units["id"] = unit_spec(IntAmosUnit.identity(unit_bits[2]), "id", A)
     wide = channels * expand
+    if se:
+        hidden = max(1, channels // 2)
+        units.update({
+            "sigmoid": unit_spec(quantize_unit(load_unit("sigmoid"), *unit_bits), "sigmoid", A),
+            "mult": gate_spec(quantize_unit(load_unit("mult"), 8, 8, 8), "mult", A)})
+        A.update({"se.fc1.w": rng.integers(-127, 128, (hidden, wide)),
+                  "se.fc1.b": rng.integers(-500, 500, hidden),
+                  "se.fc2.w": rng.integers(-127, 128, (wide, hidden)),
+                  "se.fc2.b": rng.integers(-500, 500, wide)})
     A.update({"stem.w": rng.integers(-127, 128, (channels, 3, 3, 3)),
               "stem.b": rng.integers(-2000, 2000, channels),
               "exp.w": rng.integers(-127, 128, (wide, 1, 1, channels)),
@@ -126,8 +156,14 @@ def mbconv_network(path=None, seed=0, *, dw_stride=1, channels=8, expand=2, clas
     n = [{"name": "input", "op": "input", "inputs": [], "shape": [8, 8, 3], "bits": 8},
          conv("stem", "input", 3, 1, channels), act("stem", "swish" if skip else "r"),
          conv("exp", "stem.act", 1, 1, wide), act("exp", "swish"),
-         conv("dw", "exp.act", 3, dw_stride, wide, groups=wide), act("dw", "swish"),
-         conv("proj", "dw.act", 1, 1, channels)]
+         conv("dw", "exp.act", 3, dw_stride, wide, groups=wide), act("dw", "swish")]
+    if se:
+        n += [{"name": "se.pool", "op": "gap", "inputs": ["dw.act"]},
+              _dense("se.fc1", "se.pool", hidden), act("se.fc1", "swish"),
+              _dense("se.fc2", "se.fc1.act", wide), act("se.fc2", "sigmoid"),
+              {"name": "gate", "op": "amos", "inputs": ["dw.act", "se.fc2.act"], "unit": "mult",
+               "rshift": [0, 0]}]
+    n.append(conv("proj", "gate" if se else "dw.act", 1, 1, channels))
     if linear:
         A.update({"head.w": rng.integers(-127, 128, (channels, 1, 1, channels)),
                   "head.b": rng.integers(-500, 500, channels)})
@@ -142,7 +178,8 @@ def mbconv_network(path=None, seed=0, *, dw_stride=1, channels=8, expand=2, clas
     n += [{"name": "pool", "op": "gap", "inputs": [last]},
           {"name": "fc", "op": "dense", "inputs": ["pool"], "weight": "fc.w", "bias": "fc.b",
            "out_features": classes}]
-    name = f"mbconv_s{dw_stride}" + ("_skip" if skip else "_linear" if linear else "")
+    name = f"mbconv_s{dw_stride}" + ("_se" if se else "_skip" if skip else
+                                      "_linear" if linear else "")
     g = ir.Graph(name, n, units, A, ["fc"])
     x = rng.integers(0, 256, (16, 8, 8, 3))
     if linear:
@@ -153,6 +190,11 @@ def mbconv_network(path=None, seed=0, *, dw_stride=1, channels=8, expand=2, clas
     if path is not None:
         ir.save(g, path)
     return g
+
+
+def _dense(name: str, src: str, out: int) -> dict:
+    return {"name": name, "op": "dense", "inputs": [src], "weight": f"{name}.w",
+            "bias": f"{name}.b", "out_features": out}
 
 
 def _calibrate_linear(g: ir.Graph, x: np.ndarray, skip: bool) -> None:
