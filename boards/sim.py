@@ -2,17 +2,19 @@
 
 The design is exactly what :func:`boards.build.build` places on the board: the same network
 (built for the board, with its folding), the same :class:`boards.top.UartNetworkTop` at the
-board's clock and baud rate. Only the pins differ: the cocotb test :mod:`boards.tb_host` drives
-``rx`` and samples ``tx`` at ``clk_hz / baud`` cycles per bit, and talks the protocol of
-:mod:`amos_hw.lib.hostproto` through them.
-
-It runs through the project's one cocotb runner (:func:`amos_hw.backend.simbuild.cocotb_run`,
-which the slow test tier uses too); builds are cached in
-``build/sim/<model>/<board>-verilator-<hash>``.
+board's clock and baud rate. Only the pins differ: a modelled host drives ``rx`` and samples
+``tx`` at ``clk_hz / baud`` cycles per bit, and talks the protocol of
+:mod:`amos_hw.lib.hostproto` through them. The host is the native C++ bench of
+:mod:`boards.native_uart` (no Python on the clock; builds cached in
+``build/sim/<model>/uart-board_top-<hash>``), or, for a top that reads its weights from an SPI
+flash (which that bench does not model), the cocotb test :mod:`boards.tb_host` through the
+project's one cocotb runner (:func:`amos_hw.backend.simbuild.cocotb_run`; builds cached in
+``build/sim/<model>/<board>-verilator-<hash>``).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from amos_hw.lib import hostproto as hp
 from amos_hw.lib.spiflash import flash_contents
 from boards.build import REPO, fit_check
 from boards.catalog import get_board
+from boards.native_uart import build_uart_bench, run_frames
 from boards.top import UartNetworkTop
 
 __all__ = ["REQUEST_ENV", "board_top", "classify", "classify_top"]
@@ -82,7 +85,9 @@ def classify(board_name: str, model: str, images, *, progress: bool = True,
 
 def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool = True):
     """Classify ``images`` (uint8 arrays of the model's input shape) on ``top`` under
-    Verilator, with the UART modelled bit by bit.
+    Verilator, with the UART modelled bit by bit: on the native bench of
+    :mod:`boards.native_uart`, or under cocotb (:mod:`boards.tb_host`) for a top that reads its
+    weights from an SPI flash (the native bench has no flash model).
 
     Parameters
     ----------
@@ -92,7 +97,8 @@ def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool
     board_name : str
         Names the build directory.
     progress : bool
-        Say when the design is being compiled, and show a bar over several images.
+        Say when the design is being compiled and simulated (under cocotb, a bar over several
+        images).
 
     Returns
     -------
@@ -105,8 +111,10 @@ def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool
     ValueError
         If an image does not have the model's input shape.
     amos_hw.backend.simbuild.RTLTestFailure
-        If the build failed or the simulated host did not get its answers (the message says
-        why).
+        If the cocotb build failed or its simulated host did not get its answers (the message
+        says why).
+    boards.native_uart.UartBenchError
+        If the native bench's build or run failed (the message says why).
     RuntimeError
         If the simulated board answered something unexpected.
     """
@@ -119,22 +127,11 @@ def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool
         "load": [c.hex() for c in hp.load_chunks(w)] if w else [],
         "flash": flash_contents(top.network),
     }
-
-    def announce(build_dir: Path) -> None:
-        if progress:
-            print(f"verilator: building {board_name}/{top.info.name} in {build_dir} "
-                  f"(first time only; a few minutes for a large network)", file=sys.stderr)
-
-    with cocotb_run(verilog, toplevel=TOPLEVEL, sim=SIM,
-                    root=REPO / "build" / "sim" / top.info.name, name=board_name,
-                    run_key=(json.dumps(request, sort_keys=True),), log=True,
-                    on_build=announce) as run:
-        req = run.run_dir / "request.json"
-        resp = run.run_dir / "response.json"
-        resp.unlink(missing_ok=True)
-        req.write_text(json.dumps({**request, "response": str(resp)}))
-        run.test("boards.tb_host", extra_env={REQUEST_ENV: str(req)})
-        answer = json.loads(resp.read_text())
+    root = REPO / "build" / "sim" / top.info.name
+    if request["flash"]:
+        answer = _cocotb_answer(verilog, request, root, board_name, progress)
+    else:
+        answer = _native_answer(verilog, request, root, board_name, progress)
     if answer.get("error"):
         raise RuntimeError(f"simulated board: {answer['error']}")
     info = hp.Info.from_payload(bytes.fromhex(answer["info"]))
@@ -144,3 +141,69 @@ def classify_top(top: UartNetworkTop, images, *, board_name: str, progress: bool
                                      info.logit_bytes, info.spike_counts)
         out.append((res, r["round_trip_cycles"] / info.clk_hz))
     return info, out
+
+
+def _announce(progress: bool, what: str) -> None:
+    if progress:
+        print(what, file=sys.stderr)
+
+
+def _native_answer(verilog: str, request: dict, root: Path, board_name: str,
+                   progress: bool) -> dict:
+    """The answers of the native bench (:mod:`boards.native_uart`), in the form
+    :mod:`boards.tb_host` writes them: ``info``, ``results`` (``payload``,
+    ``round_trip_cycles``) or an ``error``."""
+    _announce(progress, f"verilator: building {board_name} in {root} (first time only; a few "
+                        f"minutes for a large network)")
+    bench = build_uart_bench(verilog, toplevel=TOPLEVEL, root=root)
+    frames = [hp.encode_frame(hp.CMD_INFO)]
+    frames += [hp.encode_frame(hp.CMD_LOAD, bytes.fromhex(c)) for c in request["load"]]
+    frames += [hp.encode_frame(hp.CMD_CLASSIFY, bytes(image)) for image in request["images"]]
+    info = hp.Info.from_payload(bytes.fromhex(request["info"]))
+    byte_cycles = 10 * request["divisor"]
+    watchdog = 4 * info.latency_cycles + 200 * byte_cycles + 100_000
+    _announce(progress, f"simulating {len(request['images'])} image(s) on the native UART bench")
+    run_dir = Path(root) / "uart-runs" / f"{board_name}-{os.getpid()}"
+    answers = run_frames(bench, frames, request["divisor"], run_dir, watchdog=watchdog)
+    got = []
+    for k, (raw, cycles) in enumerate(answers):
+        dec = hp.FrameDecoder()
+        fr = dec.feed(raw)
+        if len(fr) != 1:
+            return {"error": f"answer to frame {k}: {raw.hex()} is not one frame "
+                             f"(CRC errors: {dec.crc_errors})"}
+        got.append((fr[0], cycles))
+    (first, _), n_load = got[0], len(request["load"])
+    if first.cmd != hp.RSP_INFO:
+        return {"error": f"expected RSP_INFO, got command 0x{first.cmd:02x}"}
+    if first.payload.hex() != request["info"]:
+        return {"error": "the simulated top answers a different INFO"}
+    for k, (f, _) in enumerate(got[1:1 + n_load]):
+        if f.cmd != hp.RSP_LOADED:
+            return {"error": f"load chunk {k}: expected RSP_LOADED, got 0x{f.cmd:02x}"}
+    results = []
+    for f, cycles in got[1 + n_load:]:
+        if f.cmd != hp.RSP_RESULT:
+            return {"error": f"expected RSP_RESULT, got command 0x{f.cmd:02x} "
+                             f"{f.payload.hex()}"}
+        results.append({"payload": f.payload.hex(), "round_trip_cycles": cycles})
+    return {"info": first.payload.hex(), "results": results}
+
+
+def _cocotb_answer(verilog: str, request: dict, root: Path, board_name: str,
+                   progress: bool) -> dict:
+    """The answers of the cocotb host (:mod:`boards.tb_host`), which models the SPI flash."""
+
+    def announce(build_dir: Path) -> None:
+        _announce(progress, f"verilator: building {board_name} in {build_dir} (first time "
+                            f"only; a few minutes for a large network)")
+
+    with cocotb_run(verilog, toplevel=TOPLEVEL, sim=SIM, root=root, name=board_name,
+                    run_key=(json.dumps(request, sort_keys=True),), log=True,
+                    on_build=announce) as run:
+        req = run.run_dir / "request.json"
+        resp = run.run_dir / "response.json"
+        resp.unlink(missing_ok=True)
+        req.write_text(json.dumps({**request, "response": str(resp)}))
+        run.test("boards.tb_host", extra_env={REQUEST_ENV: str(req)})
+        return json.loads(resp.read_text())

@@ -47,11 +47,13 @@ from pathlib import Path
 import numpy as np
 
 from amos_hw.backend.simbuild import (
+    NATIVE_COMPILE_FLAGS,
+    NATIVE_VERILATOR_ARGS,
     check_simulator,
     digest,
     locked,
     sim_models_for,
-    verilator_build_env,
+    verilate_native,
 )
 from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.lib.checks import positive_int
@@ -83,14 +85,9 @@ BENCH_SOURCE = Path(__file__).resolve().parent / "native" / "bench.cpp"
 MAGIC = b"AMOSIMG1"
 _HEADER = struct.Struct("<8sII")
 
-#: Verilator's options: the design built for speed, warnings off (``make lint`` reports them).
-VERILATOR_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast",
-                  "-Wno-fatal", "-Wno-lint", "-Wno-style")
-#: GCC's optimisation of the verilated C++ (``OPT_FAST``: the per-cycle code; ``OPT_SLOW``:
-#: initialisation, one huge function that GCC compiles slowly at higher levels). ResNet8 at the
-#: CI folding runs as fast with -O1 as with -O2 or -Os (its per-cycle code is straight-line)
-#: and compiles in about 60 % of the time.
-COMPILE_FLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+#: Verilator's options and GCC's (:mod:`amos_hw.backend.simbuild`).
+VERILATOR_ARGS = NATIVE_VERILATOR_ARGS
+COMPILE_FLAGS = NATIVE_COMPILE_FLAGS
 
 #: Ports the bench drives and reads (the ``pixels`` and ``result`` streams).
 REQUIRED_PORTS = ("clk", "rst", "pixels__payload", "pixels__valid", "pixels__ready",
@@ -260,32 +257,17 @@ def _spike_layers(verilog: str, toplevel: str, ports: list[str]) -> int:
 
 
 def _compile(verilog, build_dir: Path, toplevel, args, defines, models) -> None:
-    """Run ``verilator --cc --exe --build`` in ``build_dir`` (output in ``build.log``)."""
-    if build_dir.exists():
-        shutil.rmtree(build_dir)  # a build interrupted earlier
-    build_dir.mkdir(parents=True)
-    source = build_dir / f"{toplevel}.v"
-    source.write_text(verilog)
-    top = build_dir / f"{BENCH_TOP}.v"
-    top.write_text(bench_top(verilog, toplevel))
+    """Verilate the bench in ``build_dir`` (:func:`amos_hw.backend.simbuild.verilate_native`;
+    output in ``build.log``)."""
     cflags = " ".join(f"-D{k}={v}" for k, v in defines.items())
-    cmd = ["verilator", "--cc", "--exe", "--build", *args, "--top-module", BENCH_TOP,
-           "--prefix", "Vtop", "--Mdir", "obj", "-o", "../bench", "-j", str(os.cpu_count() or 1),
-           "-CFLAGS", cflags, str(top), str(source), *(str(m) for m in models),
-           str(BENCH_SOURCE)]
-    log = build_dir / "build.log"
-    with verilator_build_env():
-        env = dict(os.environ)
-        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} {COMPILE_FLAGS}".strip()
-        with open(log, "w") as f:
-            f.write(" ".join(cmd) + "\n")
-            f.flush()
-            done = subprocess.run(cmd, cwd=build_dir, stdout=f, stderr=subprocess.STDOUT,
-                                  env=env, check=False)
-    if done.returncode != 0 or not (build_dir / "bench").is_file():
+    status, log = verilate_native(
+        build_dir, top_module=BENCH_TOP,
+        verilog={f"{BENCH_TOP}.v": bench_top(verilog, toplevel), f"{toplevel}.v": verilog},
+        sources=[*models, BENCH_SOURCE], args=args, cflags=cflags)
+    if status != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise NativeBenchError(
-            f"{toplevel}: the native bench's Verilator build failed (status {done.returncode}) "
+            f"{toplevel}: the native bench's Verilator build failed (status {status}) "
             f"in {build_dir}; the end of {log}:\n{tail}"
         )
 
