@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("table3", help="print Table 3 (K and parameter counts) as JSON")
     pl = sub.add_parser("plot", help="regenerate Figs. 3-6 into docs/figures")
     pl.add_argument("--out", default=None, help="output folder (default docs/figures)")
-    pi = sub.add_parser("plot-int", help="the integer sigmoid and swish units as the hardware "
-                                         "computes them, into docs/figures")
+    pi = sub.add_parser("plot-int", help="the integer sigmoid, swish and multiplication "
+                                         "units as the hardware computes them, into "
+                                         "docs/figures")
     pi.add_argument("--out", default=None, help="output folder (default docs/figures)")
     r = sub.add_parser("report", help="integer-vs-float errors into docs/results/units.json")
     r.add_argument("--out", default=None, help="output folder (default docs/results)")

@@ -257,7 +257,8 @@ def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
     """Sigmoid and swish as the hardware computes them: every integer input ``v`` of the unit's
     ``in_range`` through :class:`~python_ref.quant.IntAmosUnit` (which the ``UnitEngine`` equals
     bit for bit, ``tests/test_engines_unit.py``), ``y * out_scale`` against the target at
-    ``v * in_scale``, with the error below; one PNG per unit, ``int_<name>_k<K>.png``."""
+    ``v * in_scale``, with the error below; one PNG per unit, ``int_<name>_k<K>.png``; and the
+    multiplication unit (:func:`_plot_integer_mult`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -295,4 +296,49 @@ def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
+    written.append(_plot_integer_mult(out_dir, plt))
     return written
+
+
+#: (in_bits, w_bits, d_bits) of the integer multiplication unit drawn by :func:`plot_integer`:
+#: the squeeze-and-excitation gate's of the hardware tests (``rtl_tests/gate_network.py``).
+MULT_BITS = (8, 8, 8)
+
+
+def _plot_integer_mult(out_dir: Path, plt) -> Path:
+    """The two-input multiplication unit as the hardware computes it: every pair of integer
+    inputs ``(v1, v2)`` of its ranges through :class:`~python_ref.quant.IntAmosUnit` (the gate
+    engine equals it bit for bit, ``tests/test_engines_gate.py``), the error ``y * out_scale -
+    x1 * x2`` as a map, and three slices ``x2`` fixed; ``int_mult_k40.png``."""
+    fu = load_unit("mult")
+    iu = quantize_unit(fu, *MULT_BITS)
+    v1 = np.arange(iu.in_range[0], iu.in_range[1] + 1)
+    v2 = np.arange(iu.in2_range[0], iu.in2_range[1] + 1)
+    x1, x2 = v1 * iu.in_scale, v2 * iu.in2_scale
+    y = iu(v1[:, None], v2[None, :]) * iu.out_scale
+    err = y - x1[:, None] * x2[None, :]
+    fig, (am, asl) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=120)
+    m = float(np.abs(err).max())
+    im = am.imshow(err.T, origin="lower", extent=(x1[0], x1[-1], x2[0], x2[-1]),
+                   cmap="coolwarm", vmin=-m, vmax=m, interpolation="nearest")
+    fig.colorbar(im, ax=am, label="y · out_scale - x1·x2")
+    am.set_xlabel("x1 = v1 · in_scale")
+    am.set_ylabel("x2 = v2 · in2_scale")
+    am.set_title(f"error over all {len(v1)} x {len(v2)} integer inputs\n"
+                 f"MSE {np.mean(err ** 2):.3g}, max |err| {m:.3g}", fontsize=9)
+    for k, colour in zip((len(v2) - 1, len(v2) * 3 // 4, len(v2) // 2),
+                         ("tab:blue", "tab:green", "tab:orange"), strict=True):
+        asl.plot(x1, x1 * x2[k], color="red", lw=0.8)
+        asl.step(x1, y[:, k], where="mid", color=colour, lw=0.9, label=f"x2 = {x2[k]:.2f}")
+    asl.set_xlabel("x1")
+    asl.set_title("y · out_scale (steps) against x1·x2 (red)", fontsize=9)
+    asl.legend(fontsize=7)
+    asl.grid(alpha=0.3)
+    b = MULT_BITS
+    fig.suptitle(f"multiplication AMOS unit, K = {fu.K}, as the hardware computes it "
+                 f"(integer {b[0]}/{b[1]}/{b[2]} bits, y in {iu.widths['y']} bits)", fontsize=9)
+    fig.tight_layout()
+    path = out_dir / f"int_mult_k{fu.K}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
