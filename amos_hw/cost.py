@@ -260,14 +260,17 @@ def gate_backlog(plan: NetworkPlan, rows: list[dict]) -> dict:
     larger of two needs:
 
     * the map's producer never waits: the words of image ``n + 1`` that arrive (its first one
-      interval after image ``n``'s, at its producer's rate; a row-burst producer's at up to one
-      word a cycle) less the words of image ``n`` read out (from
+      interval after image ``n``'s, at its producer's average rate; a row-burst producer's
+      with one row ahead, the row coming at once) less the words of image ``n`` read out (from
       :data:`~amos_hw.engines.gate_params.GATE_LATENCY_EXTRA` cycles after its gate's last
       word, one word a cycle, every ``K`` cycles in the serial form), at the most;
-    * where the gate's reader is slower (it takes ``cycles`` an image, the reads follow at
-      ``words / cycles``), the producer may wait, but image ``n + 1``'s map must be complete a
-      squeeze-path delay (``gate_delay_cycles``) before image ``n`` is read out, or the reader
-      waits for that gate: the words read in that delay.
+    * the gate's reads follow at ``r`` words a cycle (one a cycle, every ``K`` in the serial
+      form, or slower where the gate's reader takes ``cycles`` an image: ``words / cycles``);
+      the producer may wait, but image ``n + 1``'s gate comes a squeeze-path delay
+      (``gate_delay_cycles``) after its map is complete, so the reads wait for it unless the map
+      is complete that long before image ``n`` is read out. The reads may wait ``slack =
+      interval - words / r`` cycles an image without slowing the pipeline: the words read in
+      the rest of the delay, ``r * max(0, delay - slack)``.
 
     The map memory holds one map and this backlog (:func:`amos_hw.buffers.assign_gate_buffers`).
     """
@@ -283,18 +286,21 @@ def gate_backlog(plan: NetworkPlan, rows: list[dict]) -> dict:
         b = burst.get(lay.inputs[0])
         last_x = tx + _arrival(lay.elements, rx, b)
         start = tx + interval  # the next map's first word
-        rate = 1.0 if b is not None else min(1.0, rx / lay.lanes)
+        rate = min(1.0, rx / lay.lanes)  # words a cycle, on average
+        ahead = 0.0 if b is None else b / lay.lanes  # a row burst comes at once
         read = last_x + delays[lay.name] + GATE_LATENCY_EXTRA
         q = 1.0 / lay.K if lay.serial else 1.0
 
-        def held(at, start=start, rate=rate, read=read, q=q, words=words):
-            came = min(words, max(0.0, (at - start) * rate))
+        def held(at, start=start, rate=rate, ahead=ahead, read=read, q=q, words=words):
+            came = min(words, max(0.0, (at - start) * rate + ahead) if at >= start else 0.0)
             return came - min(words, max(0.0, (at - read) * q))
 
         readers = [per_layer[r.name] for r in plan.layers if lay.name in r.inputs]
-        slow = min(q, words / max(readers, default=1)) * max(0, delays[lay.name])
+        r = min(q, words / max(readers, default=1))  # the reads' pace, words a cycle
+        slack = max(0.0, interval - words / r)  # cycles an image the reader may wait
+        slow = r * max(0.0, delays[lay.name] - slack)
         out[lay.name] = max(0.0, slow, *(held(at) for at in (
-            start, start + words / rate, read, read + words / q)))
+            start, start + max(0.0, words - ahead) / rate, read, read + words / q)))
     return out
 
 
