@@ -10,7 +10,7 @@ from __future__ import annotations
 from amos_hw.errors import FlowError
 
 __all__ = ["DEVICES", "BOARD_DEVICES", "LUT_FILL", "DEFAULT_CLOCK_MHZ", "device", "device_name",
-           "clock_mhz", "family"]
+           "board_budget", "clock_mhz", "family"]
 
 #: Resource budgets: LUT4s, flip-flops, block RAM bits (EBR), DSP blocks, default clock (MHz).
 DEVICES = {
@@ -50,6 +50,17 @@ def device(name: str) -> dict:
     """The budgets of a device (by device, alias or board name), with its canonical ``name``."""
     key = device_name(name)
     return {"name": key, **DEVICES[key]}
+
+
+def board_budget(cfg) -> dict:
+    """The budgets the network of a run may use on its board (``cfg.board``): the device's,
+    less the block RAMs ``cfg.reserve_bram_blocks`` keeps for what surrounds the network."""
+    dev = device(cfg.board)
+    reserve = int(getattr(cfg, "reserve_bram_blocks", 0) or 0)
+    if reserve < 0 or reserve >= dev["bram_blocks"]:
+        raise FlowError(f"reserve_bram_blocks must lie in 0..{dev['bram_blocks'] - 1} for the "
+                        f"{dev['name']}, not {reserve}")
+    return {**dev, "bram_blocks": dev["bram_blocks"] - reserve}
 
 
 def family(board: str | None) -> str | None:

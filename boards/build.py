@@ -36,6 +36,7 @@ from amos_hw.flow import BudgetError, FlowConfig, FlowError, assemble_top, run_f
 from amos_hw.lib.bram import FAMILIES, MemShape, block_count, bram_budget, margin_note
 from amos_hw.passes.shared import flash_network
 from amos_hw.shared.engine import SharedNetwork
+from amos_hw.zoo import ModelNotFound, resolve
 from boards.board import Board, BoardError
 from boards.catalog import get_board
 from boards.pll import PllError, ecp5_pll_params, ice40_pll_params
@@ -160,7 +161,8 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
                                   architecture=architecture, stop_after="estimate",
                                   carry=carry, weights=weights,
                                   lut_fill=lut_fill if architecture == "shared" else None,
-                                  spike_counts=spike_counts, quiet=True))
+                                  spike_counts=spike_counts, quiet=True,
+                                  reserve_bram_blocks=_link_blocks(board, model)))
     except BudgetError as e:
         raise BoardError(f"{model} does not fit {board.name} ({board.device}): {e}") from None
     except FlowError as e:
@@ -185,11 +187,27 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
     return net, rep
 
 
+def _link_blocks(board, model) -> int:
+    """Block RAMs of the host link's image buffer (one byte per pixel) on ``board``, which the
+    network's fit leaves free (0 where the model cannot be read: the flow says why)."""
+    try:
+        nodes = json.loads(resolve(model).with_suffix(".json").read_text())["nodes"]
+        shape = next(n["shape"] for n in nodes if n.get("op") == "input")
+    except (ModelNotFound, OSError, ValueError, KeyError, TypeError, StopIteration):
+        return 0  # the flow reports a bad model with its own message
+    return link_blocks(board, math.prod(int(v) for v in shape))
+
+
+def link_blocks(board, n_pixels: int) -> int:
+    """Block RAMs of a host link image buffer of ``n_pixels`` bytes on ``board``."""
+    return block_count([MemShape("link.buf", n_pixels, 8)], board.family)
+
+
 def _check_board_fit(board, model, rep: dict, n_pixels: int, fill: float) -> None:
     """Raise :class:`BoardError` when the estimate and the host link's image buffer (one byte
     per pixel, in block RAM) do not fit ``board``."""
-    link_blocks = block_count([MemShape("link.buf", n_pixels, 8)], board.family)
-    need_blocks = int(rep["est_bram_blocks"]) + link_blocks
+    link = link_blocks(board, n_pixels)
+    need_blocks = int(rep["est_bram_blocks"]) + link
     have_blocks = board.resources["bram_blocks"]
     short = []
     if rep["est_lut4"] > fill * board.resources["lut4"]:
@@ -198,7 +216,7 @@ def _check_board_fit(board, model, rep: dict, n_pixels: int, fill: float) -> Non
     if need_blocks > bram_budget(board.family, have_blocks):
         block = FAMILIES[board.family]["block"]
         short.append(f"needs about {need_blocks} {block} block RAMs for its memories (the "
-                     f"host link's {n_pixels}-byte image buffer: {link_blocks} of them), the "
+                     f"host link's {n_pixels}-byte image buffer: {link} of them), the "
                      f"{board.device} has {have_blocks}{margin_note(board.family)}")
     if short:
         raise BoardError(f"{model} does not fit {board.name}: " + "; ".join(short))

@@ -21,6 +21,9 @@ from amos_hw.shared.engine import SharedNetwork
     (5135, 10, "ecp5", 5),     # 8,192 x 2: 5 columns (one form for the whole memory): placed 5
     (5647, 19, "ecp5", 9),     # 2,048 x 9: 3 columns x 3 deep (18 + 1 bits would be 7): placed 9
     (768, 20, "ecp5", 2),      # 1,024 x 18: 2 columns
+    (1152, 256, "ecp5", 22),   # 7 columns of 512 x 36, 3 deep, and one 4,096 x 4: placed 22
+    (25380, 12, "ecp5", 21),   # 4,096 x 4: 3 columns x 7 deep (no mixing below 36 bits): placed 21
+    (608, 20, "ice40", 5),     # 1,024 x 4: 5 columns (the iCE40 mixes no forms)
     (640, 8, "ecp5", 1),
     (16384, 1, "ecp5", 1),
     (16385, 1, "ecp5", 2),
@@ -46,7 +49,9 @@ def test_placement_follows_the_costs():
 
 
 def test_budget_and_bad_family():
-    assert bram_budget("ecp5", 108) == 112 and bram_budget("ecp5", 208) == 215
+    # no margin: the count has erred full or been exact, and a count over the device (the
+    # 85F effnet_cifar at 214 of 208 with the old 3 %) failed placement
+    assert bram_budget("ecp5", 108) == 108 and bram_budget("ecp5", 208) == 208
     assert bram_budget("ice40", 30) == 30
     with pytest.raises(ValueError, match=r"^unknown FPGA family 'xilinx'; known: ecp5, ice40$"):
         blocks_for(10, 10, "xilinx")

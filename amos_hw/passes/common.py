@@ -66,6 +66,9 @@ class FlowConfig:
     weights: str | None = None
     lut_fill: float | None = None  # shared engine: share of the LUT4s it may plan for (0.8)
     spike_counts: bool = False
+    # block RAMs of the device taken by what surrounds the network (a board top's host link
+    # buffer, boards.build): the layer-pipelined fit leaves them free
+    reserve_bram_blocks: int = 0
     why: str | None = None  # set by run_flow when it chose the architecture (not a parameter)
     stop_after: str | None = None
     quiet: bool = False

@@ -5,7 +5,7 @@ are added to the totals (``spike_tally`` in the report)."""
 from __future__ import annotations
 
 from amos_hw import cost
-from amos_hw.devices import clock_mhz, device, family
+from amos_hw.devices import board_budget, clock_mhz, family
 from amos_hw.lib.spike_tally import SpikeTally, spike_layers, tally_depth
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 
@@ -32,11 +32,14 @@ def estimate(ctx: FlowContext) -> dict:
               "neurons": plan.neurons, "time_steps": plan.time_steps,
               "parallelism": plan.parallelism, **tot}
     if cfg.board is not None:
-        dev = device(cfg.board)
+        dev = board_budget(cfg)
         ok, why = cost.check(tot, dev)
         report["board"] = {"name": dev["name"], "fits": ok, "lut4": dev["lut4"],
-                           "bram_bits": dev["bram_bits"], "bram_blocks": dev["bram_blocks"],
+                           "bram_bits": dev["bram_bits"],
+                           "bram_blocks": dev["bram_blocks"] + cfg.reserve_bram_blocks,
                            "dsp": dev["dsp"]}
+        if cfg.reserve_bram_blocks:
+            report["board"]["reserved_bram_blocks"] = cfg.reserve_bram_blocks
         if not ok:
             raise BudgetError(f"{ctx.model_name} does not fit {dev['name']}: {why}")
     ctx.report = report

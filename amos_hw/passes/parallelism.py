@@ -15,7 +15,7 @@ the LUT4 count of every later estimate).
 from __future__ import annotations
 
 from amos_hw import cost
-from amos_hw.devices import clock_mhz, device
+from amos_hw.devices import board_budget, clock_mhz
 from amos_hw.folding import apply, carry_form, choose_for_target, fit_device, read_user
 from amos_hw.passes.common import BudgetError, FlowContext, FlowError
 from amos_hw.plan import ConvLayer, DenseLayer
@@ -56,7 +56,7 @@ def parallelism(ctx: FlowContext) -> dict:
     elif cfg.target_fps is not None:
         folding, how = _for_target(plan, cfg.target_fps, clock)
     elif cfg.board is not None:
-        folding, how = fit_device(plan, ctx.graph.arrays, device(cfg.board))
+        folding, how = fit_device(plan, ctx.graph.arrays, board_budget(cfg))
     else:
         folding, how = {}, "fully folded (default)"
     apply(plan, folding)
