@@ -3,7 +3,8 @@
 Everything here is a function of a :class:`~amos_hw.plan.NetworkPlan` (with its folding and
 memories assigned) and the description's arrays; nothing builds or elaborates gateware. Per
 layer the figures are the engines' own formulas (``figures`` of each engine class, read through
-:func:`amos_hw.layer_engines.engine_figures`); no engine uses a multiplier, so ``est_dsp`` is 0.
+:func:`amos_hw.layer_engines.engine_figures`); only the serial AMOS units multiply: on a
+family of :data:`DSP_FAMILIES` their products are ``est_dsp`` DSP blocks.
 The glue that :class:`~amos_hw.top.NetworkTop` adds (skid buffers, broadcasts, lane adapters,
 the result collector) is one more entry.
 
@@ -40,8 +41,8 @@ from amos_hw.plan import (
     WindowLayer,
 )
 
-__all__ = ["layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows", "glue", "latency",
-           "gate_delays", "gate_backlog", "totals", "check"]
+__all__ = ["DSP_FAMILIES", "layer_cycles", "pipeline_ii", "inexact_layers", "layer_rows",
+           "glue", "latency", "gate_delays", "gate_backlog", "totals", "check"]
 
 
 def layer_cycles(lay: Layer, folding: dict) -> int:
@@ -153,10 +154,18 @@ def inexact_layers(plan: NetworkPlan) -> list[str]:
     return out
 
 
+#: Families whose synthesis (Yosys's default ``synth_ecp5``) maps a variable product to a DSP
+#: block (``MULT18X18D``): on the ECP5-85F build of effnet_cifar the 27 one-input serial units
+#: and the 4 gates' two products each took 31 of them, as counted.
+DSP_FAMILIES = ("ecp5",)
+
+
 def layer_rows(plan: NetworkPlan, arrays: dict, family: str | None = None) -> list[dict]:
     """One dict per layer: folding, cycles, latency and resource estimates; with an FPGA
     ``family`` (``ecp5``, ``ice40``) also the block RAMs its memories take there
-    (``est_bram_blocks``, :mod:`amos_hw.lib.bram`)."""
+    (``est_bram_blocks``, :mod:`amos_hw.lib.bram`) and, on a family of
+    :data:`DSP_FAMILIES`, the serial units' products on DSP blocks (``est_dsp``, their LUT
+    multipliers out of ``est_lut4``)."""
     rows = []
     for lay in plan.layers:
         try:
@@ -173,9 +182,12 @@ def layer_rows(plan: NetworkPlan, arrays: dict, family: str | None = None) -> li
             mems, bits = (*mems, buf), bits + buf.depth * buf.width
             luts += ImageBuffer.luts_for(width, words)
             ffs += ImageBuffer.flip_flops_for(width, words)
+        dsp = 0
+        if family in DSP_FAMILIES and fig.multipliers:  # Yosys maps them to DSP blocks
+            dsp, luts = fig.multipliers, luts - fig.multiplier_luts
         rows.append({"name": lay.name, "kind": lay.kind, **lay.folding(),
                      "cycles_per_image": fig.cycles, "latency_cycles": fig.latency,
-                     "est_lut4": luts, "est_ff": ffs, "est_bram_bits": bits, "est_dsp": 0})
+                     "est_lut4": luts, "est_ff": ffs, "est_bram_bits": bits, "est_dsp": dsp})
         if family is not None:
             rows[-1]["est_bram_blocks"] = block_count(mems, family)
     return rows
@@ -395,6 +407,7 @@ def check(tot: dict, dev: dict) -> tuple[bool, str]:
     # the ECP5 carry form moves the spike gates into flip-flops: the FFs can outgrow the LUTs
     for key, budget, unit in (("est_lut4", usable, "LUT4"),
                               ("est_ff", int(dev["ff"] * LUT_FILL), "flip-flops"),
+                              ("est_dsp", dev["dsp"], "DSP blocks"),
                               ("est_bram_blocks", bram_budget(dev["family"], dev["bram_blocks"]),
                                f"{FAMILIES[dev['family']]['block']} block RAMs")):
         need = tot[key]

@@ -209,3 +209,26 @@ def test_choose_for_target_takes_the_serial_gate():
         folding.apply(lower(gate_network()), {"gate": {"serial": 2, "depth": 4}})
     assert str(e.value) == ("layer 'gate': depth must be in 1..16 and have no common divisor "
                             "with the unit's K = 40 (e.g. 3), not 4")
+
+
+def test_serial_products_are_dsp_blocks_on_the_ecp5():
+    """The serial units' variable products ``c_s * x``: one ``MULT18X18D`` each on the ECP5
+    (counted on the 85F build of effnet_cifar: 31, as estimated), their LUT multipliers out of
+    the LUT4 estimate; none on the iCE40 or without a family."""
+    from amos_hw.lib.serial_unit import SerialAmosUnit
+    g = gate_network()
+    plan = folding.apply(lower(g), SERIAL_FOLDINGS[0])
+    ecp5 = {r["name"]: r for r in cost.layer_rows(plan, g.arrays, "ecp5")}
+    bare = {r["name"]: r for r in cost.layer_rows(plan, g.arrays)}
+    ice40 = {r["name"]: r for r in cost.layer_rows(plan, g.arrays, "ice40")}
+    gate, swish = plan.layer("gate"), plan.layer("c1.act")
+    mult = ir.make_unit("mult", g.units["mult"], g.arrays)
+    per_gate = SerialAmosUnit.multipliers_for(mult, gate.x_width, in2_width=gate.g_width,
+                                              depth=gate.depth_serial)
+    assert per_gate == 2  # c_s * x1 and c2_s * x2
+    assert ecp5["gate"]["est_dsp"] == 8 * per_gate and ecp5["c1.act"]["est_dsp"] == 4
+    assert swish.serial == 4
+    for name in ("gate", "c1.act"):
+        assert bare[name]["est_dsp"] == ice40[name]["est_dsp"] == 0
+        assert ecp5[name]["est_lut4"] < bare[name]["est_lut4"] == ice40[name]["est_lut4"]
+    assert sum(r["est_dsp"] for r in ecp5.values()) == 8 * 2 + 4 + 1  # + the sigmoid's unit

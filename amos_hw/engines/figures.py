@@ -102,6 +102,11 @@ class Figures:
         The memories the engine builds, for :func:`amos_hw.lib.bram.block_count`.
     out_width : int
         Bits of one output value (an unsigned spike word, a signed raw value or a sum).
+    multipliers : int
+        Variable products (the serial AMOS units' ``c_s * x``): one DSP block each where the
+        family has them (Yosys's default mapping); ``luts`` counts them as LUT multipliers.
+    multiplier_luts : int
+        The LUT4s of those LUT multipliers in ``luts`` (what a DSP block each saves).
     """
 
     cycles: int
@@ -111,6 +116,8 @@ class Figures:
     memory_bits: int
     memories: tuple
     out_width: int
+    multipliers: int = 0
+    multiplier_luts: int = 0
 
 
 # -- argument checks (the engines' messages) -----------------------------------------------------

@@ -17,6 +17,7 @@ from amos_hw.engines.unit_params import (
     check_serial,
     const_mul_adders,
     serial_figures,
+    serial_multipliers,
 )
 from amos_hw.lib.amos_unit import AmosUnit, _widths
 from amos_hw.lib.bram import MemShape
@@ -272,8 +273,15 @@ class GateParams:
         return self.lanes * per_lane + unit + 2 * counters + 16
 
     def figures(self) -> Figures:
-        """The engine's :class:`~amos_hw.engines.figures.Figures`."""
+        """The engine's :class:`~amos_hw.engines.figures.Figures` (the serial form's
+        multipliers: :func:`~amos_hw.engines.unit_params.serial_multipliers` per unit)."""
+        mults = mult_luts = 0
+        if self.serial:
+            n, saved = serial_multipliers(self.unit, self.v1_width, self.depth,
+                                          in2_width=self.v2_width)
+            mults, mult_luts = self.serial * n, self.serial * saved
         return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
                        flip_flops=self.flip_flops, memory_bits=self.memory_bits,
-                       memories=self.memories, out_width=self.out_width)
+                       memories=self.memories, out_width=self.out_width,
+                       multipliers=mults, multiplier_luts=mult_luts)
 

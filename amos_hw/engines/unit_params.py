@@ -18,7 +18,8 @@ from amos_hw.lib.serial_unit import MAX_DEPTH, SerialAmosUnit
 from python_ref.quant import IntAmosUnit, signed_width
 
 __all__ = ["COUNT_WIDTH", "IN_WIDTH_RANGE", "UnitParams", "check_serial", "clamp_bounds",
-           "const_mul_adders", "is_identity", "serial_depth", "serial_figures"]
+           "const_mul_adders", "is_identity", "serial_depth", "serial_figures",
+           "serial_multipliers"]
 
 #: Signed widths of the raw value ``v`` on the engine's input port (inclusive).
 IN_WIDTH_RANGE = (2, 32)
@@ -88,6 +89,19 @@ def serial_figures(unit: IntAmosUnit, in_width: int, depth: int, *,
     luts = SerialAmosUnit.luts_for(unit, in_width, **kw)  # - output counter + spike adder
     ffs = SerialAmosUnit.flip_flops_for(unit, in_width, **kw) - COUNT_WIDTH
     return luts, ffs
+
+
+def serial_multipliers(unit: IntAmosUnit, in_width: int, depth: int, *,
+                       in2_width: int | None = None) -> tuple[int, int]:
+    """``(multipliers, LUT4)`` of one serial unit: its variable products ``c_s * x``
+    (:meth:`SerialAmosUnit.multipliers_for
+    <amos_hw.lib.serial_unit.SerialAmosUnit.multipliers_for>`, a ``MULT18X18D`` each on the
+    ECP5) and the LUT4s that :func:`serial_figures` counts for them as LUT multipliers."""
+    kw = {"in2_width": in2_width, "depth": depth, "count_width": COUNT_WIDTH}
+    n = SerialAmosUnit.multipliers_for(unit, in_width, in2_width=in2_width, depth=depth)
+    saved = (SerialAmosUnit.luts_for(unit, in_width, **kw)
+             - SerialAmosUnit.luts_for(unit, in_width, dsp=True, **kw))
+    return n, saved
 
 
 def _pacer_bits(K: int) -> int:
@@ -304,7 +318,13 @@ class UnitParams:
         return self.lanes * per_lane + K * self.lanes + COUNT_WIDTH + 8
 
     def figures(self) -> Figures:
-        """The engine's :class:`~amos_hw.engines.figures.Figures`."""
+        """The engine's :class:`~amos_hw.engines.figures.Figures` (the serial form's
+        multipliers: :func:`serial_multipliers` per unit)."""
+        mults = mult_luts = 0
+        if self.serial:
+            n, saved = serial_multipliers(self.unit, self.in_width, self.depth)
+            mults, mult_luts = self.serial * n, self.serial * saved
         return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
                        flip_flops=self.flip_flops, memory_bits=self.memory_bits,
-                       memories=self.memories, out_width=self.out_width)
+                       memories=self.memories, out_width=self.out_width,
+                       multipliers=mults, multiplier_luts=mult_luts)

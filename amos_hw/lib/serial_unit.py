@@ -307,6 +307,13 @@ class SerialAmosUnit(wiring.Component):
         return _flip_flops(_plan(unit, in_width, in2_width, depth), count_width)
 
     @staticmethod
+    def multipliers_for(unit, in_width, *, in2_width=None, depth=3) -> int:
+        """:attr:`multipliers` of the unit these arguments would build (the constructor's
+        checks)."""
+        in_width, in2_width, depth, _ = _args(unit, in_width, in2_width, depth, 32)
+        return _multipliers(_plan(unit, in_width, in2_width, depth))
+
+    @staticmethod
     def luts_for(unit, in_width, *, in2_width=None, depth=3, count_width=32,
                  dsp=False) -> int:
         """LUT4 estimate of the unit these arguments would build, one LUT4 per adder bit as
