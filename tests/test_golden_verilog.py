@@ -20,7 +20,7 @@ GOLDEN = {
         "report.json": "7ff46a5873b723ee8f22a5ca12be839132ff7d0740194e41d59e452d2fd2add2"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
         "amos_resnet8.v": "c86cafc712cd92814f9da44d315f5132d8da824d99f5e2a7cc4e07a006f4e014",
-        "report.json": "e2e1e6337d25631c235b20570d8544dcf24900b8472a0b3a2f9f539caf13c16c"}),
+        "report.json": "e317a202af24478d34dce41938e6e4652a651c47a37534d57ea21bff0f668e69"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
         "report.json": "02d799da807cff4ed2fbde0bfc25e7ba72d265a7656b69b1dde95722ffeb6d3b"}),
@@ -29,7 +29,7 @@ GOLDEN = {
         "report.json": "5e9c761b40994c26f634c5f481b511d8eebc3b59bfcd4ed6af0c9ebfa737b855"}),
     "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
         "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
-        "report.json": "ea0fa08e5c65559b54f37a5a8ffc48044dc5b7e61471bef7cbfbd92690c60451",
+        "report.json": "843bdcde266a636e695776eca84095b23d7df0363f8f8f8112e0c967578b29b9",
         "weights.bin": "89dacabd4e26dab94ccebd6d194209342b3a9e3c41206f0be60bf5f41769e1b4"}),
 }
 
