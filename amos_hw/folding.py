@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from amos_hw import cost
-from amos_hw.buffers import assign_gate_buffers, assign_skip_fifos
+from amos_hw.buffers import assign_gate_buffers, assign_skip_fifos, assign_window_fifos
 from amos_hw.devices import family
 from amos_hw.engines.carry import CARRY_FORMS, default_form
 from amos_hw.engines.unit_params import serial_depth
@@ -259,6 +259,7 @@ def apply(plan: NetworkPlan, folding: dict) -> NetworkPlan:
 def fits(plan: NetworkPlan, arrays: dict, folding: dict, dev: dict) -> tuple[bool, str]:
     """Whether a folding of ``plan`` fits ``dev``; otherwise by how much it misses."""
     trial = apply(copy.deepcopy(plan), folding)
+    assign_window_fifos(trial)
     assign_skip_fifos(trial)
     assign_gate_buffers(trial, arrays)
     tot = cost.totals(trial, arrays, dev["clock_mhz"], dev["family"])

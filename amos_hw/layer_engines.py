@@ -46,7 +46,8 @@ def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
         "height": lay.height, "width": lay.width, "stride": lay.stride,
         "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
         "out_bits": lay.out_bits, "pe": lay.pe, "simd": lay.simd, "planes": lay.planes,
-        "name": lay.name, "carry": lay.carry or "generic", **_signed(lay)}
+        "name": lay.name, "carry": lay.carry or "generic", **_signed(lay),
+        **({"fifo_rows": lay.fifo_rows} if lay.fifo_rows else {})}
 
 
 def _dense(lay: DenseLayer, arrays) -> tuple[tuple, dict]:

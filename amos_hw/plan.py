@@ -236,6 +236,8 @@ class ConvLayer(_MatrixLayer):
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    # a pointwise window's FIFO in rows (amos_hw.buffers.assign_window_fifos); 0: two pixels
+    fifo_rows: int = 0
 
     @property
     def n_outputs(self) -> int:
@@ -249,6 +251,10 @@ class ConvLayer(_MatrixLayer):
         return {**super()._fields(), "height": self.height, "width": self.width,
                 "c_in": self.c_in, "c_out": self.c_out, "kernel": self.kernel,
                 "stride": self.stride, "padding": self.padding}
+
+    def _folded_fields(self) -> dict:
+        return {**super()._folded_fields(),
+                **({"fifo_rows": self.fifo_rows} if self.fifo_rows else {})}
 
 
 @dataclass

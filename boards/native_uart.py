@@ -5,8 +5,8 @@ file on the top's ``rx`` bit by bit at the UART's divisor, samples ``tx`` as a U
 does, cuts the received bytes into frames by the protocol's framing and waits for one answer
 per frame; it writes each answer's bytes and the cycles it took. No Python runs on the clock
 (the cocotb host of :mod:`boards.tb_host` drove every bit from a coroutine: 20 digits images
-took 4.19 s under it, 0.11 s here, with the same answers). The frames are encoded and the answers decoded and checked
-(CRC included) here, with :mod:`amos_hw.lib.hostproto`.
+took 4.19 s under it, 0.11 s here, with the same answers). The frames are encoded and the
+answers decoded and checked (CRC included) here, with :mod:`amos_hw.lib.hostproto`.
 
 :func:`build_uart_bench` verilates the top once per design (cached under ``build/sim``, the key
 covering the Verilog, the bench source and the options; locked against parallel builds);

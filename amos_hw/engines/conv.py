@@ -47,6 +47,9 @@ class ConvEngine(wiring.Component):
         adder level on ECP5 carry cells with the spike gates folded in; ``in_signed``: the
         inputs are ``in_bits`` two's-complement words, the sign plane's weights subtracted).
         The zero padding is the all-zero word, value 0 in either case.
+    fifo_rows : int
+        A pointwise convolution's window FIFO in image rows (0: two pixels; see
+        :class:`~amos_hw.engines.window.SlidingWindow`).
 
     Members
     -------
@@ -61,11 +64,11 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
                  out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
-                 in_signed=False):
+                 in_signed=False, fifo_rows=0):
         p = ConvParams.check(weights, bias, height=height, width=width, stride=stride,
                              padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
                              pe=pe, simd=simd, planes=planes, name=name, carry=carry,
-                             in_signed=in_signed)
+                             in_signed=in_signed, fifo_rows=fifo_rows)
         self._p = p
         mvu = p.mvu
         out_shape = unsigned(mvu.out_bits) if mvu.out_bits is not None else signed(mvu.v_width)
@@ -79,14 +82,15 @@ class ConvEngine(wiring.Component):
     @staticmethod
     def figures(weights, bias, *, height, width, stride=1, padding=0, in_bits, shift, out_bits,
                 pe=1, simd=1, planes=None, name="conv", carry="generic",
-                in_signed=False) -> Figures:
+                in_signed=False, fifo_rows=0) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.ConvParams.figures`."""
         return ConvParams.check(weights, bias, height=height, width=width, stride=stride,
                                 padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
                                 pe=pe, simd=simd, planes=planes, name=name,
-                                carry=carry, in_signed=in_signed).figures()
+                                carry=carry, in_signed=in_signed,
+                                fifo_rows=fifo_rows).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (ConvParams).")
     name = property(lambda self: self._p.name)
@@ -148,7 +152,7 @@ class ConvEngine(wiring.Component):
         window = SlidingWindow(height=win.height, width=win.width, channels=win.channels,
                                kernel=win.kernel, stride=win.stride, padding=win.padding,
                                simd=win.simd, bits=win.bits, name=win.name,
-                               signed=mvu.in_signed)
+                               signed=mvu.in_signed, fifo_rows=win.fifo_rows)
         m.submodules.window = window
         m.submodules.mvu = unit
         # a skid buffer between the window and the matrix-vector unit: the unit's `ready`

@@ -267,11 +267,13 @@ def is_pointwise(kernel: int, stride: int, padding: int) -> bool:
     return kernel == 1 and stride == 1 and padding == 0
 
 
-def pointwise_fifo_words(cf: int) -> int:
+def pointwise_fifo_words(cf: int, width: int = 1, rows: int = 0) -> int:
     """Words a pointwise window's FIFO holds: two pixels of ``cf`` words, so that the next
     pixel is written while the matrix-vector unit works through the output folds of the one
-    before (it takes a pixel's words during its first fold only)."""
-    return 2 * cf
+    before (it takes a pixel's words during its first fold only); or ``rows`` image rows of
+    ``width`` pixels, for a convolution that must not wait for a producer's row bursts
+    (:func:`amos_hw.buffers.assign_window_fifos`)."""
+    return rows * width * cf if rows else 2 * cf
 
 
 def window_first_words(height: int, width: int, cf: int, kernel: int, stride: int,
@@ -283,11 +285,12 @@ def window_first_words(height: int, width: int, cf: int, kernel: int, stride: in
     return min(height, kernel - padding) * width * cf
 
 
-def window_held_rows(height: int, width: int, kernel: int, stride: int, padding: int) -> int:
+def window_held_rows(height: int, width: int, kernel: int, stride: int, padding: int,
+                     fifo_rows: int = 0) -> int:
     """Input rows a window may hold ahead of its output: its line buffer's
     (:func:`line_buffer_rows`), or a pointwise window's FIFO in whole rows."""
     if is_pointwise(kernel, stride, padding):
-        return math.ceil(pointwise_fifo_words(1) / width)
+        return fifo_rows or math.ceil(pointwise_fifo_words(1) / width)
     return line_buffer_rows(height, kernel, stride, padding)
 
 
@@ -542,10 +545,11 @@ class WindowParams:
     padding: int
     simd: int
     bits: int
+    fifo_rows: int = 0
 
     @classmethod
     def check(cls, *, height, width, channels, kernel, stride, padding, simd, bits,
-              name="conv") -> WindowParams:
+              name="conv", fifo_rows=0) -> WindowParams:
         """Check the window's arguments, raising as its constructor does."""
         _check_name(name)
         height, width, channels, kernel, stride, simd, bits = (
@@ -564,8 +568,12 @@ class WindowParams:
                 f"{name}: a {kernel}x{kernel} window with padding {padding} does not fit a "
                 f"{height}x{width} image"
             )
+        fifo_rows = _nonneg(name, "fifo_rows", fifo_rows)
+        if fifo_rows and not is_pointwise(kernel, stride, padding):
+            raise ValueError(f"{name}: fifo_rows is for a pointwise window (1x1, stride 1, no "
+                             f"padding), not a {kernel}x{kernel} one of stride {stride}")
         return cls(name=name, height=height, width=width, channels=channels, kernel=kernel,
-                   stride=stride, padding=padding, simd=simd, bits=bits)
+                   stride=stride, padding=padding, simd=simd, bits=bits, fifo_rows=fifo_rows)
 
     cf = property(lambda self: self.channels // self.simd, doc="Words per pixel.")
     out_height = property(
@@ -579,7 +587,7 @@ class WindowParams:
     pointwise = property(lambda self: is_pointwise(self.kernel, self.stride, self.padding),
                          doc="A FIFO of :attr:`fifo_words` words, no line buffer "
                              "(:func:`is_pointwise`).")
-    fifo_words = property(lambda self: pointwise_fifo_words(self.cf),
+    fifo_words = property(lambda self: pointwise_fifo_words(self.cf, self.width, self.fifo_rows),
                           doc="The pointwise form's FIFO: words its memory holds.")
 
     @property
@@ -640,7 +648,7 @@ class ConvParams:
     @classmethod
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
               out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
-              in_signed=False) -> ConvParams:
+              in_signed=False, fifo_rows=0) -> ConvParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -655,7 +663,7 @@ class ConvParams:
                                 name=name, carry=carry, credits=True, in_signed=in_signed)
         window = WindowParams.check(height=height, width=width, channels=c_in, kernel=k,
                                     stride=stride, padding=padding, simd=simd, bits=in_bits,
-                                    name=name)
+                                    name=name, fifo_rows=fifo_rows)
         return cls(name=name, weights=weights, window=window, mvu=mvu)
 
     in_shape = property(

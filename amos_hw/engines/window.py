@@ -44,8 +44,10 @@ class SlidingWindow(wiring.Component):
     zero words.
 
     A pointwise window (1x1, stride 1, no padding: :func:`~amos_hw.engines.figures.is_pointwise`)
-    passes its input words on unchanged through a ``SyncFIFOBuffered`` of two pixels
-    (:attr:`~amos_hw.engines.figures.WindowParams.fifo_words`); every other window keeps a line
+    passes its input words on unchanged through a ``SyncFIFOBuffered`` of two pixels, or of
+    ``fifo_rows`` image rows (:attr:`~amos_hw.engines.figures.WindowParams.fifo_words`: the
+    generator gives a convolution near the pipeline's bottleneck two rows, so that a producer's
+    row bursts never leave it waiting); every other window keeps a line
     buffer, an :class:`amaranth.lib.memory.Memory` of :attr:`rows` image rows, written
     as a ring in input order. An output row is read once every input row it needs has been
     written; an input row is written once the row it replaces is no longer needed. Images follow
@@ -71,6 +73,8 @@ class SlidingWindow(wiring.Component):
         The channel values are two's-complement words (``signed(bits)`` lanes). The window
         only moves words, so this changes the ports' shape alone; a padding position is the
         all-zero word, value 0 either way.
+    fifo_rows : int
+        Pointwise windows only: the FIFO's size in image rows (0: two pixels).
 
     Members
     -------
@@ -79,10 +83,10 @@ class SlidingWindow(wiring.Component):
     """
 
     def __init__(self, *, height, width, channels, kernel, stride, padding, simd, bits,
-                 name="conv", signed=False):
+                 name="conv", signed=False, fifo_rows=0):
         self._p = WindowParams.check(height=height, width=width, channels=channels,
                                      kernel=kernel, stride=stride, padding=padding, simd=simd,
-                                     bits=bits, name=name)
+                                     bits=bits, name=name, fifo_rows=fifo_rows)
         if not isinstance(signed, bool):
             raise ValueError(f"{name}: signed must be a bool, not {signed!r}")
         self._signed = signed

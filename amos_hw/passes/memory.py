@@ -1,5 +1,6 @@
-"""Step ``memory``: size the skip FIFOs of residual adds and the map memories of gates
-(:mod:`amos_hw.buffers`) and list every layer's memory bits.
+"""Step ``memory``: size the pointwise convolutions' window FIFOs, the skip FIFOs of residual
+adds and the map memories of gates (:mod:`amos_hw.buffers`) and list every layer's memory
+bits.
 
 The engines keep weights, biases, line buffers, input buffers and FIFOs in
 :class:`amaranth.lib.memory.Memory`; all of them are counted as block RAM bits (``bram_bits``),
@@ -9,17 +10,21 @@ and so are the rings of running values of the pooling engines when they are memo
 from __future__ import annotations
 
 from amos_hw import cost
-from amos_hw.buffers import assign_gate_buffers, assign_skip_fifos
+from amos_hw.buffers import assign_gate_buffers, assign_skip_fifos, assign_window_fifos
 from amos_hw.passes.common import FlowContext
 
 __all__ = ["memory"]
 
 
 def memory(ctx: FlowContext) -> dict:
+    windows = assign_window_fifos(ctx.plan)
     fifos = assign_skip_fifos(ctx.plan)
     gates = assign_gate_buffers(ctx.plan, ctx.graph.arrays)
     mems = {r["name"]: {"bram_bits": r["est_bram_bits"]}
             for r in cost.layer_rows(ctx.plan, ctx.graph.arrays)}
     for name, f in (*fifos.items(), *gates.items()):
         mems[name].update(f)
+    for name, rows in windows.items():
+        if rows:
+            mems[name]["window_fifo_rows"] = rows
     return {"layers": mems}
