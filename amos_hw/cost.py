@@ -26,7 +26,7 @@ from amos_hw.engines.gate_params import GATE_LATENCY_EXTRA
 from amos_hw.engines.image_buffer import ImageBuffer
 from amos_hw.errors import FlowError
 from amos_hw.layer_engines import engine_figures
-from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget
+from amos_hw.lib.bram import BLOCK_MARGIN, FAMILIES, block_count, bram_budget, lut_cost
 from amos_hw.lib.skid import SkidBuffer
 from amos_hw.plan import (
     INPUT,
@@ -182,6 +182,10 @@ def layer_rows(plan: NetworkPlan, arrays: dict, family: str | None = None) -> li
             mems, bits = (*mems, buf), bits + buf.depth * buf.width
             luts += ImageBuffer.luts_for(width, words)
             ffs += ImageBuffer.flip_flops_for(width, words)
+        for mem in mems:  # out of block RAM (amos_hw.lut_memories): LUT4s and a read register
+            if mem.in_lut:
+                luts += lut_cost(mem, family or "ecp5")
+                ffs, bits = ffs + mem.width, bits - mem.bits
         dsp = 0
         if family in DSP_FAMILIES and fig.multipliers:  # Yosys maps them to DSP blocks
             dsp, luts = fig.multipliers, luts - fig.multiplier_luts

@@ -33,6 +33,7 @@ from amos_hw.engines.unit_params import serial_depth
 from amos_hw.errors import BudgetError, FlowError
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.serial_unit import MAX_DEPTH
+from amos_hw.lut_memories import assign_lut_memories
 from amos_hw.plan import ConvLayer, DenseLayer, GateLayer, Layer, NetworkPlan, UnitLayer
 
 #: Layers with trained AMOS units: folded by lanes or serial units (plan._SerialFolding).
@@ -262,6 +263,7 @@ def fits(plan: NetworkPlan, arrays: dict, folding: dict, dev: dict) -> tuple[boo
     assign_window_fifos(trial)
     assign_skip_fifos(trial)
     assign_gate_buffers(trial, arrays)
+    assign_lut_memories(trial, arrays, dev)
     tot = cost.totals(trial, arrays, dev["clock_mhz"], dev["family"])
     return cost.check(tot, dev)
 

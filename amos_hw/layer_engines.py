@@ -41,25 +41,32 @@ def _signed(lay) -> dict:
     return {"in_signed": True} if lay.in_signed else {}
 
 
+def _lut(lay) -> dict:
+    """``lut_memories`` when the layer keeps memories out of block RAM (absent otherwise, so
+    the other engines' arguments, and Verilog, stay as they were)."""
+    return {"lut_memories": tuple(lay.lut_memories)} if lay.lut_memories else {}
+
+
 def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "height": lay.height, "width": lay.width, "stride": lay.stride,
         "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
         "out_bits": lay.out_bits, "pe": lay.pe, "simd": lay.simd, "planes": lay.planes,
         "name": lay.name, "carry": lay.carry or "generic", **_signed(lay),
-        **({"fifo_rows": lay.fifo_rows} if lay.fifo_rows else {})}
+        **({"fifo_rows": lay.fifo_rows} if lay.fifo_rows else {}), **_lut(lay)}
 
 
 def _dense(lay: DenseLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "in_bits": lay.in_bits, "shift": lay.shift, "out_bits": lay.out_bits, "pe": lay.pe,
         "simd": lay.simd, "planes": lay.planes, "name": lay.name,
-        "carry": lay.carry or "generic", **_signed(lay)}
+        "carry": lay.carry or "generic", **_signed(lay), **_lut(lay)}
 
 
 def _pool(lay: PoolLayer, arrays) -> tuple[tuple, dict]:
     return (), {"height": lay.height, "width": lay.width, "channels": lay.channels,
-                "in_bits": lay.in_bits, "lanes": lay.lanes, "name": lay.name, **_signed(lay)}
+                "in_bits": lay.in_bits, "lanes": lay.lanes, "name": lay.name, **_signed(lay),
+                **_lut(lay)}
 
 
 def _unit(lay: UnitLayer, arrays) -> tuple[tuple, dict]:
@@ -76,7 +83,7 @@ def _gate(lay: GateLayer, arrays) -> tuple[tuple, dict]:
         "g_width": lay.g_width, "shifts": tuple(lay.shifts), "lanes": lay.lanes,
         "x_signed": lay.x_signed, "g_signed": lay.g_signed, "name": lay.name,
         **({"serial": lay.serial, "depth": lay.depth_serial} if lay.serial else {}),
-        **({"map_words": lay.map_words} if lay.map_words else {})}
+        **({"map_words": lay.map_words} if lay.map_words else {}), **_lut(lay)}
 
 
 def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:
@@ -96,7 +103,8 @@ def _depthwise(lay: DepthwiseLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "height": lay.height, "width": lay.width, "stride": lay.stride,
         "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
-        "out_bits": lay.out_bits, "lanes": lay.lanes, "name": lay.name, **_signed(lay)}
+        "out_bits": lay.out_bits, "lanes": lay.lanes, "name": lay.name, **_signed(lay),
+        **_lut(lay)}
 
 
 _ENGINES = {ConvLayer: (ConvEngine, _conv), DenseLayer: (DenseEngine, _dense),

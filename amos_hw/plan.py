@@ -101,6 +101,9 @@ class Layer:
         AMOS layers from the input up to and including this one.
     cycles : int or None
         Cycles per image of its engine at its folding (set by :meth:`fold`).
+    lut_memories : tuple of str
+        Its engine's memories kept out of block RAM, in LUT RAM or logic (set by
+        :func:`amos_hw.lut_memories.assign_lut_memories`; empty: the synthesis tool chooses).
     """
 
     kind: ClassVar[str] = ""
@@ -116,6 +119,7 @@ class Layer:
     out_shape: list
     depth: int
     cycles: int | None = field(default=None, kw_only=True)
+    lut_memories: tuple = field(default=(), kw_only=True)
 
     @property
     def folded(self) -> bool:
@@ -157,6 +161,8 @@ class Layer:
         if self.folded:
             d.update(self._folded_fields(), in_lanes=self.in_lanes, out_lanes=self.out_lanes,
                      cycles=self.cycles)
+            if self.lut_memories:
+                d["lut_memories"] = list(self.lut_memories)
         return d
 
 

@@ -6,7 +6,8 @@ estimates against the device), places the network behind the UART host link
 its YoWASP binary and a fixed nextpnr seed, and writes ``build/<board>/<model>/build_report.json``:
 
 ``device``, ``fmax_mhz`` (post-route, nextpnr's report), ``lut4`` and ``ff`` (cells after
-synthesis, Yosys ``stat``; an ECP5 ``CCU2C`` carry counts as two LUT4s), ``logic_cells``
+synthesis, Yosys ``stat``; an ECP5 ``CCU2C`` carry counts as two LUT4s, a LUT RAM cell
+``TRELLIS_DPR16X4`` as :data:`~amos_hw.lib.bram.LUTRAM_CELL_LUTS`), ``logic_cells``
 (nextpnr's placed ``ICESTORM_LC`` / ``TRELLIS_COMB``), ``bram`` (blocks used and their bits),
 ``spram``, ``dsp``, ``utilisation_pct``, ``cycles_per_image`` and ``latency_cycles`` (the
 generator's), ``images_per_s`` = Fmax / cycles per image, ``build_wall_s``, the tool versions,
@@ -33,7 +34,14 @@ from amos_hw.backend.verilog import deep_call
 from amos_hw.cost import totals
 from amos_hw.engines.carry import CARRY_FORMS, default_form
 from amos_hw.flow import BudgetError, FlowConfig, FlowError, assemble_top, run_flow
-from amos_hw.lib.bram import FAMILIES, MemShape, block_count, bram_budget, margin_note
+from amos_hw.lib.bram import (
+    FAMILIES,
+    LUTRAM_CELL_LUTS,
+    MemShape,
+    block_count,
+    bram_budget,
+    margin_note,
+)
 from amos_hw.passes.shared import flash_network
 from amos_hw.shared.engine import SharedNetwork
 from amos_hw.zoo import ModelNotFound, resolve
@@ -243,7 +251,9 @@ def _stat_counts(stat: dict, family: str) -> dict:
         ff = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
         carry = cells.get("SB_CARRY", 0)
     else:
-        lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+        # LUT RAM (amos_hw.lut_memories): each 16 x 4 cell takes LUTRAM_CELL_LUTS positions
+        dpr = sum(v for k, v in cells.items() if k.endswith("TRELLIS_DPR16X4"))
+        lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + LUTRAM_CELL_LUTS * dpr
         ff = sum(v for k, v in cells.items() if k in ("TRELLIS_FF",) or k.startswith("FD"))
         carry = cells.get("CCU2C", 0)
     return {"lut4": int(lut), "ff": int(ff), "carry_cells": int(carry), "cells": cells}

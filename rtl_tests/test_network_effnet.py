@@ -1,17 +1,13 @@
-"""The zoo's EfficientNet-style ``effnet_cifar``, fully folded, in RTL over real CIFAR-10 test
-images, bit for bit, and its measured interval against the report: every layer kind of issue
-16 in one design (swish and sigmoid units, the K = 40 products of four squeeze-and-excitation
-gates, depthwise and pointwise convolutions, identity skips, serial units).
-
-The weights are random (``python_ref.checkpoint.random_state_dict``, calibrated on CIFAR-10
-training images): the design is the trained model's but for the numbers in its ROMs, and the
-check is equality with python_ref.snn, which does not need a trained network. Verilator runs
-4 images on the native bench; the trained model's 100 images are
+"""The zoo's EfficientNet-style ``effnet_cifar`` (trained, python_ref/zoo), fully folded, in
+RTL over real CIFAR-10 test images, bit for bit, and its measured interval against the report:
+every layer kind of issue 16 in one design (swish and sigmoid units, the K = 40 products of
+four squeeze-and-excitation gates, depthwise and pointwise convolutions, identity skips).
+Verilator runs 3 images on the native bench here (the cheap sibling); the 100-image run is
 ``python -m rtl_tests.network --model effnet_cifar --images 100``."""
 import numpy as np
 import pytest
 
-from python_ref import convert as cv
+from python_ref.checkpoint import ZOO
 from python_ref.data import DataError, load_dataset
 from rtl_tests.native import run_images
 
@@ -19,17 +15,13 @@ IMAGES = 3
 
 
 @pytest.fixture(scope="module")
-def effnet(tmp_path_factory):
+def effnet():
     try:
         x, y = load_dataset("cifar10", "test", None)
-        calib = cv.calibration_images("effnet_cifar", n=8)
     except (DataError, OSError) as e:
         pytest.skip(f"CIFAR-10 arrays not available: {e}")
-    stem = tmp_path_factory.mktemp("effnet") / "effnet_cifar"
-    cv.convert("effnet_cifar", sd=cv.random_state_dict("effnet_cifar", seed=4),
-               calib_images=calib, progress=False, out=stem)
     pick = np.random.default_rng(5).choice(len(y), IMAGES, replace=False)
-    return stem, x[pick], y[pick]
+    return ZOO / "effnet_cifar", x[pick], y[pick]
 
 
 def test_effnet_cifar_verilator(sim, effnet):

@@ -29,7 +29,7 @@ GOLDEN = {
         "report.json": "5e9c761b40994c26f634c5f481b511d8eebc3b59bfcd4ed6af0c9ebfa737b855"}),
     "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
         "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
-        "report.json": "843bdcde266a636e695776eca84095b23d7df0363f8f8f8112e0c967578b29b9",
+        "report.json": "15d3063dda7189a14eacfaade73892523b6d8736e306ec1f626856edda479b5f",
         "weights.bin": "89dacabd4e26dab94ccebd6d194209342b3a9e3c41206f0be60bf5f41769e1b4"}),
 }
 

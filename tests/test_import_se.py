@@ -229,7 +229,7 @@ def test_exact_gates_is_refused_for_the_zoo():
     err = io.StringIO()
     with pytest.raises(SystemExit), contextlib.redirect_stderr(err):
         ev.main(["--model", "digits", "--exact-gates"])
-    assert "--exact-gates is for a description with gates" in err.getvalue()
+    assert "--exact-gates is for a description of your own (--description)" in err.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------

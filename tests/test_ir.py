@@ -163,7 +163,8 @@ def test_general_amos_unit_two_inputs():
 def test_zoo_descriptions_load():
     d = ir.load(ZOO / "digits")
     assert d.neurons() == 32 * 10 and d.time_steps() == 10
-    for name, neurons, steps in (("resnet8", 737_280, 70), ("resnet14", 1_310_720, 130)):
+    for name, neurons, steps in (("resnet8", 737_280, 70), ("resnet14", 1_310_720, 130),
+                                 ("effnet_cifar", 5_562_104, 490)):
         if (ZOO / f"{name}.json").is_file():
             r = ir.load(ZOO / name)
             assert r.neurons() == neurons and r.time_steps() == steps

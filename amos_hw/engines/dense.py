@@ -23,6 +23,7 @@ from amos_hw.engines.figures import (
     tree_levels,
 )
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.bram import style_attrs
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
@@ -185,10 +186,11 @@ class DenseEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-                 name="dense", carry="generic", credits=False, in_signed=False):
+                 name="dense", carry="generic", credits=False, in_signed=False,
+                 lut_memories=()):
         p = DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                               pe=pe, simd=simd, planes=planes, name=name, carry=carry,
-                              credits=credits, in_signed=in_signed)
+                              credits=credits, in_signed=in_signed, lut_memories=lut_memories)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
         in_shape = signed(p.in_bits) if p.in_signed else unsigned(p.in_bits)
@@ -202,13 +204,15 @@ class DenseEngine(wiring.Component):
 
     @staticmethod
     def figures(weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-                name="dense", carry="generic", credits=False, in_signed=False) -> Figures:
+                name="dense", carry="generic", credits=False, in_signed=False,
+                lut_memories=()) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.DenseParams.figures`."""
         return DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                                  pe=pe, simd=simd, planes=planes, name=name, carry=carry,
-                                 credits=credits, in_signed=in_signed).figures()
+                                 credits=credits, in_signed=in_signed,
+                                 lut_memories=lut_memories).figures()
 
     # -- read-only properties ---------------------------------------------------------------
     params = property(lambda self: self._p, doc="The checked parameters (DenseParams).")
@@ -330,9 +334,11 @@ class _Datapath:
         ]
         b_init = [_pack(p.bias[f * pe:(f + 1) * pe], bb) for f in range(nf)]
         m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wb),
-                                             depth=mem_depth(nf * sf), init=w_init)
+                                             depth=mem_depth(nf * sf), init=w_init,
+                                             attrs=style_attrs("weights", True, p.lut_memories))
         m.submodules.biases = bmem = Memory(shape=unsigned(pe * bb), depth=mem_depth(nf),
-                                            init=b_init)
+                                            init=b_init,
+                                            attrs=style_attrs("biases", True, p.lut_memories))
         w_rd = wmem.read_port()
         b_rd = bmem.read_port()
         self.w_rd, self.b_rd = w_rd, b_rd
@@ -411,7 +417,9 @@ class _Datapath:
                 m.d.sync += a_reg.eq(eng.i.payload.as_value())
         if p.nf > 1:
             m.submodules.inputs = buf = Memory(shape=unsigned(simd * kin), depth=mem_depth(sf),
-                                               init=[])
+                                               init=[],
+                                               attrs=style_attrs("inputs", False,
+                                                                 p.lut_memories))
             buf_wr = buf.write_port()
             buf_rd = buf.read_port()
             m.d.comb += [

@@ -16,6 +16,7 @@ from amos_hw.engines.dense import spike_product
 from amos_hw.engines.figures import DepthwiseParams, Figures, input_range, mem_depth
 from amos_hw.engines.pool import WindowCounter, window_front
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.bram import style_attrs
 from amos_hw.lib.ring import AccumulatorRing
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift
@@ -103,11 +104,11 @@ class DepthwiseConvEngine(wiring.Component):
     """
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-                 out_bits, lanes=1, name="dwconv", in_signed=False):
+                 out_bits, lanes=1, name="dwconv", in_signed=False, lut_memories=()):
         p = DepthwiseParams.check(weights, bias, height=height, width=width, stride=stride,
                                   padding=padding, in_bits=in_bits, shift=shift,
                                   out_bits=out_bits, lanes=lanes, name=name,
-                                  in_signed=in_signed)
+                                  in_signed=in_signed, lut_memories=lut_memories)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
         in_shape = signed(p.in_bits) if p.in_signed else unsigned(p.in_bits)
@@ -119,14 +120,14 @@ class DepthwiseConvEngine(wiring.Component):
 
     @staticmethod
     def figures(weights, bias, *, height, width, stride=1, padding=0, in_bits, shift, out_bits,
-                lanes=1, name="dwconv", in_signed=False) -> Figures:
+                lanes=1, name="dwconv", in_signed=False, lut_memories=()) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.DepthwiseParams.figures`."""
         return DepthwiseParams.check(weights, bias, height=height, width=width, stride=stride,
                                      padding=padding, in_bits=in_bits, shift=shift,
                                      out_bits=out_bits, lanes=lanes, name=name,
-                                     in_signed=in_signed).figures()
+                                     in_signed=in_signed, lut_memories=lut_memories).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (DepthwiseParams).")
     name = property(lambda self: self._p.name)
@@ -187,9 +188,11 @@ class DepthwiseConvEngine(wiring.Component):
                   for ky in range(k) for kx in range(k) for g in range(cf)]
         b_init = [_pack(p.bias[g * lanes:(g + 1) * lanes], p.b_width) for g in range(cf)]
         m.submodules.weights = wmem = Memory(shape=unsigned(lanes * p.w_width),
-                                             depth=mem_depth(len(w_init)), init=w_init)
+                                             depth=mem_depth(len(w_init)), init=w_init,
+                                             attrs=style_attrs("weights", True, p.lut_memories))
         m.submodules.biases = bmem = Memory(shape=unsigned(lanes * p.b_width),
-                                            depth=mem_depth(cf), init=b_init)
+                                            depth=mem_depth(cf), init=b_init,
+                                            attrs=style_attrs("biases", True, p.lut_memories))
         return wmem.read_port(), bmem.read_port()
 
     def _input_bits(self, m):
@@ -236,7 +239,8 @@ class DepthwiseConvEngine(wiring.Component):
                          bias2.eq(b_rd.data)]
         # stage 3: the ring of accumulators and the result register
         aw = p.acc_width
-        ring = AccumulatorRing(m, p.window.cf, lanes * aw, "accs")
+        ring = AccumulatorRing(m, p.window.cf, lanes * aw, "accs",
+                               attrs=style_attrs("accs", False, p.lut_memories))
         new = Signal(lanes * aw)
         res = Signal(lanes * aw)
         valid_c = Signal()

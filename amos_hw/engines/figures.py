@@ -26,6 +26,7 @@ figures of every candidate folding without constructing, and so without elaborat
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ import numpy as np
 
 from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.lib.amos_unit import AmosUnit
-from amos_hw.lib.bram import MemShape
+from amos_hw.lib.bram import MemShape, check_lut_memories, mark_lut
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.ring import ring_flip_flops, ring_memories
 from amos_hw.lib.skid import SkidBuffer
@@ -309,6 +310,15 @@ def line_buffer_rows(height: int, kernel: int, stride: int, padding: int) -> int
     return max(kernel + stride, height + kernel - padding - low_last)
 
 
+def _with_lut_memories(params, lut_memories):
+    """``params`` (a frozen parameter dataclass with a ``lut_memories`` field and a
+    ``memories`` property) with ``lut_memories`` checked against its memories and set."""
+    if not lut_memories:
+        return params
+    names = check_lut_memories(params.name, lut_memories, params.memories)
+    return dataclasses.replace(params, lut_memories=names)
+
+
 # -- dense: the matrix-vector unit ---------------------------------------------------------------
 
 
@@ -335,10 +345,12 @@ class DenseParams:
     acc_range: tuple  # exact range of every partial sum (accumulator_range)
     acc_width: int  # signed width of the accumulator
     v_width: int  # signed width of a requantised value
+    lut_memories: tuple = ()  # memories kept out of block RAM (lib.bram.style_attrs)
 
     @classmethod
     def check(cls, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
-              name="dense", carry="generic", credits=False, in_signed=False) -> DenseParams:
+              name="dense", carry="generic", credits=False, in_signed=False,
+              lut_memories=()) -> DenseParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths."""
         _check_name(name)
@@ -362,7 +374,7 @@ class DenseParams:
         in_signed = _check_bool(name, "in_signed", in_signed)
         acc_range = accumulator_range(weights, bias, in_bits, in_signed)
         v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
-        return cls(
+        return _with_lut_memories(cls(
             name=name, weights=weights, bias=bias, in_bits=in_bits, shift=shift,
             out_bits=out_bits, pe=pe, simd=simd, planes=planes, carry=carry,
             credits=bool(credits), in_signed=in_signed,
@@ -370,7 +382,7 @@ class DenseParams:
             b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
             acc_range=acc_range, acc_width=signed_width(*acc_range),
             v_width=signed_width(v_lo, v_hi),
-        )
+        ), lut_memories)
 
     n_out = property(lambda self: self.weights.shape[0])
     n_in = property(lambda self: self.weights.shape[1])
@@ -433,7 +445,7 @@ class DenseParams:
         if self.credits and self.result_fifo_depth > 1:  # SyncFIFOBuffered: depth - 1 words
             mems.append(MemShape("results", self.result_fifo_depth - 1,
                                  self.pe * self.acc_width))
-        return tuple(mems)
+        return mark_lut(mems, self.lut_memories)
 
     @property
     def memory_bits(self) -> int:
@@ -648,7 +660,7 @@ class ConvParams:
     @classmethod
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
               out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
-              in_signed=False, fifo_rows=0) -> ConvParams:
+              in_signed=False, fifo_rows=0, lut_memories=()) -> ConvParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -660,7 +672,8 @@ class ConvParams:
             raise ValueError(f"{name}: simd must divide the {c_in} input channels, not {simd}")
         mvu = DenseParams.check(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
                                 shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
-                                name=name, carry=carry, credits=True, in_signed=in_signed)
+                                name=name, carry=carry, credits=True, in_signed=in_signed,
+                                lut_memories=lut_memories)
         window = WindowParams.check(height=height, width=width, channels=c_in, kernel=k,
                                     stride=stride, padding=padding, simd=simd, bits=in_bits,
                                     name=name, fifo_rows=fifo_rows)
@@ -834,10 +847,12 @@ class DepthwiseParams:
     acc_range: tuple
     acc_width: int
     v_width: int
+    lut_memories: tuple = ()  # memories kept out of block RAM (lib.bram.style_attrs)
 
     @classmethod
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
-              out_bits, lanes=1, name="dwconv", in_signed=False) -> DepthwiseParams:
+              out_bits, lanes=1, name="dwconv", in_signed=False,
+              lut_memories=()) -> DepthwiseParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -853,12 +868,13 @@ class DepthwiseParams:
         in_signed = _check_bool(name, "in_signed", in_signed)
         acc_range = accumulator_range(weights.reshape(c, k * k), bias, in_bits, in_signed)
         v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
-        return cls(name=name, weights=weights, bias=bias, window=window, in_bits=in_bits,
-                   shift=shift, out_bits=out_bits, lanes=lanes, in_signed=in_signed,
-                   w_width=signed_width(int(weights.min()), int(weights.max())),
-                   b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
-                   acc_range=acc_range, acc_width=signed_width(*acc_range),
-                   v_width=signed_width(v_lo, v_hi))
+        return _with_lut_memories(cls(
+            name=name, weights=weights, bias=bias, window=window, in_bits=in_bits, shift=shift,
+            out_bits=out_bits, lanes=lanes, in_signed=in_signed,
+            w_width=signed_width(int(weights.min()), int(weights.max())),
+            b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
+            acc_range=acc_range, acc_width=signed_width(*acc_range),
+            v_width=signed_width(v_lo, v_hi)), lut_memories)
 
     in_shape = property(
         lambda self: (self.window.height, self.window.width, self.window.channels))
@@ -890,11 +906,11 @@ class DepthwiseParams:
         """The line buffer, the weight ROM, the bias ROM and, when it is a memory
         (:func:`~amos_hw.lib.ring.in_memory`), the ring of accumulators."""
         cf = self.window.cf
-        return self.window.memories + (
+        return mark_lut(self.window.memories + (
             MemShape("weights", mem_depth(self.weight_words), self.lanes * self.w_width,
                      rom=True),
             MemShape("biases", mem_depth(cf), self.lanes * self.b_width, rom=True),
-            *ring_memories(cf, self.lanes * self.acc_width, "accs"))
+            *ring_memories(cf, self.lanes * self.acc_width, "accs")), self.lut_memories)
 
     @property
     def memory_bits(self) -> int:
@@ -953,10 +969,11 @@ class GapParams:
     in_bits: int
     lanes: int
     in_signed: bool = False
+    lut_memories: tuple = ()  # memories kept out of block RAM (lib.bram.style_attrs)
 
     @classmethod
     def check(cls, *, height, width, channels, in_bits, lanes=1, name="gap",
-              in_signed=False) -> GapParams:
+              in_signed=False, lut_memories=()) -> GapParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         height, width, channels, lanes = (
@@ -967,8 +984,9 @@ class GapParams:
         if channels % lanes:
             raise ValueError(f"{name}: lanes must divide the {channels} channels, not {lanes}")
         in_signed = _check_bool(name, "in_signed", in_signed)
-        return cls(name=name, height=height, width=width, channels=channels, in_bits=in_bits,
-                   lanes=lanes, in_signed=in_signed)
+        return _with_lut_memories(cls(name=name, height=height, width=width, channels=channels,
+                                      in_bits=in_bits, lanes=lanes, in_signed=in_signed),
+                                  lut_memories)
 
     words = property(lambda self: self.channels // self.lanes, doc="Words per pixel.")
     out_signed = property(lambda self: self.in_signed,
@@ -1005,7 +1023,8 @@ class GapParams:
     def memories(self) -> tuple:
         """The ring of running sums when it is a memory (:func:`~amos_hw.lib.ring.in_memory`),
         else none."""
-        return ring_memories(self.words, self.lanes * self.sum_bits, "sums")
+        return mark_lut(ring_memories(self.words, self.lanes * self.sum_bits, "sums"),
+                        self.lut_memories)
 
     @property
     def memory_bits(self) -> int:

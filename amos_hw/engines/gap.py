@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import counter
 from amos_hw.engines.figures import Figures, GapParams, input_range
+from amos_hw.lib.bram import style_attrs
 from amos_hw.lib.ring import AccumulatorRing
 from python_ref import snn
 
@@ -56,9 +57,10 @@ class GlobalAvgPoolEngine(wiring.Component):
     """
 
     def __init__(self, *, height, width, channels, in_bits, lanes=1, name="gap",
-                 in_signed=False):
+                 in_signed=False, lut_memories=()):
         p = GapParams.check(height=height, width=width, channels=channels, in_bits=in_bits,
-                            lanes=lanes, name=name, in_signed=in_signed)
+                            lanes=lanes, name=name, in_signed=in_signed,
+                            lut_memories=lut_memories)
         self._p = p
         sig = p.in_signed
         super().__init__({
@@ -69,12 +71,13 @@ class GlobalAvgPoolEngine(wiring.Component):
 
     @staticmethod
     def figures(*, height, width, channels, in_bits, lanes=1, name="gap",
-                in_signed=False) -> Figures:
+                in_signed=False, lut_memories=()) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.GapParams.figures`."""
         return GapParams.check(height=height, width=width, channels=channels, in_bits=in_bits,
-                               lanes=lanes, name=name, in_signed=in_signed).figures()
+                               lanes=lanes, name=name, in_signed=in_signed,
+                               lut_memories=lut_memories).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (GapParams).")
     name = property(lambda self: self._p.name)
@@ -128,7 +131,8 @@ class GlobalAvgPoolEngine(wiring.Component):
         words = p.words
         pixels = p.height * p.width
         width = p.lanes * p.sum_bits
-        ring = AccumulatorRing(m, words, width, "sums")
+        ring = AccumulatorRing(m, words, width, "sums",
+                               attrs=style_attrs("sums", False, p.lut_memories))
         word = counter(words, "word")
         pixel = counter(pixels, "pixel")
         en = Signal()

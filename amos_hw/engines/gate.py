@@ -13,6 +13,7 @@ from amos_hw.engines.gate_params import GateParams, port_range
 from amos_hw.engines.unit import SerialLanes
 from amos_hw.engines.unit_params import COUNT_WIDTH
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.bram import style_attrs
 from python_ref.quant import requant_shift
 
 __all__ = ["GateEngine"]
@@ -103,11 +104,11 @@ class GateEngine(wiring.Component):
 
     def __init__(self, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
                  x_signed=True, g_signed=True, name="gate", serial=None, depth=None,
-                 map_words=None):
+                 map_words=None, lut_memories=()):
         p = GateParams.check(unit, channels=channels, elements=elements, x_width=x_width,
                              g_width=g_width, shifts=shifts, lanes=lanes, x_signed=x_signed,
                              g_signed=g_signed, name=name, serial=serial, depth=depth,
-                             map_words=map_words)
+                             map_words=map_words, lut_memories=lut_memories)
         self._p = p
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(_shape(p.x_width, p.x_signed), p.lanes))),
@@ -120,14 +121,15 @@ class GateEngine(wiring.Component):
     @staticmethod
     def figures(unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
                 x_signed=True, g_signed=True, name="gate", serial=None, depth=None,
-                map_words=None):
+                map_words=None, lut_memories=()):
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.gate_params.GateParams.figures`."""
         return GateParams.check(unit, channels=channels, elements=elements, x_width=x_width,
                                 g_width=g_width, shifts=shifts, lanes=lanes, x_signed=x_signed,
                                 g_signed=g_signed, name=name, serial=serial,
-                                depth=depth, map_words=map_words).figures()
+                                depth=depth, map_words=map_words,
+                                lut_memories=lut_memories).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (GateParams).")
     name = property(lambda self: self._p.name)
@@ -245,9 +247,11 @@ class GateEngine(wiring.Component):
         m = Module()
         p = self._p
         L, D, W, CW = p.lanes, p.map_depth, p.words, p.gate_words
-        m.submodules.map_mem = mmem = Memory(shape=unsigned(L * p.x_width), depth=D, init=[])
+        m.submodules.map_mem = mmem = Memory(shape=unsigned(L * p.x_width), depth=D, init=[],
+                                             attrs=style_attrs("map", False, p.lut_memories))
         m.submodules.gate_mem = gmem = Memory(shape=unsigned(L * p.g_width), depth=2 * CW,
-                                              init=[])
+                                              init=[],
+                                              attrs=style_attrs("gate", False, p.lut_memories))
         m_wr, m_rd = mmem.write_port(), mmem.read_port()
         g_wr, g_rd = gmem.write_port(), gmem.read_port()
         if p.serial:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
-from amos_hw.engines.figures import Figures, _check_bool, _check_name, _nonneg, _pos, mem_depth
+from amos_hw.engines.figures import (
+    Figures,
+    _check_bool,
+    _check_name,
+    _nonneg,
+    _pos,
+    _with_lut_memories,
+    mem_depth,
+)
 from amos_hw.engines.unit_params import (
     COUNT_WIDTH,
     _pacer_bits,
@@ -20,7 +28,7 @@ from amos_hw.engines.unit_params import (
     serial_multipliers,
 )
 from amos_hw.lib.amos_unit import AmosUnit, _widths
-from amos_hw.lib.bram import MemShape
+from amos_hw.lib.bram import MemShape, mark_lut
 from amos_hw.lib.serial_unit import SerialAmosUnit
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
@@ -83,11 +91,12 @@ class GateParams:
     serial: int | None = None  # n serial units (one a lane), or None: the pipelined AmosUnit
     depth: int | None = None  # D of each serial unit (serial form only)
     map_words: int | None = None  # words of the map memory; None: two maps
+    lut_memories: tuple = ()  # memories kept out of block RAM (lib.bram.style_attrs)
 
     @classmethod
     def check(cls, unit, *, channels, elements, x_width, g_width, shifts=(0, 0), lanes=1,
               x_signed=True, g_signed=True, name="gate", serial=None,
-              depth=None, map_words=None) -> GateParams:
+              depth=None, map_words=None, lut_memories=()) -> GateParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths: the name, the unit (an :class:`~python_ref.quant.IntAmosUnit` of two inputs),
         ``channels`` and ``elements`` (``channels`` divides ``elements``), ``lanes`` (divides
@@ -135,10 +144,12 @@ class GateParams:
             if map_words < words:
                 raise ValueError(f"{name}: map_words must hold one map ({words} words), "
                                  f"not {map_words}")
-        return cls(name=name, unit=unit, channels=channels, elements=elements, lanes=lanes,
-                   x_width=x_width, x_signed=x_signed, g_width=g_width, g_signed=g_signed,
-                   shifts=shifts, v1_width=v1_width, v2_width=v2_width, y_width=y_width,
-                   unit_flip_flops=unit_ff, serial=serial, depth=depth, map_words=map_words)
+        return _with_lut_memories(cls(
+            name=name, unit=unit, channels=channels, elements=elements, lanes=lanes,
+            x_width=x_width, x_signed=x_signed, g_width=g_width, g_signed=g_signed,
+            shifts=shifts, v1_width=v1_width, v2_width=v2_width, y_width=y_width,
+            unit_flip_flops=unit_ff, serial=serial, depth=depth, map_words=map_words),
+            lut_memories)
 
     K = property(lambda self: self.unit.K, doc="Neurons of the unit (pipeline stages).")
     out_width = property(lambda self: self.y_width, doc="Signed width of one output y.")
@@ -189,8 +200,9 @@ class GateParams:
         """The map memory (:attr:`map_depth` words of ``lanes * x_width`` bits) and the
         gate memory (two gate vectors, ``2 * channels / lanes`` words of ``lanes * g_width``
         bits), as :class:`~amos_hw.lib.bram.MemShape`."""
-        return (MemShape("map", self.map_depth, self.lanes * self.x_width),
-                MemShape("gate", mem_depth(2 * self.gate_words), self.lanes * self.g_width))
+        return mark_lut((MemShape("map", self.map_depth, self.lanes * self.x_width),
+                         MemShape("gate", mem_depth(2 * self.gate_words),
+                                  self.lanes * self.g_width)), self.lut_memories)
 
     @property
     def memory_bits(self) -> int:

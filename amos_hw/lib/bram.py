@@ -21,7 +21,8 @@ Each memory goes where Yosys's ``memory_libmap`` puts it, by the same kind of co
 
 The costs are calibrated on the ECP5-85F ResNet8 build (Yosys 0.70 ``synth_ecp5``): a 72 x 48
 weight ROM went to logic and a 72 x 256 one to 8 blocks, so a block costs between 108 and 144
-units; 64 x 16 RAMs went to LUT RAM and 64 x 320 ones to 9 blocks.
+units; 64 x 16 RAMs went to LUT RAM and 64 x 320 ones to 9 blocks; and on the effnet_cifar
+build (:data:`LUTRAM_COST`).
 
 Checked memory by memory against the placed designs (Yosys's RTLIL memories, the block cells
 of the netlist per memory):
@@ -54,12 +55,14 @@ image instead of 147,456; its measured build's folding can be given with ``--par
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "BLOCK_COST", "BLOCK_MARGIN", "LUTRAM_COST", "MemShape", "blocks_for",
-           "placement", "block_count", "bram_budget", "margin_note"]
+__all__ = ["FAMILIES", "BLOCK_COST", "BLOCK_MARGIN", "LUTRAM_COST", "LUTRAM_CELL_LUTS",
+           "MemShape", "blocks_for", "placement", "block_count", "bram_budget", "margin_note",
+           "style_attrs", "mark_lut", "check_lut_memories", "lut_cost"]
 
 #: Per FPGA family: the (depth, width) forms of one block, the bits of a block, and whether
 #: small written memories can go to LUT RAM.
@@ -73,18 +76,29 @@ BLOCK_COST = 128
 #: Share of a device's blocks the count may exceed and still pass the fit check: none (the
 #: count errs full by up to 3 blocks on some ECP5 builds above and is exact on others).
 BLOCK_MARGIN = {"ecp5": 0.0, "ice40": 0.0}
-LUTRAM_COST = 4
+#: A LUT RAM cell's cost: the effnet_cifar build put 96 x 13, 95 x 20, 96 x 18 (24-30 cells)
+#: and 64 x 52 (52 cells, against 2 blocks) RAMs in block RAM, where ResNet8's 64 x 16 and the
+#: probes' 8 x 16 (16 and 4 cells) went to LUT RAM: more than 128 / 24 and less than 128 / 16.
+#: Yosys's own LUT RAM cost was taken as 4 before that build (which then counted 206 blocks
+#: and placed 211).
+LUTRAM_COST = 6
+#: LUT4 positions one ECP5 ``TRELLIS_DPR16X4`` (16 x 4 bits) takes: the two slices holding its
+#: bits and the third slice of the PFU its write port uses (the ECP5 family data sheet,
+#: "distributed RAM"; boards.build counts it so too).
+LUTRAM_CELL_LUTS = 6
 _LOGIC_COST_ROM = 1 / 16
 _LOGIC_COST_RAM = 1.0
 
 
 @dataclass(frozen=True)
 class MemShape:
-    """One memory of a design: ``depth`` words of ``width`` bits; ``rom``: never written."""
+    """One memory of a design: ``depth`` words of ``width`` bits; ``rom``: never written;
+    ``in_lut``: kept out of block RAM (:func:`style_attrs`)."""
     name: str
     depth: int
     width: int
     rom: bool = False
+    in_lut: bool = False
 
     @property
     def bits(self) -> int:
@@ -124,11 +138,15 @@ def placement(mem: MemShape, family: str = "ecp5") -> tuple[str, int]:
     """Where synthesis puts ``mem``: ``("block", blocks)``, ``("lutram", cells)`` or
     ``("logic", 0)``, the cheapest by the module docstring's costs."""
     fam = _family(family)
+    if mem.in_lut:  # its attribute forces the form (style_attrs)
+        if fam["lutram"] and not mem.rom:
+            return "lutram", _lutram_cells(mem)
+        return "logic", 0
     blocks = blocks_for(mem.depth, mem.width, family)
     # logic first: like memory_libmap, a RAM form must cost less than logic to be chosen
     options = [(mem.bits * (_LOGIC_COST_ROM if mem.rom else _LOGIC_COST_RAM), "logic", 0)]
     if fam["lutram"] and not mem.rom:
-        cells = math.ceil(mem.depth / 16) * math.ceil(mem.width / 4)
+        cells = _lutram_cells(mem)
         options.append((cells * LUTRAM_COST, "lutram", cells))
     options.append((blocks * BLOCK_COST, "block", blocks))
     _, where, n = min(options, key=lambda o: o[0])
@@ -156,3 +174,54 @@ def bram_budget(family: str, blocks: int) -> int:
     """Blocks a design's count may reach on a device of ``blocks`` blocks (:data:`BLOCK_MARGIN`)."""
     _family(family)
     return int(blocks) + math.ceil(int(blocks) * BLOCK_MARGIN[family])
+
+
+def _lutram_cells(mem: MemShape) -> int:
+    return math.ceil(mem.depth / 16) * math.ceil(mem.width / 4)
+
+
+def style_attrs(name: str, rom: bool, lut_memories) -> dict:
+    """The attributes of the engine's memory ``name``: none (Yosys chooses by cost) unless it is
+    one of ``lut_memories``; then ``rom_style = "logic"`` for a ROM and ``ram_style =
+    "distributed"`` for a written memory, which Yosys's ``memory_libmap`` obeys (LUT RAM on the
+    ECP5; on the iCE40, which has none, the generator keeps only ROMs out of block RAM)."""
+    if name not in lut_memories:
+        return {}
+    return {"rom_style": "logic"} if rom else {"ram_style": "distributed"}
+
+
+def check_lut_memories(name: str, lut_memories, mems) -> tuple:
+    """``lut_memories`` as a tuple of names of ``mems`` (an engine's memories); a ValueError
+    naming the engine ``name`` for a name it has not."""
+    if isinstance(lut_memories, str) or not hasattr(lut_memories, "__iter__"):
+        raise ValueError(f"{name}: lut_memories must be a sequence of memory names, "
+                         f"not {lut_memories!r}")
+    out = tuple(lut_memories)
+    have = {m.name for m in mems}
+    for m in out:
+        if m not in have:
+            raise ValueError(f"{name}: lut_memories names {m!r}, not a memory of this engine "
+                             f"(it has {', '.join(sorted(have)) or 'none'})")
+    return out
+
+
+def mark_lut(mems, lut_memories) -> tuple:
+    """``mems`` with those named in ``lut_memories`` marked ``in_lut``."""
+    return tuple(dataclasses.replace(m, in_lut=True) if m.name in lut_memories else m
+                 for m in mems)
+
+
+def lut_cost(mem: MemShape, family: str = "ecp5") -> int:
+    """LUT4s ``mem`` takes out of block RAM (an estimate, in the LUT4 count of
+    ``boards.build``). A ROM as logic: two LUT4s per 16 words and output bit and one more per
+    bit. A written memory in LUT RAM (ECP5): its 16 x 4 cells, :data:`LUTRAM_CELL_LUTS` each,
+    and a read multiplexer of one LUT4 per 16 words and bit. Calibrated with Yosys 0.70
+    ``synth_ecp5`` on matrix-vector engines with and without the attribute
+    (:func:`style_attrs`): a 320 x 13 bias ROM, one DP16KD, became 544 LUT4 (estimated 533);
+    a 256 x 16 input buffer, one DP16KD, became 64 ``TRELLIS_DPR16X4`` and 225 LUT4, 609 in
+    all (estimated 640)."""
+    where, cells = placement(dataclasses.replace(mem, in_lut=True), family)
+    per16 = math.ceil(mem.depth / 16)
+    if where == "lutram":
+        return cells * LUTRAM_CELL_LUTS + mem.width * per16
+    return mem.width * (2 * per16 + 1)

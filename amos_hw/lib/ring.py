@@ -52,18 +52,19 @@ class AccumulatorRing:
     """``depth`` running values of ``width`` bits visited in rotation (module docstring).
 
     Build it inside an engine's ``elaborate``: ``ring = AccumulatorRing(m, depth, width,
-    name)``, read :attr:`head` (the next group's value, a ``width``-bit unsigned value), and
-    call :meth:`step` once with the condition and the new value.
+    name)`` (``attrs``: the memory form's attributes, :func:`amos_hw.lib.bram.style_attrs`),
+    read :attr:`head` (the next group's value, a ``width``-bit unsigned value), and call
+    :meth:`step` once with the condition and the new value.
     """
 
-    def __init__(self, m, depth: int, width: int, name: str = "ring"):
+    def __init__(self, m, depth: int, width: int, name: str = "ring", attrs=None):
         if depth < 1 or width < 1:
             raise ValueError(f"{name}: a ring needs depth and width >= 1, not {depth}, {width}")
         self.depth, self.width, self.name = depth, width, name
         self.memory = in_memory(depth, width)
         self._m = m
         if self.memory:
-            m.submodules[name] = mem = Memory(shape=width, depth=depth, init=[])
+            m.submodules[name] = mem = Memory(shape=width, depth=depth, init=[], attrs=attrs)
             self._wr, self._rd = mem.write_port(), mem.read_port(transparent_for=())
             self._ptr = Signal(range(depth), name=f"{name}_ptr")
             self.head = self._rd.data
