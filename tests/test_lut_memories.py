@@ -165,5 +165,5 @@ def test_effnet_moves_the_cheapest_memories_until_it_fits(effnet):
     listed = {(d["name"], m) for d in ctx.plan.as_dict()["layers"]
               for m in d.get("lut_memories", ())}
     assert listed == moved
-    ice = candidates(ctx.plan, ctx.graph.arrays, "ice40")  # no LUT RAM there: ROMs only
+    ice = candidates(plain.plan, plain.graph.arrays, "ice40")  # no LUT RAM there: ROMs only
     assert ice and all(m == "biases" for _, _, m, _ in ice)
