@@ -399,7 +399,7 @@ def evaluate(model_name: str, data=None, limit: int | None = None, description=N
     t2 = time.time()
     out = _summary(model_name, dataset, g, y, ann, res)
     out["seconds"] = {"ann": round(t1 - t0, 1), "snn": round(t2 - t1, 1)}
-    if _has_gates(g):  # effnet_cifar: what the trained multiplication unit costs
+    if _gates(g):  # effnet_cifar: what the trained multiplication unit costs
         out.update(exact_gate_figures(g, x, y, res.classes, batch_size, progress))
         out["seconds"]["snn_exact_gates"] = round(time.time() - t2, 1)
     if model_name in PAPER_TABLE2:
@@ -479,10 +479,6 @@ def onnx_logits(model, x: np.ndarray, input_scale: float = 1 / 255, mean=0.0,
 def _gates(g: _ir.Graph) -> list[str]:
     """The description's gates: its two-input ``amos`` layers."""
     return [n["name"] for n in g.amos_nodes() if len(n["inputs"]) == 2]
-
-
-def _has_gates(g: _ir.Graph) -> bool:
-    return bool(_gates(g))
 
 
 def exact_gate_figures(g: _ir.Graph, x: np.ndarray, y: np.ndarray, classes: np.ndarray,
