@@ -87,11 +87,14 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
 # --- accuracy ---------------------------------------------------------------------------------
 
 def _conversion(r: dict) -> str:
-    ft = (r.get("source") or {}).get("finetune")
+    src = r.get("source") or {}
+    ft = src.get("finetune")
+    units = src.get("unit_files")
+    files = "; units " + ", ".join(f"{k}={v}" for k, v in sorted(units.items())) if units else ""
     if not ft:
-        return "plain conversion"
+        return "plain conversion" + files
     epochs = ft.get("epochs")
-    return f"fine-tuned in the loop, {epochs} epoch{'s' if epochs != 1 else ''}"
+    return f"fine-tuned in the loop, {epochs} epoch{'s' if epochs != 1 else ''}" + files
 
 
 def _paper(r: dict) -> str:
@@ -141,7 +144,7 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
         f"{defs.get('time_steps', 'see the JSON')}{ops_text}.",
         "",
         "Command: `python -m python_ref.evaluate --model MODEL --json docs/results/MODEL.json` "
-        "(`resnet8_plain.json`: add `--description python_ref/zoo/resnet8_plain`, the "
+        "(`MODEL_plain.json`: add `--description python_ref/zoo/MODEL_plain`, the "
         "conversion without fine-tuning), then "
         f"`{COMMAND}`.",
         "",

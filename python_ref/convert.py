@@ -51,7 +51,7 @@ import argparse
 import hashlib
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -305,7 +305,7 @@ def _pow2_exp(r: float) -> int:
 
 def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None = None,
              name: str = "net", input_bits: int = 8, weight_bits: int = 8,
-             unit_bits: tuple = DEFAULT_UNIT_BITS) -> _ir.Graph:
+             unit_bits: tuple = DEFAULT_UNIT_BITS, unit_files: dict | None = None) -> _ir.Graph:
     """Integer weights, biases, shifts and units for the float ops (see the module docstring).
 
     Parameters
@@ -342,6 +342,10 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
         ``s_acc * 2^S >= alpha_cal / (2^(K-1) - 1)`` (``alpha_cal``: the calibrated level of
         ``|v|``), its scale (in and out) ``s_acc * 2^S``; it clamps ``v`` to
         ``[-2^(K-1), 2^(K-1) - 1]``.
+    unit_files : dict, optional
+        Unit kind (``sigmoid``, ``swish``, ``mult``) -> the library unit file to use instead of
+        ``python_ref/units/<kind>.json`` (a name under ``python_ref/units`` or a path), e.g.
+        ``{"swish": "swish_wide"}``; recorded in ``meta["unit_files"]``.
 
     Returns
     -------
@@ -352,7 +356,8 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
     ops = insert_identities(ops)
     _check_activations(ops, alphas, K_layers)
     unit_bits = _check_unit_bits(unit_bits)
-    p = _plan_scales(ops, alphas, K, K_layers, input_bits, weight_bits, unit_bits)
+    unit_files = check_unit_files(unit_files)
+    p = _plan_scales(ops, alphas, K, K_layers, input_bits, weight_bits, unit_bits, unit_files)
     arrays: dict[str, np.ndarray] = {}
     units: dict[str, dict] = {}
     nodes = []
@@ -365,6 +370,8 @@ def quantise(ops: list, alphas: dict, K: int = DEFAULT_K, K_layers: dict | None 
     meta = {"converter_version": CONVERTER_VERSION, "weight_bits": weight_bits}
     if any(o["op"] in UNIT_OPS or o["op"] in (GATE_OP, IDENTITY_OP) for o in ops):
         meta["unit_bits"] = dict(zip(("in_bits", "w_bits", "d_bits"), unit_bits, strict=True))
+    if unit_files:
+        meta["unit_files"] = dict(unit_files)
     g = _ir.Graph(name=name, nodes=nodes, units=units, arrays=arrays, outputs=outputs,
                   meta=meta)
     info = _ir.validate(g)
@@ -429,10 +436,12 @@ class _Scales:
     # activation (ReLU or trained unit) name -> {"K", "S", "s_acc", "lshift", "skips",
     # "alpha_cal", and "alpha" (ReLU) or "unit" (the IntAmosUnit)}
     act: dict
+    unit_files: dict = field(default_factory=dict)  # unit kind -> library file (quantise)
 
 
 def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: int,
-                 weight_bits: int, unit_bits: tuple = DEFAULT_UNIT_BITS) -> _Scales:
+                 weight_bits: int, unit_bits: tuple = DEFAULT_UNIT_BITS,
+                 unit_files: dict | None = None) -> _Scales:
     """Every tensor's scale, in the float order: the input's from its bits, each ReLU's from
     its calibrated level and K, an output dense layer's from its weights."""
     consumers = {o["name"]: [] for o in ops}
@@ -442,7 +451,7 @@ def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: in
     p = _Scales(byname={o["name"]: o for o in ops}, consumers=consumers,
                 qmax=2 ** (weight_bits - 1) - 1, input_bits=input_bits, weight_bits=weight_bits,
                 unit_bits=tuple(unit_bits), scale={"input": 1.0 / (2**input_bits - 1)},
-                acc_scale={}, act={})
+                acc_scale={}, act={}, unit_files=dict(unit_files or {}))
     for o in ops:
         nm = o["name"]
         if o["op"] in ("gap", "maxpool", "avgpool"):
@@ -510,6 +519,34 @@ def _plan_relu(p: _Scales, o: dict, alpha_cal: float, k) -> None:
                  "alpha_cal": alpha_cal, "alpha": p.scale[nm] * 2**k}
 
 
+#: the unit kinds whose library file ``unit_files`` may replace
+UNIT_KINDS = (*UNIT_OPS, GATE_UNIT)
+
+
+def check_unit_files(unit_files: dict | None) -> dict:
+    """``unit_files`` (kind -> file) checked: known kinds, files that load and approximate
+    that kind; :class:`ConversionError` names the kind and the file otherwise."""
+    out = {}
+    for kind, f in (unit_files or {}).items():
+        if kind not in UNIT_KINDS:
+            raise ConversionError(f"unit file for {kind!r}: not a trained unit kind (known: "
+                                  f"{', '.join(UNIT_KINDS)})")
+        try:
+            u = load_unit(f)
+        except (OSError, ValueError) as e:
+            raise ConversionError(f"unit file for {kind!r}: {e}") from None
+        if u.name != kind:
+            raise ConversionError(f"unit file {f!r} for {kind!r} approximates {u.name!r}")
+        out[kind] = str(f)
+    return out
+
+
+def _library_unit_for(p: _Scales, kind: str):
+    """The float library unit of ``kind``: ``python_ref/units/<kind>.json`` or the file
+    ``unit_files`` names for it."""
+    return load_unit(p.unit_files.get(kind, kind))
+
+
 def _plan_unit(p: _Scales, o: dict, input_cal: float) -> None:
     """A trained unit's shift ``S``, the smallest ``S >= 0`` whose step ``s_v = s_acc * 2**S``
     is at least ``R / (2**(in_bits-1) - 1)`` (``R``: the largest |bound| of the unit's fit
@@ -518,7 +555,7 @@ def _plan_unit(p: _Scales, o: dict, input_cal: float) -> None:
     nm = o["name"]
     convs, skips, s_acc, lsh = _accumulator(p, o)
     in_bits, w_bits, d_bits = p.unit_bits
-    fu = load_unit(o["op"])
+    fu = _library_unit_for(p, o["op"])
     R = max(abs(v) for v in fu.domain[0])
     S = max(0, math.ceil(math.log2(R / (2 ** (in_bits - 1) - 1) / s_acc) - 1e-12))
     if S > 62:
@@ -555,7 +592,7 @@ def _plan_gate(p: _Scales, o: dict, spans: tuple) -> None:
     output scale is the unit's ``out_scale``."""
     nm = o["name"]
     in_bits, w_bits, d_bits = p.unit_bits
-    fu = load_unit(GATE_UNIT)
+    fu = _library_unit_for(p, GATE_UNIT)
     shifts, steps = [], []
     for src, span, dom in zip(o["inputs"], spans, fu.domain, strict=True):
         if src not in p.scale:
@@ -659,7 +696,7 @@ def _node_unit(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
     u: IntAmosUnit = r["unit"]
     uname = f"{o['op']}_k{u.K}.{nm}"
     _library_unit(uname, u, arrays, units)
-    lo, hi = load_unit(o["op"]).domain[0]
+    lo, hi = _library_unit_for(p, o["op"]).domain[0]
     return {"name": nm, "op": "amos", "inputs": list(o["inputs"]), "unit": uname,
             "rshift": [r["S"]], "scale": u.out_scale, "input_cal": r["alpha_cal"],
             "domain": [lo, hi]}
@@ -739,11 +776,13 @@ def calibration_images(arch: str, data=None, n: int = DEFAULT_CALIB, seed: int =
 def convert(arch: str, checkpoint=None, data=None, out=None, K: int = DEFAULT_K,
             K_layers: dict | None = None, n_calib: int = DEFAULT_CALIB,
             percentile: float = DEFAULT_PERCENTILE, calib_images=None, sd=None,
-            progress: bool = True) -> _ir.Graph:
+            progress: bool = True, unit_bits: tuple = DEFAULT_UNIT_BITS,
+            unit_files: dict | None = None) -> _ir.Graph:
     """Checkpoint -> validated :class:`~python_ref.ir.Graph` (saved to ``out`` when given).
 
     ``sd`` (a float state_dict as numpy arrays) replaces the checkpoint file, and
     ``calib_images`` the training-set draw; both are for tests and fine-tuning.
+    ``unit_bits`` and ``unit_files``: see :func:`quantise`.
     """
     info = {}
     if sd is None:
@@ -754,24 +793,27 @@ def convert(arch: str, checkpoint=None, data=None, out=None, K: int = DEFAULT_K,
     ops = float_graph(arch, sd)
     x = calib_images if calib_images is not None else calibration_images(arch, data, n_calib)
     return convert_ops(ops, x, name=arch, out=out, K=K, K_layers=K_layers,
-                       percentile=percentile, source=info, progress=progress)
+                       percentile=percentile, source=info, progress=progress,
+                       unit_bits=unit_bits, unit_files=unit_files)
 
 
 def convert_ops(ops: list, x: np.ndarray, name: str = "net", out=None, K: int = DEFAULT_K,
                 K_layers: dict | None = None, percentile: float = DEFAULT_PERCENTILE,
                 source: dict | None = None, split: str = "train",
-                progress: bool = True, unit_bits: tuple = DEFAULT_UNIT_BITS) -> _ir.Graph:
+                progress: bool = True, unit_bits: tuple = DEFAULT_UNIT_BITS,
+                unit_files: dict | None = None) -> _ir.Graph:
     """Float ops (from :func:`float_graph` or an importer) -> validated
     :class:`~python_ref.ir.Graph`: calibrate on the uint8 images ``x`` (N x H x W x C), then
-    quantise (``unit_bits``: see :func:`quantise`); saved to ``out`` when given. ``source`` and
-    ``split`` go into ``meta``."""
+    quantise (``unit_bits``, ``unit_files``: see :func:`quantise`); saved to ``out`` when
+    given. ``source`` and ``split`` go into ``meta``."""
     want = tuple(ops[0]["shape"])
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
         raise ConversionError(f"calibration images of shape {tuple(x.shape)}; the model takes "
                               f"N x {' x '.join(map(str, want))} (N x H x W x C) pixels")
     ops = insert_identities(ops)
     alphas = calibrate(ops, x, percentile, progress=progress)
-    g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name, unit_bits=unit_bits)
+    g = quantise(ops, alphas, K=K, K_layers=K_layers, name=name, unit_bits=unit_bits,
+                 unit_files=unit_files)
     rule = "percentile of every ReLU output element over the calibration images"
     if any(o["op"] == GATE_OP for o in ops):
         rule += ("; of |x| and of |g| of every gate x * g (the real values its mult unit's "
@@ -865,6 +907,17 @@ def from_torch(module, example_input, calib, out=None, name: str = "net", K: int
                        split=where, progress=progress)
 
 
+def _parse_units(items) -> dict:
+    """``--unit KIND=FILE`` items as a dict (checked by :func:`check_unit_files`)."""
+    out = {}
+    for it in items or []:
+        kind, sep, f = it.partition("=")
+        if not sep or not kind or not f:
+            raise ConversionError(f"--unit wants KIND=FILE (e.g. swish=swish_wide), not {it!r}")
+        out[kind] = f
+    return check_unit_files(out)
+
+
 def _parse_k_layers(items) -> dict:
     out = {}
     for it in items or []:
@@ -918,9 +971,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="per-layer K, e.g. stem.act=8 (repeatable)")
     p.add_argument("--unit-bits", type=_parse_unit_bits, default=DEFAULT_UNIT_BITS,
                    metavar="IN,W,D",
-                   help="--onnx, trained units (sigmoid, swish): signed bits of the unit's "
-                        "input over its fit domain, of its input weights and of its output "
-                        f"weights (default {','.join(map(str, DEFAULT_UNIT_BITS))})")
+                   help="trained units (sigmoid, swish, the gate's mult): signed bits of the "
+                        "unit's input over its fit domain, of its input weights and of its "
+                        "output weights (default "
+                        f"{','.join(map(str, DEFAULT_UNIT_BITS))})")
+    p.add_argument("--unit", action="append", metavar="KIND=FILE",
+                   help="use this library unit file for a trained unit kind (sigmoid, swish, "
+                        "mult): a name under python_ref/units or a path, e.g. "
+                        "swish=swish_wide (repeatable)")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB)
     p.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE)
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
@@ -940,13 +998,6 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
         raise ConversionError("--onnx --finetune needs --train TRAIN (the training images)")
     out = Path(a.out)
     ops = insert_identities(import_ops(a.onnx, a.input_scale, a.mean, a.std))
-    units = [o for o in ops if o["op"] in UNIT_OPS or o["op"] in (GATE_OP, IDENTITY_OP)]
-    if a.finetune and units:
-        what = (" (the signed identity unit of a linear output)"
-                if units[0]["op"] == IDENTITY_OP else "")
-        raise ConversionError(f"layer {units[0]['name']!r} ({units[0]['op']}){what}: "
-                              "fine-tuning with trained units is not supported yet; convert "
-                              "without --finetune")
     print(f"imported {a.onnx}: {len(ops) - 1} float ops "
           f"({', '.join(f'{k} {v}' for k, v in _op_counts(ops).items())}); input "
           f"{' x '.join(map(str, ops[0]['shape']))} pixels as (x * {a.input_scale:.6g} - "
@@ -957,7 +1008,8 @@ def _convert_onnx(a) -> tuple[_ir.Graph, Path]:
     src = {"onnx": Path(a.onnx).name, "sha256": hashlib.sha256(data).hexdigest(),
            "input_scale": a.input_scale, "mean": a.mean, "std": a.std}
     g = convert_ops(ops, x, name=out.name, K=a.K, K_layers=_parse_k_layers(a.K_layer),
-                    percentile=a.percentile, source=src, split=where, unit_bits=a.unit_bits)
+                    percentile=a.percentile, source=src, split=where, unit_bits=a.unit_bits,
+                    unit_files=_parse_units(a.unit))
     _report_units(g)
     if a.finetune > 0:
         # python_ref.finetune imports torch at its top; this module must import without it
@@ -1030,7 +1082,8 @@ def main(argv=None):
             out = Path(a.out) if a.out else ZOO / a.model
             g = convert(a.model, a.checkpoint, a.data, None, K=a.K,
                         K_layers=_parse_k_layers(a.K_layer), n_calib=a.calib_images,
-                        percentile=a.percentile)
+                        percentile=a.percentile, unit_bits=a.unit_bits,
+                        unit_files=_parse_units(a.unit))
         if a.finetune > 0 and not a.onnx:
             # python_ref.finetune imports torch at its top; this module must import without it
             from .finetune import finetune

@@ -605,6 +605,7 @@ def _summary(model_name: str, dataset: str, g: _ir.Graph, y, ann, res: snn.SimRe
         "source": {"checkpoint": g.meta.get("source", {}).get("checkpoint"),
                    "checkpoint_sha256": g.meta.get("source", {}).get("sha256"),
                    "calibration": g.meta.get("calibration"),
+                   "unit_files": g.meta.get("unit_files"),
                    "finetune": {k: v for k, v in g.meta.get("finetune", {}).items()
                                 if k != "history"} or None},
     }

@@ -11,6 +11,9 @@ step by step, in integer units:
 * ``acc = conv(a, Wq) + bq`` on integer activations ``a``, residual skips added as
   ``a_skip * 2**lshift``;
 * ``v = floor((acc + 2**(S-1)) / 2**S)``, ``a' = clamp(v, 0, 2**K - 1)`` (the ReLU unit);
+  a trained unit (sigmoid, swish, the signed identity, the two-input multiplication of a
+  squeeze-and-excitation gate, its ``[C]`` gate broadcast over the ``[H, W, C]`` map) is its
+  exact integer table with a smooth backward pass (:mod:`python_ref.unit_tables`);
 * the logits are the last accumulators; the loss is the cross entropy of the logits times their
   scale (the float network's units), plus optionally a distillation term to the float ANN.
 
@@ -43,7 +46,8 @@ from . import ir as _ir
 from .checkpoint import ZOO, float_graph, load_checkpoint
 from .data import DataError, load_dataset
 from .models import MODELS, build_model
-from .train import augment
+from .train import augment, split_validation
+from .unit_tables import UnitTable
 
 __all__ = ["build_net", "float_ops_from_graph", "export", "finetune", "finetune_ops",
            "load_training", "FloatNet", "main"]
@@ -107,7 +111,14 @@ class FakeQuantNet(nn.Module):
             if n["op"] in ("conv", "dense"):
                 self._add_layer(n, fl[n["name"]], sc, 2.0 ** shift.get(n["name"], 0))
         self.out_scale = sc[g.outputs[0]]
-        self.K = {n["name"]: g.unit(n["unit"]).K for n in g.amos_nodes()}
+        # ReLU units in closed form (clamp), the trained ones as tables (python_ref.snn's rule)
+        self.K, self.tables = {}, nn.ModuleDict()
+        for n in g.amos_nodes():
+            unit = g.unit(n["unit"])
+            if unit.name == "relu" and unit.inputs == 1:
+                self.K[n["name"]] = unit.K
+            elif _key(n["unit"]) not in self.tables:
+                self.tables[_key(n["unit"])] = UnitTable(unit)
 
     def _add_layer(self, n: dict, o: dict, sc: dict, step: float) -> None:
         """The trainable weight and bias of layer ``n`` from its float op ``o``."""
@@ -153,9 +164,13 @@ class FakeQuantNet(nn.Module):
             return sum(t * float(2**s) for t, s in zip(ins, n["lshift"], strict=True))
         if op == "gap":
             return ins[0].sum(dim=(2, 3))
-        S = n["rshift"][0]
-        v = ins[0] if S == 0 else _ste_floor((ins[0] + 2.0 ** (S - 1)) / 2.0**S)
-        return torch.clamp(v, 0, 2 ** self.K[name] - 1)
+        v = [t if S == 0 else _ste_floor((t + 2.0 ** (S - 1)) / 2.0**S)
+             for t, S in zip(ins, n["rshift"], strict=True)]
+        if name in self.K:
+            return torch.clamp(v[0], 0, 2 ** self.K[name] - 1)
+        if len(v) == 2:  # a per-channel gate (N, C) against an (N, C, H, W) map
+            v[1] = v[1].reshape(v[1].shape + (1,) * (v[0].ndim - v[1].ndim)).expand_as(v[0])
+        return self.tables[_key(n["unit"])](*v)
 
     def forward(self, x):
         """``x``: integer pixels as float, NCHW. Returns logits in real units."""
@@ -178,8 +193,6 @@ def build_net(g: _ir.Graph, ops: list) -> FakeQuantNet:
         if n["op"] not in _NET_OPS:
             raise ValueError(f"layer {n['name']!r}: fine-tuning does not support the op "
                              f"{n['op']!r} (supported: {', '.join(_NET_OPS)})")
-        if n["op"] == "amos" and (g.units[n["unit"]]["kind"] != "relu" or len(n["inputs"]) != 1):
-            raise ValueError(f"layer {n['name']!r}: fine-tuning supports ReLU units only")
     return FakeQuantNet(g, ops)
 
 
@@ -223,6 +236,11 @@ class FloatNet(nn.Module):
             return sum(ins)
         if op == "gap":
             return ins[0].sum(dim=(2, 3))
+        if op == "gate":  # x * g, a per-channel g (N, C) broadcast over the map (N, C, H, W)
+            x, g = ins
+            return x * g.reshape(g.shape + (1,) * (x.ndim - g.ndim))
+        if op in _FLOAT_UNITS:
+            return _FLOAT_UNITS[op](ins[0])
         v = F.relu(ins[0])
         return v if o.get("cap") is None else torch.clamp(v, max=float(o["cap"]))
 
@@ -233,8 +251,12 @@ class FloatNet(nn.Module):
         return vals[self.ops[-1]["name"]]
 
 
+#: the float functions of the trained units' ops (the identity: a linear output another layer
+#: reads, python_ref.importers.common.insert_identities)
+_FLOAT_UNITS = {"swish": F.silu, "sigmoid": torch.sigmoid, "identity": lambda t: t}
 #: the float ops :class:`FloatNet` runs (those the importers emit)
-_FLOAT_OPS = ("input", "conv", "dense", "add", "gap", "maxpool", "avgpool", "relu")
+_FLOAT_OPS = ("input", "conv", "dense", "add", "gap", "maxpool", "avgpool", "relu", "gate",
+              *_FLOAT_UNITS)
 
 
 def export(net, g: _ir.Graph) -> _ir.Graph:
@@ -297,13 +319,19 @@ def _start_net(model_name: str, g: _ir.Graph, sd: dict, init: str) -> FakeQuantN
     raise ValueError(f"init must be 'checkpoint' or 'description', not {init!r}")
 
 
-def _training_set(dataset: str, data, limit: int | None, seed: int) -> tuple:
-    """The training images and labels, or a seeded random subset of ``limit`` of them."""
+def _training_set(dataset: str, data, limit: int | None, seed: int, val: int = 0) -> tuple:
+    """``(x, y, held_out)``: the training images and labels (or a seeded random subset of
+    ``limit`` of them) without the ``val`` images :func:`python_ref.train.split_validation`
+    holds out, and those as ``(x_val, y_val)`` (None when ``val`` is 0)."""
     x, y = load_dataset(dataset, "train", data)
+    held = None
+    if val:
+        x, y, xv, yv, _ = split_validation(x, y, val)
+        held = (xv, yv)
     if limit:  # a seeded random subset (the training arrays may be sorted by class)
         idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:limit])
         x, y = x[idx], y[idx]
-    return x, y
+    return x, y, held
 
 
 def _teacher(model_name: str, sd: dict) -> torch.nn.Module:
@@ -368,41 +396,71 @@ def _train(g: _ir.Graph, net: FakeQuantNet, x: np.ndarray, y: np.ndarray, teache
                  gen=torch.Generator().manual_seed(cfg["seed"]), lr=cfg["lr"],
                  steps=cfg["epochs"] * (len(x) // bs), batch_size=bs,
                  distill=cfg["distill"], augment=cfg["augment"])
-    history = []
+    history, held, best = [], cfg.get("held_out"), None
     for ep in range(cfg["epochs"]):
         desc = f"finetune {title} {ep + 1}/{cfg['epochs']}" if cfg["progress"] else None
         rec = _epoch(loop, ep, desc)
+        if held is not None:  # select the epoch on the held-out images, never the test set
+            rec["val_acc"] = _accuracy(net, *held)
+            if best is None or rec["val_acc"] > best[0]:
+                best = (rec["val_acc"], export(net, g))
         history.append(rec)
         print(json.dumps(rec), file=sys.stderr)
-    return export(net, g), history
+    return (export(net, g) if best is None else best[1]), history
+
+
+def _accuracy(net: FakeQuantNet, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
+    """Top-1 of the fake-quantised network on uint8 images ``x`` (N x H x W x C)."""
+    net.eval()
+    ok = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = torch.from_numpy(x[i:i + batch]).permute(0, 3, 1, 2).float()
+            ok += int((net(xb).argmax(1).numpy() == y[i:i + batch]).sum())
+    return ok / max(1, len(x))
 
 
 def finetune(model_name: str, description=None, checkpoint=None, data=None, epochs: int = 3,
              lr: float = 0.01, batch_size: int = 128, distill: float = 1.0, seed: int = 0,
              limit: int | None = None, progress: bool = True, threads: int | None = None,
-             init: str = "checkpoint"):
+             init: str = "checkpoint", val: int | None = None):
     """Fine-tune; returns ``(graph, history)``. ``limit`` uses a seeded random subset of the
-    training images."""
+    training images. ``val`` holds out that many training images
+    (:func:`python_ref.train.split_validation`), measures the fake-quantised network on them
+    after each epoch and returns the best epoch's description; by default the images the
+    checkpoint's float training held out (its schedule's ``val``; none if it held out none),
+    so fine-tuning never trains on them."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     g = description if isinstance(description, _ir.Graph) else \
         _ir.load(description or ZOO / model_name)
     checkpoint = checkpoint or ZOO / f"{model_name}.pt"
-    sd, _ = load_checkpoint(checkpoint, model_name)
-    net = _start_net(model_name, g, sd, init)
+    sd, info = load_checkpoint(checkpoint, model_name)
+    if val is None:
+        val = int(((info.get("schedule") or {}).get("val") or {}).get("images", 0))
     dataset = MODELS[model_name]["dataset"]
-    x, y = _training_set(dataset, data, limit, seed)
+    x, y, held = _training_set(dataset, data, limit, seed, val)  # data errors before the net
+    net = _start_net(model_name, g, sd, init)
     teacher = _teacher(model_name, sd) if distill else None
     cfg = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-           "distill": distill, "augment": dataset == "cifar10", "progress": progress}
+           "distill": distill, "augment": dataset == "cifar10", "progress": progress,
+           "held_out": held}
     h, history = _train(g, net, x, y, teacher, cfg, model_name)
     prev = g.meta.get("finetune")
     h.meta["finetune"] = {"init": init, "previous": prev, "epochs": epochs, "lr": lr,
                           "batch_size": batch_size, "seed": seed, "distill": distill,
                           "train_images": int(len(x)), "history": history}
+    if val:
+        h.meta["finetune"]["val"] = {"images": val, "split": "python_ref.train.split_validation",
+                                     "selected_epoch": _best_epoch(history)}
     _ir.validate(h)
     return h, history
+
+
+def _best_epoch(history: list) -> int:
+    """The epoch (1-based) with the highest ``val_acc``, the first of equals."""
+    return max(history, key=lambda r: (r["val_acc"], -r["epoch"]))["epoch"]
 
 
 def load_training(train) -> tuple:
@@ -500,11 +558,16 @@ def main(argv=None):
     p.add_argument("--init", choices=("checkpoint", "description"), default="checkpoint",
                    help="start from the checkpoint's float weights or continue from the "
                         "description's integer weights")
+    p.add_argument("--val", type=int, default=None, metavar="N",
+                   help="hold out N training images (python_ref.train.split_validation), "
+                        "measure each epoch on them and keep the best epoch (default: those "
+                        "the checkpoint's training held out, if any)")
     p.add_argument("--out", required=True, help="output stem for the fine-tuned description")
     a = p.parse_args(argv)
     try:
         h, _ = finetune(a.model, a.description, a.checkpoint, a.data, a.epochs, a.lr,
-                        a.batch_size, limit=a.limit, threads=a.threads, init=a.init)
+                        a.batch_size, limit=a.limit, threads=a.threads, init=a.init,
+                        val=a.val)
     except (DataError, _ir.IRError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     _ir.save(h, a.out)

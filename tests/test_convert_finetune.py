@@ -1,10 +1,12 @@
 """Fine-tuning with the AMOS units in the loop (python_ref.finetune) mirrors the integer scheme."""
 import numpy as np
+import pytest
 import torch
 
 from python_ref import convert as cv
 from python_ref import finetune as ft
 from python_ref import ir, snn
+from python_ref import train as T
 from python_ref.data import load_digits
 
 
@@ -65,3 +67,38 @@ def test_convert_cli_with_finetune(tmp_path, capsys):
     assert "finetune" in tuned.meta and "finetune" not in plain.meta
     assert plain.nodes == tuned.nodes  # scales, shifts and units are kept
     assert any(not np.array_equal(plain.arrays[k], tuned.arrays[k]) for k in plain.arrays)
+
+
+def test_finetune_selects_the_epoch_on_held_out_digits():
+    """``val`` holds out training images (python_ref.train.split_validation), measures each
+    epoch on them and keeps the best epoch's description; the test split is never read."""
+    h, hist = ft.finetune("digits", epochs=2, limit=600, batch_size=64, progress=False,
+                          val=100)
+    assert [r["epoch"] for r in hist] == [1, 2]
+    assert all(0.0 <= r["val_acc"] <= 1.0 for r in hist)
+    sel = h.meta["finetune"]["val"]
+    assert sel["images"] == 100
+    assert sel["selected_epoch"] == max(hist, key=lambda r: (r["val_acc"], -r["epoch"]))["epoch"]
+    # the held-out images are the split's, and none of them is trained on
+    x, y = load_digits("train")
+    xt, yt, held = ft._training_set("digits", None, None, 0, 100)
+    want = T.split_validation(x, y, 100)
+    np.testing.assert_array_equal(held[0], want[2])
+    np.testing.assert_array_equal(xt, want[0])
+    assert len(xt) + len(held[0]) == len(x)
+
+
+@pytest.mark.parametrize("model, images", [("digits", 0), ("effnet_cifar", 5000)])
+def test_finetune_holds_out_what_the_checkpoint_held_out(monkeypatch, model, images):
+    """By default ``val`` is what the checkpoint's training held out: none for the digits,
+    the 5,000 validation images of effnet_cifar's run (its schedule's ``val``)."""
+    seen = {}
+
+    def spy(dataset, data, limit, seed, val=0):
+        seen["val"] = val
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(ft, "_training_set", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        ft.finetune(model, epochs=1, progress=False)
+    assert seen["val"] == images

@@ -25,6 +25,7 @@ from python_ref import convert as cv
 from python_ref import evaluate as ev
 from python_ref import ir, snn
 from python_ref.data import load_digits
+from python_ref.finetune import build_net, export, float_ops_from_graph
 from python_ref.importers import ModelImportError, import_onnx
 from python_ref.quant import requant_shift
 from python_ref.units import load_unit
@@ -209,6 +210,39 @@ def test_snn_agrees_with_float_and_bitserial(net):
     np.testing.assert_array_equal(bs.logits, plain.logits)
     for k in plain.synops:
         np.testing.assert_array_equal(bs.synops[k], plain.synops[k])
+
+
+def _pixels(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).permute(0, 3, 1, 2).double()
+
+
+def _int_logits(fq, x: np.ndarray) -> np.ndarray:
+    """The integer logits of the fake-quantised network (its output is in real units: the
+    integers times the output scale, divided back here up to float64 rounding)."""
+    return np.rint(fq(_pixels(x)).numpy() / fq.out_scale).astype(np.int64)
+
+
+def test_finetune_net_with_trained_units_is_the_snn(net):
+    """python_ref.finetune's fake-quantised network (swish, sigmoid and the gate's mult unit
+    as tables, python_ref.unit_tables) computes the integer SNN exactly in float64; a few
+    training steps move the weights before the gate (the gradient passes the units), and the
+    exported description's SNN is the trained network again."""
+    g, x = net["g"], net["x"][:40]
+    fq = build_net(g, float_ops_from_graph(g)).double()
+    with torch.no_grad():
+        np.testing.assert_array_equal(_int_logits(fq, x), snn.run(g, x).logits)
+    first = next(n["name"] for n in g.nodes if n["op"] == "conv")
+    before = fq.qweights(first)[0].detach().clone()
+    opt = torch.optim.Adam(fq.parameters(), lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(fq(_pixels(x)), torch.from_numpy(net["y"][:40])
+                                          .long()).backward()
+        opt.step()
+    assert not torch.equal(fq.qweights(first)[0], before)
+    tuned = export(fq, g)
+    with torch.no_grad():
+        np.testing.assert_array_equal(_int_logits(fq, x), snn.run(tuned, x).logits)
 
 
 def test_evaluate_exact_gates(net, capsys):

@@ -164,7 +164,9 @@ def test_zoo_descriptions_load():
     d = ir.load(ZOO / "digits")
     assert d.neurons() == 32 * 10 and d.time_steps() == 10
     for name, neurons, steps in (("resnet8", 737_280, 70), ("resnet14", 1_310_720, 130),
-                                 ("effnet_cifar", 5_562_104, 490)):
+                                 # swish K = 16 (swish_wide), sigmoid K = 12, mult K = 40
+                                 ("effnet_cifar", 6_703_648, 582),
+                                 ("effnet_cifar_plain", 6_703_648, 582)):
         if (ZOO / f"{name}.json").is_file():
             r = ir.load(ZOO / name)
             assert r.neurons() == neurons and r.time_steps() == steps

@@ -20,6 +20,7 @@ from python_ref.units import (
 )
 from python_ref.units.__main__ import main
 from python_ref.units.fit import FIT_SPECS, fit_unit, staircase_init, unit_errors
+from python_ref.units.fit import target as base_target
 from python_ref.units.torch_unit import TorchAmosUnit, heaviside_triangle
 
 
@@ -429,5 +430,28 @@ def test_plot_integer_writes_the_hardware_units(tmp_path):
     from python_ref.units.__main__ import main
 
     assert main(["plot-int", "--out", str(tmp_path)]) == 0
-    for name in ("int_sigmoid_k8.png", "int_swish_k12.png", "int_mult_k40.png"):
+    for name in ("int_sigmoid_k8.png", "int_swish_k12.png", "int_mult_k40.png",
+                 "int_sigmoid_k12.png", "int_swish_wide_k16.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", ["sigmoid_k12", "swish_wide"])
+def test_library_variants_are_their_specs_fits(name):
+    """The variant files (python_ref/units/<name>.json, fitted by ``python -m python_ref.units
+    fit <name>``) hold their spec's K and domain, approximate the spec's function, and their
+    recorded errors are those recomputed on the grid."""
+    spec, u = FIT_SPECS[name], load_unit(name)
+    assert u.name == spec.name and u.K == spec.K and u.domain == spec.domain
+    err = unit_errors(u)
+    assert err["max_abs_err"] == pytest.approx(u.meta["max_abs_err"], rel=1e-9)
+    assert err["mean_abs_err"] == pytest.approx(u.meta["mean_abs_err"], rel=1e-9)
+    base = load_unit(spec.name)
+    if name == "sigmoid_k12":  # closer than the paper's K = 8 on the same domain
+        x = np.linspace(-6, 6, 12001)
+        assert np.abs(u(x) - base_target("sigmoid", x)).mean() < \
+            0.7 * np.abs(base(x) - base_target("sigmoid", x)).mean()
+    else:  # tracks swish past 6, where the paper's unit (domain [-6, 6]) stays at swish(6)
+        x = np.linspace(6, 26, 4001)
+        assert np.abs(u(np.clip(x, -6, 26)) - base_target("swish", x)).max() <= \
+            u.meta["max_abs_err"]
+        assert np.abs(base(np.clip(x, -6, 6)) - base_target("swish", x)).max() > 19

@@ -1,6 +1,7 @@
 """Command line of the AMOS unit library.
 
-    python -m python_ref.units fit {sigmoid,swish,mult} [--steps N] [--seed S] [--out PATH]
+    python -m python_ref.units fit {sigmoid,swish,mult,sigmoid_k12,swish_wide} [--steps N]
+        [--seed S] [--out PATH]
     python -m python_ref.units check PATH_OR_NAME...
     python -m python_ref.units table3
     python -m python_ref.units plot [--out DIR]
@@ -15,8 +16,8 @@ import argparse
 import json
 import sys
 
-from . import TRAINED, load_unit, table3
-from .fit import fit_and_save, unit_errors
+from . import load_unit, table3
+from .fit import FIT_SPECS, fit_and_save, unit_errors
 from .report import FIGURES, RESULTS, plot, plot_integer, write_report
 
 
@@ -25,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         "\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fit", help="fit a unit by backpropagation and write <name>.json")
-    f.add_argument("name", choices=TRAINED)
+    f.add_argument("name", choices=sorted(FIT_SPECS),
+                   help="the paper's units (sigmoid, swish, mult) or a variant of FIT_SPECS "
+                        "(sigmoid_k12, swish_wide: python_ref/units/fit.py)")
     f.add_argument("--steps", type=int, default=None, help="Adam steps (default: the spec's)")
     f.add_argument("--seed", type=int, default=None, help="seed (default: the spec's)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")

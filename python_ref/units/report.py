@@ -253,11 +253,17 @@ def plot(out_dir=FIGURES) -> list[Path]:
 HARDWARE_BITS = ((8, 8, 6), (12, 12, 12))
 
 
+#: the one-input unit files :func:`plot_integer` draws: the paper's and the variants
+#: effnet_cifar uses (``python_ref/units/fit.py::FIT_SPECS``)
+INTEGER_PLOTS = ("sigmoid", "swish", "sigmoid_k12", "swish_wide")
+
+
 def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
     """Sigmoid and swish as the hardware computes them: every integer input ``v`` of the unit's
     ``in_range`` through :class:`~python_ref.quant.IntAmosUnit` (which the ``UnitEngine`` equals
     bit for bit, ``tests/test_engines_unit.py``), ``y * out_scale`` against the target at
-    ``v * in_scale``, with the error below; one PNG per unit, ``int_<name>_k<K>.png``; and the
+    ``v * in_scale``, with the error below; one PNG per unit file of :data:`INTEGER_PLOTS`,
+    ``int_<file>_k<K>.png`` (``int_<file>.png`` when the file's name ends in its K); and the
     multiplication unit (:func:`_plot_integer_mult`)."""
     import matplotlib
 
@@ -267,8 +273,9 @@ def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in ("sigmoid", "swish"):
-        fu = load_unit(name)
+    for file in INTEGER_PLOTS:
+        fu = load_unit(file)
+        name = fu.name
         fig, (ax, ae) = plt.subplots(2, 1, figsize=(5.5, 5), dpi=120, sharex=True,
                                      gridspec_kw={"height_ratios": [2, 1]})
         lo, hi = fu.domain[0]
@@ -292,7 +299,8 @@ def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
         ae.legend(fontsize=7)
         ae.grid(alpha=0.3)
         fig.tight_layout()
-        path = out_dir / f"int_{name}_k{fu.K}.png"
+        stem = file if file.endswith(f"_k{fu.K}") else f"{file}_k{fu.K}"
+        path = out_dir / f"int_{stem}.png"
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
