@@ -379,15 +379,29 @@ def test_k_override_of_an_identity_is_refused():
         cv.convert_ops(ops, x, K_layers={"hidden.id": 8}, progress=False)
 
 
-def test_finetune_refuses_identity_units(tmp_path):
+def test_finetune_trains_through_identity_units(tmp_path):
+    """--finetune with a linear output's signed identity unit in the network: the unit is its
+    table in the loop (python_ref.unit_tables), kept as it was; the tuned description
+    validates and runs."""
     onnx.save(_dense_head_model(), tmp_path / "m.onnx")
-    np.savez(tmp_path / "c.npz", x=_pixels(8, (6, 6, 4)))
-    with pytest.raises(SystemExit, match=r"^error: layer 'hidden.id' \(identity\) \(the signed "
-                                         r"identity unit of a linear output\): fine-tuning"):
+    x = _pixels(8, (6, 6, 4))
+    np.savez(tmp_path / "c.npz", x=x)
+    plain = tmp_path / "p"
+    with contextlib.redirect_stdout(io.StringIO()):
+        cv.main(["--onnx", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "c.npz"),
+                 "--out", str(plain)])
+    classes = int(ir.validate(ir.load(plain))[ir.load(plain).outputs[0]]["shape"][-1])
+    np.savez(tmp_path / "t.npz", x=x, y=np.arange(len(x)) % classes)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         cv.main(["--onnx", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "c.npz"),
                  "--out", str(tmp_path / "m"), "--finetune", "1", "--train",
-                 str(tmp_path / "c.npz")])
-    assert not (tmp_path / "m.json").exists()
+                 str(tmp_path / "t.npz")])
+    tuned = ir.load(tmp_path / "m")
+    assert tuned.meta["finetune"]["epochs"] == 1
+    assert tuned.units == ir.load(tmp_path / "m_plain").units
+    assert any(n["op"] == "amos" and tuned.units[n["unit"]].get("source") == "identity"
+               for n in tuned.nodes)
+    assert snn.run(tuned, x).logits.shape == (len(x), classes)
 
 
 def test_identity_shift_guard():
