@@ -78,6 +78,12 @@ def _output_shifts(g: _ir.Graph) -> dict:
     return shift
 
 
+def _over_map(g, x):
+    """A per-channel gate ``g`` (N, C) shaped to broadcast over the map ``x`` (N, C, H, W);
+    ``g`` of ``x``'s rank unchanged."""
+    return g.reshape(g.shape + (1,) * (x.ndim - g.ndim))
+
+
 def _key(name: str) -> str:
     """The parameter name of layer ``name`` (torch forbids dots in it)."""
     return name.replace(".", "_")
@@ -168,8 +174,8 @@ class FakeQuantNet(nn.Module):
              for t, S in zip(ins, n["rshift"], strict=True)]
         if name in self.K:
             return torch.clamp(v[0], 0, 2 ** self.K[name] - 1)
-        if len(v) == 2:  # a per-channel gate (N, C) against an (N, C, H, W) map
-            v[1] = v[1].reshape(v[1].shape + (1,) * (v[0].ndim - v[1].ndim)).expand_as(v[0])
+        if len(v) == 2:
+            v[1] = _over_map(v[1], v[0]).expand_as(v[0])
         return self.tables[_key(n["unit"])](*v)
 
     def forward(self, x):
@@ -236,9 +242,8 @@ class FloatNet(nn.Module):
             return sum(ins)
         if op == "gap":
             return ins[0].sum(dim=(2, 3))
-        if op == "gate":  # x * g, a per-channel g (N, C) broadcast over the map (N, C, H, W)
-            x, g = ins
-            return x * g.reshape(g.shape + (1,) * (x.ndim - g.ndim))
+        if op == "gate":  # x * g
+            return ins[0] * _over_map(ins[1], ins[0])
         if op in _FLOAT_UNITS:
             return _FLOAT_UNITS[op](ins[0])
         v = F.relu(ins[0])
