@@ -587,6 +587,40 @@ def _plan_identity(p: _Scales, o: dict, alpha_cal: float) -> None:
                  "alpha_cal": alpha_cal, "unit": unit}
 
 
+def _lowest_value(p: _Scales, src: str) -> float | None:
+    """The least real value layer ``src`` can output: 0 after a ReLU; a one-input unit's
+    least output over its whole input range; for a two-input unit the sum of its negative
+    output weights; each times ``out_scale``. None where no unit bounds it."""
+    act = p.act.get(src)
+    if act is None:
+        return None
+    if "unit" not in act:
+        return 0.0
+    u = act["unit"]
+    if u.inputs == 1:
+        return float(u(np.arange(u.in_range[0], u.in_range[1] + 1)).min()) * u.out_scale
+    return float(np.minimum(np.asarray(u.d, np.int64), 0).sum()) * u.out_scale
+
+
+def _check_gate_input(p: _Scales, nm: str, src: str, span: float, dom: tuple) -> None:
+    """A unit whose fit domain for an input is one-sided (``lo > -hi``: the gate product
+    ``mult_gate`` takes ``x >= -1/16`` and ``g >= 0``) would clamp anything below
+    ``lo * span``; refuse unless the producing unit cannot go there."""
+    lo, hi = dom
+    if lo <= -hi:
+        return
+    least = _lowest_value(p, src)
+    floor = lo * span + 0.0  # no "-0" in the message
+    if least is None or least < floor - 1e-9 * span:
+        file = p.unit_files.get(GATE_UNIT, GATE_UNIT)
+        reach = "is not bounded by a unit" if least is None else f"reaches {least:.4g}"
+        raise ConversionError(
+            f"layer {nm!r}: input {src!r} {reach}, below {floor:.4g}, the least value the "
+            f"{GATE_UNIT} unit {file!r} takes there (its domain starts at {lo + 0.0:g} x the "
+            f"calibrated span {span:.4g}); use a unit with a signed domain such as the "
+            "library's mult")
+
+
 def _plan_gate(p: _Scales, o: dict, spans: tuple) -> None:
     """A gate's shifts ``[S_1, S_2]`` and its ``mult`` unit (see :func:`quantise`); the layer's
     output scale is the unit's ``out_scale``."""
@@ -598,6 +632,7 @@ def _plan_gate(p: _Scales, o: dict, spans: tuple) -> None:
         if src not in p.scale:
             raise ConversionError(f"layer {nm!r}: its input {src!r} has no integer scale (a "
                                   "gate reads activations: SiLU / Sigmoid outputs)")
+        _check_gate_input(p, nm, src, span, dom)
         s_in = p.scale[src]
         reach = span * max(abs(v) for v in dom) / (2 ** (in_bits - 1) - 1)
         S = max(0, math.ceil(math.log2(reach / s_in) - 1e-12))

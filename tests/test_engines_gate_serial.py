@@ -19,6 +19,8 @@ from amos_hw.engines.unit_params import COUNT_WIDTH
 from amos_hw.lib.engine_sim import from_words, to_words
 from amos_hw.lib.serial_unit import SerialAmosUnit
 from amos_hw.lib.sim import run_simulation, stream_get_many, stream_put_many
+from python_ref.quant import quantize_unit
+from python_ref.units import load_unit
 from tests.test_engines_gate import data_for, mult_unit, reference, timed
 
 
@@ -133,3 +135,20 @@ def test_bad_serial_parameters(bad, message):
         GateEngine.figures(mult_unit(), **kw)
     with pytest.raises(ValueError, match=message):
         GateEngine(mult_unit(), **kw)
+
+
+@pytest.mark.parametrize("serial", [None, 2])
+def test_gate_product_unit_in_both_forms(serial):
+    """The closed-form gate product (python_ref/units/mult_gate.json: excitatory weights from
+    the gate's bits, a one-sided domain) in the pipelined and the serial engine, bit for bit."""
+    unit = quantize_unit(load_unit("mult_gate"), 10, 12, 12)
+    assert unit.in2_range[0] == 0 and unit.in_range[0] < 0 < unit.in_range[1]
+    kw = {"serial": serial} if serial else {"lanes": 2}
+    dut = GateEngine(unit, channels=4, elements=4 * 2 * 2, x_width=11, g_width=10,
+                 shifts=(0, 0), x_signed=True, g_signed=False, name="gate", **kw)
+    x, g = data_for(dut, 3, (2, 2), np.random.default_rng(7))
+    want, spikes = reference(unit, x, g, 0, 0)
+    assert len(set(want.ravel().tolist())) > 20
+    got, count = simulate(dut, x, g, seed=3)
+    assert got.tolist() == want.tolist()
+    assert count == spikes

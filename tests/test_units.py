@@ -431,7 +431,7 @@ def test_plot_integer_writes_the_hardware_units(tmp_path):
 
     assert main(["plot-int", "--out", str(tmp_path)]) == 0
     for name in ("int_sigmoid_k8.png", "int_swish_k12.png", "int_mult_k40.png",
-                 "int_sigmoid_k12.png", "int_swish_wide_k16.png"):
+                 "int_sigmoid_k12.png", "int_swish_wide_k16.png", "int_mult_gate_k40.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -2,6 +2,7 @@
 
     python -m python_ref.units fit {sigmoid,swish,mult,sigmoid_k12,swish_wide} [--steps N]
         [--seed S] [--out PATH]
+    python -m python_ref.units build mult_gate [--out PATH]
     python -m python_ref.units check PATH_OR_NAME...
     python -m python_ref.units table3
     python -m python_ref.units plot [--out DIR]
@@ -16,8 +17,9 @@ import argparse
 import json
 import sys
 
-from . import load_unit, table3
+from . import load_unit, table3, unit_path
 from .fit import FIT_SPECS, fit_and_save, unit_errors
+from .gate_product import GATE_PRODUCT, gate_product_unit
 from .report import FIGURES, RESULTS, plot, plot_integer, write_report
 
 
@@ -34,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--out", default=None,
                    help="unit file to write (default python_ref/units/<name>.json)")
+    b = sub.add_parser("build", help="write a closed-form unit file (mult_gate: the gate "
+                                     "product by long multiplication, python_ref/units/"
+                                     "gate_product.py)")
+    b.add_argument("name", choices=["mult_gate"])
+    b.add_argument("--out", default=None,
+                   help="unit file to write (default python_ref/units/<name>.json)")
     c = sub.add_parser("check", help="load unit files and recompute their errors on the grid")
     c.add_argument("units", nargs="+", help="unit file paths or names (sigmoid, swish, mult)")
     sub.add_parser("table3", help="print Table 3 (K and parameter counts) as JSON")
@@ -48,37 +56,56 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fit(args) -> None:
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be a positive integer, not {args.steps}")
+    u = fit_and_save(args.name, steps=args.steps, seed=args.seed,
+                     progress=not args.no_progress, path=args.out)
+    m = u.meta
+    print(json.dumps({"name": u.name, "K": u.K, "params": u.param_count,
+                      "domain": [list(p) for p in u.domain],
+                      **{k: m[k] for k in ("mse", "max_abs_err", "mean_abs_err", "seed",
+                                           "steps", "fit_seconds")}}))
+
+
+def _build(args) -> None:
+    u = gate_product_unit(**GATE_PRODUCT)
+    u = type(u).from_dict({**u.to_dict(), **unit_errors(u)})
+    u.save(args.out or unit_path(args.name))
+    print(json.dumps({"name": u.name, "K": u.K, "params": u.param_count,
+                      **{k: u.meta[k] for k in ("mse", "max_abs_err", "mean_abs_err",
+                                                "error_bound")}}))
+
+
+def _check(args) -> None:
+    for name in args.units:
+        u = load_unit(name)
+        print(json.dumps({"unit": str(name), "name": u.name, "K": u.K,
+                          "params": u.param_count, **unit_errors(u)}))
+
+
+def _report(args) -> None:
+    rep = write_report(args.out or RESULTS)
+    print(json.dumps({k: {"float_max_abs_err": v["float_fit"]["max_abs_err"],
+                          "int_vs_float_max_abs_err": v["vs_float"]["max_abs_err"]}
+                      for k, v in rep.items()}))
+
+
+_COMMANDS = {
+    "fit": _fit,
+    "build": _build,
+    "check": _check,
+    "table3": lambda args: print(json.dumps(table3())),
+    "plot": lambda args: print("\n".join(map(str, plot(args.out or FIGURES)))),
+    "plot-int": lambda args: print("\n".join(map(str, plot_integer(args.out or FIGURES)))),
+    "report": _report,
+}
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "fit":
-            if args.steps is not None and args.steps < 1:
-                raise ValueError(f"--steps must be a positive integer, not {args.steps}")
-            u = fit_and_save(args.name, steps=args.steps, seed=args.seed,
-                             progress=not args.no_progress, path=args.out)
-            m = u.meta
-            print(json.dumps({"name": u.name, "K": u.K, "params": u.param_count,
-                              "domain": [list(p) for p in u.domain],
-                              **{k: m[k] for k in ("mse", "max_abs_err", "mean_abs_err",
-                                                   "seed", "steps", "fit_seconds")}}))
-        elif args.cmd == "check":
-            for name in args.units:
-                u = load_unit(name)
-                print(json.dumps({"unit": str(name), "name": u.name, "K": u.K,
-                                  "params": u.param_count, **unit_errors(u)}))
-        elif args.cmd == "table3":
-            print(json.dumps(table3()))
-        elif args.cmd == "plot":
-            for path in plot(args.out or FIGURES):
-                print(path)
-        elif args.cmd == "plot-int":
-            for path in plot_integer(args.out or FIGURES):
-                print(path)
-        elif args.cmd == "report":
-            rep = write_report(args.out or RESULTS)
-            print(json.dumps({k: {"float_max_abs_err": v["float_fit"]["max_abs_err"],
-                                  "int_vs_float_max_abs_err": v["vs_float"]["max_abs_err"]}
-                              for k, v in rep.items()}))
+        _COMMANDS[args.cmd](args)
     except ValueError as e:  # UnitFileError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -304,7 +304,7 @@ def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
-    written.append(_plot_integer_mult(out_dir, plt))
+    written += [_plot_integer_mult(out_dir, plt, file) for file in INTEGER_MULT_PLOTS]
     return written
 
 
@@ -313,12 +313,17 @@ def plot_integer(out_dir=FIGURES, bits=HARDWARE_BITS) -> list[Path]:
 MULT_BITS = (8, 8, 8)
 
 
-def _plot_integer_mult(out_dir: Path, plt) -> Path:
-    """The two-input multiplication unit as the hardware computes it: every pair of integer
+#: the two-input unit files drawn by :func:`_plot_integer_mult`: the paper's trained product
+#: and the closed-form gate product (``python_ref/units/gate_product.py``)
+INTEGER_MULT_PLOTS = ("mult", "mult_gate")
+
+
+def _plot_integer_mult(out_dir: Path, plt, file: str = "mult") -> Path:
+    """A two-input multiplication unit as the hardware computes it: every pair of integer
     inputs ``(v1, v2)`` of its ranges through :class:`~python_ref.quant.IntAmosUnit` (the gate
     engine equals it bit for bit, ``tests/test_engines_gate.py``), the error ``y * out_scale -
-    x1 * x2`` as a map, and three slices ``x2`` fixed; ``int_mult_k40.png``."""
-    fu = load_unit("mult")
+    x1 * x2`` as a map, and three slices ``x2`` fixed; ``int_<file>_k<K>.png``."""
+    fu = load_unit(file)
     iu = quantize_unit(fu, *MULT_BITS)
     v1 = np.arange(iu.in_range[0], iu.in_range[1] + 1)
     v2 = np.arange(iu.in2_range[0], iu.in2_range[1] + 1)
@@ -343,10 +348,10 @@ def _plot_integer_mult(out_dir: Path, plt) -> Path:
     asl.legend(fontsize=7)
     asl.grid(alpha=0.3)
     b = MULT_BITS
-    fig.suptitle(f"multiplication AMOS unit, K = {fu.K}, as the hardware computes it "
+    fig.suptitle(f"multiplication AMOS unit {file}.json, K = {fu.K}, as the hardware computes it "
                  f"(integer {b[0]}/{b[1]}/{b[2]} bits, y in {iu.widths['y']} bits)", fontsize=9)
     fig.tight_layout()
-    path = out_dir / f"int_mult_k{fu.K}.png"
+    path = out_dir / f"int_{file}_k{fu.K}.png"
     fig.savefig(path)
     plt.close(fig)
     return path
