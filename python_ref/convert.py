@@ -618,7 +618,8 @@ def _check_gate_input(p: _Scales, nm: str, src: str, span: float, dom: tuple) ->
             f"layer {nm!r}: input {src!r} {reach}, below {floor:.4g}, the least value the "
             f"{GATE_UNIT} unit {file!r} takes there (its domain starts at {lo + 0.0:g} x the "
             f"calibrated span {span:.4g}); use a unit with a signed domain such as the "
-            "library's mult")
+            "library's mult, or build one that reaches lower (python -m python_ref.units "
+            "build mult_gate --x-min A --out FILE)")
 
 
 def _plan_gate(p: _Scales, o: dict, spans: tuple) -> None:

@@ -112,3 +112,16 @@ def test_converter_refuses_inputs_below_a_one_sided_domain(tmp_path):
         cv.main(["--model", "effnet_cifar", "--unit", f"mult={f}",
                  "--out", str(tmp_path / "e"), "--calib-images", "64"])
     assert not (tmp_path / "e.json").exists()
+
+
+def test_build_options(tmp_path, capsys):
+    """--x-min and the bit counts build another unit, only into a file of the user's."""
+    assert units_main(["build", "mult_gate", "--x-min", "0.25"]) == 2
+    assert "need --out" in capsys.readouterr().err
+    out = tmp_path / "m.json"
+    assert units_main(["build", "mult_gate", "--x-min", "0.25", "--g-bits", "4",
+                       "--out", str(out)]) == 0
+    u = load_unit(out)
+    assert u.domain[0] == (-0.25, 1.0) and u.K == 4 + 9 + 8 + 7 + 6
+    assert units_main(["build", "mult_gate", "--x-bits", "2", "--out", str(out)]) == 2
+    assert "x_bits (2) must be at least g_bits (5)" in capsys.readouterr().err

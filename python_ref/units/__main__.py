@@ -2,7 +2,7 @@
 
     python -m python_ref.units fit {sigmoid,swish,mult,sigmoid_k12,swish_wide} [--steps N]
         [--seed S] [--out PATH]
-    python -m python_ref.units build mult_gate [--out PATH]
+    python -m python_ref.units build mult_gate [--g-bits M] [--x-bits N] [--x-min A] [--out PATH]
     python -m python_ref.units check PATH_OR_NAME...
     python -m python_ref.units table3
     python -m python_ref.units plot [--out DIR]
@@ -40,8 +40,17 @@ def _parser() -> argparse.ArgumentParser:
                                      "product by long multiplication, python_ref/units/"
                                      "gate_product.py)")
     b.add_argument("name", choices=["mult_gate"])
+    b.add_argument("--g-bits", type=int, default=GATE_PRODUCT["g_bits"],
+                   help="neurons coding the gate g (default %(default)s)")
+    b.add_argument("--x-bits", type=int, default=GATE_PRODUCT["x_bits"],
+                   help="bits of x in the first gate bit's group (default %(default)s)")
+    b.add_argument("--x-min", type=float, default=GATE_PRODUCT["x_min"],
+                   help="x's domain starts at -X_MIN (default %(default)s; a map whose "
+                        "calibrated |x| level is small against its swish minimum -0.28 "
+                        "needs more)")
     b.add_argument("--out", default=None,
-                   help="unit file to write (default python_ref/units/<name>.json)")
+                   help="unit file to write (default python_ref/units/<name>.json; needed "
+                        "when the unit is not the library's)")
     c = sub.add_parser("check", help="load unit files and recompute their errors on the grid")
     c.add_argument("units", nargs="+", help="unit file paths or names (sigmoid, swish, mult)")
     sub.add_parser("table3", help="print Table 3 (K and parameter counts) as JSON")
@@ -69,7 +78,11 @@ def _fit(args) -> None:
 
 
 def _build(args) -> None:
-    u = gate_product_unit(**GATE_PRODUCT)
+    kw = {"g_bits": args.g_bits, "x_bits": args.x_bits, "x_min": args.x_min}
+    if kw != GATE_PRODUCT and args.out is None:
+        raise ValueError("--g-bits / --x-bits / --x-min other than the library's need --out "
+                         "(python_ref/units/mult_gate.json is the library's unit)")
+    u = gate_product_unit(**kw)
     u = type(u).from_dict({**u.to_dict(), **unit_errors(u)})
     u.save(args.out or unit_path(args.name))
     print(json.dumps({"name": u.name, "K": u.K, "params": u.param_count,
