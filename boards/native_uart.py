@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amos_hw.backend.simbuild import (
-    NATIVE_COMPILE_FLAGS,
+    NATIVE_BUILD_ID,
     NATIVE_VERILATOR_ARGS,
     digest,
     locked,
@@ -86,7 +86,7 @@ def build_uart_bench(verilog: str, *, toplevel: str, root: Path) -> UartBench:
                              f"has no flash model (boards.sim runs it under cocotb)")
     models = sim_models_for(verilog)
     key = digest(verilog, UART_BENCH_SOURCE.read_text(), toplevel, repr(NATIVE_VERILATOR_ARGS),
-                 NATIVE_COMPILE_FLAGS, *(p.read_text() for p in models))
+                 NATIVE_BUILD_ID, *(p.read_text() for p in models))
     build_dir = Path(root) / f"uart-{toplevel}-{key}"
     with locked(Path(root) / f"{build_dir.name}.lock"):
         if not (build_dir / ".amos-built").exists():

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from amos_hw.backend.simbuild import (
-    NATIVE_COMPILE_FLAGS,
+    NATIVE_BUILD_ID,
     NATIVE_VERILATOR_ARGS,
     check_simulator,
     digest,
@@ -87,7 +87,7 @@ _HEADER = struct.Struct("<8sII")
 
 #: Verilator's options and GCC's (:mod:`amos_hw.backend.simbuild`).
 VERILATOR_ARGS = NATIVE_VERILATOR_ARGS
-COMPILE_FLAGS = NATIVE_COMPILE_FLAGS
+COMPILE_FLAGS = NATIVE_BUILD_ID
 
 #: Ports the bench drives and reads (the ``pixels`` and ``result`` streams).
 REQUIRED_PORTS = ("clk", "rst", "pixels__payload", "pixels__valid", "pixels__ready",
