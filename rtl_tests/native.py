@@ -85,9 +85,10 @@ BENCH_SOURCE = Path(__file__).resolve().parent / "native" / "bench.cpp"
 MAGIC = b"AMOSIMG1"
 _HEADER = struct.Struct("<8sII")
 
-#: Verilator's options and GCC's (:mod:`amos_hw.backend.simbuild`).
+#: Verilator's options, and what the binary depends on besides its sources (GCC's flags, the
+#: host's CPU; :mod:`amos_hw.backend.simbuild`).
 VERILATOR_ARGS = NATIVE_VERILATOR_ARGS
-COMPILE_FLAGS = NATIVE_BUILD_ID
+BUILD_ID = NATIVE_BUILD_ID
 
 #: Ports the bench drives and reads (the ``pixels`` and ``result`` streams).
 REQUIRED_PORTS = ("clk", "rst", "pixels__payload", "pixels__valid", "pixels__ready",
@@ -229,7 +230,7 @@ def build_bench(verilog: str, *, toplevel: str, image_size: int, logit_width: in
     args = [*VERILATOR_ARGS, *(("--threads", str(threads)) if threads > 1 else ())]
     key = digest(verilog, bench_top(verilog, toplevel), BENCH_SOURCE.read_text(), toplevel,
                  repr(args), repr(defines),
-                 COMPILE_FLAGS, shutil.which("verilator") or "",
+                 BUILD_ID, shutil.which("verilator") or "",
                  *(p.read_text() for p in models))
     root = Path(root) if root is not None else build_root()
     build_dir = root / f"native-{toplevel}-{key}"
