@@ -13,13 +13,13 @@ from amos_hw.flow import FlowConfig, run_flow
 #: name: (FlowConfig fields, {output file: SHA-256})
 GOLDEN = {
     "digits": ({"model": "digits"}, {
-        "amos_digits.v": "eb81aa4bc8a1da316c2bfff893c99644d472597e462c64002d1927b98a6ded1e",
+        "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "4bb7243169db3a45c983164525bdd28971da5b796218e460a01f7326633522d7",
+        "amos_resnet8.v": "2777c0598d3ec103cc3dec0733ca49910a5d44f3a3f76873ccf536089486c4cd",
         "report.json": "7ff46a5873b723ee8f22a5ca12be839132ff7d0740194e41d59e452d2fd2add2"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "c86cafc712cd92814f9da44d315f5132d8da824d99f5e2a7cc4e07a006f4e014",
+        "amos_resnet8.v": "55e82b7ac21537ee088ae459149368423a1632c46c4937c1c99cc003fe8f04b3",
         "report.json": "e317a202af24478d34dce41938e6e4652a651c47a37534d57ea21bff0f668e69"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",

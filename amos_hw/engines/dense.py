@@ -357,10 +357,16 @@ class _Datapath:
         sf_ctr = counter(sf, "sf_ctr")
         waddr = counter(nf * sf, "waddr")
         pass_ctr = counter(passes, "pass_ctr")  # stays 0 when bit-parallel
-        from_stream = nf_ctr == 0
+        # the counters' comparisons as registered flags, kept beside them (the issue logic of
+        # the widest engines was the critical path of the ResNet8 builds: counter, compare,
+        # handshake, counter enable)
+        nf_zero = Signal(init=1, name="nf_zero")  # nf_ctr == 0
+        sf_zero = Signal(init=1, name="sf_zero")  # sf_ctr == 0
+        sf_last = Signal(init=int(sf == 1), name="sf_last")  # sf_ctr == sf - 1
+        from_stream = nf_zero
         take = from_stream & (pass_ctr == 0)  # a new input word from the stream this cycle
         room = Signal()
-        fold_start = (sf_ctr == 0) & (pass_ctr == 0)
+        fold_start = sf_zero & (pass_ctr == 0)
         self.rq = self.owed = None
         if credits:
             F = p.result_fifo_depth
@@ -372,13 +378,19 @@ class _Datapath:
         else:
             m.d.comb += room.eq(en)
         go = Signal()
+        # the bias memory reads one stage later than the weights, from its own copy of the
+        # output fold (stage A): its data are ready in stage R, where the bias joins the
+        # control pipeline; nf_ctr no longer reaches across the engine to the bias memory
+        b_addr = counter(nf, "b_addr")
+        with m.If(en):
+            m.d.sync += b_addr.eq(nf_ctr)
         m.d.comb += [
             go.eq(room & (~take | eng.i.valid)),
             eng.i.ready.eq(room & take),
             self.w_rd.en.eq(en),
             self.w_rd.addr.eq(waddr),
             self.b_rd.en.eq(en),
-            self.b_rd.addr.eq(nf_ctr),
+            self.b_rd.addr.eq(b_addr),
         ]
         step = go
         if passes > 1:
@@ -387,12 +399,16 @@ class _Datapath:
                 m.d.sync += pass_ctr.eq(Mux(pass_ctr == passes - 1, 0, pass_ctr + 1))
         with m.If(step):
             m.d.sync += waddr.eq(Mux(waddr == nf * sf - 1, 0, waddr + 1))
-            with m.If(sf_ctr == sf - 1):
-                m.d.sync += [sf_ctr.eq(0), nf_ctr.eq(Mux(nf_ctr == nf - 1, 0, nf_ctr + 1))]
+            with m.If(sf_last):
+                nf_next = Mux(nf_ctr == nf - 1, 0, nf_ctr + 1)
+                m.d.sync += [sf_ctr.eq(0), sf_zero.eq(1), sf_last.eq(sf == 1),
+                             nf_ctr.eq(nf_next), nf_zero.eq(nf_next == 0)]
             with m.Else():
-                m.d.sync += sf_ctr.eq(sf_ctr + 1)
+                m.d.sync += [sf_ctr.eq(sf_ctr + 1), sf_zero.eq(0),
+                             sf_last.eq(sf_ctr == max(sf - 2, 0))]
         self.en, self.go, self.fold_start = en, go, fold_start
         self.sf_ctr, self.pass_ctr, self.from_stream = sf_ctr, pass_ctr, from_stream
+        self.sf_zero, self.sf_last = sf_zero, sf_last
 
     def stage_a(self):
         """Stage A: operands fetched (memory reads complete at the end of this cycle); the
@@ -408,8 +424,8 @@ class _Datapath:
         with m.If(en):
             m.d.sync += [
                 valid_a.eq(self.go),
-                first_a.eq(sf_ctr == 0),
-                last_a.eq(sf_ctr == sf - 1),
+                first_a.eq(self.sf_zero),
+                last_a.eq(self.sf_last),
                 stream_a.eq(self.from_stream),
                 pass_a.eq(pass_ctr),
             ]
@@ -511,11 +527,15 @@ class _Datapath:
                for stage in ["r"] + [f"t{k}" for k in range(depth)]}
         with m.If(en):
             pass_a = self.pass_a
-            prev = (self.valid_a, self.first_a, self.last_a, self.b_rd.data, pass_a == 0,
+            prev = (self.valid_a, self.first_a, self.last_a, None, pass_a == 0,
                     pass_a == passes - 1)
             for stage in ctl:
-                m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)]
+                # the bias memory's output is already stage R's (its address was registered in
+                # stage A): its register is the memory's own
+                m.d.sync += [reg.eq(src) for reg, src in zip(ctl[stage], prev, strict=True)
+                             if src is not None]
                 prev = ctl[stage]
+        m.d.comb += ctl["r"][3].eq(self.b_rd.data)
         self.ctl, self.ctl_last = ctl, ctl[f"t{depth - 1}"]
         valid_t, first_t, last_t, bias_t, pfirst_t, plast_t = self.ctl_last
         if passes > 1:
