@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -267,6 +268,18 @@ _BELS = {
 }
 
 
+def _add_outreg_step(script: Path) -> None:
+    """Run :mod:`boards.outreg` on Yosys's netlist before nextpnr reads it (the flip-flops
+    behind the block RAMs into their output registers); its counts go to ``top.outreg.json``."""
+    lines = script.read_text().splitlines()
+    at = next((i for i, ln in enumerate(lines) if ln.startswith('"$YOSYS"')), None)
+    if at is None:
+        raise BoardError(f"{script}: no Yosys step to put boards.outreg after")
+    lines.insert(at + 1, f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} "
+                         "-m boards.outreg top.json --report top.outreg.json")
+    script.write_text("\n".join(lines) + "\n")
+
+
 def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> None:
     stages = [("yosys", gw / "top.json"), ("nextpnr", gw / "top.config"
                                             if (gw / "top.lpf").exists() else gw / "top.asc"),
@@ -410,7 +423,8 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     platform = board.make_platform()
     gw = out / "gateware"
     gw.mkdir(parents=True, exist_ok=True)
-    for stale in ("top.json", "top.config", "top.asc", "top.bit", "top.bin", "top.report.json"):
+    for stale in ("top.json", "top.config", "top.asc", "top.bit", "top.bin", "top.report.json",
+                  "top.outreg.json"):
         (gw / stale).unlink(missing_ok=True)
 
     def prepare():
@@ -424,6 +438,8 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
         plan.extract(str(gw))
 
     deep_call(prepare)
+    if board.family == "ecp5":
+        _add_outreg_step(gw / "build_top.sh")
     git = _git_state()  # the code the design was elaborated from, not the tree after the build
     if timing_mhz is not None:
         _scale_oscillator_constraint(gw / "top.lpf", timing_mhz / (top.core.clk_hz / 1e6))
@@ -471,6 +487,8 @@ def _scale_oscillator_constraint(lpf: Path, scale: float) -> None:
 def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
     pnr = json.loads((gw / "top.report.json").read_text())
     stat = _stat_counts(json.loads((gw / "top.stat.json").read_text()), board.family)
+    outreg_file = gw / "top.outreg.json"
+    outreg = json.loads(outreg_file.read_text()) if outreg_file.exists() else {}
     fmax = pnr.get("fmax", {})
     if not fmax:
         raise BoardError(f"nextpnr reported no clock in {gw / 'top.report.json'}")
@@ -511,7 +529,9 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
                    "primitive": getattr(top.pll, "primitive", None) or "EHXPLLL"}
                 if top.pll is not None else None),
         "lut4": stat["lut4"],
-        "ff": stat["ff"],
+        # Yosys's count, less the flip-flops boards.outreg moved into block RAMs
+        "ff": stat["ff"] - outreg.get("flip_flops", 0),
+        "outreg": outreg or None,
         "carry_cells": stat["carry_cells"],
         "logic_cells": used("logic"),
         "bram": {"blocks": bram_blocks, "block_bits": board.resources["bram_block_bits"],

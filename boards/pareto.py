@@ -63,20 +63,21 @@ def _plain_build(rep: dict) -> bool:
 
 
 def placed(row: dict, boards: Path = BOARDS) -> dict:
-    """The placed figures of a row from the recorded bitstream builds (``boards/*.json``) of
-    the same description (``model_sha256``) on a board of the row's device, plain builds only
-    (:func:`_plain_build`). LUT4, FF, DP16KD, DSP and images/s on the board clock are those of
-    the fastest build that meets its clock; Fmax is the median and the minimum over the builds
+    """The placed figures of a row from the recorded bitstream builds of the same description
+    (``model_sha256``) on a board of the row's device, plain builds only (:func:`_plain_build`):
+    the bench's (``boards/*.json``) and the sweeps' (``boards/sweeps/<sweep>/*.json``, named
+    with their folder). LUT4, FF, DP16KD, DSP and images/s on the board clock are those of the
+    fastest build that meets its clock; Fmax is the median and the minimum over the builds
     that target the same clock (``fmax_constraint_mhz``: nextpnr seeds), listed in
     ``placed_builds``. All ``None`` when there is no such build; without a build that meets
     its clock, the builds of the highest target give Fmax and the sizes (of the fastest of
     them), and images/s on the board clock stays ``None``."""
     reps = []
-    for path in sorted(boards.glob("*.json")):
+    for path in sorted(boards.glob("*.json")) + sorted(boards.glob("sweeps/*/*.json")):
         rep = json.loads(path.read_text())
         if (rep.get("model_sha256") == row.get("model_sha256") and _plain_build(rep)
                 and device_name(rep["board"]) == device_name(row["board"])):
-            reps.append((path.name, rep))
+            reps.append((path.relative_to(boards).as_posix(), rep))
     out = dict.fromkeys(PLACED)
     if not reps:
         return out

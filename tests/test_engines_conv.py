@@ -124,7 +124,7 @@ def test_pointwise_window_is_a_two_pixel_fifo():
                             simd=2, bits=12)
     assert not strided.params.pointwise
     assert strided.memories == [MemShape("lines", 3 * 8 * 128, 24)]
-    assert strided.latency == 8 * 128 + 1
+    assert strided.latency == 8 * 128 + 2  # the read and the output register
     # against the line buffer it replaced (2 rows of 8 pixels): 2 DP16KD fewer
     assert blocks_for(256, 24) == 1 and blocks_for(2 * 8 * 128, 24) == 3
     Fragment.get(win, None)

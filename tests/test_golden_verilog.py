@@ -16,17 +16,17 @@ GOLDEN = {
         "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "2777c0598d3ec103cc3dec0733ca49910a5d44f3a3f76873ccf536089486c4cd",
-        "report.json": "7ff46a5873b723ee8f22a5ca12be839132ff7d0740194e41d59e452d2fd2add2"}),
+        "amos_resnet8.v": "98c5adaa70effe4cbbd177d78d149ec33865e17b84b1557a5cbeab3109bb143e",
+        "report.json": "3501efd08a50889f1af29d961c3982573b1609aa05692a247c0be1abe5987084"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "55e82b7ac21537ee088ae459149368423a1632c46c4937c1c99cc003fe8f04b3",
-        "report.json": "e317a202af24478d34dce41938e6e4652a651c47a37534d57ea21bff0f668e69"}),
+        "amos_resnet8.v": "040e0acfbdb2579d5416ef37fb33d90267462c25b51298dbf47eaf67e301b5a8",
+        "report.json": "e5ea24155910b35a0aa471065b24211fd26faaa8a7c327cd6b618139f2b7b4b0"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
         "report.json": "02d799da807cff4ed2fbde0bfc25e7ba72d265a7656b69b1dde95722ffeb6d3b"}),
     "resnet8_ice40-up5k": ({"model": "resnet8", "board": "ice40-up5k"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
-        "report.json": "5e9c761b40994c26f634c5f481b511d8eebc3b59bfcd4ed6af0c9ebfa737b855"}),
+        "report.json": "f9e122d94976f4a34e489c2894a0dd326fac9df0c282f53bea47348c57027f2f"}),
     "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
         "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
         "report.json": "15d3063dda7189a14eacfaade73892523b6d8736e306ec1f626856edda479b5f",

@@ -60,3 +60,18 @@ def test_placed_without_a_build_that_meets_its_clock(tmp_path):
     assert got == {"fmax_mhz": 88.0, "fmax_mhz_min": 87.0, "lut4": 7, "ff": 2, "bram": 3,
                    "dsp": 0, "images_per_s_board_clock": None,
                    "placed_builds": ["s1.json", "s2.json"]}
+
+
+def test_placed_reads_the_sweeps_builds(tmp_path):
+    """A sweep's seeds (boards/sweeps/<sweep>/) count beside the bench's builds."""
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    sweep = tmp_path / "sweeps" / "k6"
+    sweep.mkdir(parents=True)
+    _build(tmp_path, "bench", fmax_mhz=90.0, meets_board_clock=False)
+    _build(sweep, "s2", fmax_mhz=94.0, variant="PLL 90 MHz, nextpnr seed 2", lut4=9,
+           images_per_s_board_clock=2100.0)
+    _build(sweep, "s3", fmax_mhz=91.0, variant="PLL 90 MHz, nextpnr seed 3",
+           images_per_s_board_clock=2000.0)
+    got = pareto.placed(row, tmp_path)
+    assert got["placed_builds"] == ["bench.json", "sweeps/k6/s2.json", "sweeps/k6/s3.json"]
+    assert (got["fmax_mhz"], got["fmax_mhz_min"], got["lut4"]) == (91.0, 90.0, 9)

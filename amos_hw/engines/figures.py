@@ -605,10 +605,12 @@ class WindowParams:
     @property
     def latency(self) -> int:
         """Cycles from an image's first input word to its first output word (input never
-        idle): :func:`window_first_words` and one (the line buffer's read; the pointwise
-        FIFO's ``SyncFIFOBuffered`` passes its first word on after two cycles)."""
-        return window_first_words(self.height, self.width, self.cf, self.kernel, self.stride,
-                                  self.padding) + 1
+        idle): :func:`window_first_words` and two (the line buffer's read and the output
+        register behind it), one in the pointwise form (its ``SyncFIFOBuffered`` passes its
+        first word on after two cycles)."""
+        first = window_first_words(self.height, self.width, self.cf, self.kernel, self.stride,
+                                   self.padding)
+        return first + (1 if self.pointwise else 2)
 
     @property
     def memories(self) -> tuple:
@@ -633,7 +635,7 @@ class WindowParams:
             return 3 * a + self.simd * self.bits + 2
         a = max(1, math.ceil(math.log2(self.rows * self.width * self.cf + 1)))
         span = max(1, math.ceil(math.log2(max(self.height, self.width) + 2 * self.kernel)))
-        return 4 * a + 8 * span + 4
+        return 4 * a + 8 * span + 6 + self.simd * self.bits  # and the output register
 
     @property
     def luts(self) -> int:

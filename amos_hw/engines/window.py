@@ -210,8 +210,13 @@ class SlidingWindow(wiring.Component):
 
         en = Signal()
         go = Signal()
-        valid_o = Signal()
-        pad_o = Signal()
+        # two stages on one enable: the line buffer's read (its data register), then the output
+        # register, so that nothing but a register follows the block RAM (on the ECP5 it is the
+        # block's own output register, boards.outreg: its data leave 5 ns sooner); the padding
+        # zero is applied after it
+        valid_r, pad_r = Signal(name="valid_r"), Signal(name="pad_r")
+        valid_o, pad_o = Signal(name="valid_o"), Signal(name="pad_o")
+        data_o = Signal.like(rd.data, name="data_o")
         iy = top + ky
         ix = ix0 + kx
         pad = (iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)
@@ -221,10 +226,11 @@ class SlidingWindow(wiring.Component):
             rd.en.eq(en),
             rd.addr.eq(rb + col + woff),
             self.o.valid.eq(valid_o),
-            self.o.payload.eq(Mux(pad_o, 0, rd.data)),
+            self.o.payload.eq(Mux(pad_o, 0, data_o)),
         ]
         with m.If(en):
-            m.d.sync += [valid_o.eq(go), pad_o.eq(pad)]
+            m.d.sync += [valid_r.eq(go), pad_r.eq(pad), valid_o.eq(valid_r), pad_o.eq(pad_r),
+                         data_o.eq(rd.data)]
 
         last_cf = cf == CF - 1
         last_kx = kx == k - 1
