@@ -48,7 +48,9 @@ _BITS = 18  # output bits per port
 
 
 def _param(cell: dict, name: str, default: str = "") -> str:
-    return str(cell.get("parameters", {}).get(name, default))
+    """A cell parameter as a string; Yosys's JSON marks a string that reads as binary digits
+    with a trailing space (``"1 "``: the string "1", not a one-bit constant)."""
+    return str(cell.get("parameters", {}).get(name, default)).rstrip(" ")
 
 
 def _width(cell: dict, port: str) -> int:

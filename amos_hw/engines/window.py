@@ -126,9 +126,17 @@ class SlidingWindow(wiring.Component):
             ]
             return m
         depth = P.rows * P.width * P.cf
-        m.submodules.lines = mem = Memory(shape=unsigned(P.simd * P.bits), depth=depth, init=[])
+        # the read port is asynchronous with the read register written out in the reader: Yosys
+        # merges that register into the block RAM's port itself (memory_dff), and only there
+        # takes the memory's `no_rw_check` (a read and a write of one word in one cycle give
+        # any value), so it adds no collision bypass behind the block RAM, which would keep the
+        # output register in the fabric. The ring never reads the row being written: the
+        # reader takes rows below `avail`, the writer writes row `avail`, fewer than R rows
+        # above `top`. (In simulation the read register reads the old word, as before.)
+        m.submodules.lines = mem = Memory(shape=unsigned(P.simd * P.bits), depth=depth, init=[],
+                                          attrs={"no_rw_check": 1})
         wr = mem.write_port()
-        rd = mem.read_port()
+        rd = mem.read_port(domain="comb")
         rows = self._row_bounds(m)
         row_done = self._writer(m, wr, rows)
         image_done = self._reader(m, rd, rows)
@@ -188,6 +196,21 @@ class SlidingWindow(wiring.Component):
             ]
         return row_done
 
+    def _output_stage(self, m, rd, en, go, pad):
+        """Two stages on one enable ``en``: the line buffer's read register, then the output
+        register, so that nothing but a register follows the block RAM (on the ECP5 it becomes
+        the block's own output register, boards.outreg: its data leave 5 ns sooner); the
+        padding zero is applied after it. Returns the output's valid bit."""
+        valid_r, pad_r = Signal(name="valid_r"), Signal(name="pad_r")
+        valid_o, pad_o = Signal(name="valid_o"), Signal(name="pad_o")
+        data_r = Signal.like(rd.data, name="data_r")  # the block RAM's read register
+        data_o = Signal.like(rd.data, name="data_o")
+        m.d.comb += [self.o.valid.eq(valid_o), self.o.payload.eq(Mux(pad_o, 0, data_o))]
+        with m.If(en):
+            m.d.sync += [valid_r.eq(go), pad_r.eq(pad), valid_o.eq(valid_r), pad_o.eq(pad_r),
+                         data_r.eq(rd.data), data_o.eq(data_r)]
+        return valid_o
+
     def _reader(self, m, rd, rows: _Rows):
         """The reader: output row oy, column ox, window position (ky, kx, cf); returns "the
         image's last word is read"."""
@@ -210,27 +233,14 @@ class SlidingWindow(wiring.Component):
 
         en = Signal()
         go = Signal()
-        # two stages on one enable: the line buffer's read (its data register), then the output
-        # register, so that nothing but a register follows the block RAM (on the ECP5 it is the
-        # block's own output register, boards.outreg: its data leave 5 ns sooner); the padding
-        # zero is applied after it
-        valid_r, pad_r = Signal(name="valid_r"), Signal(name="pad_r")
-        valid_o, pad_o = Signal(name="valid_o"), Signal(name="pad_o")
-        data_o = Signal.like(rd.data, name="data_o")
         iy = top + ky
         ix = ix0 + kx
         pad = (iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)
         m.d.comb += [
-            en.eq(~valid_o | self.o.ready),
+            en.eq(~self._output_stage(m, rd, en, go, pad) | self.o.ready),
             go.eq(en & (rows.avail >= rows.need)),
-            rd.en.eq(en),
             rd.addr.eq(rb + col + woff),
-            self.o.valid.eq(valid_o),
-            self.o.payload.eq(Mux(pad_o, 0, data_o)),
         ]
-        with m.If(en):
-            m.d.sync += [valid_r.eq(go), pad_r.eq(pad), valid_o.eq(valid_r), pad_o.eq(pad_r),
-                         data_o.eq(rd.data)]
 
         last_cf = cf == CF - 1
         last_kx = kx == k - 1
