@@ -47,8 +47,13 @@ ANCHORS = [
 ]
 
 #: The goals: (board, model) -> checks.
+#: ``images_per_s`` is met on the clock the bitstream runs at, with timing met there
+#: (``images_per_s_board_clock`` of a build that ``meets_board_clock``). ``resnet8_k6`` is the
+#: K = 6 conversion (0.37 points below the K = 10 model on the test set, pareto_resnet8.json).
 GOALS = {
     ("ulx3s-85f", "resnet8"): {"images_per_s": 2500, "dsp": 0, "lut4": 60000, "fmax_mhz": 100},
+    ("ulx3s-85f", "resnet8_k6"): {"images_per_s": 2500, "dsp": 0, "lut4": 60000,
+                                  "fmax_mhz": 100},
     ("icebreaker", "resnet8"): {"images_per_s": 10},
 }
 
@@ -247,8 +252,9 @@ def _goal_status(r: dict) -> str:
         return ""
     parts = []
     if "images_per_s" in goal:
-        ok = r["images_per_s"] >= goal["images_per_s"]
-        parts.append(f"{'met' if ok else 'missed'} >= {goal['images_per_s']} images/s")
+        ok = _board_clock_rate(r) >= goal["images_per_s"]
+        parts.append(f"{'met' if ok else 'missed'} >= {goal['images_per_s']} images/s on the "
+                     "board clock")
     if "dsp" in goal:
         parts.append(f"{'met' if r['dsp'] <= goal['dsp'] else 'missed'} {goal['dsp']} DSP")
     if "lut4" in goal:
@@ -331,11 +337,17 @@ def _anchor_lines() -> list[str]:
     return lines
 
 
+def _board_clock_rate(r: dict) -> float:
+    """Images/s on the clock the bitstream runs at, 0 where timing is not met there."""
+    return float(r.get("images_per_s_board_clock") or 0) if r.get("meets_board_clock") else 0.0
+
+
 def _goal_lines(results: list[dict]) -> list[str]:
     lines = []
     for (board, model), g in GOALS.items():
         rows = [r for r in results if (r["board"], r["model"]) == (board, model)]
-        best = max(rows, key=lambda r: r["images_per_s"]) if rows else None
+        best = max(rows, key=lambda r: (_board_clock_rate(r), r["images_per_s"])) if rows \
+            else None
         want = ", ".join(f"{k} {v}" for k, v in g.items())
         got = (_goal_status(best) + (f" (row: {best['variant']})" if best.get("variant") else "")
                if best else "no build result yet")
@@ -343,13 +355,16 @@ def _goal_lines(results: list[dict]) -> list[str]:
     return lines
 
 
-def boards_table(results: list[dict]) -> list[str]:
+def boards_table(results: list[dict], sweep_builds: list[dict] = ()) -> list[str]:
     """The boards section: one row per build result, then the anchors and the goals.
 
     Parameters
     ----------
     results : list of dict
         Build results as ``boards.bench.save_result`` writes them.
+    sweep_builds : list of dict
+        The sweeps' builds (``boards/sweeps/<sweep>/*.json``): not rows of the table, but
+        candidates for the goals, their ``variant`` naming the sweep.
 
     Returns
     -------
@@ -386,8 +401,9 @@ def boards_table(results: list[dict]) -> list[str]:
               "the generator before the build; block RAM blocks recorded by builds since "
               "2026-12-05):", "", *_error_lines(results)]
     lines += ["", "Anchors (published, other devices):", "", *_anchor_lines()]
-    lines += ["", "Goals (each against the build with the most images/s at Fmax):", "",
-              *_goal_lines(results)]
+    lines += ["", ("Goals (each against the build, of the bench's and the sweeps', with the most "
+               "images/s on its board clock where timing is met there, else at Fmax):"), "",
+              *_goal_lines([*results, *sweep_builds])]
     return lines
 
 
@@ -558,7 +574,10 @@ def render_page(results_dir: Path | None = None) -> str:
         "",
         *rtl_table(_load(d.glob("rtl_*.json"))),
         "",
-        *boards_table(boards),
+        *boards_table(boards, [
+            dict(r, variant=f"sweep {name}" + (f", {r['variant']}" if r.get("variant") else ""))
+            for path in sorted((d / "boards" / "sweeps").glob("*/*.json"))
+            for name, r in [(path.parent.name, json.loads(path.read_text()))]]),
         "",
         *sweeps_table(_load((d / "boards" / "sweeps").glob("*.json"))),
         "",
