@@ -84,7 +84,7 @@ def _group(cell: dict) -> list[tuple[str, list[str], str]]:
     return [(p, [f"DO{p}{i}" for i in range(_BITS)], p) for p in "AB"]
 
 
-def _flops(module: dict, sinks: dict, cell: dict, pins: list[str], clk, clkmux: str):
+def _flops(module: dict, sinks: dict, cell: dict, pins: list[str], clk):
     """The flip-flop behind each used output pin, or None where the port cannot take them."""
     found = []
     for pin in pins:
@@ -102,7 +102,7 @@ def _flops(module: dict, sinks: dict, cell: dict, pins: list[str], clk, clkmux: 
             return None
         c = ff["connections"]
         if (_param(ff, "CLKMUX", "CLK") != "CLK" or c.get("CLK") != clk
-                or clkmux != "CLK" or c.get("LSR", ["0"]) != ["0"]
+                or c.get("LSR", ["0"]) != ["0"]
                 or _param(ff, "REGSET", "RESET") != "RESET"
                 or _param(ff, "CEMUX", "CE") not in ("CE", "1")
                 or _param(ff, "GSR", "ENABLED") != _param(cell, "GSR", "ENABLED")):
@@ -130,10 +130,9 @@ def absorb(netlist: dict) -> dict:
                     continue
                 if cell["connections"].get(f"RST{port}", ["0"]) != ["0"]:
                     continue
-                clk = cell["connections"].get(f"CLK{port}")
-                clkmux = "CLK" if _param(cell, f"CLK{port}MUX", f"CLK{port}") == f"CLK{port}" \
-                    else "INV"
-                found = _flops(module, sinks, cell, pins, clk, clkmux)
+                if _param(cell, f"CLK{port}MUX", f"CLK{port}") != f"CLK{port}":
+                    continue  # an inverted block clock: the flip-flops' edge is the other one
+                found = _flops(module, sinks, cell, pins, cell["connections"].get(f"CLK{port}"))
                 if found is None:
                     continue
                 ce = found[0][2]
