@@ -16,10 +16,10 @@ GOLDEN = {
         "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "c8f3f208fb941e6ea8a11268e29c47c3ab551f2f2e22a91b7a63e183779f03a2",
+        "amos_resnet8.v": "20125448b35ec3fd82be8b4b4fc9528c92bbb707bf5c5d24b41f904958725e1a",
         "report.json": "3501efd08a50889f1af29d961c3982573b1609aa05692a247c0be1abe5987084"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "0f69e7cd95e5cd8b45ed74fa2a33767bdab9316812afdec6f86f0cf0309c24a4",
+        "amos_resnet8.v": "63effcce270506938543b5ca273a09c7435650bc9a7101e1cc13624bfd797f3c",
         "report.json": "e5ea24155910b35a0aa471065b24211fd26faaa8a7c327cd6b618139f2b7b4b0"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",

@@ -22,6 +22,7 @@ class _Rows(NamedTuple):
     top: Signal  # the first input row of the output row being read (oy*s - p)
     need: Signal  # rows the output row being read needs
     limit: Signal  # rows the writer may fill
+    limit_d: Signal  # limit's next value (the reader drives it when the output row moves)
     nxt: Signal  # top's value for the next output row
     need_n: object  # need and limit for the next output row (registers, or expressions)
     limit_n: object
@@ -138,9 +139,18 @@ class SlidingWindow(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")
         rows = self._row_bounds(m)
+        # `i.ready` is a register holding "avail < limit", loaded from both's next values:
+        # the same value each cycle as the comparison itself, but the ready that the producer
+        # and a fork before it see leaves a flip-flop (as a comparison of the two registers it
+        # began the ECP5-85F K = 6 build's critical path, limit -> ready -> fork -> producer)
+        ready = Signal(init=1, name="ready")
+        m.d.comb += self.i.ready.eq(ready)
         row_done = self._writer(m, wr, rows)
         image_done = self._reader(m, rd, rows)
-        m.d.sync += rows.avail.eq(rows.avail + row_done - Mux(image_done, P.height, 0))
+        avail_d = Signal.like(rows.avail, name="avail_d")
+        m.d.comb += avail_d.eq(rows.avail + row_done - Mux(image_done, P.height, 0))
+        m.d.sync += [rows.avail.eq(avail_d), rows.limit.eq(rows.limit_d),
+                     ready.eq(avail_d < rows.limit_d)]
         return m
 
     def _row_bounds(self, m) -> _Rows:
@@ -162,6 +172,8 @@ class SlidingWindow(wiring.Component):
 
         need = Signal(range(H + 1), init=min(k - p, H))
         limit = Signal(range(H + R + 1), init=max(-p, 0) + R)
+        limit_d = Signal.like(limit, name="limit_d")
+        m.d.comb += limit_d.eq(limit)
         # and their values for the next output row, registered from `top` (which moves once an
         # output row, Wo*k*k*CF >= 2 cycles apart): the reader's `go` then only selects them
         # (computed from `top + s` after `go`, they were the 85F's critical path)
@@ -173,7 +185,7 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [need_n.eq(need_of(nxt)), limit_n.eq(limit_of(nxt))]
         else:  # a one-cycle output row: no time to register them
             need_n, limit_n = need_of(nxt), limit_of(nxt)
-        return _Rows(avail, top, need, limit, nxt, need_n, limit_n)
+        return _Rows(avail, top, need, limit, limit_d, nxt, need_n, limit_n)
 
     def _writer(self, m, wr, rows: _Rows):
         """The line buffer's writer, a ring in input order; returns "a row is complete"."""
@@ -183,7 +195,6 @@ class SlidingWindow(wiring.Component):
         wcol = counter(row_words, "wcol")
         row_done = Signal()
         m.d.comb += [
-            self.i.ready.eq(rows.avail < rows.limit),
             wr.addr.eq(waddr),
             wr.data.eq(self.i.payload.as_value()),
             wr.en.eq(self.i.valid & self.i.ready),
@@ -270,13 +281,14 @@ class SlidingWindow(wiring.Component):
                         step = (H - (Ho - 1) * s) % R * row_words
                         m.d.sync += [top.eq(-p), rb_top.eq(_wrap_add(rb_top, step, depth)),
                                      rb.eq(_wrap_add(rb_top, step, depth)),
-                                     rows.need.eq(min(k - p, H)),
-                                     rows.limit.eq(max(-p, 0) + R)]
+                                     rows.need.eq(min(k - p, H))]
+                        m.d.comb += rows.limit_d.eq(max(-p, 0) + R)
                     with m.Else():
                         step = s % R * row_words
                         m.d.sync += [top.eq(rows.nxt), rb_top.eq(_wrap_add(rb_top, step, depth)),
                                      rb.eq(_wrap_add(rb_top, step, depth)),
-                                     rows.need.eq(rows.need_n), rows.limit.eq(rows.limit_n)]
+                                     rows.need.eq(rows.need_n)]
+                        m.d.comb += rows.limit_d.eq(rows.limit_n)
                 with m.Else():
                     m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
         return image_done
