@@ -30,7 +30,7 @@ from boards import table2
 
 __all__ = ["ANCHORS", "BOARD_RESULTS", "GOALS", "PAGE", "RESULTS_DIR", "accuracy_table",
            "boards_table", "engine_probe_table", "estimate_errors", "main", "render_page",
-           "rtl_table", "sweeps_table", "write_page"]
+           "rtl_table", "sweep_builds", "sweeps_table", "write_page"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "docs" / "results"
@@ -58,6 +58,14 @@ GOALS = {
 }
 
 _NONE = "-"
+
+
+def sweep_builds(boards: Path) -> list[tuple[Path, dict]]:
+    """The sweeps' build reports under ``boards`` (``sweeps/<sweep>/*.json``, written by
+    ``python -m boards.bench --sweep``; the folder is the sweep's name): ``(path, report)``
+    in path order."""
+    return [(path, json.loads(path.read_text()))
+            for path in sorted(Path(boards, "sweeps").glob("*/*.json"))]
 
 
 def _load(paths) -> list[tuple[str, dict]]:
@@ -575,9 +583,9 @@ def render_page(results_dir: Path | None = None) -> str:
         *rtl_table(_load(d.glob("rtl_*.json"))),
         "",
         *boards_table(boards, [
-            dict(r, variant=f"sweep {name}" + (f", {r['variant']}" if r.get("variant") else ""))
-            for path in sorted((d / "boards" / "sweeps").glob("*/*.json"))
-            for name, r in [(path.parent.name, json.loads(path.read_text()))]]),
+            dict(r, variant=f"sweep {path.parent.name}"
+                 + (f", {r['variant']}" if r.get("variant") else ""))
+            for path, r in sweep_builds(d / "boards")]),
         "",
         *sweeps_table(_load((d / "boards" / "sweeps").glob("*.json"))),
         "",
