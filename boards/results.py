@@ -281,8 +281,14 @@ def _est(r: dict, key: str) -> str:
 
 
 def _placed(r: dict, key: str):
-    """A build's placed LUT4, FF or block RAM count (``bram``: blocks)."""
-    return r.get("bram", {}).get("blocks") if key == "bram_blocks" else r.get(key)
+    """A build's placed LUT4, FF or block RAM count (``bram``: blocks). FF counts the design's
+    flip-flops, those that ``boards.outreg`` moved into block RAM output registers included
+    (``ff`` counts the fabric's alone), as the generator's estimate does."""
+    if key == "bram_blocks":
+        return r.get("bram", {}).get("blocks")
+    if key == "ff" and r.get("ff") is not None:
+        return r["ff"] + (r.get("outreg") or {}).get("flip_flops", 0)
+    return r.get(key)
 
 
 def estimate_errors(results: list[dict]) -> dict:
@@ -298,7 +304,8 @@ def estimate_errors(results: list[dict]) -> dict:
     return out
 
 
-_LABELS = {"lut4": "LUT4", "ff": "FF", "bram_blocks": "block RAMs"}
+_LABELS = {"lut4": "LUT4", "ff": "FF (with those in block RAM output registers)",
+           "bram_blocks": "block RAMs"}
 
 
 def _error_lines(results: list[dict]) -> list[str]:

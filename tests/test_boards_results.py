@@ -110,4 +110,11 @@ def test_estimate_errors_against_the_placed_design():
     lines = results._error_lines(builds)
     assert lines[0].startswith("- LUT4: over 2 builds the estimate errs by -5.0 % (median), "
                                "from -20.0 % to +10.0 %")
-    assert lines[1].startswith("- FF: over 1 builds")
+    assert lines[1].startswith("- FF (with those in block RAM output registers): over 1 builds")
+
+
+def test_estimate_errors_count_flip_flops_moved_into_block_ram():
+    # 150 fabric flip-flops and 50 in block RAM output registers: the design has 200
+    build = {"lut4": 100, "ff": 150, "outreg": {"blocks": 4, "flip_flops": 50},
+             "generator_estimate": {"est_ff": 180}}
+    assert results.estimate_errors([build])["ff"] == [-0.1]
