@@ -280,7 +280,13 @@ def _add_outreg_step(script: Path) -> None:
     script.write_text("\n".join(lines) + "\n")
 
 
-def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> None:
+def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool, *,
+                lock_fd: int | None = None) -> None:
+    """Run the build script in ``gw`` with a progress bar over its stages. ``lock_fd``, the
+    build folder's lock, is handed to the script's processes: the folder stays locked while
+    any of them runs, also when this process dies first (a sweep's Dask worker killed
+    mid-build leaves nextpnr running; a retry of the build must then fail on the lock, not
+    clear the folder under it)."""
     stages = [("yosys", gw / "top.json"), ("nextpnr", gw / "top.config"
                                             if (gw / "top.lpf").exists() else gw / "top.asc"),
               ("pack", None)]
@@ -290,7 +296,8 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool) -> 
                    f"{gw.parent.name}", unit="step", file=sys.stderr)
     with open(log, "w") as logf:
         proc = subprocess.Popen(["bash", script], cwd=gw, env=env, stdout=logf,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT,
+                                pass_fds=() if lock_fd is None else (lock_fd,))
         done = 0
         while proc.poll() is None:
             time.sleep(1.0)
@@ -409,13 +416,14 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                              spike_counts=spike_counts)
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
                              clock_mhz, progress, router, carry, timing_mhz,
-                             SEED if seed is None else seed)
+                             SEED if seed is None else seed, lock_fd=lock.fileno())
     finally:
         lock.close()
 
 
 def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, clock_mhz,
-                  progress, router=None, carry="generic", timing_mhz=None, seed=SEED):
+                  progress, router=None, carry="generic", timing_mhz=None, seed=SEED, *,
+                  lock_fd=None):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     top = BoardTop(net, baud=board.baud, name=model_name, uart=board.uart, led=board.led,
@@ -444,7 +452,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     if timing_mhz is not None:
         _scale_oscillator_constraint(gw / "top.lpf", timing_mhz / (top.core.clk_hz / 1e6))
     t_elab = time.perf_counter() - t0
-    _run_script(gw, "build_top.sh", env, out / "build.log", progress)
+    _run_script(gw, "build_top.sh", env, out / "build.log", progress, lock_fd=lock_fd)
     wall = time.perf_counter() - t0
 
     report = _report(board, model_name, net, est, top, gw, fallbacks, env)
