@@ -295,6 +295,10 @@ def main(argv=None) -> int:
         print(f"error: {e}\nno result written", file=sys.stderr)
         return 1
     res["run_wall_s"] = round(time.perf_counter() - t0, 1)
+    # the file and its command name the model as given: a zoo variant (resnet8_k6) keeps its
+    # description's own name ("resnet8"), which is recorded beside it
+    res["description_name"] = res["model"]
+    res["model"] = Path(args.model).stem
     _write_result(out, res, args.sim + (f"-{args.carry}-carry" if args.carry else ""))
     return 0 if res["mismatches"] == 0 else 1
 
