@@ -278,14 +278,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = _flow_config(p, args)
     _check_run_args(p, args)
+    name = Path(args.model).stem  # the model as given: the result file's and its command's
     suffix = ("_shared" if args.architecture == "shared" else "") if args.board is None \
         else f"_{args.board}"
     if args.spike_counts:
         cfg["spike_counts"] = True
         suffix += "_spikes"
     out = (Path(args.out) if args.out
-           else _REPO / "docs" / "results" / f"rtl_{Path(args.model).stem}{suffix}.json")
-    x, y = pick_images(*dataset_for(Path(args.model).stem), args.images, args.seed)
+           else _REPO / "docs" / "results" / f"rtl_{name}{suffix}.json")
+    x, y = pick_images(*dataset_for(name), args.images, args.seed)
     t0 = time.perf_counter()
     try:
         res = run_chunked(args.model, args.sim, x, y, chunk=args.chunk,
@@ -295,10 +296,9 @@ def main(argv=None) -> int:
         print(f"error: {e}\nno result written", file=sys.stderr)
         return 1
     res["run_wall_s"] = round(time.perf_counter() - t0, 1)
-    # the file and its command name the model as given: a zoo variant (resnet8_k6) keeps its
-    # description's own name ("resnet8"), which is recorded beside it
+    # a zoo variant (resnet8_k6) keeps its description's own name ("resnet8"): recorded beside
     res["description_name"] = res["model"]
-    res["model"] = Path(args.model).stem
+    res["model"] = name
     _write_result(out, res, args.sim + (f"-{args.carry}-carry" if args.carry else ""))
     return 0 if res["mismatches"] == 0 else 1
 
