@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from amos_hw import generate
 from amos_hw.devices import device_name
-from boards.results import sweep_builds
+from boards.results import bench_builds, sweep_builds
 from python_ref import convert as _convert
 from python_ref import evaluate as _evaluate
 from python_ref.checkpoint import ZOO
@@ -74,8 +74,8 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     its clock, the builds of the highest target give Fmax and the sizes (of the fastest of
     them), and images/s on the board clock stays ``None``."""
     reps = []
-    builds = [(path.name, json.loads(path.read_text())) for path in sorted(boards.glob("*.json"))]
-    builds += [(path.relative_to(boards).as_posix(), rep) for path, rep in sweep_builds(boards)]
+    builds = [(path.relative_to(boards).as_posix(), rep)
+              for path, rep in [*bench_builds(boards), *sweep_builds(boards)]]
     for name, rep in builds:
         if (rep.get("model_sha256") == row.get("model_sha256") and _plain_build(rep)
                 and device_name(rep["board"]) == device_name(row["board"])):

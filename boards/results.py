@@ -29,8 +29,8 @@ from pathlib import Path
 from boards import table2
 
 __all__ = ["ANCHORS", "BOARD_RESULTS", "GOALS", "PAGE", "RESULTS_DIR", "accuracy_table",
-           "boards_table", "engine_probe_table", "estimate_errors", "main", "render_page",
-           "rtl_table", "sweep_builds", "sweeps_table", "write_page"]
+           "bench_builds", "boards_table", "engine_probe_table", "estimate_errors", "main",
+           "render_page", "rtl_table", "sweep_builds", "sweeps_table", "write_page"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "docs" / "results"
@@ -58,6 +58,12 @@ GOALS = {
 }
 
 _NONE = "-"
+
+
+def bench_builds(boards: Path) -> list[tuple[Path, dict]]:
+    """The bench's build reports in ``boards`` (``*.json``, written by ``python -m boards.bench``
+    without ``--sweep``): ``(path, report)`` in path order."""
+    return [(path, json.loads(path.read_text())) for path in sorted(Path(boards).glob("*.json"))]
 
 
 def sweep_builds(boards: Path) -> list[tuple[Path, dict]]:
@@ -574,7 +580,7 @@ def render_page(results_dir: Path | None = None) -> str:
     """
     d = Path(results_dir) if results_dir is not None else RESULTS_DIR
     evaluated = [(n, r) for n, r in _load(d.glob("*.json")) if "ann_top1" in r]
-    boards = [r for _, r in _load((d / "boards").glob("*.json"))]
+    boards = [r for _, r in bench_builds(d / "boards")]
     lines = [
         "# Results",
         "",
