@@ -22,10 +22,25 @@ class _Rows(NamedTuple):
     top: Signal  # the first input row of the output row being read (oy*s - p)
     need: Signal  # rows the output row being read needs
     limit: Signal  # rows the writer may fill
-    limit_d: Signal  # limit's next value (the reader drives it when the output row moves)
     nxt: Signal  # top's value for the next output row
     need_n: object  # need and limit for the next output row (registers, or expressions)
     limit_n: object
+    need_0: int  # need and limit for an image's first output row
+    limit_0: int
+
+
+def _next_test(test, avail, row_done, image_done, row_move, height: int, bound, bound_n,
+               bound_0: int):
+    """``test(avail, bound)`` one cycle ahead, for a register that holds it: ``avail`` grows by
+    ``row_done`` and falls by ``height`` at ``image_done``; ``bound`` becomes ``bound_n`` when the
+    output row moves (``row_move``) and ``bound_0`` at the image's end. Written as six tests of
+    registers and constants selected by the three late bits, so that those bits (the writer's and
+    the reader's handshakes) pass two multiplexers, not an adder and a comparison."""
+    def step(a, b):
+        return Mux(row_done, test(a + 1, b), test(a, b))
+
+    return Mux(image_done, step(avail - height, bound_0),
+               Mux(row_move, step(avail, bound_n), step(avail, bound)))
 
 
 def _wrap_add(value, step: int, depth: int):
@@ -139,18 +154,26 @@ class SlidingWindow(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")
         rows = self._row_bounds(m)
-        # `i.ready` is a register holding "avail < limit", loaded from both's next values:
-        # the same value each cycle as the comparison itself, but the ready that the producer
-        # and a fork before it see leaves a flip-flop (as a comparison of the two registers it
-        # began the ECP5-85F K = 6 build's critical path, limit -> ready -> fork -> producer)
+        # `i.ready` ("avail < limit") and the reader's `have` ("avail >= need") are registers
+        # loaded with the comparisons' next values (_next_test): the same value each cycle as
+        # the comparisons themselves, but the ready that the producer and a fork before it see,
+        # and the `have` that gates the reader's counters, leave a flip-flop. (As comparisons of
+        # the registers they began the ECP5-85F K = 6 builds' critical paths: limit -> ready ->
+        # fork -> producer, and need -> `avail >= need` -> go -> row counters.)
         ready = Signal(init=1, name="ready")
+        have = Signal(init=int(0 >= rows.need_0), name="have")
         m.d.comb += self.i.ready.eq(ready)
         row_done = self._writer(m, wr, rows)
-        image_done = self._reader(m, rd, rows)
-        avail_d = Signal.like(rows.avail, name="avail_d")
-        m.d.comb += avail_d.eq(rows.avail + row_done - Mux(image_done, P.height, 0))
-        m.d.sync += [rows.avail.eq(avail_d), rows.limit.eq(rows.limit_d),
-                     ready.eq(avail_d < rows.limit_d)]
+        image_done, row_move = self._reader(m, rd, rows, have)
+        late = dict(avail=rows.avail, row_done=row_done, image_done=image_done,
+                    row_move=row_move, height=P.height)
+        m.d.sync += [
+            rows.avail.eq(rows.avail + row_done - Mux(image_done, P.height, 0)),
+            ready.eq(_next_test(lambda a, b: a < b, bound=rows.limit, bound_n=rows.limit_n,
+                                bound_0=rows.limit_0, **late)),
+            have.eq(_next_test(lambda a, b: a >= b, bound=rows.need, bound_n=rows.need_n,
+                               bound_0=rows.need_0, **late)),
+        ]
         return m
 
     def _row_bounds(self, m) -> _Rows:
@@ -170,10 +193,9 @@ class SlidingWindow(wiring.Component):
         def limit_of(t):
             return Mux(t[-1], 0, t) + R
 
-        need = Signal(range(H + 1), init=min(k - p, H))
-        limit = Signal(range(H + R + 1), init=max(-p, 0) + R)
-        limit_d = Signal.like(limit, name="limit_d")
-        m.d.comb += limit_d.eq(limit)
+        need_0, limit_0 = min(k - p, H), max(-p, 0) + R
+        need = Signal(range(H + 1), init=need_0)
+        limit = Signal(range(H + R + 1), init=limit_0)
         # and their values for the next output row, registered from `top` (which moves once an
         # output row, Wo*k*k*CF >= 2 cycles apart): the reader's `go` then only selects them
         # (computed from `top + s` after `go`, they were the 85F's critical path)
@@ -185,7 +207,7 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [need_n.eq(need_of(nxt)), limit_n.eq(limit_of(nxt))]
         else:  # a one-cycle output row: no time to register them
             need_n, limit_n = need_of(nxt), limit_of(nxt)
-        return _Rows(avail, top, need, limit, limit_d, nxt, need_n, limit_n)
+        return _Rows(avail, top, need, limit, nxt, need_n, limit_n, need_0, limit_0)
 
     def _writer(self, m, wr, rows: _Rows):
         """The line buffer's writer, a ring in input order; returns "a row is complete"."""
@@ -222,9 +244,10 @@ class SlidingWindow(wiring.Component):
                          data_r.eq(rd.data), data_o.eq(data_r)]
         return valid_o
 
-    def _reader(self, m, rd, rows: _Rows):
-        """The reader: output row oy, column ox, window position (ky, kx, cf); returns "the
-        image's last word is read"."""
+    def _reader(self, m, rd, rows: _Rows, have):
+        """The reader: output row oy, column ox, window position (ky, kx, cf), reading while
+        ``have`` (the rows it needs are written); returns "the image's last word is read" and
+        "the output row moves on"."""
         P = self._p
         H, W, CF, k, s, p, R = P.height, P.width, P.cf, P.kernel, P.stride, P.padding, P.rows
         Ho, Wo = P.out_height, P.out_width
@@ -249,7 +272,7 @@ class SlidingWindow(wiring.Component):
         pad = (iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)
         m.d.comb += [
             en.eq(~self._output_stage(m, rd, en, go, pad) | self.o.ready),
-            go.eq(en & (rows.avail >= rows.need)),
+            go.eq(en & have),
             rd.addr.eq(rb + col + woff),
         ]
 
@@ -258,8 +281,9 @@ class SlidingWindow(wiring.Component):
         last_ky = ky == k - 1
         last_ox = ox == Wo - 1
         last_oy = oy == Ho - 1
-        image_done = Signal()
-        m.d.comb += image_done.eq(go & last_cf & last_kx & last_ky & last_ox & last_oy)
+        image_done, row_move = Signal(), Signal()
+        m.d.comb += [row_move.eq(go & last_cf & last_kx & last_ky & last_ox),
+                     image_done.eq(row_move & last_oy)]
         with m.If(go):
             m.d.sync += cf.eq(Mux(last_cf, 0, cf + 1))
             with m.If(last_cf):
@@ -281,14 +305,12 @@ class SlidingWindow(wiring.Component):
                         step = (H - (Ho - 1) * s) % R * row_words
                         m.d.sync += [top.eq(-p), rb_top.eq(_wrap_add(rb_top, step, depth)),
                                      rb.eq(_wrap_add(rb_top, step, depth)),
-                                     rows.need.eq(min(k - p, H))]
-                        m.d.comb += rows.limit_d.eq(max(-p, 0) + R)
+                                     rows.need.eq(rows.need_0), rows.limit.eq(rows.limit_0)]
                     with m.Else():
                         step = s % R * row_words
                         m.d.sync += [top.eq(rows.nxt), rb_top.eq(_wrap_add(rb_top, step, depth)),
                                      rb.eq(_wrap_add(rb_top, step, depth)),
-                                     rows.need.eq(rows.need_n)]
-                        m.d.comb += rows.limit_d.eq(rows.limit_n)
+                                     rows.need.eq(rows.need_n), rows.limit.eq(rows.limit_n)]
                 with m.Else():
                     m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
-        return image_done
+        return image_done, row_move
