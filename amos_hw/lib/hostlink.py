@@ -485,10 +485,25 @@ class HostLink(wiring.Component):
     def _tx_idle(self, m: Module, w: SimpleNamespace) -> None:
         """Transmitter state ``IDLE``: pick the next answer (result, NAK, LOADED, INFO)."""
         direct = self._registered_class
+        # the next answer, chosen a cycle ahead among the pending ones (result, then NAK,
+        # LOADED, INFO) into one-hot registers that IDLE reads: the priority chain of the four
+        # flags into the payload register's load was the K = 6 ECP5-85F build's critical path
+        # at 100 MHz (tx_fsm_state -> three flags' LUTs -> `pay`'s set/reset, 10.4 ns). A choice
+        # is one cycle stale after it is taken (its flag clears a cycle later), while the
+        # transmitter is in SEND or ARGMAX, which last more than two cycles.
+        pick = SimpleNamespace(res=Signal(name="pick_res"), nak=Signal(name="pick_nak"),
+                               ack=Signal(name="pick_ack"), info=Signal(name="pick_info"))
+        res = C(0, 1) if direct else w.res_pending
+        m.d.sync += [
+            pick.res.eq(res),
+            pick.nak.eq(~res & w.nak_pending),
+            pick.ack.eq(~res & ~w.nak_pending & w.ack_pending),
+            pick.info.eq(~res & ~w.nak_pending & ~w.ack_pending & w.info_pending),
+        ]
         with m.State("IDLE"):
             m.d.comb += w.tx_idle.eq(1)
             m.d.sync += [w.tidx.eq(0), w.tcrc.eq(0)]
-            with m.If(self.result.valid if direct else w.res_pending):
+            with m.If(self.result.valid if direct else pick.res):
                 m.d.comb += self.activity.eq(1)
                 if direct:  # sent from the held result itself, taken after its last byte
                     m.d.sync += [w.plen.eq(w.res_len), w.rcmd.eq(RSP_RESULT), w.busy.eq(0)]
@@ -497,17 +512,17 @@ class HostLink(wiring.Component):
                     m.d.sync += [w.best_i.eq(0), w.scan.eq(0), w.res_pending.eq(0),
                                  w.plen.eq(w.res_len), w.rcmd.eq(RSP_RESULT)]
                     m.next = "ARGMAX"
-            with m.Elif(w.nak_pending):
+            with m.Elif(pick.nak):
                 if not direct:
                     m.d.sync += w.pay.eq(w.nak_code)
                 m.d.sync += [w.plen.eq(1), w.rcmd.eq(RSP_NAK), w.nak_pending.eq(0)]
                 m.next = "SEND"
-            with m.Elif(w.ack_pending):
+            with m.Elif(pick.ack):
                 if not direct:
                     m.d.sync += w.pay.eq(w.ld_total)
                 m.d.sync += [w.plen.eq(4), w.rcmd.eq(RSP_LOADED), w.ack_pending.eq(0)]
                 m.next = "SEND"
-            with m.Elif(w.info_pending):
+            with m.Elif(pick.info):
                 if not direct:
                     m.d.sync += w.pay.eq(Const(int.from_bytes(w.info_bytes, "little"),
                                                8 * len(w.info_bytes)))
