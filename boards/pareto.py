@@ -69,10 +69,11 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     the bench's (``boards/*.json``) and the sweeps' (``boards/sweeps/<sweep>/*.json``, named
     with their folder). LUT4, FF, DP16KD, DSP and images/s on the board clock are those of the
     fastest build that meets its clock; Fmax is the median and the minimum over the builds
-    that target the same clock (``fmax_constraint_mhz``: nextpnr seeds), listed in
-    ``placed_builds``. All ``None`` when there is no such build; without a build that meets
-    its clock, the builds of the highest target give Fmax and the sizes (of the fastest of
-    them), and images/s on the board clock stays ``None``."""
+    that target the same clock (``fmax_constraint_mhz``) from the same generator commit
+    (``git``): the nextpnr seeds of one netlist, listed in ``placed_builds``. All ``None`` when
+    there is no such build; without a build that meets its clock, the fastest build of the
+    highest target chooses the commit and gives the sizes, and images/s on the board clock
+    stays ``None``."""
     reps = []
     builds = [(path.relative_to(boards).as_posix(), rep)
               for path, rep in [*bench_builds(boards), *sweep_builds(boards)]]
@@ -85,15 +86,18 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
         return out
     meets = [rep for _, rep in reps if rep.get("meets_board_clock")]
     best = max(meets, key=lambda rep: rep["images_per_s_board_clock"]) if meets else None
-    target = (best or max((rep for _, rep in reps),
-                          key=lambda rep: rep["fmax_constraint_mhz"]))["fmax_constraint_mhz"]
-    group = [(name, rep) for name, rep in reps if rep["fmax_constraint_mhz"] == target]
+    if best is None:
+        top = max(rep["fmax_constraint_mhz"] for _, rep in reps)
+        best = max((rep for _, rep in reps if rep["fmax_constraint_mhz"] == top),
+                   key=lambda rep: rep["fmax_mhz"])
+    group = [(name, rep) for name, rep in reps
+             if rep["fmax_constraint_mhz"] == best["fmax_constraint_mhz"]
+             and rep.get("git") == best.get("git")]
     fmax = sorted(rep["fmax_mhz"] for _, rep in group)
     out.update(fmax_mhz=round(statistics.median(fmax), 2), fmax_mhz_min=fmax[0],
                placed_builds=[name for name, _ in group])
-    size = best or max((rep for _, rep in group), key=lambda rep: rep["fmax_mhz"])
-    out.update(lut4=size["lut4"], ff=size["ff"], bram=size["bram"]["blocks"], dsp=size["dsp"])
-    if best is not None:
+    out.update(lut4=best["lut4"], ff=best["ff"], bram=best["bram"]["blocks"], dsp=best["dsp"])
+    if best.get("meets_board_clock"):
         out["images_per_s_board_clock"] = best["images_per_s_board_clock"]
     return out
 

@@ -75,3 +75,23 @@ def test_placed_reads_the_sweeps_builds(tmp_path):
     got = pareto.placed(row, tmp_path)
     assert got["placed_builds"] == ["bench.json", "sweeps/k6/s2.json", "sweeps/k6/s3.json"]
     assert (got["fmax_mhz"], got["fmax_mhz_min"], got["lut4"]) == (91.0, 90.0, 9)
+
+
+def test_placed_takes_the_seeds_of_one_generator_commit(tmp_path):
+    """Builds of the same description from two generator commits (two netlists) are not one
+    sample: Fmax is over the seeds of the commit whose build is chosen."""
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    for git, seeds in (("old", (88.0, 96.0)), ("new", (94.0, 99.0, 90.0))):
+        for i, f in enumerate(seeds):
+            _build(tmp_path, f"{git}{i}", git=git, fmax_constraint_mhz=100.0, fmax_mhz=f,
+                   meets_board_clock=False, lut4=len(git))
+    got = pareto.placed(row, tmp_path)
+    assert got["placed_builds"] == ["new0.json", "new1.json", "new2.json"]
+    assert (got["fmax_mhz"], got["fmax_mhz_min"], got["lut4"]) == (94.0, 90.0, 3)
+    assert got["images_per_s_board_clock"] is None
+    _build(tmp_path, "old2", git="old", fmax_constraint_mhz=100.0, fmax_mhz=101.0,
+           images_per_s_board_clock=2700.0)  # meets its clock: its commit is taken
+    got = pareto.placed(row, tmp_path)
+    assert got["placed_builds"] == ["old0.json", "old1.json", "old2.json"]
+    assert (got["fmax_mhz"], got["fmax_mhz_min"], got["images_per_s_board_clock"]) == \
+        (96.0, 88.0, 2700.0)
