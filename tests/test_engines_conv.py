@@ -28,6 +28,10 @@ CONFIGS = {
     "1x1s2": (6, 6, 2, 2, 1, 2, 0, 1, 1, 3),
     "3x3s1p0": (5, 5, 1, 2, 3, 1, 0, 2, 1, 3),
     "3x3s2p0": (7, 5, 2, 4, 3, 2, 0, 4, 2, 3),
+    # output rows of one word (the window's row end is then always set) and an image of one
+    # output row (every row end is an image end)
+    "1x1s2_one_word_rows": (3, 2, 1, 2, 1, 2, 0, 1, 1, 3),
+    "3x3s2p0_one_row": (3, 6, 2, 2, 3, 2, 0, 1, 2, 3),
 }
 
 
