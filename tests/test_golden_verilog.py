@@ -16,10 +16,10 @@ GOLDEN = {
         "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "583d168d7bd59ca0e034d460a274acac5f29a2b0cbd60d756be76af20c5fe178",
+        "amos_resnet8.v": "ac197617dbf3143ea2ea5be311a2aabb5221b305790cc264fd645905228b0750",
         "report.json": "3501efd08a50889f1af29d961c3982573b1609aa05692a247c0be1abe5987084"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "112d61f2c8c45742864629dcff52a676dbd5b06aa96599b33f0c3d03f3558746",
+        "amos_resnet8.v": "26cc7112e0facdb32b88b5c3007e79e7bbc826cbe95cc1eab58230b4d19c2b24",
         "report.json": "e5ea24155910b35a0aa471065b24211fd26faaa8a7c327cd6b618139f2b7b4b0"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",

@@ -247,17 +247,17 @@ class SlidingWindow(wiring.Component):
         return valid_o
 
     def _reader(self, m, rd, rows: _Rows, have):
-        """The reader: output row oy, column ox, window position (ky, kx, cf), reading while
+        """The reader: output row oy, window position (ky, kx, cf) of the row's windows
+        (``ix0``, ``col``; :meth:`_row_end` counts the row's words), reading while
         ``have`` (the rows it needs are written); returns "the image's last word is read" and
         "the output row moves on"."""
         P = self._p
         H, W, CF, k, s, p, R = P.height, P.width, P.cf, P.kernel, P.stride, P.padding, P.rows
-        Ho, Wo = P.out_height, P.out_width
+        Ho = P.out_height
         row_words = W * CF
         depth = R * row_words
         top = rows.top
         oy = counter(Ho, "oy")
-        ox = counter(Wo, "ox")
         ky = counter(k, "ky")
         kx = counter(k, "kx")
         cf = counter(CF, "cf")
@@ -282,7 +282,8 @@ class SlidingWindow(wiring.Component):
         last_kx = kx == k - 1
         last_ky = ky == k - 1
         last_oy = oy == Ho - 1
-        row_end, image_end = self._row_end(m, go, oy, last_oy)
+        oy_step = Mux(last_oy, 0, oy + 1)  # oy when the output row moves
+        row_end, image_end = self._row_end(m, go, oy, oy_step)
         image_done, row_move = Signal(), Signal()
         m.d.comb += [row_move.eq(go & row_end), image_done.eq(go & image_end)]
         with m.If(go):
@@ -298,11 +299,10 @@ class SlidingWindow(wiring.Component):
             with m.Else():
                 m.d.sync += woff.eq(woff + 1)
             with m.If(last_cf & last_kx & last_ky):
-                m.d.sync += [ox.eq(Mux(row_end, 0, ox + 1)), ix0.eq(ix0 + s),
-                             col.eq(col + s * CF)]
+                m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
         # the output row moves (after the assignments above: these take precedence)
         with m.If(row_move):
-            m.d.sync += [ix0.eq(-p), col.eq(-p * CF), oy.eq(Mux(last_oy, 0, oy + 1))]
+            m.d.sync += [ix0.eq(-p), col.eq(-p * CF), oy.eq(oy_step)]
             with m.If(last_oy):
                 step = (H - (Ho - 1) * s) % R * row_words
                 m.d.sync += [top.eq(-p), rb_top.eq(_wrap_add(rb_top, step, depth)),
@@ -315,9 +315,10 @@ class SlidingWindow(wiring.Component):
                              rows.need.eq(rows.need_n), rows.limit.eq(rows.limit_n)]
         return image_done, row_move
 
-    def _row_end(self, m, go, oy, last_oy):
+    def _row_end(self, m, go, oy, oy_step):
         """Registers ``row_end`` (the next word read is an output row's last: ``cf``, ``kx``,
-        ``ky`` and ``ox`` all at their last values) and ``image_end`` (that and the last row),
+        ``ky`` at their last values in the row's last window) and ``image_end`` (that and the
+        last row; ``oy_step`` is ``oy``'s value after the row),
         kept with a count ``rw`` of the row's words read and loaded when ``go`` from values
         before it: the row and image ends that move the line buffer's bookkeeping are then
         one gate after ``go``, not the counters' comparisons (a K = 6 ECP5-85F build at
@@ -328,7 +329,7 @@ class SlidingWindow(wiring.Component):
         row_end = Signal(init=int(n == 1), name="row_end")
         image_end = Signal(init=int(n == 1 and Ho == 1), name="image_end")
         end_next = (rw == n - 2) if n >= 2 else C(1, 1)  # row_end after this word
-        oy_next = Mux(row_end, Mux(last_oy, 0, oy + 1), oy)
+        oy_next = Mux(row_end, oy_step, oy)
         with m.If(go):
             m.d.sync += [rw.eq(Mux(row_end, 0, rw + 1)), row_end.eq(end_next),
                          image_end.eq(end_next & (oy_next == Ho - 1))]
