@@ -16,17 +16,17 @@ GOLDEN = {
         "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "ac197617dbf3143ea2ea5be311a2aabb5221b305790cc264fd645905228b0750",
-        "report.json": "3501efd08a50889f1af29d961c3982573b1609aa05692a247c0be1abe5987084"}),
+        "amos_resnet8.v": "aa82938a9e36931bd8a0cb33a3f5814cf375f4a6ef68234170a1b6f2eea8344d",
+        "report.json": "7d53d5857b61abe8b90c09f87ef431e266ab2b003a05de49cda861610039d0b8"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "26cc7112e0facdb32b88b5c3007e79e7bbc826cbe95cc1eab58230b4d19c2b24",
-        "report.json": "e5ea24155910b35a0aa471065b24211fd26faaa8a7c327cd6b618139f2b7b4b0"}),
+        "amos_resnet8.v": "df6cab2bb186921a9ce7fdb3ffd570db817aced11d6a0493aac291314292eb29",
+        "report.json": "4f499f026ed4e0f9ce15be83837af3f9e6f60da40b5870ecfbca8e3d227edbe4"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
         "report.json": "02d799da807cff4ed2fbde0bfc25e7ba72d265a7656b69b1dde95722ffeb6d3b"}),
     "resnet8_ice40-up5k": ({"model": "resnet8", "board": "ice40-up5k"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
-        "report.json": "f9e122d94976f4a34e489c2894a0dd326fac9df0c282f53bea47348c57027f2f"}),
+        "report.json": "670989b88e3ff563eff4f1f0aaaeab44f6894afc2aa0c35700964efe59af4fb4"}),
     "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
         "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
         "report.json": "15d3063dda7189a14eacfaade73892523b6d8736e306ec1f626856edda479b5f",

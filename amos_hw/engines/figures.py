@@ -635,7 +635,9 @@ class WindowParams:
             return 3 * a + self.simd * self.bits + 2
         a = max(1, math.ceil(math.log2(self.rows * self.width * self.cf + 1)))
         span = max(1, math.ceil(math.log2(max(self.height, self.width) + 2 * self.kernel)))
-        return 4 * a + 8 * span + 6 + self.simd * self.bits  # and the output register
+        # five address-wide registers: the write address and column, the two ring bases, the
+        # registered read address
+        return 5 * a + 8 * span + 6 + self.simd * self.bits  # and the output register
 
     @property
     def luts(self) -> int:

@@ -248,7 +248,8 @@ class SlidingWindow(wiring.Component):
 
     def _reader(self, m, rd, rows: _Rows, have):
         """The reader: output row oy, window position (ky, kx, cf) of the row's windows
-        (``ix0``, ``col``; :meth:`_row_end` counts the row's words), reading while
+        (``ix0``; :meth:`_row_end` counts the row's words, :meth:`_read_address` keeps the
+        line buffer's address), reading while
         ``have`` (the rows it needs are written); returns "the image's last word is read" and
         "the output row moves on"."""
         P = self._p
@@ -263,9 +264,7 @@ class SlidingWindow(wiring.Component):
         cf = counter(CF, "cf")
         woff = counter(k * CF, "woff")  # kx*CF + cf
         ix0 = Signal(signed(max(W, k).bit_length() + 2), init=-p)  # ox*s - p
-        col = Signal(signed(ix0.shape().width + max(1, CF.bit_length()) + 1), init=-p * CF)
         rb_top = Signal(range(depth), init=((-p) % R) * row_words)  # ring base of row `top`
-        rb = Signal(range(depth), init=((-p) % R) * row_words)  # ring base of row top + ky
 
         en = Signal()
         go = Signal()
@@ -275,7 +274,6 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [
             en.eq(~self._output_stage(m, rd, en, go, pad) | self.o.ready),
             go.eq(en & have),
-            rd.addr.eq(rb + col + woff),
         ]
 
         last_cf = cf == CF - 1
@@ -286,34 +284,63 @@ class SlidingWindow(wiring.Component):
         row_end, image_end = self._row_end(m, go, oy, oy_step)
         image_done, row_move = Signal(), Signal()
         m.d.comb += [row_move.eq(go & row_end), image_done.eq(go & image_end)]
+        self._read_address(m, rd, go, row_end, last_oy, last_cf & last_kx, last_ky, rb_top,
+                           woff)
         with m.If(go):
             m.d.sync += cf.eq(Mux(last_cf, 0, cf + 1))
             with m.If(last_cf):
                 m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
             with m.If(last_cf & last_kx):
-                m.d.sync += [woff.eq(0), ky.eq(Mux(last_ky, 0, ky + 1))]
-                with m.If(last_ky):
-                    m.d.sync += rb.eq(rb_top)
-                with m.Else():
-                    m.d.sync += rb.eq(_wrap_add(rb, row_words, depth))
-            with m.Else():
-                m.d.sync += woff.eq(woff + 1)
+                m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
             with m.If(last_cf & last_kx & last_ky):
-                m.d.sync += [ix0.eq(ix0 + s), col.eq(col + s * CF)]
+                m.d.sync += ix0.eq(ix0 + s)
         # the output row moves (after the assignments above: these take precedence)
         with m.If(row_move):
-            m.d.sync += [ix0.eq(-p), col.eq(-p * CF), oy.eq(oy_step)]
+            m.d.sync += [ix0.eq(-p), oy.eq(oy_step)]
             with m.If(last_oy):
                 step = (H - (Ho - 1) * s) % R * row_words
                 m.d.sync += [top.eq(-p), rb_top.eq(_wrap_add(rb_top, step, depth)),
-                             rb.eq(_wrap_add(rb_top, step, depth)),
                              rows.need.eq(rows.need_0), rows.limit.eq(rows.limit_0)]
             with m.Else():
                 step = s % R * row_words
                 m.d.sync += [top.eq(rows.nxt), rb_top.eq(_wrap_add(rb_top, step, depth)),
-                             rb.eq(_wrap_add(rb_top, step, depth)),
                              rows.need.eq(rows.need_n), rows.limit.eq(rows.limit_n)]
         return image_done, row_move
+
+    def _read_address(self, m, rd, go, row_end, last_oy, kx_cf_last, last_ky, rb_top, woff):
+        """The line buffer's read address ``rb + col + woff`` (the ring base of input row
+        ``top + ky``, the window's first word ``(ox*s - p)*CF`` in the row, ``kx*CF + cf``) as
+        a register ``raddr``, loaded on ``go`` with the sum of the three counters' values after
+        ``go``; these are computed from registers alone (``kx_cf_last``: ``cf`` and ``kx`` at their
+        last values), so ``go`` only enables the load. The same address every cycle as the sum
+        it replaces; with the line buffer in LUT RAM (an ECP5 ``TRELLIS_DPR16X4``, read
+        asynchronously) the read then starts at a flip-flop: the sum before the read began the
+        ECP5-85F K = 6 build's critical path at 100 MHz (`woff` -> adder -> LUT RAM ->
+        ``data_r``). In block RAM the address is the block's own input, likewise registered."""
+        P = self._p
+        W, CF, k, s, p, R, H, Ho = P.width, P.cf, P.kernel, P.stride, P.padding, P.rows, \
+            P.height, P.out_height
+        row_words = W * CF
+        depth = R * row_words
+        base0 = ((-p) % R) * row_words
+        col = Signal(signed(max(W, k).bit_length() + max(1, CF.bit_length()) + 3), init=-p * CF)
+        rb = Signal(range(depth), init=base0)  # ring base of row top + ky
+        raddr = Signal.like(rd.addr, init=(base0 - p * CF) % (1 << len(rd.addr)), name="raddr")
+        rb_g, col_g, woff_g = (Signal.like(v, name=f"{v.name}_go") for v in (rb, col, woff))
+        m.d.comb += [rd.addr.eq(raddr), rb_g.eq(rb), col_g.eq(col), woff_g.eq(woff + 1)]
+        with m.If(row_end):  # the next output row's first word (its first window's top-left)
+            last = (H - (Ho - 1) * s) % R * row_words  # after the image's last row
+            m.d.comb += [col_g.eq(-p * CF), woff_g.eq(0),
+                         rb_g.eq(Mux(last_oy, _wrap_add(rb_top, last, depth),
+                                     _wrap_add(rb_top, s % R * row_words, depth)))]
+        with m.Elif(kx_cf_last):  # the window's next row, or the next window's first row
+            m.d.comb += [woff_g.eq(0),
+                         rb_g.eq(Mux(last_ky, rb_top, _wrap_add(rb, row_words, depth)))]
+            with m.If(last_ky):
+                m.d.comb += col_g.eq(col + s * CF)
+        with m.If(go):
+            m.d.sync += [rb.eq(rb_g), col.eq(col_g), woff.eq(woff_g),
+                         raddr.eq(rb_g + col_g + woff_g)]
 
     def _row_end(self, m, go, oy, oy_step):
         """Registers ``row_end`` (the next word read is an output row's last: ``cf``, ``kx``,
