@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.figures import SKIP_REGS, AddParams, Figures
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.bram_fifo import BramFifo
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift
 
@@ -137,7 +138,13 @@ class ResidualAddEngine(wiring.Component):
         p = self._p
         lanes = p.lanes
         sb = p.skip_bits
-        m.submodules.skip_fifo = big = SyncFIFOBuffered(width=lanes * sb, depth=p.skip_depth)
+        # the skip words wait in block RAM; BramFifo is SyncFIFOBuffered cycle for cycle, but its
+        # read leaves the block through the block's own read register with no bypass
+        # multiplexer behind it (that multiplexer after a DP16KD read without its output
+        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz)
+        # (one word: Amaranth's single register)
+        fifo_cls = BramFifo if p.skip_depth >= 2 else SyncFIFOBuffered
+        m.submodules.skip_fifo = big = fifo_cls(width=lanes * sb, depth=p.skip_depth)
         # the skip words reach the adder from flip-flops, not from the block RAM's read port
         # (its clock-to-out and the add were the 85F's critical path): a three-place register
         # queue behind the memory, kept full while the skip path runs ahead (it always does:
