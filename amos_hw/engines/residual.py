@@ -141,8 +141,8 @@ class ResidualAddEngine(wiring.Component):
         # the skip words wait in block RAM; BramFifo is SyncFIFOBuffered cycle for cycle, but its
         # read leaves the block through the block's own read register with no bypass
         # multiplexer behind it (that multiplexer after a DP16KD read without its output
-        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz)
-        # (one word: Amaranth's single register)
+        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz); a one-word
+        # FIFO has no memory and stays Amaranth's single register
         fifo_cls = BramFifo if p.skip_depth >= 2 else SyncFIFOBuffered
         m.submodules.skip_fifo = big = fifo_cls(width=lanes * sb, depth=p.skip_depth)
         # the skip words reach the adder from flip-flops, not from the block RAM's read port

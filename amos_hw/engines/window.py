@@ -262,7 +262,6 @@ class SlidingWindow(wiring.Component):
         ky = counter(k, "ky")
         kx = counter(k, "kx")
         cf = counter(CF, "cf")
-        woff = counter(k * CF, "woff")  # kx*CF + cf
         ix0 = Signal(signed(max(W, k).bit_length() + 2), init=-p)  # ox*s - p
         rb_top = Signal(range(depth), init=((-p) % R) * row_words)  # ring base of row `top`
 
@@ -281,11 +280,14 @@ class SlidingWindow(wiring.Component):
         last_ky = ky == k - 1
         last_oy = oy == Ho - 1
         oy_step = Mux(last_oy, 0, oy + 1)  # oy when the output row moves
+        # rb_top when the output row moves: the next row's ring base, or the next image's
+        last_step = (H - (Ho - 1) * s) % R * row_words
+        rb_step = Mux(last_oy, _wrap_add(rb_top, last_step, depth),
+                      _wrap_add(rb_top, s % R * row_words, depth))
         row_end, image_end = self._row_end(m, go, oy, oy_step)
         image_done, row_move = Signal(), Signal()
         m.d.comb += [row_move.eq(go & row_end), image_done.eq(go & image_end)]
-        self._read_address(m, rd, go, row_end, last_oy, last_cf & last_kx, last_ky, rb_top,
-                           woff)
+        self._read_address(m, rd, go, row_end, last_cf & last_kx, last_ky, rb_top, rb_step)
         with m.If(go):
             m.d.sync += cf.eq(Mux(last_cf, 0, cf + 1))
             with m.If(last_cf):
@@ -296,18 +298,15 @@ class SlidingWindow(wiring.Component):
                 m.d.sync += ix0.eq(ix0 + s)
         # the output row moves (after the assignments above: these take precedence)
         with m.If(row_move):
-            m.d.sync += [ix0.eq(-p), oy.eq(oy_step)]
+            m.d.sync += [ix0.eq(-p), oy.eq(oy_step), rb_top.eq(rb_step)]
             with m.If(last_oy):
-                step = (H - (Ho - 1) * s) % R * row_words
-                m.d.sync += [top.eq(-p), rb_top.eq(_wrap_add(rb_top, step, depth)),
-                             rows.need.eq(rows.need_0), rows.limit.eq(rows.limit_0)]
+                m.d.sync += [top.eq(-p), rows.need.eq(rows.need_0), rows.limit.eq(rows.limit_0)]
             with m.Else():
-                step = s % R * row_words
-                m.d.sync += [top.eq(rows.nxt), rb_top.eq(_wrap_add(rb_top, step, depth)),
-                             rows.need.eq(rows.need_n), rows.limit.eq(rows.limit_n)]
+                m.d.sync += [top.eq(rows.nxt), rows.need.eq(rows.need_n),
+                             rows.limit.eq(rows.limit_n)]
         return image_done, row_move
 
-    def _read_address(self, m, rd, go, row_end, last_oy, kx_cf_last, last_ky, rb_top, woff):
+    def _read_address(self, m, rd, go, row_end, kx_cf_last, last_ky, rb_top, rb_step):
         """The line buffer's read address ``rb + col + woff`` (the ring base of input row
         ``top + ky``, the window's first word ``(ox*s - p)*CF`` in the row, ``kx*CF + cf``) as
         a register ``raddr``, loaded on ``go`` with the sum of the three counters' values after
@@ -316,23 +315,21 @@ class SlidingWindow(wiring.Component):
         it replaces; with the line buffer in LUT RAM (an ECP5 ``TRELLIS_DPR16X4``, read
         asynchronously) the read then starts at a flip-flop: the sum before the read began the
         ECP5-85F K = 6 build's critical path at 100 MHz (`woff` -> adder -> LUT RAM ->
-        ``data_r``). In block RAM the address is the block's own input, likewise registered."""
+        ``data_r``). In block RAM the address is the block's own input, likewise registered.
+        ``rb_step`` is ``rb_top``'s value after the output row (the reader's)."""
         P = self._p
-        W, CF, k, s, p, R, H, Ho = P.width, P.cf, P.kernel, P.stride, P.padding, P.rows, \
-            P.height, P.out_height
+        W, CF, k, s, p, R = P.width, P.cf, P.kernel, P.stride, P.padding, P.rows
         row_words = W * CF
         depth = R * row_words
         base0 = ((-p) % R) * row_words
         col = Signal(signed(max(W, k).bit_length() + max(1, CF.bit_length()) + 3), init=-p * CF)
         rb = Signal(range(depth), init=base0)  # ring base of row top + ky
+        woff = counter(k * CF, "woff")  # kx*CF + cf
         raddr = Signal.like(rd.addr, init=(base0 - p * CF) % (1 << len(rd.addr)), name="raddr")
         rb_g, col_g, woff_g = (Signal.like(v, name=f"{v.name}_go") for v in (rb, col, woff))
         m.d.comb += [rd.addr.eq(raddr), rb_g.eq(rb), col_g.eq(col), woff_g.eq(woff + 1)]
         with m.If(row_end):  # the next output row's first word (its first window's top-left)
-            last = (H - (Ho - 1) * s) % R * row_words  # after the image's last row
-            m.d.comb += [col_g.eq(-p * CF), woff_g.eq(0),
-                         rb_g.eq(Mux(last_oy, _wrap_add(rb_top, last, depth),
-                                     _wrap_add(rb_top, s % R * row_words, depth)))]
+            m.d.comb += [col_g.eq(-p * CF), woff_g.eq(0), rb_g.eq(rb_step)]
         with m.Elif(kx_cf_last):  # the window's next row, or the next window's first row
             m.d.comb += [woff_g.eq(0),
                          rb_g.eq(Mux(last_ky, rb_top, _wrap_add(rb, row_words, depth)))]
