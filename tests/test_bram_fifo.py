@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Fragment, Module
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.sim import Simulator
 
-from amos_hw.lib.bram_fifo import BramFifo
+from amos_hw.lib.bram_fifo import BramFifo, buffered_fifo
 
 PORTS = ("w_rdy", "r_rdy", "r_data", "level")
 
@@ -54,3 +54,15 @@ def test_bad_sizes_are_named():
         BramFifo(width=8, depth=1)
     with pytest.raises(ValueError, match="width must be a positive integer, not 0"):
         BramFifo(width=0, depth=4)
+
+
+def test_buffered_fifo_picks_the_memory_form_from_two_words():
+    one = buffered_fifo(width=8, depth=1)
+    assert type(one) is SyncFIFOBuffered  # one register, no memory
+    Fragment.get(one, None)  # elaborated: buffered_fifo's objects are built to be used
+    for depth in (2, 3, 512):
+        f = buffered_fifo(width=8, depth=depth)
+        assert type(f) is BramFifo and (f.width, f.depth) == (8, depth)
+        Fragment.get(f, None)
+    with pytest.raises(ValueError, match="FIFO depth must be a positive integer, not 0"):
+        buffered_fifo(width=8, depth=0)

@@ -16,10 +16,10 @@ GOLDEN = {
         "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "9c56e748d7af2e95c7cab3298b3177b02ab5cfa101d9072a9f3bcfcb1a635b6b",
+        "amos_resnet8.v": "e9e0bf113df08d72da923d0972ed8141311881142d46c25bd9fa2eec72a36987",
         "report.json": "7d53d5857b61abe8b90c09f87ef431e266ab2b003a05de49cda861610039d0b8"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "3350b49d35bb280920c63ef1f29641a4055d81314833a68482b5c3b75ae28767",
+        "amos_resnet8.v": "fd2c2281825bca289196dce327fc65245a65fac31a1b8d4b34b1e46b645c60de",
         "report.json": "4f499f026ed4e0f9ce15be83837af3f9e6f60da40b5870ecfbca8e3d227edbe4"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",

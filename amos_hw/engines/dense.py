@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -24,6 +24,7 @@ from amos_hw.engines.figures import (
 )
 from amos_hw.lib.amos_unit import AmosUnit
 from amos_hw.lib.bram import style_attrs
+from amos_hw.lib.bram_fifo import buffered_fifo
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
 
@@ -370,8 +371,7 @@ class _Datapath:
         self.rq = self.owed = None
         if credits:
             F = p.result_fifo_depth
-            m.submodules.results = rq = fifo.SyncFIFOBuffered(width=p.pe * p.acc_width,
-                                                              depth=F)
+            m.submodules.results = rq = buffered_fifo(width=p.pe * p.acc_width, depth=F)
             owed = Signal(range(F + 1))  # folds issued whose result has not left the FIFO
             m.d.comb += room.eq(~fold_start | (owed != F))
             self.rq, self.owed = rq, owed

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.figures import SKIP_REGS, AddParams, Figures
 from amos_hw.lib.amos_unit import AmosUnit
-from amos_hw.lib.bram_fifo import BramFifo
+from amos_hw.lib.bram_fifo import buffered_fifo
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift
 
@@ -141,10 +141,8 @@ class ResidualAddEngine(wiring.Component):
         # the skip words wait in block RAM; BramFifo is SyncFIFOBuffered cycle for cycle, but its
         # read leaves the block through the block's own read register with no bypass
         # multiplexer behind it (that multiplexer after a DP16KD read without its output
-        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz); a one-word
-        # FIFO has no memory and stays Amaranth's single register
-        fifo_cls = BramFifo if p.skip_depth >= 2 else SyncFIFOBuffered
-        m.submodules.skip_fifo = big = fifo_cls(width=lanes * sb, depth=p.skip_depth)
+        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz)
+        m.submodules.skip_fifo = big = buffered_fifo(width=lanes * sb, depth=p.skip_depth)
         # the skip words reach the adder from flip-flops, not from the block RAM's read port
         # (its clock-to-out and the add were the 85F's critical path): a three-place register
         # queue behind the memory, kept full while the skip path runs ahead (it always does:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.figures import Figures
 from amos_hw.engines.unit_params import COUNT_WIDTH, UnitParams, clamp_bounds
 from amos_hw.lib.amos_unit import AmosUnit
+from amos_hw.lib.bram_fifo import buffered_fifo
 from amos_hw.lib.serial_unit import SerialAmosUnit
 
 __all__ = ["SerialLanes", "UnitEngine"]
@@ -128,7 +128,8 @@ class UnitEngine(wiring.Component):
     every ``K`` cycles, :attr:`latency` = ``K * D + 1``. Under input gaps the word waits for a
     free slot (at most ``D - 1`` cycles); order is kept, nothing is lost under stalls. The
     spike count is the sum of the units' counters. Not for the signed identity (a clamp).
-    With ``buffer=B`` a FIFO of ``B`` words (``SyncFIFOBuffered``) sits in front of the
+    With ``buffer=B`` a FIFO of ``B`` words (:func:`~amos_hw.lib.bram_fifo.buffered_fifo`,
+    ``SyncFIFOBuffered``'s timing) sits in front of the
     pacer, ``min(B, 2)`` more cycles of latency: a producer that emits its words in bursts (a
     depthwise conv emits a pixel's ``C / lanes`` channel groups back to back and stalls its whole
     pipeline while its output waits) then never waits on the units as long as a burst fits;
@@ -279,7 +280,7 @@ class UnitEngine(wiring.Component):
         valid, ready, payload = self.i.valid, self.i.ready, self.i.payload
         if p.buffer:
             width = p.lanes * p.in_width
-            m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=p.buffer)
+            m.submodules.fifo = fifo = buffered_fifo(width=width, depth=p.buffer)
             m.d.comb += [fifo.w_data.eq(self.i.payload.as_value()), fifo.w_en.eq(self.i.valid),
                          self.i.ready.eq(fifo.w_rdy)]
             valid, ready = fifo.r_rdy, fifo.r_en

@@ -5,12 +5,12 @@ from typing import NamedTuple
 
 from amaranth.hdl import C, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from amos_hw.engines.dense import counter
 from amos_hw.engines.figures import WindowParams, line_buffer_rows, out_size
+from amos_hw.lib.bram_fifo import buffered_fifo
 
 __all__ = ["SlidingWindow", "line_buffer_rows", "out_size"]
 
@@ -60,7 +60,8 @@ class SlidingWindow(wiring.Component):
     zero words.
 
     A pointwise window (1x1, stride 1, no padding: :func:`~amos_hw.engines.figures.is_pointwise`)
-    passes its input words on unchanged through a ``SyncFIFOBuffered`` of two pixels, or of
+    passes its input words on unchanged through a FIFO of two pixels
+    (:func:`~amos_hw.lib.bram_fifo.buffered_fifo`, ``SyncFIFOBuffered``'s timing), or of
     ``fifo_rows`` image rows (:attr:`~amos_hw.engines.figures.WindowParams.fifo_words`: the
     generator gives a convolution near the pipeline's bottleneck two rows, so that a producer's
     row bursts never leave it waiting); every other window keeps a line
@@ -130,8 +131,8 @@ class SlidingWindow(wiring.Component):
         m = Module()
         P = self._p
         if P.pointwise:  # output words = input words: a FIFO decouples the two sides
-            m.submodules.fifo = q = SyncFIFOBuffered(width=P.simd * P.bits,
-                                                     depth=P.fifo_words + 1)
+            m.submodules.fifo = q = buffered_fifo(width=P.simd * P.bits,
+                                                  depth=P.fifo_words + 1)
             m.d.comb += [
                 q.w_data.eq(self.i.payload.as_value()),
                 q.w_en.eq(self.i.valid),

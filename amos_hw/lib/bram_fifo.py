@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BramFifo"]
+__all__ = ["BramFifo", "buffered_fifo"]
 
 
 class BramFifo(wiring.Component):
@@ -78,6 +79,16 @@ class BramFifo(wiring.Component):
         with m.If(do_read & ~do_write):
             m.d.sync += inner_level.eq(inner_level - 1)
         return m
+
+
+def buffered_fifo(*, width: int, depth: int) -> BramFifo | SyncFIFOBuffered:
+    """A FIFO with ``SyncFIFOBuffered``'s ports and timing: :class:`BramFifo` from two words
+    on, Amaranth's own for one word (a single register, no memory to read)."""
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"FIFO depth must be a positive integer, not {depth!r}")
+    if depth == 1:
+        return SyncFIFOBuffered(width=width, depth=1)
+    return BramFifo(width=width, depth=depth)
 
 
 def _next(ptr, depth: int):
