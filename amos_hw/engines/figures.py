@@ -35,7 +35,7 @@ import numpy as np
 
 from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.lib.amos_unit import AmosUnit
-from amos_hw.lib.bram import MemShape, check_lut_memories, mark_lut
+from amos_hw.lib.bram import MemShape, check_lut_memories, mark_lut, unbanked_column_bits
 from amos_hw.lib.checks import positive_int
 from amos_hw.lib.ring import ring_flip_flops, ring_memories
 from amos_hw.lib.skid import SkidBuffer
@@ -1147,13 +1147,30 @@ class AddParams:
         return 1 + unit_latency
 
     @property
+    def skip_column_bits(self) -> int:
+        """Bits per column of the skip FIFO's memory (:class:`~amos_hw.lib.bram_fifo.BramFifo`):
+        the ECP5's unbanked width for its depth (:func:`~amos_hw.lib.bram.unbanked_column_bits`),
+        0 for one memory. A deep skip FIFO in depth banks of 2,048 x 9 blocks had a
+        multiplexer between the blocks and the stage register behind them, the critical path
+        of a K = 6 ECP5-85F build at 100 MHz (99.97 MHz); in columns the stage register reads
+        the blocks directly and becomes their output register (:mod:`boards.outreg`)."""
+        if self.skip_depth < 2:
+            return 0
+        return unbanked_column_bits(self.skip_depth - 1, self.lanes * self.skip_bits)
+
+    @property
     def memories(self) -> tuple:
-        """The skip FIFO and the register queue behind it (each a ``SyncFIFOBuffered``,
-        whose memory holds ``depth - 1`` words), as :class:`~amos_hw.lib.bram.MemShape`."""
+        """The skip FIFO and the register queue behind it (each holding ``depth - 1`` words in
+        its memory, the skip FIFO's in columns of :attr:`skip_column_bits`), as
+        :class:`~amos_hw.lib.bram.MemShape`."""
         width = self.lanes * self.skip_bits
-        return tuple(MemShape(name, depth - 1, width)
-                     for name, depth in (("skip_fifo", self.skip_depth), ("skip_regs", SKIP_REGS))
-                     if depth > 1)
+        mems = []
+        if self.skip_depth > 1:
+            mems.append(MemShape("skip_fifo", self.skip_depth - 1, width,
+                                 column_bits=self.skip_column_bits))
+        if SKIP_REGS > 1:
+            mems.append(MemShape("skip_regs", SKIP_REGS - 1, width))
+        return tuple(mems)
 
     @property
     def memory_bits(self) -> int:

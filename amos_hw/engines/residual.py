@@ -142,7 +142,9 @@ class ResidualAddEngine(wiring.Component):
         # read leaves the block through the block's own read register with no bypass
         # multiplexer behind it (that multiplexer after a DP16KD read without its output
         # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz)
-        m.submodules.skip_fifo = big = buffered_fifo(width=lanes * sb, depth=p.skip_depth)
+        # (a deep one in columns that each fill one block: no bank multiplexers behind them)
+        m.submodules.skip_fifo = big = buffered_fifo(width=lanes * sb, depth=p.skip_depth,
+                                                     column_bits=p.skip_column_bits)
         # the skip words reach the adder from flip-flops, not from the block RAM's read port
         # (its clock-to-out and the add were the 85F's critical path): a three-place register
         # queue behind the memory, kept full while the skip path runs ahead (it always does:

@@ -10,7 +10,9 @@ Each memory goes where Yosys's ``memory_libmap`` puts it, by the same kind of co
 
 * **block RAM**: one form of the block for the whole memory, the one that needs the fewest
   blocks: ``ceil(width / w) * ceil(depth / d)`` (a 5,647 x 19 FIFO: 3 x 3 blocks of 2,048 x 9;
-  mixing forms, 18 + 1 bits, would take 7, but Yosys does not mix them); on the ECP5 a memory
+  mixing forms, 18 + 1 bits, would take 7, but Yosys does not mix them; the generator builds
+  such a deep FIFO in columns that each fill one block instead, :attr:`MemShape.column_bits`,
+  counted column by column); on the ECP5 a memory
   wider than 36 bits may also take whole 512 x 36 columns and one column of another form for
   the rest of its width, where that is fewer (a 1,152 x 256 ROM: 7 x 3 blocks and one 4,096 x
   4, 22 blocks, as Yosys placed it);
@@ -61,8 +63,9 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["FAMILIES", "BLOCK_COST", "BLOCK_MARGIN", "LUTRAM_COST", "LUTRAM_CELL_LUTS",
-           "MemShape", "blocks_for", "placement", "block_count", "bram_budget", "margin_note",
-           "style_attrs", "mark_lut", "check_lut_memories", "lut_cost"]
+           "MemShape", "blocks_for", "unbanked_column_bits", "placement", "block_count",
+           "bram_budget", "margin_note", "style_attrs", "mark_lut", "check_lut_memories",
+           "lut_cost"]
 
 #: Per FPGA family: the (depth, width) forms of one block, the bits of a block, and whether
 #: small written memories can go to LUT RAM.
@@ -93,16 +96,26 @@ _LOGIC_COST_RAM = 1.0
 @dataclass(frozen=True)
 class MemShape:
     """One memory of a design: ``depth`` words of ``width`` bits; ``rom``: never written;
-    ``in_lut``: kept out of block RAM (:func:`style_attrs`)."""
+    ``in_lut``: kept out of block RAM (:func:`style_attrs`); ``column_bits``: built as
+    memories of that many bits side by side (:func:`unbanked_column_bits`), 0 for one memory."""
     name: str
     depth: int
     width: int
     rom: bool = False
     in_lut: bool = False
+    column_bits: int = 0
 
     @property
     def bits(self) -> int:
         return self.depth * self.width
+
+    @property
+    def column_widths(self) -> tuple:
+        """The widths of the memories it is built as: ``(width,)``, or its columns."""
+        if not self.column_bits or self.column_bits >= self.width:
+            return (self.width,)
+        full, rest = divmod(self.width, self.column_bits)
+        return (self.column_bits,) * full + ((rest,) if rest else ())
 
 
 def _family(name: str) -> dict:
@@ -134,6 +147,26 @@ def blocks_for(depth: int, width: int, family: str = "ecp5") -> int:
     return _blocks(int(depth), int(width), fam["forms"], fam["mix_last"])
 
 
+def unbanked_column_bits(depth: int, width: int, family: str = "ecp5") -> int:
+    """Bits per column that keep a ``depth`` x ``width`` memory out of depth banks: the width
+    of the widest block form at least ``depth`` deep, where a form less deep needs as few
+    blocks or fewer; else 0 (one memory: one row of blocks is the cheapest form, or no form is
+    that deep).
+
+    Yosys puts a memory deeper than its chosen form's depth in banks of blocks and selects the
+    bank's output with multiplexers behind the blocks' read ports (a 5,647 x 15 FIFO: 2 x 3
+    blocks of 2,048 x 9, three-way multiplexers); then no flip-flop reads the block directly
+    and the block's output register stays unused (:mod:`boards.outreg`). Columns of this many
+    bits each fill one block of that form (a 5,647 x 15 FIFO: 8 columns of 8,192 x 2 blocks, 8
+    blocks instead of 6)."""
+    forms = _family(family)["forms"]
+    unbanked = [(math.ceil(width / w), w) for d, w in forms if d >= depth]
+    banked = [math.ceil(width / w) * math.ceil(depth / d) for d, w in forms if d < depth]
+    if not unbanked or not banked or min(unbanked)[0] < min(banked):
+        return 0  # Yosys takes the one row of blocks, the cheaper form (or must bank)
+    return max(w for _, w in unbanked)
+
+
 def placement(mem: MemShape, family: str = "ecp5") -> tuple[str, int]:
     """Where synthesis puts ``mem``: ``("block", blocks)``, ``("lutram", cells)`` or
     ``("logic", 0)``, the cheapest by the module docstring's costs."""
@@ -142,7 +175,7 @@ def placement(mem: MemShape, family: str = "ecp5") -> tuple[str, int]:
         if fam["lutram"] and not mem.rom:
             return "lutram", _lutram_cells(mem)
         return "logic", 0
-    blocks = blocks_for(mem.depth, mem.width, family)
+    blocks = sum(blocks_for(mem.depth, w, family) for w in mem.column_widths)
     # logic first: like memory_libmap, a RAM form must cost less than logic to be chosen
     options = [(mem.bits * (_LOGIC_COST_ROM if mem.rom else _LOGIC_COST_RAM), "logic", 0)]
     if fam["lutram"] and not mem.rom:

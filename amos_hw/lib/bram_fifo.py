@@ -1,7 +1,7 @@
 """A synchronous FIFO whose block RAM read leaves through a register alone."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -33,14 +33,23 @@ class BramFifo(wiring.Component):
         Bits per word.
     depth : int
         Words held, at least 2 (the memory has ``depth - 1``, the read register one).
+    column_bits : int
+        0: one memory of ``width`` bits. Else the memory is built as memories of
+        ``column_bits`` bits side by side (the last one narrower where ``width`` is not a
+        multiple), each with the same addresses: a width at which one block holds the whole
+        depth keeps Yosys from banking the memory by depth, with multiplexers behind the
+        blocks (:func:`amos_hw.lib.bram.unbanked_column_bits`). The same values either way.
     """
 
-    def __init__(self, *, width: int, depth: int):
+    def __init__(self, *, width: int, depth: int, column_bits: int = 0):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"BramFifo width must be a positive integer, not {width!r}")
         if not isinstance(depth, int) or depth < 2:
             raise ValueError(f"BramFifo depth must be an integer of at least 2, not {depth!r}")
-        self.width, self.depth = width, depth
+        if not isinstance(column_bits, int) or column_bits < 0:
+            raise ValueError(f"BramFifo column_bits must be an integer of at least 0, "
+                             f"not {column_bits!r}")
+        self.width, self.depth, self.column_bits = width, depth, column_bits
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
@@ -54,23 +63,27 @@ class BramFifo(wiring.Component):
         inner_rdy = Signal()
         produce = Signal(range(inner))
         consume = Signal(range(inner))
-        m.submodules.storage = mem = Memory(shape=self.width, depth=inner, init=[],
-                                            attrs={"no_rw_check": 1})
-        wr = mem.write_port()
-        rd = mem.read_port(domain="comb")
         do_write = self.w_rdy & self.w_en
+        step = self.column_bits or self.width
+        reads = []
+        for i, lo in enumerate(range(0, self.width, step)):
+            bits = min(step, self.width - lo)
+            mem = Memory(shape=bits, depth=inner, init=[], attrs={"no_rw_check": 1})
+            m.submodules["storage" if step == self.width else f"storage_{i}"] = mem
+            wr, rd = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data[lo:lo + bits]),
+                         wr.en.eq(do_write), rd.addr.eq(consume)]
+            reads.append(rd.data)
         do_read = inner_rdy & (~self.r_rdy | self.r_en)  # the read register takes a word
         m.d.comb += [
             self.w_rdy.eq(inner_level != inner),
             inner_rdy.eq(inner_level != 0),
-            wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(do_write),
-            rd.addr.eq(consume),
             self.level.eq(inner_level + self.r_rdy),
         ]
         with m.If(do_write):
             m.d.sync += produce.eq(_next(produce, inner))
         with m.If(do_read):
-            m.d.sync += [consume.eq(_next(consume, inner)), self.r_data.eq(rd.data),
+            m.d.sync += [consume.eq(_next(consume, inner)), self.r_data.eq(Cat(*reads)),
                          self.r_rdy.eq(1)]
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
@@ -81,14 +94,16 @@ class BramFifo(wiring.Component):
         return m
 
 
-def buffered_fifo(*, width: int, depth: int) -> BramFifo | SyncFIFOBuffered:
+def buffered_fifo(*, width: int, depth: int,
+                  column_bits: int = 0) -> BramFifo | SyncFIFOBuffered:
     """A FIFO with ``SyncFIFOBuffered``'s ports and timing: :class:`BramFifo` from two words
-    on, Amaranth's own for one word (a single register, no memory to read)."""
+    on (its memory in columns of ``column_bits``, see there), Amaranth's own for one word (a
+    single register, no memory to read)."""
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"FIFO depth must be a positive integer, not {depth!r}")
     if depth == 1:
         return SyncFIFOBuffered(width=width, depth=1)
-    return BramFifo(width=width, depth=depth)
+    return BramFifo(width=width, depth=depth, column_bits=column_bits)
 
 
 def _next(ptr, depth: int):
