@@ -67,8 +67,10 @@ def test_columns_are_memories_side_by_side():
     text = rtlil.convert(BramFifo(width=8, depth=6, column_bits=3))
     assert sorted(re.findall(r"memory width (\d+) size (\d+)", text)) == [
         ("2", "5"), ("3", "5"), ("3", "5")]
-    whole = rtlil.convert(BramFifo(width=8, depth=6))
-    assert re.findall(r"memory width (\d+) size (\d+)", whole) == [("8", "5")]
+    for column_bits in (0, 8, 12):  # no column narrower than the word: one memory
+        whole = rtlil.convert(BramFifo(width=8, depth=6, column_bits=column_bits))
+        assert re.findall(r"memory width (\d+) size (\d+) \\(\S+)", whole) == [
+            ("8", "5", "storage")]
 
 
 def test_buffered_fifo_picks_the_memory_form_from_two_words():

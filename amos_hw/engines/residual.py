@@ -141,8 +141,8 @@ class ResidualAddEngine(wiring.Component):
         # the skip words wait in block RAM; BramFifo is SyncFIFOBuffered cycle for cycle, but its
         # read leaves the block through the block's own read register with no bypass
         # multiplexer behind it (that multiplexer after a DP16KD read without its output
-        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz)
-        # (a deep one in columns that each fill one block: no bank multiplexers behind them)
+        # register was the critical path of both K = 6 ECP5-85F builds at 100 MHz); a deep
+        # one is built in columns that each fill one block, so no bank multiplexer follows them
         m.submodules.skip_fifo = big = buffered_fifo(width=lanes * sb, depth=p.skip_depth,
                                                      column_bits=p.skip_column_bits)
         # the skip words reach the adder from flip-flops, not from the block RAM's read port

@@ -64,7 +64,7 @@ class BramFifo(wiring.Component):
         produce = Signal(range(inner))
         consume = Signal(range(inner))
         do_write = self.w_rdy & self.w_en
-        step = self.column_bits or self.width
+        step = min(self.column_bits or self.width, self.width)  # one memory if not narrower
         reads = []
         for i, lo in enumerate(range(0, self.width, step)):
             bits = min(step, self.width - lo)
