@@ -1164,13 +1164,10 @@ class AddParams:
         its memory, the skip FIFO's in columns of :attr:`skip_column_bits`), as
         :class:`~amos_hw.lib.bram.MemShape`."""
         width = self.lanes * self.skip_bits
-        mems = []
-        if self.skip_depth > 1:
-            mems.append(MemShape("skip_fifo", self.skip_depth - 1, width,
-                                 column_bits=self.skip_column_bits))
-        if SKIP_REGS > 1:
-            mems.append(MemShape("skip_regs", SKIP_REGS - 1, width))
-        return tuple(mems)
+        return tuple(MemShape(name, depth - 1, width, column_bits=cb)
+                     for name, depth, cb in (("skip_fifo", self.skip_depth, self.skip_column_bits),
+                                             ("skip_regs", SKIP_REGS, 0))
+                     if depth > 1)
 
     @property
     def memory_bits(self) -> int:

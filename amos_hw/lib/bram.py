@@ -63,7 +63,8 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["FAMILIES", "BLOCK_COST", "BLOCK_MARGIN", "LUTRAM_COST", "LUTRAM_CELL_LUTS",
-           "MemShape", "blocks_for", "unbanked_column_bits", "placement", "block_count",
+           "MemShape", "blocks_for", "column_widths", "unbanked_column_bits", "placement",
+           "block_count",
            "bram_budget", "margin_note", "style_attrs", "mark_lut", "check_lut_memories",
            "lut_cost"]
 
@@ -111,11 +112,18 @@ class MemShape:
 
     @property
     def column_widths(self) -> tuple:
-        """The widths of the memories it is built as: ``(width,)``, or its columns."""
-        if not self.column_bits or self.column_bits >= self.width:
-            return (self.width,)
-        full, rest = divmod(self.width, self.column_bits)
-        return (self.column_bits,) * full + ((rest,) if rest else ())
+        """The widths of the memories it is built as (:func:`column_widths`)."""
+        return column_widths(self.width, self.column_bits)
+
+
+def column_widths(width: int, column_bits: int) -> tuple:
+    """The widths of a ``width``-bit memory built in columns of ``column_bits``: ``(width,)``
+    when ``column_bits`` is 0 or not narrower than ``width``, else full columns and a narrower
+    last one for the rest (:class:`~amos_hw.lib.bram_fifo.BramFifo` builds them so)."""
+    if not column_bits or column_bits >= width:
+        return (width,)
+    full, rest = divmod(width, column_bits)
+    return (column_bits,) * full + ((rest,) if rest else ())
 
 
 def _family(name: str) -> dict:
@@ -160,11 +168,11 @@ def unbanked_column_bits(depth: int, width: int, family: str = "ecp5") -> int:
     bits each fill one block of that form (a 5,647 x 15 FIFO: 8 columns of 8,192 x 2 blocks, 8
     blocks instead of 6)."""
     forms = _family(family)["forms"]
-    unbanked = [(math.ceil(width / w), w) for d, w in forms if d >= depth]
+    unbanked = [w for d, w in forms if d >= depth]  # widths of the forms that hold it all
     banked = [math.ceil(width / w) * math.ceil(depth / d) for d, w in forms if d < depth]
-    if not unbanked or not banked or min(unbanked)[0] < min(banked):
+    if not unbanked or not banked or min(math.ceil(width / w) for w in unbanked) < min(banked):
         return 0  # Yosys takes the one row of blocks, the cheaper form (or must bank)
-    return max(w for _, w in unbanked)
+    return max(unbanked)
 
 
 def placement(mem: MemShape, family: str = "ecp5") -> tuple[str, int]:

@@ -7,6 +7,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.lib.bram import column_widths
+
 __all__ = ["BramFifo", "buffered_fifo"]
 
 
@@ -64,16 +66,16 @@ class BramFifo(wiring.Component):
         produce = Signal(range(inner))
         consume = Signal(range(inner))
         do_write = self.w_rdy & self.w_en
-        step = min(self.column_bits or self.width, self.width)  # one memory if not narrower
-        reads = []
-        for i, lo in enumerate(range(0, self.width, step)):
-            bits = min(step, self.width - lo)
+        widths = column_widths(self.width, self.column_bits)
+        reads, lo = [], 0
+        for i, bits in enumerate(widths):
             mem = Memory(shape=bits, depth=inner, init=[], attrs={"no_rw_check": 1})
-            m.submodules["storage" if step == self.width else f"storage_{i}"] = mem
+            m.submodules["storage" if len(widths) == 1 else f"storage_{i}"] = mem
             wr, rd = mem.write_port(), mem.read_port(domain="comb")
             m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data[lo:lo + bits]),
                          wr.en.eq(do_write), rd.addr.eq(consume)]
             reads.append(rd.data)
+            lo += bits
         do_read = inner_rdy & (~self.r_rdy | self.r_en)  # the read register takes a word
         m.d.comb += [
             self.w_rdy.eq(inner_level != inner),
