@@ -60,6 +60,9 @@ def _variant_parts(report: dict) -> list[tuple[str, str]]:
     carry = report.get("carry")
     if carry is not None and carry != default_form(report.get("family")):
         parts.append((f"{carry}-carry", f"{carry} carry"))
+    if report.get("fold_resets") is not None:
+        n = report["fold_resets"]
+        parts.append((f"resets{n}", f"resets of fewer than {n} flip-flops folded"))
     return parts
 
 
@@ -132,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=None,
                     help="nextpnr's placement seed (default 1); a build with another seed is "
                          "saved with a _seed<N> suffix")
+    ap.add_argument("--fold-resets", type=int, default=None, metavar="N",
+                    help="ECP5: fold the synchronous resets of reset nets read by fewer than N "
+                         "flip-flops into LUTs (boards.lsrfold; 8 fills a logic tile)")
     ap.add_argument("--variant", default=None,
                     help="name of a non-default build, saved as <board>_<model>_<variant>.json")
     sweep = ap.add_argument_group("sweeps (boards.sweep; the cluster extra)")
@@ -155,6 +161,8 @@ def _build_folder(args, board) -> Path:
         tag += f"-seed{args.seed}"
     if args.carry is not None and args.carry != default_form(board.family):
         tag += f"-{args.carry}-carry"
+    if args.fold_resets is not None:
+        tag += f"-resets{args.fold_resets}"
     out = build_dir(board.name, args.model)
     return out.with_name(f"{out.name}_{tag.strip('-')}") if tag else out
 
@@ -171,7 +179,7 @@ def _report(args) -> dict:
     return build(board.name, args.model, clock_mhz=args.clock_mhz,
                  parallelism=args.parallelism, lut_fill=args.lut_fill,
                  out=_build_folder(args, board), router=args.router, carry=args.carry,
-                 timing_mhz=args.timing_mhz, seed=args.seed)
+                 timing_mhz=args.timing_mhz, seed=args.seed, fold_resets=args.fold_resets)
 
 
 def _sweep(args) -> int:
@@ -198,7 +206,7 @@ def _check_args(ap, args) -> None:
         given = [f"--{k.replace('_', '-')}" for k in ("board", "model", "no_build", "table_only",
                                                       "clock_mhz", "parallelism", "lut_fill",
                                                       "carry", "router", "timing_mhz", "seed",
-                                                      "variant")
+                                                      "fold_resets", "variant")
                  if getattr(args, k) not in (None, False)]
         if given:
             ap.error(f"--sweep takes its boards, models, seeds, foldings and clock from the "

@@ -268,15 +268,21 @@ _BELS = {
 }
 
 
-def _add_outreg_step(script: Path) -> None:
+def _add_outreg_step(script: Path, fold_resets: int | None = None) -> None:
     """Run :mod:`boards.outreg` on Yosys's netlist before nextpnr reads it (the flip-flops
-    behind the block RAMs into their output registers); its counts go to ``top.outreg.json``."""
+    behind the block RAMs into their output registers); its counts go to ``top.outreg.json``.
+    With ``fold_resets``, :mod:`boards.lsrfold` runs after it (the synchronous resets of reset
+    nets read by fewer flip-flops folded into LUTs); its counts go to ``top.lsrfold.json``."""
     lines = script.read_text().splitlines()
     at = next((i for i, ln in enumerate(lines) if ln.startswith('"$YOSYS"')), None)
     if at is None:
         raise BoardError(f"{script}: no Yosys step to put boards.outreg after")
-    lines.insert(at + 1, f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} "
-                         "-m boards.outreg top.json --report top.outreg.json")
+    python = f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)}"
+    steps = [f"{python} -m boards.outreg top.json --report top.outreg.json"]
+    if fold_resets is not None:
+        steps.append(f"{python} -m boards.lsrfold top.json --min-group {int(fold_resets)} "
+                     "--report top.lsrfold.json")
+    lines[at + 1:at + 1] = steps
     script.write_text("\n".join(lines) + "\n")
 
 
@@ -316,8 +322,21 @@ def _run_script(gw: Path, script: str, env: dict, log: Path, progress: bool, *,
                          + "\n".join(tail))
 
 
-def _check_build_options(board: Board, *, clock_mhz, router, carry, timing_mhz, seed) -> None:
+def _check_fold_resets(board: Board, fold_resets) -> None:
+    if fold_resets is None:
+        return
+    if board.family != "ecp5":
+        raise BoardError(f"--fold-resets: {board.name} is an {board.family} board; the fold "
+                         f"is for ECP5 logic tiles (one reset net per 8 flip-flops)")
+    if isinstance(fold_resets, bool) or not isinstance(fold_resets, int) or fold_resets < 1:
+        raise BoardError(f"--fold-resets must be a whole number of flip-flops, at least 1, "
+                         f"not {fold_resets!r}")
+
+
+def _check_build_options(board: Board, *, clock_mhz, router, carry, timing_mhz, seed,
+                         fold_resets=None) -> None:
     """Refuse options the board or the tools cannot take, naming the option."""
+    _check_fold_resets(board, fold_resets)
     if timing_mhz is not None:
         if board.family != "ecp5":
             raise BoardError(f"--timing-mhz is for ECP5 builds; {board.name} is an "
@@ -349,7 +368,8 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
           out: Path | None = None, clock_mhz: float | None = None,
           lut_fill: float | None = None, router: str | None = None,
           carry: str | None = None, timing_mhz: float | None = None,
-          seed: int | None = None, spike_counts: bool = False) -> dict:
+          seed: int | None = None, spike_counts: bool = False,
+          fold_resets: int | None = None) -> dict:
     """Build the bitstream of ``model`` for ``board_name``; return and write the report.
 
     Parameters
@@ -382,6 +402,10 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     spike_counts : bool, optional
         The network counts each image's spikes and the host link returns them with the class
         (``--spike-counts``; layer-pipelined designs only).
+    fold_resets : int, optional
+        ECP5: fold the synchronous resets of every reset net read by fewer than this many
+        flip-flops into a LUT4 before each (:mod:`boards.lsrfold`; 8 fills a logic tile).
+        Default: Yosys's netlist as it is.
     timing_mhz : float, optional
         ECP5: the frequency nextpnr is asked to meet for the design clock, when it should differ
         from the clock itself (the oscillator pin's constraint is scaled so that the PLL's
@@ -394,7 +418,7 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
     """
     board = get_board(board_name)
     _check_build_options(board, clock_mhz=clock_mhz, router=router, carry=carry,
-                         timing_mhz=timing_mhz, seed=seed)
+                         timing_mhz=timing_mhz, seed=seed, fold_resets=fold_resets)
     shared_fallback = parallelism is None
     if parallelism is None and board.fold is not None:
         parallelism = dict(board.fold)
@@ -416,14 +440,15 @@ def build(board_name: str, model: str, *, parallelism=None, progress: bool = Tru
                              spike_counts=spike_counts)
         return _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est,
                              clock_mhz, progress, router, carry, timing_mhz,
-                             SEED if seed is None else seed, lock_fd=lock.fileno())
+                             SEED if seed is None else seed, lock_fd=lock.fileno(),
+                             fold_resets=fold_resets)
     finally:
         lock.close()
 
 
 def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, clock_mhz,
                   progress, router=None, carry="generic", timing_mhz=None, seed=SEED, *,
-                  lock_fd=None):
+                  lock_fd=None, fold_resets=None):
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     top = BoardTop(net, baud=board.baud, name=model_name, uart=board.uart, led=board.led,
@@ -432,7 +457,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     gw = out / "gateware"
     gw.mkdir(parents=True, exist_ok=True)
     for stale in ("top.json", "top.config", "top.asc", "top.bit", "top.bin", "top.report.json",
-                  "top.outreg.json"):
+                  "top.outreg.json", "top.lsrfold.json"):
         (gw / stale).unlink(missing_ok=True)
 
     def prepare():
@@ -447,7 +472,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
 
     deep_call(prepare)
     if board.family == "ecp5":
-        _add_outreg_step(gw / "build_top.sh")
+        _add_outreg_step(gw / "build_top.sh", fold_resets)
     git = _git_state()  # the code the design was elaborated from, not the tree after the build
     if timing_mhz is not None:
         _scale_oscillator_constraint(gw / "top.lpf", timing_mhz / (top.core.clk_hz / 1e6))
@@ -461,6 +486,7 @@ def _build_locked(board, model, model_name, out, env, fallbacks, t0, net, est, c
     report["router"] = router or "router1"
     report["seed"] = seed
     report["timing_mhz"] = timing_mhz  # None: nextpnr was asked to meet the clock itself
+    report["fold_resets"] = fold_resets  # None: Yosys's resets as it mapped them
     # the carry form is the layer engines'; the shared engine has no adder tree to put in it
     report["carry"] = None if est.get("architecture") == "shared" else carry
     if getattr(net, "weights", None) == "flash":
@@ -497,6 +523,8 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
     stat = _stat_counts(json.loads((gw / "top.stat.json").read_text()), board.family)
     outreg_file = gw / "top.outreg.json"
     outreg = json.loads(outreg_file.read_text()) if outreg_file.exists() else {}
+    fold_file = gw / "top.lsrfold.json"
+    fold = json.loads(fold_file.read_text()) if fold_file.exists() else {}
     fmax = pnr.get("fmax", {})
     if not fmax:
         raise BoardError(f"nextpnr reported no clock in {gw / 'top.report.json'}")
@@ -536,7 +564,9 @@ def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
                 | {"requested_mhz": top.clock_mhz,
                    "primitive": getattr(top.pll, "primitive", None) or "EHXPLLL"}
                 if top.pll is not None else None),
-        "lut4": stat["lut4"],
+        # Yosys's count, and the LUT4s boards.lsrfold added
+        "lut4": stat["lut4"] + fold.get("luts_added", 0),
+        "lsrfold": fold or None,
         # Yosys's count, less the flip-flops boards.outreg moved into block RAMs
         "ff": stat["ff"] - outreg.get("flip_flops", 0),
         "outreg": outreg or None,

@@ -36,44 +36,20 @@ rewritten netlist is not simulated here; the conditions above are the whole argu
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from collections import defaultdict
-from pathlib import Path
+
+from boards.netlist import param as _param
+from boards.netlist import rewrite_main
+from boards.netlist import sinks as _sinks
 
 __all__ = ["absorb", "main"]
 
 _BITS = 18  # output bits per port
 
 
-def _param(cell: dict, name: str, default: str = "") -> str:
-    """A cell parameter as a string; Yosys's JSON marks a string that reads as binary digits
-    with a trailing space (``"1 "``: the string "1", not a one-bit constant)."""
-    return str(cell.get("parameters", {}).get(name, default)).rstrip(" ")
-
-
 def _width(cell: dict, port: str) -> int:
     raw = _param(cell, f"DATA_WIDTH_{port}", "0")
     return int(raw, 2) if set(raw) <= {"0", "1"} else int(raw)
-
-
-def _sinks(module: dict) -> dict:
-    """net bit -> [(cell name, port)] of every cell input and module output reading it."""
-    out = defaultdict(list)
-    for name, cell in module["cells"].items():
-        dirs = cell.get("port_directions", {})
-        for port, bits in cell["connections"].items():
-            if dirs.get(port) != "output":
-                for b in bits:
-                    if isinstance(b, int):
-                        out[b].append((name, port))
-    for pname, port in module.get("ports", {}).items():
-        if port.get("direction") != "input":
-            for b in port["bits"]:
-                if isinstance(b, int):
-                    out[b].append((None, pname))
-    return out
 
 
 def _group(cell: dict) -> list[tuple[str, list[str], str]]:
@@ -149,27 +125,11 @@ def absorb(netlist: dict) -> dict:
 
 def main(argv=None) -> int:
     """The command line: rewrite a netlist in place; the exit status."""
-    p = argparse.ArgumentParser(prog="python -m boards.outreg", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("netlist", type=Path, help="Yosys's JSON netlist (rewritten in place)")
-    p.add_argument("--report", type=Path, default=None,
-                   help="also write the counts as JSON to this file")
-    a = p.parse_args(argv)
-    try:
-        netlist = json.loads(a.netlist.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        print(f"python -m boards.outreg: cannot read the netlist {a.netlist}: {e}",
-              file=sys.stderr)
-        return 2
-    counts = absorb(netlist)
-    tmp = a.netlist.with_suffix(".outreg.tmp")
-    tmp.write_text(json.dumps(netlist))
-    tmp.replace(a.netlist)
-    if a.report is not None:
-        a.report.write_text(json.dumps(counts) + "\n")
-    print(f"boards.outreg: {counts['flip_flops']} flip-flops moved into the output registers "
-          f"of {counts['blocks']} DP16KD read ports")
-    return 0
+    return rewrite_main(
+        argv, prog="python -m boards.outreg", doc=__doc__,
+        rewrite=lambda netlist, _args: absorb(netlist),
+        summary=lambda c: (f"boards.outreg: {c['flip_flops']} flip-flops moved into the output "
+                           f"registers of {c['blocks']} DP16KD read ports"))
 
 
 if __name__ == "__main__":

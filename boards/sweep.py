@@ -8,7 +8,9 @@
 ``boards``, ``models`` and ``seeds`` (nextpnr placement seeds) are required; ``foldings``
 (optional, default ``[null]``) lists per-layer parallelism objects as ``--parallelism`` takes
 them, ``null`` meaning the board's own folding; ``clock_mhz`` (optional) builds every design
-with the board PLL at that clock. Each combination is one task calling
+with the board PLL at that clock; ``fold_resets`` (optional, ECP5) folds the synchronous resets
+of reset nets read by fewer than that many flip-flops into LUTs in every build
+(:mod:`boards.lsrfold`). Each combination is one task calling
 :func:`boards.build.build` in its own folder, ``build/sweeps/<sweep>/<board>_<model>_<folding>_
 seed<N>``, on a local Dask cluster of this machine's cores or on the running one at
 ``--scheduler`` (:mod:`amos_hw.backend.cluster`); a failing build is retried, then the sweep
@@ -45,7 +47,7 @@ __all__ = ["BUILDS", "SWEEPS", "Combination", "build_one", "combinations", "load
 SWEEPS = BOARD_RESULTS / "sweeps"
 #: Build folders of the sweeps, relative to the repository of the worker that builds.
 BUILDS = Path("build") / "sweeps"
-_KEYS = {"boards", "models", "seeds", "foldings", "clock_mhz"}
+_KEYS = {"boards", "models", "seeds", "foldings", "clock_mhz", "fold_resets"}
 #: The figures kept per build in the sweep's JSON (the full report is in its own file).
 _FIGURES = ("fmax_mhz", "lut4", "ff", "cycles_per_image", "images_per_s", "meets_board_clock",
             "build_wall_s", "git")
@@ -61,6 +63,7 @@ class Combination:
     parallelism: dict | None
     seed: int
     clock_mhz: float | None
+    fold_resets: int | None = None
 
     @property
     def name(self) -> str:
@@ -105,6 +108,9 @@ def _check_entries(path, spec: dict) -> None:
     if clock is not None and (isinstance(clock, bool) or not isinstance(clock, (int, float))
                               or clock <= 0):
         raise _error(path, f"'clock_mhz' must be a positive number or null, not {clock!r}")
+    fold = spec["fold_resets"]
+    if fold is not None:
+        positive_int(f"sweep {path}: 'fold_resets'", fold, error=BoardError)
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -118,7 +124,8 @@ def load_sweep(path: str | Path) -> dict:
     Returns
     -------
     dict
-        ``boards``, ``models``, ``seeds``, ``foldings`` and ``clock_mhz``, defaults filled in.
+        ``boards``, ``models``, ``seeds``, ``foldings``, ``clock_mhz`` and ``fold_resets``,
+        defaults filled in.
 
     Raises
     ------
@@ -138,6 +145,7 @@ def load_sweep(path: str | Path) -> dict:
     out = {key: _list(path, spec, key) for key in ("boards", "models", "seeds")}
     out["foldings"] = _list(path, spec, "foldings", [None])
     out["clock_mhz"] = spec.get("clock_mhz")
+    out["fold_resets"] = spec.get("fold_resets")
     _check_entries(path, out)
     out["boards"] = [get_board(b).name for b in out["boards"]]
     return out
@@ -150,7 +158,7 @@ def _folding_name(i: int, folding: dict | None) -> str:
 def combinations(spec: dict) -> list[Combination]:
     """Every build of a checked sweep: boards, then models, foldings and seeds."""
     folds = [(_folding_name(i, f), f) for i, f in enumerate(spec["foldings"])]
-    return [Combination(b, m, name, fold, s, spec["clock_mhz"])
+    return [Combination(b, m, name, fold, s, spec["clock_mhz"], spec.get("fold_resets"))
             for b, m, (name, fold), s in product(spec["boards"], spec["models"], folds,
                                                   spec["seeds"])]
 
@@ -160,7 +168,7 @@ def build_one(build_fn: Callable[..., dict], combo: Combination, folder: str) ->
     repository, or absolute) and return the build report."""
     return build_fn(combo.board, combo.model, parallelism=combo.parallelism,
                     clock_mhz=combo.clock_mhz, seed=combo.seed, out=REPO / folder,
-                    progress=False)
+                    progress=False, fold_resets=combo.fold_resets)
 
 
 def _build_entry(combo: Combination, report: dict, saved: Path, results: Path) -> dict:

@@ -13,7 +13,7 @@ from boards.board import BoardError
 pytest.importorskip("distributed", reason="the cluster extra (dask[distributed]) is not installed")
 
 
-def fake_build(board, model, *, parallelism, clock_mhz, seed, out, progress):
+def fake_build(board, model, *, parallelism, clock_mhz, seed, out, progress, fold_resets):
     """A build report in a few milliseconds; ``hx8k`` seed 2 fails on its first try and the
     model ``broken`` always."""
     out = Path(out)
@@ -29,7 +29,7 @@ def fake_build(board, model, *, parallelism, clock_mhz, seed, out, progress):
             "lut4": 1234, "ff": 567, "bram": {"blocks": 8, "bits": 32768},
             "cycles_per_image": cycles, "images_per_s": fmax * 1e6 / cycles,
             "meets_board_clock": True, "build_wall_s": 0.1, "git": "c0ffee",
-            "elaborate_wall_s": 0.01}
+            "elaborate_wall_s": 0.01, "fold_resets": fold_resets}
 
 
 def _sweep_file(tmp_path, **spec) -> Path:
@@ -67,6 +67,14 @@ def test_two_boards_two_seeds_one_retried(tmp_path):
     assert "| `s1.json` | hx8k | digits | board | 1, 2 | 42.5 | 42.0 | 1,234 | 1,000 |" in page
 
 
+def test_fold_resets_reaches_every_build(tmp_path):
+    f = _sweep_file(tmp_path, boards=["ulx3s-85f"], models=["digits"], seeds=[1, 2],
+                    fold_resets=8)
+    doc = json.loads(_run(f, tmp_path).read_text())
+    assert [b["result"] for b in doc["builds"]] == ["s1/ulx3s-85f_digits_resets8.json",
+                                                    "s1/ulx3s-85f_digits_seed2_resets8.json"]
+
+
 def test_a_build_that_always_fails_is_named_and_nothing_claims_completeness(tmp_path):
     f = _sweep_file(tmp_path, boards=["icebreaker"], models=["digits", "broken"], seeds=[1])
     with pytest.raises(ClusterError, match=r"icebreaker/broken/board/seed1: RuntimeError: "
@@ -91,6 +99,8 @@ def test_a_build_that_always_fails_is_named_and_nothing_claims_completeness(tmp_
      "each of 'foldings' is a parallelism object or null, not 3"),
     ({"boards": ["hx8k"], "models": ["digits"], "seeds": [1], "clock_mhz": -5},
      "'clock_mhz' must be a positive number or null, not -5"),
+    ({"boards": ["hx8k"], "models": ["digits"], "seeds": [1], "fold_resets": 0},
+     "'fold_resets' must be a positive integer, not 0"),
 ])
 def test_bad_sweep_files(tmp_path, spec, message):
     with pytest.raises(BoardError, match=message):

@@ -134,3 +134,19 @@ def test_other_carry_result_name(tmp_path, monkeypatch):
     assert json.loads(out.read_text())["variant"] == "generic carry"
     rep["carry"] = "ecp5"
     assert bench.save_result(rep).name == "ulx3s-85f_resnet8.json"
+
+
+def test_fold_resets_result_name_and_checks(tmp_path, monkeypatch):
+    """A build with small reset nets folded (boards.lsrfold) is saved beside the default one;
+    the option is refused off ECP5 and below 1."""
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    out = bench.save_result({"board": "b", "model": "m", "seed": 3, "fold_resets": 8})
+    assert out.name == "b_m_seed3_resets8.json"
+    assert json.loads(out.read_text())["variant"] == \
+        "nextpnr seed 3, resets of fewer than 8 flip-flops folded"
+    assert bench.save_result({"board": "b", "model": "m", "fold_resets": None}).name == "b_m.json"
+    with pytest.raises(BoardError, match=r"^--fold-resets: hx8k is an ice40 board"):
+        build("hx8k", "digits", fold_resets=8)
+    for bad in (0, 2.5, True):
+        with pytest.raises(BoardError, match=r"^--fold-resets must be a whole number"):
+            build("ulx3s-85f", "digits", fold_resets=bad)
