@@ -70,7 +70,8 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     with their folder). LUT4, FF, DP16KD, DSP and images/s on the board clock are those of the
     fastest build that meets its clock; Fmax is the median and the minimum over the builds
     that target the same clock (``fmax_constraint_mhz``) from the same generator commit
-    (``git``): the nextpnr seeds of one netlist, listed in ``placed_builds``. All ``None`` when
+    (``git``): the nextpnr seeds of one netlist, listed in ``placed_builds`` (between builds
+    that meet their clock at the same images/s, the commit with more seeds). All ``None`` when
     there is no such build; without a build that meets its clock, the fastest build of the
     highest target chooses the commit and gives the sizes, and images/s on the board clock
     stays ``None``."""
@@ -84,8 +85,14 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     out = dict.fromkeys(PLACED)
     if not reps:
         return out
+    def seeds(rep):  # the builds of its netlist at its clock target
+        return sum(r["fmax_constraint_mhz"] == rep["fmax_constraint_mhz"]
+                   and r.get("git") == rep.get("git") for _, r in reps)
+
     meets = [rep for _, rep in reps if rep.get("meets_board_clock")]
-    best = max(meets, key=lambda rep: rep["images_per_s_board_clock"]) if meets else None
+    # equal images/s (one clock, one cycle count): the netlist with more seeds measured
+    best = max(meets, key=lambda rep: (rep["images_per_s_board_clock"], seeds(rep))) \
+        if meets else None
     if best is None:
         top = max(rep["fmax_constraint_mhz"] for _, rep in reps)
         best = max((rep for _, rep in reps if rep["fmax_constraint_mhz"] == top),

@@ -95,3 +95,17 @@ def test_placed_takes_the_seeds_of_one_generator_commit(tmp_path):
     assert got["placed_builds"] == ["old0.json", "old1.json", "old2.json"]
     assert (got["fmax_mhz"], got["fmax_mhz_min"], got["images_per_s_board_clock"]) == \
         (96.0, 88.0, 2700.0)
+
+
+def test_placed_prefers_the_netlist_with_more_seeds_at_equal_speed(tmp_path):
+    """One seed of an older commit met the clock, and so did seeds of the newer one: the same
+    images/s on the board clock, so the three-seed netlist gives the figures."""
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    _build(tmp_path, "a_single", git="old", fmax_constraint_mhz=100.0, fmax_mhz=102.6,
+           images_per_s_board_clock=2712.7)
+    for i, f in enumerate((100.4, 97.0, 101.1)):
+        _build(tmp_path, f"b{i}", git="new", fmax_constraint_mhz=100.0, fmax_mhz=f,
+               meets_board_clock=f >= 100.0, images_per_s_board_clock=2712.7)
+    got = pareto.placed(row, tmp_path)
+    assert got["placed_builds"] == ["b0.json", "b1.json", "b2.json"]
+    assert (got["fmax_mhz"], got["fmax_mhz_min"]) == (100.4, 97.0)
