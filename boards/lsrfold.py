@@ -38,7 +38,7 @@ from collections import Counter
 
 from boards.netlist import new_bits, param, rewrite_main
 
-__all__ = ["MIN_GROUP", "fold", "main"]
+__all__ = ["MIN_GROUP", "fold", "lut_init", "main"]
 
 #: Flip-flops in an ECP5 logic tile, which share one ``LSR`` net: a net read by fewer leaves
 #: part of its tile's flip-flops unusable for anything else.
