@@ -43,6 +43,7 @@ from amos_hw.lib.bram import (
     bram_budget,
     margin_note,
 )
+from amos_hw.lib.checks import positive_int
 from amos_hw.passes.shared import flash_network
 from amos_hw.shared.engine import SharedNetwork
 from amos_hw.zoo import ModelNotFound, resolve
@@ -328,9 +329,7 @@ def _check_fold_resets(board: Board, fold_resets) -> None:
     if board.family != "ecp5":
         raise BoardError(f"--fold-resets: {board.name} is an {board.family} board; the fold "
                          f"is for ECP5 logic tiles (one reset net per 8 flip-flops)")
-    if isinstance(fold_resets, bool) or not isinstance(fold_resets, int) or fold_resets < 1:
-        raise BoardError(f"--fold-resets must be a whole number of flip-flops, at least 1, "
-                         f"not {fold_resets!r}")
+    positive_int("--fold-resets", fold_resets, error=BoardError)
 
 
 def _check_build_options(board: Board, *, clock_mhz, router, carry, timing_mhz, seed,
@@ -521,10 +520,9 @@ def _scale_oscillator_constraint(lpf: Path, scale: float) -> None:
 def _report(board, model_name, net, est, top, gw: Path, fallbacks, env) -> dict:
     pnr = json.loads((gw / "top.report.json").read_text())
     stat = _stat_counts(json.loads((gw / "top.stat.json").read_text()), board.family)
-    outreg_file = gw / "top.outreg.json"
-    outreg = json.loads(outreg_file.read_text()) if outreg_file.exists() else {}
-    fold_file = gw / "top.lsrfold.json"
-    fold = json.loads(fold_file.read_text()) if fold_file.exists() else {}
+    # the netlist passes' counts (none where a pass did not run)
+    outreg, fold = (json.loads(f.read_text()) if f.exists() else {}
+                    for f in (gw / "top.outreg.json", gw / "top.lsrfold.json"))
     fmax = pnr.get("fmax", {})
     if not fmax:
         raise BoardError(f"nextpnr reported no clock in {gw / 'top.report.json'}")

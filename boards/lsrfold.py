@@ -36,6 +36,7 @@ import argparse
 import sys
 from collections import Counter
 
+from amos_hw.lib.checks import positive_int
 from boards.netlist import new_bits, param, rewrite_main
 
 __all__ = ["MIN_GROUP", "fold", "lut_init", "main"]
@@ -86,8 +87,7 @@ def fold(netlist: dict, min_group: int = MIN_GROUP) -> dict:
     ``lsr_nets`` before and after, ``nets_folded``, ``flip_flops`` (folded), ``luts_added``
     (one LUT4 each), ``min_group`` and ``group_sizes`` (flip-flops per reset net -> nets,
     before)."""
-    if min_group < 1:
-        raise ValueError(f"min_group must be at least 1, not {min_group}")
+    positive_int("min_group", min_group)
     nets = folded = before = 0
     sizes: Counter = Counter()
     for module in netlist["modules"].values():
@@ -137,20 +137,18 @@ def _fold_one(module: dict, name: str, lsr_bit: int, z_bit: int) -> None:
     ff["parameters"]["LSRMUX"] = "LSR"
 
 
-def _at_least_one(text: str) -> int:
+def _min_group(text: str) -> int:
     try:
-        n = int(text)
+        value = int(text)
     except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of flip-flops, at least 1, not {text!r}")
-    return n
+        value = text
+    return positive_int("--min-group", value, error=argparse.ArgumentTypeError)
 
 
 def main(argv=None) -> int:
     """The command line: rewrite a netlist in place; the exit status."""
     def options(p):
-        p.add_argument("--min-group", type=_at_least_one, default=MIN_GROUP,
+        p.add_argument("--min-group", type=_min_group, default=MIN_GROUP,
                        help=f"fold reset nets read by fewer flip-flops than this "
                             f"(default {MIN_GROUP}: one logic tile)")
 

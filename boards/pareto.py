@@ -85,9 +85,13 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     out = dict.fromkeys(PLACED)
     if not reps:
         return out
-    def seeds(rep):  # the builds of its netlist at its clock target
-        return sum(r["fmax_constraint_mhz"] == rep["fmax_constraint_mhz"]
-                   and r.get("git") == rep.get("git") for _, r in reps)
+
+    def same_netlist(a, b):  # one generator commit at one clock target: its seeds
+        return (a["fmax_constraint_mhz"] == b["fmax_constraint_mhz"]
+                and a.get("git") == b.get("git"))
+
+    def seeds(rep):
+        return sum(same_netlist(r, rep) for _, r in reps)
 
     meets = [rep for _, rep in reps if rep.get("meets_board_clock")]
     # equal images/s (one clock, one cycle count): the netlist with more seeds measured
@@ -97,9 +101,7 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
         top = max(rep["fmax_constraint_mhz"] for _, rep in reps)
         best = max((rep for _, rep in reps if rep["fmax_constraint_mhz"] == top),
                    key=lambda rep: rep["fmax_mhz"])
-    group = [(name, rep) for name, rep in reps
-             if rep["fmax_constraint_mhz"] == best["fmax_constraint_mhz"]
-             and rep.get("git") == best.get("git")]
+    group = [(name, rep) for name, rep in reps if same_netlist(rep, best)]
     fmax = sorted(rep["fmax_mhz"] for _, rep in group)
     out.update(fmax_mhz=round(statistics.median(fmax), 2), fmax_mhz_min=fmax[0],
                placed_builds=[name for name, _ in group])

@@ -158,7 +158,7 @@ def _folding_name(i: int, folding: dict | None) -> str:
 def combinations(spec: dict) -> list[Combination]:
     """Every build of a checked sweep: boards, then models, foldings and seeds."""
     folds = [(_folding_name(i, f), f) for i, f in enumerate(spec["foldings"])]
-    return [Combination(b, m, name, fold, s, spec["clock_mhz"], spec.get("fold_resets"))
+    return [Combination(b, m, name, fold, s, spec["clock_mhz"], spec["fold_resets"])
             for b, m, (name, fold), s in product(spec["boards"], spec["models"], folds,
                                                   spec["seeds"])]
 

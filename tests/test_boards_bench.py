@@ -148,5 +148,5 @@ def test_fold_resets_result_name_and_checks(tmp_path, monkeypatch):
     with pytest.raises(BoardError, match=r"^--fold-resets: hx8k is an ice40 board"):
         build("hx8k", "digits", fold_resets=8)
     for bad in (0, 2.5, True):
-        with pytest.raises(BoardError, match=r"^--fold-resets must be a whole number"):
+        with pytest.raises(BoardError, match=r"^--fold-resets must be a positive integer, not "):
             build("ulx3s-85f", "digits", fold_resets=bad)
