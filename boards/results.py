@@ -522,6 +522,53 @@ def _probe_row(label: str, p: dict) -> list[str]:
             f"`{command}`" if command else "not recorded"]
 
 
+def plane_skip_table(results: list[tuple[str, dict]]) -> list[str]:
+    """The skippable-passes section: one row per ``plane_skip_*.json``
+    (:mod:`amos_hw.plane_skip`), its bounds at one spike plane per pass.
+
+    Parameters
+    ----------
+    results : list of (str, dict)
+        File name and contents of each ``plane_skip_*.json``.
+
+    Returns
+    -------
+    list of str
+        The section's markdown lines.
+    """
+    lines = [
+        "## Skippable spike passes: what a data-dependent schedule could save",
+        "",
+        "Method: the model's integer activations (`python_ref.snn`) on the first training "
+        "images, read in the engines' order at the folding named; a pass of a word is skippable "
+        "when all its spikes are zero (padding words always). Bounds on the network's cycles "
+        "per image with every convolution at one spike plane per pass and its planned cycles "
+        "(an upper bound: that needs as many times the lanes as the layer has planes, "
+        "[docs/architecture.md](../architecture.md), \"Skippable spike passes\"); mean: "
+        "over images, with buffers that absorb the differences; worst: the worst image. The "
+        "per-layer figures are in each file's table (`.md` beside it).",
+        "",
+        f"Command: the row's own (`python -m amos_hw.plane_skip ...`), then `{COMMAND}`.",
+        "",
+    ]
+    rows = []
+    for name, doc in results:
+        one = next(r for r in doc["pipeline"] if r["planes"] == 1)
+        fixed = doc["cycles_per_image"]
+        folding = (f"`{doc['parallelism']}`" if doc.get("parallelism") is not None
+                   else f"chosen for {doc['board']}")
+        rows.append([f"[`{name}`]({Path(name).with_suffix('.md')})", doc["model"], folding,
+                     f"{doc['images']:,} {doc['split']}", f"{fixed:,}",
+                     f"{one['padding_cycles']:,.0f} ({fixed / one['padding_cycles']:.2f}x)",
+                     f"{one['mean_cycles']:,.0f} ({fixed / one['mean_cycles']:.2f}x, "
+                     f"{one['mean_layer']})",
+                     f"{one['worst_cycles']:,.0f} ({fixed / one['worst_cycles']:.2f}x, "
+                     f"{one['worst_layer']})"])
+    return lines + _table(["result", "model", "folding", "images", "cycles / image",
+                           "padding skipped", "mean bound", "worst image"],
+                          ["l", "l", "l", "r", "r", "r", "r", "r"], rows)
+
+
 def engine_probe_table(results: list[tuple[str, dict]]) -> list[str]:
     """The engine-probe section: one row per synthesised and routed engine.
 
@@ -601,6 +648,8 @@ def render_page(results_dir: Path | None = None) -> str:
             for path, r in sweep_builds(d / "boards")]),
         "",
         *sweeps_table(_load((d / "boards" / "sweeps").glob("*.json"))),
+        "",
+        *plane_skip_table(_load(d.glob("plane_skip_*.json"))),
         "",
         *engine_probe_table(_load(d.glob("engine_synth_*.json"))),
     ]

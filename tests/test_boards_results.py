@@ -25,7 +25,7 @@ def test_committed_page_is_the_generated_one():
 
 def test_every_table_has_its_method_and_command():
     sections = _sections(results.render_page())
-    assert len(sections) == 5
+    assert len(sections) == 6
     for title, lines in sections.items():
         assert any(ln.startswith("| ") for ln in lines), f"{title}: no table"
         assert any(ln.startswith("Method: ") for ln in lines), f"{title}: no method line"
