@@ -295,3 +295,26 @@ def test_credits_latency_and_fifo(credits):
     assert dut.result_fifo_depth == (0 if not credits else
                                      -(-(2 + (2 + dut.tree_depth + 1) + 3) // 2) + 1)
     assert dut.flip_flops - base.flip_flops == dut.result_fifo_depth * 2 * dut.acc_width
+
+
+@pytest.mark.parametrize("credits", [False, True])
+def test_deep_weight_rom_in_columns(credits):
+    # 600 words of 32 bits: one row of 1,024 x 18 blocks takes 2, as many as 512 x 36 blocks
+    # in two banks, so the ROM is built in columns of 18 and 14 bits (no bank multiplexer)
+    rng = np.random.default_rng(600)
+    dut = make(rng, 60, 40, in_bits=3, shift=7, out_bits=3, pe=1, simd=4, credits=credits)
+    assert dut.params.weight_column_bits == 18
+    weights = [mem for mem in dut.params.memories if mem.name == "weights"]
+    assert [(w.depth, w.column_widths) for w in weights] == [(600, (18, 14))]
+    fragment = Fragment.get(dut, None)
+    assert {"weights_0", "weights_1"} <= {name for _, name, _ in fragment.subfragments}
+    a = rng.integers(0, 2**3, (2, 40))
+    hw = run(dut, a, seed=3)
+    assert hw.tolist() == reference(dut, a).tolist()
+
+
+def test_weight_rom_of_one_row_is_one_memory():
+    dut = make(np.random.default_rng(1), 6, 8, pe=2, simd=4)
+    assert dut.params.weight_column_bits == 0
+    names = {name for _, name, _ in Fragment.get(dut, None).subfragments}
+    assert "weights" in names and "weights_0" not in names

@@ -85,8 +85,11 @@ def _styles(component) -> Counter:
 
 
 def _listed(mems) -> Counter:
-    return Counter((m.depth, m.width, m.rom,
-                    ("logic" if m.rom else "distributed") if m.in_lut else None) for m in mems)
+    """The same for the figures' memories, one entry per column of a memory built in
+    columns (``MemShape.column_widths``)."""
+    return Counter((m.depth, width, m.rom,
+                    ("logic" if m.rom else "distributed") if m.in_lut else None)
+                   for m in mems for width in m.column_widths)
 
 
 def _engines():

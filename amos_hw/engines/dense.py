@@ -23,7 +23,7 @@ from amos_hw.engines.figures import (
     tree_levels,
 )
 from amos_hw.lib.amos_unit import AmosUnit
-from amos_hw.lib.bram import style_attrs
+from amos_hw.lib.bram import column_widths, style_attrs
 from amos_hw.lib.bram_fifo import buffered_fifo
 from python_ref import snn
 from python_ref.quant import IntAmosUnit, requant_shift, signed_width
@@ -92,6 +92,27 @@ def spike_product(w, a, bits: int, *, signed: bool = False):
     return tree_sum(Mux(a[b], -w.shift_left(b) if signed and b == bits - 1 else w.shift_left(b),
                         0)
                     for b in range(bits))
+
+
+class _ReadColumns:
+    """A ROM built as memories of ``widths`` bits side by side, read as one: ``en`` and
+    ``addr`` drive every column's synchronous read port, ``data`` is their words concatenated
+    (the first column the least significant bits), as one memory's read port would give."""
+
+    def __init__(self, m, name: str, widths, *, depth: int, init, attrs):
+        self.en = Signal(name=f"{name}_en")
+        self.addr = Signal(range(depth), name=f"{name}_addr")
+        reads, lo = [], 0
+        for i, bits in enumerate(widths):
+            mask = (1 << bits) - 1
+            mem = Memory(shape=unsigned(bits), depth=depth,
+                         init=[(word >> lo) & mask for word in init], attrs=attrs)
+            m.submodules[f"{name}_{i}"] = mem
+            rd = mem.read_port()
+            m.d.comb += [rd.en.eq(self.en), rd.addr.eq(self.addr)]
+            reads.append(rd.data)
+            lo += bits
+        self.data = Cat(*reads)
 
 
 class DenseEngine(wiring.Component):
@@ -334,13 +355,21 @@ class _Datapath:
             for s in range(sf)
         ]
         b_init = [_pack(p.bias[f * pe:(f + 1) * pe], bb) for f in range(nf)]
-        m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wb),
-                                             depth=mem_depth(nf * sf), init=w_init,
-                                             attrs=style_attrs("weights", True, p.lut_memories))
+        w_attrs = style_attrs("weights", True, p.lut_memories)
+        widths = column_widths(pe * simd * wb, p.weight_column_bits)
+        if len(widths) == 1:
+            m.submodules.weights = wmem = Memory(shape=unsigned(pe * simd * wb),
+                                                 depth=mem_depth(nf * sf), init=w_init,
+                                                 attrs=w_attrs)
+            w_rd = wmem.read_port()
+        else:
+            # columns that each fill one block (DenseParams.weight_column_bits): one address,
+            # one enable, the words side by side
+            w_rd = _ReadColumns(m, "weights", widths, depth=mem_depth(nf * sf), init=w_init,
+                                attrs=w_attrs)
         m.submodules.biases = bmem = Memory(shape=unsigned(pe * bb), depth=mem_depth(nf),
                                             init=b_init,
                                             attrs=style_attrs("biases", True, p.lut_memories))
-        w_rd = wmem.read_port()
         b_rd = bmem.read_port()
         self.w_rd, self.b_rd = w_rd, b_rd
 

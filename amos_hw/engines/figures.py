@@ -435,10 +435,27 @@ class DenseParams:
         return self.sf * self.passes + self.tail + unit_latency
 
     @property
+    def weight_column_bits(self) -> int:
+        """Bits per column of the weight memory: the ECP5's unbanked width for its depth
+        (:func:`~amos_hw.lib.bram.unbanked_column_bits`), 0 for one memory (and for weights
+        kept out of block RAM). A weight ROM deeper than one block of its cheapest form
+        (ResNet8 K = 10 at the ``ecp5-85f`` folding: ``block2`` 's 1,152-word ROMs in rows of
+        512 x 36 blocks) had a multiplexer between the blocks and the operand register ``w_r``,
+        and the blocks read without their output register: the critical path of a K = 10
+        ECP5-85F build at 100 MHz (88.39 MHz, 5.83 ns of block clock-to-out). In columns that
+        each fill one block, ``w_r`` reads the blocks directly and becomes their output
+        register (:mod:`boards.outreg`), for a few blocks more (12 and 22 become 15 and 29)."""
+        if "weights" in self.lut_memories:
+            return 0
+        return unbanked_column_bits(mem_depth(self.nf * self.sf),
+                                    self.pe * self.simd * self.w_width)
+
+    @property
     def memories(self) -> tuple:
         """The memories the engine builds, as :class:`~amos_hw.lib.bram.MemShape`."""
         mems = [MemShape("weights", mem_depth(self.nf * self.sf),
-                         self.pe * self.simd * self.w_width, rom=True),
+                         self.pe * self.simd * self.w_width, rom=True,
+                         column_bits=self.weight_column_bits),
                 MemShape("biases", mem_depth(self.nf), self.pe * self.b_width, rom=True)]
         if self.nf > 1:
             mems.append(MemShape("inputs", mem_depth(self.sf), self.simd * self.in_bits))
