@@ -47,20 +47,27 @@ def _lut(lay) -> dict:
     return {"lut_memories": tuple(lay.lut_memories)} if lay.lut_memories else {}
 
 
+def _banked(lay) -> dict:
+    """``banked_weights`` when the fit gave the layer's weight ROM back its banked form
+    (absent otherwise, so that the arguments, and the Verilog, stay as they were)."""
+    return {"banked_weights": True} if lay.banked_weights else {}
+
+
 def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "height": lay.height, "width": lay.width, "stride": lay.stride,
         "padding": lay.padding, "in_bits": lay.in_bits, "shift": lay.shift,
         "out_bits": lay.out_bits, "pe": lay.pe, "simd": lay.simd, "planes": lay.planes,
         "name": lay.name, "carry": lay.carry or "generic", **_signed(lay),
-        **({"fifo_rows": lay.fifo_rows} if lay.fifo_rows else {}), **_lut(lay)}
+        **({"fifo_rows": lay.fifo_rows} if lay.fifo_rows else {}), **_lut(lay),
+        **_banked(lay)}
 
 
 def _dense(lay: DenseLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "in_bits": lay.in_bits, "shift": lay.shift, "out_bits": lay.out_bits, "pe": lay.pe,
         "simd": lay.simd, "planes": lay.planes, "name": lay.name,
-        "carry": lay.carry or "generic", **_signed(lay), **_lut(lay)}
+        "carry": lay.carry or "generic", **_signed(lay), **_lut(lay), **_banked(lay)}
 
 
 def _pool(lay: PoolLayer, arrays) -> tuple[tuple, dict]:

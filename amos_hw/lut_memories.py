@@ -8,7 +8,10 @@ moves the small memories that cost the fewest LUT4s per block freed into LUT RAM
 memories, ECP5) or logic (ROMs), one at a time, until the count fits
 (:func:`assign_lut_memories`). The engines give each chosen memory the attribute Yosys obeys
 (:func:`amos_hw.lib.bram.style_attrs`); the estimate counts its LUT4s
-(:func:`amos_hw.lib.bram.lut_cost`) and no block.
+(:func:`amos_hw.lib.bram.lut_cost`) and no block. Before any memory moves, the weight ROMs
+that the generator builds in columns of one block each (for timing: the operand register
+becomes the blocks' output register) go back to one banked memory where that takes fewer
+blocks (:func:`bank_candidates`, ``banked_weights`` on the layer).
 
 Which memories may move (:data:`MOVABLE`): the bias ROMs, the input buffers of folded dense
 layers, the rings of running values (depthwise accumulators, global-average-pooling sums) and
@@ -21,10 +24,10 @@ from __future__ import annotations
 
 from amos_hw import cost
 from amos_hw.layer_engines import engine_figures
-from amos_hw.lib.bram import FAMILIES, bram_budget, lut_cost, placement
+from amos_hw.lib.bram import FAMILIES, blocks_for, bram_budget, lut_cost, placement
 from amos_hw.plan import ConvLayer, DenseLayer, DepthwiseLayer, GateLayer, NetworkPlan, PoolLayer
 
-__all__ = ["MOVABLE", "MAX_WORDS", "candidates", "assign_lut_memories"]
+__all__ = ["MOVABLE", "MAX_WORDS", "assign_lut_memories", "bank_candidates", "candidates"]
 
 #: Per layer kind, the memories of its engine that may leave block RAM.
 MOVABLE = {ConvLayer: ("biases",), DenseLayer: ("biases", "inputs"),
@@ -51,20 +54,47 @@ def candidates(plan: NetworkPlan, arrays: dict, family: str) -> list[tuple]:
     return [(c, name, mem, n) for c, _, name, mem, n in sorted(out)]
 
 
+def bank_candidates(plan: NetworkPlan, arrays: dict, family: str) -> list[tuple]:
+    """``(blocks_saved, layer)`` of every matrix layer whose weight ROM is built in columns
+    (:attr:`amos_hw.engines.figures.DenseParams.weight_column_bits`) and would take fewer
+    blocks as one memory, the largest saving first (ties: the plan's layer order)."""
+    out = []
+    for order, lay in enumerate(plan.layers):
+        if not isinstance(lay, (ConvLayer, DenseLayer)):
+            continue
+        for mem in engine_figures(lay, arrays).memories:
+            if mem.name != "weights" or not mem.column_bits or mem.in_lut:
+                continue
+            saved = placement(mem, family)[1] - blocks_for(mem.depth, mem.width, family)
+            if saved > 0:
+                out.append((-saved, order, lay.name))
+    return [(-neg, name) for neg, _, name in sorted(out)]
+
+
 def assign_lut_memories(plan: NetworkPlan, arrays: dict, dev: dict) -> dict:
     """Set ``lut_memories`` of the layers of a folded, memory-assigned plan so that its block
     count fits ``dev`` (:func:`amos_hw.devices.device` or a board budget), moving as few
-    LUT4s' worth as the greedy order allows; returns ``{layer: [memory, ...]}`` of those moved
+    LUT4s' worth as the greedy order allows. First, weight ROMs built in columns (one block
+    each, so that the operand register can be the blocks' output register) go back to one
+    memory, the largest saving first (``banked_weights``), until the count fits; only then
+    do small memories move. Returns ``{layer: [memory, ...]}`` of those moved
     (empty when the design fits as it is). When even all movable memories do not make it fit,
     all are moved and the fit check reports what is still over."""
     for lay in plan.layers:
         lay.lut_memories = ()
+        if isinstance(lay, (ConvLayer, DenseLayer)):
+            lay.banked_weights = False
     family = dev["family"]
     rows = cost.layer_rows(plan, arrays, family)
     over = sum(r["est_bram_blocks"] for r in rows) - bram_budget(family, dev["bram_blocks"])
     moved: dict[str, list] = {}
     if over <= 0:
         return moved
+    for saved, name in bank_candidates(plan, arrays, family):
+        plan.by_name()[name].banked_weights = True
+        over -= saved
+        if over <= 0:
+            return moved
     for _, name, mem, blocks in candidates(plan, arrays, family):
         moved.setdefault(name, []).append(mem)
         over -= blocks

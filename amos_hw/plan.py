@@ -182,6 +182,8 @@ class _MatrixLayer(Layer):
     pe: int = 1
     simd: int = 1
     planes: int | None = None  # spike planes per cycle (default: in_bits, bit-parallel)
+    # the weight ROM as one memory, not in columns (set by lut_memories.assign_lut_memories)
+    banked_weights: bool = False
 
     @property
     def n_outputs(self) -> int:
@@ -225,7 +227,10 @@ class _MatrixLayer(Layer):
         return d
 
     def _folded_fields(self) -> dict:
-        return {"pe": self.pe, "simd": self.simd, "planes": self.planes}
+        d = {"pe": self.pe, "simd": self.simd, "planes": self.planes}
+        if self.banked_weights:
+            d["banked_weights"] = True
+        return d
 
 
 @dataclass

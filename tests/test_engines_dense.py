@@ -318,3 +318,15 @@ def test_weight_rom_of_one_row_is_one_memory():
     assert dut.params.weight_column_bits == 0
     names = {name for _, name, _ in Fragment.get(dut, None).subfragments}
     assert "weights" in names and "weights_0" not in names
+
+
+def test_banked_weights_keep_one_memory():
+    # the same 600 x 32 ROM with banked_weights (set by the memory step when blocks run out)
+    rng = np.random.default_rng(600)
+    w, b = rng.integers(-127, 128, (60, 40)), rng.integers(-3000, 3001, 60)
+    dut = DenseEngine(w, b, in_bits=3, shift=7, out_bits=3, pe=1, simd=4, banked_weights=True)
+    assert dut.params.weight_column_bits == 0
+    names = {name for _, name, _ in Fragment.get(dut, None).subfragments}
+    assert "weights" in names and "weights_0" not in names
+    with pytest.raises(ValueError, match="banked_weights must be"):
+        DenseEngine(w, b, in_bits=3, shift=7, out_bits=3, banked_weights=1)

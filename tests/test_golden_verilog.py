@@ -26,10 +26,10 @@ GOLDEN = {
         "report.json": "02d799da807cff4ed2fbde0bfc25e7ba72d265a7656b69b1dde95722ffeb6d3b"}),
     "resnet8_ice40-up5k": ({"model": "resnet8", "board": "ice40-up5k"}, {
         "amos_resnet8.v": "6cb169bf27dca5f9270ba3a7337b2bfcf4ab6bc90259739756a4afbebacc4925",
-        "report.json": "8c686fa83904e21c7c5435f3d91b432069c02761d634d00034edaa2edd9c6a40"}),
+        "report.json": "69f79d9c1f585dd7769d7c06933b84eaa718c1c20114c873cc98ec20c9863c9b"}),
     "resnet8_ecp5-25f_flash": ({"model": "resnet8", "board": "ecp5-25f"}, {
         "amos_resnet8.v": "59c1cd49d000d649f987145a129d79ce5b1bc433a6c47e8944751dc79051913c",
-        "report.json": "e6d1eb8024a4c4ead3ea8abca45626f3eaadfe1e8fecb1d597437cf64c5025b6",
+        "report.json": "2e9d172896957d4232703fb3f4e1a3bc40761af2811899bb1f25a68b89357285",
         "weights.bin": "89dacabd4e26dab94ccebd6d194209342b3a9e3c41206f0be60bf5f41769e1b4"}),
 }
 

@@ -28,7 +28,7 @@ from amos_hw.lib.bram import (
     placement,
     style_attrs,
 )
-from amos_hw.lut_memories import MOVABLE, candidates
+from amos_hw.lut_memories import MOVABLE, bank_candidates, candidates
 from python_ref import convert as cv
 from python_ref.quant import quantize_unit
 from python_ref.units import load_unit
@@ -152,13 +152,19 @@ def test_effnet_moves_the_cheapest_memories_until_it_fits(effnet):
     assert over > 0
     order = candidates(plain.plan, plain.graph.arrays, fam)
     assert [c for c, *_ in order] == sorted(c for c, *_ in order)
-    need, prefix = 0, 0
+    # first the weight ROMs in columns go back to banks (all of them: not enough alone)
+    banks = bank_candidates(plain.plan, plain.graph.arrays, fam)
+    banked = sum(saved for saved, _ in banks)
+    assert 0 < banked < over
+    need, prefix = banked, 0
     while need < over:
         need, prefix = need + order[prefix][3], prefix + 1
     ctx = run_flow(FlowConfig(model=effnet, parallelism=folded, board="ecp5-85f",
                               stop_after="estimate", quiet=True))
     moved = {(lay.name, m) for lay in ctx.plan.layers for m in lay.lut_memories}
     assert moved == {(name, mem) for _, name, mem, _ in order[:prefix]}
+    assert {lay.name for lay in ctx.plan.layers if getattr(lay, "banked_weights", False)} == {
+        name for _, name in banks}
     assert ctx.report["est_bram_blocks"] == before["est_bram_blocks"] - need
     assert ctx.report["est_bram_blocks"] <= dev["bram_blocks"]
     assert ctx.report["board"]["fits"] is True
@@ -170,3 +176,30 @@ def test_effnet_moves_the_cheapest_memories_until_it_fits(effnet):
     assert listed == moved
     ice = candidates(plain.plan, plain.graph.arrays, "ice40")  # no LUT RAM there: ROMs only
     assert ice and all(m == "biases" for _, _, m, _ in ice)
+
+
+def test_weight_columns_go_back_to_banks_before_the_folding_slows():
+    """ResNet8 on the ECP5-45F: at the folding that fits (294,912 cycles per image), the weight
+    ROMs in columns would count more blocks than the device has; the memory step banks the
+    ones that save the most blocks first, only until the count fits, and the engines then
+    build those ROMs as one memory."""
+    dev, fam = device("ecp5-45f"), "ecp5"
+    ctx = run_flow(FlowConfig(model="resnet8", board="ecp5-45f", stop_after="estimate",
+                              quiet=True))
+    assert ctx.plan.cycles_per_image == 294912
+    banked = [lay.name for lay in ctx.plan.layers if getattr(lay, "banked_weights", False)]
+    assert banked == ["block2.conv2"]
+    assert ctx.report["est_bram_blocks"] <= dev["bram_blocks"]
+    lay = ctx.plan.by_name()["block2.conv2"]
+    lay.banked_weights = False  # the columns' count for the same layer
+    columns = engine_figures(lay, ctx.graph.arrays).memories
+    lay.banked_weights = True
+    one = engine_figures(lay, ctx.graph.arrays).memories
+    w_cols, w_one = ([m for m in ms if m.name == "weights"][0] for ms in (columns, one))
+    assert w_cols.column_bits and not w_one.column_bits
+    saved = placement(w_cols, fam)[1] - placement(w_one, fam)[1]
+    assert saved > 0
+    # without the banking the count would be over the device (no margin on the ECP5)
+    assert ctx.report["est_bram_blocks"] + saved > dev["bram_blocks"]
+    assert ctx.plan.as_dict()["layers"][[d["name"] for d in ctx.plan.as_dict()["layers"]]
+                                        .index("block2.conv2")]["banked_weights"] is True

@@ -64,12 +64,12 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
                  out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
-                 in_signed=False, fifo_rows=0, lut_memories=()):
+                 in_signed=False, fifo_rows=0, lut_memories=(), banked_weights=False):
         p = ConvParams.check(weights, bias, height=height, width=width, stride=stride,
                              padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
                              pe=pe, simd=simd, planes=planes, name=name, carry=carry,
                              in_signed=in_signed, fifo_rows=fifo_rows,
-                             lut_memories=lut_memories)
+                             lut_memories=lut_memories, banked_weights=banked_weights)
         self._p = p
         mvu = p.mvu
         out_shape = unsigned(mvu.out_bits) if mvu.out_bits is not None else signed(mvu.v_width)
@@ -83,7 +83,8 @@ class ConvEngine(wiring.Component):
     @staticmethod
     def figures(weights, bias, *, height, width, stride=1, padding=0, in_bits, shift, out_bits,
                 pe=1, simd=1, planes=None, name="conv", carry="generic",
-                in_signed=False, fifo_rows=0, lut_memories=()) -> Figures:
+                in_signed=False, fifo_rows=0, lut_memories=(),
+                banked_weights=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.ConvParams.figures`."""
@@ -91,7 +92,8 @@ class ConvEngine(wiring.Component):
                                 padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
                                 pe=pe, simd=simd, planes=planes, name=name,
                                 carry=carry, in_signed=in_signed, fifo_rows=fifo_rows,
-                                lut_memories=lut_memories).figures()
+                                lut_memories=lut_memories,
+                                banked_weights=banked_weights).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (ConvParams).")
     name = property(lambda self: self._p.name)
@@ -150,7 +152,7 @@ class ConvEngine(wiring.Component):
         unit = DenseEngine(mvu.weights, mvu.bias, in_bits=mvu.in_bits, shift=mvu.shift,
                            out_bits=mvu.out_bits, pe=mvu.pe, simd=mvu.simd, planes=mvu.planes,
                            name=p.name, carry=mvu.carry, credits=True, in_signed=mvu.in_signed,
-                           lut_memories=mvu.lut_memories)
+                           lut_memories=mvu.lut_memories, banked_weights=mvu.banked_weights)
         window = SlidingWindow(height=win.height, width=win.width, channels=win.channels,
                                kernel=win.kernel, stride=win.stride, padding=win.padding,
                                simd=win.simd, bits=win.bits, name=win.name,

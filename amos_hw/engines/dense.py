@@ -209,10 +209,11 @@ class DenseEngine(wiring.Component):
 
     def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
                  name="dense", carry="generic", credits=False, in_signed=False,
-                 lut_memories=()):
+                 lut_memories=(), banked_weights=False):
         p = DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                               pe=pe, simd=simd, planes=planes, name=name, carry=carry,
-                              credits=credits, in_signed=in_signed, lut_memories=lut_memories)
+                              credits=credits, in_signed=in_signed, lut_memories=lut_memories,
+                              banked_weights=banked_weights)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
         in_shape = signed(p.in_bits) if p.in_signed else unsigned(p.in_bits)
@@ -227,14 +228,15 @@ class DenseEngine(wiring.Component):
     @staticmethod
     def figures(weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
                 name="dense", carry="generic", credits=False, in_signed=False,
-                lut_memories=()) -> Figures:
+                lut_memories=(), banked_weights=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.DenseParams.figures`."""
         return DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                                  pe=pe, simd=simd, planes=planes, name=name, carry=carry,
                                  credits=credits, in_signed=in_signed,
-                                 lut_memories=lut_memories).figures()
+                                 lut_memories=lut_memories,
+                                 banked_weights=banked_weights).figures()
 
     # -- read-only properties ---------------------------------------------------------------
     params = property(lambda self: self._p, doc="The checked parameters (DenseParams).")

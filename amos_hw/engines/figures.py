@@ -346,11 +346,12 @@ class DenseParams:
     acc_width: int  # signed width of the accumulator
     v_width: int  # signed width of a requantised value
     lut_memories: tuple = ()  # memories kept out of block RAM (lib.bram.style_attrs)
+    banked_weights: bool = False  # the weight ROM as one memory (weight_column_bits)
 
     @classmethod
     def check(cls, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
               name="dense", carry="generic", credits=False, in_signed=False,
-              lut_memories=()) -> DenseParams:
+              lut_memories=(), banked_weights=False) -> DenseParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths."""
         _check_name(name)
@@ -382,6 +383,7 @@ class DenseParams:
             b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
             acc_range=acc_range, acc_width=signed_width(*acc_range),
             v_width=signed_width(v_lo, v_hi),
+            banked_weights=_check_bool(name, "banked_weights", banked_weights),
         ), lut_memories)
 
     n_out = property(lambda self: self.weights.shape[0])
@@ -444,8 +446,10 @@ class DenseParams:
         and the blocks read without their output register: the critical path of a K = 10
         ECP5-85F build at 100 MHz (88.39 MHz, 5.83 ns of block clock-to-out). In columns that
         each fill one block, ``w_r`` reads the blocks directly and becomes their output
-        register (:mod:`boards.outreg`), for a few blocks more (12 and 22 become 15 and 29)."""
-        if "weights" in self.lut_memories:
+        register (:mod:`boards.outreg`), for a few blocks more (12 and 22 become 15 and 29).
+        With ``banked_weights`` (set by :func:`amos_hw.lut_memories.assign_lut_memories` when a
+        design's blocks exceed its device) the ROM is one memory again, as Yosys banks it."""
+        if self.banked_weights or "weights" in self.lut_memories:
             return 0
         return unbanked_column_bits(mem_depth(self.nf * self.sf),
                                     self.pe * self.simd * self.w_width)
@@ -681,7 +685,8 @@ class ConvParams:
     @classmethod
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
               out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
-              in_signed=False, fifo_rows=0, lut_memories=()) -> ConvParams:
+              in_signed=False, fifo_rows=0, lut_memories=(),
+              banked_weights=False) -> ConvParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -694,7 +699,7 @@ class ConvParams:
         mvu = DenseParams.check(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
                                 shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
                                 name=name, carry=carry, credits=True, in_signed=in_signed,
-                                lut_memories=lut_memories)
+                                lut_memories=lut_memories, banked_weights=banked_weights)
         window = WindowParams.check(height=height, width=width, channels=c_in, kernel=k,
                                     stride=stride, padding=padding, simd=simd, bits=in_bits,
                                     name=name, fifo_rows=fifo_rows)

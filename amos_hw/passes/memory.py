@@ -34,4 +34,7 @@ def memory(ctx: FlowContext) -> dict:
             mems[name]["window_fifo_rows"] = rows
     for name, names in moved.items():
         mems[name]["lut_memories"] = names
+    for lay in ctx.plan.layers:
+        if getattr(lay, "banked_weights", False):
+            mems[lay.name]["banked_weights"] = True
     return {"layers": mems}
