@@ -55,12 +55,14 @@ BOARDS = REPO / "docs" / "results" / "boards"
 
 def _plain_build(rep: dict) -> bool:
     """A build of the board's own folding, ECP5 carry, router1 and no timing target: one that
-    differs from the default build by its PLL clock and nextpnr seed at most."""
+    differs from the default build by its PLL clock, nextpnr seed and small reset nets folded
+    into LUTs (``--fold-resets``, an exact netlist pass, :mod:`boards.lsrfold`) at most."""
     words = [w for w in (rep.get("variant") or "").split(", ") if w]
     return (str(rep.get("parallelism", "")).startswith("largest that fits")
             and rep.get("router") == "router1" and rep.get("timing_mhz") is None
             and rep.get("carry") in (None, "ecp5")
-            and all(w.startswith(("PLL ", "nextpnr seed ")) for w in words))
+            and all(w.startswith(("PLL ", "nextpnr seed ", "resets of fewer than "))
+                    for w in words))
 
 
 def placed(row: dict, boards: Path = BOARDS) -> dict:
@@ -70,8 +72,10 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     with their folder). LUT4, FF, DP16KD, DSP and images/s on the board clock are those of the
     fastest build that meets its clock; Fmax is the median and the minimum over the builds
     that target the same clock (``fmax_constraint_mhz``) from the same generator commit
-    (``git``): the nextpnr seeds of one netlist, listed in ``placed_builds`` (between builds
-    that meet their clock at the same images/s, the commit with more seeds). All ``None`` when
+    (``git``) with the same reset fold (``fold_resets``): the nextpnr seeds of one netlist,
+    listed in ``placed_builds`` (between builds
+    that meet their clock at the same images/s, the netlist with more seeds, then the one with
+    the higher median). All ``None`` when
     there is no such build; without a build that meets its clock, the fastest build of the
     highest target chooses the commit and gives the sizes, and images/s on the board clock
     stays ``None``."""
@@ -86,16 +90,18 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     if not reps:
         return out
 
-    def same_netlist(a, b):  # one generator commit at one clock target: its seeds
+    def same_netlist(a, b):  # one generator commit, clock target and reset fold: its seeds
         return (a["fmax_constraint_mhz"] == b["fmax_constraint_mhz"]
-                and a.get("git") == b.get("git"))
+                and a.get("git") == b.get("git") and a.get("fold_resets") == b.get("fold_resets"))
 
-    def seeds(rep):
-        return sum(same_netlist(r, rep) for _, r in reps)
+    def seeds(rep):  # how many seeds its netlist has, and their median Fmax
+        fmax = [r["fmax_mhz"] for _, r in reps if same_netlist(r, rep)]
+        return len(fmax), statistics.median(fmax)
 
     meets = [rep for _, rep in reps if rep.get("meets_board_clock")]
-    # equal images/s (one clock, one cycle count): the netlist with more seeds measured
-    best = max(meets, key=lambda rep: (rep["images_per_s_board_clock"], seeds(rep))) \
+    # equal images/s (one clock, one cycle count): the netlist with more seeds measured, then
+    # the one with the higher median Fmax
+    best = max(meets, key=lambda rep: (rep["images_per_s_board_clock"], *seeds(rep))) \
         if meets else None
     if best is None:
         top = max(rep["fmax_constraint_mhz"] for _, rep in reps)

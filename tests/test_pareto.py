@@ -13,10 +13,14 @@ def test_row_holds_the_evaluation_the_estimate_and_null_placed_figures(tmp_path)
     # the shipped ResNet8 on the ecp5-85f: the figures of its committed board result
     board = json.loads((pareto.REPO / "docs/results/boards/ulx3s-85f_resnet8.json").read_text())
     assert r["est_cycles_per_image"] == board["cycles_per_image"]
-    # its placed figures: the committed PLL 85 MHz build (the fastest that meets its clock)
+    # its placed figures: the committed PLL 100 MHz sweep with the weight ROMs in columns (of
+    # the two three-seed K = 10 sweeps at 100 MHz, the one with the higher median Fmax)
     assert r["model_sha256"] == board["model_sha256"]
-    assert r["images_per_s_board_clock"] == 1152.886 and r["fmax_mhz"] == 85.45
-    assert r["placed_builds"] == ["ulx3s-85f_resnet8_pll85mhz_seed2.json"]
+    assert r["images_per_s_board_clock"] == 1356.337
+    assert (r["fmax_mhz"], r["fmax_mhz_min"]) == (113.49, 108.13)
+    sweep = "sweeps/k10_pll100_romcols/ulx3s-85f_resnet8_pll100mhz"
+    assert r["placed_builds"] == [f"{sweep}_resets8.json", f"{sweep}_seed2_resets8.json",
+                                  f"{sweep}_seed3_resets8.json"]
     png = pareto.plot([r, dict(r, conversion="plain", K=6)], tmp_path / "p.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -109,3 +113,32 @@ def test_placed_prefers_the_netlist_with_more_seeds_at_equal_speed(tmp_path):
     got = pareto.placed(row, tmp_path)
     assert got["placed_builds"] == ["b0.json", "b1.json", "b2.json"]
     assert (got["fmax_mhz"], got["fmax_mhz_min"]) == (100.4, 97.0)
+
+
+def test_placed_counts_reset_fold_builds_as_their_own_netlist(tmp_path):
+    """A build with small reset nets folded (an exact netlist pass) is a plain build, but its
+    seeds are not one sample with the same commit's builds without the fold."""
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    fold = "PLL 100 MHz, nextpnr seed {}, resets of fewer than 8 flip-flops folded"
+    for i, f in enumerate((108.1, 113.5, 104.0)):
+        _build(tmp_path, f"fold{i}", git="c", fmax_constraint_mhz=100.0, fmax_mhz=f,
+               variant=fold.format(i + 1), fold_resets=8, images_per_s_board_clock=1356.3)
+    _build(tmp_path, "plain", git="c", fmax_constraint_mhz=100.0, fmax_mhz=90.0,
+           meets_board_clock=False, variant="PLL 100 MHz, nextpnr seed 1")
+    got = pareto.placed(row, tmp_path)
+    assert got["placed_builds"] == ["fold0.json", "fold1.json", "fold2.json"]
+    assert (got["fmax_mhz"], got["fmax_mhz_min"], got["images_per_s_board_clock"]) == \
+        (108.1, 104.0, 1356.3)
+
+
+def test_placed_prefers_the_faster_netlist_at_equal_speed_and_seeds(tmp_path):
+    """Two commits, three seeds each, one seed of each meeting the clock: the same images/s
+    and as many seeds, so the netlist with the higher median Fmax gives the figures."""
+    row = {"model_sha256": "aa", "board": "ecp5-85f"}
+    for git, seeds in (("old", (98.6, 88.4, 110.8)), ("new", (113.5, 108.1, 121.1))):
+        for i, f in enumerate(seeds):
+            _build(tmp_path, f"{git}{i}", git=git, fmax_constraint_mhz=100.0, fmax_mhz=f,
+                   meets_board_clock=f >= 100.0, images_per_s_board_clock=1356.3)
+    got = pareto.placed(row, tmp_path)
+    assert got["placed_builds"] == ["new0.json", "new1.json", "new2.json"]
+    assert (got["fmax_mhz"], got["fmax_mhz_min"]) == (113.5, 108.1)
