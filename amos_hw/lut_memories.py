@@ -90,8 +90,9 @@ def assign_lut_memories(plan: NetworkPlan, arrays: dict, dev: dict) -> dict:
     moved: dict[str, list] = {}
     if over <= 0:
         return moved
+    layers = plan.by_name()
     for saved, name in bank_candidates(plan, arrays, family):
-        plan.by_name()[name].banked_weights = True
+        layers[name].banked_weights = True
         over -= saved
         if over <= 0:
             return moved

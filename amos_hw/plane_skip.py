@@ -45,8 +45,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from amos_hw.engines.figures import out_size
 from amos_hw.errors import FlowError
 from amos_hw.flow import run_flow
+from amos_hw.folding import divisors
 from amos_hw.lib.checks import positive_int
 from amos_hw.passes.common import FlowConfig
 from amos_hw.plan import ConvLayer
@@ -80,17 +82,12 @@ def nonzero_passes(a: np.ndarray, simd: int, bits: int, planes: int) -> np.ndarr
 
 def window_sum(m: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
     """Per image, the sum of ``m`` (``(N, H, W, G)``) over every window position of every
-    output pixel of a ``kernel x kernel`` convolution (zero outside the image)."""
-    n, h, w, _ = m.shape
-    mp = np.pad(m, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    oh = (h + 2 * padding - kernel) // stride + 1
-    ow = (w + 2 * padding - kernel) // stride + 1
-    total = np.zeros(n, dtype=np.int64)
-    for ky in range(kernel):
-        for kx in range(kernel):
-            total += mp[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride].reshape(
-                n, -1).sum(1)
-    return total
+    output pixel of a ``kernel x kernel`` convolution (zero outside the image): each input
+    position counted as often as output pixels read it (:func:`python_ref.snn.conv_cover`)."""
+    _, h, w, _ = m.shape
+    cover = np.outer(snn.conv_cover(h, kernel, stride, padding),
+                     snn.conv_cover(w, kernel, stride, padding))
+    return np.einsum("nhwg,hw->n", np.asarray(m, dtype=np.int64), cover)
 
 
 def layer_counts(a: np.ndarray, lay: ConvLayer, planes: int) -> dict:
@@ -102,16 +99,12 @@ def layer_counts(a: np.ndarray, lay: ConvLayer, planes: int) -> dict:
     folds = lay.c_out // lay.pe
     ones = np.ones((1, h, w, c // lay.simd), dtype=np.int64)
     inside = int(window_sum(ones, lay.kernel, lay.stride, lay.padding)[0])
-    oh = (h + 2 * lay.padding - lay.kernel) // lay.stride + 1
-    ow = (w + 2 * lay.padding - lay.kernel) // lay.stride + 1
-    fixed = folds * oh * ow * lay.kernel ** 2 * (c // lay.simd) * passes
+    windows = (out_size(h, lay.kernel, lay.stride, lay.padding)
+               * out_size(w, lay.kernel, lay.stride, lay.padding))
+    fixed = folds * windows * lay.kernel ** 2 * (c // lay.simd) * passes
     needed = folds * window_sum(nonzero_passes(a, lay.simd, lay.in_bits, planes),
                                 lay.kernel, lay.stride, lay.padding)
     return {"fixed": fixed, "padding": folds * inside * passes, "needed": needed}
-
-
-def _plane_options(bits: int) -> list[int]:
-    return [p for p in range(1, bits + 1) if bits % p == 0]
 
 
 def _inputs(x: np.ndarray, traces: dict, lay: ConvLayer) -> np.ndarray:
@@ -153,7 +146,7 @@ def measure(model: str, *, board: str | None = None, parallelism=None, dataset: 
         traces = snn.run(ctx.graph, xb, trace=sorted(want), batch_size=batch).traces
         for lay in convs:
             a = _inputs(xb, traces, lay)
-            for planes in _plane_options(lay.in_bits):
+            for planes in divisors(lay.in_bits):
                 c = layer_counts(a, lay, planes)
                 acc = sums.setdefault((lay.name, planes), {"fixed": c["fixed"],
                                                            "padding": c["padding"],
@@ -165,7 +158,7 @@ def measure(model: str, *, board: str | None = None, parallelism=None, dataset: 
         if isinstance(lay, ConvLayer):
             row.update(pe=lay.pe, simd=lay.simd, in_bits=lay.in_bits,
                        planned_planes=lay.planes or lay.in_bits, options=[])
-            for planes in _plane_options(lay.in_bits):
+            for planes in divisors(lay.in_bits):
                 acc = sums[lay.name, planes]
                 ratio = np.concatenate(acc["needed"]) / acc["fixed"]
                 row["options"].append({
