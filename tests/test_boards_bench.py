@@ -31,13 +31,13 @@ def test_table_goals_from_committed_report():
     r = json.loads(p.read_text())
     table = "\n".join(results.boards_table([r]))
     line = next(ln for ln in table.splitlines() if ln.startswith("- resnet8 on ulx3s-85f"))
-    on_clock = r["images_per_s_board_clock"] if r["meets_board_clock"] else 0
-    ips = "met" if on_clock >= 2500 else "missed"
+    goal = results.GOALS[("ulx3s-85f", "resnet8")]
+    # The K = 10 model's goal is 100 MHz in the resources, not 2,500 images/s (issue 17).
+    assert "images_per_s" not in goal
     fmax = "met" if r["fmax_mhz"] >= 100 else "missed"
     lut = "met" if r["lut4"] <= 60000 else "missed"
     dsp = "met" if r["dsp"] == 0 else "missed"
-    assert line.endswith(f"{ips} >= 2500 images/s on the board clock; {dsp} 0 DSP; "
-                         f"{lut} <= 60K LUT4; {fmax} Fmax >= 100 MHz")
+    assert line.endswith(f": {dsp} 0 DSP; {lut} <= 60K LUT4; {fmax} Fmax >= 100 MHz")
     assert "| ulx3s-85f | resnet8 |" in table
     assert "fpgaConvNet, ResNet8 on a ZedBoard (Zynq-7020): 2,431 images/s" in table
     assert "hls4ml, ResNet8 on a Pynq-Z2 (Zynq-7020): 130.8 images/s" in table
