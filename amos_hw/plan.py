@@ -574,7 +574,8 @@ class DepthwiseLayer(WindowLayer):
 
 @dataclass
 class AddLayer(Layer):
-    """A residual add: ``main`` (a raw convolution's accumulators) plus ``skip <<
+    """A residual add: ``main << main_shift`` (a raw convolution's accumulators; the shift 0
+    unless the converter aligned the terms' scales) plus ``skip <<
     skip_shift`` (``skip_bits`` wide, two's complement when ``skip_signed``: a raw projection
     conv or a trained unit's words), requantised by ``shift``. Fused with its ReLU AMOS unit
     (named after that ``amos`` op) it emits ``K`` spikes (``out_bits = K``); raw (named after
@@ -588,6 +589,7 @@ class AddLayer(Layer):
     skip_bits: int = 0
     skip_signed: bool = False
     skip_shift: int = 0
+    main_shift: int = 0
     shift: int = 0
     height: int = 0
     width: int = 0
@@ -617,6 +619,8 @@ class AddLayer(Layer):
              "skip_signed": self.skip_signed, "skip_shift": self.skip_shift,
              "shift": self.shift, "height": self.height, "width": self.width,
              "channels": self.channels}
+        if self.main_shift:
+            d["main_shift"] = self.main_shift
         if self.skip_depth is not None:
             d["skip_depth"] = self.skip_depth
         return d
@@ -865,7 +869,8 @@ class _Lowering:
     def add(self, n) -> None:
         """A residual add and the one ``amos`` op after it: fused with a ReLU (``K`` spike
         words out), or raw before a trained one-input unit (an identity unit after a linear
-        block): the add then emits ``v = requant_shift(main + (skip << lshift), S)``, ``S``
+        block): the add then emits ``v = requant_shift((main << lshift_m) + (skip <<
+        lshift_s), S)``, ``S``
         the unit's ``rshift``, and the :class:`UnitLayer` of :meth:`unit` applies the unit, as
         after a raw conv. The skip may be spike words, a raw projection conv or a trained
         unit's two's-complement words (``skip_signed``)."""
@@ -881,13 +886,12 @@ class _Lowering:
         K = None if raw else _relu_K(self.g, follow)
         srcs = [self.produced[i] for i in n["inputs"]]
         by_name = {lay.name: lay for lay in self.layers}
-        mains = [k for k, s in enumerate(srcs)
-                 if s[0] != INPUT and s[2] and s[3] == "conv" and n["lshift"][k] == 0]
+        mains = [k for k, s in enumerate(srcs) if s[0] != INPUT and s[2] and s[3] == "conv"]
         if not mains:
             what = ", ".join(f"{i!r} ({self._describe(s)})"
                              for i, s in zip(n["inputs"], srcs, strict=True))
-            raise _err(name, f"the residual add engine needs a raw convolution with lshift 0 "
-                             f"on one input (the block's last conv); its inputs are {what}")
+            raise _err(name, f"the residual add engine needs a raw convolution on one input "
+                             f"(the block's last conv); its inputs are {what}")
         mk = max(mains, key=lambda k: (by_name[srcs[k][0]].depth, k))
         sk = 1 - mk
         main, skip = srcs[mk], srcs[sk]
@@ -895,11 +899,12 @@ class _Lowering:
         shift = int(follow["rshift"][0])
         common = {"inputs": [main[0], skip[0]], "out_shape": shape, "main_width": main[1],
                   "skip_bits": skip[1], "skip_signed": bool(skip[2] or skip[4]),
-                  "skip_shift": int(n["lshift"][sk]), "shift": shift, "height": shape[0],
+                  "skip_shift": int(n["lshift"][sk]), "main_shift": int(n["lshift"][mk]),
+                  "shift": shift, "height": shape[0],
                   "width": shape[1], "channels": shape[2], "main_index": mk}
         if raw:  # signed v out; the trained unit after it is a UnitLayer of its own
             width = add_v_width(main[1], skip[1], common["skip_signed"],
-                                 common["skip_shift"], shift)
+                                 common["skip_shift"], shift, common["main_shift"])
             layer = AddLayer(name=name, ir_nodes=[name], out_bits=None, out_signed=True,
                              out_width=width, depth=self.depth[name], **common)
             self._emit(layer, name)

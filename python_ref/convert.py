@@ -32,6 +32,9 @@ Steps (each a function here; :func:`load_checkpoint` and :func:`float_graph` com
    ``[alpha_cal, 2*alpha_cal) / 2**K``. Where an identity shortcut is added, the accumulator
    scale must also be ``2**-shift`` times the skip tensor's scale so that the skip is a left
    shift; there the weights use ``(63.5, 127]`` of the int8 range (at most one bit less).
+   Two conv terms of one accumulator whose own scales lie :data:`ALIGN_BITS` bits or more
+   apart (a per-layer K) are aligned the same way: the accumulator takes the finer scale and
+   the coarser term a left shift in the add.
    A trained unit layer's shift makes the unit's fit domain span about ``in_bits`` signed bits
    of its input, and the library unit is quantised for that input scale
    (:func:`python_ref.quant.quantize_unit_for_input`); its output scale is the unit's
@@ -437,6 +440,8 @@ class _Scales:
     # "alpha_cal", and "alpha" (ReLU) or "unit" (the IntAmosUnit)}
     act: dict
     unit_files: dict = field(default_factory=dict)  # unit kind -> library file (quantise)
+    # conv / dense op -> the left shift its term takes in the add (:func:`_accumulator_scale`)
+    conv_lshift: dict = field(default_factory=dict)
 
 
 def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: int,
@@ -465,44 +470,69 @@ def _plan_scales(ops: list, alphas: dict, K: int, K_layers: dict, input_bits: in
         elif o["op"] == GATE_OP:
             _plan_gate(p, o, (alphas[nm], alphas[_gate_key(nm)]))
         elif o["op"] == "dense" and not consumers[nm]:
-            s_acc, _ = _accumulator_scale(p, [o], [], nm)
+            s_acc, _, _ = _accumulator_scale(p, [o], [], nm)
             p.acc_scale[nm] = s_acc
             p.scale[nm] = s_acc
     return p
 
 
-def _accumulator_scale(p: _Scales, convs: list, skips: list, where: str) -> tuple[float, list]:
-    """The accumulator scale of the terms ``convs`` (their largest weight maps to ``qmax``) and
-    skip activations ``skips`` (each must reach it by a left shift), and those shifts."""
+#: a term whose own scale is at least ``2**ALIGN_BITS`` times finer than the coarsest term's
+#: sets the accumulator scale instead, the coarser terms reaching it by a left shift: below that
+#: every term is quantised at the coarsest term's scale (each keeps at least
+#: ``weight_bits - 1 - ALIGN_BITS`` bits of its largest weight), which is how every shipped
+#: description with one K was made (their ratios are under 3); a per-layer K makes a ratio of
+#: ``2**dK``, and at the coarsest scale the finer term's weights would round to a few levels
+#: (a K = 6 ``block0.act2`` under K = 10 elsewhere: 1.6 % top-1)
+ALIGN_BITS = 2
+
+
+def _accumulator_scale(p: _Scales, convs: list, skips: list,
+                       where: str) -> tuple[float, list, list]:
+    """The accumulator scale of the terms ``convs`` (each conv / dense op's own scale maps its
+    largest weight to ``qmax``) and skip activations ``skips``; the skips' left shifts and the
+    convs' left shifts (:data:`ALIGN_BITS`).
+
+    With every conv's own scale within ``2**ALIGN_BITS`` of the coarsest, the base is the
+    coarsest (all convs share it, shift 0); otherwise the finest. With skips, the accumulator
+    scale is the base brought down to ``2**-j`` times the finest skip's scale (``j >= 0``), so
+    every skip reaches it by a left shift. Each conv's weights then use the accumulator scale
+    times ``2**l``, ``l >= 0`` the smallest that keeps its largest weight within ``qmax``, and
+    the add shifts its term left by ``l``."""
     scale, qmax = p.scale, p.qmax
-    s_min = max(scale[c["inputs"][0]] * float(np.abs(c["w"]).max()) / qmax for c in convs)
-    if s_min <= 0:
-        s_min = min(scale[c["inputs"][0]] for c in convs) / qmax  # all-zero weights
-    if not skips:
-        return s_min, []
-    s_ref = min(scale[s] for s in skips)
-    j = math.ceil(math.log2(s_min / s_ref) - 1e-12)
-    if j > 0:
-        raise ConversionError(f"layer {where!r}: the skip input's scale is finer than the "
-                              "weights allow; cannot align the residual by a left shift")
-    s_acc = s_ref * 2.0**j
-    return s_acc, [_pow2_exp(scale[s] / s_acc) for s in skips]
+    own = [scale[c["inputs"][0]] * float(np.abs(c["w"]).max()) / qmax for c in convs]
+    live = [s for s in own if s > 0] or [min(scale[c["inputs"][0]] for c in convs) / qmax]
+    s_max, s_min = max(live), min(live)  # a term of all-zero weights takes any scale
+    base = s_min if s_max >= 2**ALIGN_BITS * s_min * (1 - 1e-12) else s_max
+    s_acc, lsh = base, []
+    if skips:
+        s_ref = min(scale[s] for s in skips)
+        j = min(0, math.ceil(math.log2(base / s_ref) - 1e-12))
+        s_acc = s_ref * 2.0**j
+        lsh = [_pow2_exp(scale[s] / s_acc) for s in skips]
+    conv_lsh = [max(0, math.ceil(math.log2(s / s_acc) - 1e-12)) if s > 0 else 0 for s in own]
+    if max(conv_lsh) > 30:
+        raise ConversionError(f"layer {where!r}: its terms' scales lie more than 2**30 apart; "
+                              "cannot align them by a left shift")
+    return s_acc, lsh, conv_lsh
 
 
 def _accumulator(p: _Scales, o: dict) -> tuple[list, list, float, list]:
     """The accumulator a unit ``o`` reads: its conv / dense terms, skip activations, scale and
-    the skips' left shifts (:func:`_accumulator_scale`); the terms get that scale (a term that
-    another accumulator already gave a different scale is an internal error: after
-    :func:`insert_identities` a term has no other reader but units of the same accumulator)."""
+    the skips' left shifts (:func:`_accumulator_scale`); each term gets the accumulator scale
+    times ``2**l``, its own left shift (``p.conv_lshift``; a term that another accumulator
+    already gave a different scale is an internal error: after :func:`insert_identities` a
+    term has no other reader but units of the same accumulator)."""
     convs, skips = _terms(p.byname, o["inputs"][0])
-    s_acc, lsh = _accumulator_scale(p, convs, skips, o["name"])
-    for c in convs:
-        if p.acc_scale.get(c["name"], s_acc) != s_acc:
+    s_acc, lsh, conv_lsh = _accumulator_scale(p, convs, skips, o["name"])
+    for c, ls in zip(convs, conv_lsh, strict=True):
+        s_c = s_acc * 2.0**ls
+        if p.acc_scale.get(c["name"], s_c) != s_c:
             raise ConversionError(f"internal: layer {c['name']!r} is read by two "
                                   f"accumulators of different scales (one before "
                                   f"{o['name']!r}); insert_identities should have given it an "
                                   "identity")
-        p.acc_scale[c["name"]] = s_acc
+        p.acc_scale[c["name"]] = s_c
+        p.conv_lshift[c["name"]] = ls
     return convs, skips, s_acc, lsh
 
 
@@ -700,13 +730,14 @@ def _add_follower(p: _Scales, nm: str) -> dict:
 
 
 def _node_add(o: dict, p: _Scales, arrays: dict, units: dict) -> dict:
-    """The residual add: accumulator terms keep shift 0, skip activations (a ReLU's unsigned
-    or a trained / identity unit's signed output) shift left by their planned amount."""
+    """The residual add: skip activations (a ReLU's unsigned or a trained / identity unit's
+    signed output) shift left by their planned amount, conv / dense terms by theirs (0 unless
+    their scales lie :data:`ALIGN_BITS` apart), an inner add's sum by 0."""
     nm = o["name"]
     act = _add_follower(p, nm)
     shift = dict(zip(act["skips"], act["lshift"], strict=True))
-    lsh = [0 if p.byname[i]["op"] in ("conv", "dense", "add") else shift[i]
-           for i in o["inputs"]]
+    lsh = [p.conv_lshift.get(i, 0) if p.byname[i]["op"] in ("conv", "dense") else
+           0 if p.byname[i]["op"] == "add" else shift[i] for i in o["inputs"]]
     return {"name": nm, "op": "add", "inputs": list(o["inputs"]), "lshift": lsh,
             "scale": act["s_acc"]}
 

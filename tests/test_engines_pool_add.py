@@ -75,21 +75,23 @@ def test_gap_estimates_and_model_check():
 # -- residual add -------------------------------------------------------------------------------
 
 ADD_CONFIGS = {
-    # lanes, words/image, main width, skip bits, skip shift, S, out_bits, skip signed
+    # lanes, words/image, main width, skip bits, skip shift, S, out_bits, skip signed[, main
+    # shift: a per-layer K made the main convolution's scale the coarser one]
     "relu": (2, 6, 12, 4, 5, 6, 4, False),
     "projection_raw": (1, 5, 10, 9, 0, 0, None, True),
+    "projection_main_shifted": (2, 5, 10, 12, 0, 5, 3, True, 4),
 }
 
 
 def make_add(cfg, depth=4):
-    lanes, wpi, mw, sb, ssh, S, K, sgn = cfg
+    lanes, wpi, mw, sb, ssh, S, K, sgn, *msh = cfg
     return ResidualAddEngine(lanes=lanes, words_per_image=wpi, main_width=mw, skip_bits=sb,
                              skip_shift=ssh, shift=S, out_bits=K, skip_depth=depth,
-                             skip_signed=sgn)
+                             skip_signed=sgn, main_shift=msh[0] if msh else 0)
 
 
 def add_stimulus(cfg, images, rng):
-    lanes, wpi, mw, sb, *_ , sgn = cfg
+    lanes, wpi, mw, sb, *_ , sgn = cfg[:8]
     n = images * wpi * lanes
     main = rng.integers(-(2 ** (mw - 1)), 2 ** (mw - 1), n)
     if sgn:
@@ -100,7 +102,7 @@ def add_stimulus(cfg, images, rng):
 
 
 def add_reference(dut, main, skip):
-    acc = snn.add([main, skip], [0, dut.skip_shift])
+    acc = snn.add([main, skip], [dut.main_shift, dut.skip_shift])
     if dut.out_bits is None:
         return requant_shift(acc, dut.shift)
     return snn.requant_unit([acc], [dut.shift], IntAmosUnit.relu(dut.out_bits))[0]
@@ -149,6 +151,30 @@ def test_add_worst_case_sum():
     run_simulation(dut, put_main, put_skip, get)
     assert from_words(got, 1).tolist() == add_reference(dut, main, skip).tolist()
     assert from_words(got, 1).tolist() == [1471, -512, 511, 960]
+
+
+def test_add_worst_case_sum_with_main_shift():
+    """The main term shifted left: the sum's width covers ``main << main_shift`` at both ends,
+    and the engine's sums equal ``python_ref.snn.add`` with the same shifts."""
+    dut = ResidualAddEngine(lanes=1, words_per_image=4, main_width=6, skip_bits=9, skip_shift=0,
+                            shift=0, out_bits=None, skip_depth=4, skip_signed=True,
+                            main_shift=5)
+    main = np.array([31, -32, 31, 0])
+    skip = np.array([255, -256, -256, 255])
+    assert dut.sum_width == 12  # 31*32 + 255 = 1247, -32*32 - 256 = -1280: 12 signed bits
+    got = []
+
+    async def put_main(ctx):
+        await stream_put_many(ctx, dut.i, to_words(main, 1))
+
+    async def put_skip(ctx):
+        await stream_put_many(ctx, dut.skip, to_words(skip, 1))
+
+    async def get(ctx):
+        got.extend(await stream_get_many(ctx, dut.o, 4))
+
+    run_simulation(dut, put_main, put_skip, get)
+    assert from_words(got, 1).tolist() == [1247, -1280, 736, 255]
 
 
 @pytest.mark.parametrize("name", ADD_CONFIGS)

@@ -220,8 +220,8 @@ def test_an_add_of_two_unit_outputs_is_refused_naming_them():
                     "rshift": [4]})
     g.node["sum"]["inputs"] = ["proj.id", "stem.act"]
     assert _plan_error(g) == (
-        "layer 'sum': the residual add engine needs a raw convolution with lshift 0 on one "
-        "input (the block's last conv); its inputs are 'proj.id' (two's-complement words of "
+        "layer 'sum': the residual add engine needs a raw convolution on one input "
+        "(the block's last conv); its inputs are 'proj.id' (two's-complement words of "
         "unit 'proj.id'), 'stem.act' (two's-complement words of unit 'stem.act')")
 
 

@@ -136,10 +136,10 @@ def test_unsupported_patterns_name_the_layer(nets):
         P.lower(g)
     g = nets["tiny"].copy()
     for n in g.nodes:
-        if n["name"] == "b0.add":  # no raw convolution unshifted: refused by the plan itself
-            n["lshift"] = [1, 3]
-    with pytest.raises(P.ProgramError, match="layer 'b0.add': the residual add engine needs a "
-                                             "raw convolution with lshift 0"):
+        if n["name"] == "b0.add":  # the main convolution shifted: the pipelined add engine
+            n["lshift"] = [1, 3]       # has main_shift, the shared engine no instruction
+    with pytest.raises(P.ProgramError, match=r"layer 'b0.add': a convolution input \('b0.c2'\) "
+                                             r"shifted left by 1 has no shared-engine"):
         P.lower(g)
 
 

@@ -269,6 +269,33 @@ def test_tiny_resnet_bit_exact(tiny, k):
 
 
 @pytest.mark.parametrize("k", [1, 3])
+def test_tiny_resnet_mixed_K_and_shifted_terms_bit_exact(tmp_path, k):
+    """A per-layer K (``b1.a1`` at K = 3 between K = 4 layers) and both conv terms of the
+    projection add shifted left, as the converter aligns terms whose scales lie apart
+    (``python_ref.convert.ALIGN_BITS``): the add engine's main shift and the projection's skip
+    shift, logits and class == python_ref, cycles per image == the report."""
+    g = tiny_resnet(tmp_path / "t")
+    node = g.index()
+    node["b1.a1"]["unit"] = "r3"
+    g.units["r3"] = {"kind": "relu", "K": 3}
+    node["b1.add"]["lshift"] = [2, 1]
+    node["b1.a2"]["rshift"] = [10]
+    path = tmp_path / "mixed"
+    ir.save(g, path)
+    x = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    top = build_network(path, parallelism=TINY_FOLDINGS[k])
+    add = next(lay for lay in top.plan.layers if lay.name == "b1.a2")
+    assert (add.main_shift, add.skip_shift) == (2, 1)
+    ref = snn.run(ir.load(path), x)
+    assert len(set(ref.logits[:, 0])) > 1
+    logits, cls = simulate(top, x, idle=0.2, backpressure=0.3, seed=k, max_cycles=200_000)
+    assert (logits == ref.logits).all()
+    assert (cls == ref.classes).all()
+    outs = result_cycles(top, x, max_cycles=400_000)
+    assert outs[2] - outs[1] == top.cycles_per_image
+
+
+@pytest.mark.parametrize("k", [1, 3])
 def test_tiny_resnet_cycles_per_image(tiny, k):
     path, _, x = tiny
     top = build_network(path, parallelism=TINY_FOLDINGS[k])

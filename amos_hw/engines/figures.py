@@ -1081,12 +1081,12 @@ class GapParams:
 
 
 def add_sum_range(main_width: int, skip_bits: int, skip_signed: bool,
-                  skip_shift: int) -> tuple[int, int]:
-    """Range of ``main + (skip << skip_shift)`` over the residual add's ports: ``main`` a
-    signed ``main_width``-bit accumulator, ``skip`` an unsigned ``skip_bits``-bit spike word
-    or, with ``skip_signed``, a two's-complement ``skip_bits``-bit value (a projection conv's
-    accumulator or a trained unit's word)."""
-    m_lo, m_hi = -(2 ** (main_width - 1)), 2 ** (main_width - 1) - 1
+                  skip_shift: int, main_shift: int = 0) -> tuple[int, int]:
+    """Range of ``(main << main_shift) + (skip << skip_shift)`` over the residual add's ports:
+    ``main`` a signed ``main_width``-bit accumulator, ``skip`` an unsigned ``skip_bits``-bit
+    spike word or, with ``skip_signed``, a two's-complement ``skip_bits``-bit value (a
+    projection conv's accumulator or a trained unit's word)."""
+    m_lo, m_hi = -(2 ** (main_width - 1)) << main_shift, (2 ** (main_width - 1) - 1) << main_shift
     if skip_signed:
         s_lo, s_hi = -(2 ** (skip_bits - 1)), 2 ** (skip_bits - 1) - 1
     else:
@@ -1095,10 +1095,10 @@ def add_sum_range(main_width: int, skip_bits: int, skip_signed: bool,
 
 
 def add_v_width(main_width: int, skip_bits: int, skip_signed: bool, skip_shift: int,
-                shift: int) -> int:
+                shift: int, main_shift: int = 0) -> int:
     """Signed width of ``v = (sum + 2**(shift-1)) >> shift`` (``shift = 0``: the sum itself)
     over :func:`add_sum_range`: the raw add engine's output element (``out_bits=None``)."""
-    lo, hi = add_sum_range(main_width, skip_bits, skip_signed, skip_shift)
+    lo, hi = add_sum_range(main_width, skip_bits, skip_signed, skip_shift, main_shift)
     v_lo, v_hi = (int(v) for v in requant_shift(np.array([lo, hi]), shift))
     return signed_width(v_lo, v_hi)
 
@@ -1118,10 +1118,12 @@ class AddParams:
     out_bits: int | None
     skip_depth: int
     skip_signed: bool
+    main_shift: int = 0
 
     @classmethod
     def check(cls, *, lanes, words_per_image, main_width, skip_bits, skip_shift, shift,
-              out_bits, skip_depth, skip_signed=False, name="add") -> AddParams:
+              out_bits, skip_depth, skip_signed=False, main_shift=0,
+              name="add") -> AddParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         lanes = _pos(name, "lanes", lanes)
@@ -1129,6 +1131,7 @@ class AddParams:
         main_width = _pos(name, "main_width", main_width, 64)
         skip_bits = _pos(name, "skip_bits", skip_bits, 64)
         skip_shift = _nonneg(name, "skip_shift", skip_shift, 30)
+        main_shift = _nonneg(name, "main_shift", main_shift, 30)
         shift = _nonneg(name, "shift", shift, 62)
         if out_bits is not None:
             out_bits = _pos(name, "out_bits", out_bits, 16)
@@ -1138,12 +1141,13 @@ class AddParams:
         return cls(name=name, lanes=lanes, words_per_image=words_per_image,
                    main_width=main_width, skip_bits=skip_bits, skip_shift=skip_shift,
                    shift=shift, out_bits=out_bits, skip_depth=skip_depth,
-                   skip_signed=skip_signed)
+                   skip_signed=skip_signed, main_shift=main_shift)
 
     @property
     def sum_range(self) -> tuple[int, int]:
-        """Range of main + aligned skip (:func:`add_sum_range`)."""
-        return add_sum_range(self.main_width, self.skip_bits, self.skip_signed, self.skip_shift)
+        """Range of aligned main + aligned skip (:func:`add_sum_range`)."""
+        return add_sum_range(self.main_width, self.skip_bits, self.skip_signed, self.skip_shift,
+                             self.main_shift)
 
     sum_width = property(lambda self: signed_width(*self.sum_range),
                          doc="Width of main + aligned skip (signed).")
@@ -1152,7 +1156,7 @@ class AddParams:
     def v_width(self) -> int:
         """Signed width of a requantised sum (:func:`add_v_width`)."""
         return add_v_width(self.main_width, self.skip_bits, self.skip_signed, self.skip_shift,
-                           self.shift)
+                           self.shift, self.main_shift)
 
     out_width = property(
         lambda self: self.out_bits if self.out_bits is not None else self.v_width)

@@ -17,7 +17,9 @@ __all__ = ["ResidualAddEngine"]
 
 
 class ResidualAddEngine(wiring.Component):
-    """``a = AMOS((main + (skip << skip_shift) + 2**(S-1)) >> S)``, lane by lane.
+    """``a = AMOS(((main << main_shift) + (skip << skip_shift) + 2**(S-1)) >> S)``, lane by
+    lane (``main_shift`` 0 unless the converter aligned the two terms' scales, e.g. under a
+    per-layer K).
 
     ``main`` is the raw accumulator stream of the block's last convolution (a
     :class:`~amos_hw.engines.conv.ConvEngine` with ``out_bits=None, shift=0``), ``skip`` the
@@ -49,6 +51,10 @@ class ResidualAddEngine(wiring.Component):
         Width of a skip value (unsigned spike word, or signed with ``skip_signed``).
     skip_shift : int
         Left shift that brings the skip values to the accumulator's scale (0..30).
+    main_shift : int
+        Left shift that brings the main accumulators to the accumulator's scale (0..30; 0
+        unless the main convolution's scale is the coarser one,
+        :data:`python_ref.convert.ALIGN_BITS`).
     shift : int
         Requantisation shift ``S`` (0..62).
     out_bits : int or None
@@ -74,11 +80,11 @@ class ResidualAddEngine(wiring.Component):
     """
 
     def __init__(self, *, lanes, words_per_image, main_width, skip_bits, skip_shift, shift,
-                 out_bits, skip_depth, skip_signed=False, name="add"):
+                 out_bits, skip_depth, skip_signed=False, main_shift=0, name="add"):
         p = AddParams.check(lanes=lanes, words_per_image=words_per_image, main_width=main_width,
                             skip_bits=skip_bits, skip_shift=skip_shift, shift=shift,
                             out_bits=out_bits, skip_depth=skip_depth, skip_signed=skip_signed,
-                            name=name)
+                            main_shift=main_shift, name=name)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
         skip_shape = signed(p.skip_bits) if p.skip_signed else unsigned(p.skip_bits)
@@ -91,7 +97,7 @@ class ResidualAddEngine(wiring.Component):
 
     @staticmethod
     def figures(*, lanes, words_per_image, main_width, skip_bits, skip_shift, shift, out_bits,
-                skip_depth, skip_signed=False, name="add") -> Figures:
+                skip_depth, skip_signed=False, main_shift=0, name="add") -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.AddParams.figures`."""
@@ -99,7 +105,7 @@ class ResidualAddEngine(wiring.Component):
                                main_width=main_width, skip_bits=skip_bits,
                                skip_shift=skip_shift, shift=shift, out_bits=out_bits,
                                skip_depth=skip_depth, skip_signed=skip_signed,
-                               name=name).figures()
+                               main_shift=main_shift, name=name).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (AddParams).")
     name = property(lambda self: self._p.name)
@@ -107,6 +113,7 @@ class ResidualAddEngine(wiring.Component):
     pe = property(lambda self: self._p.lanes, doc="Output lanes (as the other engines' ``pe``).")
     simd = property(lambda self: self._p.lanes, doc="Input lanes.")
     skip_shift = property(lambda self: self._p.skip_shift)
+    main_shift = property(lambda self: self._p.main_shift)
     shift = property(lambda self: self._p.shift)
     out_bits = property(lambda self: self._p.out_bits)
     skip_depth = property(lambda self: self._p.skip_depth)
@@ -128,7 +135,7 @@ class ResidualAddEngine(wiring.Component):
     def model(self, main, skip):
         """Reference: :func:`python_ref.snn.add` then :func:`python_ref.snn.requant_unit`."""
         p = self._p
-        acc = snn.add([np.asarray(main), np.asarray(skip)], [0, p.skip_shift])
+        acc = snn.add([np.asarray(main), np.asarray(skip)], [p.main_shift, p.skip_shift])
         if p.out_bits is None:
             return requant_shift(acc, p.shift)
         return snn.requant_unit([acc], [p.shift], IntAmosUnit.relu(p.out_bits))[0]
@@ -181,8 +188,11 @@ class ResidualAddEngine(wiring.Component):
             raw = fifo.r_data.word_select(n, sb)
             skip = raw.as_signed() if p.skip_signed else raw
             aligned = skip.shift_left(p.skip_shift) if p.skip_shift else skip
+            main = self.i.payload[n]
+            if p.main_shift:
+                main = main.shift_left(p.main_shift)
             with m.If(go):
-                m.d.sync += total[n].eq(self.i.payload[n] + aligned)
+                m.d.sync += total[n].eq(main + aligned)
         S = p.shift
         v = [(t + (1 << (S - 1))) >> S if S else t for t in total]
         if p.out_bits is not None:

@@ -247,7 +247,7 @@ class _Instructions:
     def add_sources(self, lay: AddLayer) -> tuple[list, np.ndarray]:
         add = lay.ir_nodes[0]
         Co = lay.channels
-        order = [(lay.inputs[0], 0), (lay.inputs[1], lay.skip_shift)]
+        order = [(lay.inputs[0], lay.main_shift), (lay.inputs[1], lay.skip_shift)]
         if lay.main_index == 1:
             order.reverse()
         sources, bias = [], np.zeros(Co, np.int64)
