@@ -137,7 +137,7 @@ class HostLink(wiring.Component):
 
     One image is in flight at a time: a ``CMD_CLASSIFY`` that completes its header while the
     previous image has not been answered gets ``NAK_BUSY``. The image buffer is one memory of
-    H*W*C bytes.
+    H*W*C bytes, read into a pixel register before the network sees it.
 
     The hardware is built in four parts that share a few control signals: the receiver
     (:meth:`_receiver`, a frame parser that writes the image into the buffer), the feeder
@@ -189,9 +189,7 @@ class HostLink(wiring.Component):
         m = Module()
         # the control signals the parts share (their names are the RTL's)
         w = SimpleNamespace(n=self._info.input_size)
-        m.submodules.buf = buf = memory.Memory(shape=8, depth=w.n, init=[])
-        wr = buf.write_port()
-        rd = buf.read_port()
+        wr, rd = self._buffer(m, w.n)
 
         w.busy = Signal()        # an image is in the buffer, the network or the result path
         w.start_req = Signal()   # a CLASSIFY frame checked (combinational, in CHECK)
@@ -357,34 +355,71 @@ class HostLink(wiring.Component):
                 with m.Else():
                     m.d.comb += [w.nak_req.eq(1), w.nak_code_next.eq(NAK_CRC)]
 
+    def _buffer(self, m: Module, n: int) -> tuple[SimpleNamespace, SimpleNamespace]:
+        """The image buffer, ``n`` bytes: its write port and its read port (``data`` a
+        register loaded with the byte at ``addr`` where ``en``, holding it otherwise) as
+        ``addr`` / ``data`` / ``en`` signals.
+
+        The memory is read asynchronously into that register, as
+        :class:`~amos_hw.lib.bram_fifo.BramFifo` reads: Yosys makes the register the block
+        RAM's synchronous read, and the feeder's pixel register behind it, fed by nothing
+        else, becomes the block's output register (:mod:`boards.outreg`). Amaranth's
+        synchronous read port with an enable got fabric flip-flops and a multiplexer behind
+        the block instead (Yosys 0.70, ``synth_ecp5``). The receiver writes a whole image
+        before the feeder reads it, so no read meets a write to its address
+        (``no_rw_check``: no bypass logic either)."""
+        m.submodules.buf = buf = memory.Memory(shape=8, depth=n, init=[],
+                                               attrs={"no_rw_check": 1})
+        w_port, r_port = buf.write_port(), buf.read_port(domain="comb")
+        wr = SimpleNamespace(addr=w_port.addr, data=w_port.data, en=w_port.en)
+        rd = SimpleNamespace(addr=r_port.addr, data=Signal(8), en=Signal())
+        with m.If(rd.en):
+            m.d.sync += rd.data.eq(r_port.data)
+        return wr, rd
+
     # --- feeder: buffer -> network, one pixel per cycle ---------------------------------------
 
     def _feeder(self, m: Module, w: SimpleNamespace, rd) -> None:
         """Read the checked image out of the buffer onto ``pixels``, from the cycle after
-        ``start_req``; marks the link ``busy``."""
+        ``start_req``; marks the link ``busy``. Two stages, each moving when the one after it
+        is empty or moves: the buffer's read register (``rd``, holding its word while ``en``
+        is low), then the pixel register ``pixel_r`` that drives ``pixels`` (a block RAM read
+        without its output register into the network's input skid buffer was the critical
+        path of a K = 10 and a K = 6 ECP5-85F build at 100 MHz). One pixel a cycle while the
+        network takes them; the first is offered three cycles after ``start``
+        (``w.count_start``, where the cycle counter starts)."""
         n = w.n
         m.d.sync += w.start.eq(w.start_req)
         feeding = Signal()
         rd_idx = Signal(range(n + 1))
-        out_idx = Signal(range(n))
+        rd_out = Signal(range(n))   # the index of the word in the read register
+        rd_have = Signal()          # ... which holds a pixel of the image
+        out_idx = Signal(range(n))  # the index of the pixel in pixel_r
         have = Signal()
-        advance = ~have | self.pixels.ready
+        pixel_r = Signal(8)
+        advance = ~have | self.pixels.ready          # the pixel register takes a word
+        rd_advance = ~rd_have | advance              # the read register takes a word
         m.d.comb += [
             rd.addr.eq(rd_idx),
-            rd.en.eq(advance),
+            rd.en.eq(rd_advance),
             self.pixels.valid.eq(have),
-            self.pixels.payload.data.eq(rd.data),
+            self.pixels.payload.data.eq(pixel_r),
             self.pixels.payload.first.eq(out_idx == 0),
             self.pixels.payload.last.eq(out_idx == n - 1),
         ]
-        with m.If(advance):
-            m.d.sync += [have.eq(feeding & (rd_idx < n)), out_idx.eq(rd_idx)]
+        with m.If(rd_advance):
+            m.d.sync += [rd_have.eq(feeding & (rd_idx < n)), rd_out.eq(rd_idx)]
             with m.If(feeding & (rd_idx < n)):
                 m.d.sync += rd_idx.eq(rd_idx + 1)
             with m.Elif(feeding):
                 m.d.sync += feeding.eq(0)
+        with m.If(advance):
+            m.d.sync += [have.eq(rd_have), out_idx.eq(rd_out), pixel_r.eq(rd.data)]
         with m.If(w.start):
             m.d.sync += [feeding.eq(1), rd_idx.eq(0), w.busy.eq(1)]
+        # the cycle counter starts when the first pixel is offered, one stage after the read
+        w.count_start = Signal()
+        m.d.sync += w.count_start.eq(w.start)
 
     def _cycle_counter(self, m: Module, w: SimpleNamespace) -> None:
         """``cycles``: from the first pixel offered to the result taken (stopped by the
@@ -392,7 +427,7 @@ class HostLink(wiring.Component):
         w.cycles = Signal(32)
         w.counting = Signal()
         w.count_stop = Signal()  # the result seen (direct mode: the count freezes in that cycle)
-        with m.If(w.start):
+        with m.If(w.count_start):
             m.d.sync += [w.cycles.eq(0), w.counting.eq(1)]
         with m.Elif(w.counting & ~w.count_stop):
             m.d.sync += w.cycles.eq(w.cycles + 1)
