@@ -131,12 +131,8 @@ def test_add_random_against_reference(name):
     assert from_words(got, dut.lanes).tolist() == add_reference(dut, main, skip).tolist()
 
 
-def test_add_worst_case_sum():
-    cfg = (1, 4, 10, 4, 6, 0, None, False)
-    dut = make_add(cfg)
-    main = np.array([511, -512, 511, 0])
-    skip = np.array([15, 0, 0, 15])
-    assert dut.sum_width == 12  # 511 + 15*64 = 1471 needs 12 signed bits
+def add_one_lane(dut, main, skip) -> list:
+    """The sums of a one-lane add engine for ``main`` and ``skip``, no idle cycles."""
     got = []
 
     async def put_main(ctx):
@@ -146,11 +142,21 @@ def test_add_worst_case_sum():
         await stream_put_many(ctx, dut.skip, to_words(skip, 1))
 
     async def get(ctx):
-        got.extend(await stream_get_many(ctx, dut.o, 4))
+        got.extend(await stream_get_many(ctx, dut.o, len(main)))
 
     run_simulation(dut, put_main, put_skip, get)
-    assert from_words(got, 1).tolist() == add_reference(dut, main, skip).tolist()
-    assert from_words(got, 1).tolist() == [1471, -512, 511, 960]
+    return from_words(got, 1).tolist()
+
+
+def test_add_worst_case_sum():
+    cfg = (1, 4, 10, 4, 6, 0, None, False)
+    dut = make_add(cfg)
+    main = np.array([511, -512, 511, 0])
+    skip = np.array([15, 0, 0, 15])
+    assert dut.sum_width == 12  # 511 + 15*64 = 1471 needs 12 signed bits
+    got = add_one_lane(dut, main, skip)
+    assert got == add_reference(dut, main, skip).tolist()
+    assert got == [1471, -512, 511, 960]
 
 
 def test_add_worst_case_sum_with_main_shift():
@@ -162,19 +168,9 @@ def test_add_worst_case_sum_with_main_shift():
     main = np.array([31, -32, 31, 0])
     skip = np.array([255, -256, -256, 255])
     assert dut.sum_width == 12  # 31*32 + 255 = 1247, -32*32 - 256 = -1280: 12 signed bits
-    got = []
-
-    async def put_main(ctx):
-        await stream_put_many(ctx, dut.i, to_words(main, 1))
-
-    async def put_skip(ctx):
-        await stream_put_many(ctx, dut.skip, to_words(skip, 1))
-
-    async def get(ctx):
-        got.extend(await stream_get_many(ctx, dut.o, 4))
-
-    run_simulation(dut, put_main, put_skip, get)
-    assert from_words(got, 1).tolist() == [1247, -1280, 736, 255]
+    got = add_one_lane(dut, main, skip)
+    assert got == add_reference(dut, main, skip).tolist()
+    assert got == [1247, -1280, 736, 255]
 
 
 @pytest.mark.parametrize("name", ADD_CONFIGS)
