@@ -11,7 +11,9 @@ For each K: the shipped ResNet8 checkpoint converted plainly at that K
 generator's estimate for the board (``python -m amos_hw.generate --model STEM.json --board B
 --stop-after estimate``: the folding the generator picks to fill the device, cycles per image,
 LUT4, FF, block RAM; nothing is built). The zoo's own description (K = 10, fine-tuned with the
-units in the loop) is a row too. Placed figures (Fmax over seeds, LUT4, FF, DP16KD, DSP, images/s
+units in the loop) is a row too, and so is each zoo description with a per-layer K
+(:data:`PER_LAYER`: ``resnet8_kmix``, the K pass of ``python -m python_ref.spikecal``, its K
+per layer in the row's ``K``). Placed figures (Fmax over seeds, LUT4, FF, DP16KD, DSP, images/s
 on the board clock) come from the recorded bitstream builds of the row's description
 (``python -m boards.bench``, matched by ``model_sha256``; :func:`placed`) and stay ``null`` in
 a row until one is recorded; ``python -m boards.pareto --placed`` refills them alone.
@@ -47,6 +49,8 @@ RESULT = REPO / "docs" / "results" / "pareto_resnet8.json"
 FIGURE = REPO / "docs" / "figures" / "pareto_resnet8.png"
 MODEL = "resnet8"
 DEFAULT_K = (4, 5, 6, 8, 10)
+#: zoo descriptions of ResNet8 with a K per layer, each a row
+PER_LAYER = ("resnet8_kmix",)
 # the placed figures a bitstream build adds to a row (null until one is recorded)
 PLACED = ("fmax_mhz", "fmax_mhz_min", "lut4", "ff", "bram", "dsp", "images_per_s_board_clock",
           "placed_builds")
@@ -145,30 +149,54 @@ def row(name: str, stem: Path, conversion: str, board: str, data=None, limit=Non
             "board": board, **(est := estimate(stem, board)), **placed({**est, "board": board})}
 
 
+def _label(r: dict) -> str:
+    """A row's label: its K (a per-layer K with its range)."""
+    if isinstance(r["K"], dict):
+        return f"K={min(r['K'].values())}-{max(r['K'].values())} per layer"
+    return f"K={r['K']}" + ("" if r["conversion"] == "plain" else " (zoo, fine-tuned)")
+
+
+def _style(r: dict) -> tuple:
+    """Marker, size and colour: plain conversions, per-layer K, the zoo's fine-tuned model."""
+    if isinstance(r["K"], dict):
+        return "D", 50, "C1"
+    return ("o", 40, "C0") if r["conversion"] == "plain" else ("*", 120, "C3")
+
+
 def plot(rows: list, path: Path = FIGURE) -> Path:
-    """Test top-1 of each row against its estimated images/s, labelled with K."""
-    fig = Figure(figsize=(6.4, 4.2))
+    """Two panels: test top-1 of each row against its estimated images/s (and the placed
+    build's images/s on its board clock), and against the estimated LUT4 (the rows of one
+    folding share an images/s; they differ there), each point labelled with its K."""
+    fig = Figure(figsize=(11.5, 4.4))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for r in rows:
-        plain = r["conversion"] == "plain"
-        ax.scatter(r["est_images_per_s"], 100 * r["snn_top1"], marker="o" if plain else "*",
-                   s=40 if plain else 120, color="C0" if plain else "C3")
-        ax.annotate(f"K={r['K']}" + ("" if plain else " (zoo, fine-tuned)"),
-                    (r["est_images_per_s"], 100 * r["snn_top1"]), textcoords="offset points",
-                    xytext=(5, -10))
+    ax, ax_lut = fig.subplots(1, 2)
+    for k, r in enumerate(rows):
+        marker, size, color = _style(r)
+        y = 100 * r["snn_top1"]
+        for a, x in ((ax, r["est_images_per_s"]), (ax_lut, r["est_lut4"])):
+            a.scatter(x, y, marker=marker, s=size, color=color)
+            # labels of points on one vertical alternate sides
+            a.annotate(_label(r), (x, y), textcoords="offset points",
+                       xytext=(6, -4) if k % 2 == 0 else (-6, -4),
+                       ha="left" if k % 2 == 0 else "right", fontsize=8)
         if r.get("images_per_s_board_clock"):  # the placed build, on its board clock
-            ax.scatter(r["images_per_s_board_clock"], 100 * r["snn_top1"], marker="s",
-                       s=40, facecolors="none", edgecolors="C2")
-            ax.plot([r["est_images_per_s"], r["images_per_s_board_clock"]],
-                    [100 * r["snn_top1"]] * 2, color="C2", lw=0.8, ls=":")
+            ax.scatter(r["images_per_s_board_clock"], y, marker="s", s=40, facecolors="none",
+                       edgecolors="C2")
+            ax.plot([r["est_images_per_s"], r["images_per_s_board_clock"]], [y] * 2,
+                    color="C2", lw=0.8, ls=":")
     clock = rows[0]["est_clock_mhz"] if rows else 0
-    ax.set_xlabel(f"images/s: generator estimate at {clock:g} MHz ({rows[0]['board']}); "
-                  "squares: placed build on its board clock" if rows else "images/s")
-    ax.set_ylabel(f"SNN top-1 (%), {rows[0]['n_images']:,} CIFAR-10 test images" if rows
-                  else "SNN top-1 (%)")
+    board = rows[0]["board"] if rows else ""
+    ax.set_xlabel(f"images/s: generator estimate at {clock:g} MHz ({board});\n"
+                  "squares: placed build on its board clock")
+    ax_lut.set_xlabel(f"LUT4: generator estimate ({board}, at its folding)")
+    ylabel = (f"SNN top-1 (%), {rows[0]['n_images']:,} CIFAR-10 test images" if rows
+              else "SNN top-1 (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title("ResNet8: accuracy against throughput over K")
-    ax.grid(alpha=0.3)
+    ax_lut.set_title("... and against logic")
+    for a in (ax, ax_lut):
+        a.grid(alpha=0.3)
+        a.margins(x=0.25)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -220,6 +248,9 @@ def main(argv=None) -> int:
         rows.append(row(f"{MODEL}_k{k}", stem, "plain", a.board, a.data, a.limit, progress))
         print(f"K={k}: SNN {100 * rows[-1]['snn_top1']:.2f} %, "
               f"{rows[-1]['est_images_per_s']:,.0f} images/s estimated", file=sys.stderr)
+    for name in PER_LAYER:
+        rows.append(row(name, ZOO / name, "per-layer K (zoo)", a.board, a.data, a.limit,
+                        progress))
     rows.append(row(MODEL, ZOO / MODEL, "fine-tuned (zoo)", a.board, a.data, a.limit, progress))
     doc = {"command": "python -m boards.pareto " + " ".join(sys.argv[1:] if argv is None
                                                               else argv),

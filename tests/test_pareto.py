@@ -21,8 +21,18 @@ def test_row_holds_the_evaluation_the_estimate_and_null_placed_figures(tmp_path)
     sweep = "sweeps/k10_pll100_romcols/ulx3s-85f_resnet8_pll100mhz"
     assert r["placed_builds"] == [f"{sweep}_resets8.json", f"{sweep}_seed2_resets8.json",
                                   f"{sweep}_seed3_resets8.json"]
-    png = pareto.plot([r, dict(r, conversion="plain", K=6)], tmp_path / "p.png")
+    png = pareto.plot([r, dict(r, conversion="plain", K=6),
+                       dict(r, conversion="per-layer K (zoo)", K={"stem.act": 6, "fc": 4})],
+                      tmp_path / "p.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_per_layer_rows_are_zoo_descriptions_with_more_than_one_K():
+    from python_ref import ir
+
+    for name in pareto.PER_LAYER:
+        g = ir.load(ZOO / name)
+        assert len({u["K"] for u in g.units.values()}) > 1, name
 
 
 def _build(tmp, name, **kw):
