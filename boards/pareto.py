@@ -165,8 +165,9 @@ def _style(r: dict) -> tuple:
 
 def plot(rows: list, path: Path = FIGURE) -> Path:
     """Two panels: test top-1 of each row against its estimated images/s (and the placed
-    build's images/s on its board clock), and against the estimated LUT4 (the rows of one
-    folding share an images/s; they differ there), each point labelled with its K."""
+    build's images/s on its board clock), and against the estimated LUT4 (and the placed
+    build's; the rows of one folding share an images/s, they differ there), each point
+    labelled with its K."""
     fig = Figure(figsize=(11.5, 4.4))
     FigureCanvasAgg(fig)
     ax, ax_lut = fig.subplots(1, 2)
@@ -184,11 +185,15 @@ def plot(rows: list, path: Path = FIGURE) -> Path:
                        edgecolors="C2")
             ax.plot([r["est_images_per_s"], r["images_per_s_board_clock"]], [y] * 2,
                     color="C2", lw=0.8, ls=":")
+        if r.get("lut4"):  # ... and its placed LUT4
+            ax_lut.scatter(r["lut4"], y, marker="s", s=40, facecolors="none", edgecolors="C2")
+            ax_lut.plot([r["est_lut4"], r["lut4"]], [y] * 2, color="C2", lw=0.8, ls=":")
     clock = rows[0]["est_clock_mhz"] if rows else 0
     board = rows[0]["board"] if rows else ""
     ax.set_xlabel(f"images/s: generator estimate at {clock:g} MHz ({board});\n"
                   "squares: placed build on its board clock")
-    ax_lut.set_xlabel(f"LUT4: generator estimate ({board}, at its folding)")
+    ax_lut.set_xlabel(f"LUT4: generator estimate ({board}, at its folding);\n"
+                      "squares: placed build")
     ylabel = (f"SNN top-1 (%), {rows[0]['n_images']:,} CIFAR-10 test images" if rows
               else "SNN top-1 (%)")
     ax.set_ylabel(ylabel)
