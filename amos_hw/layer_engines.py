@@ -98,7 +98,7 @@ def _add(lay: AddLayer, arrays) -> tuple[tuple, dict]:
                 "main_width": lay.main_width, "skip_bits": lay.skip_bits,
                 "skip_shift": lay.skip_shift, "shift": lay.shift, "out_bits": lay.out_bits,
                 "skip_depth": lay.skip_depth, "skip_signed": lay.skip_signed,
-                **({"main_shift": lay.main_shift} if lay.main_shift else {}), "name": lay.name}
+                "main_shift": lay.main_shift, "name": lay.name}
 
 
 def _window_pool(lay: WindowLayer, arrays) -> tuple[tuple, dict]:

@@ -870,10 +870,9 @@ class _Lowering:
         """A residual add and the one ``amos`` op after it: fused with a ReLU (``K`` spike
         words out), or raw before a trained one-input unit (an identity unit after a linear
         block): the add then emits ``v = requant_shift((main << lshift_m) + (skip <<
-        lshift_s), S)``, ``S``
-        the unit's ``rshift``, and the :class:`UnitLayer` of :meth:`unit` applies the unit, as
-        after a raw conv. The skip may be spike words, a raw projection conv or a trained
-        unit's two's-complement words (``skip_signed``)."""
+        lshift_s), S)``, ``S`` the unit's ``rshift``, and the :class:`UnitLayer` of
+        :meth:`unit` applies the unit, as after a raw conv. The skip may be spike words, a raw
+        projection conv or a trained unit's two's-complement words (``skip_signed``)."""
         name = n["name"]
         cons = self.consumers[name]
         if len(n["inputs"]) != 2:

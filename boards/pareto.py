@@ -77,10 +77,9 @@ def placed(row: dict, boards: Path = BOARDS) -> dict:
     fastest build that meets its clock; Fmax is the median and the minimum over the builds
     that target the same clock (``fmax_constraint_mhz``) from the same generator commit
     (``git``) with the same reset fold (``fold_resets``): the nextpnr seeds of one netlist,
-    listed in ``placed_builds`` (between builds
-    that meet their clock at the same images/s, the netlist with more seeds, then the one with
-    the higher median). All ``None`` when
-    there is no such build; without a build that meets its clock, the fastest build of the
+    listed in ``placed_builds`` (between builds that meet their clock at the same images/s, the
+    netlist with more seeds, then the one with the higher median). All ``None`` when there is
+    no such build; without a build that meets its clock, the fastest build of the
     highest target chooses the commit and gives the sizes, and images/s on the board clock
     stays ``None``."""
     reps = []
@@ -171,23 +170,21 @@ def plot(rows: list, path: Path = FIGURE) -> Path:
     fig = Figure(figsize=(11.5, 4.4))
     FigureCanvasAgg(fig)
     ax, ax_lut = fig.subplots(1, 2)
+    # each panel: its axes, the estimate's key and the placed build's (images/s on the board
+    # clock, LUT4)
+    panels = ((ax, "est_images_per_s", "images_per_s_board_clock"), (ax_lut, "est_lut4", "lut4"))
     for k, r in enumerate(rows):
         marker, size, color = _style(r)
         y = 100 * r["snn_top1"]
-        for a, x in ((ax, r["est_images_per_s"]), (ax_lut, r["est_lut4"])):
-            a.scatter(x, y, marker=marker, s=size, color=color)
+        for a, est, got in panels:
+            a.scatter(r[est], y, marker=marker, s=size, color=color)
             # labels of points on one vertical alternate sides
-            a.annotate(_label(r), (x, y), textcoords="offset points",
+            a.annotate(_label(r), (r[est], y), textcoords="offset points",
                        xytext=(6, -4) if k % 2 == 0 else (-6, -4),
                        ha="left" if k % 2 == 0 else "right", fontsize=8)
-        if r.get("images_per_s_board_clock"):  # the placed build, on its board clock
-            ax.scatter(r["images_per_s_board_clock"], y, marker="s", s=40, facecolors="none",
-                       edgecolors="C2")
-            ax.plot([r["est_images_per_s"], r["images_per_s_board_clock"]], [y] * 2,
-                    color="C2", lw=0.8, ls=":")
-        if r.get("lut4"):  # ... and its placed LUT4
-            ax_lut.scatter(r["lut4"], y, marker="s", s=40, facecolors="none", edgecolors="C2")
-            ax_lut.plot([r["est_lut4"], r["lut4"]], [y] * 2, color="C2", lw=0.8, ls=":")
+            if r.get(got):  # the placed build, joined to the estimate
+                a.scatter(r[got], y, marker="s", s=40, facecolors="none", edgecolors="C2")
+                a.plot([r[est], r[got]], [y] * 2, color="C2", lw=0.8, ls=":")
     clock = rows[0]["est_clock_mhz"] if rows else 0
     board = rows[0]["board"] if rows else ""
     ax.set_xlabel(f"images/s: generator estimate at {clock:g} MHz ({board});\n"

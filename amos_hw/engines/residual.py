@@ -189,8 +189,7 @@ class ResidualAddEngine(wiring.Component):
             skip = raw.as_signed() if p.skip_signed else raw
             aligned = skip.shift_left(p.skip_shift) if p.skip_shift else skip
             main = self.i.payload[n]
-            if p.main_shift:
-                main = main.shift_left(p.main_shift)
+            main = main.shift_left(p.main_shift) if p.main_shift else main
             with m.If(go):
                 m.d.sync += total[n].eq(main + aligned)
         S = p.shift
