@@ -8,6 +8,9 @@ pooling or add engine does.
   pipelined units or ``serial``: that many time-serial units, one a lane, one word every ``K``
   cycles, optionally with their ``depth``), as a file path or JSON text; a layer may
   be named by its hardware name or any description op fused into it; unnamed layers get 1;
+  a conv or dense layer may add ``"multiply": true``, the products form (a multiplier, on
+  the ECP5 a ``MULT18X18D``, per weight and input word; whole words, ``planes = in_bits``:
+  worth it for the stem's 8-bit pixels), which no automatic folding chooses;
 * :func:`choose_for_target`: for a target initiation interval ``T`` cycles, every layer gets
   the cheapest folding (by :func:`lane_cost`) whose cycles per image are at most ``T``, over
   ``pe``, ``simd`` and ``planes``: fewer planes than ``in_bits`` only where a layer must go
@@ -163,10 +166,11 @@ def read_user(value, plan: NetworkPlan) -> dict:
             raise FlowError(f"--parallelism: no layer {name!r}; layers: "
                             f"{', '.join(s.name for s in plan.layers)}")
         lay = plan.layer(alias[name])
-        fields = lay.FOLD_FIELDS
+        fields = (*lay.FOLD_FIELDS, *getattr(lay, "OPTIONAL_FOLD_FIELDS", ()))
         if not isinstance(par, dict) or set(par) - set(fields):
             what = ("lanes, or serial (and depth)" if isinstance(lay, _UNITS)
-                    else " and ".join(fields))
+                    else " and ".join(lay.FOLD_FIELDS)
+                    + "".join(f" (and {f})" for f in getattr(lay, "OPTIONAL_FOLD_FIELDS", ())))
             raise FlowError(f"--parallelism: layer {name!r} ({lay.kind}) takes {what}, "
                             f"not {par!r}")
         out[lay.name] = dict(par)
@@ -209,6 +213,10 @@ def _check_unit(lay: UnitLayer | GateLayer, par: dict) -> None:
 def _check(lay: Layer, par: dict) -> None:
     name = lay.name
     for f, v in par.items():
+        if f == "multiply":
+            if not isinstance(v, bool):
+                raise FlowError(f"layer {name!r}: multiply must be true or false, not {v!r}")
+            continue
         positive_int(f"layer {name!r}: {f}", v, error=FlowError)
     if isinstance(lay, _UNITS):
         _check_unit(lay, par)
@@ -228,6 +236,9 @@ def _check(lay: Layer, par: dict) -> None:
     if lay.in_bits % par["planes"] or par["planes"] > lay.in_bits:
         raise FlowError(f"layer {name!r}: planes must divide the {lay.in_bits} "
                         f"spikes of an input (in_bits), not {par['planes']}")
+    if par.get("multiply") and par["planes"] != lay.in_bits:
+        raise FlowError(f"layer {name!r}: multiply takes whole input words (planes = "
+                        f"{lay.in_bits}), not planes = {par['planes']}")
 
 
 def serial_buffer(plan: NetworkPlan, lay: UnitLayer) -> int:

@@ -53,6 +53,12 @@ def _banked(lay) -> dict:
     return {"banked_weights": True} if lay.banked_weights else {}
 
 
+def _multiply(lay) -> dict:
+    """``multiply`` for a layer in the products form (absent otherwise: the other engines'
+    arguments, and Verilog, stay as they were)."""
+    return {"multiply": True} if lay.multiply else {}
+
+
 def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "height": lay.height, "width": lay.width, "stride": lay.stride,
@@ -60,14 +66,15 @@ def _conv(lay: ConvLayer, arrays) -> tuple[tuple, dict]:
         "out_bits": lay.out_bits, "pe": lay.pe, "simd": lay.simd, "planes": lay.planes,
         "name": lay.name, "carry": lay.carry or "generic", **_signed(lay),
         **({"fifo_rows": lay.fifo_rows} if lay.fifo_rows else {}), **_lut(lay),
-        **_banked(lay)}
+        **_banked(lay), **_multiply(lay)}
 
 
 def _dense(lay: DenseLayer, arrays) -> tuple[tuple, dict]:
     return (lay.weights(arrays), lay.biases(arrays)), {
         "in_bits": lay.in_bits, "shift": lay.shift, "out_bits": lay.out_bits, "pe": lay.pe,
         "simd": lay.simd, "planes": lay.planes, "name": lay.name,
-        "carry": lay.carry or "generic", **_signed(lay), **_lut(lay), **_banked(lay)}
+        "carry": lay.carry or "generic", **_signed(lay), **_lut(lay), **_banked(lay),
+        **_multiply(lay)}
 
 
 def _pool(lay: PoolLayer, arrays) -> tuple[tuple, dict]:

@@ -172,6 +172,8 @@ class _MatrixLayer(Layer):
     spikes or raw accumulators out."""
 
     FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("pe", "simd", "planes")
+    #: folding fields a user may add (``--parallelism``); absent means False
+    OPTIONAL_FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("multiply",)
 
     weight: str = ""  # key of the weight array in the description
     bias: str | None = None  # key of the bias array, None for no bias (zeros)
@@ -184,6 +186,9 @@ class _MatrixLayer(Layer):
     planes: int | None = None  # spike planes per cycle (default: in_bits, bit-parallel)
     # the weight ROM as one memory, not in columns (set by lut_memories.assign_lut_memories)
     banked_weights: bool = False
+    # the products form: a multiplier (DSP block) per weight and input word (the folding's
+    # optional "multiply"; amos_hw.engines.dense.DenseEngine)
+    multiply: bool = False
 
     @property
     def n_outputs(self) -> int:
@@ -200,6 +205,17 @@ class _MatrixLayer(Layer):
 
     def default_folding(self) -> dict:
         return {"pe": 1, "simd": 1, "planes": self.in_bits}
+
+    def folding(self) -> dict:
+        """``pe``, ``simd``, ``planes``, and ``multiply: True`` for the products form."""
+        d = super().folding()
+        if self.multiply:
+            d["multiply"] = True
+        return d
+
+    def fold(self, folding: dict, cycles: int) -> None:
+        super().fold(folding, cycles)
+        self.multiply = bool(folding.get("multiply", False))
 
     @property
     def in_lanes(self) -> int:
@@ -230,6 +246,8 @@ class _MatrixLayer(Layer):
         d = {"pe": self.pe, "simd": self.simd, "planes": self.planes}
         if self.banked_weights:
             d["banked_weights"] = True
+        if self.multiply:
+            d["multiply"] = True
         return d
 
 

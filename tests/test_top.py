@@ -234,10 +234,11 @@ TINY_FOLDINGS = [
      "b0.c2": {"pe": 4, "simd": 2}, "b0.a2": {"lanes": 2}, "b1.a1": {"pe": 4, "simd": 2},
      "b1.c2": {"pe": 8, "simd": 8}, "b1.sc": {"pe": 8, "simd": 4}, "b1.a2": {"lanes": 4},
      "gap": {"lanes": 2}, "fc": {"pe": 3, "simd": 8}},
-    {"stem.act": {"pe": 4, "simd": 1}, "b0.a1": {"pe": 1, "simd": 4},
+    # the products form (multiply) on the stem's pixels, a spike-word conv and the logits
+    {"stem.act": {"pe": 4, "simd": 1, "multiply": True}, "b0.a1": {"pe": 1, "simd": 4},
      "b0.c2": {"pe": 2, "simd": 4}, "b0.a2": {"lanes": 4}, "b1.a1": {"pe": 8, "simd": 1},
-     "b1.c2": {"pe": 1, "simd": 8}, "b1.sc": {"pe": 2, "simd": 1}, "b1.a2": {"lanes": 1},
-     "gap": {"lanes": 8}, "fc": {"pe": 1, "simd": 2}},
+     "b1.c2": {"pe": 1, "simd": 8}, "b1.sc": {"pe": 2, "simd": 1, "multiply": True},
+     "b1.a2": {"lanes": 1}, "gap": {"lanes": 8}, "fc": {"pe": 1, "simd": 2, "multiply": True}},
     # time-serial convolutions and logits (planes), mixed with bit-parallel ones
     {"stem.act": {"pe": 2, "simd": 3, "planes": 1}, "b0.a1": {"pe": 4, "simd": 4, "planes": 2},
      "b0.c2": {"pe": 4, "simd": 2}, "b0.a2": {"lanes": 2}, "b1.a1": {"pe": 4, "simd": 2,

@@ -41,11 +41,12 @@ class ConvEngine(wiring.Component):
         Input image size.
     stride, padding : int
         Convolution step and zero padding.
-    in_bits, shift, out_bits, pe, simd, planes, name, carry, in_signed
+    in_bits, shift, out_bits, pe, simd, planes, name, carry, in_signed, multiply
         As :class:`~amos_hw.engines.dense.DenseEngine` (``simd`` must divide ``C_in``;
         ``planes`` spike planes per cycle, all of them by default; ``carry="ecp5"``: the first
         adder level on ECP5 carry cells with the spike gates folded in; ``in_signed``: the
-        inputs are ``in_bits`` two's-complement words, the sign plane's weights subtracted).
+        inputs are ``in_bits`` two's-complement words, the sign plane's weights subtracted;
+        ``multiply``: the products form, a multiplier per weight and input word).
         The zero padding is the all-zero word, value 0 in either case.
     fifo_rows : int
         A pointwise convolution's window FIFO in image rows (0: two pixels; see
@@ -64,12 +65,14 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
                  out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
-                 in_signed=False, fifo_rows=0, lut_memories=(), banked_weights=False):
+                 in_signed=False, fifo_rows=0, lut_memories=(), banked_weights=False,
+                 multiply=False):
         p = ConvParams.check(weights, bias, height=height, width=width, stride=stride,
                              padding=padding, in_bits=in_bits, shift=shift, out_bits=out_bits,
                              pe=pe, simd=simd, planes=planes, name=name, carry=carry,
                              in_signed=in_signed, fifo_rows=fifo_rows,
-                             lut_memories=lut_memories, banked_weights=banked_weights)
+                             lut_memories=lut_memories, banked_weights=banked_weights,
+                             multiply=multiply)
         self._p = p
         mvu = p.mvu
         out_shape = unsigned(mvu.out_bits) if mvu.out_bits is not None else signed(mvu.v_width)
@@ -84,7 +87,7 @@ class ConvEngine(wiring.Component):
     def figures(weights, bias, *, height, width, stride=1, padding=0, in_bits, shift, out_bits,
                 pe=1, simd=1, planes=None, name="conv", carry="generic",
                 in_signed=False, fifo_rows=0, lut_memories=(),
-                banked_weights=False) -> Figures:
+                banked_weights=False, multiply=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.ConvParams.figures`."""
@@ -93,7 +96,7 @@ class ConvEngine(wiring.Component):
                                 pe=pe, simd=simd, planes=planes, name=name,
                                 carry=carry, in_signed=in_signed, fifo_rows=fifo_rows,
                                 lut_memories=lut_memories,
-                                banked_weights=banked_weights).figures()
+                                banked_weights=banked_weights, multiply=multiply).figures()
 
     params = property(lambda self: self._p, doc="The checked parameters (ConvParams).")
     name = property(lambda self: self._p.name)
@@ -108,6 +111,7 @@ class ConvEngine(wiring.Component):
     pe = property(lambda self: self._p.mvu.pe)
     simd = property(lambda self: self._p.mvu.simd)
     planes = property(lambda self: self._p.mvu.planes, doc="Spike planes per cycle.")
+    multiply = property(lambda self: self._p.mvu.multiply, doc="The products form.")
     acc_width = property(lambda self: self._p.mvu.acc_width)
     kernel = property(lambda self: self._p.window.kernel)
     stride = property(lambda self: self._p.window.stride)
@@ -152,7 +156,8 @@ class ConvEngine(wiring.Component):
         unit = DenseEngine(mvu.weights, mvu.bias, in_bits=mvu.in_bits, shift=mvu.shift,
                            out_bits=mvu.out_bits, pe=mvu.pe, simd=mvu.simd, planes=mvu.planes,
                            name=p.name, carry=mvu.carry, credits=True, in_signed=mvu.in_signed,
-                           lut_memories=mvu.lut_memories, banked_weights=mvu.banked_weights)
+                           lut_memories=mvu.lut_memories, banked_weights=mvu.banked_weights,
+                           multiply=mvu.multiply)
         window = SlidingWindow(height=win.height, width=win.width, channels=win.channels,
                                kernel=win.kernel, stride=win.stride, padding=win.padding,
                                simd=win.simd, bits=win.bits, name=win.name,

@@ -195,6 +195,15 @@ class DenseEngine(wiring.Component):
         inputs ``-2**(in_bits-1)..2**(in_bits-1) - 1``; the input lanes are then
         ``signed(in_bits)`` and the accumulator is sized for that range
         (:func:`~amos_hw.engines.figures.accumulator_range` with ``in_signed``).
+    multiply : bool
+        ``False``: spike-gated weights per plane, added in a tree (above). ``True`` (the
+        products form): each lane multiplies its weight by the whole input word, ``w * a``
+        (registered), and a registered tree adds the ``simd`` products; synthesis for a family
+        with DSP blocks maps every product to one (an ECP5 ``MULT18X18D``: ``pe * simd`` of
+        them), which pays where the input words are wide and few (the stem's 8-bit pixels).
+        Needs ``planes = in_bits`` and operands of at most 18 signed bits. Same results,
+        same cycles; the tree is ``1 + ceil(log2(simd))`` levels deep
+        (:attr:`~amos_hw.engines.figures.DenseParams.tree_depth`), so the latency differs.
 
     Members
     -------
@@ -209,11 +218,11 @@ class DenseEngine(wiring.Component):
 
     def __init__(self, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
                  name="dense", carry="generic", credits=False, in_signed=False,
-                 lut_memories=(), banked_weights=False):
+                 lut_memories=(), banked_weights=False, multiply=False):
         p = DenseParams.check(weights, bias, in_bits=in_bits, shift=shift, out_bits=out_bits,
                               pe=pe, simd=simd, planes=planes, name=name, carry=carry,
                               credits=credits, in_signed=in_signed, lut_memories=lut_memories,
-                              banked_weights=banked_weights)
+                              banked_weights=banked_weights, multiply=multiply)
         self._p = p
         out_shape = unsigned(p.out_bits) if p.out_bits is not None else signed(p.v_width)
         in_shape = signed(p.in_bits) if p.in_signed else unsigned(p.in_bits)
@@ -228,7 +237,7 @@ class DenseEngine(wiring.Component):
     @staticmethod
     def figures(weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
                 name="dense", carry="generic", credits=False, in_signed=False,
-                lut_memories=(), banked_weights=False) -> Figures:
+                lut_memories=(), banked_weights=False, multiply=False) -> Figures:
         """The figures of the engine these arguments would build, without building it: the
         constructor's arguments and checks (same errors), then
         :meth:`amos_hw.engines.figures.DenseParams.figures`."""
@@ -236,7 +245,7 @@ class DenseEngine(wiring.Component):
                                  pe=pe, simd=simd, planes=planes, name=name, carry=carry,
                                  credits=credits, in_signed=in_signed,
                                  lut_memories=lut_memories,
-                                 banked_weights=banked_weights).figures()
+                                 banked_weights=banked_weights, multiply=multiply).figures()
 
     # -- read-only properties ---------------------------------------------------------------
     params = property(lambda self: self._p, doc="The checked parameters (DenseParams).")
@@ -255,6 +264,7 @@ class DenseEngine(wiring.Component):
     planes = property(lambda self: self._p.planes, doc="Spike planes per cycle.")
     carry = property(lambda self: self._p.carry, doc="``generic`` or ``ecp5``: see the class.")
     credits = property(lambda self: self._p.credits, doc="Free-running datapath: see the class.")
+    multiply = property(lambda self: self._p.multiply, doc="The products form: see the class.")
     passes = property(lambda self: self._p.passes,
                       doc="Cycles per input word: in_bits / planes.")
     acc_range = property(
@@ -619,6 +629,8 @@ class _Datapath:
         simd, planes, wb = p.simd, p.planes, p.w_width
         w_r, acts_r = self.w_r, self.acts_r
         ws = [w_r.word_select(q * simd + s, wb).as_signed() for s in range(simd)]
+        if p.multiply:
+            return self._products(q, ws)
         plane_sums = []
         for b in range(planes):
             zs = [acts_r.word_select(s, planes)[b] for s in range(simd)]
@@ -652,6 +664,23 @@ class _Datapath:
         with m.If(en & valid_last):
             m.d.sync += word_sum.eq(Mux(pfirst_last, 0, word_sum.shift_left(planes)) + dot)
         return word_sum
+
+    def _products(self, q: int, ws):
+        """Output ``q``'s dot product in the products form: every weight times its whole input
+        word, registered (a multiplier each, a DSP block where the family has them), then the
+        registered tree of the ``simd`` products (:attr:`DenseParams.tree_depth` levels in
+        all)."""
+        m, p, en = self.m, self.p, self.en
+        kin = p.in_bits
+        prods = []
+        for s, w in enumerate(ws):
+            a = self.acts_r.word_select(s, kin)
+            a = a.as_signed() if p.in_signed else a.as_unsigned()
+            prods.append(registered(m, w * a, en, f"prod_{q}_{s}"))
+        root, _ = registered_tree(m, prods, en, f"dot_{q}")
+        dot = Signal(self.dot_shape, name=f"dot_{q}")
+        m.d.comb += dot.eq(root)
+        return dot
 
     def _sign_plane(self, root, levels: int):
         """Two's-complement inputs: the sum of the most significant plane's gated weights,

@@ -153,6 +153,25 @@ def _check_bool(name: str, what: str, value) -> bool:
     return bool(value)
 
 
+#: Widest signed operand of one multiplier of the products form (``multiply``): an ECP5
+#: ``MULT18X18D`` (and an iCE40 ``SB_MAC16``'s 16 x 16 needs narrower) takes 18 x 18 bits.
+MULT_OPERAND_BITS = 18
+
+
+def _check_multiply(name: str, planes: int, in_bits: int, in_signed: bool,
+                    w_width: int) -> None:
+    """The products form multiplies whole input words: all planes in one cycle, and both
+    operands within one multiplier (:data:`MULT_OPERAND_BITS`, signed)."""
+    if planes != in_bits:
+        raise ValueError(f"{name}: multiply takes whole input words, all {in_bits} planes in "
+                         f"a cycle (planes = in_bits), not planes = {planes}")
+    a_width = in_bits + (not in_signed)
+    if max(a_width, w_width) > MULT_OPERAND_BITS:
+        raise ValueError(f"{name}: multiply needs operands of at most {MULT_OPERAND_BITS} "
+                         f"signed bits (one MULT18X18D a product); the inputs take {a_width}, "
+                         f"the weights {w_width}")
+
+
 def _int_array(value, what: str, ndim: int, name: str) -> np.ndarray:
     """``value`` as a new, read-only int64 array of ``ndim`` dimensions, not empty."""
     arr = np.asarray(value)
@@ -347,11 +366,12 @@ class DenseParams:
     v_width: int  # signed width of a requantised value
     lut_memories: tuple = ()  # memories kept out of block RAM (lib.bram.style_attrs)
     banked_weights: bool = False  # the weight ROM as one memory (weight_column_bits)
+    multiply: bool = False  # products by multipliers (DSP blocks), not spike-gated planes
 
     @classmethod
     def check(cls, weights, bias, *, in_bits, shift, out_bits, pe=1, simd=1, planes=None,
               name="dense", carry="generic", credits=False, in_signed=False,
-              lut_memories=(), banked_weights=False) -> DenseParams:
+              lut_memories=(), banked_weights=False, multiply=False) -> DenseParams:
         """Check the engine's arguments (raising as its constructor does) and derive the
         widths."""
         _check_name(name)
@@ -373,17 +393,21 @@ class DenseParams:
             raise ValueError(f"{name}: carry must be one of {', '.join(CARRY_FORMS)}, "
                              f"not {carry!r}")
         in_signed = _check_bool(name, "in_signed", in_signed)
+        multiply = _check_bool(name, "multiply", multiply)
+        w_width = signed_width(int(weights.min()), int(weights.max()))
+        if multiply:
+            _check_multiply(name, planes, in_bits, in_signed, w_width)
         acc_range = accumulator_range(weights, bias, in_bits, in_signed)
         v_lo, v_hi = (int(v) for v in requant_shift(np.array(acc_range), shift))
         return _with_lut_memories(cls(
             name=name, weights=weights, bias=bias, in_bits=in_bits, shift=shift,
             out_bits=out_bits, pe=pe, simd=simd, planes=planes, carry=carry,
-            credits=bool(credits), in_signed=in_signed,
-            w_width=signed_width(int(weights.min()), int(weights.max())),
+            credits=bool(credits), in_signed=in_signed, w_width=w_width,
             b_width=signed_width(min(0, int(bias.min())), max(0, int(bias.max()))),
             acc_range=acc_range, acc_width=signed_width(*acc_range),
             v_width=signed_width(v_lo, v_hi),
             banked_weights=_check_bool(name, "banked_weights", banked_weights),
+            multiply=multiply,
         ), lut_memories)
 
     n_out = property(lambda self: self.weights.shape[0])
@@ -392,8 +416,12 @@ class DenseParams:
     sf = property(lambda self: self.n_in // self.simd, doc="Input words a fold: N_in / simd.")
     passes = property(lambda self: self.in_bits // self.planes,
                       doc="Cycles per input word: in_bits / planes.")
-    fused = property(lambda self: self.carry == "ecp5" and self.simd > 1,
-                     doc="The ECP5 carry form is used (it needs two inputs to pair).")
+    fused = property(lambda self: self.carry == "ecp5" and self.simd > 1 and not self.multiply,
+                     doc="The ECP5 carry form is used (it needs two inputs to pair; products "
+                         "by multipliers have no gates to fold).")
+    product_width = property(
+        lambda self: self.w_width + self.in_bits + (not self.in_signed),
+        doc="Signed width of one weight-times-input product (``multiply``).")
     out_width = property(
         lambda self: self.out_bits if self.out_bits is not None else self.v_width,
         doc="Width of one output (unsigned spike word, or signed raw value).",
@@ -402,7 +430,10 @@ class DenseParams:
     @property
     def tree_depth(self) -> int:
         """Registered adder-tree levels: the simd gated weights of each plane, then the planes
-        (the ECP5 carry form registers its gated operands one level before the tree)."""
+        (the ECP5 carry form registers its gated operands one level before the tree). With
+        ``multiply``: the registered products, then the simd products' tree."""
+        if self.multiply:
+            return 1 + tree_levels(self.simd)
         return max(1, tree_levels(self.simd) + tree_levels(self.planes)) + self.fused
 
     @property
@@ -484,10 +515,14 @@ class DenseParams:
         pe, simd, planes, ww = self.pe, self.simd, self.planes, self.w_width
         lg = max(0, math.ceil(math.log2(simd)))
         ff = simd * self.in_bits + 2 * pe * self.acc_width
-        # the registered tree: per plane about simd registers of the weight width (the levels
-        # halve), then the plane-combining levels
-        ff += pe * planes * simd * (ww + lg // 2 + 1)
-        ff += pe * planes * (ww + planes + lg)
+        if self.multiply:  # registered products, then their registered tree
+            pw = self.product_width
+            ff += pe * simd * pw + pe * max(0, simd - 1) * (pw + lg // 2 + 1)
+        else:
+            # the registered tree: per plane about simd registers of the weight width (the
+            # levels halve), then the plane-combining levels
+            ff += pe * planes * simd * (ww + lg // 2 + 1)
+            ff += pe * planes * (ww + planes + lg)
         ff += pe * simd * ww + simd * self.in_bits  # stage R
         if self.fused:  # odd weights registered gated per plane, even ones and spikes delayed
             ff += pe * (simd // 2) * ww * (planes - 1)
@@ -531,8 +566,11 @@ class DenseParams:
         per_pe = 0 if serial else simd * planes * ww
         if self.fused:  # the gates are in the carry cells and the flip-flop resets (below)
             per_pe = 0
-        per_pe += planes * (simd - 1) * (ww + lg)
-        per_pe += (planes - 1) * (ww + planes + lg)
+        if self.multiply:  # the products' tree; the products themselves: multiplier_luts
+            per_pe = (simd - 1) * (self.product_width + lg) + simd * self.product_luts
+        else:
+            per_pe += planes * (simd - 1) * (ww + lg)
+            per_pe += (planes - 1) * (ww + planes + lg)
         per_pe = per_pe * 6 // 5  # fitted to the probe: odd-width levels, feed-through LUTs
         per_pe += 2 * self.acc_width
         if self.passes > 1:  # the Horner adder
@@ -554,11 +592,30 @@ class DenseParams:
             pick += pe * (simd % 2) * planes * ww
         return pe * per_pe + rom + pick + 40
 
+    @property
+    def product_luts(self) -> int:
+        """LUT4 of one product built from logic (``multiply`` where the family has no DSP
+        blocks): the gates and the plane adders of the bit-parallel form, ``w_width *
+        in_bits + (in_bits - 1) * (w_width + in_bits)``; 0 without ``multiply``."""
+        if not self.multiply:
+            return 0
+        ww, kin = self.w_width, self.in_bits
+        return ww * kin + (kin - 1) * (ww + kin)
+
+    @property
+    def multipliers(self) -> int:
+        """Variable products a DSP block each (``multiply``: ``pe * simd``), else 0."""
+        return self.pe * self.simd if self.multiply else 0
+
     def figures(self) -> Figures:
-        """The engine's :class:`Figures`."""
+        """The engine's :class:`Figures`; with ``multiply`` its products are
+        ``multipliers``, their LUT4 (:attr:`product_luts` each, in ``luts``) the
+        ``multiplier_luts`` a DSP family saves (:func:`amos_hw.cost.layer_rows`)."""
+        saved = self.pe * (self.simd * self.product_luts * 6 // 5)
         return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
                        flip_flops=self.flip_flops, memory_bits=self.memory_bits,
-                       memories=self.memories, out_width=self.out_width)
+                       memories=self.memories, out_width=self.out_width,
+                       multipliers=self.multipliers, multiplier_luts=saved)
 
 
 # -- the sliding window and the convolution ------------------------------------------------------
@@ -686,7 +743,7 @@ class ConvParams:
     def check(cls, weights, bias, *, height, width, stride=1, padding=0, in_bits, shift,
               out_bits, pe=1, simd=1, planes=None, name="conv", carry="generic",
               in_signed=False, fifo_rows=0, lut_memories=(),
-              banked_weights=False) -> ConvParams:
+              banked_weights=False, multiply=False) -> ConvParams:
         """Check the engine's arguments, raising as its constructor does."""
         _check_name(name)
         weights = _int_array(weights, "weights", 4, name)
@@ -699,7 +756,8 @@ class ConvParams:
         mvu = DenseParams.check(weights.reshape(c_out, k * k * c_in), bias, in_bits=in_bits,
                                 shift=shift, out_bits=out_bits, pe=pe, simd=simd, planes=planes,
                                 name=name, carry=carry, credits=True, in_signed=in_signed,
-                                lut_memories=lut_memories, banked_weights=banked_weights)
+                                lut_memories=lut_memories, banked_weights=banked_weights,
+                                multiply=multiply)
         window = WindowParams.check(height=height, width=width, channels=c_in, kernel=k,
                                     stride=stride, padding=padding, simd=simd, bits=in_bits,
                                     name=name, fifo_rows=fifo_rows)
@@ -743,10 +801,13 @@ class ConvParams:
         return self.window.luts + self.mvu.luts
 
     def figures(self) -> Figures:
-        """The engine's :class:`Figures`."""
+        """The engine's :class:`Figures` (the products form's multipliers are the
+        matrix-vector unit's)."""
+        mvu = self.mvu.figures()
         return Figures(cycles=self.cycles, latency=self.latency, luts=self.luts,
                        flip_flops=self.flip_flops, memory_bits=self.memory_bits,
-                       memories=self.memories, out_width=self.mvu.out_width)
+                       memories=self.memories, out_width=self.mvu.out_width,
+                       multipliers=mvu.multipliers, multiplier_luts=mvu.multiplier_luts)
 
 
 # -- windowed per-channel engines: max / average pooling, depthwise convolution -----------------

