@@ -130,3 +130,22 @@ def test_unknown_engine_is_refused():
     with pytest.raises(SystemExit):
         main(["--engine", "relu"])
     assert ENGINES[0] == "dense" and set(WHAT) == set(ENGINES) - {"dense"}
+
+
+def test_stem_probes_gated_then_products_on_dsp_blocks():
+    """``--engine stem``: the stem-shaped unit (27 -> 16, 8-bit pixels) with gated planes, then
+    in the products form; the products record's estimate is the generator's for an ECP5, the
+    multipliers' LUT4 out and the DSP blocks counted."""
+    probes = _probes("stem")
+    assert [e.multiply for e, *_ in probes] == [False, True]
+    assert all(wrap and not nodsp for _, _, wrap, nodsp in probes)
+    gated, prod = probes[0][0], probes[1][0]
+    assert (prod.n_in, prod.n_out, prod.in_bits, prod.pe, prod.simd) == (27, 16, 8, 4, 3)
+    assert np.array_equal(gated.weights, prod.weights)
+    assert probes[1][1].endswith("multiply=True), wrapped (shift-register in, XOR out)")
+    assert "multiply" not in probes[0][1]
+    fig = prod.params.figures()
+    rec = probe_result(prod, probes[1][1], REPORT, {"MULT18X18D": 12})
+    assert rec["estimate"]["dsp"] == fig.multipliers == 12
+    assert rec["estimate"]["luts"] == prod.luts - fig.multiplier_luts
+    assert "dsp" not in probe_result(gated, probes[0][1], REPORT, {})["estimate"]
