@@ -57,7 +57,9 @@ _REPO = Path(__file__).resolve().parent.parent
 
 def default_out(model_name: str) -> Path:
     """``build/<model>`` in the repository of a source checkout, else in the working folder
-    (an installed package must not write into site-packages)."""
+    (an installed package must not write into site-packages). ``<model>`` is the
+    description's file name (``resnet8_kmix``), not the network's name inside it (the zoo's
+    ResNet8 variants are all ``resnet8``: one would overwrite another's folder)."""
     base = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
     return base / "build" / model_name
 
@@ -150,9 +152,10 @@ class _Writer:
         self.out_dir: Path | None = None
 
     def step(self, ctx: FlowContext, n: int, name: str, summary: dict) -> None:
-        if self.out_dir is None:  # the model's name (the default folder) is known now
+        if self.out_dir is None:  # the model's file (the default folder) is known now
             cfg = self.cfg
-            self.out_dir = Path(cfg.out) if cfg.out else default_out(ctx.model_name)
+            stem = ctx.model_path.name if ctx.model_path is not None else ctx.model_name
+            self.out_dir = Path(cfg.out) if cfg.out else default_out(stem)
             (self.out_dir / "steps").mkdir(parents=True, exist_ok=True)
             for old in (self.out_dir / "steps").glob("*.json"):
                 old.unlink()

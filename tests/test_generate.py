@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from amos_hw import flow
 from amos_hw.generate import main
 from amos_hw.zoo import known_models
 
@@ -116,3 +117,16 @@ def test_board_name_names_its_device(tmp_path, capsys):
     assert main(["--model", "digits", "--board", "ulx3s-12f", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "unknown board 'ulx3s-12f'" in err and "ulx3s-85f" in err and "(boards)" in err
+
+
+def test_default_folder_is_the_descriptions_file_name(tmp_path, monkeypatch, capsys):
+    """``--model resnet8_kmix`` writes into ``build/resnet8_kmix``, not ``build/resnet8`` (the
+    network's name inside every zoo ResNet8 variant), so one variant never overwrites
+    another's folder."""
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.setattr(flow, "_REPO", tmp_path)
+    assert main(["--model", "resnet8_kmix", "--stop-after", "load"]) == 0
+    assert (tmp_path / "build" / "resnet8_kmix" / "steps" / "0_load.json").is_file()
+    assert not (tmp_path / "build" / "resnet8").exists()
+    assert json.loads((tmp_path / "build" / "resnet8_kmix" / "steps" / "0_load.json")
+                      .read_text())["model"] == "resnet8"
