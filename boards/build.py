@@ -171,9 +171,12 @@ def _fit_check(board, model, parallelism, lut_fill, architecture, carry="generic
     except FlowError as e:
         raise BoardError(f"cannot build {model!r} for {board.name}: {e}") from None
     rep = ctx.report
-    if "est_bram_blocks" not in rep:  # a folding given: the generator had no device to count for
-        rep["est_bram_blocks"] = totals(ctx.plan, ctx.graph.arrays, rep["clock_mhz"],
-                                        board.family)["est_bram_blocks"]
+    if "est_bram_blocks" not in rep:
+        # a folding given: the generator had no device to count for; the board's family
+        # counts the block RAMs, and a products-form layer's multipliers as DSP blocks, their
+        # LUT4 out (amos_hw.cost.layer_rows), as the generator's --board estimate does
+        tot = totals(ctx.plan, ctx.graph.arrays, rep["clock_mhz"], board.family)
+        rep.update({k: tot[k] for k in ("est_lut4", "est_ff", "est_dsp", "est_bram_blocks")})
     shape = ctx.program.input_shape if ctx.program is not None else ctx.plan.input_shape
     _check_board_fit(board, model, rep, math.prod(int(v) for v in shape), fill)
     # it fits: build the network (nothing is built before, so nothing is left unused)
@@ -216,6 +219,9 @@ def _check_board_fit(board, model, rep: dict, n_pixels: int, fill: float) -> Non
     if rep["est_lut4"] > fill * board.resources["lut4"]:
         short.append(f"needs about {rep['est_lut4']} LUT4, the {board.device} has "
                      f"{board.resources['lut4']} ({fill:.0%} usable; --lut-fill raises it)")
+    if rep.get("est_dsp", 0) > board.resources.get("dsp", 0):
+        short.append(f"needs {rep['est_dsp']} DSP blocks (its products-form layers' "
+                     f"multipliers), the {board.device} has {board.resources.get('dsp', 0)}")
     if need_blocks > bram_budget(board.family, have_blocks):
         block = FAMILIES[board.family]["block"]
         short.append(f"needs about {need_blocks} {block} block RAMs for its memories (the "

@@ -151,6 +151,26 @@ def test_fit_check_counts_blocks_not_bits():
     assert "LUT4" not in str(e.value)
 
 
+def test_fit_check_counts_a_given_foldings_products_as_dsp_blocks():
+    """A folding given (a sweep's): the estimate is the board family's, as the generator's
+    ``--board`` one: the products-form layer's 32 multipliers are DSP blocks and their LUT4
+    are out; a board without DSP blocks refuses it, saying so."""
+    from boards.build import fit_check
+    fold = {"act1": {"pe": 4, "simd": 8, "multiply": True}, "fc": {"pe": 2, "simd": 4}}
+    net, rep = fit_check(get_board("ulx3s-85f"), "digits", fold)
+    net2, gated = fit_check(get_board("ulx3s-85f"), "digits",
+                            {**fold, "act1": {"pe": 4, "simd": 8}})
+    for n in (net, net2):  # built: elaborated, as a build would (Amaranth warns otherwise)
+        Fragment.get(n, None)
+    assert (rep["est_dsp"], gated["est_dsp"]) == (32, 0)
+    assert rep["est_lut4"] < gated["est_lut4"]
+    small = _small_board("small", "ecp5", 50000, 18432 * 8)
+    with pytest.raises(BoardError, match=r"^digits does not fit small: needs 32 DSP blocks "
+                                         r"\(its products-form layers' multipliers\), the "
+                                         r"SMALL has 0$"):
+        fit_check(small, "digits", fold)
+
+
 def test_fit_check_reserves_the_host_links_blocks():
     """The board's fit leaves the host link's image buffer its block RAMs (3,072 bytes: 2
     DP16KD): the generator's folding fits the device with them."""
