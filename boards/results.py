@@ -46,22 +46,29 @@ ANCHORS = [
      "fmax_mhz": None, "dsp": None, "lut": None},
 ]
 
-#: The goals: (board, model) -> checks.
+#: The goals: ``(board, model, checks)``, one line each on the page.
 #: ``images_per_s`` is met on the clock the bitstream runs at, with timing met there
 #: (``images_per_s_board_clock`` of a build that ``meets_board_clock``). Issue 17's first goal
 #: (2,500 images/s at 100 MHz or more, within 1.0 point of the K = 10 model) is for a ResNet8
 #: build of any K: ``resnet8_k6`` is the K = 6 conversion (0.37 points below the K = 10 model on
 #: the test set, pareto_resnet8.json), ``resnet8_kmix`` the per-layer K one (0.57 below). Its
 #: second goal is the K = 10 model (``resnet8``) at 100 MHz or more, in the same resources; at
-#: K = 10's 73,728 cycles per image that is 1,356 images/s, so 2,500 is not its goal.
-GOALS = {
-    ("ulx3s-85f", "resnet8"): {"dsp": 0, "lut4": 60000, "fmax_mhz": 100},
-    ("ulx3s-85f", "resnet8_k6"): {"images_per_s": 2500, "dsp": 0, "lut4": 60000,
-                                  "fmax_mhz": 100},
-    ("ulx3s-85f", "resnet8_kmix"): {"images_per_s": 2500, "dsp": 0, "lut4": 60000,
-                                    "fmax_mhz": 100},
-    ("icebreaker", "resnet8"): {"images_per_s": 10},
-}
+#: K = 10's 73,728 cycles per image that is 1,356 images/s, so 2,500 is not its goal. The
+#: moonshot behind them, 5,000 images/s, counts its DSP blocks rather than forbidding them (the
+#: issue: "0 DSP unless DSPs clearly pay (then count them)").
+GOALS = [
+    ("ulx3s-85f", "resnet8", {"dsp": 0, "lut4": 60000, "fmax_mhz": 100}),
+    ("ulx3s-85f", "resnet8_k6", {"images_per_s": 2500, "dsp": 0, "lut4": 60000,
+                                 "fmax_mhz": 100}),
+    ("ulx3s-85f", "resnet8_kmix", {"images_per_s": 2500, "dsp": 0, "lut4": 60000,
+                                   "fmax_mhz": 100}),
+    ("ulx3s-85f", "resnet8_kmix", {"images_per_s": 5000, "fmax_mhz": 100}),
+    ("icebreaker", "resnet8", {"images_per_s": 10}),
+]
+
+#: The checks that limit a build's size: a goal is read against the fastest build within them
+#: (the fastest of all where none is).
+_SIZE_CHECKS = ("dsp", "lut4")
 
 _NONE = "-"
 
@@ -266,10 +273,8 @@ def rtl_table(results: list[tuple[str, dict]]) -> list[str]:
 
 # --- boards -----------------------------------------------------------------------------------
 
-def _goal_status(r: dict) -> str:
-    goal = GOALS.get((r["board"], r["model"]))
-    if not goal:
-        return ""
+def _goal_status(r: dict, goal: dict) -> str:
+    """Each check of ``goal`` on the build ``r``: met or missed."""
     parts = []
     if "images_per_s" in goal:
         ok = _board_clock_rate(r) >= goal["images_per_s"]
@@ -371,12 +376,15 @@ def _board_clock_rate(r: dict) -> float:
 
 def _goal_lines(results: list[dict]) -> list[str]:
     lines = []
-    for (board, model), g in GOALS.items():
+    for board, model, g in GOALS:
         rows = [r for r in results if (r["board"], r["model"]) == (board, model)]
-        best = max(rows, key=lambda r: (_board_clock_rate(r), r["images_per_s"])) if rows \
+        within = [r for r in rows if all(r[k] <= g[k] for k in _SIZE_CHECKS if k in g)]
+        pool = within or rows
+        best = max(pool, key=lambda r: (_board_clock_rate(r), r["images_per_s"])) if pool \
             else None
         want = ", ".join(f"{k} {v}" for k, v in g.items())
-        got = (_goal_status(best) + (f" (row: {best['variant']})" if best.get("variant") else "")
+        got = (_goal_status(best, g)
+               + (f" (row: {best['variant']})" if best.get("variant") else "")
                if best else "no build result yet")
         lines.append(f"- {model} on {board} ({want}): {got}")
     return lines
