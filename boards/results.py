@@ -195,14 +195,17 @@ def accuracy_table(results: list[tuple[str, dict]]) -> list[str]:
 def _rtl_command(name: str, run: dict, key: str = "") -> str:
     """The ``rtl_tests.network`` command of one run, from the file-name rule of that CLI
     (``rtl_<model>.json``, ``rtl_<model>_shared.json``, ``rtl_<model>_<device>.json``, each
-    with ``_spikes`` after it for a run with the spike counters) and the run's key in the file
+    with ``_spikes`` after it for a run with the spike counters; ``rtl_<model>_<folding>.json``
+    for a folding file, which the run records) and the run's key in the file
     (``<simulator>-<form>-carry`` for a board's folding in another carry form)."""
     model = run["model"]
     suffix = name[len(f"rtl_{model}"):-len(".json")].lstrip("_")
     spikes = suffix == "spikes" or suffix.endswith("_spikes")
     suffix = suffix[:-len("spikes")].rstrip("_") if spikes else suffix
     args = [f"--model {model}"]
-    if suffix == "shared":
+    if run.get("parallelism_file"):  # a folding file (its name is the suffix)
+        args.append(f"--parallelism {run['parallelism']}")
+    elif suffix == "shared":
         args.append("--architecture shared")
     elif suffix:
         args.append(f"--board {suffix}")

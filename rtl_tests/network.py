@@ -211,11 +211,17 @@ def _parser() -> argparse.ArgumentParser:
                         "ecp5-25f ResNet8 is the shared engine with its weights in an SPI flash, "
                         "modelled here); "
                         "results go to rtl_<model>_<device>.json")
+    p.add_argument("--parallelism", default=None, metavar="FILE",
+                   help="simulate this folding, a JSON file as python -m amos_hw.generate "
+                        "--parallelism takes it (a sweep's folding: products-form layers "
+                        "included), in portable adders unless --carry ecp5; results go to "
+                        "rtl_<model>_<file name>.json (less a leading <model>_)")
     p.add_argument("--carry", default=None, choices=CARRY_FORMS,
                    help="with --board: the matrix-vector adders' carry form instead of the "
                         "board build's (generic: the same folding and schedule in portable "
                         "Verilog, which Verilator runs several times faster than the CCU2C "
-                        "cells; the run is kept as verilator-generic-carry)")
+                        "cells; the run is kept as verilator-generic-carry); with "
+                        "--parallelism: the carry form (default generic)")
     p.add_argument("--spike-counts", action="store_true",
                    help="generate the network with its spike counters and compare every "
                         "image's spikes with python_ref's (results go to "
@@ -231,6 +237,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _flow_config(p, args) -> dict:
     """The generator options of the run (its folding, architecture or board)."""
+    if args.parallelism is not None:
+        if (args.board is not None or args.target_cycles is not None
+                or args.architecture == "shared"):
+            p.error("--parallelism is the whole folding: leave out --board, --target-cycles "
+                    "and --architecture")
+        if not Path(args.parallelism).is_file():
+            p.error(f"--parallelism: no file {args.parallelism!r}")
+        return {"parallelism": args.parallelism, "carry": args.carry or "generic"}
     if args.board is not None:
         if args.target_cycles is not None or args.architecture == "shared":
             p.error("--board takes the board build's folding and architecture: leave out "
@@ -239,7 +253,8 @@ def _flow_config(p, args) -> dict:
             p.error(f"--board: unknown device {args.board!r}; known: {', '.join(DEVICES)}")
         return {"board": args.board, **({"carry": args.carry} if args.carry else {})}
     if args.carry is not None:
-        p.error("--carry chooses the carry form of a board build's network: it needs --board")
+        p.error("--carry chooses the carry form of a board build's network: it needs --board "
+                "or --parallelism")
     if args.architecture == "shared":
         if args.target_cycles is not None:
             p.error("--target-cycles folds the pipelined engines; the shared engine has one "
@@ -279,8 +294,12 @@ def main(argv=None) -> int:
     cfg = _flow_config(p, args)
     _check_run_args(p, args)
     name = Path(args.model).stem  # the model as given: the result file's and its command's
-    suffix = ("_shared" if args.architecture == "shared" else "") if args.board is None \
-        else f"_{args.board}"
+    if args.parallelism is not None:  # the file's name, less the model's (rtl_<model>_x2.json)
+        suffix = "_" + Path(args.parallelism).stem.removeprefix(f"{name}_")
+    elif args.board is not None:
+        suffix = f"_{args.board}"
+    else:
+        suffix = "_shared" if args.architecture == "shared" else ""
     if args.spike_counts:
         cfg["spike_counts"] = True
         suffix += "_spikes"
@@ -299,7 +318,15 @@ def main(argv=None) -> int:
     # a zoo variant (resnet8_k6) keeps its description's own name ("resnet8"): recorded beside
     res["description_name"] = res["model"]
     res["model"] = name
-    _write_result(out, res, args.sim + (f"-{args.carry}-carry" if args.carry else ""))
+    if args.parallelism is not None:  # the folding file, for the results page's command
+        res["parallelism"] = Path(args.parallelism).as_posix()
+        res["parallelism_file"] = True
+    # the run's key: a board's folding in the other carry form, or a folding file in the ECP5
+    # form (portable adders are a folding file's default)
+    carry = args.carry if args.parallelism is None else (
+        "ecp5" if args.carry == "ecp5" else None)
+    carry = f"-{carry}-carry" if carry else ""
+    _write_result(out, res, args.sim + carry)
     return 0 if res["mismatches"] == 0 else 1
 
 

@@ -81,6 +81,26 @@ def test_cli_carry_needs_a_board(capsys):
     assert N._flow_config(p, args) == {"board": "ecp5-85f", "carry": "generic"}
 
 
+def test_cli_parallelism_is_the_whole_folding(capsys, tmp_path):
+    """A folding file: portable adders unless --carry ecp5; not with a board, a target or the
+    shared engine; a missing file named."""
+    f = tmp_path / "x2.json"
+    f.write_text("{}")
+    p = N._parser()
+    assert N._flow_config(p, p.parse_args(["--parallelism", str(f)])) == {
+        "parallelism": str(f), "carry": "generic"}
+    assert N._flow_config(p, p.parse_args(["--parallelism", str(f), "--carry", "ecp5"]))[
+        "carry"] == "ecp5"
+    for extra in (["--board", "ecp5-85f"], ["--target-cycles", "100"],
+                  ["--architecture", "shared"]):
+        with pytest.raises(SystemExit):
+            N.main(["--model", "resnet8", "--parallelism", str(f), *extra])
+        assert "--parallelism is the whole folding" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        N.main(["--model", "resnet8", "--parallelism", str(tmp_path / "none.json")])
+    assert "--parallelism: no file" in capsys.readouterr().err
+
+
 def test_digits_in_three_chunks_equal_one_run(sim):
     pytest.importorskip("distributed", reason="the cluster extra is not installed")
     x, y = N.pick_images(*load_digits("test"), 24, seed=3)

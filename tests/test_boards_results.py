@@ -64,6 +64,10 @@ def test_rtl_command_from_the_file_name():
     assert results._rtl_command("rtl_resnet8.json", run) == (
         "`python -m rtl_tests.network --model resnet8 --target-cycles 65536 --images 100 "
         "--sim verilator`")
+    run = dict(run, parallelism="docs/results/foldings/x2.json", parallelism_file=True)
+    assert results._rtl_command("rtl_resnet8_x2.json", run) == (
+        "`python -m rtl_tests.network --model resnet8 --parallelism docs/results/foldings/x2.json "
+        "--images 100 --sim verilator`")
 
 
 def test_table2_is_generated_and_read_from_the_json(tmp_path):
