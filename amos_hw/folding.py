@@ -166,11 +166,11 @@ def read_user(value, plan: NetworkPlan) -> dict:
             raise FlowError(f"--parallelism: no layer {name!r}; layers: "
                             f"{', '.join(s.name for s in plan.layers)}")
         lay = plan.layer(alias[name])
-        fields = (*lay.FOLD_FIELDS, *getattr(lay, "OPTIONAL_FOLD_FIELDS", ()))
+        fields = (*lay.FOLD_FIELDS, *lay.OPTIONAL_FOLD_FIELDS)
         if not isinstance(par, dict) or set(par) - set(fields):
             what = ("lanes, or serial (and depth)" if isinstance(lay, _UNITS)
                     else " and ".join(lay.FOLD_FIELDS)
-                    + "".join(f" (and {f})" for f in getattr(lay, "OPTIONAL_FOLD_FIELDS", ())))
+                    + "".join(f" (and {f})" for f in lay.OPTIONAL_FOLD_FIELDS))
             raise FlowError(f"--parallelism: layer {name!r} ({lay.kind}) takes {what}, "
                             f"not {par!r}")
         out[lay.name] = dict(par)

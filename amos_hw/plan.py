@@ -109,6 +109,8 @@ class Layer:
     kind: ClassVar[str] = ""
     #: The folding fields this kind takes (``--parallelism``).
     FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("lanes",)
+    #: Folding fields a user may add (``--parallelism``); absent means False.
+    OPTIONAL_FOLD_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     name: str
     ir_nodes: list
@@ -172,7 +174,6 @@ class _MatrixLayer(Layer):
     spikes or raw accumulators out."""
 
     FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("pe", "simd", "planes")
-    #: folding fields a user may add (``--parallelism``); absent means False
     OPTIONAL_FOLD_FIELDS: ClassVar[tuple[str, ...]] = ("multiply",)
 
     weight: str = ""  # key of the weight array in the description
@@ -243,11 +244,9 @@ class _MatrixLayer(Layer):
         return d
 
     def _folded_fields(self) -> dict:
-        d = {"pe": self.pe, "simd": self.simd, "planes": self.planes}
+        d = self.folding()
         if self.banked_weights:
             d["banked_weights"] = True
-        if self.multiply:
-            d["multiply"] = True
         return d
 
 

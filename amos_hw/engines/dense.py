@@ -674,8 +674,9 @@ class _Datapath:
         kin = p.in_bits
         prods = []
         for s, w in enumerate(ws):
-            a = self.acts_r.word_select(s, kin)
-            a = a.as_signed() if p.in_signed else a.as_unsigned()
+            a = self.acts_r.word_select(s, kin)  # unsigned, or the signed word's bits
+            if p.in_signed:
+                a = a.as_signed()
             prods.append(registered(m, w * a, en, f"prod_{q}_{s}"))
         root, _ = registered_tree(m, prods, en, f"dot_{q}")
         dot = Signal(self.dot_shape, name=f"dot_{q}")

@@ -563,12 +563,11 @@ class DenseParams:
         # time-serial (one plane a cycle): the spike gates the weight on its way into the adder
         # tree and costs no LUT of its own (measured: synth_probe, docs/architecture.md)
         serial = planes == 1 and self.passes > 1
-        per_pe = 0 if serial else simd * planes * ww
-        if self.fused:  # the gates are in the carry cells and the flip-flop resets (below)
-            per_pe = 0
         if self.multiply:  # the products' tree; the products themselves: multiplier_luts
             per_pe = (simd - 1) * (self.product_width + lg) + simd * self.product_luts
         else:
+            # fused: the gates are in the carry cells and the flip-flop resets (below)
+            per_pe = 0 if serial or self.fused else simd * planes * ww
             per_pe += planes * (simd - 1) * (ww + lg)
             per_pe += (planes - 1) * (ww + planes + lg)
         per_pe = per_pe * 6 // 5  # fitted to the probe: odd-width levels, feed-through LUTs
